@@ -1,0 +1,91 @@
+"""sagakit: sagas you can see, break on purpose, and analyse.
+
+A saga is a sequence of steps, each with a compensation; when a step fails, the completed
+steps are undone in reverse order. Everything public is importable from here.
+"""
+
+from __future__ import annotations
+
+from sagakit.context import WorkflowContext
+from sagakit.engine import Backend, LocalBackend, RunRequest
+from sagakit.errors import (
+    CompensationError,
+    CompensationFailure,
+    FaultError,
+    InjectedFault,
+    SagaDefinitionError,
+    SagaError,
+    StepTimeout,
+    UnknownStepError,
+)
+from sagakit.events import Event, EventKind, Observer, SettlingObserver
+from sagakit.faults import FAULT_MODES, Fault, FaultPlan
+from sagakit.policies import (
+    FallbackPrimitive,
+    RetryPolicy,
+    RetryPrimitive,
+    SequentialPrimitive,
+    TimeoutPrimitive,
+)
+from sagakit.runs import RUN_COLUMNS, STEP_COLUMNS, Run, RunHistory
+from sagakit.saga import CompensationPrimitive, Saga
+from sagakit.steps import Parallel, Step, parallel, step
+
+__version__ = "0.1.0"
+
+# Optional parts, imported on first use so that `import sagakit` stays light.
+_LAZY = {
+    "SqliteJournal": "sagakit.journal",
+    "recover": "sagakit.journal",
+    "Exploration": "sagakit.explore",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sagakit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+__all__ = [
+    "FAULT_MODES",
+    "RUN_COLUMNS",
+    "STEP_COLUMNS",
+    "Backend",
+    "CompensationError",
+    "CompensationFailure",
+    "CompensationPrimitive",
+    "Event",
+    "EventKind",
+    "Exploration",
+    "FallbackPrimitive",
+    "Fault",
+    "FaultError",
+    "FaultPlan",
+    "InjectedFault",
+    "LocalBackend",
+    "Observer",
+    "Parallel",
+    "RetryPolicy",
+    "RetryPrimitive",
+    "Run",
+    "RunHistory",
+    "RunRequest",
+    "Saga",
+    "SagaDefinitionError",
+    "SagaError",
+    "SequentialPrimitive",
+    "SettlingObserver",
+    "SqliteJournal",
+    "Step",
+    "StepTimeout",
+    "TimeoutPrimitive",
+    "UnknownStepError",
+    "WorkflowContext",
+    "__version__",
+    "parallel",
+    "recover",
+    "step",
+]

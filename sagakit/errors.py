@@ -1,0 +1,150 @@
+"""The exceptions sagakit raises.
+
+Every sagakit exception derives from :class:`SagaError`, and subclasses the standard
+exception whose meaning it shares, so ``except TimeoutError`` and ``except ValueError``
+keep working::
+
+    SagaError(Exception)
+    ├── SagaDefinitionError(SagaError, ValueError)   a saga or step that cannot be built
+    │   └── UnknownStepError                         a fault or lookup names no step of the saga
+    ├── FaultError(SagaError, ValueError)            an invalid fault (mode, delay, probability)
+    ├── StepTimeout(SagaError, TimeoutError)         a step ran past its timeout
+    ├── InjectedFault(SagaError)                     raised by failure injection, never by user code
+    └── CompensationError(SagaError)                 rollback could not undo everything
+
+Type errors in a definition (a non-callable action, a tuple of the wrong size) are raised as
+plain :class:`TypeError` with a message naming the position and what was expected.
+
+The original step error is never wrapped: ``execute()`` re-raises the exact exception object
+the step raised once rollback is clean. Only when a compensation fails does
+:class:`CompensationError` take its place, keeping the original in ``original``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "CompensationError",
+    "CompensationFailure",
+    "FaultError",
+    "InjectedFault",
+    "SagaDefinitionError",
+    "SagaError",
+    "StepTimeout",
+    "UnknownStepError",
+]
+
+
+class SagaError(Exception):
+    """Root of every exception sagakit raises."""
+
+
+class SagaDefinitionError(SagaError, ValueError):
+    """A saga, step or policy was defined with a value it cannot accept.
+
+    Raised when the saga is built, before anything runs.
+    """
+
+
+class UnknownStepError(SagaDefinitionError):
+    """A name (in a fault plan, a lookup) matches no step of the saga.
+
+    Attributes:
+        step: the name that was asked for.
+        known: the saga's step names, in order.
+    """
+
+    def __init__(self, step: str, known: Sequence[str], *, saga: str | None = None) -> None:
+        self.step = step
+        self.known = tuple(known)
+        self.saga = saga
+        where = f"saga {saga!r}" if saga else "the saga"
+        super().__init__(
+            f"{where} has no step named {step!r}; its steps are: "
+            + ", ".join(repr(name) for name in self.known)
+        )
+
+
+class FaultError(SagaError, ValueError):
+    """A fault was described with an invalid mode, delay or probability."""
+
+
+class StepTimeout(SagaError, TimeoutError):
+    """A step (or a :class:`~sagakit.TimeoutPrimitive`) ran past its timeout.
+
+    Attributes:
+        step: the step's name, when known.
+        timeout: the limit that was exceeded, in seconds.
+    """
+
+    def __init__(self, step: str | None, timeout: float) -> None:
+        self.step = step
+        self.timeout = timeout
+        name = f"step {step!r}" if step else "operation"
+        super().__init__(f"{name} timed out after {timeout:g}s")
+
+
+class InjectedFault(SagaError):
+    """The error failure injection raises in place of (or after) a step or compensation.
+
+    Attributes:
+        step: the step the fault was planned for.
+        mode: ``fail``, ``fail_after`` or ``fail_compensation``.
+    """
+
+    def __init__(self, step: str, mode: str) -> None:
+        self.step = step
+        self.mode = mode
+        super().__init__(f"injected fault {mode!r} on step {step!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationFailure:
+    """One compensation that raised during rollback.
+
+    Attributes:
+        step: the step whose compensation failed.
+        error: the exception the compensation raised.
+    """
+
+    step: str
+    error: BaseException
+
+
+class CompensationError(SagaError):
+    """Rollback did not complete: at least one compensation raised.
+
+    Attributes:
+        step: the step whose compensation failed first.
+        original: the error that started the rollback (``None`` for a cancelled run).
+        failures: every compensation that failed, in the order they ran.
+        pending: steps left uncompensated because rollback stopped
+            (empty when ``continue_on_compensation_failure=True``).
+        saga: the saga's name.
+    """
+
+    def __init__(
+        self,
+        *,
+        saga: str,
+        original: BaseException | None,
+        failures: Sequence[CompensationFailure],
+        pending: Sequence[str],
+    ) -> None:
+        self.saga = saga
+        self.original = original
+        self.failures = tuple(failures)
+        self.pending = tuple(pending)
+        self.step = self.failures[0].step if self.failures else None
+        parts = [
+            f"{failure.step!r} ({type(failure.error).__name__}: {failure.error})"
+            for failure in self.failures
+        ]
+        message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
+        if original is not None:
+            message += f"; rollback was started by {type(original).__name__}: {original}"
+        if self.pending:
+            message += "; left uncompensated: " + ", ".join(repr(p) for p in self.pending)
+        super().__init__(message)

@@ -1,0 +1,186 @@
+"""Failure injection: faults planned per step, acting inside the engine.
+
+A :class:`Fault` says how a step should misbehave; a :class:`FaultPlan` maps step names to
+faults. ``saga.faults`` is the plan every run uses unless ``run(..., faults=...)`` passes
+another. Injected failures raise :class:`~sagakit.InjectedFault`, and every event they cause
+is marked ``injected``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from sagakit.errors import FaultError, UnknownStepError
+
+__all__ = ["FAULT_MODES", "Fault", "FaultLike", "FaultMode", "FaultPlan"]
+
+FaultMode = Literal["none", "fail", "fail_after", "fail_compensation"]
+
+#: Every mode a fault can have. ``none`` only adds its delay.
+FAULT_MODES: tuple[str, ...] = ("none", "fail", "fail_after", "fail_compensation")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """How one step misbehaves.
+
+    Args:
+        mode: ``fail`` raises before the action runs; ``fail_after`` lets the action run and
+            then reports failure (the lost-response case, where the remote side did act);
+            ``fail_compensation`` makes the step's compensation raise instead of running;
+            ``none`` injects no failure, only the delay.
+        delay: seconds of latency added before the action (or, for ``fail_compensation``,
+            before the compensation), on every attempt.
+        probability: chance that the failure fires on an attempt, from 0 to 1.
+        seed: seeds this fault's random draws, for reproducible flakiness.
+    """
+
+    mode: FaultMode = "fail"
+    delay: float = 0.0
+    probability: float = 1.0
+    seed: int | None = None
+    _rng: random.Random = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in FAULT_MODES:
+            raise FaultError(
+                f"unknown fault mode {self.mode!r}; expected one of "
+                + ", ".join(repr(mode) for mode in FAULT_MODES)
+            )
+        if isinstance(self.delay, bool) or not isinstance(self.delay, int | float):
+            raise FaultError(f"fault delay must be a number of seconds, got {self.delay!r}")
+        if not math.isfinite(self.delay) or self.delay < 0:
+            raise FaultError(f"fault delay must be a finite number >= 0 seconds, got {self.delay!r}")
+        if isinstance(self.probability, bool) or not isinstance(self.probability, int | float):
+            raise FaultError(f"fault probability must be a number, got {self.probability!r}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise FaultError(f"fault probability must be between 0 and 1, got {self.probability!r}")
+        object.__setattr__(self, "_rng", random.Random(self.seed))
+
+    @property
+    def phase(self) -> str:
+        """``"compensate"`` for ``fail_compensation``, else ``"forward"``."""
+        return "compensate" if self.mode == "fail_compensation" else "forward"
+
+    def fires(self) -> bool:
+        """Draw whether the failure fires on this attempt (always, at probability 1)."""
+        if self.mode == "none":
+            return False
+        probability = self.probability
+        if probability >= 1.0:
+            return True
+        return probability > 0.0 and self._rng.random() < probability
+
+
+FaultLike = Union[Fault, str]
+
+
+def as_fault(value: FaultLike, *, step: str | None = None) -> Fault:
+    """Coerce a mode string into a :class:`Fault`; pass faults through."""
+    if isinstance(value, Fault):
+        return value
+    if isinstance(value, str):
+        try:
+            return Fault(value)  # type: ignore[arg-type]
+        except FaultError as exc:
+            where = f" for step {step!r}" if step else ""
+            raise FaultError(f"{exc}{where}") from None
+    where = f" for step {step!r}" if step else ""
+    raise FaultError(
+        f"expected a Fault or a mode string{where}, got {type(value).__name__} {value!r}"
+    )
+
+
+class FaultPlan(MutableMapping[str, Fault]):
+    """A mutable mapping from step names to the faults to inject.
+
+    A plan bound to a saga (``saga.faults``) refuses names the saga does not have, and tells
+    its watchers (such as the Lab's controls) about every change. A bare mode string is
+    shorthand for ``Fault(mode)``: ``plan["charge_payment"] = "fail_after"``.
+    """
+
+    __slots__ = ("_faults", "_saga", "_steps", "_watchers")
+
+    def __init__(
+        self,
+        faults: Mapping[str, FaultLike] | Iterable[tuple[str, FaultLike]] | None = None,
+        *,
+        steps: Iterable[str] | None = None,
+        saga: str | None = None,
+    ) -> None:
+        self._faults: dict[str, Fault] = {}
+        self._steps: tuple[str, ...] | None = tuple(steps) if steps is not None else None
+        self._saga = saga
+        self._watchers: list[Callable[[FaultPlan], None]] = []
+        if faults is not None:
+            items = faults.items() if isinstance(faults, Mapping) else faults
+            for name, fault in items:
+                self._set(name, fault)
+
+    def _check_name(self, name: object) -> str:
+        if not isinstance(name, str):
+            raise FaultError(f"fault plan keys are step names (str), got {type(name).__name__} {name!r}")
+        if self._steps is not None and name not in self._steps:
+            raise UnknownStepError(name, self._steps, saga=self._saga)
+        return name
+
+    def _set(self, name: str, fault: FaultLike) -> None:
+        self._faults[self._check_name(name)] = as_fault(fault, step=name)
+
+    def __getitem__(self, name: str) -> Fault:
+        return self._faults[name]
+
+    def __setitem__(self, name: str, fault: FaultLike) -> None:
+        self._set(name, fault)
+        self._notify()
+
+    def __delitem__(self, name: str) -> None:
+        del self._faults[name]
+        self._notify()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._faults)
+
+    def __len__(self) -> int:
+        return len(self._faults)
+
+    def get(self, name: str, default: Fault | None = None) -> Fault | None:  # type: ignore[override]
+        return self._faults.get(name, default)
+
+    def clear(self) -> None:
+        """Remove every fault (one notification)."""
+        if self._faults:
+            self._faults.clear()
+            self._notify()
+
+    def replace(self, faults: Mapping[str, FaultLike]) -> None:
+        """Swap the whole plan for ``faults`` at once (validated first; one notification)."""
+        checked = FaultPlan(faults, steps=self._steps, saga=self._saga)
+        self._faults = dict(checked._faults)
+        self._notify()
+
+    def bound(self, steps: Iterable[str], saga: str | None = None) -> FaultPlan:
+        """A copy of this plan checked against ``steps`` (raises on unknown names)."""
+        return FaultPlan(self._faults, steps=steps, saga=saga)
+
+    def watch(self, callback: Callable[[FaultPlan], None]) -> Callable[[], None]:
+        """Call ``callback(plan)`` after every change; returns a function that stops it."""
+        self._watchers.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return unwatch
+
+    def _notify(self) -> None:
+        for callback in list(self._watchers):
+            callback(self)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name!r}: {fault!r}" for name, fault in self._faults.items())
+        return f"FaultPlan({{{inner}}})"

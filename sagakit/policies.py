@@ -1,0 +1,332 @@
+"""Policies: retry, timeout, fallback and sequencing around a step function.
+
+A policy is a callable with the step signature ``(data, context) -> data``, so policies
+nest (``TimeoutPrimitive(RetryPrimitive(fn), timeout=5)``) and stand wherever a step
+function does. Inside a saga run every call of the innermost function is one attempt in the
+event stream, and failure injection acts on each attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from sagakit.context import WorkflowContext
+from sagakit.errors import SagaDefinitionError, StepTimeout
+
+__all__ = [
+    "FallbackPrimitive",
+    "Policy",
+    "RetryPolicy",
+    "RetryPrimitive",
+    "SequentialPrimitive",
+    "StepFunction",
+    "TimeoutPrimitive",
+    "callable_name",
+]
+
+
+class StepFunction(Protocol):
+    """A step action or compensation: ``fn(data, context) -> data``, sync or async."""
+
+    def __call__(self, data: Any, context: WorkflowContext, /) -> Any: ...
+
+
+AnyStepFunction: TypeAlias = Callable[[Any, WorkflowContext], Any]
+
+
+def callable_name(fn: object) -> str:
+    """The name a step takes from its action, seen through policies and partials."""
+    while True:
+        if isinstance(fn, Policy):
+            fn = fn.inner
+        elif isinstance(fn, functools.partial):
+            fn = fn.func
+        else:
+            break
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return type(fn).__name__
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` returns an awaitable (cached per function)."""
+    try:
+        return _is_async_callable(fn)
+    except TypeError:  # unhashable callable
+        return _is_async_callable.__wrapped__(fn)
+
+
+async def call_step_function(fn: AnyStepFunction, data: Any, context: WorkflowContext | None) -> Any:
+    """Call a sync or async step function and return its result."""
+    result = fn(data, context)  # type: ignore[arg-type]
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def invoke(fn: AnyStepFunction, data: Any, context: WorkflowContext | None) -> Any:
+    """Call ``fn``: policies directly, plain functions as one recorded attempt when in a run."""
+    if isinstance(fn, Policy):
+        return await fn(data, context)
+    scope = context._scope if context is not None else None
+    if scope is None:
+        return await call_step_function(fn, data, context)
+    return await scope.attempt(fn, data, context)
+
+
+def _check_function(fn: object, what: str) -> None:
+    if inspect.iscoroutine(fn):
+        fn.close()
+        raise TypeError(
+            f"{what}: expected a function, got a coroutine object; pass the function itself "
+            "(reserve), not a call (reserve(...))"
+        )
+    if not callable(fn):
+        raise TypeError(f"{what}: expected a callable (data, context) -> data, got {type(fn).__name__} {fn!r}")
+
+
+class Policy:
+    """Base of the policies: a step function wrapping another one.
+
+    ``a >> b`` builds ``SequentialPrimitive([a, b])``.
+    """
+
+    inner: AnyStepFunction
+
+    @property
+    def __name__(self) -> str:  # noqa: PLW3201 - policies are named after what they wrap
+        return callable_name(self)
+
+    async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
+        raise NotImplementedError
+
+    def __rshift__(self, other: AnyStepFunction) -> SequentialPrimitive:
+        return SequentialPrimitive([self, other])
+
+    def __rrshift__(self, other: AnyStepFunction) -> SequentialPrimitive:
+        return SequentialPrimitive([other, self])
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a step is retried: the options behind ``step(retry=...)`` and ``RetryPrimitive``.
+
+    Backoff is exponential with jitter (tenacity's ``wait_exponential_jitter``): the n-th
+    retry waits about ``initial_delay * 2**(n-1)`` seconds plus up to ``jitter`` seconds,
+    never more than ``max_delay``.
+
+    Attributes:
+        max_retries: retries after the first attempt (so ``max_retries + 1`` attempts).
+        initial_delay: seconds before the first retry.
+        max_delay: the longest wait between attempts.
+        jitter: the most random seconds added to each wait.
+        on: the exception types that are retried; others fail the step at once.
+    """
+
+    max_retries: int = 3
+    initial_delay: float = 0.1
+    max_delay: float = 10.0
+    jitter: float = 0.1
+    on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise TypeError(f"max_retries: expected an int >= 0, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise SagaDefinitionError(f"max_retries: expected an int >= 0, got {self.max_retries}")
+        for field_name in ("initial_delay", "max_delay", "jitter"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise SagaDefinitionError(f"{field_name}: expected a number of seconds >= 0, got {value!r}")
+        on = self.on if isinstance(self.on, tuple) else (self.on,)
+        for kind in on:
+            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+                raise TypeError(f"on: expected exception types, got {kind!r}")
+        object.__setattr__(self, "on", on)
+
+    @property
+    def attempts(self) -> int:
+        """The most attempts a step makes: ``max_retries + 1``."""
+        return self.max_retries + 1
+
+
+class RetryPrimitive(Policy):
+    """Retry a step function with exponential backoff.
+
+    Args:
+        fn: the step function (or policy) to retry.
+        max_retries: retries after the first attempt.
+        initial_delay, max_delay, jitter, on: see :class:`RetryPolicy`.
+    """
+
+    __slots__ = ("inner", "policy")
+
+    def __init__(
+        self,
+        fn: AnyStepFunction,
+        max_retries: int = 3,
+        *,
+        initial_delay: float = 0.1,
+        max_delay: float = 10.0,
+        jitter: float = 0.1,
+        on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
+        _check_function(fn, "RetryPrimitive")
+        self.inner = fn
+        self.policy = RetryPolicy(
+            max_retries=max_retries,
+            initial_delay=initial_delay,
+            max_delay=max_delay,
+            jitter=jitter,
+            on=on if isinstance(on, tuple) else (on,),
+        )
+
+    @classmethod
+    def from_policy(cls, fn: AnyStepFunction, policy: RetryPolicy) -> RetryPrimitive:
+        """Wrap ``fn`` with an existing :class:`RetryPolicy`."""
+        primitive = cls(fn)
+        primitive.policy = policy
+        return primitive
+
+    async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
+        policy = self.policy
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_exponential_jitter(
+                initial=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
+            ),
+            retry=retry_if_exception_type(policy.on),
+            reraise=True,
+            sleep=asyncio.sleep,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await invoke(self.inner, data, context)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def __repr__(self) -> str:
+        return f"RetryPrimitive({callable_name(self.inner)}, max_retries={self.policy.max_retries})"
+
+
+class TimeoutPrimitive(Policy):
+    """Fail a step function that runs longer than ``timeout`` seconds.
+
+    Raises :class:`~sagakit.StepTimeout` (a :class:`TimeoutError`). The timed-out call is
+    cancelled, and inside a saga the attempt is recorded as failed with that error.
+    """
+
+    __slots__ = ("inner", "timeout")
+
+    def __init__(self, fn: AnyStepFunction, timeout: float = 10.0) -> None:
+        _check_function(fn, "TimeoutPrimitive")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"timeout: expected a number of seconds > 0, got {timeout!r}")
+        if not timeout > 0 or not math.isfinite(timeout):
+            raise SagaDefinitionError(f"timeout: expected a number of seconds > 0, got {timeout!r}")
+        self.inner = fn
+        self.timeout = float(timeout)
+
+    async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        scope = context._scope if context is not None else None
+        if scope is not None:
+            scope.deadlines.append((deadline, self.timeout))
+        try:
+            async with asyncio.timeout_at(deadline) as window:
+                return await invoke(self.inner, data, context)
+        except TimeoutError:
+            if not window.expired():
+                raise
+            if scope is not None and scope.timeout_error is not None:
+                error = scope.timeout_error
+                scope.timeout_error = None
+                raise error from None
+            step = context.step if context is not None else None
+            raise StepTimeout(step, self.timeout) from None
+        finally:
+            if scope is not None:
+                scope.deadlines.remove((deadline, self.timeout))
+
+    def __repr__(self) -> str:
+        return f"TimeoutPrimitive({callable_name(self.inner)}, timeout={self.timeout:g})"
+
+
+class FallbackPrimitive(Policy):
+    """Run ``primary``; if it raises, run ``fallback`` with the same input instead."""
+
+    __slots__ = ("fallback", "inner", "on")
+
+    def __init__(
+        self,
+        primary: AnyStepFunction,
+        fallback: AnyStepFunction,
+        *,
+        on: type[Exception] | tuple[type[Exception], ...] = Exception,
+    ) -> None:
+        _check_function(primary, "FallbackPrimitive primary")
+        _check_function(fallback, "FallbackPrimitive fallback")
+        self.inner = primary
+        self.fallback = fallback
+        self.on = on
+
+    async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
+        try:
+            return await invoke(self.inner, data, context)
+        except self.on:
+            return await invoke(self.fallback, data, context)
+
+    def __repr__(self) -> str:
+        return f"FallbackPrimitive({callable_name(self.inner)}, {callable_name(self.fallback)})"
+
+
+class SequentialPrimitive(Policy):
+    """Run step functions one after another, each receiving the previous one's output.
+
+    A function returning ``None`` passes its input through, as a saga step does.
+    """
+
+    __slots__ = ("inner", "parts")
+
+    def __init__(self, parts: Sequence[AnyStepFunction]) -> None:
+        if isinstance(parts, str | bytes) or not isinstance(parts, Sequence):
+            raise TypeError(f"SequentialPrimitive: expected a list of step functions, got {type(parts).__name__}")
+        if not parts:
+            raise SagaDefinitionError("SequentialPrimitive: expected at least one step function, got none")
+        flat: list[AnyStepFunction] = []
+        for position, part in enumerate(parts):
+            _check_function(part, f"SequentialPrimitive part {position}")
+            flat.extend(part.parts if isinstance(part, SequentialPrimitive) else [part])
+        self.parts: tuple[AnyStepFunction, ...] = tuple(flat)
+        self.inner = self.parts[0]
+
+    async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
+        for part in self.parts:
+            result = await invoke(part, data, context)
+            if result is not None:
+                data = result
+        return data
+
+    def __repr__(self) -> str:
+        return "SequentialPrimitive([" + ", ".join(callable_name(p) for p in self.parts) + "])"
+
+

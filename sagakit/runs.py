@@ -1,0 +1,434 @@
+"""Runs and run history: the first consumers of the event stream, as pandas DataFrames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from sagakit.events import END_KINDS, Event, EventKind
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sagakit.saga import Saga
+
+__all__ = ["RUN_COLUMNS", "STEP_COLUMNS", "Run", "RunHistory", "RunStatus"]
+
+RunStatus = Literal["completed", "compensated", "compensation_failed", "cancelled"]
+
+#: The columns of ``RunHistory.runs``, in order.
+RUN_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "saga",
+    "correlation_id",
+    "backend",
+    "status",
+    "failed_step",
+    "error_type",
+    "error_message",
+    "started_at",
+    "duration_ms",
+    "steps_completed",
+    "compensations_run",
+    "injected",
+)
+
+#: The columns of ``RunHistory.steps`` (and ``Run.steps``), in order.
+STEP_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "saga",
+    "step",
+    "index",
+    "phase",
+    "attempt",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "error_type",
+    "error_message",
+    "injected",
+)
+
+
+def error_message(error: BaseException | None) -> str | None:
+    """The text recorded for an error in frames and traces."""
+    if error is None:
+        return None
+    return str(error)
+
+
+class Run:
+    """One execution of a saga: its outcome and its events.
+
+    Attributes:
+        run_id: unique id of the run.
+        saga: the saga's name.
+        definition: the :class:`~sagakit.Saga` that ran.
+        correlation_id: the caller's correlation id.
+        backend: ``"local"``, or the backend that ran it (``"temporal"``).
+        status: ``completed``, ``compensated``, ``compensation_failed`` or ``cancelled``.
+        result: the saga's result (``None`` unless completed).
+        error: what ``execute()`` raised: the step's original error, or a
+            :class:`~sagakit.CompensationError`; for a cancelled run, the cancellation.
+        original_error: the error that started the rollback, if any.
+        failed_step: the step whose failure started the rollback, if any.
+        events: every event of the run, in order.
+        started_at: epoch seconds (UTC) when it started.
+        duration_ms: how long it took.
+        info: backend facts (a Temporal run records its ``workflow_id``).
+    """
+
+    __slots__ = (
+        "backend",
+        "compensations_run",
+        "correlation_id",
+        "definition",
+        "duration_ms",
+        "error",
+        "events",
+        "failed_step",
+        "info",
+        "injected",
+        "original_error",
+        "result",
+        "run_id",
+        "saga",
+        "started_at",
+        "status",
+        "steps_completed",
+    )
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        saga: str,
+        definition: Saga | None,
+        correlation_id: str | None,
+        backend: str,
+        status: RunStatus,
+        result: Any,
+        error: BaseException | None,
+        original_error: BaseException | None,
+        failed_step: str | None,
+        events: list[Event],
+        started_at: float,
+        duration_ms: float,
+        info: dict[str, Any] | None = None,
+        steps_completed: int | None = None,
+        compensations_run: int | None = None,
+        injected: bool | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.saga = saga
+        self.definition = definition
+        self.correlation_id = correlation_id
+        self.backend = backend
+        self.status: RunStatus = status
+        self.result = result
+        self.error = error
+        self.original_error = original_error
+        self.failed_step = failed_step
+        self.events = events
+        self.started_at = started_at
+        self.duration_ms = duration_ms
+        self.info: dict[str, Any] = info if info is not None else {}
+        if steps_completed is None or compensations_run is None or injected is None:
+            steps_completed = len(_completed_steps(events))
+            compensations_run = len(
+                {
+                    e.step
+                    for e in events
+                    if e.kind is EventKind.COMPENSATION_SUCCEEDED or e.kind is EventKind.COMPENSATION_FAILED
+                }
+            )
+            injected = any(e.injected for e in events)
+        self.steps_completed = steps_completed
+        self.compensations_run = compensations_run
+        self.injected = injected
+
+    @classmethod
+    def from_events(
+        cls,
+        events: Sequence[Event],
+        *,
+        definition: Saga | None = None,
+        backend: str = "local",
+        info: dict[str, Any] | None = None,
+    ) -> Run:
+        """Rebuild a run from its events (for backends that run elsewhere and replay them).
+
+        The events must start with ``run_started`` and end with ``run_finished``.
+        """
+        if not events or events[0].kind is not EventKind.RUN_STARTED or events[-1].kind is not EventKind.RUN_FINISHED:
+            raise ValueError("Run.from_events: expected events from run_started to run_finished")
+        first, last = events[0], events[-1]
+        failed_step = None
+        original = None
+        for event in events:
+            if event.kind is EventKind.ROLLBACK_STARTED:
+                failed_step = event.step
+                original = event.error
+                break
+        return cls(
+            run_id=first.run_id,
+            saga=first.saga,
+            definition=definition,
+            correlation_id=first.correlation_id,
+            backend=backend,
+            status=last.status,  # type: ignore[arg-type]
+            result=last.data,
+            error=last.error,
+            original_error=original,
+            failed_step=failed_step,
+            events=list(events),
+            started_at=first.at,
+            duration_ms=last.duration_ms or 0.0,
+            info=info,
+        )
+
+    @property
+    def ok(self) -> bool:
+        """Whether the saga completed."""
+        return self.status == "completed"
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        """One row per step attempt and phase, with the columns of ``RunHistory.steps``."""
+        return _steps_frame([self])
+
+    @property
+    def compensated_steps(self) -> list[str]:
+        """Steps whose compensation succeeded, in the order they ran."""
+        return [e.step for e in self.events if e.kind is EventKind.COMPENSATION_SUCCEEDED]  # type: ignore[misc]
+
+    @property
+    def completed_steps(self) -> list[str]:
+        """Steps whose forward phase succeeded, in completion order."""
+        return _completed_steps(self.events)
+
+    def timeline(self, **options: Any) -> Any:
+        """A Gantt-style chart of this run's forward and compensation phases.
+
+        See :func:`sagakit.analysis.timeline`.
+        """
+        from sagakit.analysis import timeline
+
+        return timeline(self, **options)
+
+    def raise_for_status(self) -> Any:
+        """Return the result, or raise what ``execute()`` would have raised."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        try:
+            from sagakit.notebook.diagram import run_mimebundle
+        except ImportError:
+            return {"text/plain": repr(self)}
+        return run_mimebundle(self)
+
+    def __repr__(self) -> str:
+        text = f"<Run {self.saga} {self.run_id[:8]} {self.status} in {self.duration_ms:.1f} ms"
+        if self.failed_step is not None:
+            text += f", failed at {self.failed_step!r}"
+        if self.error is not None:
+            text += f" ({type(self.error).__name__}: {error_message(self.error)})"
+        return text + ">"
+
+
+def _completed_steps(events: Sequence[Event]) -> list[str]:
+    # A step whose policy calls several functions ends several attempts; it completed when
+    # its last forward attempt succeeded. Order: when that happened.
+    last: dict[str, tuple[int, bool]] = {}
+    for position, event in enumerate(events):
+        if event.phase == "forward" and event.step is not None and event.kind in END_KINDS:
+            last[event.step] = (position, event.kind is EventKind.STEP_SUCCEEDED)
+    ordered = sorted(last.items(), key=lambda item: item[1][0])
+    return [name for name, (_, succeeded) in ordered if succeeded]
+
+
+def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = [event for run in runs for event in run.events if event.kind in END_KINDS]
+    if not rows:
+        columns: tuple[Sequence[Any], ...] = tuple(() for _ in Event._fields)
+    else:
+        columns = tuple(zip(*rows, strict=True))
+    by_name = dict(zip(Event._fields, columns, strict=True))
+    errors = by_name["error"]
+    frame = pd.DataFrame(
+        {
+            "run_id": pd.array(by_name["run_id"], dtype="string"),
+            "saga": pd.array(by_name["saga"], dtype="string"),
+            "step": pd.array(by_name["step"], dtype="string"),
+            "index": pd.array(by_name["index"], dtype="int64"),
+            "phase": pd.array(by_name["phase"], dtype="string"),
+            "attempt": pd.array(by_name["attempt"], dtype="int64"),
+            "status": pd.array(by_name["status"], dtype="string"),
+            "started_at": _timestamps(by_name["started_at"]),
+            "ended_at": _timestamps(by_name["at"]),
+            "duration_ms": pd.array(by_name["duration_ms"], dtype="float64"),
+            "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
+            "error_message": pd.array([error_message(e) for e in errors], dtype="string"),
+            "injected": pd.array(by_name["injected"], dtype="bool"),
+        },
+        columns=list(STEP_COLUMNS),
+    )
+    return frame
+
+
+def _timestamps(values: Sequence[float | None]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    array = np.array([np.nan if v is None else v for v in values] if None in values else values, dtype="float64")
+    return pd.to_datetime(array, unit="s", utc=True)
+
+
+def _runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    import pandas as pd
+
+    errors = [run.error for run in runs]
+    return pd.DataFrame(
+        {
+            "run_id": pd.array([r.run_id for r in runs], dtype="string"),
+            "saga": pd.array([r.saga for r in runs], dtype="string"),
+            "correlation_id": pd.array([r.correlation_id for r in runs], dtype="string"),
+            "backend": pd.array([r.backend for r in runs], dtype="string"),
+            "status": pd.array([r.status for r in runs], dtype="string"),
+            "failed_step": pd.array([r.failed_step for r in runs], dtype="string"),
+            "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
+            "error_message": pd.array([error_message(e) for e in errors], dtype="string"),
+            "started_at": _timestamps([r.started_at for r in runs]),
+            "duration_ms": pd.array([r.duration_ms for r in runs], dtype="float64"),
+            "steps_completed": pd.array([r.steps_completed for r in runs], dtype="int64"),
+            "compensations_run": pd.array([r.compensations_run for r in runs], dtype="int64"),
+            "injected": pd.array([r.injected for r in runs], dtype="bool"),
+        },
+        columns=list(RUN_COLUMNS),
+    )
+
+
+class RunHistory:
+    """Many runs, analysed as DataFrames.
+
+    ``saga.history`` collects every run of a saga object. ``runs`` has one row per run and
+    ``steps`` one row per step attempt and phase (see ``RUN_COLUMNS`` and ``STEP_COLUMNS``);
+    both are built column-wise on first access and cached until the next run arrives.
+
+    Args:
+        runs: runs to start with.
+        maxlen: keep only the newest ``maxlen`` runs (``None``: keep all).
+    """
+
+    __slots__ = ("_frames", "_runs", "_watchers", "maxlen")
+
+    def __init__(self, runs: Iterable[Run] = (), *, maxlen: int | None = None) -> None:
+        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1):
+            raise ValueError(f"RunHistory maxlen: expected an int >= 1 or None, got {maxlen!r}")
+        self.maxlen = maxlen
+        self._runs: list[Run] = []
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._watchers: list[Callable[[Run], None]] = []
+        for run in runs:
+            self.append(run)
+
+    def append(self, run: Run) -> None:
+        """Add a run (the engine does this for ``saga.history``)."""
+        self._runs.append(run)
+        if self.maxlen is not None and len(self._runs) > self.maxlen:
+            del self._runs[: len(self._runs) - self.maxlen]
+        if self._frames:
+            self._frames.clear()
+        for callback in list(self._watchers):
+            callback(run)
+
+    def extend(self, runs: Iterable[Run]) -> None:
+        """Add several runs."""
+        for run in runs:
+            self.append(run)
+
+    def clear(self) -> None:
+        """Forget every run."""
+        self._runs.clear()
+        self._frames.clear()
+
+    def watch(self, callback: Callable[[Run], None]) -> Callable[[], None]:
+        """Call ``callback(run)`` for every run added; returns a function that stops it."""
+        self._watchers.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return unwatch
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """One row per run: ``RUN_COLUMNS``."""
+        frame = self._frames.get("runs")
+        if frame is None:
+            frame = self._frames["runs"] = _runs_frame(self._runs)
+        return frame
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        """One row per step attempt and phase: ``STEP_COLUMNS``."""
+        frame = self._frames.get("steps")
+        if frame is None:
+            frame = self._frames["steps"] = _steps_frame(self._runs)
+        return frame
+
+    def compensation_timings(self, **options: Any) -> pd.DataFrame:
+        """Count, mean, p50, p95 and max compensation duration per step.
+
+        See :func:`sagakit.analysis.compensation_timings`.
+        """
+        from sagakit.analysis import compensation_timings
+
+        return compensation_timings(self, **options)
+
+    @classmethod
+    def from_journal(cls, path: Any, **options: Any) -> RunHistory:
+        """The runs recorded in a SQLite journal file; see :func:`sagakit.journal.load_history`."""
+        from sagakit.journal import load_history
+
+        return load_history(path, **options)
+
+    def to_parquet(self, path: Any, **options: Any) -> None:
+        """Save this history to a Parquet file; see :func:`sagakit.journal.history_to_parquet`."""
+        from sagakit.journal import history_to_parquet
+
+        history_to_parquet(self, path, **options)
+
+    @classmethod
+    def from_parquet(cls, path: Any, **options: Any) -> RunHistory:
+        """Load a history saved with :meth:`to_parquet`."""
+        from sagakit.journal import history_from_parquet
+
+        return history_from_parquet(path, **options)
+
+    @property
+    def last(self) -> Run | None:
+        """The newest run, or ``None``."""
+        return self._runs[-1] if self._runs else None
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(list(self._runs))
+
+    def __getitem__(self, index: int) -> Run:
+        return self._runs[index]
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for run in self._runs:
+            counts[run.status] = counts.get(run.status, 0) + 1
+        summary = ", ".join(f"{status}={count}" for status, count in sorted(counts.items()))
+        return f"<RunHistory {len(self._runs)} runs{': ' + summary if summary else ''}>"

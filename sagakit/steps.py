@@ -1,0 +1,266 @@
+"""Steps and stages: the pieces a saga is built from, validated when they are built."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, Union
+
+from sagakit.errors import SagaDefinitionError
+from sagakit.policies import (
+    AnyStepFunction,
+    Policy,
+    RetryPolicy,
+    RetryPrimitive,
+    TimeoutPrimitive,
+    callable_name,
+    is_async_callable,
+)
+
+__all__ = ["Parallel", "Stage", "StageLike", "Step", "coerce_stages", "parallel", "step"]
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _check_callable(value: object, what: str) -> None:
+    if inspect.iscoroutine(value):
+        value.close()
+        raise TypeError(
+            f"{what}: expected a function, got a coroutine object; pass the function itself "
+            "(reserve), not a call (reserve(...))"
+        )
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{what}: expected a callable (data, context) -> data, got a string {value!r}")
+    if not callable(value):
+        raise TypeError(f"{what}: expected a callable (data, context) -> data, got {_describe(value)}")
+
+
+class Step:
+    """One step of a saga: an action, the compensation that undoes it, and its options.
+
+    Build steps with :func:`step`. Attributes are read-only after construction.
+
+    Attributes:
+        action: the forward function ``(data, context) -> data``.
+        compensate: the function undoing it, or ``None`` when there is nothing to undo.
+        name: unique within the saga.
+        retry: the retry policy, or ``None``.
+        timeout: seconds per attempt, or ``None``.
+        compensate_on_failure: run the compensation (with the step's input) even when the
+            step itself failed, for outcomes that may have happened anyway (a timeout).
+    """
+
+    __slots__ = (
+        "action",
+        "compensate",
+        "compensate_on_failure",
+        "forward",
+        "name",
+        "retry",
+        "timeout",
+    )
+
+    action: AnyStepFunction
+    compensate: AnyStepFunction | None
+    compensate_on_failure: bool
+    forward: AnyStepFunction
+    name: str
+    retry: RetryPolicy | None
+    timeout: float | None
+
+    def __init__(
+        self,
+        action: AnyStepFunction,
+        compensate: AnyStepFunction | None = None,
+        *,
+        name: str | None = None,
+        retry: int | RetryPolicy | None = None,
+        timeout: float | None = None,
+        compensate_on_failure: bool = False,
+    ) -> None:
+        label = f"step {name!r}" if isinstance(name, str) else "step"
+        _check_callable(action, f"{label} action")
+        if name is None:
+            name = callable_name(action)
+        elif not isinstance(name, str) or not name.strip():
+            raise TypeError(f"step name: expected a non-empty string, got {_describe(name)}")
+        label = f"step {name!r}"
+        if compensate is not None:
+            _check_callable(compensate, f"{label} compensate")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            if isinstance(retry, bool) or not isinstance(retry, int):
+                raise TypeError(f"{label} retry: expected an int >= 0 or a RetryPolicy, got {_describe(retry)}")
+            if retry < 0:
+                raise SagaDefinitionError(f"{label} retry: expected an int >= 0, got {retry}")
+            retry = RetryPolicy(max_retries=retry)
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise TypeError(f"{label} timeout: expected a number of seconds > 0, got {_describe(timeout)}")
+            if not timeout > 0 or not math.isfinite(timeout):
+                raise SagaDefinitionError(f"{label} timeout: expected a number of seconds > 0, got {timeout!r}")
+            timeout = float(timeout)
+        if not isinstance(compensate_on_failure, bool):
+            raise TypeError(f"{label} compensate_on_failure: expected a bool, got {_describe(compensate_on_failure)}")
+        forward: AnyStepFunction = action
+        if timeout is not None:
+            forward = TimeoutPrimitive(forward, timeout)
+        if retry is not None and retry.max_retries > 0:
+            forward = RetryPrimitive.from_policy(forward, retry)
+        set_ = object.__setattr__
+        set_(self, "action", action)
+        set_(self, "compensate", compensate)
+        set_(self, "name", name)
+        set_(self, "retry", retry)
+        set_(self, "timeout", timeout)
+        set_(self, "compensate_on_failure", compensate_on_failure)
+        set_(self, "forward", forward)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Step is immutable; build a new one with step(...) to change {name!r}")
+
+    @property
+    def is_policy(self) -> bool:
+        """Whether the forward call goes through a policy (retry, timeout, fallback...)."""
+        return isinstance(self.forward, Policy)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the action is a coroutine function (policies count as async)."""
+        return isinstance(self.forward, Policy) or is_async_callable(self.action)
+
+    def __repr__(self) -> str:
+        parts = [callable_name(self.action)]
+        parts.append(f"compensate={callable_name(self.compensate) if self.compensate else None}")
+        if self.name != callable_name(self.action):
+            parts.append(f"name={self.name!r}")
+        if self.retry is not None:
+            parts.append(f"retry={self.retry.max_retries}")
+        if self.timeout is not None:
+            parts.append(f"timeout={self.timeout:g}")
+        if self.compensate_on_failure:
+            parts.append("compensate_on_failure=True")
+        return f"step({', '.join(parts)})"
+
+
+def step(
+    action: AnyStepFunction,
+    compensate: AnyStepFunction | None = None,
+    *,
+    name: str | None = None,
+    retry: int | RetryPolicy | None = None,
+    timeout: float | None = None,
+    compensate_on_failure: bool = False,
+) -> Step:
+    """Build a saga step.
+
+    Args:
+        action: ``fn(data, context) -> data``, ``async def`` or plain ``def``; returning
+            ``None`` passes the input through.
+        compensate: undoes the action; receives what the action returned.
+        name: the step's name (default: the action's ``__name__``).
+        retry: retries after the first attempt (an int), or a :class:`RetryPolicy`.
+        timeout: seconds each attempt may take before it fails with ``StepTimeout``.
+        compensate_on_failure: also compensate when this step itself fails (with its input).
+    """
+    return Step(
+        action,
+        compensate,
+        name=name,
+        retry=retry,
+        timeout=timeout,
+        compensate_on_failure=compensate_on_failure,
+    )
+
+
+class Parallel:
+    """A stage whose branches run concurrently on the same input; dict outputs are merged."""
+
+    __slots__ = ("name", "steps")
+
+    def __init__(self, steps: Sequence[Step], name: str | None = None) -> None:
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return "parallel(" + ", ".join(repr(s) for s in self.steps) + ")"
+
+
+StageLike: TypeAlias = Union[Step, Parallel, tuple[Any, ...], Callable[..., Any]]
+Stage: TypeAlias = Union[Step, Parallel]
+
+
+def _coerce_step(value: object, where: str) -> Step:
+    if isinstance(value, Step):
+        return value
+    if isinstance(value, Parallel):
+        raise TypeError(f"{where}: parallel stages cannot be nested in parallel(...)")
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise TypeError(
+                f"{where}: expected an (action, compensation) tuple of 2 items, got {len(value)} items"
+            )
+        action, compensate = value
+        _check_callable(action, f"{where} action")
+        if compensate is not None:
+            _check_callable(compensate, f"{where} compensation (use None when there is nothing to undo)")
+        return Step(action, compensate)
+    if isinstance(value, list):
+        raise TypeError(f"{where}: expected a step, an (action, compensation) tuple or a callable, got a list")
+    _check_callable(value, where)
+    return Step(value)  # type: ignore[arg-type]
+
+
+def parallel(*branches: Step | tuple[Any, ...] | Callable[..., Any], name: str | None = None) -> Parallel:
+    """A stage whose branches run concurrently.
+
+    Every branch receives the same input; when all succeed their dict outputs are merged in
+    the order given. If one fails, the others are cancelled, the completed ones compensated,
+    then the earlier stages.
+    """
+    if not branches:
+        raise SagaDefinitionError("parallel(): expected at least one branch, got none")
+    if len(branches) == 1 and isinstance(branches[0], list | tuple) and not _is_pair(branches[0]):
+        branches = tuple(branches[0])
+    steps = tuple(_coerce_step(branch, f"parallel branch {i}") for i, branch in enumerate(branches))
+    return Parallel(steps, name=name)
+
+
+def _is_pair(value: object) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and callable(value[0]) and (
+        value[1] is None or callable(value[1])
+    )
+
+
+def coerce_stages(stages: object, saga: str) -> tuple[Stage, ...]:
+    """Validate and normalise a saga's stages; raise naming the offending position."""
+    if isinstance(stages, str | bytes) or not isinstance(stages, Sequence):
+        if isinstance(stages, str | bytes):
+            got = f"a string {stages!r}"
+        else:
+            got = _describe(stages)
+        raise TypeError(f"saga {saga!r}: expected a list of steps, got {got}")
+    if len(stages) == 0:
+        raise SagaDefinitionError(f"saga {saga!r}: expected at least one step, got an empty list")
+    result: list[Stage] = []
+    for position, stage in enumerate(stages):
+        where = f"saga {saga!r} stage {position}"
+        if isinstance(stage, Parallel):
+            result.append(stage)
+        else:
+            result.append(_coerce_step(stage, where))
+    names: dict[str, int] = {}
+    for position, stage in enumerate(result):
+        for member in stage.steps if isinstance(stage, Parallel) else (stage,):
+            if member.name in names:
+                raise SagaDefinitionError(
+                    f"saga {saga!r}: duplicate step name {member.name!r} at stages {names[member.name]} "
+                    f"and {position}; give one of them step(..., name=...)"
+                )
+            names[member.name] = position
+    return tuple(result)
