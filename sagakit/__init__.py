@@ -50,9 +50,6 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 __all__ = [
-    "FAULT_MODES",
-    "RUN_COLUMNS",
-    "STEP_COLUMNS",
     "Backend",
     "CompensationError",
     "CompensationFailure",
@@ -60,6 +57,7 @@ __all__ = [
     "Event",
     "EventKind",
     "Exploration",
+    "FAULT_MODES",
     "FallbackPrimitive",
     "Fault",
     "FaultError",
@@ -68,11 +66,13 @@ __all__ = [
     "LocalBackend",
     "Observer",
     "Parallel",
+    "RUN_COLUMNS",
     "RetryPolicy",
     "RetryPrimitive",
     "Run",
     "RunHistory",
     "RunRequest",
+    "STEP_COLUMNS",
     "Saga",
     "SagaDefinitionError",
     "SagaError",

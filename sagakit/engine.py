@@ -12,9 +12,9 @@ import asyncio
 import os
 import time
 import warnings
-from types import MappingProxyType
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sagakit.context import WorkflowContext
@@ -133,6 +133,7 @@ class _Execution:
 
     __slots__ = (
         "clock",
+        "compensate_faults",
         "compensations_run",
         "context",
         "continue_on_failure",
@@ -140,7 +141,6 @@ class _Execution:
         "emit",
         "events",
         "failed_step",
-        "compensate_faults",
         "forward_faults",
         "injected",
         "observers",
@@ -270,7 +270,7 @@ class _Execution:
         fault = self.forward_faults.get(step.name) if self.forward_faults else None
         forward = step.forward
         try:
-            if forward is step.action:
+            if step.plain:
                 result = await self.attempt(step, index, "forward", _FORWARD_KINDS, fault, 1, forward, data,
                                             context, None)
             else:
@@ -473,7 +473,7 @@ class LocalBackend:
                     context = _step_context(run_context, name)
                     forward = stage.forward
                     try:
-                        if forward is stage.action:
+                        if stage.plain:
                             result = await attempt(stage, index, "forward", _FORWARD_KINDS,
                                                    forward_faults.get(name) if forward_faults else None,
                                                    1, forward, data, context, None)

@@ -88,7 +88,7 @@ class Event(NamedTuple):
     saga: str
     at: float
     step: str | None = None
-    index: int = -1
+    index: int = -1  # type: ignore[assignment]  # shadows tuple.index on purpose: the column name
     phase: str | None = None
     attempt: int = 0
     started_at: float | None = None

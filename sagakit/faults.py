@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 from sagakit.errors import FaultError, UnknownStepError
 
@@ -76,7 +76,7 @@ class Fault:
         return probability > 0.0 and self._rng.random() < probability
 
 
-FaultLike = Union[Fault, str]
+FaultLike = Fault | str
 
 
 def as_fault(value: FaultLike, *, step: str | None = None) -> Fault:

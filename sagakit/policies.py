@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from sagakit.context import WorkflowContext
 from sagakit.errors import SagaDefinitionError, StepTimeout
@@ -63,8 +63,7 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
         fn = fn.func
     if inspect.iscoroutinefunction(fn):
         return True
-    call = getattr(type(fn), "__call__", None)
-    return call is not None and inspect.iscoroutinefunction(call)
+    return inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -113,7 +112,7 @@ class Policy:
     inner: AnyStepFunction
 
     @property
-    def __name__(self) -> str:  # noqa: PLW3201 - policies are named after what they wrap
+    def __name__(self) -> str:
         return callable_name(self)
 
     async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
@@ -130,9 +129,9 @@ class Policy:
 class RetryPolicy:
     """How a step is retried: the options behind ``step(retry=...)`` and ``RetryPrimitive``.
 
-    Backoff is exponential with jitter (tenacity's ``wait_exponential_jitter``): the n-th
-    retry waits about ``initial_delay * 2**(n-1)`` seconds plus up to ``jitter`` seconds,
-    never more than ``max_delay``.
+    Backoff is exponential with jitter (tenacity's ``wait_exponential`` plus ``wait_random``):
+    the n-th retry waits ``min(initial_delay * 2**(n-1), max_delay)`` seconds plus a random
+    ``0..jitter`` seconds.
 
     Attributes:
         max_retries: retries after the first attempt (so ``max_retries + 1`` attempts).
@@ -211,9 +210,8 @@ class RetryPrimitive(Policy):
         policy = self.policy
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts),
-            wait=wait_exponential_jitter(
-                initial=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
-            ),
+            wait=wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
+            + wait_random(0, policy.jitter),
             retry=retry_if_exception_type(policy.on),
             reraise=True,
             sleep=asyncio.sleep,

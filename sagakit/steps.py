@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias, Union
+from typing import Any, TypeAlias
 
 from sagakit.errors import SagaDefinitionError
 from sagakit.policies import (
@@ -62,6 +62,7 @@ class Step:
         "compensate_on_failure",
         "forward",
         "name",
+        "plain",
         "retry",
         "timeout",
     )
@@ -71,6 +72,7 @@ class Step:
     compensate_on_failure: bool
     forward: AnyStepFunction
     name: str
+    plain: bool
     retry: RetryPolicy | None
     timeout: float | None
 
@@ -120,19 +122,17 @@ class Step:
         set_(self, "timeout", timeout)
         set_(self, "compensate_on_failure", compensate_on_failure)
         set_(self, "forward", forward)
+        # The engine calls a plain action directly as the step's one attempt; policies record
+        # their own attempts.
+        set_(self, "plain", not isinstance(forward, Policy))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Step is immutable; build a new one with step(...) to change {name!r}")
 
     @property
-    def is_policy(self) -> bool:
-        """Whether the forward call goes through a policy (retry, timeout, fallback...)."""
-        return isinstance(self.forward, Policy)
-
-    @property
     def is_async(self) -> bool:
         """Whether the action is a coroutine function (policies count as async)."""
-        return isinstance(self.forward, Policy) or is_async_callable(self.action)
+        return not self.plain or is_async_callable(self.action)
 
     def __repr__(self) -> str:
         parts = [callable_name(self.action)]
@@ -191,8 +191,8 @@ class Parallel:
         return "parallel(" + ", ".join(repr(s) for s in self.steps) + ")"
 
 
-StageLike: TypeAlias = Union[Step, Parallel, tuple[Any, ...], Callable[..., Any]]
-Stage: TypeAlias = Union[Step, Parallel]
+StageLike: TypeAlias = Step | Parallel | tuple[Any, ...] | Callable[..., Any]
+Stage: TypeAlias = Step | Parallel
 
 
 def _coerce_step(value: object, where: str) -> Step:
@@ -240,10 +240,7 @@ def _is_pair(value: object) -> bool:
 def coerce_stages(stages: object, saga: str) -> tuple[Stage, ...]:
     """Validate and normalise a saga's stages; raise naming the offending position."""
     if isinstance(stages, str | bytes) or not isinstance(stages, Sequence):
-        if isinstance(stages, str | bytes):
-            got = f"a string {stages!r}"
-        else:
-            got = _describe(stages)
+        got = f"a string {stages!r}" if isinstance(stages, str | bytes) else _describe(stages)
         raise TypeError(f"saga {saga!r}: expected a list of steps, got {got}")
     if len(stages) == 0:
         raise SagaDefinitionError(f"saga {saga!r}: expected at least one step, got an empty list")
