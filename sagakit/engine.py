@@ -474,20 +474,20 @@ class LocalBackend:
                     forward = stage.forward
                     try:
                         if stage.plain:
-                            result = await attempt(stage, index, "forward", _FORWARD_KINDS,
+                            output = await attempt(stage, index, "forward", _FORWARD_KINDS,
                                                    forward_faults.get(name) if forward_faults else None,
                                                    1, forward, data, context, None)
                         else:
                             context._scope = _Scope(execution, stage, index, "forward",
                                                     forward_faults.get(name) if forward_faults else None)
-                            result = await forward(data, context)
+                            output = await forward(data, context)
                     except BaseException:
                         execution.failed_step = name
                         if stage.compensate_on_failure and stage.compensate is not None:
                             execution.undo_failed.append((stage, index, data, context))
                         raise
-                    if result is not None:
-                        data = result
+                    if output is not None:
+                        data = output
                     completed.append((stage, index, data, context))
                     index += 1
                 else:

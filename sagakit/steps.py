@@ -210,10 +210,15 @@ def _coerce_step(value: object, where: str) -> Step:
         if compensate is not None:
             _check_callable(compensate, f"{where} compensation (use None when there is nothing to undo)")
         return Step(action, compensate)
-    if isinstance(value, list):
-        raise TypeError(f"{where}: expected a step, an (action, compensation) tuple or a callable, got a list")
-    _check_callable(value, where)
-    return Step(value)  # type: ignore[arg-type]
+    if inspect.iscoroutine(value):
+        _check_callable(value, where)
+    if isinstance(value, str | bytes) or not callable(value):
+        got = f"a string {value!r}" if isinstance(value, str | bytes) else _describe(value)
+        raise TypeError(
+            f"{where}: expected a step(...), parallel(...), an (action, compensation) tuple or a callable "
+            f"(data, context) -> data, got {got}"
+        )
+    return Step(value)
 
 
 def parallel(*branches: Step | tuple[Any, ...] | Callable[..., Any], name: str | None = None) -> Parallel:

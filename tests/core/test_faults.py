@@ -1,0 +1,152 @@
+"""Failure injection (DESIGN.md §5): modes, delay, seeded probability, plans."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import sagakit as sk
+
+
+def build(log: list[str]) -> sk.Saga:
+    def make(name: str) -> Any:
+        async def action(data: Any, context: sk.WorkflowContext) -> Any:
+            log.append(name)
+            return {**data, name: True}
+
+        async def undo(data: Any, context: sk.WorkflowContext) -> None:
+            log.append("undo_" + name)
+
+        action.__name__ = name
+        return sk.step(action, undo)
+
+    return sk.Saga("f", [make("a"), make("b"), make("c")])
+
+
+class TestModes:
+    async def test_fail_raises_before_the_action(self) -> None:
+        """`fail` stops the step before it acts; earlier steps are compensated."""
+        log: list[str] = []
+        run = await build(log).run({}, faults={"b": "fail"})
+        assert log == ["a", "undo_a"]
+        assert isinstance(run.error, sk.InjectedFault) and run.error.mode == "fail"
+        assert run.injected
+
+    async def test_fail_after_lets_the_action_act(self) -> None:
+        """`fail_after` runs the action, then reports failure: its effect is not undone."""
+        log: list[str] = []
+        run = await build(log).run({}, faults={"b": "fail_after"})
+        assert log == ["a", "b", "undo_a"]
+        assert run.failed_step == "b"
+
+    async def test_fail_compensation_makes_the_compensation_raise(self) -> None:
+        """`fail_compensation` replaces the compensation with an InjectedFault."""
+        log: list[str] = []
+        saga = build(log)
+        run = await saga.run({}, faults={"a": "fail_compensation", "c": "fail"})
+        assert log == ["a", "b", "undo_b"]
+        assert run.status == "compensation_failed"
+        assert isinstance(run.error, sk.CompensationError)
+        assert run.error.step == "a" and isinstance(run.error.failures[0].error, sk.InjectedFault)
+
+    async def test_injected_events_are_marked(self) -> None:
+        """Every event an injected fault causes is marked injected, and only those."""
+        log: list[str] = []
+        run = await build(log).run({}, faults={"b": "fail"})
+        marked = [(e.kind, e.step) for e in run.events if e.injected]
+        assert marked == [(sk.EventKind.STEP_FAILED, "b"), (sk.EventKind.RUN_FINISHED, None)]
+        rows = run.steps
+        assert rows.injected.tolist() == [False, True, False]
+
+    async def test_delay_adds_latency(self) -> None:
+        """A fault's delay is spent before the action, and shows in the step's duration."""
+        log: list[str] = []
+        run = await build(log).run({}, faults={"b": sk.Fault("none", delay=0.05)})
+        assert run.status == "completed"
+        durations = dict(zip(run.steps.step, run.steps.duration_ms, strict=True))
+        assert durations["b"] >= 45.0
+        assert durations["a"] < 45.0
+
+    async def test_fault_is_checked_per_attempt(self) -> None:
+        """With retries, a flaky fault fails some attempts and the step can still succeed."""
+        calls: list[int] = []
+
+        async def pay(data: Any, context: sk.WorkflowContext) -> Any:
+            calls.append(context.attempt)
+            return data
+
+        saga = sk.Saga("p", [sk.step(pay, retry=sk.RetryPolicy(max_retries=20, initial_delay=0, jitter=0))])
+        run = await saga.run({}, faults={"pay": sk.Fault("fail", probability=0.5, seed=7)})
+        assert run.status == "completed"
+        failed = run.steps[run.steps.status == "failed"]
+        assert len(failed) >= 1 and failed.injected.all()
+        assert len(calls) == 1  # `fail` never reaches the action
+
+
+class TestProbability:
+    def test_seeded_faults_are_reproducible(self) -> None:
+        """The same seed gives the same sequence of firings."""
+        first = sk.Fault("fail", probability=0.3, seed=42)
+        second = sk.Fault("fail", probability=0.3, seed=42)
+        assert [first.fires() for _ in range(200)] == [second.fires() for _ in range(200)]
+
+    def test_probability_is_respected(self) -> None:
+        """About 30 % of draws fire at probability 0.3."""
+        fault = sk.Fault("fail", probability=0.3, seed=1)
+        fired = sum(fault.fires() for _ in range(5000))
+        assert 1300 < fired < 1700
+
+    def test_extremes(self) -> None:
+        """Probability 0 never fires; 1 always does; mode none never does."""
+        assert not any(sk.Fault("fail", probability=0.0).fires() for _ in range(100))
+        assert all(sk.Fault("fail").fires() for _ in range(100))
+        assert not sk.Fault("none", delay=1).fires()
+
+
+class TestPlans:
+    async def test_saga_faults_apply_until_removed(self) -> None:
+        """saga.faults applies to every run; deleting the entry stops it."""
+        log: list[str] = []
+        saga = build(log)
+        saga.faults["c"] = sk.Fault("fail")
+        assert (await saga.run({})).status == "compensated"
+        del saga.faults["c"]
+        assert (await saga.run({})).status == "completed"
+
+    async def test_per_run_faults_override_the_saga_plan(self) -> None:
+        """run(faults=...) replaces saga.faults for that run only."""
+        log: list[str] = []
+        saga = build(log)
+        saga.faults["a"] = "fail"
+        assert (await saga.run({}, faults={})).status == "completed"
+        assert (await saga.run({})).failed_step == "a"
+
+    def test_watchers_hear_every_change(self) -> None:
+        """A watcher (the Lab) is told about each change, and can stop listening."""
+        saga = build([])
+        seen: list[dict[str, sk.Fault]] = []
+        stop = saga.faults.watch(lambda plan: seen.append(dict(plan)))
+        saga.faults["a"] = "fail"
+        saga.faults = {"b": "fail_after"}
+        saga.faults.clear()
+        stop()
+        saga.faults["c"] = "fail"
+        assert [sorted(s) for s in seen] == [["a"], ["b"], []]
+        assert seen[1]["b"].mode == "fail_after"
+
+    def test_shorthand_strings_become_faults(self) -> None:
+        """A bare mode string is Fault(mode)."""
+        plan = sk.FaultPlan({"a": "fail_after"})
+        assert plan["a"] == sk.Fault("fail_after")
+        assert "fail_after" in repr(plan)
+
+    async def test_fault_delay_is_cancellable(self) -> None:
+        """A run waiting in an injected delay can be cancelled and still rolls back."""
+        log: list[str] = []
+        saga = build(log)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await saga.execute({}, faults={"b": sk.Fault("none", delay=30)})
+        assert log == ["a", "undo_a"]

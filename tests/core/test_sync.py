@@ -1,0 +1,56 @@
+"""run_sync/execute_sync from plain code and from inside a running loop (a notebook cell)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any
+
+import pytest
+
+import sagakit as sk
+
+REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+
+
+async def where(data: Any, context: sk.WorkflowContext) -> Any:
+    return {"thread": threading.current_thread().name, "request": REQUEST.get()}
+
+
+async def boom(data: Any, context: sk.WorkflowContext) -> Any:
+    raise LookupError("nope")
+
+
+class TestRunSync:
+    def test_outside_a_loop(self) -> None:
+        """Without a running loop, run_sync runs right here."""
+        run = sk.Saga("s", [where]).run_sync({})
+        assert run.status == "completed"
+        assert run.result["thread"] == threading.current_thread().name
+
+    async def test_inside_a_running_loop_uses_a_worker_thread(self) -> None:
+        """Inside a running loop (as in Jupyter) it runs on a worker thread, copying contextvars."""
+        REQUEST.set("req-7")
+        saga = sk.Saga("s", [where])
+        result = saga.execute_sync({})
+        assert result["thread"] == "sagakit-run-sync"
+        assert result["request"] == "req-7"
+        assert len(saga.history) == 1
+
+    async def test_errors_cross_back_unchanged(self) -> None:
+        """execute_sync raises the step's original exception in the caller's thread."""
+        with pytest.raises(LookupError, match="nope"):
+            sk.Saga("s", [boom]).execute_sync({})
+
+    def test_asyncio_is_not_patched(self) -> None:
+        """No global patching: asyncio.run refuses to nest, as it always does."""
+
+        async def outer() -> None:
+            sk.Saga("s", [where]).run_sync({})
+            nested = asyncio.sleep(0)
+            with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+                asyncio.run(nested)
+            nested.close()
+
+        asyncio.run(outer())
