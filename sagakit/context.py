@@ -7,37 +7,43 @@ from typing import Any
 __all__ = ["WorkflowContext"]
 
 
+class _RunFacts:
+    """What every context of one run shares."""
+
+    __slots__ = ("correlation_id", "metadata", "run_id", "saga", "world")
+
+    def __init__(
+        self, correlation_id: str | None, metadata: dict[str, Any], world: Any, run_id: str | None, saga: str | None
+    ) -> None:
+        self.correlation_id = correlation_id
+        self.metadata = metadata
+        self.world = world
+        self.run_id = run_id
+        self.saga = saga
+
+
 class WorkflowContext:
     """Who is running, and on whose behalf.
 
     Create one per saga execution with a ``correlation_id`` (your request or business id)
-    and optional ``metadata``. During a run each step receives a copy that also says which
-    run, saga, step, phase and attempt it is in; ``metadata`` is shared (the same dict) by
-    every copy, so steps can leave notes for later steps.
+    and optional ``metadata``. During a run each step receives its own context that also
+    says which run, saga, step, phase and attempt it is in. The run-wide facts
+    (``correlation_id``, ``metadata``, ``world``, ``run_id``, ``saga``) are shared by every
+    context of the run: ``metadata`` is one dict, so steps can leave notes for later steps.
 
     Attributes:
         correlation_id: the caller's id for this piece of work.
-        metadata: free-form values for steps; shared by all copies in a run.
+        metadata: free-form values for steps; shared by all contexts of a run.
+        world: the object an exploration or a test built for this run (see
+            ``Saga.explore``); ``None`` otherwise.
         run_id: the run's id (``None`` outside a run).
-        saga: the saga's name.
+        saga: the saga's name (``None`` outside a run).
         step: the step's name.
         phase: ``"forward"`` or ``"compensate"``.
         attempt: 1 for the first attempt, 2 for the first retry, and so on.
-        world: the object an exploration or test built for this run (see
-            ``Saga.explore``); ``None`` otherwise.
     """
 
-    __slots__ = (
-        "_scope",
-        "attempt",
-        "correlation_id",
-        "metadata",
-        "phase",
-        "run_id",
-        "saga",
-        "step",
-        "world",
-    )
+    __slots__ = ("_run", "_scope", "attempt", "phase", "step")
 
     def __init__(
         self,
@@ -46,16 +52,55 @@ class WorkflowContext:
         *,
         world: Any = None,
     ) -> None:
-        self.correlation_id = correlation_id
-        self.metadata: dict[str, Any] = {} if metadata is None else metadata
-        self.world = world
-        self.run_id: str | None = None
-        self.saga: str | None = None
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"WorkflowContext metadata: expected a dict or None, got {type(metadata).__name__}")
+        self._run = _RunFacts(correlation_id, {} if metadata is None else metadata, world, None, None)
         self.step: str | None = None
         self.phase: str | None = None
         self.attempt = 0
-        # The engine's per-step scope while a step runs; policies record attempts through it.
+        # The engine's per-step scope while a policy runs a step; policies record attempts
+        # through it.
         self._scope: Any = None
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self._run.correlation_id
+
+    @correlation_id.setter
+    def correlation_id(self, value: str | None) -> None:
+        self._run.correlation_id = value
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._run.metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._run.metadata = value
+
+    @property
+    def world(self) -> Any:
+        return self._run.world
+
+    @world.setter
+    def world(self, value: Any) -> None:
+        self._run.world = value
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run.run_id
+
+    @run_id.setter
+    def run_id(self, value: str | None) -> None:
+        self._run.run_id = value
+
+    @property
+    def saga(self) -> str | None:
+        return self._run.saga
+
+    @saga.setter
+    def saga(self, value: str | None) -> None:
+        self._run.saga = value
 
     @property
     def idempotency_key(self) -> str | None:
@@ -64,34 +109,44 @@ class WorkflowContext:
         Pass it to the service a step calls so that a retried (or recovered) call acts once.
         ``None`` outside a run.
         """
-        if self.run_id is None or self.step is None:
+        run_id = self._run.run_id
+        if run_id is None or self.step is None:
             return None
         if self.phase == "compensate":
-            return f"{self.run_id}:{self.step}:compensate"
-        return f"{self.run_id}:{self.step}"
+            return f"{run_id}:{self.step}:compensate"
+        return f"{run_id}:{self.step}"
 
     def _derive(self, run_id: str, saga: str) -> WorkflowContext:
-        derived = WorkflowContext.__new__(WorkflowContext)
-        derived.correlation_id = self.correlation_id
-        derived.metadata = self.metadata
-        derived.world = self.world
-        derived.run_id = run_id
-        derived.saga = saga
+        """A context for a new run, sharing this one's correlation id, metadata and world."""
+        facts = self._run
+        derived = _new(WorkflowContext)
+        derived._run = _RunFacts(facts.correlation_id, facts.metadata, facts.world, run_id, saga)
         derived.step = None
         derived.phase = None
         derived.attempt = 0
         derived._scope = None
         return derived
 
-    def _for_step(self, step: str, phase: str) -> WorkflowContext:
-        derived = self._derive(self.run_id or "", self.saga or "")
+    def _for_step(self, step: str, phase: str = "forward") -> WorkflowContext:
+        """A context for one step of this context's run."""
+        derived = _new(WorkflowContext)
+        derived._run = self._run
         derived.step = step
         derived.phase = phase
+        derived.attempt = 0
+        derived._scope = None
         return derived
 
     def __repr__(self) -> str:
         fields = [f"correlation_id={self.correlation_id!r}"]
         if self.run_id is not None:
-            fields += [f"run_id={self.run_id!r}", f"step={self.step!r}", f"phase={self.phase!r}",
-                       f"attempt={self.attempt}"]
+            fields += [
+                f"run_id={self.run_id!r}",
+                f"step={self.step!r}",
+                f"phase={self.phase!r}",
+                f"attempt={self.attempt}",
+            ]
         return f"WorkflowContext({', '.join(fields)})"
+
+
+_new = object.__new__

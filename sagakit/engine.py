@@ -42,6 +42,8 @@ _COMPENSATE_KINDS = (
     _K.COMPENSATION_FAILED,
     _K.COMPENSATION_CANCELLED,
 )
+_STEP_STARTED = _K.STEP_STARTED
+_STEP_SUCCEEDED = _K.STEP_SUCCEEDED
 _INTERRUPTS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
@@ -108,21 +110,6 @@ class _Scope:
         return min(expired) if expired else None
 
 
-def _step_context(run_context: WorkflowContext, step: str) -> WorkflowContext:
-    context = _new_context(WorkflowContext)
-    context.correlation_id = run_context.correlation_id
-    context.metadata = run_context.metadata
-    context.world = run_context.world
-    context.run_id = run_context.run_id
-    context.saga = run_context.saga
-    context.step = step
-    context.phase = "forward"
-    context.attempt = 0
-    context._scope = None
-    return context
-
-
-_new_context = object.__new__
 
 # One entry of a rollback: the step, its index, what its compensation receives, its context.
 _Undo = tuple[Step, int, Any, WorkflowContext]
@@ -143,6 +130,7 @@ class _Execution:
         "failed_step",
         "forward_faults",
         "injected",
+        "notify",
         "observers",
         "run_id",
         "saga",
@@ -171,6 +159,10 @@ class _Execution:
         self.observers = list(request.observers)
         self.settlers = [obs for obs in self.observers if callable(getattr(obs, "settle", None))]
         self.emit: Callable[[Event], None] = self.events.append if not self.observers else self._emit
+        # Start-of-attempt events only matter while a run is live (diagrams, spans, journals):
+        # they go to observers and are not kept in the run's trace, whose end-of-attempt events
+        # already carry their start times.
+        self.notify: Callable[[Event], None] | None = self._notify if self.observers else None
         self.failed_step: str | None = None
         self.undo_failed: list[_Undo] = []
         self.compensations_run = 0
@@ -178,6 +170,9 @@ class _Execution:
 
     def _emit(self, event: Event) -> None:
         self.events.append(event)
+        self._notify(event)
+
+    def _notify(self, event: Event) -> None:
         for observer in self.observers:
             try:
                 observer(event)
@@ -197,6 +192,36 @@ class _Execution:
     async def settle(self) -> None:
         for observer in self.settlers:
             await observer.settle()  # type: ignore[attr-defined]
+
+    def record_attempt_error(
+        self,
+        exc: BaseException,
+        step: Step,
+        index: int,
+        phase: str,
+        kinds: tuple[EventKind, ...],
+        attempt: int,
+        started: float,
+        injected: bool,
+        scope: _Scope | None,
+    ) -> None:
+        """Emit the event ending a failed or cancelled attempt.
+
+        A cancellation that is really a policy's timeout expiring is recorded as a failure
+        with :class:`~sagakit.StepTimeout` (and handed to the policy to raise).
+        """
+        ended = self.clock()
+        error: BaseException | None = exc
+        kind, status = kinds[2], "failed"
+        if isinstance(exc, asyncio.CancelledError):
+            timeout = scope.expired_timeout(ended) if scope is not None and scope.deadlines else None
+            if timeout is not None:
+                error = scope.timeout_error = StepTimeout(step.name, timeout)  # type: ignore[union-attr]
+            else:
+                error, kind, status = None, kinds[3], "cancelled"
+        self.emit(_new_event(Event, (kind, self.run_id, self.saga_name, _EPOCH_OFFSET + ended, step.name, index,
+                                     phase, attempt, _EPOCH_OFFSET + started, (ended - started) * 1000.0, error,
+                                     injected, None, status, self.correlation_id, None)))
 
     async def attempt(
         self,
@@ -220,8 +245,10 @@ class _Execution:
         correlation_id = self.correlation_id
         name = step.name
         started = clock()
-        emit(_new_event(Event, (kinds[0], run_id, saga, _EPOCH_OFFSET + started, name, index, phase,
-                                attempt, None, None, None, False, data, None, correlation_id, None)))
+        notify = self.notify
+        if notify is not None:
+            notify(_new_event(Event, (kinds[0], run_id, saga, _EPOCH_OFFSET + started, name, index, phase,
+                                      attempt, None, None, None, False, data, None, correlation_id, None)))
         injected = False
         try:
             fires = False
@@ -238,25 +265,8 @@ class _Execution:
             if fires:
                 injected = self.injected = True
                 raise InjectedFault(name, "fail_after")
-        except asyncio.CancelledError:
-            ended = clock()
-            timeout = scope.expired_timeout(ended) if scope is not None and scope.deadlines else None
-            if timeout is not None:
-                error = StepTimeout(name, timeout)
-                scope.timeout_error = error  # type: ignore[union-attr]
-                emit(_new_event(Event, (kinds[2], run_id, saga, _EPOCH_OFFSET + ended, name, index, phase,
-                                        attempt, _EPOCH_OFFSET + started, (ended - started) * 1000.0,
-                                        error, injected, None, "failed", correlation_id, None)))
-            else:
-                emit(_new_event(Event, (kinds[3], run_id, saga, _EPOCH_OFFSET + ended, name, index, phase,
-                                        attempt, _EPOCH_OFFSET + started, (ended - started) * 1000.0,
-                                        None, injected, None, "cancelled", correlation_id, None)))
-            raise
         except BaseException as exc:
-            ended = clock()
-            emit(_new_event(Event, (kinds[2], run_id, saga, _EPOCH_OFFSET + ended, name, index, phase,
-                                    attempt, _EPOCH_OFFSET + started, (ended - started) * 1000.0,
-                                    exc, injected, None, "failed", correlation_id, None)))
+            self.record_attempt_error(exc, step, index, phase, kinds, attempt, started, injected, scope)
             raise
         ended = clock()
         emit(_new_event(Event, (kinds[1], run_id, saga, _EPOCH_OFFSET + ended, name, index, phase,
@@ -266,7 +276,7 @@ class _Execution:
         return result
 
     async def forward(self, step: Step, index: int, data: Any, completed: list[_Undo]) -> Any:
-        context = _step_context(self.context, step.name)
+        context = self.context._for_step(step.name)
         fault = self.forward_faults.get(step.name) if self.forward_faults else None
         forward = step.forward
         try:
@@ -456,6 +466,10 @@ class LocalBackend:
         settlers = execution.settlers
         run_context = execution.context
         attempt = execution.attempt
+        run_id = execution.run_id
+        notify = execution.notify
+        saga_name = execution.saga_name
+        correlation_id = execution.correlation_id
         forward_faults = execution.forward_faults
         status: RunStatus
         error: BaseException | None = None
@@ -468,26 +482,49 @@ class LocalBackend:
             index = 0
             for stage in saga.stages:
                 if type(stage) is Step:
-                    # execution.forward(), inlined: it is the hot path of every saga
+                    # execution.forward() and attempt(), inlined for a plain step without a
+                    # fault: this is the hot path of every saga.
                     name = stage.name
-                    context = _step_context(run_context, name)
-                    forward = stage.forward
+                    context = run_context._for_step(name)
+                    fault = forward_faults.get(name) if forward_faults else None
                     try:
-                        if stage.plain:
-                            output = await attempt(stage, index, "forward", _FORWARD_KINDS,
-                                                   forward_faults.get(name) if forward_faults else None,
-                                                   1, forward, data, context, None)
+                        if stage.plain and fault is None:
+                            context.attempt = 1
+                            started = clock()
+                            if notify is not None:
+                                notify(_new_event(Event, (_STEP_STARTED, run_id, saga_name, _EPOCH_OFFSET + started,
+                                                          name, index, "forward", 1, None, None, None, False, data,
+                                                          None, correlation_id, None)))
+                            try:
+                                output = stage.action(data, context)
+                                if hasattr(output, "__await__"):
+                                    output = await output
+                            except BaseException as exc:
+                                execution.record_attempt_error(exc, stage, index, "forward", _FORWARD_KINDS, 1,
+                                                               started, False, None)
+                                raise
+                            if output is not None:
+                                data = output
+                            ended = clock()
+                            emit(_new_event(Event, (_STEP_SUCCEEDED, run_id, saga_name, _EPOCH_OFFSET + ended, name,
+                                                    index, "forward", 1, _EPOCH_OFFSET + started,
+                                                    (ended - started) * 1000.0, None, False, data, "succeeded",
+                                                    correlation_id, None)))
+                        elif stage.plain:
+                            output = await attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1, stage.action,
+                                                   data, context, None)
+                            if output is not None:
+                                data = output
                         else:
-                            context._scope = _Scope(execution, stage, index, "forward",
-                                                    forward_faults.get(name) if forward_faults else None)
-                            output = await forward(data, context)
+                            context._scope = _Scope(execution, stage, index, "forward", fault)
+                            output = await stage.forward(data, context)
+                            if output is not None:
+                                data = output
                     except BaseException:
                         execution.failed_step = name
                         if stage.compensate_on_failure and stage.compensate is not None:
                             execution.undo_failed.append((stage, index, data, context))
                         raise
-                    if output is not None:
-                        data = output
                     completed.append((stage, index, data, context))
                     index += 1
                 else:

@@ -232,7 +232,7 @@ class TestCancellation:
         run = saga.history.last
         assert run is not None and run.status == "cancelled"
         kinds = [e.kind for e in run.events if e.step == "slow" and e.phase == "forward"]
-        assert kinds == [K.STEP_STARTED, K.STEP_CANCELLED]
+        assert kinds == [K.STEP_CANCELLED]
 
     async def test_timeout_around_the_saga_still_rolls_back(self) -> None:
         """asyncio.timeout() around execute() does not skip rollback; TimeoutError comes out."""
@@ -515,7 +515,8 @@ class TestObservers:
         seen: list[sk.Event] = []
         saga = rec.saga("a", "b", fail_at="b", observers=[seen.append])
         run = await saga.run({})
-        assert seen == run.events
+        starts = {K.STEP_STARTED, K.COMPENSATION_STARTED}
+        assert [e for e in seen if e.kind not in starts] == run.events  # the trace keeps all but starts
         assert [e.kind for e in seen] == [
             K.RUN_STARTED,
             K.STEP_STARTED,

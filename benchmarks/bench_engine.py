@@ -1,0 +1,131 @@
+"""Engine overhead: sagakit next to a hand-written asyncio saga, in the same process.
+
+W1: a 10-step saga of no-op async steps that succeeds.
+W2: the same with step 10 failing and steps 1–9 compensated.
+
+The hand-written saga is the physical limit: a try/except loop with no bookkeeping at all.
+sagakit runs with run traces recorded (the default): every event kept, every run in
+``saga.history``. Rounds interleave the variants so that machine noise hits them alike.
+Also reported: RunHistory memory per 10-step run, and the time to build the ``steps``
+frame for 100,000 runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import tracemalloc
+from typing import Any
+
+from _common import median, per_call_us, report
+
+import sagakit as sk
+
+ROUNDS = 15
+PER_ROUND = 2000
+STEPS = 10
+
+
+async def noop(data: Any, context: Any) -> Any:
+    return data
+
+
+async def fail(data: Any, context: Any) -> Any:
+    raise ValueError("step 10 failed")
+
+
+async def hand_written(data: Any, steps: list[tuple[Any, Any]], context: Any) -> Any:
+    done: list[tuple[Any, Any]] = []
+    try:
+        for action, compensate in steps:
+            data = await action(data, context)
+            done.append((compensate, data))
+    except Exception:
+        for compensate, output in reversed(done):
+            await compensate(output, context)
+        raise
+    return data
+
+
+async def hand_w2(steps: list[tuple[Any, Any]]) -> None:
+    try:
+        await hand_written({}, steps, None)
+    except ValueError:
+        pass
+
+
+def sagas() -> tuple[sk.Saga, sk.Saga]:
+    w1 = sk.Saga("w1", [sk.step(noop, noop, name=f"s{i}") for i in range(STEPS)])
+    w2 = sk.Saga("w2", [sk.step(noop, noop, name=f"s{i}") for i in range(STEPS - 1)] + [sk.step(fail, name="s9")])
+    return w1, w2
+
+
+async def timings() -> None:
+    w1, w2 = sagas()
+    hand1 = [(noop, noop)] * STEPS
+    hand2 = [(noop, noop)] * (STEPS - 1) + [(fail, None)]
+    results: dict[str, list[float]] = {k: [] for k in ("hand W1", "sagakit W1", "hand W2", "sagakit W2")}
+    for _ in range(ROUNDS):
+        w1.history.clear()
+        w2.history.clear()
+        results["hand W1"].append(await per_call_us(lambda: hand_written({}, hand1, None), PER_ROUND))
+        results["sagakit W1"].append(await per_call_us(lambda: w1.run({}), PER_ROUND))
+        results["hand W2"].append(await per_call_us(lambda: hand_w2(hand2), PER_ROUND))
+        results["sagakit W2"].append(await per_call_us(lambda: w2.run({}), PER_ROUND))
+    m = {k: median(v) for k, v in results.items()}
+    report(
+        f"W1/W2 per saga ({STEPS} steps, {ROUNDS} rounds × {PER_ROUND} runs, traces recorded, GC on)",
+        [
+            ("hand-written W1 (baseline)", m["hand W1"], None),
+            ("sagakit W1", m["sagakit W1"], m["sagakit W1"] / m["hand W1"]),
+            ("hand-written W2 (baseline)", m["hand W2"], None),
+            ("sagakit W2", m["sagakit W2"], m["sagakit W2"] / m["hand W2"]),
+        ],
+    )
+
+
+async def memory() -> None:
+    w1, w2 = sagas()
+    for saga, label in ((w1, "W1"), (w2, "W2")):
+        runs = 10_000
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(runs):
+            await saga.run({})
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        print(f"  RunHistory memory per {label} run: {(after - before) / runs / 1024:.2f} KiB ({runs} runs kept)")
+
+
+async def frame_build() -> None:
+    w1, _ = sagas()
+    w1.history.maxlen = None
+    runs = 100_000
+    start = time.perf_counter()
+    for _ in range(runs):
+        await w1.run({})
+    ran = time.perf_counter() - start
+    start = time.perf_counter()
+    frame = w1.history.steps
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    runs_frame = w1.history.runs
+    built_runs = time.perf_counter() - start
+    print(f"  ran {runs} W1 runs in {ran:.1f} s")
+    print(f"  steps frame for {runs} runs ({len(frame):,} rows): {built:.2f} s")
+    print(f"  runs frame for {runs} runs ({len(runs_frame):,} rows): {built_runs:.2f} s")
+
+
+async def main() -> None:
+    await timings()
+    print("\nMemory")
+    await memory()
+    print("\nFrames")
+    await frame_build()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
