@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 system-deps: ## Debian's graphviz and chromium, when missing and installable
 	@bash scripts/system-deps.sh
 
-lab: $(VENV)/.sagakit-lab system-deps ## JupyterLab on the example notebooks, on 127.0.0.1 with a token
+lab: $(VENV)/.sagakit-lab ## JupyterLab on the example notebooks, on 127.0.0.1 with a token
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 		--ServerApp.root_dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
