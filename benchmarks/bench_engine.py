@@ -49,7 +49,7 @@ async def hand_written(data: Any, steps: list[tuple[Any, Any]], context: Any) ->
 
 
 async def hand_w2(steps: list[tuple[Any, Any]]) -> None:
-    try:
+    try:  # noqa: SIM105 - the baseline stays the plainest, fastest code
         await hand_written({}, steps, None)
     except ValueError:
         pass

@@ -457,9 +457,9 @@ class LocalBackend:
         saga = request.saga
         emit = execution.emit
         clock = execution.clock
-        started = clock()
+        run_started = clock()
         data = request.data
-        emit(_new_event(Event, (_K.RUN_STARTED, execution.run_id, execution.saga_name, _EPOCH_OFFSET + started,
+        emit(_new_event(Event, (_K.RUN_STARTED, execution.run_id, execution.saga_name, _EPOCH_OFFSET + run_started,
                                 None, -1, None, 0, None, None, None, False, data, None, execution.correlation_id,
                                 self._info)))
         completed: list[_Undo] = []
@@ -557,7 +557,7 @@ class LocalBackend:
                 error = interrupt
         ended = clock()
         emit(_new_event(Event, (_K.RUN_FINISHED, execution.run_id, execution.saga_name, _EPOCH_OFFSET + ended,
-                                None, -1, None, 0, _EPOCH_OFFSET + started, (ended - started) * 1000.0, error,
+                                None, -1, None, 0, _EPOCH_OFFSET + run_started, (ended - run_started) * 1000.0, error,
                                 execution.injected, result, status, execution.correlation_id, None)))
         run = Run(
             run_id=execution.run_id,
@@ -571,8 +571,8 @@ class LocalBackend:
             original_error=original,
             failed_step=execution.failed_step,
             events=execution.events,
-            started_at=_EPOCH_OFFSET + started,
-            duration_ms=(ended - started) * 1000.0,
+            started_at=_EPOCH_OFFSET + run_started,
+            duration_ms=(ended - run_started) * 1000.0,
             steps_completed=len(completed),
             compensations_run=execution.compensations_run,
             injected=execution.injected,

@@ -6,13 +6,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from sagakit.events import END_KINDS, Event, EventKind
+from sagakit.redaction import Redactor, default_redactor
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from sagakit.saga import Saga
 
-__all__ = ["RUN_COLUMNS", "STEP_COLUMNS", "Run", "RunHistory", "RunStatus"]
+__all__ = ["RUN_COLUMNS", "STEP_COLUMNS", "Run", "RunHistory", "RunStatus", "error_message", "run_redactor"]
 
 RunStatus = Literal["completed", "compensated", "compensation_failed", "cancelled"]
 
@@ -51,11 +52,44 @@ STEP_COLUMNS: tuple[str, ...] = (
 )
 
 
-def error_message(error: BaseException | None) -> str | None:
-    """The text recorded for an error in frames and traces."""
+def error_message(error: BaseException | None, *, run: Run | None = None) -> str | None:
+    """The text recorded for an error in frames, traces, diagrams and exports, secrets masked.
+
+    The text goes through the run's saga's :class:`~sagakit.redaction.Redactor` (the default
+    one without a run): values the run carried under sensitive keys (a password, a card
+    number seen in its payloads), sensitive ``key=value`` pairs and card numbers are masked.
+
+    Args:
+        error: the exception (``None`` gives ``None``).
+        run: the run the error belongs to; its payloads name the secrets to scrub.
+    """
     if error is None:
         return None
-    return str(error)
+    if run is None:
+        return default_redactor().message(error)
+    return _message_redactor(run)(error)
+
+
+def run_redactor(run: Run) -> Redactor:
+    """The redactor for what is shown of ``run``: its saga's ``redactor``, else the default."""
+    redactor = getattr(run.definition, "redactor", None)
+    return redactor if isinstance(redactor, Redactor) else default_redactor()
+
+
+def _message_redactor(run: Run) -> Callable[[BaseException | None], str | None]:
+    """``error -> scrubbed text`` for the errors of one run; its secrets are gathered once, lazily."""
+    redactor = run_redactor(run)
+    secrets: frozenset[str] | None = None
+
+    def message(error: BaseException | None) -> str | None:
+        nonlocal secrets
+        if error is None:
+            return None
+        if secrets is None:
+            secrets = redactor.event_secrets(run.events)
+        return redactor.message(error, secrets)
+
+    return message
 
 
 class Run:
@@ -235,7 +269,7 @@ class Run:
         if self.failed_step is not None:
             text += f", failed at {self.failed_step!r}"
         if self.error is not None:
-            text += f" ({type(self.error).__name__}: {error_message(self.error)})"
+            text += f" ({type(self.error).__name__}: {error_message(self.error, run=self)})"
         return text + ">"
 
 
@@ -253,7 +287,16 @@ def _completed_steps(events: Sequence[Event]) -> list[str]:
 def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
     import pandas as pd
 
-    rows = [event for run in runs for event in run.events if event.kind in END_KINDS]
+    rows: list[Event] = []
+    messages: list[str | None] = []
+    for run in runs:
+        ends = [event for event in run.events if event.kind in END_KINDS]
+        rows.extend(ends)
+        if any(event.error is not None for event in ends):
+            message = _message_redactor(run)
+            messages.extend(message(event.error) for event in ends)
+        else:
+            messages.extend([None] * len(ends))
     if not rows:
         columns: tuple[Sequence[Any], ...] = tuple(() for _ in Event._fields)
     else:
@@ -273,7 +316,7 @@ def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
             "ended_at": _timestamps(by_name["at"]),
             "duration_ms": pd.array(by_name["duration_ms"], dtype="float64"),
             "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
-            "error_message": pd.array([error_message(e) for e in errors], dtype="string"),
+            "error_message": pd.array(messages, dtype="string"),
             "injected": pd.array(by_name["injected"], dtype="bool"),
         },
         columns=list(STEP_COLUMNS),
@@ -302,7 +345,7 @@ def _runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
             "status": pd.array([r.status for r in runs], dtype="string"),
             "failed_step": pd.array([r.failed_step for r in runs], dtype="string"),
             "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
-            "error_message": pd.array([error_message(e) for e in errors], dtype="string"),
+            "error_message": pd.array([error_message(r.error, run=r) for r in runs], dtype="string"),
             "started_at": _timestamps([r.started_at for r in runs]),
             "duration_ms": pd.array([r.duration_ms for r in runs], dtype="float64"),
             "steps_completed": pd.array([r.steps_completed for r in runs], dtype="int64"),

@@ -11,6 +11,7 @@ from sagakit.engine import Backend, LocalBackend, RunRequest, new_run_id
 from sagakit.errors import UnknownStepError
 from sagakit.events import Observer
 from sagakit.faults import FaultLike, FaultPlan
+from sagakit.redaction import RedactLike, as_redactor
 from sagakit.runs import Run, RunHistory
 from sagakit.steps import Parallel, Stage, StageLike, Step, coerce_stages
 
@@ -34,6 +35,10 @@ class Saga:
         observers: called with every event of every run of this saga.
         faults: the initial fault plan (``saga.faults``).
         journal: a durable journal observer (see ``sagakit.SqliteJournal``) for every run.
+        redact: what counts as a secret in this saga's payloads (``saga.redactor``): extra
+            sensitive key names added to the defaults (password, token, card ...), or a
+            :class:`~sagakit.redaction.Redactor`. Secrets are masked in logs, spans, frames,
+            diagrams and exports.
 
     Raises:
         TypeError, ValueError: the definition is invalid; the message names the position or
@@ -50,6 +55,7 @@ class Saga:
         observers: Iterable[Observer] = (),
         faults: Mapping[str, FaultLike] | None = None,
         journal: Observer | None = None,
+        redact: RedactLike = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise TypeError(f"saga name: expected a non-empty string, got {type(name).__name__} {name!r}")
@@ -61,6 +67,7 @@ class Saga:
         if not isinstance(log_compensations, bool):
             raise TypeError(f"saga {name!r} log_compensations: expected a bool, got {log_compensations!r}")
         self.name = name
+        self.redactor = as_redactor(redact, saga=name)
         self.stages: tuple[Stage, ...] = coerce_stages(stages, name)
         self.steps: tuple[Step, ...] = tuple(
             member for stage in self.stages for member in (stage.steps if isinstance(stage, Parallel) else (stage,))
@@ -268,6 +275,7 @@ class CompensationPrimitive(Saga):
         observers: Iterable[Observer] = (),
         faults: Mapping[str, FaultLike] | None = None,
         journal: Observer | None = None,
+        redact: RedactLike = None,
     ) -> None:
         super().__init__(
             name,
@@ -277,4 +285,5 @@ class CompensationPrimitive(Saga):
             observers=observers,
             faults=faults,
             journal=journal,
+            redact=redact,
         )

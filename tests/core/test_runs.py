@@ -139,3 +139,19 @@ class TestRuns:
         await s.run({})
         assert seen == ["completed", "compensated"]
         assert "3 runs" in repr(s.history)
+
+
+class TestRunTiming:
+    async def test_run_times_span_its_steps(self) -> None:
+        """A run's start is its run_started event, and its duration covers every step."""
+
+        async def slow(data: Any, context: sk.WorkflowContext) -> Any:
+            await asyncio.sleep(0.02)
+
+        s = sk.Saga("t", [sk.step(slow, name="one"), sk.step(slow, name="two")])
+        run = await s.run({})
+        first, last = run.events[0], run.events[-1]
+        assert run.started_at == first.at == last.started_at
+        assert run.duration_ms == last.duration_ms
+        assert run.duration_ms >= run.steps.duration_ms.sum() >= 40.0
+        assert s.history.runs.duration_ms[0] == run.duration_ms

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from seed_services import Auth, Inventory, KeyValue, Outbox, Payments, Shipping
 
 from sagakit import (
     CompensationError,
@@ -20,8 +21,6 @@ from sagakit import (
     TimeoutPrimitive,
     WorkflowContext,
 )
-
-from seed_services import Auth, Inventory, KeyValue, Outbox, Payments, Shipping
 
 
 @dataclass

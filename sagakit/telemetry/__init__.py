@@ -1,0 +1,173 @@
+"""Observability: OpenTelemetry spans and metrics and structlog events, from the event stream.
+
+Each sink is an observer in its own module, behind the one observer protocol:
+
+* :class:`OtelTracing`: a ``<saga>.execute`` span per run, ``<step>.forward`` and
+  ``<step>.compensate`` spans per attempt;
+* :class:`OtelMetrics`: ``compensation_total``, ``compensation_failures_total``,
+  ``compensation_duration_seconds`` (the seed's Prometheus names) and run and step metrics;
+* :class:`StructlogEvents`: ``compensation_started``, ``compensation_completed``,
+  ``compensation_failed`` and step and run events on the ``sagakit`` logger.
+
+:func:`instrument` attaches all three to sagas in one call::
+
+    telemetry = sagakit.telemetry.instrument(saga, tracer_provider=tp, meter_provider=mp)
+    ...
+    telemetry.detach()
+
+sagakit uses the OpenTelemetry API with the providers you pass, or the global ones; it never
+installs a provider and never configures structlog. Every value that leaves through these
+sinks goes through the saga's :class:`~sagakit.redaction.Redactor` first. For notebooks,
+:class:`SpanCapture` keeps spans in memory and returns them as a DataFrame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sagakit.events import Event
+from sagakit.redaction import Redactor
+from sagakit.telemetry._capture import SPAN_COLUMNS, SpanCapture, spans_frame
+from sagakit.telemetry._common import DEFAULT_PAYLOAD_CHARS, Sink
+from sagakit.telemetry._metrics import DURATION_BUCKETS, OtelMetrics
+from sagakit.telemetry._structlog import StructlogEvents
+from sagakit.telemetry._tracing import OtelTracing
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from sagakit.saga import Saga
+
+__all__ = [
+    "DEFAULT_PAYLOAD_CHARS",
+    "DURATION_BUCKETS",
+    "SPAN_COLUMNS",
+    "OtelMetrics",
+    "OtelTracing",
+    "Redactor",
+    "Sink",
+    "SpanCapture",
+    "StructlogEvents",
+    "Telemetry",
+    "instrument",
+    "spans_frame",
+]
+
+
+class Telemetry:
+    """Spans, metrics and log events together: the sinks :func:`instrument` attaches.
+
+    A ``Telemetry`` is itself an observer (``saga.run(observers=[telemetry])`` for one run),
+    and :meth:`attach` adds its sinks to a saga one by one, so that the engine isolates them:
+    a failing sink never silences the others. Use it as a context manager to detach at the end.
+
+    Args:
+        tracer_provider: for spans; the global provider when ``None``.
+        meter_provider: for metrics; the global provider when ``None``.
+        logger: a structlog logger; ``structlog.get_logger("sagakit")`` when ``None``.
+        traces: make spans.
+        metrics: record metrics.
+        logs: write log events.
+        capture_payloads: add redacted payloads, cut to ``max_payload_chars``, to spans and
+            log events (off by default: payloads are the user's data).
+        max_payload_chars: the longest payload text kept.
+        redactor: the redactor for runs of sagas not attached (an attached saga's own
+            ``redactor`` applies to its runs).
+
+    Attributes:
+        tracing: the :class:`OtelTracing` sink, or ``None``.
+        metrics: the :class:`OtelMetrics` sink, or ``None``.
+        logs: the :class:`StructlogEvents` sink, or ``None``.
+        sinks: the sinks in use, in that order.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        logger: Any = None,
+        traces: bool = True,
+        metrics: bool = True,
+        logs: bool = True,
+        capture_payloads: bool = False,
+        max_payload_chars: int = DEFAULT_PAYLOAD_CHARS,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.tracing = (
+            OtelTracing(
+                tracer_provider,
+                redactor=redactor,
+                capture_payloads=capture_payloads,
+                max_payload_chars=max_payload_chars,
+            )
+            if traces
+            else None
+        )
+        self.metrics = OtelMetrics(meter_provider) if metrics else None
+        self.logs = (
+            StructlogEvents(
+                logger, redactor=redactor, capture_payloads=capture_payloads, max_payload_chars=max_payload_chars
+            )
+            if logs
+            else None
+        )
+        self.sinks: tuple[Sink, ...] = tuple(s for s in (self.tracing, self.metrics, self.logs) if s is not None)
+        self._detach: list[Callable[[], None]] = []
+
+    def __call__(self, event: Event, /) -> None:
+        for sink in self.sinks:
+            sink(event)
+
+    def attach(self, saga: Saga) -> Callable[[], None]:
+        """Observe every run of ``saga`` with every sink; returns a function that detaches them."""
+        undos = [sink.attach(saga) for sink in self.sinks]
+
+        def detach() -> None:
+            for undo in undos:
+                undo()
+
+        self._detach.append(detach)
+        return detach
+
+    def detach(self) -> None:
+        """Detach from every saga this telemetry was attached to."""
+        for detach in self._detach:
+            detach()
+        self._detach.clear()
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(sink).__name__ for sink in self.sinks) or "no sinks"
+        return f"<Telemetry {names}>"
+
+
+def instrument(*sagas: Saga, **options: Any) -> Telemetry:
+    """Attach spans, metrics and log events to ``sagas``; returns the :class:`Telemetry`.
+
+    The options are :class:`Telemetry`'s (``tracer_provider``, ``meter_provider``,
+    ``logger``, ``traces``, ``metrics``, ``logs``, ``capture_payloads``,
+    ``max_payload_chars``, ``redactor``). ``telemetry.detach()`` (or leaving a ``with``
+    block) undoes it.
+
+    Raises:
+        TypeError: something in ``sagas`` is not a saga, or an option is unknown.
+    """
+    telemetry = Telemetry(**options)
+    try:
+        for saga in sagas:
+            telemetry.attach(saga)
+    except BaseException:
+        telemetry.detach()
+        raise
+    return telemetry

@@ -1,0 +1,216 @@
+"""structlog events from the event stream, on the ``sagakit`` logger.
+
+========================== ======== ===========================================================
+event                      level    extra fields
+========================== ======== ===========================================================
+``saga_started``           debug
+``step_started``           debug    ``step``, ``index``, ``phase``, ``attempt``
+``step_succeeded``         debug    ... ``duration_ms``
+``step_failed``            warning  ... ``duration_ms``, ``error_type``, ``error``
+``step_cancelled``         warning  ... ``duration_ms``
+``rollback_started``       warning  ``failed_step``, ``compensation_reason``, ``error_type``
+``compensation_started``   info     ``step`` ..., ``compensation_reason``
+``compensation_completed`` info     ... ``duration_ms``
+``compensation_failed``    error    ... ``duration_ms``, ``error_type``, ``error``
+``compensation_cancelled`` warning  ... ``duration_ms``
+``compensation_skipped``   info     ... (the step has no compensation)
+``saga_finished``          info*    ``status``, ``duration_ms`` (*warning when rolled back or
+                                    cancelled, error when a compensation failed)
+========================== ======== ===========================================================
+
+Every event carries ``saga``, ``primitive`` (the saga's name, as the seed logs it),
+``run_id`` and ``correlation_id``; ``injected=True`` marks injected faults. ``error`` is the
+redacted error text. The library never configures structlog: the events go wherever the
+application's structlog configuration sends them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from sagakit.events import Event, EventKind
+from sagakit.telemetry._common import (
+    DEFAULT_PAYLOAD_CHARS,
+    RunPayloads,
+    Sink,
+    check_limit,
+    error_type,
+    payload_text,
+)
+
+if TYPE_CHECKING:
+    from sagakit.redaction import Redactor
+
+__all__ = ["StructlogEvents"]
+
+_K = EventKind
+
+# event kind -> (log event name, level, is a compensation event)
+_NAMES: dict[EventKind, tuple[str, str, bool]] = {
+    _K.STEP_STARTED: ("step_started", "debug", False),
+    _K.STEP_SUCCEEDED: ("step_succeeded", "debug", False),
+    _K.STEP_FAILED: ("step_failed", "warning", False),
+    _K.STEP_CANCELLED: ("step_cancelled", "warning", False),
+    _K.COMPENSATION_STARTED: ("compensation_started", "info", True),
+    _K.COMPENSATION_SUCCEEDED: ("compensation_completed", "info", True),
+    _K.COMPENSATION_FAILED: ("compensation_failed", "error", True),
+    _K.COMPENSATION_CANCELLED: ("compensation_cancelled", "warning", True),
+    _K.COMPENSATION_SKIPPED: ("compensation_skipped", "info", True),
+}
+_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_RUN_LEVELS = {"completed": "info", "compensated": "warning", "cancelled": "warning", "compensation_failed": "error"}
+
+
+class _RunLog:
+    """What one run's log events share."""
+
+    __slots__ = ("fields", "log_compensations", "payloads", "reason")
+
+    def __init__(self, fields: dict[str, Any], payloads: RunPayloads, log_compensations: bool) -> None:
+        self.fields = fields
+        self.payloads = payloads
+        self.log_compensations = log_compensations
+        self.reason: str | None = None
+
+
+class StructlogEvents(Sink):
+    """An observer that writes a run's story as structlog events (see the module docstring).
+
+    Args:
+        logger: a structlog logger; ``structlog.get_logger("sagakit")`` when ``None``
+            (a lazy proxy, so the application's configuration, and
+            ``structlog.testing.capture_logs``, apply at each event).
+        redactor: the redactor for sagas the sink is not attached to (see ``Sink``).
+        log_compensations: write the ``rollback_started`` and ``compensation_*`` events for
+            sagas the sink is not attached to; an attached saga's own
+            ``log_compensations`` decides for its runs.
+        step_events: write the ``step_*`` events (``False`` keeps runs and compensations only).
+        capture_payloads: add the redacted payload (``data``, JSON text cut to
+            ``max_payload_chars``) to ``saga_started``, ``step_succeeded`` and
+            ``compensation_started``.
+        max_payload_chars: the longest payload text kept.
+    """
+
+    def __init__(
+        self,
+        logger: Any = None,
+        *,
+        redactor: Redactor | None = None,
+        log_compensations: bool = True,
+        step_events: bool = True,
+        capture_payloads: bool = False,
+        max_payload_chars: int = DEFAULT_PAYLOAD_CHARS,
+    ) -> None:
+        super().__init__(redactor=redactor)
+        if logger is not None and not callable(getattr(logger, "info", None)):
+            raise TypeError(f"StructlogEvents logger: expected a structlog logger or None, got {logger!r}")
+        self.logger: Any = logger if logger is not None else structlog.get_logger("sagakit")
+        # A filtering logger says which levels it drops: skip building their events. (Asked of
+        # concrete loggers only; a lazy proxy would bind a logger just to answer.)
+        enabled = getattr(type(self.logger), "is_enabled_for", None)
+        self._enabled: Any = self.logger.is_enabled_for if callable(enabled) else None
+        self.log_compensations = bool(log_compensations)
+        self.step_events = bool(step_events)
+        self.capture_payloads = bool(capture_payloads)
+        self.max_payload_chars = check_limit(max_payload_chars, "StructlogEvents")
+        self._runs: dict[str, _RunLog] = {}
+
+    @property
+    def open_runs(self) -> int:
+        """How many runs are in flight (0 between runs)."""
+        return len(self._runs)
+
+    def logs_compensations(self, saga: str) -> bool:
+        """Whether compensation events are written for runs of the saga named ``saga``."""
+        return super().logs_compensations(saga) if saga in self._sagas else self.log_compensations
+
+    def __call__(self, event: Event, /) -> None:
+        kind = event.kind
+        try:
+            if kind is _K.RUN_STARTED:
+                self._run_started(event)
+                return
+            state = self._runs.get(event.run_id)
+            if state is None:
+                return
+            if kind is _K.RUN_FINISHED:
+                self._run_finished(event, state)
+            elif kind is _K.ROLLBACK_STARTED:
+                self._rollback_started(event, state)
+            else:
+                self._step_event(event, state)
+        except Exception:
+            self._runs.pop(event.run_id, None)  # the engine drops a raising observer: forget the run
+            raise
+
+    def _run_started(self, event: Event) -> None:
+        fields: dict[str, Any] = {
+            "saga": event.saga,
+            "primitive": event.saga,
+            "run_id": event.run_id,
+            "correlation_id": event.correlation_id,
+        }
+        payloads = RunPayloads(self.redactor_for(event.saga))
+        payloads.add(event.data)
+        self._runs[event.run_id] = _RunLog(fields, payloads, self.logs_compensations(event.saga))
+        extra: dict[str, Any] = {}
+        if self.capture_payloads:
+            extra["data"] = payload_text(payloads.redactor, event.data, self.max_payload_chars)
+        if self._enabled is None or self._enabled(10):
+            self.logger.debug("saga_started", **fields, **extra)
+
+    def _step_event(self, event: Event, state: _RunLog) -> None:
+        name, level, compensation = _NAMES[event.kind]
+        state.payloads.add(event.data)
+        if not (state.log_compensations if compensation else self.step_events):
+            return
+        if self._enabled is not None and not self._enabled(_LEVEL_NUMBERS[level]):
+            return
+        fields = {
+            **state.fields,
+            "step": event.step,
+            "index": event.index,
+            "phase": event.phase,
+            "attempt": event.attempt,
+        }
+        if compensation:
+            fields["compensation_reason"] = state.reason
+        if event.duration_ms is not None and event.kind is not _K.COMPENSATION_SKIPPED:
+            fields["duration_ms"] = round(event.duration_ms, 3)
+        if event.error is not None:
+            fields["error_type"] = type(event.error).__name__
+            fields["error"] = state.payloads.message(event.error)
+        if event.injected:
+            fields["injected"] = True
+        if self.capture_payloads and event.data is not None and event.kind in (
+            _K.STEP_SUCCEEDED,
+            _K.COMPENSATION_STARTED,
+        ):
+            fields["data"] = payload_text(state.payloads.redactor, event.data, self.max_payload_chars)
+        getattr(self.logger, level)(name, **fields)
+
+    def _rollback_started(self, event: Event, state: _RunLog) -> None:
+        original = event.error
+        state.reason = f"{event.step}_failed" if original is not None and event.step else "cancelled"
+        if not state.log_compensations:
+            return
+        fields = {**state.fields, "failed_step": event.step, "compensation_reason": state.reason}
+        if original is not None:
+            fields["error_type"] = type(original).__name__
+            fields["error"] = state.payloads.message(original)
+        self.logger.warning("rollback_started", **fields)
+
+    def _run_finished(self, event: Event, state: _RunLog) -> None:
+        del self._runs[event.run_id]
+        status = event.status or "unknown"
+        fields = {**state.fields, "status": status}
+        if event.duration_ms is not None:
+            fields["duration_ms"] = round(event.duration_ms, 3)
+        if event.error is not None:
+            fields["error_type"] = error_type(event.error).rsplit(".", 1)[-1]
+            fields["error"] = state.payloads.message(event.error)
+        if event.injected:
+            fields["injected"] = True
+        getattr(self.logger, _RUN_LEVELS.get(status, "info"))("saga_finished", **fields)

@@ -1,0 +1,215 @@
+"""Activities built from a saga's steps and compensations.
+
+Each step phase becomes one activity named ``<saga>.<step>.<phase>`` (so Temporal's UI shows
+which step ran). One activity attempt calls the step function once, like one attempt of the
+local engine: the planned fault acts inside it (delay, ``fail`` before the action,
+``fail_after`` after it, ``fail_compensation`` on the compensation, seeded probability), the
+step's own timeout raises ``StepTimeout``, and policies the workflow cannot map to Temporal
+(fallbacks, sequences) run here with every call recorded as an attempt.
+
+An activity returns ``{"result": ..., "attempts": [...]}``. A failure raises an
+``ApplicationError`` whose details carry the error's description and the attempts; it is
+non-retryable unless the step's retry policy covers the error and attempts remain, in which
+case the activity first signals its attempts to the workflow so the retried attempt is seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from sagakit.context import WorkflowContext
+from sagakit.errors import InjectedFault, StepTimeout
+from sagakit.policies import AnyStepFunction, Policy, TimeoutPrimitive, invoke, is_async_callable
+from sagakit.saga import Saga
+from sagakit.steps import Step
+from sagakit.temporal._errors import describe_error
+from sagakit.temporal._json import json_problem
+from sagakit.temporal._shape import activity_name, peel
+from sagakit.temporal.workflow import SIGNAL_ATTEMPTS
+
+__all__ = ["saga_activities"]
+
+
+class _Recorder:
+    """Plays the local engine's per-step scope inside one activity attempt.
+
+    Policies call ``attempt()`` for every call of a plain function (see
+    ``sagakit.policies.invoke``); each call is recorded with its own times, error and
+    whether a fault was injected.
+    """
+
+    __slots__ = ("base", "deadlines", "fault", "n", "phase", "records", "step", "timeout_error")
+    # base: the Temporal attempt number minus one; each record carries the Temporal attempt.
+
+    def __init__(self, step: str, phase: str, fault: dict[str, Any] | None, base: int) -> None:
+        self.step = step
+        self.phase = phase
+        self.fault = fault
+        self.base = base
+        self.n = 0
+        self.records: list[dict[str, Any]] = []
+        self.deadlines: list[tuple[float, float]] = []
+        self.timeout_error: StepTimeout | None = None
+
+    def expired_timeout(self, now: float) -> float | None:
+        expired = [timeout for deadline, timeout in self.deadlines if now >= deadline]
+        return min(expired) if expired else None
+
+    def _fires(self) -> bool:
+        fault = self.fault
+        assert fault is not None
+        if fault["mode"] == "none":
+            return False
+        draws = fault.get("draws")
+        if draws is None:
+            return bool(fault["probability"] >= 1.0)
+        position = self.base + self.n - 1
+        if position < len(draws):
+            return bool(draws[position])
+        return random.random() < float(fault["probability"])
+
+    async def attempt(self, fn: AnyStepFunction, data: Any, context: WorkflowContext) -> Any:
+        self.n += 1
+        context.attempt = self.base + self.n
+        loop = asyncio.get_running_loop()
+        started = time.time()
+        injected = False
+        try:
+            fires = False
+            fault = self.fault
+            if fault is not None:
+                if fault["delay"]:
+                    await asyncio.sleep(fault["delay"])
+                fires = self._fires()
+                if fires and fault["mode"] != "fail_after":
+                    injected = True
+                    raise InjectedFault(self.step, fault["mode"])
+            if is_async_callable(fn):
+                result = await fn(data, context)
+            else:
+                # A plain function runs on a thread so the worker stays responsive meanwhile.
+                result = await asyncio.to_thread(fn, data, context)
+                if hasattr(result, "__await__"):
+                    result = await result
+            if fires:
+                injected = True
+                raise InjectedFault(self.step, "fail_after")
+        except asyncio.CancelledError:
+            timeout = self.expired_timeout(loop.time()) if self.deadlines else None
+            if timeout is None:
+                self._add(started, "cancelled", None, injected)
+                raise
+            error = StepTimeout(self.step, timeout)
+            self.timeout_error = error
+            self._add(started, "failed", error, injected)
+            raise
+        except BaseException as exc:
+            self._add(started, "failed", exc, injected)
+            raise
+        self._add(started, "succeeded", None, False)
+        return result
+
+    def _add(self, started: float, status: str, error: BaseException | None, injected: bool) -> None:
+        self.records.append({
+            "started_at": started,
+            "ended_at": time.time(),
+            "status": status,
+            "error": describe_error(error) if error is not None else None,
+            "injected": injected,
+            "temporal_attempt": self.base + 1,
+        })
+
+
+def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> Callable[..., Any]:
+    retry, timeout, rest = peel(fn)
+    if timeout is not None:
+        rest = TimeoutPrimitive(rest, timeout)
+    name = activity_name(saga.name, step.name, phase)
+    saga_name = saga.name
+    step_name = step.name
+    uses_policy = isinstance(rest, Policy)
+
+    async def run_phase(call: dict[str, Any]) -> dict[str, Any]:
+        info = activity.info()
+        fault = call.get("fault")
+        shared = call["context"]
+        context = WorkflowContext(shared.get("correlation_id"), shared.get("metadata"))._derive(
+            shared.get("run_id") or "", saga_name
+        )._for_step(step_name, phase)
+        # Attempts before this Temporal attempt each recorded at least one call.
+        recorder = _Recorder(step_name, phase, fault, base=info.attempt - 1)
+        context._scope = recorder
+        data = call.get("data")
+        error: Exception
+        try:
+            result = await invoke(rest, data, context) if uses_policy else await recorder.attempt(rest, data, context)
+        except Exception as exc:
+            error = exc
+            retryable = retry is not None and isinstance(exc, retry.on) and info.attempt < retry.attempts
+        else:
+            problem = _serialisation_problem(result, step_name, phase)
+            if problem is None:
+                return {"result": result, "attempts": recorder.records}
+            # The step did act, but its result cannot travel: that attempt failed, for good.
+            recorder.records[-1].update(status="failed", error=describe_error(problem))
+            error, retryable = problem, False
+        if retryable:
+            await _report_retry(info, step_name, phase, recorder.records)
+        raise ApplicationError(
+            str(error),
+            {"error": describe_error(error), "attempts": recorder.records},
+            type=type(error).__name__,
+            non_retryable=not retryable,
+            # A failed step is an outcome the saga handles (and records): no worker traceback.
+            category=ApplicationErrorCategory.BENIGN,
+        )
+
+    run_phase.__name__ = run_phase.__qualname__ = name.replace(".", "_")
+    return activity.defn(name=name)(run_phase)
+
+
+def _serialisation_problem(result: Any, step: str, phase: str) -> TypeError | None:
+    if result is None:
+        return None
+    what = "step" if phase == "forward" else "compensation of step"
+    problem = json_problem(result, "its result")
+    if problem is None:
+        return None
+    return TypeError(f"{what} {step!r} returned a {type(result).__name__}: {problem}")
+
+
+async def _report_retry(info: activity.Info, step: str, phase: str, attempts: list[dict[str, Any]]) -> None:
+    try:
+        handle = activity.client().get_workflow_handle(info.workflow_id or "", run_id=info.workflow_run_id)
+        await handle.signal(SIGNAL_ATTEMPTS, {"step": step, "phase": phase, "attempts": attempts})
+    except Exception as exc:  # the retry must happen even if its record is lost
+        activity.logger.warning("sagakit: could not report attempt %s of %s.%s: %s", info.attempt, step, phase, exc)
+
+
+def saga_activities(sagas: Iterable[Saga]) -> list[Callable[..., Any]]:
+    """The activities a worker registers to run ``sagas``: one per step phase.
+
+    Raises:
+        TypeError: an item is not a :class:`~sagakit.Saga`.
+        ValueError: two sagas share a name.
+    """
+    activities: list[Callable[..., Any]] = []
+    seen: set[str] = set()
+    for position, saga in enumerate(sagas):
+        if not isinstance(saga, Saga):
+            raise TypeError(f"sagas[{position}]: expected a sagakit.Saga, got {type(saga).__name__} {saga!r}")
+        if saga.name in seen:
+            raise ValueError(f"sagas[{position}]: two sagas are named {saga.name!r}; a worker needs unique names")
+        seen.add(saga.name)
+        for member in saga.steps:
+            activities.append(_phase_activity(saga, member, "forward", member.forward))
+            if member.compensate is not None:
+                activities.append(_phase_activity(saga, member, "compensate", member.compensate))
+    return activities

@@ -1,0 +1,273 @@
+"""The Temporal backend: run a saga as a workflow and bring its events back as a Run.
+
+``await saga.run(data, backend=TemporalBackend(client, task_queue="sagas"))`` starts the
+generic saga workflow on the cluster; workers started with :func:`sagakit.temporal.serve`
+or ``python -m sagakit.temporal worker`` on that task queue run its activities. The caller
+gets the same :class:`~sagakit.Run` as with the local engine (``backend == "temporal"``,
+the workflow id in ``run.info``), and the run is added to ``saga.history``.
+
+While the workflow runs, and only when the run has observers (the Lab, a journal,
+telemetry), the backend polls the workflow's ``sagakit.events`` query every
+``poll_interval`` seconds and passes new events on, in order; runs without observers cost
+no queries. ``run_started`` and ``run_finished`` come from the caller's side, so a run's
+duration is what the caller waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+
+from sagakit.engine import RunRequest
+from sagakit.events import Event, EventKind, Observer
+from sagakit.runs import Run
+from sagakit.temporal._errors import RemoteStepError, rebuild_error
+from sagakit.temporal._json import json_problem
+from sagakit.temporal._shape import check_finite, draw_faults, rewind_faults, saga_shape
+from sagakit.temporal.workflow import EVENTS_QUERY, OUTCOME_QUERY, WORKFLOW_NAME
+
+__all__ = ["TemporalBackend", "default_workflow_id"]
+
+_KINDS = {kind.value: kind for kind in EventKind}
+_END_OF_RUN = {"completed", "compensated", "compensation_failed", "cancelled"}
+
+
+def default_workflow_id(request: RunRequest) -> str:
+    """``<saga>/<correlation id>/<run id>``, or ``<saga>/<run id>`` without a correlation id.
+
+    The run id keeps concurrent runs for one correlation id apart; the correlation id in
+    front lets Temporal's UI and ``temporal workflow list`` find a business request's runs
+    by prefix. Pass ``workflow_id=`` to :class:`TemporalBackend` for another scheme (for
+    example the bare correlation id, to have Temporal refuse a second concurrent run).
+    """
+    saga = request.saga.name
+    if request.context.correlation_id:
+        return f"{saga}/{request.context.correlation_id}/{request.run_id}"
+    return f"{saga}/{request.run_id}"
+
+
+class TemporalBackend:
+    """Runs sagas as Temporal workflows.
+
+    Args:
+        client: a connected ``temporalio.client.Client``.
+        task_queue: the task queue the saga workers poll.
+        workflow_id: builds the workflow id from the run request (default:
+            :func:`default_workflow_id`).
+        activity_timeout: seconds an attempt of a step without its own ``timeout`` may take
+            before Temporal gives up on it (and retries it, per the step's retry policy);
+            it is also how long a worker killed mid-step delays the saga.
+        poll_interval: seconds between event queries while a run with observers is live.
+    """
+
+    name = "temporal"
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        workflow_id: Callable[[RunRequest], str] | None = None,
+        activity_timeout: float = 60.0,
+        poll_interval: float = 0.1,
+    ) -> None:
+        if not isinstance(client, Client):
+            raise TypeError(f"TemporalBackend client: expected a temporalio.client.Client, got {type(client).__name__}")
+        if not isinstance(task_queue, str) or not task_queue:
+            raise TypeError(f"TemporalBackend task_queue: expected a non-empty string, got {task_queue!r}")
+        if workflow_id is not None and not callable(workflow_id):
+            raise TypeError(f"TemporalBackend workflow_id: expected a callable (RunRequest) -> str, got {workflow_id!r}")
+        self.client = client
+        self.task_queue = task_queue
+        self.workflow_id = workflow_id or default_workflow_id
+        self.activity_timeout = check_finite(activity_timeout, "TemporalBackend activity_timeout")
+        self.poll_interval = check_finite(poll_interval, "TemporalBackend poll_interval")
+
+    def __repr__(self) -> str:
+        return f"TemporalBackend(task_queue={self.task_queue!r}, namespace={self.client.namespace!r})"
+
+    def _input(self, request: RunRequest) -> tuple[dict[str, Any], list[Any]]:
+        saga = request.saga
+        forward, compensate, saved = draw_faults(saga, request.faults)
+        spec = saga_shape(saga, activity_timeout=self.activity_timeout)
+        spec.update(
+            data=request.data,
+            context={
+                "correlation_id": request.context.correlation_id,
+                "metadata": request.context.metadata,
+                "run_id": request.run_id,
+            },
+            faults_forward=forward,
+            faults_compensate=compensate,
+        )
+        for label, value in (("data", request.data), ("context.metadata", request.context.metadata)):
+            problem = json_problem(value, f"saga {saga.name!r} {label}")
+            if problem is not None:
+                raise TypeError(problem)
+        return spec, saved
+
+    async def run(self, request: RunRequest) -> Run:
+        """Run ``request`` as a workflow; see the module docstring."""
+        saga = request.saga
+        spec, saved = self._input(request)
+        workflow_id = self.workflow_id(request)
+        started = time.time()
+        handle = await self.client.start_workflow(
+            WORKFLOW_NAME,
+            spec,
+            id=workflow_id,
+            task_queue=self.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            memo={"saga": saga.name, "correlation_id": request.context.correlation_id, "run_id": request.run_id},
+        )
+        info = {"backend": self.name, "workflow_id": workflow_id, "workflow_run_id": handle.result_run_id,
+                "task_queue": self.task_queue, "namespace": self.client.namespace}
+        stream = _Stream(request, info)
+        stream.emit(Event(EventKind.RUN_STARTED, request.run_id, saga.name, started, None, -1, None, 0, None,
+                          None, None, False, request.data, None, request.context.correlation_id, info))
+        await stream.settle()
+        result_task = asyncio.ensure_future(_outcome(handle))
+        interrupt: BaseException | None = None
+        try:
+            await self._follow(handle, result_task, stream)
+        except asyncio.CancelledError as exc:
+            interrupt = exc
+            # Cancel the workflow, which compensates, and wait for it through further cancellations.
+            await asyncio.shield(_cancel(handle))
+            while not result_task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(result_task)
+        outcome = result_task.result()
+        stream.extend(outcome.get("events") or [], 0, outcome.get("values"))
+        await stream.settle()
+        status = outcome.get("status")
+        if status not in _END_OF_RUN:
+            status = "cancelled"
+        ended = time.time()
+        error = stream.error(outcome.get("error"))
+        if status == "cancelled" and error is None:
+            error = interrupt if interrupt is not None else asyncio.CancelledError()
+        if error is None and outcome.get("failure"):
+            error = RemoteStepError(outcome["failure"])
+        stream.emit(Event(EventKind.RUN_FINISHED, request.run_id, saga.name, ended, None, -1, None, 0, started,
+                          (ended - started) * 1000.0, error, any(e.injected for e in stream.events),
+                          outcome.get("result"), status, request.context.correlation_id, None))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(stream.settle())
+        run = Run.from_events(stream.events, definition=saga, backend=self.name, info=info)
+        rewind_faults(saved, stream.attempts())
+        saga.history.append(run)
+        if interrupt is not None:
+            raise interrupt
+        return run
+
+    async def _follow(self, handle: WorkflowHandle[Any, Any], result: asyncio.Future[dict[str, Any]],
+                      stream: _Stream) -> None:
+        """Wait for the outcome; meanwhile, if anyone listens, pass events on as they come."""
+        if not stream.observers:
+            await asyncio.shield(result)
+            return
+        while not result.done():
+            await asyncio.wait([result], timeout=self.poll_interval)
+            if result.done():
+                break
+            since = stream.received
+            try:
+                fresh = await handle.query(EVENTS_QUERY, since)
+            except Exception:  # not yet picked up by a worker, or the worker is busy: next time
+                continue
+            stream.extend(fresh, since)
+            await stream.settle()
+
+
+async def _cancel(handle: WorkflowHandle[Any, Any]) -> None:
+    with contextlib.suppress(Exception):  # already finished: nothing to cancel
+        await handle.cancel()
+
+
+async def _outcome(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    """The workflow's outcome, whichever way it ended."""
+    try:
+        outcome: dict[str, Any] = await handle.result()
+        return outcome
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
+            details: dict[str, Any] = cause.details[0]
+            return details
+        # Cancelled: the outcome stays in the workflow's state. Terminated or timed out: none.
+        try:
+            kept: dict[str, Any] | None = await handle.query(OUTCOME_QUERY)
+        except Exception:
+            kept = None
+        if kept is not None:
+            return kept
+        return {"status": "cancelled", "events": None, "failure": f"workflow ended without an outcome: {cause}"}
+
+
+class _Stream:
+    """The run's events as they arrive, converted and passed to the observers in order."""
+
+    def __init__(self, request: RunRequest, info: dict[str, Any]) -> None:
+        self.run_id = request.run_id
+        self.saga = request.saga.name
+        self.correlation_id = request.context.correlation_id
+        self.observers: list[Observer] = list(request.observers)
+        self.settlers = [o for o in self.observers if callable(getattr(o, "settle", None))]
+        self.events: list[Event] = []
+        self.received = 0  # workflow events converted so far
+        self.memo: dict[int, BaseException] = {}
+        self.info = info
+
+    def error(self, info: dict[str, Any] | None) -> BaseException | None:
+        return rebuild_error(info, self.memo)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+        for observer in list(self.observers):
+            try:
+                observer(event)
+            except Exception as exc:  # a broken sink must never break a saga
+                self.observers.remove(observer)
+                warnings.warn(
+                    f"sagakit: observer {observer!r} raised {type(exc).__name__}: {exc}; "
+                    "it is ignored for the rest of this run",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def extend(self, raw: list[dict[str, Any]], offset: int, values: list[Any] | None = None) -> None:
+        """Pass on workflow events ``raw`` (starting at position ``offset``) not yet received.
+
+        With ``values``, an event's payload is ``values[event["ref"]]`` (see the workflow's outcome).
+        """
+        for item in raw[max(0, self.received - offset):]:
+            self.received += 1
+            if values is not None and "ref" in item:
+                item["data"] = values[item["ref"]]
+            self.emit(Event(
+                _KINDS[item["kind"]], self.run_id, self.saga, item["at"], item.get("step"), item.get("index", -1),
+                item.get("phase"), item.get("attempt", 0), item.get("started_at"), item.get("duration_ms"),
+                self.error(item.get("error")), bool(item.get("injected", False)), item.get("data"),
+                item.get("status"), self.correlation_id, None,
+            ))
+
+    def attempts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for event in self.events:
+            if event.kind is EventKind.STEP_STARTED or event.kind is EventKind.COMPENSATION_STARTED:
+                key = (event.step or "", event.phase or "")
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    async def settle(self) -> None:
+        for observer in self.settlers:
+            await observer.settle()  # type: ignore[attr-defined]

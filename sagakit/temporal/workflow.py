@@ -1,0 +1,399 @@
+"""The generic saga workflow: one deterministic workflow that runs any saga's shape.
+
+The workflow receives a JSON description of the saga (see ``sagakit.temporal._shape``), the
+input, the faults and the context, and drives one activity per step phase
+(``<saga>.<step>.forward`` and ``<saga>.<step>.compensate``) registered by the workers. It
+never imports the saga's module, so sagas defined in a notebook or a script work, and its
+only imports are the standard library and ``temporalio``: it is safe in Temporal's sandbox
+and under replay.
+
+Events. The workflow keeps the run's events (the same kinds and fields as the local engine,
+as JSON) in its state. Workflow-side events take their time from ``workflow.now()``; each
+attempt's end carries the activity's own start and end times. An activity reports its
+attempts in its result (or in its failure's details); an attempt that failed and will be
+retried by Temporal signals ``sagakit.attempts`` to the workflow before it fails, so every
+attempt shows up. The caller reads the events live with the ``sagakit.events`` query and
+gets them all at the end in the outcome.
+
+Outcome. A completed saga returns the outcome. A saga that rolled back fails the workflow
+with an ``ApplicationError`` (type ``SagaCompensated`` or ``SagaCompensationFailed``) whose
+details carry the outcome, so Temporal shows it as failed. A cancelled workflow compensates
+its completed steps, shielded from the cancellation, then ends as cancelled; its outcome is
+kept for the ``sagakit.outcome`` query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
+
+__all__ = ["EVENTS_QUERY", "OUTCOME_QUERY", "SIGNAL_ATTEMPTS", "WORKFLOW_NAME", "SagaWorkflow"]
+
+WORKFLOW_NAME = "sagakit.saga"
+EVENTS_QUERY = "sagakit.events"
+OUTCOME_QUERY = "sagakit.outcome"
+SIGNAL_ATTEMPTS = "sagakit.attempts"
+
+
+class _StepFailed(Exception):
+    """A step phase failed for good; ``error`` is its JSON description."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", ""))
+        self.error = error
+
+
+class _Attempts:
+    """Attempt numbering of one step phase, and whether its latest start is still open."""
+
+    __slots__ = ("index", "input", "n", "open_at", "start_to_close", "temporal_attempt")
+
+    def __init__(self, index: int, data: Any, start_to_close: float) -> None:
+        self.index = index
+        self.input = data
+        self.n = 0
+        self.open_at: float | None = None
+        self.start_to_close = start_to_close
+        self.temporal_attempt = 1  # the Temporal attempt the open event stands for
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class SagaWorkflow:
+    """Runs a saga's shape: forward stages, then compensations in reverse completion order."""
+
+    def __init__(self) -> None:
+        self._events: list[dict[str, Any]] = []
+        self._phases: dict[tuple[str, str], _Attempts] = {}
+        self._errors = 0
+        self._outcome: dict[str, Any] | None = None
+        self._spec: dict[str, Any] = {}
+        self._failed_step: str | None = None
+
+    # -- the event record ---------------------------------------------------------------
+
+    def _now(self) -> float:
+        return workflow.now().timestamp()
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        fields["kind"] = kind
+        fields.setdefault("at", self._now())
+        self._events.append(fields)
+
+    def _compact(self) -> dict[str, Any]:
+        """The events with each distinct payload stored once (``data`` becomes ``ref``).
+
+        A step's output is also the next step's input and its compensation's input: the
+        same object, mentioned by up to three events. Sharing it keeps the outcome, which
+        Temporal stores in the workflow's history, small.
+        """
+        values: list[Any] = []
+        positions: dict[int, int] = {}
+        events = []
+        for event in self._events:
+            data = event.get("data")
+            if data is None:
+                events.append(event)
+                continue
+            position = positions.get(id(data))
+            if position is None:
+                position = positions[id(data)] = len(values)
+                values.append(data)
+            compact = dict(event)
+            del compact["data"]
+            compact["ref"] = position
+            events.append(compact)
+        return {"events": events, "values": values}
+
+    def _error(self, error: dict[str, Any]) -> dict[str, Any]:
+        # Number each error once, so that the caller rebuilds one object for all its mentions.
+        if "id" not in error:
+            self._errors += 1
+            error["id"] = self._errors
+        return error
+
+    def _begin(self, name: str, phase: str) -> None:
+        state = self._phases[(name, phase)]
+        state.n += 1
+        state.open_at = self._now()
+        kind = "step_started" if phase == "forward" else "compensation_started"
+        self._event(kind, step=name, index=state.index, phase=phase, attempt=state.n, data=state.input,
+                    at=state.open_at)
+
+    def _record(self, name: str, phase: str, attempts: list[dict[str, Any]], output: Any = None) -> None:
+        state = self._phases[(name, phase)]
+        prefix = "step_" if phase == "forward" else "compensation_"
+        last_success = max((i for i, a in enumerate(attempts) if a["status"] == "succeeded"), default=-1)
+        for position, attempt in enumerate(attempts):
+            temporal_attempt = attempt.get("temporal_attempt", state.temporal_attempt)
+            if state.open_at is not None and temporal_attempt > state.temporal_attempt:
+                # Temporal retried an attempt that never reported (its worker died): it timed out.
+                limit = state.start_to_close
+                self._close(name, phase, "failed", {
+                    "type": "StepTimeout", "module": "sagakit.errors", "args": None,
+                    "message": f"step {name!r} timed out after {limit:g}s", "fields": {"step": name, "timeout": limit},
+                })
+            state.temporal_attempt = temporal_attempt
+            if state.open_at is None:
+                state.n += 1
+                self._event(prefix + "started", step=name, index=state.index, phase=phase, attempt=state.n,
+                            data=state.input, at=attempt["started_at"])
+            state.open_at = None
+            status = attempt["status"]
+            error = attempt.get("error")
+            self._event(
+                prefix + status,
+                step=name,
+                index=state.index,
+                phase=phase,
+                attempt=state.n,
+                at=attempt["ended_at"],
+                started_at=attempt["started_at"],
+                duration_ms=(attempt["ended_at"] - attempt["started_at"]) * 1000.0,
+                error=self._error(error) if error is not None else None,
+                injected=bool(attempt.get("injected")),
+                data=output if position == last_success else None,
+                status=status,
+            )
+
+    def _close(self, name: str, phase: str, status: str, error: dict[str, Any] | None) -> None:
+        """End the open attempt of a phase that ended without an activity report."""
+        state = self._phases[(name, phase)]
+        if state.open_at is None:
+            return
+        now = self._now()
+        prefix = "step_" if phase == "forward" else "compensation_"
+        self._event(prefix + status, step=name, index=state.index, phase=phase, attempt=state.n, at=now,
+                    started_at=state.open_at, duration_ms=(now - state.open_at) * 1000.0,
+                    error=self._error(error) if error is not None else None, injected=False, data=None,
+                    status=status)
+        state.open_at = None
+
+    @workflow.signal(name=SIGNAL_ATTEMPTS)
+    def attempts_signal(self, report: dict[str, Any]) -> None:
+        """An activity attempt failed and Temporal will retry it: record it, open the next."""
+        key = (report["step"], report["phase"])
+        if key not in self._phases:
+            return
+        self._record(report["step"], report["phase"], report["attempts"])
+        self._begin(report["step"], report["phase"])
+        self._phases[key].temporal_attempt += 1
+
+    @workflow.query(name=EVENTS_QUERY)
+    def events_query(self, since: int) -> list[dict[str, Any]]:
+        """The events recorded so far, from position ``since``."""
+        return self._events[since:]
+
+    @workflow.query(name=OUTCOME_QUERY)
+    def outcome_query(self) -> dict[str, Any] | None:
+        """The outcome once the saga has finished (``None`` before)."""
+        return self._outcome
+
+    # -- running one step phase ---------------------------------------------------------
+
+    async def _call(self, step: dict[str, Any], phase: str, data: Any) -> Any:
+        name = step["name"]
+        options = step[phase]
+        self._phases[(name, phase)] = _Attempts(step["index"], data, options["start_to_close"])
+        self._begin(name, phase)
+        spec = self._spec
+        faults = spec["faults_" + phase]
+        retry = options["retry"]
+        try:
+            report = await workflow.execute_activity(
+                options["activity"],
+                {"data": data, "context": spec["context"], "fault": faults.get(name)},
+                start_to_close_timeout=timedelta(seconds=options["start_to_close"]),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=retry["initial_interval"]),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=retry["maximum_interval"]),
+                    maximum_attempts=retry["maximum_attempts"],
+                ),
+            )
+        except asyncio.CancelledError:
+            self._close(name, phase, "cancelled", None)
+            raise
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                self._close(name, phase, "cancelled", None)
+                raise asyncio.CancelledError() from None
+            cause = exc.cause
+            details = cause.details if isinstance(cause, ApplicationError) else ()
+            if details and isinstance(details[0], dict) and "attempts" in details[0]:
+                self._record(name, phase, details[0]["attempts"])
+                raise _StepFailed(self._error(details[0]["error"])) from None
+            if isinstance(cause, TimeoutError):
+                # The worker died or hung past the backstop: report the step's own timeout.
+                limit = options["timeout"] if options["timeout"] is not None else options["start_to_close"]
+                error = {"type": "StepTimeout", "module": "sagakit.errors",
+                         "message": f"step {name!r} timed out after {limit:g}s", "args": None,
+                         "fields": {"step": name, "timeout": limit}}
+            else:
+                error = {"type": type(cause or exc).__name__, "module": "temporalio.exceptions",
+                         "message": str(cause or exc), "args": None}
+            self._close(name, phase, "failed", error)
+            raise _StepFailed(self._error(error)) from None
+        self._record(name, phase, report["attempts"], report["result"] if report["result"] is not None else data)
+        return report["result"]
+
+    async def _parallel(self, stage: dict[str, Any], data: Any, completed: list[tuple[dict[str, Any], Any]],
+                        undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
+        outputs: dict[str, Any] = {}
+        failures: list[tuple[str, _StepFailed]] = []
+
+        async def branch(step: dict[str, Any]) -> None:
+            try:
+                result = await self._call(step, "forward", data)
+            except _StepFailed as exc:
+                failures.append((step["name"], exc))
+                if step["compensate_on_failure"] and step["compensate"] is not None:
+                    undo_failed.append((step, data))
+                raise
+            except asyncio.CancelledError:
+                if step["compensate_on_failure"] and step["compensate"] is not None:
+                    undo_failed.append((step, data))
+                raise
+            output = data if result is None else result
+            outputs[step["name"]] = output
+            completed.append((step, output))
+
+        tasks = [asyncio.create_task(branch(step)) for step in stage["steps"]]
+        try:
+            await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await _wait_through_cancellation(tasks)
+            raise
+        if failures:
+            for task in tasks:
+                task.cancel()
+            await _wait_through_cancellation(tasks)
+            name, error = failures[0]
+            self._failed_step = name
+            raise error
+        merged: dict[str, Any] = {}
+        for step in stage["steps"]:
+            output = outputs[step["name"]]
+            if not isinstance(output, dict):
+                self._failed_step = step["name"]
+                raise _StepFailed({
+                    "type": "TypeError", "module": "builtins", "args": None,
+                    "message": f"saga {self._spec['saga']!r}: parallel branch {step['name']!r} returned "
+                               f"{_json_type(output)}; parallel branches must return a dict (or None to pass "
+                               "their input through) so that their outputs can be merged",
+                })
+            merged.update(output)
+        return merged
+
+    # -- the saga -----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Run the saga described by ``spec``; see the module docstring for the outcome."""
+        self._spec = spec
+        data = spec["data"]
+        completed: list[tuple[dict[str, Any], Any]] = []
+        undo_failed: list[tuple[dict[str, Any], Any]] = []
+        original: dict[str, Any] | None = None
+        cancelled = False
+        try:
+            for stage in spec["stages"]:
+                if stage["parallel"]:
+                    data = await self._parallel(stage, data, completed, undo_failed)
+                    continue
+                step = stage["steps"][0]
+                try:
+                    result = await self._call(step, "forward", data)
+                except BaseException:
+                    self._failed_step = step["name"]
+                    if step["compensate_on_failure"] and step["compensate"] is not None:
+                        undo_failed.append((step, data))
+                    raise
+                if result is not None:
+                    data = result
+                completed.append((step, data))
+        except _StepFailed as exc:
+            original = exc.error
+        except asyncio.CancelledError:
+            cancelled = True
+        else:
+            self._outcome = {"status": "completed", "result": data, "error": None, **self._compact()}
+            return self._outcome
+        if self._failed_step is None and completed:
+            self._failed_step = completed[-1][0]["name"]
+        undo = undo_failed + completed[::-1]
+        rollback = asyncio.create_task(self._rollback(undo, original))
+        if await _wait_through_cancellation([rollback]):
+            cancelled = True
+        compensation_error = rollback.result()
+        if compensation_error is not None:
+            status, error = "compensation_failed", compensation_error
+        elif cancelled:
+            status, error = "cancelled", None
+        else:
+            status, error = "compensated", original
+        self._outcome = {"status": status, "result": None, "error": error, **self._compact()}
+        if cancelled and status == "cancelled":
+            raise asyncio.CancelledError()
+        kind = "SagaCompensated" if status == "compensated" else "SagaCompensationFailed"
+        message = error["message"] if error is not None else status
+        raise ApplicationError(f"saga {spec['saga']!r} {status}: {message}", self._outcome, type=kind,
+                               non_retryable=True)
+
+    async def _rollback(self, undo: list[tuple[dict[str, Any], Any]],
+                        original: dict[str, Any] | None) -> dict[str, Any] | None:
+        self._event("rollback_started", step=self._failed_step, error=original, status="rolling_back")
+        failures: list[dict[str, Any]] = []
+        pending: list[str] = []
+        for position, (step, data) in enumerate(undo):
+            if step["compensate"] is None:
+                now = self._now()
+                self._event("compensation_skipped", step=step["name"], index=step["index"], phase="compensate",
+                            attempt=0, at=now, started_at=now, duration_ms=0.0, data=data, status="skipped")
+                continue
+            try:
+                await self._call(step, "compensate", data)
+            except _StepFailed as exc:
+                failures.append({"step": step["name"], "error": exc.error})
+                if not self._spec["continue_on_compensation_failure"]:
+                    pending = [later[0]["name"] for later in undo[position + 1:] if later[0]["compensate"] is not None]
+                    break
+        if not failures:
+            return None
+        saga = self._spec["saga"]
+        parts = [f"{f['step']!r} ({f['error']['type'].rsplit('.', 1)[-1]}: {f['error']['message']})" for f in failures]
+        message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
+        if original is not None:
+            message += f"; rollback was started by {original['type'].rsplit('.', 1)[-1]}: {original['message']}"
+        if pending:
+            message += "; left uncompensated: " + ", ".join(repr(p) for p in pending)
+        return self._error({
+            "type": "CompensationError", "module": "sagakit.errors", "message": message, "args": None,
+            "fields": {"saga": saga, "original": original, "failures": failures, "pending": pending},
+        })
+
+
+def _json_type(value: Any) -> str:
+    return "list" if isinstance(value, list) else type(value).__name__
+
+
+async def _wait_through_cancellation(tasks: list[asyncio.Task[Any]]) -> bool:
+    """Wait until every task is done, even through cancellations; return whether one came."""
+    cancelled = False
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        try:
+            await workflow.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+        pending = [task for task in pending if not task.done()]
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+    return cancelled

@@ -1,0 +1,58 @@
+"""python -m sagakit recover: the command a person runs after a crash."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import journal_service
+from conftest import HERE, Children
+
+
+def sagakit_command(*arguments: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join([str(HERE), environment.get("PYTHONPATH", "")])
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "sagakit", *map(str, arguments)], capture_output=True, text=True,
+                          env=environment, timeout=120)
+
+
+class TestRecoverCommand:
+    def test_it_rolls_back_what_a_crash_left_and_then_finds_nothing(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        children.run("once", journal_file, service, env={journal_service.EXIT_AT: "ship:after"}, expect=(17,))
+        dry = sagakit_command("recover", "--journal", journal_file, "journal_service:order", "--dry-run")
+        assert dry.returncode == 0 and "interrupted" in dry.stdout and "nothing changed" in dry.stdout
+        assert journal_service.items(service) != []
+        done = sagakit_command("recover", "--journal", journal_file, "journal_service:order")
+        assert done.returncode == 0, done.stderr
+        assert " order  compensated" in done.stdout and "1 run(s) recovered" in done.stdout
+        assert journal_service.items(service) == []
+        again = sagakit_command("recover", "--journal", journal_file, "journal_service:order_saga")
+        assert again.returncode == 0 and again.stdout.strip() == "nothing to recover"
+
+    def test_a_failed_compensation_exits_1_and_names_the_run(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        children.run("once", journal_file, service, env={journal_service.EXIT_AT: "ship:before"}, expect=(17,))
+        result = sagakit_command("recover", "--journal", journal_file, "journal_service:order",
+                                 env={journal_service.BROKEN: "reserve"})
+        assert result.returncode == 1
+        assert "compensation_failed  NEEDS ATTENTION" in result.stdout and "reserve" in result.stdout
+
+    def test_usage_errors_exit_2_with_what_is_wrong(self, journal_file: Path, tmp_path: Path) -> None:
+        cases = {
+            "nosuchmodule:order": "cannot import module 'nosuchmodule'",
+            "journal_service:nothing": "module 'journal_service' has no attribute 'nothing'",
+            "journal_service": "expected module:attribute",
+            "journal_service:SLOW": "expected a sagakit.Saga",
+        }
+        for spec, message in cases.items():
+            result = sagakit_command("recover", "--journal", journal_file, spec)
+            assert result.returncode == 2 and message in result.stderr, (spec, result.stderr)
+        missing = sagakit_command("recover", "--journal", tmp_path / "no" / "j.db", "journal_service:order")
+        assert missing.returncode == 2 and "does not exist; create it first" in missing.stderr
+        assert sagakit_command("recover", "journal_service:order").returncode == 2  # --journal is required

@@ -1,0 +1,85 @@
+"""Fixtures of the notebook-layer tests: small sagas, and the diagram renderer reset."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sagakit
+from sagakit.notebook import diagram
+
+
+def _shared_conftest() -> Any:
+    # tests/conftest.py is not importable by a stable module name from this package.
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("sagakit_shared_test_setup", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_shared = _shared_conftest()
+ROOT: Path = _shared.ROOT
+require: Callable[[bool, str], None] = _shared.require
+
+
+def make_step(name: str, *, delay: float = 0.0, log: list[str] | None = None) -> Any:
+    """An async step function called ``name`` that records its calls in ``log``."""
+
+    async def action(data: Any, context: sagakit.WorkflowContext) -> Any:
+        if delay:
+            await asyncio.sleep(delay)
+        if log is not None:
+            log.append(name)
+        return data
+
+    action.__name__ = name
+    return action
+
+
+def linear_saga(count: int, name: str = "chain", log: list[str] | None = None) -> sagakit.Saga:
+    """``count`` steps ``s0 .. s<count-1>``, each with a compensation ``undo_s<i>``."""
+    return sagakit.Saga(
+        name,
+        [sagakit.step(make_step(f"s{i}", log=log), compensate=make_step(f"undo_s{i}", log=log)) for i in range(count)],
+    )
+
+
+@pytest.fixture
+def order_saga() -> sagakit.Saga:
+    """Five steps, the last without compensation, the middle one with a retry policy."""
+    return sagakit.Saga(
+        "order",
+        [
+            sagakit.step(make_step("reserve_inventory"), compensate=make_step("release_inventory")),
+            sagakit.step(make_step("authorize_payment"), compensate=make_step("void_authorization")),
+            sagakit.step(make_step("charge_payment"), compensate=make_step("refund_payment"), retry=1),
+            sagakit.parallel(
+                sagakit.step(make_step("ship_order"), compensate=make_step("cancel_shipment")),
+                sagakit.step(make_step("notify_warehouse")),
+            ),
+            sagakit.step(make_step("send_receipt")),
+        ],
+    )
+
+
+@pytest.fixture(autouse=True)
+def default_renderer() -> Iterator[None]:
+    """Every test starts and ends with the automatic renderer choice."""
+    diagram.set_renderer("auto")
+    yield
+    diagram.set_renderer("auto")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item (``rep_call``) for failure screenshots."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

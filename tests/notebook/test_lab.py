@@ -1,0 +1,194 @@
+"""The Lab, driven from the kernel side: clicks and selections drive faults, runs and colours."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from typing import Any
+
+import pytest
+
+import sagakit
+from sagakit.notebook import diagram
+from sagakit.notebook.lab import Lab
+
+from .conftest import linear_saga, make_step
+
+ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)"')
+
+
+def classes(svg: str) -> dict[str, set[str]]:
+    return {html.unescape(i): set(c.split()) for i, c in ELEMENT.findall(svg)}
+
+
+def widget_classes(widget: Any) -> set[str]:
+    return set(widget._dom_classes)
+
+
+class TestControls:
+    def test_panel_and_controls_carry_css_classes(self, order_saga: sagakit.Saga) -> None:
+        """The panel, buttons, progress, diagram, history and each fault selector have their class."""
+        lab = order_saga.lab(data={})
+        assert "sagakit-lab" in widget_classes(lab.widget)
+        assert "sagakit-run" in widget_classes(lab.run_button)
+        assert "sagakit-run-n" in widget_classes(lab.run_n_button)
+        assert "sagakit-progress" in widget_classes(lab.progress)
+        assert "sagakit-diagram" in widget_classes(lab.diagram)
+        assert "sagakit-history" in widget_classes(lab.history)
+        for name in order_saga.step_names:
+            selector = lab.steps[name].mode
+            assert f"sagakit-fault-{name}" in widget_classes(selector)
+            assert list(selector.options) == ["none", "fail", "fail_after", "fail_compensation"]
+
+    def test_selector_drives_the_fault_plan(self, order_saga: sagakit.Saga) -> None:
+        """Choosing a mode, a delay and a probability sets ``saga.faults``; ``none`` removes it."""
+        lab = order_saga.lab(data={})
+        controls = lab.steps["charge_payment"]
+        controls.mode.value = "fail_after"
+        controls.delay.value = 0.25
+        controls.probability.value = 0.5
+        assert order_saga.faults["charge_payment"] == sagakit.Fault("fail_after", delay=0.25, probability=0.5)
+        controls.mode.value = "none"
+        controls.delay.value = 0.0
+        assert "charge_payment" not in order_saga.faults
+
+    def test_code_changes_update_the_controls_and_diagram(self, order_saga: sagakit.Saga) -> None:
+        """Setting ``saga.faults`` in code moves the controls and marks the diagram."""
+        lab = order_saga.lab(data={})
+        order_saga.faults["ship_order"] = sagakit.Fault("fail_compensation", delay=0.5, probability=0.75)
+        controls = lab.steps["ship_order"]
+        assert (controls.mode.value, controls.delay.value, controls.probability.value) == ("fail_compensation", 0.5,
+                                                                                            0.75)
+        lab.flush()
+        assert "injected" in classes(lab.svg)["step-ship_order"]
+        order_saga.faults.clear()
+        assert controls.mode.value == "none"
+
+    def test_bad_options_are_refused(self, order_saga: sagakit.Saga) -> None:
+        """Wrong option types name the option and what was expected."""
+        with pytest.raises(TypeError, match="Lab backends"):
+            Lab(order_saga, backends={"local": object()})  # type: ignore[dict-item]
+        with pytest.raises(ValueError, match="Lab runs"):
+            Lab(order_saga, runs=0)
+        with pytest.raises(TypeError, match=r"sagakit\.Saga"):
+            Lab("order")  # type: ignore[arg-type]
+
+
+class TestRunning:
+    async def test_click_run_fails_the_chosen_step_and_compensates_earlier_ones(self, order_saga: sagakit.Saga) -> None:
+        """Run after selecting ``fail`` in the middle: that step failed, the earlier compensated."""
+        lab = order_saga.lab(data={})
+        lab.steps["charge_payment"].mode.value = "fail"
+        lab.run_button.click()
+        assert lab.task is not None and not lab.task.done()  # started as a task, not run inline
+        run = await lab.wait()
+        assert run.status == "compensated" and run.failed_step == "charge_payment"
+        assert len(order_saga.history) == 1
+        found = classes(lab.svg)
+        assert "state-failed" in found["step-charge_payment"]
+        assert "state-compensated" in found["step-reserve_inventory"]
+        assert "state-compensated" in found["step-authorize_payment"]
+        assert "state-pending" in found["step-ship_order"]
+        assert "charge_payment" in lab.status.value and "InjectedFault" in lab.status.value
+        assert lab.history.value.count('<tr class="run-') == 1
+
+    async def test_live_colouring_shows_the_step_in_flight(self) -> None:
+        """While a slow step runs, the diagram shows it running, before its final colour."""
+        saga = sagakit.Saga("slow", [
+            sagakit.step(make_step("quick"), compensate=make_step("undo_quick")),
+            sagakit.step(make_step("slow", delay=0.3), compensate=make_step("undo_slow")),
+        ])
+        lab = saga.lab(throttle=0.01)
+        seen: list[set[str]] = []
+        lab.diagram.observe(lambda change: seen.append(classes(change["new"]).get("step-slow", set())), names="value")
+        lab.run_button.click()
+        await lab.wait()
+        assert any("state-running" in found for found in seen)
+        assert "state-succeeded" in seen[-1]
+
+    async def test_run_n_fills_progress_and_history(self, order_saga: sagakit.Saga) -> None:
+        """Run x N runs N times in sequence, the progress bar reaching N."""
+        lab = order_saga.lab(data={}, runs=5)
+        order_saga.faults["ship_order"] = sagakit.Fault("fail", probability=0.5, seed=3)
+        lab.run_n_button.click()
+        runs = await lab.wait()
+        assert len(runs) == 5 and len(order_saga.history) == 5
+        assert (lab.progress.value, lab.progress.max, lab.progress.description) == (5, 5, "5/5")
+        assert lab.history.value.count('<tr class="run-') == 5
+        statuses = {run.status for run in runs}
+        assert statuses <= {"completed", "compensated"} and len(statuses) == 2
+
+    async def test_reset_clears_faults_and_colours(self, order_saga: sagakit.Saga) -> None:
+        """Reset removes every fault and returns the diagram to pending; the history stays."""
+        lab = order_saga.lab(data={})
+        lab.steps["send_receipt"].mode.value = "fail"
+        lab.run_button.click()
+        await lab.wait()
+        lab.reset_button.click()
+        assert dict(order_saga.faults) == {}
+        assert lab.steps["send_receipt"].mode.value == "none"
+        assert all("state-pending" in classes(lab.svg)[f"step-{n}"] for n in order_saga.step_names)
+        assert len(order_saga.history) == 1
+
+    async def test_backend_dropdown_chooses_the_backend(self, order_saga: sagakit.Saga) -> None:
+        """With ``backends``, the drop-down's choice is the backend the run goes to."""
+
+        class Recording:
+            name = "recording"
+
+            def __init__(self) -> None:
+                self.requests: list[Any] = []
+                self.local = sagakit.LocalBackend()
+
+            async def run(self, request: sagakit.RunRequest) -> sagakit.Run:
+                self.requests.append(request)
+                return await self.local.run(request)
+
+        recording = Recording()
+        lab = order_saga.lab(data={}, backends={"local": None, "recording": recording})
+        assert list(lab.backend.options) == ["local", "recording"]
+        await lab.run()
+        assert recording.requests == []
+        lab.backend.value = "recording"
+        await lab.run()
+        assert len(recording.requests) == 1
+
+    async def test_charts_show_timeline_and_compensations(self, order_saga: sagakit.Saga) -> None:
+        """After a rolled-back run the charts area holds a Vega-Lite chart with a static SVG."""
+        lab = order_saga.lab(data={})
+        order_saga.faults["send_receipt"] = "fail"
+        await lab.run()
+        lab._draw_charts()
+        (output,) = lab.charts.outputs
+        assert any(key.startswith("application/vnd.vegalite") for key in output["data"])
+        assert "<svg" in output["data"]["image/svg+xml"]
+
+    async def test_kernel_stays_responsive_during_a_run(self) -> None:
+        """Other work on the loop proceeds while a Lab run is in flight."""
+        saga = sagakit.Saga("long", [sagakit.step(make_step("wait", delay=0.2))])
+        lab = saga.lab()
+        lab.run_button.click()
+        ticks = 0
+        while lab.task is not None and not lab.task.done():
+            ticks += 1
+            await asyncio.sleep(0)
+        assert ticks > 10
+
+    async def test_live_updates_never_run_the_layout_again(self) -> None:
+        """Runs in the Lab re-colour the template: the layout program runs at most once per shape."""
+        saga = linear_saga(12, name="no-relayout")
+        lab = saga.lab(throttle=0.0)
+        before = diagram.layout_count()
+        for mode in ("fail", "fail_after", "none"):
+            lab.steps["s6"].mode.value = mode
+            await lab.run()
+        assert diagram.layout_count() == before
+
+
+def test_close_stops_following_the_saga(order_saga: sagakit.Saga) -> None:
+    """After close, fault changes no longer reach the (closed) controls."""
+    lab = order_saga.lab(data={})
+    lab.close()
+    order_saga.faults["ship_order"] = "fail"
+    assert lab.steps["ship_order"].mode.value == "none"

@@ -1,0 +1,144 @@
+"""Sagas both backends run in the conformance suite; their behaviour is driven by the input.
+
+Every step and compensation appends ``(step, phase, attempt, data)`` to ``CALLS[correlation
+id]`` and then does what ``data["plan"][<step>]`` (or ``[<step>:compensate]``) says:
+``raise`` (ValueError), ``declined`` (PaymentDeclined), ``keyerror``, ``flaky:N`` (fail the first
+N attempts), ``sleep:S``, ``list`` (return a list), ``set`` (return a set inside), ``after:<step>`` (wait until that step of the
+run succeeded, then raise). The worker runs in the test process, so the calls are visible to
+the tests whichever backend ran them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+import sagakit as sk
+
+CALLS: dict[str, list[tuple[str, str, int, Any]]] = defaultdict(list)
+_DONE: dict[tuple[str, str], asyncio.Event] = {}
+
+
+class PaymentDeclined(Exception):
+    """A business error defined by the user's code."""
+
+
+def _done(correlation_id: str, step: str) -> asyncio.Event:
+    return _DONE.setdefault((correlation_id, step), asyncio.Event())
+
+
+async def _behave(name: str, phase: str, data: Any, context: sk.WorkflowContext) -> Any:
+    cid = context.correlation_id or ""
+    CALLS[cid].append((name, phase, context.attempt, data))
+    key = name if phase == "forward" else f"{name}:compensate"
+    action = (data.get("plan") or {}).get(key, "") if isinstance(data, dict) else ""
+    if action == "raise":
+        raise ValueError(f"{name} refused")
+    if action == "declined":
+        raise PaymentDeclined(f"card declined at {name}")
+    if action == "keyerror":
+        raise KeyError(name)
+    if action.startswith("flaky:") and context.attempt <= int(action.split(":")[1]):
+        raise ConnectionError(f"{name} flaked on attempt {context.attempt}")
+    if action.startswith("sleep:"):
+        await asyncio.sleep(float(action.split(":")[1]))
+    if action.startswith("after:"):
+        await _done(cid, action.split(":")[1]).wait()
+        raise ValueError(f"{name} failed after {action.split(':')[1]}")
+    if action == "list":
+        return [name]
+    if action == "set":
+        return {**data, name: {1, 2}}
+    if phase == "forward":
+        _done(cid, name).set()
+        return {**data, name: f"{name}-done"}
+    return None
+
+
+def _forward(name: str) -> Any:
+    async def action(data: Any, context: sk.WorkflowContext) -> Any:
+        return await _behave(name, "forward", data, context)
+
+    action.__name__ = action.__qualname__ = name
+    return action
+
+
+def _compensation(name: str) -> Any:
+    async def compensate(data: Any, context: sk.WorkflowContext) -> Any:
+        return await _behave(name, "compensate", data, context)
+
+    compensate.__name__ = compensate.__qualname__ = f"undo_{name}"
+    return compensate
+
+
+def sync_step(data: Any, context: sk.WorkflowContext) -> Any:
+    """A plain ``def`` step (runs on a thread on the worker)."""
+    CALLS[context.correlation_id or ""].append(("sync_step", "forward", context.attempt, data))
+    time.sleep(0.001)
+    return {**data, "sync_step": "sync-done"}
+
+
+def _linear(name: str, continue_on_failure: bool) -> sk.Saga:
+    return sk.Saga(
+        name,
+        [
+            sk.step(_forward("a"), compensate=_compensation("a")),
+            sk.step(_forward("b"), compensate=_compensation("b")),
+            sk.step(sync_step),
+            sk.step(_forward("c"), compensate=_compensation("c")),
+            sk.step(_forward("d"), compensate=_compensation("d")),
+        ],
+        continue_on_compensation_failure=continue_on_failure,
+    )
+
+
+linear = _linear("linear", False)
+linear_continue = _linear("linear_continue", True)
+
+fanout = sk.Saga(
+    "fanout",
+    [
+        sk.step(_forward("a"), compensate=_compensation("a")),
+        sk.parallel(
+            sk.step(_forward("p1"), compensate=_compensation("p1")),
+            sk.step(_forward("p2"), compensate=_compensation("p2")),
+            sk.step(_forward("p3")),
+        ),
+        sk.step(_forward("c"), compensate=_compensation("c")),
+    ],
+)
+
+ambiguous = sk.Saga(
+    "ambiguous",
+    [
+        sk.step(_forward("a"), compensate=_compensation("a")),
+        sk.step(_forward("b"), compensate=_compensation("b"), timeout=0.4, compensate_on_failure=True),
+    ],
+)
+
+retrying = sk.Saga(
+    "retrying",
+    [
+        sk.step(_forward("a"), compensate=_compensation("a")),
+        sk.step(
+            _forward("b"),
+            compensate=_compensation("b"),
+            retry=sk.RetryPolicy(max_retries=2, initial_delay=0.05, max_delay=0.1, jitter=0.0),
+        ),
+        sk.step(_forward("c"), compensate=_compensation("c")),
+    ],
+)
+
+seed_form = sk.CompensationPrimitive(
+    [
+        (sk.RetryPrimitive(_forward("a"), max_retries=2, initial_delay=0.05, jitter=0.0), _compensation("a")),
+        (sk.TimeoutPrimitive(_forward("b"), timeout=0.4), _compensation("b")),
+        (sk.FallbackPrimitive(_forward("c"), _forward("c_fallback")), None),
+        (_forward("d"), _compensation("d")),
+    ],
+    name="seed_form",
+)
+
+ALL = [linear, linear_continue, fanout, ambiguous, retrying, seed_form]

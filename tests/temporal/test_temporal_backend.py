@@ -1,0 +1,131 @@
+"""The Temporal backend's own promises: live events, cancellation, serialisation, run facts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+import sagakit as sk
+
+from . import sagas_under_test as S
+
+pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
+
+
+class TestLiveEvents:
+    async def test_events_arrive_while_the_workflow_runs_in_order(self, backend: Any) -> None:
+        """An observer sees step events before the run ends, run_started first, run_finished last."""
+        seen: list[sk.Event] = []
+        c_started = asyncio.Event()
+
+        def observer(event: sk.Event) -> None:
+            seen.append(event)
+            if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
+                c_started.set()
+
+        task = asyncio.ensure_future(
+            S.linear.run({"plan": {"c": "sleep:0.5"}}, sk.WorkflowContext("live-1"), backend=backend,
+                         observers=[observer])
+        )
+        await asyncio.wait_for(c_started.wait(), timeout=30)
+        assert not task.done()
+        assert [e.kind for e in seen][:2] == [sk.EventKind.RUN_STARTED, sk.EventKind.STEP_STARTED]
+        run = await task
+        assert seen == run.events
+        assert seen[-1].kind is sk.EventKind.RUN_FINISHED
+        assert seen[0].info is not None and seen[0].info["workflow_id"] == run.info["workflow_id"]
+        assert S.linear.history.last is run
+
+
+class TestCancellation:
+    async def test_cancelling_the_caller_compensates_completed_steps(self, backend: Any, client: Any) -> None:
+        """Cancel while c runs: b and a are compensated, the run is cancelled, CancelledError propagates."""
+        from temporalio.client import WorkflowExecutionStatus
+
+        cid = f"cancel-{uuid.uuid4().hex[:8]}"
+        c_started = asyncio.Event()
+
+        def observer(event: sk.Event) -> None:
+            if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
+                c_started.set()
+
+        task = asyncio.ensure_future(
+            S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
+        )
+        await asyncio.wait_for(c_started.wait(), timeout=30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        run = S.linear.history.last
+        assert run is not None and run.backend == "temporal"
+        assert run.status == "cancelled"
+        assert run.compensated_steps == ["b", "a"]
+        assert [e.status for e in run.events if e.step == "c" and e.phase == "forward"][-1] == "cancelled"
+        compensations = [(step, phase) for step, phase, _, _ in S.CALLS.pop(cid) if phase == "compensate"]
+        assert compensations == [("b", "compensate"), ("a", "compensate")]
+        description = await client.get_workflow_handle(run.info["workflow_id"]).describe()
+        assert description.status == WorkflowExecutionStatus.CANCELED
+
+    async def test_execute_raises_the_original_error(self, backend: Any) -> None:
+        """execute() with the Temporal backend raises what it raises locally."""
+        with pytest.raises(ValueError, match="b refused"):
+            await S.linear.execute({"plan": {"b": "raise"}}, sk.WorkflowContext("exec-1"), backend=backend)
+        assert await S.linear.execute({}, sk.WorkflowContext("exec-2"), backend=backend) == {
+            "a": "a-done", "b": "b-done", "sync_step": "sync-done", "c": "c-done", "d": "d-done"}
+
+
+class TestSerialisation:
+    async def test_unserialisable_input_fails_before_the_workflow_starts(self, backend: Any) -> None:
+        """A set in the input: TypeError naming where and what, and no run at all."""
+        before = len(S.linear.history)
+        with pytest.raises(TypeError, match=r"saga 'linear' data\['items'\]\[1\] is a set"):
+            await S.linear.run({"items": [1, {2, 3}]}, backend=backend)
+        with pytest.raises(TypeError, match=r"context.metadata\[.when.\] is a object"):
+            await S.linear.run({}, sk.WorkflowContext("m", {"when": object()}), backend=backend)
+        assert len(S.linear.history) == before
+
+    async def test_an_unserialisable_step_result_fails_that_step(self, backend: Any) -> None:
+        """A step returning a set fails with a TypeError naming the step; the rollback runs."""
+        run = await S.linear.run({"plan": {"b": "set"}}, sk.WorkflowContext("set-1"), backend=backend)
+        assert run.status == "compensated" and run.failed_step == "b"
+        assert isinstance(run.error, TypeError)
+        assert "step 'b' returned a dict" in str(run.error)
+        assert run.compensated_steps == ["a"]
+        S.CALLS.pop("set-1", None)
+
+
+class TestRunFacts:
+    async def test_the_run_records_workflow_and_backend(self, backend: Any, client: Any) -> None:
+        """The run's info names the workflow; Temporal's memo carries the correlation id."""
+        run = await S.linear.run({}, sk.WorkflowContext("facts-1"), backend=backend)
+        assert run.info["workflow_id"] == f"linear/facts-1/{run.run_id}"
+        assert run.info["task_queue"] == backend.task_queue and run.info["namespace"] == "default"
+        description = await client.get_workflow_handle(run.info["workflow_id"]).describe()
+        memo = await description.memo()
+        assert memo == {"saga": "linear", "correlation_id": "facts-1", "run_id": run.run_id}
+        assert S.linear.history.runs.iloc[-1]["backend"] == "temporal"
+        S.CALLS.pop("facts-1", None)
+
+    async def test_a_custom_workflow_id(self, client: Any, worker: Any) -> None:
+        """workflow_id= decides the id; here the bare correlation id."""
+        from sagakit.temporal import TemporalBackend
+
+        cid = f"custom-{uuid.uuid4().hex[:8]}"
+        backend = TemporalBackend(client, task_queue="sagakit-tests", workflow_id=lambda r: r.context.correlation_id)
+        run = await S.linear.run({}, sk.WorkflowContext(cid), backend=backend)
+        assert run.info["workflow_id"] == cid
+        S.CALLS.pop(cid, None)
+
+    async def test_bad_backend_arguments_are_named(self, client: Any) -> None:
+        """Wrong arguments raise naming the argument."""
+        from sagakit.temporal import TemporalBackend
+
+        with pytest.raises(TypeError, match="task_queue"):
+            TemporalBackend(client, task_queue="")
+        with pytest.raises(ValueError, match="activity_timeout"):
+            TemporalBackend(client, task_queue="q", activity_timeout=-1)
+        with pytest.raises(TypeError, match="client"):
+            TemporalBackend("localhost:7233", task_queue="q")  # type: ignore[arg-type]

@@ -1,0 +1,75 @@
+"""Temporal's durability end to end: a worker process killed mid-step, a new one finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sagakit as sk
+
+from . import durable_saga
+
+pytestmark = [pytest.mark.temporal, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
+
+
+def _worker(address: str, queue: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sagakit.temporal", "worker", "--address", address, "--task-queue", queue,
+             "--sticky-timeout", "1", "temporal.durable_saga:durable"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+async def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
+    client: Any, temporal_address: str, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL the worker while step 2 runs; a new worker retries step 2, and step 1 never re-runs."""
+    from sagakit.temporal import TemporalBackend
+
+    queue = f"durable-{tmp_path.name}"
+    log = tmp_path / "worker.log"
+    first = _worker(temporal_address, queue, subprocess_env, log)
+    backend = TemporalBackend(client, task_queue=queue, activity_timeout=2.0)
+    saga = durable_saga.durable
+    run_task = asyncio.ensure_future(saga.run({"dir": str(tmp_path)}, sk.WorkflowContext("durable-1"), backend=backend))
+    second = None
+    try:
+        await _wait_for(lambda: (tmp_path / "slow-started").exists() or run_task.done(), 60, "step 2 to start")
+        assert not run_task.done(), run_task
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = _worker(temporal_address, queue, subprocess_env, log)
+        run = await asyncio.wait_for(run_task, timeout=90)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+    assert second is not None
+    assert second.wait(timeout=20) == 0, log.read_text()
+    assert "sagakit worker: stopped" in log.read_text()
+
+    assert run.status == "completed", run
+    assert run.result["shipped"] is True
+    calls = (tmp_path / "calls.log").read_text().split()
+    assert calls.count("reserve") == 1 and "release" not in calls
+    slow_rows = run.steps[run.steps["step"] == "slow"]
+    assert list(slow_rows["attempt"]) == [1, 2]
+    assert list(slow_rows["status"]) == ["failed", "succeeded"]
+    assert list(slow_rows["error_type"].fillna("")) == ["StepTimeout", ""]
+    assert run.info["workflow_id"] == f"durable/durable-1/{run.run_id}"
