@@ -27,6 +27,7 @@ from sagakit.policies import (
     SequentialPrimitive,
     TimeoutPrimitive,
 )
+from sagakit.redaction import Redactor
 from sagakit.runs import RUN_COLUMNS, STEP_COLUMNS, Run, RunHistory
 from sagakit.saga import CompensationPrimitive, Saga
 from sagakit.steps import Parallel, Step, parallel, step
@@ -38,6 +39,7 @@ _LAZY = {
     "SqliteJournal": "sagakit.journal",
     "recover": "sagakit.journal",
     "Exploration": "sagakit.explore",
+    "Latency": "sagakit.simulation",
 }
 
 
@@ -63,10 +65,12 @@ __all__ = [
     "FaultError",
     "FaultPlan",
     "InjectedFault",
+    "Latency",
     "LocalBackend",
     "Observer",
     "Parallel",
     "RUN_COLUMNS",
+    "Redactor",
     "RetryPolicy",
     "RetryPrimitive",
     "Run",
