@@ -16,43 +16,14 @@ import asyncio
 import gc
 import time
 import tracemalloc
-from typing import Any
 
-from _common import median, per_call_us, report
+from _common import fail, hand_w2, hand_written, median, noop, per_call_us, report
 
 import sagakit as sk
 
 ROUNDS = 15
 PER_ROUND = 2000
 STEPS = 10
-
-
-async def noop(data: Any, context: Any) -> Any:
-    return data
-
-
-async def fail(data: Any, context: Any) -> Any:
-    raise ValueError("step 10 failed")
-
-
-async def hand_written(data: Any, steps: list[tuple[Any, Any]], context: Any) -> Any:
-    done: list[tuple[Any, Any]] = []
-    try:
-        for action, compensate in steps:
-            data = await action(data, context)
-            done.append((compensate, data))
-    except Exception:
-        for compensate, output in reversed(done):
-            await compensate(output, context)
-        raise
-    return data
-
-
-async def hand_w2(steps: list[tuple[Any, Any]]) -> None:
-    try:  # noqa: SIM105 - the baseline stays the plainest, fastest code
-        await hand_written({}, steps, None)
-    except ValueError:
-        pass
 
 
 def sagas() -> tuple[sk.Saga, sk.Saga]:

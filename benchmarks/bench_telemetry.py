@@ -15,13 +15,12 @@ Target: full telemetry at most 4 times sagakit without it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from typing import Any
 
 import structlog
-from _common import median, per_call_us, report
+from _common import fail, hand_w2, hand_written, median, noop, per_call_us, report
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -35,32 +34,6 @@ from sagakit.telemetry import instrument
 ROUNDS = 7
 PER_ROUND = 300
 STEPS = 10
-
-
-async def noop(data: Any, context: Any) -> Any:
-    return data
-
-
-async def fail(data: Any, context: Any) -> Any:
-    raise ValueError("step 10 failed")
-
-
-async def hand_written(data: Any, steps: list[tuple[Any, Any]], context: Any) -> Any:
-    done: list[tuple[Any, Any]] = []
-    try:
-        for action, compensate in steps:
-            data = await action(data, context)
-            done.append((compensate, data))
-    except Exception:
-        for compensate, output in reversed(done):
-            await compensate(output, context)
-        raise
-    return data
-
-
-async def hand_w2(steps: list[tuple[Any, Any]]) -> None:
-    with contextlib.suppress(ValueError):
-        await hand_written({}, steps, None)
 
 
 def saga_pair(prefix: str) -> tuple[sk.Saga, sk.Saga]:

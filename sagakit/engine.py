@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, StepTimeout
-from sagakit.events import Event, EventKind, Observer
+from sagakit.events import Event, EventKind, Observer, deliver
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
 from sagakit.runs import Run, RunStatus
@@ -173,17 +173,7 @@ class _Execution:
         self._notify(event)
 
     def _notify(self, event: Event) -> None:
-        for observer in self.observers:
-            try:
-                observer(event)
-            except Exception as exc:  # a broken sink must never break a saga
-                self.observers.remove(observer)
-                warnings.warn(
-                    f"sagakit: observer {observer!r} raised {type(exc).__name__}: {exc}; "
-                    "it is ignored for the rest of this run",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        deliver(self.observers, event)
 
     def event(self, kind: EventKind, **fields: Any) -> Event:
         return Event(kind, self.run_id, self.saga_name, _EPOCH_OFFSET + self.clock(),

@@ -17,10 +17,11 @@ A run emits, in order::
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["END_KINDS", "Event", "EventKind", "Observer", "SettlingObserver"]
+__all__ = ["END_KINDS", "Event", "EventKind", "Observer", "SettlingObserver", "deliver"]
 
 
 class EventKind(enum.StrEnum):
@@ -123,3 +124,26 @@ class SettlingObserver(Observer, Protocol):
     """
 
     async def settle(self) -> None: ...
+
+
+def deliver(observers: list[Observer], event: Event) -> None:
+    """Hand ``event`` to each observer in order.
+
+    An observer that raises is removed from ``observers`` (the run's own list) with a
+    :class:`RuntimeWarning`: a broken sink never breaks a saga. Every backend delivers
+    events through this function, so they all treat observers alike.
+    """
+    broken: list[tuple[Observer, Exception]] = []
+    for observer in observers:
+        try:
+            observer(event)
+        except Exception as exc:
+            broken.append((observer, exc))
+    for observer, exc in broken:
+        observers.remove(observer)
+        warnings.warn(
+            f"sagakit: observer {observer!r} raised {type(exc).__name__}: {exc}; "
+            "it is ignored for the rest of this run",
+            RuntimeWarning,
+            stacklevel=3,
+        )

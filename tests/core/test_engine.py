@@ -580,3 +580,19 @@ class TestObservers:
         assert isinstance(run.error, OSError)
         assert rec.undone == ["a"]
         assert [name for name, _ in rec.calls if not name.startswith("undo")] == ["a"]
+
+
+class TestBrokenObservers:
+    async def test_observers_after_a_broken_one_still_get_every_event(self) -> None:
+        """Dropping a broken observer never makes the next one miss an event."""
+        rec = Recorder()
+        seen: list[sk.Event] = []
+
+        def broken(event: sk.Event) -> None:
+            raise RuntimeError("sink down")
+
+        saga = rec.saga("a", "b", observers=[broken, seen.append])
+        with pytest.warns(RuntimeWarning, match="sink down"):
+            run = await saga.run({})
+        starts = {K.STEP_STARTED, K.COMPENSATION_STARTED}
+        assert [e for e in seen if e.kind not in starts] == run.events
