@@ -10,7 +10,10 @@ keep working::
     ├── FaultError(SagaError, ValueError)            an invalid fault (mode, delay, probability)
     ├── StepTimeout(SagaError, TimeoutError)         a step ran past its timeout
     ├── InjectedFault(SagaError)                     raised by failure injection, never by user code
-    └── CompensationError(SagaError)                 rollback could not undo everything
+    ├── CompensationError(SagaError)                 rollback could not undo everything
+    ├── JournalError(SagaError)                      a journal file cannot be used or written
+    ├── PayloadError(SagaError, TypeError)           a step's data cannot be stored in the journal
+    └── RunInterrupted(SagaError)                    a run's process stopped; recover() rolled it back
 
 Type errors in a definition (a non-callable action, a tuple of the wrong size) are raised as
 plain :class:`TypeError` with a message naming the position and what was expected.
@@ -30,6 +33,9 @@ __all__ = [
     "CompensationFailure",
     "FaultError",
     "InjectedFault",
+    "JournalError",
+    "PayloadError",
+    "RunInterrupted",
     "SagaDefinitionError",
     "SagaError",
     "StepTimeout",
@@ -148,3 +154,57 @@ class CompensationError(SagaError):
         if self.pending:
             message += "; left uncompensated: " + ", ".join(repr(p) for p in self.pending)
         super().__init__(message)
+
+
+class JournalError(SagaError):
+    """A journal file cannot be used, or could not record a run's progress.
+
+    The message names the file and says what to do. Nothing in the file is changed when
+    this is raised while opening it.
+
+    Attributes:
+        path: the journal file.
+        reason: what went wrong and what to do (the message without the path).
+    """
+
+    def __init__(self, path: object, message: str) -> None:
+        self.path = str(path)
+        self.reason = message
+        super().__init__(f"journal {self.path}: {message}")
+
+
+class PayloadError(SagaError, TypeError):
+    """A step's data (or the run's input) cannot be stored by the journal's serializer.
+
+    The run fails before the next step starts and the completed steps are compensated.
+
+    Attributes:
+        step: the step whose output could not be stored (``None`` for the run's input).
+        value_type: the name of the type that could not be serialised.
+        path: the journal file.
+    """
+
+    def __init__(self, *, path: str, step: str | None, value_type: str, reason: str) -> None:
+        self.step = step
+        self.value_type = value_type
+        self.path = path
+        what = f"step {step!r} returned" if step is not None else "the run's input is"
+        super().__init__(
+            f"journal {path}: {what} a {value_type} that cannot be stored ({reason}); the journal "
+            "needs it to compensate after a crash. Return JSON-compatible data (dict, list, str, int, "
+            "float, bool, None), or give SqliteJournal(..., serializer=...) one that handles it"
+        )
+
+
+class RunInterrupted(SagaError):
+    """The process running a saga stopped (crash, kill, kernel restart) before the run finished.
+
+    :func:`sagakit.recover` records this as the error of a run it rolled back.
+
+    Attributes:
+        run_id: the interrupted run.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} was interrupted before it finished; recover() rolled it back")

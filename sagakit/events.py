@@ -137,12 +137,12 @@ def deliver(observers: list[Observer], event: Event) -> None:
     for observer in observers:
         try:
             observer(event)
-        except Exception as exc:
-            broken.append((observer, exc))
-    for observer, exc in broken:
+        except Exception as error:
+            broken.append((observer, error))
+    for observer, failure in broken:
         observers.remove(observer)
         warnings.warn(
-            f"sagakit: observer {observer!r} raised {type(exc).__name__}: {exc}; "
+            f"sagakit: observer {observer!r} raised {type(failure).__name__}: {failure}; "
             "it is ignored for the rest of this run",
             RuntimeWarning,
             stacklevel=3,

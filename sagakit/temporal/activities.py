@@ -7,10 +7,18 @@ local engine: the planned fault acts inside it (delay, ``fail`` before the actio
 step's own timeout raises ``StepTimeout``, and policies the workflow cannot map to Temporal
 (fallbacks, sequences) run here with every call recorded as an attempt.
 
-An activity returns ``{"result": ..., "attempts": [...]}``. A failure raises an
-``ApplicationError`` whose details carry the error's description and the attempts; it is
-non-retryable unless the step's retry policy covers the error and attempts remain, in which
-case the activity first signals its attempts to the workflow so the retried attempt is seen.
+An activity returns ``{"result": ..., "attempts": [...], "metadata": changes}``, where
+``changes`` says which top-level keys of ``context.metadata`` the step set or deleted (or is
+``None``). A failure raises an ``ApplicationError`` whose details carry the error's
+description, the attempts and the changes; it is non-retryable unless the step's retry policy
+covers the error and attempts remain, in which case the activity first signals its attempts
+to the workflow so the retried attempt is seen.
+
+While the step runs, the activity heartbeats (when the workflow set a heartbeat timeout), so
+that a cancellation requested by the workflow reaches it: the step receives
+``CancelledError``, and the activity signals the cancelled attempt and its metadata changes
+before it acknowledges. A plain ``def`` step cannot be interrupted (locally it holds the
+event loop until it returns): it runs to its end, and the workflow then compensates it.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -94,8 +103,13 @@ class _Recorder:
             if is_async_callable(fn):
                 result = await fn(data, context)
             else:
-                # A plain function runs on a thread so the worker stays responsive meanwhile.
-                result = await asyncio.to_thread(fn, data, context)
+                # A plain function runs on a thread so the worker stays responsive (and heartbeats)
+                # meanwhile. It cannot be interrupted: on cancellation, let it finish (see above).
+                thread = asyncio.ensure_future(asyncio.to_thread(fn, data, context))
+                try:
+                    result = await asyncio.shield(thread)
+                except asyncio.CancelledError:
+                    result = await thread
                 if hasattr(result, "__await__"):
                     result = await result
             if fires:
@@ -140,7 +154,9 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         info = activity.info()
         fault = call.get("fault")
         shared = call["context"]
-        context = WorkflowContext(shared.get("correlation_id"), shared.get("metadata"))._derive(
+        metadata = shared.get("metadata") or {}
+        before = _json_copy(metadata) if metadata else {}
+        context = WorkflowContext(shared.get("correlation_id"), metadata)._derive(
             shared.get("run_id") or "", saga_name
         )._for_step(step_name, phase)
         # Attempts before this Temporal attempt each recorded at least one call.
@@ -148,23 +164,35 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         context._scope = recorder
         data = call.get("data")
         error: Exception
+        heartbeat = _heartbeat(info.heartbeat_timeout)
         try:
             result = await invoke(rest, data, context) if uses_policy else await recorder.attempt(rest, data, context)
+        except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            if details is not None and details.cancel_requested:
+                await _report(info, step_name, phase, recorder.records,
+                              _portable(_changes(before, context.metadata)), cancelled=True)
+            raise
         except Exception as exc:
             error = exc
             retryable = retry is not None and isinstance(exc, retry.on) and info.attempt < retry.attempts
         else:
-            problem = _serialisation_problem(result, step_name, phase)
+            changes = _changes(before, context.metadata)
+            problem = _serialisation_problem(result, step_name, phase, changes)
             if problem is None:
-                return {"result": result, "attempts": recorder.records}
+                return {"result": result, "attempts": recorder.records, "metadata": changes}
             # The step did act, but its result cannot travel: that attempt failed, for good.
             recorder.records[-1].update(status="failed", error=describe_error(problem))
             error, retryable = problem, False
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+        changes = _portable(_changes(before, context.metadata))
         if retryable:
-            await _report_retry(info, step_name, phase, recorder.records)
+            await _report(info, step_name, phase, recorder.records, changes)
         raise ApplicationError(
             str(error),
-            {"error": describe_error(error), "attempts": recorder.records},
+            {"error": describe_error(error), "attempts": recorder.records, "metadata": changes},
             type=type(error).__name__,
             non_retryable=not retryable,
             # A failed step is an outcome the saga handles (and records): no worker traceback.
@@ -175,21 +203,77 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
     return activity.defn(name=name)(run_phase)
 
 
-def _serialisation_problem(result: Any, step: str, phase: str) -> TypeError | None:
+def _serialisation_problem(result: Any, step: str, phase: str, changes: dict[str, Any] | None) -> TypeError | None:
+    what = "step" if phase == "forward" else "compensation of step"
+    if changes is not None:
+        problem = json_problem(changes["set"], "context.metadata")
+        if problem is not None:
+            return TypeError(f"{what} {step!r} left a value in context.metadata that cannot travel: {problem}")
     if result is None:
         return None
-    what = "step" if phase == "forward" else "compensation of step"
     problem = json_problem(result, "its result")
     if problem is None:
         return None
     return TypeError(f"{what} {step!r} returned a {type(result).__name__}: {problem}")
 
 
-async def _report_retry(info: activity.Info, step: str, phase: str, attempts: list[dict[str, Any]]) -> None:
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (what the step received), to tell what it changed."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """The top-level keys of ``context.metadata`` a step set (to a new value) or deleted."""
+    if not before and not after:
+        return None
+    changed = {
+        key: value for key, value in after.items()
+        if key not in before or type(before[key]) is not type(value) or before[key] != value
+    }
+    deleted = [key for key in before if key not in after]
+    if not changed and not deleted:
+        return None
+    return {"set": changed, "deleted": deleted}
+
+
+def _portable(changes: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``changes``, or ``None`` if they cannot travel (the step's failure is what gets reported)."""
+    if changes is not None and json_problem(changes["set"], "context.metadata") is not None:
+        return None
+    return changes
+
+
+def _heartbeat(timeout: timedelta | None) -> asyncio.Task[None] | None:
+    """Heartbeat in the background while the step runs, so cancellations reach it.
+
+    Temporal delivers an activity's cancellation in the answer to a heartbeat, and a worker
+    that stops heartbeating is known dead after ``timeout``. Steps shorter than a quarter of
+    the timeout never heartbeat at all.
+    """
+    if not timeout:
+        return None
+    interval = timeout.total_seconds() / 4
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            activity.heartbeat()
+
+    return asyncio.create_task(beat())
+
+
+async def _report(info: activity.Info, step: str, phase: str, attempts: list[dict[str, Any]],
+                  changes: dict[str, Any] | None, *, cancelled: bool = False) -> None:
+    """Signal an attempt that ends without a result (retried, or cancelled) to the workflow."""
+    report = {"step": step, "phase": phase, "attempts": attempts, "metadata": changes, "cancelled": cancelled}
     try:
         handle = activity.client().get_workflow_handle(info.workflow_id or "", run_id=info.workflow_run_id)
-        await handle.signal(SIGNAL_ATTEMPTS, {"step": step, "phase": phase, "attempts": attempts})
-    except Exception as exc:  # the retry must happen even if its record is lost
+        await handle.signal(SIGNAL_ATTEMPTS, report, rpc_timeout=timedelta(seconds=10))
+    except Exception as exc:  # the retry (or the cancellation) must happen even if its record is lost
         activity.logger.warning("sagakit: could not report attempt %s of %s.%s: %s", info.attempt, step, phase, exc)
 
 

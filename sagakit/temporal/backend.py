@@ -10,7 +10,11 @@ While the workflow runs, and only when the run has observers (the Lab, a journal
 telemetry), the backend polls the workflow's ``sagakit.events`` query every
 ``poll_interval`` seconds and passes new events on, in order; runs without observers cost
 no queries. ``run_started`` and ``run_finished`` come from the caller's side, so a run's
-duration is what the caller waited.
+duration is what the caller waited. As with the local engine, ``step_started`` and
+``compensation_started`` go to the observers only; ``run.events`` keeps the rest.
+
+The run's ``context.metadata`` dict is updated in place at the end with the notes the steps
+left in it, as the local engine's steps would have left them.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from sagakit.temporal.workflow import EVENTS_QUERY, OUTCOME_QUERY, WORKFLOW_NAME
 __all__ = ["TemporalBackend", "default_workflow_id"]
 
 _KINDS = {kind.value: kind for kind in EventKind}
+_LIVE_ONLY = (EventKind.STEP_STARTED, EventKind.COMPENSATION_STARTED)
+_ENDS = (EventKind.STEP_SUCCEEDED, EventKind.STEP_FAILED, EventKind.STEP_CANCELLED, EventKind.COMPENSATION_SUCCEEDED,
+         EventKind.COMPENSATION_FAILED, EventKind.COMPENSATION_CANCELLED)
 _END_OF_RUN = {"completed", "compensated", "compensation_failed", "cancelled"}
 
 
@@ -64,7 +71,11 @@ class TemporalBackend:
             :func:`default_workflow_id`).
         activity_timeout: seconds an attempt of a step without its own ``timeout`` may take
             before Temporal gives up on it (and retries it, per the step's retry policy);
-            it is also how long a worker killed mid-step delays the saga.
+            it bounds a step that hangs while its worker stays alive.
+        heartbeat_timeout: seconds without a heartbeat after which Temporal considers a
+            step's worker dead (and retries the step, per its retry policy, or fails it with
+            ``StepTimeout``). Running steps heartbeat every quarter of it, and a cancellation
+            reaches a running step at its next heartbeat: within about this long.
         poll_interval: seconds between event queries while a run with observers is live.
     """
 
@@ -77,6 +88,7 @@ class TemporalBackend:
         task_queue: str,
         workflow_id: Callable[[RunRequest], str] | None = None,
         activity_timeout: float = 60.0,
+        heartbeat_timeout: float = 5.0,
         poll_interval: float = 0.1,
     ) -> None:
         if not isinstance(client, Client):
@@ -89,6 +101,7 @@ class TemporalBackend:
         self.task_queue = task_queue
         self.workflow_id = workflow_id or default_workflow_id
         self.activity_timeout = check_finite(activity_timeout, "TemporalBackend activity_timeout")
+        self.heartbeat_timeout = check_finite(heartbeat_timeout, "TemporalBackend heartbeat_timeout")
         self.poll_interval = check_finite(poll_interval, "TemporalBackend poll_interval")
 
     def __repr__(self) -> str:
@@ -107,6 +120,7 @@ class TemporalBackend:
             },
             faults_forward=forward,
             faults_compensate=compensate,
+            heartbeat_timeout=self.heartbeat_timeout,
         )
         for label, value in (("data", request.data), ("context.metadata", request.context.metadata)):
             problem = json_problem(value, f"saga {saga.name!r} {label}")
@@ -146,6 +160,8 @@ class TemporalBackend:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(result_task)
         outcome = result_task.result()
+        if isinstance(outcome.get("metadata"), dict):
+            _update_in_place(request.context.metadata, outcome["metadata"])
         stream.extend(outcome.get("events") or [], 0, outcome.get("values"))
         await stream.settle()
         status = outcome.get("status")
@@ -186,6 +202,15 @@ class TemporalBackend:
                 continue
             stream.extend(fresh, since)
             await stream.settle()
+
+
+def _update_in_place(metadata: dict[str, Any], final: dict[str, Any]) -> None:
+    """Make the caller's ``metadata`` dict equal ``final``, touching only the keys that changed."""
+    for key in [key for key in metadata if key not in final]:
+        del metadata[key]
+    for key, value in final.items():
+        if key not in metadata or metadata[key] != value or type(metadata[key]) is not type(value):
+            metadata[key] = value
 
 
 async def _cancel(handle: WorkflowHandle[Any, Any]) -> None:
@@ -231,7 +256,8 @@ class _Stream:
         return rebuild_error(info, self.memo)
 
     def emit(self, event: Event) -> None:
-        self.events.append(event)
+        if event.kind not in _LIVE_ONLY:
+            self.events.append(event)
         for observer in list(self.observers):
             try:
                 observer(event)
@@ -263,7 +289,7 @@ class _Stream:
     def attempts(self) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}
         for event in self.events:
-            if event.kind is EventKind.STEP_STARTED or event.kind is EventKind.COMPENSATION_STARTED:
+            if event.kind in _ENDS:
                 key = (event.step or "", event.phase or "")
                 counts[key] = counts.get(key, 0) + 1
         return counts

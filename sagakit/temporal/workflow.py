@@ -7,6 +7,18 @@ never imports the saga's module, so sagas defined in a notebook or a script work
 only imports are the standard library and ``temporalio``: it is safe in Temporal's sandbox
 and under replay.
 
+Metadata. ``context.metadata`` is one dict for the whole run, as locally: the workflow keeps
+it, hands each activity the current value, and each activity hands back what its step
+changed (top-level keys set or deleted), merged in completion order. The branches of a
+parallel stage all start from the metadata as of the stage's start.
+
+Cancellation. Activities heartbeat while their step runs, and the workflow waits for a
+cancelled activity to acknowledge (``WAIT_CANCELLATION_COMPLETED``): a cancelled workflow's
+running step receives ``CancelledError`` like a local step, and its rollback starts once the
+step has stopped. A step that completes before it learns of the cancellation counts as
+completed, and is compensated. A dead worker stops heartbeating, so Temporal notices it
+after the heartbeat timeout.
+
 Events. The workflow keeps the run's events (the same kinds and fields as the local engine,
 as JSON) in its state. Workflow-side events take their time from ``workflow.now()``; each
 attempt's end carries the activity's own start and end times. An activity reports its
@@ -30,7 +42,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType, is_cancelled_exception
 
 __all__ = ["EVENTS_QUERY", "OUTCOME_QUERY", "SIGNAL_ATTEMPTS", "WORKFLOW_NAME", "SagaWorkflow"]
 
@@ -48,17 +60,26 @@ class _StepFailed(Exception):
         self.error = error
 
 
+class _CompletedThenCancelled(asyncio.CancelledError):
+    """The task was cancelled while its step ran, and the step completed anyway with ``result``."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__()
+        self.result = result
+
+
 class _Attempts:
     """Attempt numbering of one step phase, and whether its latest start is still open."""
 
-    __slots__ = ("index", "input", "n", "open_at", "start_to_close", "temporal_attempt")
+    __slots__ = ("heartbeat", "index", "input", "n", "open_at", "start_to_close", "temporal_attempt")
 
-    def __init__(self, index: int, data: Any, start_to_close: float) -> None:
+    def __init__(self, index: int, data: Any, start_to_close: float, heartbeat: float | None) -> None:
         self.index = index
         self.input = data
         self.n = 0
         self.open_at: float | None = None
         self.start_to_close = start_to_close
+        self.heartbeat = heartbeat
         self.temporal_attempt = 1  # the Temporal attempt the open event stands for
 
 
@@ -73,6 +94,7 @@ class SagaWorkflow:
         self._outcome: dict[str, Any] | None = None
         self._spec: dict[str, Any] = {}
         self._failed_step: str | None = None
+        self._metadata: dict[str, Any] = {}
 
     # -- the event record ---------------------------------------------------------------
 
@@ -116,6 +138,14 @@ class SagaWorkflow:
             error["id"] = self._errors
         return error
 
+    def _merge(self, changes: dict[str, Any] | None) -> None:
+        """Apply what one activity changed in ``context.metadata`` (see the module docstring)."""
+        if not changes:
+            return
+        self._metadata.update(changes.get("set") or {})
+        for key in changes.get("deleted") or ():
+            self._metadata.pop(key, None)
+
     def _begin(self, name: str, phase: str) -> None:
         state = self._phases[(name, phase)]
         state.n += 1
@@ -131,8 +161,11 @@ class SagaWorkflow:
         for position, attempt in enumerate(attempts):
             temporal_attempt = attempt.get("temporal_attempt", state.temporal_attempt)
             if state.open_at is not None and temporal_attempt > state.temporal_attempt:
-                # Temporal retried an attempt that never reported (its worker died): it timed out.
+                # Temporal retried an attempt that never reported: its worker died (no heartbeat
+                # for the heartbeat timeout) or hung past the start-to-close backstop.
                 limit = state.start_to_close
+                if state.heartbeat is not None and attempt["started_at"] - state.open_at < state.start_to_close:
+                    limit = state.heartbeat
                 self._close(name, phase, "failed", {
                     "type": "StepTimeout", "module": "sagakit.errors", "args": None,
                     "message": f"step {name!r} timed out after {limit:g}s", "fields": {"step": name, "timeout": limit},
@@ -175,11 +208,18 @@ class SagaWorkflow:
 
     @workflow.signal(name=SIGNAL_ATTEMPTS)
     def attempts_signal(self, report: dict[str, Any]) -> None:
-        """An activity attempt failed and Temporal will retry it: record it, open the next."""
+        """An activity attempt ended without a result of its own: record it and its metadata changes.
+
+        Either it failed and Temporal will retry it (the next attempt opens), or it was
+        cancelled (``"cancelled": true``; the activity's cancellation follows).
+        """
         key = (report["step"], report["phase"])
         if key not in self._phases:
             return
+        self._merge(report.get("metadata"))
         self._record(report["step"], report["phase"], report["attempts"])
+        if report.get("cancelled"):
+            return
         self._begin(report["step"], report["phase"])
         self._phases[key].temporal_attempt += 1
 
@@ -195,19 +235,27 @@ class SagaWorkflow:
 
     # -- running one step phase ---------------------------------------------------------
 
-    async def _call(self, step: dict[str, Any], phase: str, data: Any) -> Any:
+    async def _call(self, step: dict[str, Any], phase: str, data: Any, metadata: dict[str, Any] | None = None) -> Any:
+        """Run one step phase; ``metadata`` is what it sees (default: the run's, as of now)."""
         name = step["name"]
         options = step[phase]
-        self._phases[(name, phase)] = _Attempts(step["index"], data, options["start_to_close"])
-        self._begin(name, phase)
         spec = self._spec
+        heartbeat = spec.get("heartbeat_timeout")
+        if heartbeat is not None:
+            heartbeat = min(heartbeat, options["start_to_close"])
+        self._phases[(name, phase)] = _Attempts(step["index"], data, options["start_to_close"], heartbeat)
+        self._begin(name, phase)
         faults = spec["faults_" + phase]
         retry = options["retry"]
-        try:
-            report = await workflow.execute_activity(
+        context = dict(spec["context"])
+        context["metadata"] = self._metadata if metadata is None else metadata
+        handle = workflow.start_activity(
                 options["activity"],
-                {"data": data, "context": spec["context"], "fault": faults.get(name)},
+                {"data": data, "context": context, "fault": faults.get(name)},
                 start_to_close_timeout=timedelta(seconds=options["start_to_close"]),
+                heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat is not None else None,
+                # Wait until the step has stopped before anything else (the rollback) runs.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=retry["initial_interval"]),
                     backoff_coefficient=2.0,
@@ -215,9 +263,12 @@ class SagaWorkflow:
                     maximum_attempts=retry["maximum_attempts"],
                 ),
             )
-        except asyncio.CancelledError:
+        interrupted = await _settle(handle)
+        if handle.cancelled():  # cancelled before it started
             self._close(name, phase, "cancelled", None)
-            raise
+            raise asyncio.CancelledError()
+        try:
+            report = handle.result()
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 self._close(name, phase, "cancelled", None)
@@ -225,11 +276,19 @@ class SagaWorkflow:
             cause = exc.cause
             details = cause.details if isinstance(cause, ApplicationError) else ()
             if details and isinstance(details[0], dict) and "attempts" in details[0]:
+                self._merge(details[0].get("metadata"))
                 self._record(name, phase, details[0]["attempts"])
+                if interrupted:
+                    raise asyncio.CancelledError() from None
                 raise _StepFailed(self._error(details[0]["error"])) from None
             if isinstance(cause, TimeoutError):
-                # The worker died or hung past the backstop: report the step's own timeout.
-                limit = options["timeout"] if options["timeout"] is not None else options["start_to_close"]
+                # The worker died (no heartbeat) or hung past the backstop: report a StepTimeout.
+                if cause.type == TimeoutType.HEARTBEAT and heartbeat is not None:
+                    limit = heartbeat
+                elif options["timeout"] is not None:
+                    limit = options["timeout"]
+                else:
+                    limit = options["start_to_close"]
                 error = {"type": "StepTimeout", "module": "sagakit.errors",
                          "message": f"step {name!r} timed out after {limit:g}s", "args": None,
                          "fields": {"step": name, "timeout": limit}}
@@ -237,18 +296,30 @@ class SagaWorkflow:
                 error = {"type": type(cause or exc).__name__, "module": "temporalio.exceptions",
                          "message": str(cause or exc), "args": None}
             self._close(name, phase, "failed", error)
+            if interrupted:
+                raise asyncio.CancelledError() from None
             raise _StepFailed(self._error(error)) from None
+        self._merge(report.get("metadata"))
         self._record(name, phase, report["attempts"], report["result"] if report["result"] is not None else data)
+        if interrupted:
+            raise _CompletedThenCancelled(report["result"])
         return report["result"]
 
     async def _parallel(self, stage: dict[str, Any], data: Any, completed: list[tuple[dict[str, Any], Any]],
                         undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
         outputs: dict[str, Any] = {}
         failures: list[tuple[str, _StepFailed]] = []
+        # Every branch starts from the metadata as of the stage's start; their changes merge as they end.
+        metadata = dict(self._metadata)
 
         async def branch(step: dict[str, Any]) -> None:
             try:
-                result = await self._call(step, "forward", data)
+                result = await self._call(step, "forward", data, metadata)
+            except _CompletedThenCancelled as exc:
+                output = data if exc.result is None else exc.result
+                outputs[step["name"]] = output
+                completed.append((step, output))
+                raise asyncio.CancelledError() from None
             except _StepFailed as exc:
                 failures.append((step["name"], exc))
                 if step["compensate_on_failure"] and step["compensate"] is not None:
@@ -297,6 +368,7 @@ class SagaWorkflow:
     async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Run the saga described by ``spec``; see the module docstring for the outcome."""
         self._spec = spec
+        self._metadata = dict(spec["context"].get("metadata") or {})
         data = spec["data"]
         completed: list[tuple[dict[str, Any], Any]] = []
         undo_failed: list[tuple[dict[str, Any], Any]] = []
@@ -310,6 +382,11 @@ class SagaWorkflow:
                 step = stage["steps"][0]
                 try:
                     result = await self._call(step, "forward", data)
+                except _CompletedThenCancelled as exc:
+                    if exc.result is not None:
+                        data = exc.result
+                    completed.append((step, data))
+                    raise asyncio.CancelledError() from None
                 except BaseException:
                     self._failed_step = step["name"]
                     if step["compensate_on_failure"] and step["compensate"] is not None:
@@ -323,7 +400,8 @@ class SagaWorkflow:
         except asyncio.CancelledError:
             cancelled = True
         else:
-            self._outcome = {"status": "completed", "result": data, "error": None, **self._compact()}
+            self._outcome = {"status": "completed", "result": data, "error": None, "metadata": self._metadata,
+                             **self._compact()}
             return self._outcome
         if self._failed_step is None and completed:
             self._failed_step = completed[-1][0]["name"]
@@ -338,7 +416,8 @@ class SagaWorkflow:
             status, error = "cancelled", None
         else:
             status, error = "compensated", original
-        self._outcome = {"status": status, "result": None, "error": error, **self._compact()}
+        self._outcome = {"status": status, "result": None, "error": error, "metadata": self._metadata,
+                         **self._compact()}
         if cancelled and status == "cancelled":
             raise asyncio.CancelledError()
         kind = "SagaCompensated" if status == "compensated" else "SagaCompensationFailed"
@@ -377,6 +456,24 @@ class SagaWorkflow:
             "type": "CompensationError", "module": "sagakit.errors", "message": message, "args": None,
             "fields": {"saga": saga, "original": original, "failures": failures, "pending": pending},
         })
+
+
+async def _settle(handle: workflow.ActivityHandle[Any]) -> bool:
+    """Wait until the activity has ended; return whether a cancellation came meanwhile.
+
+    A cancellation of the waiting task is passed on to the activity, and the wait goes on
+    until the activity acknowledges it (or ends anyway): the caller then decides what the
+    outcome means. Awaiting the handle directly would let Temporal's SDK swallow the
+    cancellation when the activity completes anyway.
+    """
+    interrupted = False
+    while not handle.done():
+        try:
+            await workflow.wait([handle])
+        except asyncio.CancelledError:
+            interrupted = True
+            handle.cancel()
+    return interrupted
 
 
 def _json_type(value: Any) -> str:

@@ -105,7 +105,8 @@ def backend(client: Any, worker: Any) -> Any:
     """A Temporal backend whose task queue the session's worker serves."""
     from sagakit.temporal import TemporalBackend
 
-    return TemporalBackend(client, task_queue=TASK_QUEUE, poll_interval=0.05)
+    # A short heartbeat timeout: a cancellation reaches a running step within about a second.
+    return TemporalBackend(client, task_queue=TASK_QUEUE, poll_interval=0.05, heartbeat_timeout=1.0)
 
 
 @pytest.fixture(scope="session")

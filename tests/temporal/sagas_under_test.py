@@ -3,14 +3,19 @@
 Every step and compensation appends ``(step, phase, attempt, data)`` to ``CALLS[correlation
 id]`` and then does what ``data["plan"][<step>]`` (or ``[<step>:compensate]``) says:
 ``raise`` (ValueError), ``declined`` (PaymentDeclined), ``keyerror``, ``flaky:N`` (fail the first
-N attempts), ``sleep:S``, ``list`` (return a list), ``set`` (return a set inside), ``after:<step>`` (wait until that step of the
-run succeeded, then raise). The worker runs in the test process, so the calls are visible to
-the tests whichever backend ran them.
+N attempts), ``sleep:S`` (a cancellation during the sleep is recorded as a ``cancelled`` call),
+``list`` (return a list), ``set`` (return a set inside), ``after:<step>`` (wait until that step
+of the run succeeded, then raise). The worker runs in the test process, so the calls are
+visible to the tests whichever backend ran them.
+
+The ``notes`` saga's steps leave notes for each other in ``context.metadata`` and record the
+metadata each of them saw.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import defaultdict
 from typing import Any
@@ -43,7 +48,11 @@ async def _behave(name: str, phase: str, data: Any, context: sk.WorkflowContext)
     if action.startswith("flaky:") and context.attempt <= int(action.split(":")[1]):
         raise ConnectionError(f"{name} flaked on attempt {context.attempt}")
     if action.startswith("sleep:"):
-        await asyncio.sleep(float(action.split(":")[1]))
+        try:
+            await asyncio.sleep(float(action.split(":")[1]))
+        except asyncio.CancelledError:
+            CALLS[cid].append((name, "cancelled", context.attempt, None))
+            raise
     if action.startswith("after:"):
         await _done(cid, action.split(":")[1]).wait()
         raise ValueError(f"{name} failed after {action.split(':')[1]}")
@@ -141,4 +150,43 @@ seed_form = sk.CompensationPrimitive(
     name="seed_form",
 )
 
-ALL = [linear, linear_continue, fanout, ambiguous, retrying, seed_form]
+def _noting(name: str, phase: str) -> Any:
+    """A step phase that records the metadata it sees, then leaves a note (after a pause, if planned)."""
+
+    async def action(data: Any, context: sk.WorkflowContext) -> Any:
+        # A snapshot, with keys sorted: Temporal's JSON converter sorts the keys of nested dicts.
+        seen = json.dumps(context.metadata, sort_keys=True)
+        CALLS[context.correlation_id or ""].append((name, phase, context.attempt, seen))
+        key = name if phase == "forward" else f"{name}:compensate"
+        plan = data.get("plan", {}).get(key, "")
+        if plan.startswith("sleep:"):
+            await asyncio.sleep(float(plan.split(":")[1]))
+        if phase == "forward":
+            context.metadata[f"note_{name}"] = {"by": name, "attempt": context.attempt}
+            if name == "b":
+                del context.metadata["drop_me"]
+            if plan == "raise":
+                raise ValueError(f"{name} refused after leaving its note")
+            return {**data, name: "done"}
+        context.metadata.setdefault("undone", []).append(name)  # a nested value, changed in place
+        return None
+
+    action.__name__ = action.__qualname__ = name if phase == "forward" else f"undo_{name}"
+    return action
+
+
+def _noting_step(name: str, **options: Any) -> sk.Step:
+    return sk.step(_noting(name, "forward"), compensate=_noting(name, "compensate"), **options)
+
+
+notes = sk.Saga(
+    "notes",
+    [
+        _noting_step("a"),
+        sk.parallel(_noting_step("p1"), _noting_step("p2")),
+        _noting_step("b"),
+        _noting_step("c", compensate_on_failure=True),
+    ],
+)
+
+ALL = [linear, linear_continue, fanout, ambiguous, retrying, seed_form, notes]

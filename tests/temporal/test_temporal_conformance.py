@@ -3,11 +3,15 @@
 Each case runs once locally and once through the Temporal backend (a real dev server and a
 worker in this process) and compares what a user can observe: the status, failed step and
 error (type and message), the result, every step attempt and compensation with its status
-and error, what each step and compensation received, and the frames' columns.
+and error, what each step and compensation received (data and ``context.metadata``), the
+metadata the caller's context holds afterwards, what a cancelled step saw, and the frames'
+columns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import uuid
 from typing import Any
 
@@ -22,9 +26,10 @@ pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
 STEP_FIELDS = ["step", "index", "phase", "attempt", "status", "error_type", "error_message", "injected"]
 
 
-def _observed(run: sk.Run, correlation_id: str) -> dict[str, Any]:
+def _observed(run: sk.Run, correlation_id: str, context: sk.WorkflowContext | None = None) -> dict[str, Any]:
     steps = run.steps
     return {
+        "metadata": context.metadata if context is not None else None,
         "status": run.status,
         "failed_step": run.failed_step,
         "error_type": type(run.error).__name__ if run.error is not None else None,
@@ -41,13 +46,15 @@ def _observed(run: sk.Run, correlation_id: str) -> dict[str, Any]:
     }
 
 
-async def _both(saga: sk.Saga, data: Any, backend: Any, faults: Any = None, make_faults: Any = None) -> Any:
+async def _both(saga: sk.Saga, data: Any, backend: Any, faults: Any = None, make_faults: Any = None,
+                metadata: dict[str, Any] | None = None) -> Any:
     results = []
     for which in (None, backend):
         correlation_id = f"case-{uuid.uuid4().hex[:12]}"
         plan = make_faults() if make_faults is not None else faults
-        run = await saga.run(data, sk.WorkflowContext(correlation_id), faults=plan, backend=which)
-        results.append((run, _observed(run, correlation_id)))
+        context = sk.WorkflowContext(correlation_id, copy.deepcopy(metadata))
+        run = await saga.run(data, context, faults=plan, backend=which)
+        results.append((run, _observed(run, correlation_id, context)))
     (local_run, local), (remote_run, remote) = results
     assert local_run.backend == "local"
     assert remote_run.backend == "temporal"
@@ -92,10 +99,11 @@ class TestFailure:
         assert isinstance(run.error, KeyError) and str(run.error) == "'c'"
 
     async def test_a_failed_parallel_branch_compensates_its_completed_siblings(self, backend: Any) -> None:
-        """p2 fails after p1 succeeded: p1 and the earlier step are compensated, p3 is cancelled or done."""
-        local, _ = await _both(S.fanout, {"plan": {"p2": "after:p1", "p3": "sleep:0.2"}}, backend)
+        """p2 fails after p1 succeeded: p1 and the earlier step are compensated, p3 is cancelled mid-step."""
+        local, _ = await _both(S.fanout, {"plan": {"p2": "after:p1", "p3": "sleep:30"}}, backend)
         assert local["failed_step"] == "p2"
         assert local["compensated"] == ["p1", "a"]
+        assert ("p3", "cancelled") in [(c[0], c[1]) for c in local["calls"]]
 
     async def test_a_failure_after_a_parallel_stage_undoes_its_branches(self, backend: Any) -> None:
         """c fails: the branches (without p3, which has no compensation) and a are undone."""
@@ -180,3 +188,60 @@ class TestInjectedFaults:
         local, _ = await _both(S.retrying, {}, backend,
                                make_faults=lambda: {"b": sk.Fault("fail", probability=0.5, seed=4)})
         assert any(row[0] == "b" and row[7] for row in local["steps"])
+
+
+class TestMetadata:
+    """``context.metadata`` is one dict for the whole run: notes reach later steps and compensations."""
+
+    START = {"initial": "from the caller", "drop_me": 1}
+
+    async def test_notes_reach_later_steps_and_the_caller(self, backend: Any) -> None:
+        """a's note reaches the branches; both branches' notes reach b; b's deletion sticks; the caller sees all."""
+        plan = {"p1": "sleep:0.05", "p2": "sleep:0.3"}
+        local, _ = await _both(S.notes, {"plan": plan}, backend, metadata=self.START)
+        assert local["status"] == "completed"
+        seen = {(c[0], c[1]): c[3] for c in local["calls"]}
+        assert "note_a" in seen[("p1", "forward")] and "note_a" in seen[("p2", "forward")]
+        assert "note_p1" in seen[("b", "forward")] and "note_p2" in seen[("b", "forward")]
+        assert "drop_me" not in seen[("c", "forward")]
+        assert set(local["metadata"]) == {"initial", "note_a", "note_p1", "note_p2", "note_b", "note_c"}
+
+    async def test_compensations_read_the_notes_of_the_steps_they_undo(self, backend: Any) -> None:
+        """c leaves a note and fails: every compensation sees it, and each sees the earlier ones' notes."""
+        plan = {"p1": "sleep:0.05", "p2": "sleep:0.3", "c": "raise"}
+        local, _ = await _both(S.notes, {"plan": plan}, backend, metadata=self.START)
+        assert local["status"] == "compensated"
+        assert local["compensated"] == ["c", "b", "p2", "p1", "a"]
+        compensations = [(c[0], c[3]) for c in local["calls"] if c[1] == "compensate"]
+        assert all("note_c" in seen for _, seen in compensations)
+        assert '"undone": ["c", "b", "p2", "p1"]' in compensations[-1][1]
+        assert local["metadata"]["undone"] == ["c", "b", "p2", "p1", "a"]
+
+
+class TestCancellation:
+    async def test_cancelling_mid_step_cancels_the_step_and_compensates(self, backend: Any) -> None:
+        """Cancel while c sleeps: c's body gets CancelledError, b and a are compensated, on both backends."""
+        observed = []
+        for which in (None, backend):
+            cid = f"cancel-{uuid.uuid4().hex[:12]}"
+            c_started = asyncio.Event()
+
+            def observer(event: sk.Event, c_started: asyncio.Event = c_started) -> None:
+                if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
+                    c_started.set()
+
+            task = asyncio.ensure_future(S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext(cid),
+                                                      backend=which, observers=[observer]))
+            await asyncio.wait_for(c_started.wait(), timeout=30)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            run = S.linear.history.last
+            assert run is not None and run.backend == ("local" if which is None else "temporal")
+            observed.append(_observed(run, cid))
+        local, remote = observed
+        assert remote == local
+        assert local["status"] == "cancelled"
+        assert [(c[0], c[1]) for c in local["calls"]][-4:] == [
+            ("c", "forward"), ("c", "cancelled"), ("b", "compensate"), ("a", "compensate")]
+        assert local["compensated"] == ["b", "a"]

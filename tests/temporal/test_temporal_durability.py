@@ -39,13 +39,18 @@ async def _wait_for(condition: Any, timeout: float, what: str) -> None:
 async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
     client: Any, temporal_address: str, subprocess_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """SIGKILL the worker while step 2 runs; a new worker retries step 2, and step 1 never re-runs."""
+    """SIGKILL the worker while step 2 runs; a new worker retries step 2, and step 1 never re-runs.
+
+    The dead worker is noticed when its heartbeats stop (after 1 s here), not after the
+    activity timeout (left at its 60 s default), so the saga finishes within the test's limit.
+    """
     from sagakit.temporal import TemporalBackend
 
     queue = f"durable-{tmp_path.name}"
     log = tmp_path / "worker.log"
     first = _worker(temporal_address, queue, subprocess_env, log)
-    backend = TemporalBackend(client, task_queue=queue, activity_timeout=2.0)
+    backend = TemporalBackend(client, task_queue=queue, heartbeat_timeout=1.0)
+    assert backend.activity_timeout == 60.0
     saga = durable_saga.durable
     run_task = asyncio.ensure_future(saga.run({"dir": str(tmp_path)}, sk.WorkflowContext("durable-1"), backend=backend))
     second = None
@@ -55,7 +60,7 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         second = _worker(temporal_address, queue, subprocess_env, log)
-        run = await asyncio.wait_for(run_task, timeout=90)
+        run = await asyncio.wait_for(run_task, timeout=45)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
@@ -72,4 +77,5 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
     assert list(slow_rows["attempt"]) == [1, 2]
     assert list(slow_rows["status"]) == ["failed", "succeeded"]
     assert list(slow_rows["error_type"].fillna("")) == ["StepTimeout", ""]
+    assert list(slow_rows["error_message"].fillna("")) == ["step 'slow' timed out after 1s", ""]
     assert run.info["workflow_id"] == f"durable/durable-1/{run.run_id}"
