@@ -11,7 +11,8 @@ initial_delay``, ``backoff_coefficient = 2``, ``maximum_interval = max_delay`` (
 no jitter option; its own scheduling adds some). A step's ``timeout=`` (or a
 ``TimeoutPrimitive`` right under that retry) is enforced per attempt inside the activity,
 raising ``StepTimeout`` exactly as locally; the activity's ``start_to_close_timeout`` is that
-timeout plus a grace period, a backstop for a worker that dies mid-attempt. Any other policy
+timeout plus a grace period, a backstop for an attempt that never reports (a worker that dies
+mid-attempt is noticed sooner, by its missing heartbeats). Any other policy
 (fallbacks, sequences, nested retries) runs inside the activity, its attempts recorded one by
 one.
 """

@@ -168,8 +168,7 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         try:
             result = await invoke(rest, data, context) if uses_policy else await recorder.attempt(rest, data, context)
         except asyncio.CancelledError:
-            details = activity.cancellation_details()
-            if details is not None and details.cancel_requested:
+            if _cancel_requested():
                 await _report(info, step_name, phase, recorder.records,
                               _portable(_changes(before, context.metadata)), cancelled=True)
             raise
@@ -238,6 +237,15 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | 
     if not changed and not deleted:
         return None
     return {"set": changed, "deleted": deleted}
+
+
+def _cancel_requested() -> bool:
+    """Whether the workflow asked for this activity's cancellation (not a worker shutting down)."""
+    details = getattr(activity, "cancellation_details", None)
+    if details is None:  # temporalio before 1.11
+        return activity.is_cancelled() and not activity.is_worker_shutdown()
+    found = details()
+    return found is not None and bool(found.cancel_requested)
 
 
 def _portable(changes: dict[str, Any] | None) -> dict[str, Any] | None:

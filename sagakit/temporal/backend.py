@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
 from sagakit.engine import RunRequest
-from sagakit.events import Event, EventKind, Observer
+from sagakit.events import Event, EventKind, Observer, deliver
 from sagakit.runs import Run
 from sagakit.temporal._errors import RemoteStepError, rebuild_error
 from sagakit.temporal._json import json_problem
@@ -258,17 +257,7 @@ class _Stream:
     def emit(self, event: Event) -> None:
         if event.kind not in _LIVE_ONLY:
             self.events.append(event)
-        for observer in list(self.observers):
-            try:
-                observer(event)
-            except Exception as exc:  # a broken sink must never break a saga
-                self.observers.remove(observer)
-                warnings.warn(
-                    f"sagakit: observer {observer!r} raised {type(exc).__name__}: {exc}; "
-                    "it is ignored for the rest of this run",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        deliver(self.observers, event)
 
     def extend(self, raw: list[dict[str, Any]], offset: int, values: list[Any] | None = None) -> None:
         """Pass on workflow events ``raw`` (starting at position ``offset``) not yet received.

@@ -250,19 +250,19 @@ class SagaWorkflow:
         context = dict(spec["context"])
         context["metadata"] = self._metadata if metadata is None else metadata
         handle = workflow.start_activity(
-                options["activity"],
-                {"data": data, "context": context, "fault": faults.get(name)},
-                start_to_close_timeout=timedelta(seconds=options["start_to_close"]),
-                heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat is not None else None,
-                # Wait until the step has stopped before anything else (the rollback) runs.
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=retry["initial_interval"]),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=retry["maximum_interval"]),
-                    maximum_attempts=retry["maximum_attempts"],
-                ),
-            )
+            options["activity"],
+            {"data": data, "context": context, "fault": faults.get(name)},
+            start_to_close_timeout=timedelta(seconds=options["start_to_close"]),
+            heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat is not None else None,
+            # Wait until the step has stopped before anything else (the rollback) runs.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=retry["initial_interval"]),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=retry["maximum_interval"]),
+                maximum_attempts=retry["maximum_attempts"],
+            ),
+        )
         interrupted = await _settle(handle)
         if handle.cancelled():  # cancelled before it started
             self._close(name, phase, "cancelled", None)

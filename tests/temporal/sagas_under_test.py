@@ -89,6 +89,14 @@ def sync_step(data: Any, context: sk.WorkflowContext) -> Any:
     return {**data, "sync_step": "sync-done"}
 
 
+def blocking_step(data: Any, context: sk.WorkflowContext) -> Any:
+    """A plain ``def`` step that blocks for ``data["block"]`` seconds: it cannot be interrupted."""
+    CALLS[context.correlation_id or ""].append(("blocking", "forward", context.attempt, None))
+    time.sleep(data["block"])
+    CALLS[context.correlation_id or ""].append(("blocking", "finished", context.attempt, None))
+    return {**data, "blocking": "done"}
+
+
 def _linear(name: str, continue_on_failure: bool) -> sk.Saga:
     return sk.Saga(
         name,
@@ -189,4 +197,13 @@ notes = sk.Saga(
     ],
 )
 
-ALL = [linear, linear_continue, fanout, ambiguous, retrying, seed_form, notes]
+blocking = sk.Saga(
+    "blocking",
+    [
+        sk.step(_forward("a"), compensate=_compensation("a")),
+        sk.step(blocking_step, compensate=_compensation("blocking")),
+        sk.step(_forward("c")),
+    ],
+)
+
+ALL = [linear, linear_continue, fanout, ambiguous, retrying, seed_form, notes, blocking]

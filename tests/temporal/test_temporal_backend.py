@@ -71,6 +71,30 @@ class TestCancellation:
         description = await client.get_workflow_handle(run.info["workflow_id"]).describe()
         assert description.status == WorkflowExecutionStatus.CANCELED
 
+    async def test_a_plain_function_step_cancelled_mid_run_finishes_and_is_compensated(self, backend: Any) -> None:
+        """A ``def`` step cannot be interrupted: it runs to its end, counts as completed, and is undone."""
+        cid = f"block-{uuid.uuid4().hex[:8]}"
+        started = asyncio.Event()
+
+        def observer(event: sk.Event) -> None:
+            if event.kind is sk.EventKind.STEP_STARTED and event.step == "blocking_step":
+                started.set()
+
+        task = asyncio.ensure_future(
+            S.blocking.run({"block": 2.0}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
+        )
+        await asyncio.wait_for(started.wait(), timeout=30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        run = S.blocking.history.last
+        assert run is not None and run.status == "cancelled"
+        assert run.completed_steps == ["a", "blocking_step"]
+        assert run.compensated_steps == ["blocking_step", "a"]
+        calls = [(step, phase) for step, phase, _, _ in S.CALLS.pop(cid)]
+        assert calls == [("a", "forward"), ("blocking", "forward"), ("blocking", "finished"),
+                         ("blocking", "compensate"), ("a", "compensate")]
+
     async def test_execute_raises_the_original_error(self, backend: Any) -> None:
         """execute() with the Temporal backend raises what it raises locally."""
         with pytest.raises(ValueError, match="b refused"):
@@ -131,3 +155,39 @@ class TestRunFacts:
             TemporalBackend(client, task_queue="q", activity_timeout=-1)
         with pytest.raises(TypeError, match="client"):
             TemporalBackend("localhost:7233", task_queue="q")  # type: ignore[arg-type]
+
+
+class TestReplay:
+    async def test_histories_replay_without_nondeterminism(self, backend: Any, client: Any) -> None:
+        """A rolled-back parallel run with metadata notes and a run cancelled mid-step replay cleanly."""
+        from temporalio.worker import Replayer
+
+        from sagakit.temporal import SagaWorkflow
+        from sagakit.temporal.worker import sandbox_runner
+
+        plan = {"p1": "sleep:0.05", "p2": "sleep:0.2", "c": "raise"}
+        rolled_back = await S.notes.run({"plan": plan}, sk.WorkflowContext("replay-1", {"drop_me": 0}), backend=backend)
+        assert rolled_back.status == "compensated"
+
+        started = asyncio.Event()
+
+        def observer(event: sk.Event) -> None:
+            if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
+                started.set()
+
+        task = asyncio.ensure_future(S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext("replay-2"),
+                                                  backend=backend, observers=[observer]))
+        await asyncio.wait_for(started.wait(), timeout=30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        cancelled = S.linear.history.last
+        assert cancelled is not None and cancelled.status == "cancelled"
+
+        replayer = Replayer(workflows=[SagaWorkflow], workflow_runner=sandbox_runner())
+        for run in (rolled_back, cancelled):
+            history = await client.get_workflow_handle(run.info["workflow_id"]).fetch_history()
+            result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+            assert result.replay_failure is None, (run.info["workflow_id"], result.replay_failure)
+        S.CALLS.pop("replay-1", None)
+        S.CALLS.pop("replay-2", None)

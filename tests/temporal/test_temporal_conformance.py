@@ -190,15 +190,16 @@ class TestInjectedFaults:
         assert any(row[0] == "b" and row[7] for row in local["steps"])
 
 
+START = {"initial": "from the caller", "drop_me": 1}
+
+
 class TestMetadata:
     """``context.metadata`` is one dict for the whole run: notes reach later steps and compensations."""
-
-    START = {"initial": "from the caller", "drop_me": 1}
 
     async def test_notes_reach_later_steps_and_the_caller(self, backend: Any) -> None:
         """a's note reaches the branches; both branches' notes reach b; b's deletion sticks; the caller sees all."""
         plan = {"p1": "sleep:0.05", "p2": "sleep:0.3"}
-        local, _ = await _both(S.notes, {"plan": plan}, backend, metadata=self.START)
+        local, _ = await _both(S.notes, {"plan": plan}, backend, metadata=START)
         assert local["status"] == "completed"
         seen = {(c[0], c[1]): c[3] for c in local["calls"]}
         assert "note_a" in seen[("p1", "forward")] and "note_a" in seen[("p2", "forward")]
@@ -209,7 +210,7 @@ class TestMetadata:
     async def test_compensations_read_the_notes_of_the_steps_they_undo(self, backend: Any) -> None:
         """c leaves a note and fails: every compensation sees it, and each sees the earlier ones' notes."""
         plan = {"p1": "sleep:0.05", "p2": "sleep:0.3", "c": "raise"}
-        local, _ = await _both(S.notes, {"plan": plan}, backend, metadata=self.START)
+        local, _ = await _both(S.notes, {"plan": plan}, backend, metadata=START)
         assert local["status"] == "compensated"
         assert local["compensated"] == ["c", "b", "p2", "p1", "a"]
         compensations = [(c[0], c[3]) for c in local["calls"] if c[1] == "compensate"]
