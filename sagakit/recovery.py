@@ -34,21 +34,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sagakit._journal_file import ACTIVE_RUNS, Owner, current_owner, owner_alive
 from sagakit.context import WorkflowContext
-from sagakit.errors import CompensationError, CompensationFailure
+from sagakit.errors import CompensationError, CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
-from sagakit.journal import (
-    _ACTIVE_RUNS,
-    JournalError,
-    Owner,
-    RecordedRun,
-    RunInterrupted,
-    SqliteJournal,
-    _definitions,
-    current_owner,
-    owner_alive,
-    read_runs,
-)
+from sagakit.journal import SqliteJournal
+from sagakit.journal_history import RecordedRun, read_runs, saga_definitions
 from sagakit.policies import call_step_function
 from sagakit.runs import Run, RunStatus
 from sagakit.steps import Parallel, Step
@@ -157,7 +148,7 @@ async def recover(
         JournalError: the journal cannot be opened or written.
         TypeError, ValueError: ``sagas`` holds something else than sagas, or two sagas share a name.
     """
-    definitions = _definitions(sagas, "recover sagas")
+    definitions = saga_definitions(sagas, "recover sagas")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise TypeError(f"recover concurrency: expected an int >= 1, got {concurrency!r}")
     extra = tuple(observers)
@@ -166,6 +157,8 @@ async def recover(
             raise TypeError(f"recover observers: expected callables taking an Event, got {observer!r}")
     owned = not isinstance(journal, SqliteJournal)
     target = journal if isinstance(journal, SqliteJournal) else SqliteJournal(journal)
+    for saga in definitions.values():
+        target.bind(saga)  # what recovery records is masked with the saga's redactor
     try:
         return await _recover_all(target, definitions, force=force, retry_failed=retry_failed,
                                   concurrency=concurrency, observers=extra)
@@ -227,7 +220,7 @@ async def _recover_all(
                 *(one(by_id[run_id], saga) for run_id, saga, _, _ in part if run_id in by_id)
             )
         finally:
-            _ACTIVE_RUNS.difference_update(claimed)
+            ACTIVE_RUNS.difference_update(claimed)
         for outcome in outcomes:
             if isinstance(outcome, Run):
                 definitions[outcome.saga].history.append(outcome)
@@ -254,10 +247,10 @@ def _claim(connection: sqlite3.Connection, *, runs: Sequence[tuple[str, str | No
                 claimed.append(run_id)
         # Marked active before the claim is visible, so that another recovery in this
         # process takes these runs for live ones.
-        _ACTIVE_RUNS.update(claimed)
+        ACTIVE_RUNS.update(claimed)
         connection.execute("COMMIT")
     except BaseException:
-        _ACTIVE_RUNS.difference_update(claimed)
+        ACTIVE_RUNS.difference_update(claimed)
         connection.execute("ROLLBACK")
         raise
     return claimed
