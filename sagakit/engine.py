@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from sagakit import policies
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, StepTimeout
 from sagakit.events import Event, EventKind, Observer, deliver
@@ -201,6 +202,7 @@ class _Execution:
         with :class:`~sagakit.StepTimeout` (and handed to the policy to raise).
         """
         ended = self.clock()
+        _drop_internal_frames(exc)
         error: BaseException | None = exc
         kind, status = kinds[2], "failed"
         if isinstance(exc, asyncio.CancelledError):
@@ -357,6 +359,7 @@ class _Execution:
             try:
                 await self.compensate(step, index, data, context)
             except Exception as exc:
+                _drop_internal_frames(exc)
                 failures.append(CompensationFailure(step.name, exc))
                 if not self.continue_on_failure:
                     pending = [later[0].name for later in undo[position + 1 :] if later[0].compensate is not None]
@@ -434,6 +437,30 @@ async def _shielded(coro: Coroutine[Any, Any, Any]) -> tuple[Any, bool]:
     task = asyncio.ensure_future(_carry_on(_Resume(coro, pending)))
     cancelled = await _wait_through_cancellation([task])
     return task.result(), cancelled
+
+
+_INTERNAL_FILES = frozenset({__file__, policies.__file__})
+
+
+def _drop_internal_frames(error: BaseException) -> None:
+    """Leave sagakit's own frames out of ``error``'s traceback.
+
+    A traceback keeps every frame it passes through alive, and the engine's frames hold the
+    whole run (contexts, payloads, events): a history of failed runs would keep all of that,
+    and the garbage collector would walk it again and again. What remains starts at the
+    caller and goes straight to the step or compensation that raised.
+    """
+    kept = []
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename not in _INTERNAL_FILES:
+            kept.append(tb)
+        tb = tb.tb_next
+    for outer, inner in zip(kept, kept[1:], strict=False):
+        outer.tb_next = inner
+    if kept:
+        kept[-1].tb_next = None
+    error.__traceback__ = kept[0] if kept else None
 
 
 class LocalBackend:
@@ -525,6 +552,7 @@ class LocalBackend:
             result = data
             status = "completed"
         except BaseException as exc:
+            _drop_internal_frames(exc)
             if execution.failed_step is None and completed:
                 execution.failed_step = completed[-1][0].name
             if isinstance(exc, _INTERRUPTS):

@@ -596,3 +596,24 @@ class TestBrokenObservers:
             run = await saga.run({})
         starts = {K.STEP_STARTED, K.COMPENSATION_STARTED}
         assert [e for e in seen if e.kind not in starts] == run.events
+
+
+class TestTracebacks:
+    async def test_step_tracebacks_lead_to_the_step_without_engine_frames(self) -> None:
+        """A failed step's traceback shows the caller and the step, not the engine's frames
+        (which would keep every failed run's state alive)."""
+        import traceback
+
+        import sagakit.engine
+
+        async def charge(data: Any, context: sk.WorkflowContext) -> Any:
+            raise ValueError("card declined")
+
+        saga = sk.Saga("s", [charge])
+        with pytest.raises(ValueError) as raised:
+            await saga.execute({})
+        frames = traceback.extract_tb(raised.value.__traceback__)
+        assert frames[-1].name == "charge" and "card declined" in frames[-1].line
+        assert all(frame.filename != sagakit.engine.__file__ for frame in frames)
+        run = saga.history.last
+        assert run is not None and run.error is raised.value
