@@ -80,6 +80,7 @@ class Saga:
             self.observe(observer)
         if journal is not None:
             self.observe(journal)
+            _bind_journal(journal, self)
         self.faults = FaultPlan(faults, steps=self.step_names, saga=name)
         self.history = RunHistory()
 
@@ -143,6 +144,7 @@ class Saga:
                 raise TypeError(f"saga {self.name!r} observers: expected callables taking an Event, got {observer!r}")
         if journal is not None:
             extra += (journal,)
+            _bind_journal(journal, self)
         return RunRequest(
             saga=self,
             data=data,
@@ -250,6 +252,13 @@ class Saga:
             else:
                 parts.append(stage.name)
         return f"<Saga {self.name!r}: {' -> '.join(parts)}>"
+
+
+def _bind_journal(journal: Observer, saga: Saga) -> None:
+    """Tell a journal which saga its runs come from (so it masks with the saga's redactor)."""
+    bind = getattr(journal, "bind", None)
+    if callable(bind):
+        bind(saga)
 
 
 class CompensationPrimitive(Saga):

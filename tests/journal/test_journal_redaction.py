@@ -136,3 +136,19 @@ class TestJsonSerializer:
         """default= is used by the prebuilt encoder too."""
         serializer = JsonSerializer(default=lambda value: sorted(value) if isinstance(value, set) else str(value))
         assert serializer.dumps({"tags": {"b", "a"}}) == '{"tags":["a","b"]}'
+
+
+async def test_a_journal_given_to_the_saga_masks_with_the_sagas_own_keys(tmp_path: Path) -> None:
+    """Saga(journal=...) and run(journal=...) tell the journal whose runs it records."""
+    import sagakit as sk
+
+    async def book(data: dict[str, Any], context: sk.WorkflowContext) -> dict[str, Any]:
+        return {**data, "booking": "b-1"}
+
+    for how in ("definition", "run"):
+        path = tmp_path / f"{how}.sqlite"
+        journal = sk.SqliteJournal(path)
+        saga = sk.Saga("trip", [book], redact=["passport"], journal=journal if how == "definition" else None)
+        await saga.run({"passport": "X1234567"}, journal=journal if how == "run" else None)
+        journal.close()
+        assert b"X1234567" not in path.read_bytes(), how
