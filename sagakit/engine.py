@@ -9,6 +9,7 @@ from cancellation, before it lets the error or the cancellation go on.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 import warnings
@@ -460,7 +461,7 @@ def _drop_internal_frames(error: BaseException) -> None:
         if tb.tb_frame.f_code.co_filename not in _INTERNAL_FILES:
             kept.append(tb)
         tb = tb.tb_next
-    for outer, inner in zip(kept, kept[1:], strict=False):
+    for outer, inner in itertools.pairwise(kept):
         outer.tb_next = inner
     if kept:
         kept[-1].tb_next = None
