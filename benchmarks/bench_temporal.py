@@ -196,4 +196,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    code = asyncio.run(main())
+    sys.stdout.flush()
+    # Temporal's native threads can abort a normal interpreter exit ("PyGILState_Release");
+    # everything is shut down and printed by now, so leave at once.
+    os._exit(code)

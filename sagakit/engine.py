@@ -13,7 +13,7 @@ import itertools
 import os
 import time
 import warnings
-from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -336,7 +336,8 @@ class _Execution:
             merged.update(output)
         return merged
 
-    async def compensate(self, step: Step, index: int, data: Any, forward_context: WorkflowContext) -> None:
+    def compensate(self, step: Step, index: int, data: Any, forward_context: WorkflowContext) -> Awaitable[Any]:
+        """Start the compensation of ``step``: the awaitable running it (policy or one attempt)."""
         compensate = step.compensate
         assert compensate is not None
         context = forward_context  # a compensation sees the same context as its step
@@ -346,10 +347,8 @@ class _Execution:
         self.compensations_run += 1
         if isinstance(compensate, Policy):
             context._scope = _Scope(self, step, index, "compensate", fault)
-            await compensate(data, context)
-        else:
-            await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data,
-                               context, None)
+            return compensate(data, context)  # type: ignore[no-any-return]
+        return self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data, context, None)
 
     async def rollback(self, undo: Sequence[_Undo], original: BaseException | None) -> CompensationError | None:
         self.emit(self.event(_K.ROLLBACK_STARTED, step=self.failed_step, error=original, status="rolling_back"))
