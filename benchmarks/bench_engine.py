@@ -32,11 +32,15 @@ def sagas() -> tuple[sk.Saga, sk.Saga]:
     return w1, w2
 
 
-async def timings() -> None:
+async def timings(collect: bool) -> None:
+    """Interleaved rounds; ``collect=False`` shows how much of the cost is the garbage
+    collector walking the runs kept in ``saga.history``."""
     w1, w2 = sagas()
     hand1 = [(noop, noop)] * STEPS
     hand2 = [(noop, noop)] * (STEPS - 1) + [(fail, None)]
     results: dict[str, list[float]] = {k: [] for k in ("hand W1", "sagakit W1", "hand W2", "sagakit W2")}
+    if not collect:
+        gc.disable()
     for _ in range(ROUNDS):
         w1.history.clear()
         w2.history.clear()
@@ -44,9 +48,11 @@ async def timings() -> None:
         results["sagakit W1"].append(await per_call_us(lambda: w1.run({}), PER_ROUND))
         results["hand W2"].append(await per_call_us(lambda: hand_w2(hand2), PER_ROUND))
         results["sagakit W2"].append(await per_call_us(lambda: w2.run({}), PER_ROUND))
+    gc.enable()
     m = {k: median(v) for k, v in results.items()}
     report(
-        f"W1/W2 per saga ({STEPS} steps, {ROUNDS} rounds × {PER_ROUND} runs, traces recorded, GC on)",
+        f"W1/W2 per saga ({STEPS} steps, {ROUNDS} rounds × {PER_ROUND} runs, traces recorded, "
+        f"GC {'on' if collect else 'off'})",
         [
             ("hand-written W1 (baseline)", m["hand W1"], None),
             ("sagakit W1", m["sagakit W1"], m["sagakit W1"] / m["hand W1"]),
@@ -91,7 +97,8 @@ async def frame_build() -> None:
 
 
 async def main() -> None:
-    await timings()
+    await timings(collect=True)
+    await timings(collect=False)
     print("\nMemory")
     await memory()
     print("\nFrames")
