@@ -9,14 +9,17 @@ event stream, and failure injection acts on each attempt.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity.wait import wait_base
 
 from sagakit.context import WorkflowContext
 from sagakit.errors import SagaDefinitionError, StepTimeout
@@ -103,6 +106,23 @@ def _check_function(fn: object, what: str) -> None:
         raise TypeError(f"{what}: expected a callable (data, context) -> data, got {type(fn).__name__} {fn!r}")
 
 
+#: The random generator retry jitter draws from. It is sagakit's own (never the global
+#: ``random``), and a simulation sets one per run so that retried runs replay exactly.
+RETRY_RANDOM: contextvars.ContextVar[random.Random] = contextvars.ContextVar(
+    "sagakit_retry_random", default=random.Random()  # noqa: B039 - one module-wide generator by design
+)
+
+
+class _Jitter(wait_base):  # type: ignore[misc]
+    """Up to ``limit`` random seconds, drawn from :data:`RETRY_RANDOM`."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return RETRY_RANDOM.get().uniform(0, self.limit) if self.limit else 0.0
+
+
 class Policy:
     """Base of the policies: a step function wrapping another one.
 
@@ -129,9 +149,9 @@ class Policy:
 class RetryPolicy:
     """How a step is retried: the options behind ``step(retry=...)`` and ``RetryPrimitive``.
 
-    Backoff is exponential with jitter (tenacity's ``wait_exponential`` plus ``wait_random``):
-    the n-th retry waits ``min(initial_delay * 2**(n-1), max_delay)`` seconds plus a random
-    ``0..jitter`` seconds.
+    Backoff is exponential with jitter (tenacity's ``wait_exponential`` plus a jitter drawn
+    from :data:`RETRY_RANDOM`): the n-th retry waits ``min(initial_delay * 2**(n-1), max_delay)``
+    seconds plus a random ``0..jitter`` seconds.
 
     Attributes:
         max_retries: retries after the first attempt (so ``max_retries + 1`` attempts).
@@ -210,8 +230,7 @@ class RetryPrimitive(Policy):
         policy = self.policy
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts),
-            wait=wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
-            + wait_random(0, policy.jitter),
+            wait=wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay) + _Jitter(policy.jitter),
             retry=retry_if_exception_type(policy.on),
             reraise=True,
             sleep=asyncio.sleep,

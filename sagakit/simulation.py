@@ -40,6 +40,7 @@ from sagakit.errors import UnknownStepError
 from sagakit.events import Observer
 from sagakit.faults import Fault, FaultLike, as_fault
 from sagakit.policies import (
+    RETRY_RANDOM,
     AnyStepFunction,
     FallbackPrimitive,
     Policy,
@@ -596,11 +597,13 @@ def simulate(
             )
         draws = _Draws(rng)
         token = _RUN_DRAWS.set(draws)
+        jitter_token = RETRY_RANDOM.set(rng)  # retry jitter replays with the run's seed
         try:
             state = await _resolve(world()) if world is not None else None
             context = WorkflowContext(correlation_id=f"sim-{number}", world=state)
             run = await derived.run(fresh_data(), context, faults=run_faults, observers=extra)
         finally:
+            RETRY_RANDOM.reset(jitter_token)
             _RUN_DRAWS.reset(token)
         if draws.mistake is not None:
             raise draws.mistake
@@ -630,13 +633,10 @@ def simulate(
             await asyncio.gather(*workers, return_exceptions=True)
             raise
 
-    state = random.getstate()
-    random.seed(base_seed)
     ok = False
     try:
         run_on_virtual_clock(main, start=started, virtual=clock == "virtual")
         ok = True
     finally:
-        random.setstate(state)
         bar.close(ok=ok)
     return RunHistory(run for run in runs if run is not None)

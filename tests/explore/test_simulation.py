@@ -234,7 +234,7 @@ class TestReproducibility:
         assert list(first.runs["correlation_id"]) == [f"sim-{i}" for i in range(300)]
 
     def test_retry_jitter_repeats_too(self) -> None:
-        """Retry backoff jitter is drawn under the seed as well, so retried steps time the same."""
+        """Retry backoff jitter is drawn from the run's seeded generator, so retried steps time the same."""
 
         async def pay(data: Any, context: sk.WorkflowContext) -> Any:
             return data
@@ -246,8 +246,8 @@ class TestReproducibility:
         pd.testing.assert_frame_equal(steps_of(first), steps_of(second))
         pd.testing.assert_frame_equal(first.runs.drop(columns=["run_id"]), second.runs.drop(columns=["run_id"]))
 
-    def test_global_random_is_restored(self) -> None:
-        """simulate seeds Python's random module only while it runs."""
+    def test_global_random_is_left_alone(self) -> None:
+        """simulate neither seeds nor draws from Python's global random generator."""
         random.seed(99)
         expected = random.Random(99).random()
         order_saga().simulate(3, ORDER, world=Shop, latency=0.1)
