@@ -81,13 +81,17 @@ class RunPayloads:
     payloads are only remembered (by reference) and walked when an error is written.
     """
 
-    __slots__ = ("_secrets", "items", "last", "redactor")
+    __slots__ = ("_error", "_message", "_secrets", "items", "last", "redactor")
 
     def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
         self.items: list[Any] = []
         self.last: Any = None
         self._secrets: frozenset[str] | None = None
+        # The last error scrubbed and its text: a failure is reported by several events
+        # (the attempt's end, rollback_started, run_finished), scrubbed once.
+        self._error: BaseException | None = None
+        self._message: str | None = None
 
     def add(self, data: Any) -> None:
         """Remember a payload (the same object twice in a row is remembered once)."""
@@ -95,6 +99,7 @@ class RunPayloads:
             self.items.append(data)
             self.last = data
             self._secrets = None
+            self._error = None
 
     def secrets(self) -> frozenset[str]:
         """The secret values in the payloads so far."""
@@ -106,7 +111,10 @@ class RunPayloads:
         """The scrubbed text of ``error``."""
         if error is None:
             return None
-        return self.redactor.message(error, self.secrets())
+        if error is not self._error:
+            self._message = self.redactor.message(error, self.secrets())
+            self._error = error
+        return self._message
 
 
 def error_type(error: BaseException) -> str:

@@ -130,46 +130,76 @@ class OtelMetrics(Sink):
             raise ValueError(f"OtelMetrics buckets: expected increasing numbers of seconds, got {buckets!r}")
         self.meter = metrics.get_meter("sagakit", __version__, meter_provider=meter_provider)
         self.instruments = _instruments(self.meter, tuple(float(b) for b in bounds))
-        self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
+        # Attribute dicts by (saga, step, phase, status), built on first use: an event then costs
+        # one lookup before the SDK calls. (The SDK copies and hashes attributes on every
+        # record whatever is passed, so the dicts are shared safely.)
+        self._plans: dict[tuple[str, str, str, str], _Plan] = {}
+        self._run_attributes: dict[tuple[str, str], dict[str, str]] = {}
+        self._primitives: dict[str, dict[str, str]] = {}
 
     def __call__(self, event: Event, /) -> None:
         kind = event.kind
-        if kind is _K.RUN_STARTED or kind is _K.STEP_STARTED or kind is _K.COMPENSATION_STARTED:
-            return
-        if kind is _K.ROLLBACK_STARTED or kind is _K.COMPENSATION_SKIPPED:
+        if kind not in _RECORDED:
             return
         instruments = self.instruments
-        cache = self._attributes
-        saga = event.saga
         status = event.status or ""
-        if kind is _K.RUN_FINISHED:
-            key: tuple[str, ...] = ("run", saga, status)
-            attributes = cache.get(key) or self._store(key, {"saga": saga, "status": status})
-            instruments.runs.add(1, attributes)
-            instruments.run_duration.record((event.duration_ms or 0.0) / 1000.0, attributes)
-            return
-        step = event.step or ""
-        phase = event.phase or ""
         seconds = (event.duration_ms or 0.0) / 1000.0
-        key = ("step", saga, step, phase, status)
-        attributes = cache.get(key) or self._store(key, {"saga": saga, "step": step, "phase": phase, "status": status})
-        instruments.step_duration.record(seconds, attributes)
-        if phase != "compensate":
+        if kind is _K.RUN_FINISHED:
+            key = (event.saga, status)
+            attributes = self._run_attributes.get(key)
+            if attributes is None:
+                attributes = {"saga": event.saga, "status": status}
+                if len(self._run_attributes) < _ATTRIBUTE_CACHE_LIMIT:
+                    self._run_attributes[key] = attributes
+            instruments.runs.add(1, attributes)
+            instruments.run_duration.record(seconds, attributes)
             return
-        key = ("primitive", saga)
-        primitive = cache.get(key)
+        plan = self._plans.get((event.saga, event.step or "", event.phase or "", status))
+        if plan is None:
+            plan = self._plan(event.saga, event.step or "", event.phase or "", status)
+        instruments.step_duration.record(seconds, plan.step)
+        primitive = plan.primitive
         if primitive is None:
-            primitive = self._store(key, {"primitive": saga})
-            # Start the failure series at 0 so that rate() and alerts see it before a failure.
-            instruments.compensation_failures.add(0, primitive)
+            return
         instruments.compensations.add(1, primitive)
         if kind is _K.COMPENSATION_FAILED:
             instruments.compensation_failures.add(1, primitive)
         if kind is not _K.COMPENSATION_CANCELLED:
-            key = ("by-step", step)
-            instruments.compensation_duration.record(seconds, cache.get(key) or self._store(key, {"step": step}))
+            instruments.compensation_duration.record(seconds, plan.by_step)
 
-    def _store(self, key: tuple[str, ...], attributes: dict[str, str]) -> dict[str, str]:
-        if len(self._attributes) < _ATTRIBUTE_CACHE_LIMIT:
-            self._attributes[key] = attributes
-        return attributes
+    def _plan(self, saga: str, step: str, phase: str, status: str) -> _Plan:
+        primitive: dict[str, str] | None = None
+        if phase == "compensate":
+            primitive = self._primitives.get(saga)
+            if primitive is None:
+                primitive = {"primitive": saga}
+                # Start the failure series at 0 so that rate() and alerts see it before a failure.
+                self.instruments.compensation_failures.add(0, primitive)
+                if len(self._primitives) < _ATTRIBUTE_CACHE_LIMIT:
+                    self._primitives[saga] = primitive
+        plan = _Plan({"saga": saga, "step": step, "phase": phase, "status": status}, primitive, {"step": step})
+        if len(self._plans) < _ATTRIBUTE_CACHE_LIMIT:
+            self._plans[(saga, step, phase, status)] = plan
+        return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The attribute dicts one kind of attempt end records with."""
+
+    step: dict[str, str]
+    primitive: dict[str, str] | None  # None unless a compensation
+    by_step: dict[str, str]
+
+
+_RECORDED = frozenset(
+    {
+        _K.STEP_SUCCEEDED,
+        _K.STEP_FAILED,
+        _K.STEP_CANCELLED,
+        _K.COMPENSATION_SUCCEEDED,
+        _K.COMPENSATION_FAILED,
+        _K.COMPENSATION_CANCELLED,
+        _K.RUN_FINISHED,
+    }
+)

@@ -64,15 +64,39 @@ _RUN_LEVELS = {"completed": "info", "compensated": "warning", "cancelled": "warn
 
 
 class _RunLog:
-    """What one run's log events share."""
+    """What one run's log events share: a logger bound to the run's identity, once per run.
 
-    __slots__ = ("fields", "log_compensations", "payloads", "reason")
+    Binding once means each event passes only its own fields: the identity fields are not
+    copied into a fresh dict per event.
+    """
 
-    def __init__(self, fields: dict[str, Any], payloads: RunPayloads, log_compensations: bool) -> None:
-        self.fields = fields
+    __slots__ = ("enabled", "log", "log_compensations", "payloads", "reason")
+
+    def __init__(self, log: Any, enabled: Any, payloads: RunPayloads, log_compensations: bool) -> None:
+        self.log = log
+        self.enabled = enabled
         self.payloads = payloads
         self.log_compensations = log_compensations
         self.reason: str | None = None
+
+
+class _Unbindable:
+    """A logger without ``bind``: passes the run's identity fields on every call instead."""
+
+    __slots__ = ("fields", "logger")
+
+    def __init__(self, logger: Any, fields: dict[str, Any]) -> None:
+        self.logger = logger
+        self.fields = fields
+
+    def __getattr__(self, level: str) -> Any:
+        method = getattr(self.logger, level)
+        fields = self.fields
+
+        def call(event: str, **kw: Any) -> Any:
+            return method(event, **fields, **kw)
+
+        return call
 
 
 class StructlogEvents(Sink):
@@ -81,7 +105,10 @@ class StructlogEvents(Sink):
     Args:
         logger: a structlog logger; ``structlog.get_logger("sagakit")`` when ``None``
             (a lazy proxy, so the application's configuration, and
-            ``structlog.testing.capture_logs``, apply at each event).
+            ``structlog.testing.capture_logs``, apply from the next run on). It is bound
+            to each run's identity once, when the run starts; any object with ``debug``,
+            ``info``, ``warning`` and ``error`` methods also works (without ``bind``, the
+            identity fields are passed with every call).
         redactor: the redactor for sagas the sink is not attached to (see ``Sink``).
         log_compensations: write the ``rollback_started`` and ``compensation_*`` events for
             sagas the sink is not attached to; an attached saga's own
@@ -107,10 +134,6 @@ class StructlogEvents(Sink):
         if logger is not None and not callable(getattr(logger, "info", None)):
             raise TypeError(f"StructlogEvents logger: expected a structlog logger or None, got {logger!r}")
         self.logger: Any = logger if logger is not None else structlog.get_logger("sagakit")
-        # A filtering logger says which levels it drops: skip building their events. (Asked of
-        # concrete loggers only; a lazy proxy would bind a logger just to answer.)
-        enabled = getattr(type(self.logger), "is_enabled_for", None)
-        self._enabled: Any = self.logger.is_enabled_for if callable(enabled) else None
         self.log_compensations = bool(log_compensations)
         self.step_events = bool(step_events)
         self.capture_payloads = bool(capture_payloads)
@@ -152,24 +175,51 @@ class StructlogEvents(Sink):
             "run_id": event.run_id,
             "correlation_id": event.correlation_id,
         }
+        # Bound once per run (a lazy proxy resolves the structlog configuration here, so a
+        # configuration change applies from the next run on).
+        log = self.logger.bind(**fields) if callable(getattr(self.logger, "bind", None)) else None
+        if log is None:
+            log = _Unbindable(self.logger, fields)
+        # A filtering logger says which levels it drops: skip building their events.
+        enabled = log.is_enabled_for if callable(getattr(type(log), "is_enabled_for", None)) else None
         payloads = RunPayloads(self.redactor_for(event.saga))
         payloads.add(event.data)
-        self._runs[event.run_id] = _RunLog(fields, payloads, self.logs_compensations(event.saga))
-        extra: dict[str, Any] = {}
-        if self.capture_payloads:
-            extra["data"] = payload_text(payloads.redactor, event.data, self.max_payload_chars)
-        if self._enabled is None or self._enabled(10):
-            self.logger.debug("saga_started", **fields, **extra)
+        self._runs[event.run_id] = _RunLog(log, enabled, payloads, self.logs_compensations(event.saga))
+        if enabled is None or enabled(10):
+            if self.capture_payloads:
+                log.debug("saga_started", data=payload_text(payloads.redactor, event.data, self.max_payload_chars))
+            else:
+                log.debug("saga_started")
 
     def _step_event(self, event: Event, state: _RunLog) -> None:
-        name, level, compensation = _NAMES[event.kind]
-        state.payloads.add(event.data)
+        kind = event.kind
+        name, level, compensation = _NAMES[kind]
+        data = event.data
+        if data is not None:
+            state.payloads.add(data)
         if not (state.log_compensations if compensation else self.step_events):
             return
-        if self._enabled is not None and not self._enabled(_LEVEL_NUMBERS[level]):
+        if state.enabled is not None and not state.enabled(_LEVEL_NUMBERS[level]):
             return
-        fields = {
-            **state.fields,
+        method = getattr(state.log, level)
+        duration = event.duration_ms
+        if kind is _K.STEP_STARTED or (
+            kind is _K.STEP_SUCCEEDED and not event.injected and (data is None or not self.capture_payloads)
+        ):
+            # The common events, called with their fields directly: no intermediate dict.
+            if duration is None:
+                method(name, step=event.step, index=event.index, phase=event.phase, attempt=event.attempt)
+            else:
+                method(
+                    name,
+                    step=event.step,
+                    index=event.index,
+                    phase=event.phase,
+                    attempt=event.attempt,
+                    duration_ms=round(duration, 3),
+                )
+            return
+        fields: dict[str, Any] = {
             "step": event.step,
             "index": event.index,
             "phase": event.phase,
@@ -177,35 +227,37 @@ class StructlogEvents(Sink):
         }
         if compensation:
             fields["compensation_reason"] = state.reason
-        if event.duration_ms is not None and event.kind is not _K.COMPENSATION_SKIPPED:
-            fields["duration_ms"] = round(event.duration_ms, 3)
+        if duration is not None and kind is not _K.COMPENSATION_SKIPPED:
+            fields["duration_ms"] = round(duration, 3)
         if event.error is not None:
             fields["error_type"] = type(event.error).__name__
             fields["error"] = state.payloads.message(event.error)
         if event.injected:
             fields["injected"] = True
-        if self.capture_payloads and event.data is not None and event.kind in (
-            _K.STEP_SUCCEEDED,
-            _K.COMPENSATION_STARTED,
-        ):
-            fields["data"] = payload_text(state.payloads.redactor, event.data, self.max_payload_chars)
-        getattr(self.logger, level)(name, **fields)
+        if self.capture_payloads and data is not None and (kind is _K.STEP_SUCCEEDED or kind is _K.COMPENSATION_STARTED):
+            fields["data"] = payload_text(state.payloads.redactor, data, self.max_payload_chars)
+        method(name, **fields)
 
     def _rollback_started(self, event: Event, state: _RunLog) -> None:
         original = event.error
         state.reason = f"{event.step}_failed" if original is not None and event.step else "cancelled"
         if not state.log_compensations:
             return
-        fields = {**state.fields, "failed_step": event.step, "compensation_reason": state.reason}
-        if original is not None:
-            fields["error_type"] = type(original).__name__
-            fields["error"] = state.payloads.message(original)
-        self.logger.warning("rollback_started", **fields)
+        if original is None:
+            state.log.warning("rollback_started", failed_step=event.step, compensation_reason=state.reason)
+        else:
+            state.log.warning(
+                "rollback_started",
+                failed_step=event.step,
+                compensation_reason=state.reason,
+                error_type=type(original).__name__,
+                error=state.payloads.message(original),
+            )
 
     def _run_finished(self, event: Event, state: _RunLog) -> None:
         del self._runs[event.run_id]
         status = event.status or "unknown"
-        fields = {**state.fields, "status": status}
+        fields: dict[str, Any] = {"status": status}
         if event.duration_ms is not None:
             fields["duration_ms"] = round(event.duration_ms, 3)
         if event.error is not None:
@@ -213,4 +265,4 @@ class StructlogEvents(Sink):
             fields["error"] = state.payloads.message(event.error)
         if event.injected:
             fields["injected"] = True
-        getattr(self.logger, _RUN_LEVELS.get(status, "info"))("saga_finished", **fields)
+        getattr(state.log, _RUN_LEVELS.get(status, "info"))("saga_finished", **fields)

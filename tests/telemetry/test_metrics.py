@@ -93,6 +93,50 @@ class TestInMemory:
         keys = {key for series in found.values() for attrs, _ in series for key in attrs}
         assert keys == {"step", "saga", "status", "phase"}
 
+    async def test_cached_attributes_stay_right_across_sagas_steps_and_outcomes(
+        self, meter_provider: Any, metric_reader: Any
+    ) -> None:
+        """One sink, two sagas sharing step names, runs with different outcomes: every series exact."""
+        sink = OtelMetrics(meter_provider)
+        first = sagakit.Saga("first", [noop_step("a"), noop_step("b")])
+        second = sagakit.Saga("second", [noop_step("b"), noop_step("a")])
+        sink.attach(first)
+        sink.attach(second)
+        for _ in range(2):  # the second round is served from the cache
+            await first.run({})
+            await first.run({}, faults={"b": "fail"})
+            await second.run({}, faults={"a": "fail", "b": "fail_compensation"})
+        found = points(metric_reader)
+        assert sorted((attrs["primitive"], count) for attrs, count in found["compensation"]) == [
+            ("first", 2),
+            ("second", 2),
+        ]
+        assert sorted((attrs["primitive"], count) for attrs, count in found["compensation_failures"]) == [
+            ("first", 0),
+            ("second", 2),
+        ]
+        assert sorted((attrs["step"], count) for attrs, count in found["compensation_duration"]) == [
+            ("a", 2),
+            ("b", 2),
+        ]
+        assert sorted(
+            (attrs["saga"], attrs["step"], attrs["phase"], attrs["status"], count)
+            for attrs, count in found["sagakit.step.duration"]
+        ) == [
+            ("first", "a", "compensate", "succeeded", 2),
+            ("first", "a", "forward", "succeeded", 4),
+            ("first", "b", "forward", "failed", 2),
+            ("first", "b", "forward", "succeeded", 2),
+            ("second", "a", "forward", "failed", 2),
+            ("second", "b", "compensate", "failed", 2),
+            ("second", "b", "forward", "succeeded", 2),
+        ]
+        assert sorted((attrs["saga"], attrs["status"], count) for attrs, count in found["sagakit.runs"]) == [
+            ("first", "compensated", 2),
+            ("first", "completed", 2),
+            ("second", "compensation_failed", 2),
+        ]
+
     def test_one_set_of_instruments_per_meter(self, meter_provider: Any) -> None:
         """Two sinks on one provider share instruments (the SDK warns about duplicates)."""
         assert OtelMetrics(meter_provider).instruments is OtelMetrics(meter_provider).instruments

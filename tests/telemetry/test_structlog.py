@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -225,6 +226,94 @@ class TestSwitches:
             "compensation_completed",
             "saga_finished",
         ]
+
+    async def test_each_run_is_bound_to_its_own_identity(self) -> None:
+        """The per-run binding never leaks one run's saga or run id into another's events."""
+        sink = StructlogEvents()
+        first = sagakit.Saga("first", [noop_step("a")])
+        second = sagakit.Saga("second", [noop_step("a"), sagakit.step(failing(ValueError("no")), name="b")])
+        sink.attach(first)
+        sink.attach(second)
+        with capture_logs() as logs:
+            runs = await asyncio.gather(
+                first.run({}, sagakit.WorkflowContext(correlation_id="c-1")),
+                second.run({}),
+                first.run({}),
+            )
+        by_run = {run.run_id: run for run in runs}
+        assert len(by_run) == 3
+        for log in logs:
+            run = by_run[log["run_id"]]
+            assert log["saga"] == log["primitive"] == run.saga
+            assert log["correlation_id"] == run.correlation_id
+        assert sorted(sum(log["event"] == "saga_finished" for log in logs if log["run_id"] == r) for r in by_run) == [
+            1,
+            1,
+            1,
+        ]
+        assert sink.open_runs == 0
+
+    async def test_an_error_reported_by_several_events_is_scrubbed_in_each(self) -> None:
+        """step_failed, rollback_started and saga_finished share one scrubbed text, secret-free."""
+        card = "4000 0566 5566 5556"
+
+        async def charge(data: Any, context: sagakit.WorkflowContext) -> Any:
+            return {"card_ref": "r-1", "card": card}
+
+        async def ship(data: Any, context: sagakit.WorkflowContext) -> Any:
+            raise ValueError(f"carrier rejected {data['card']} for order")
+
+        saga = sagakit.Saga("order", [sagakit.step(charge, noop_step("x").compensate, name="charge"),
+                                      sagakit.step(ship, name="ship")])
+        StructlogEvents().attach(saga)
+        with capture_logs() as logs:
+            await saga.run({})
+        errors = {log["event"]: log["error"] for log in logs if "error" in log}
+        assert set(errors) == {"step_failed", "rollback_started", "saga_finished"}
+        assert set(errors.values()) == {"carrier rejected [REDACTED] for order"}
+
+    async def test_fields_keep_their_order(self) -> None:
+        """Identity first, then the event's own fields, as a renderer that keeps order shows them."""
+        seen: list[list[str]] = []
+
+        def keep(logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+            seen.append(list(event_dict))
+            return ""
+
+        logger = structlog.wrap_logger(structlog.ReturnLogger(), processors=[keep])
+        saga = sagakit.Saga("order", [noop_step("a")])
+        StructlogEvents(logger).attach(saga)
+        await saga.run({})
+        identity = ["saga", "primitive", "run_id", "correlation_id"]
+        assert seen == [
+            [*identity, "event"],
+            [*identity, "step", "index", "phase", "attempt", "event"],
+            [*identity, "step", "index", "phase", "attempt", "duration_ms", "event"],
+            [*identity, "status", "duration_ms", "event"],
+        ]
+
+    async def test_a_logger_without_bind_gets_the_identity_on_every_call(self) -> None:
+        """Any object with logging methods will do: the run's fields are passed with each event."""
+        calls: list[tuple[str, str, dict[str, Any]]] = []
+
+        class Plain:
+            def debug(self, event: str, **fields: Any) -> None:
+                calls.append(("debug", event, fields))
+
+            def info(self, event: str, **fields: Any) -> None:
+                calls.append(("info", event, fields))
+
+        saga = sagakit.Saga("order", [noop_step("a")])
+        StructlogEvents(Plain()).attach(saga)
+        run = await saga.run({})
+        assert [(level, event) for level, event, _ in calls] == [
+            ("debug", "saga_started"),
+            ("debug", "step_started"),
+            ("debug", "step_succeeded"),
+            ("info", "saga_finished"),
+        ]
+        assert all(fields["run_id"] == run.run_id and fields["saga"] == "order" for _, _, fields in calls)
+        assert calls[2][2]["step"] == "a" and "duration_ms" in calls[2][2]
 
     def test_rejects_something_that_is_not_a_logger(self) -> None:
         """logger= must have logging methods."""
