@@ -14,9 +14,8 @@ never reach ``saga.history``, the saga's observers or its journal (unless asked)
 
 from __future__ import annotations
 
-import asyncio
 import html
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +32,7 @@ from sagakit.simulation import (
     _derived_saga,
     _Progress,
     _resolve,
+    _run_pooled,
     _stage_positions,
     simulate,
 )
@@ -253,34 +253,20 @@ async def explore(
     derived = _derived_saga(saga)
     bar = _Progress(progress, len(scenarios), "explore")
     outcomes: list[_Outcome | None] = [None] * len(scenarios)
-    pending: Iterator[_Scenario] = iter(scenarios)
-    done = 0
 
-    async def worker() -> None:
-        nonlocal done
-        for scenario in pending:
-            label = scenario.label
-            state = await _resolve(world()) if world is not None else None
-            context = WorkflowContext(correlation_id=f"explore {scenario.index}: {label}", world=state)
-            run = await derived.run(fresh_data(), context, faults=dict(scenario.faults), observers=extra)
-            run.definition = saga
-            holds, violation = await _check_invariant(invariant, state, run, label)
-            outcomes[scenario.index] = _Outcome(scenario, run, holds, violation)
-            done += 1
-            bar.update(done)
+    async def one(scenario: _Scenario) -> None:
+        label = scenario.label
+        state = await _resolve(world()) if world is not None else None
+        context = WorkflowContext(correlation_id=f"explore {scenario.index}: {label}", world=state)
+        run = await derived.run(fresh_data(), context, faults=dict(scenario.faults), observers=extra)
+        run.definition = saga
+        holds, violation = await _check_invariant(invariant, state, run, label)
+        outcomes[scenario.index] = _Outcome(scenario, run, holds, violation)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(scenarios)))]
     try:
-        finished, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-        failed = next((task for task in finished if task.exception() is not None), None)
-        if failed is not None:
-            raise failed.exception()  # type: ignore[misc]
+        await _run_pooled(scenarios, one, min(limit, len(scenarios)), bar)
     except BaseException:
         bar.close(ok=False)
-        for task in workers:
-            task.cancel()
-        # The runs roll back, shielded, before their tasks end: wait for that.
-        await asyncio.gather(*workers, return_exceptions=True)
         raise
     bar.close()
     results = [outcome for outcome in outcomes if outcome is not None]

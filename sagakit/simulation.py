@@ -31,7 +31,7 @@ import selectors
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sagakit.context import WorkflowContext
@@ -402,6 +402,35 @@ def _latency_table(spec: object, saga: Saga, what: str) -> dict[str, Latency]:
     return dict.fromkeys(saga.step_names, latency)
 
 
+async def _run_pooled(items: Iterable[T], work: Callable[[T], Awaitable[None]], limit: int, bar: _Progress) -> None:
+    """``work(item)`` for every item, at most ``limit`` at a time, ticking ``bar``.
+
+    The first error cancels the other workers, waits for them (their runs roll back,
+    shielded, before their tasks end) and propagates.
+    """
+    pending = iter(items)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for item in pending:
+            await work(item)
+            done += 1
+            bar.update(done)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(limit)]
+    try:
+        finished, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((task for task in finished if task.exception() is not None), None)
+        if failed is not None:
+            raise failed.exception()  # type: ignore[misc]
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+
+
 class _Draws:
     """The random draws of one simulated run: its own generator, so interleaving never matters."""
 
@@ -611,27 +640,7 @@ def simulate(
         runs[number] = run
 
     async def main() -> None:
-        numbers = iter(range(count))
-        done = 0
-
-        async def worker() -> None:
-            nonlocal done
-            for number in numbers:
-                await one(number)
-                done += 1
-                bar.update(done)
-
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, count))]
-        try:
-            finished, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            failed = next((task for task in finished if task.exception() is not None), None)
-            if failed is not None:
-                raise failed.exception()  # type: ignore[misc]
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
+        await _run_pooled(range(count), one, min(limit, count), bar)
 
     ok = False
     try:
