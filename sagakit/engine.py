@@ -154,8 +154,10 @@ class _Execution:
         self.correlation_id = request.context.correlation_id
         self.forward_faults: dict[str, Fault] = {}
         self.compensate_faults: dict[str, Fault] = {}
-        for name, fault in request.faults.items():
-            (self.compensate_faults if fault.phase == "compensate" else self.forward_faults)[name] = fault
+        faults = request.faults
+        if faults:
+            for name, fault in faults.items():
+                (self.compensate_faults if fault.phase == "compensate" else self.forward_faults)[name] = fault
         self.continue_on_failure = saga.continue_on_compensation_failure
         loop = asyncio.get_running_loop()
         # The loop's clock, so that a simulated loop records simulated time; the default
@@ -163,7 +165,9 @@ class _Execution:
         self.clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         self.events: list[Event] = []
         self.observers = list(request.observers)
-        self.settlers = [obs for obs in self.observers if callable(getattr(obs, "settle", None))]
+        self.settlers = (
+            [obs for obs in self.observers if callable(getattr(obs, "settle", None))] if self.observers else []
+        )
         self.emit: Callable[[Event], None] = self.events.append if not self.observers else self._emit
         # Start-of-attempt events only matter while a run is live (diagrams, spans, journals):
         # they go to observers and are not kept in the run's trace, whose end-of-attempt events
