@@ -15,7 +15,6 @@ from sagakit.policies import (
     RetryPrimitive,
     TimeoutPrimitive,
     callable_name,
-    is_async_callable,
 )
 
 __all__ = ["Parallel", "Stage", "StageLike", "Step", "coerce_stages", "parallel", "step"]
@@ -128,11 +127,6 @@ class Step:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Step is immutable; build a new one with step(...) to change {name!r}")
-
-    @property
-    def is_async(self) -> bool:
-        """Whether the action is a coroutine function (policies count as async)."""
-        return not self.plain or is_async_callable(self.action)
 
     def __repr__(self) -> str:
         parts = [callable_name(self.action)]

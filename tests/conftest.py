@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,13 @@ def output_dir() -> Path:
     path = ROOT / "test-output"
     path.mkdir(exist_ok=True)
     return path
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Terminate a server the tests started; kill it if it does not stop within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -583,8 +583,8 @@ class DiagramState:
         self.version = 0
         self.reset()
 
-    def reset(self) -> None:
-        """Back to the definition view: every step pending, planned faults marked."""
+    def _forget_run(self) -> None:
+        """Drop everything the last run coloured."""
         self.states.clear()
         self.classes.clear()
         self.undo_classes.clear()
@@ -594,6 +594,10 @@ class DiagramState:
         self._started.clear()
         self.caption = None
         self.notes = {}
+
+    def reset(self) -> None:
+        """Back to the definition view: every step pending, planned faults marked."""
+        self._forget_run()
         for name, options in self.options.items():
             planned = self.planned.get(name)
             self.notes[name] = " · ".join(part for part in (options, planned) if part)
@@ -622,15 +626,7 @@ class DiagramState:
         self.version += 1
         if step is None:
             if kind is _K.RUN_STARTED:
-                self.states.clear()
-                self.classes.clear()
-                self.notes = {}
-                self.undo_classes.clear()
-                self.undo_notes.clear()
-                self.injected.clear()
-                self.attempts.clear()
-                self._started.clear()
-                self.caption = None
+                self._forget_run()
             return
         if event.injected:
             self.injected.add(step)

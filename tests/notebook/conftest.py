@@ -27,6 +27,7 @@ def _shared_conftest() -> Any:
 _shared = _shared_conftest()
 ROOT: Path = _shared.ROOT
 require: Callable[[bool, str], None] = _shared.require
+stop_process: Callable[..., None] = _shared.stop_process
 
 
 def make_step(name: str, *, delay: float = 0.0, log: list[str] | None = None) -> Any:

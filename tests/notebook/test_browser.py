@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, require
+from .conftest import ROOT, require, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -87,12 +87,7 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", process, log, time.monotonic() + 90)
         yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}&reset"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
 
 
 @pytest.fixture(scope="module")

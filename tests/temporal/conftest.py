@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from conftest import require
+from conftest import require, stop_process
 
 TASK_QUEUE = "sagakit-tests"
 
@@ -60,12 +60,7 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_for_port(port, server, log)
         yield f"127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 def _wait_for_port(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
