@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import journal_service
-from conftest import HERE, Children
+from journal_support import HERE, Children
 
 
 def sagakit_command(*arguments: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import journal_service
-from conftest import Children
+from journal_support import Children
 
 import sagakit
 from tests.conftest import IN_CI

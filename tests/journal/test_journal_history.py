@@ -10,7 +10,7 @@ from typing import Any
 import journal_service
 import pandas as pd
 import pytest
-from conftest import Children
+from journal_support import Children
 
 import sagakit
 from sagakit import Fault, Saga, WorkflowContext, parallel, step

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import journal_service
 import pytest
-from conftest import Children
+from journal_support import Children
 
 import sagakit
 import sagakit.recovery

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testsupport import ROOT, require, stop_process
 
 import sagakit
 from sagakit.notebook import diagram
 
-
-def _shared_conftest() -> Any:
-    # tests/conftest.py is not importable by a stable module name from this package.
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("sagakit_shared_test_setup", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_shared = _shared_conftest()
-ROOT: Path = _shared.ROOT
-require: Callable[[bool, str], None] = _shared.require
-stop_process: Callable[..., None] = _shared.stop_process
+__all__ = ["ROOT", "require", "stop_process"]
 
 
 def make_step(name: str, *, delay: float = 0.0, log: list[str] | None = None) -> Any:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sagakit
@@ -15,25 +13,6 @@ import sagakit
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-
-
-def _root_conftest() -> Any:
-    # Every conftest.py is imported as the module "conftest", so import the root one by path.
-    name = "_sagakit_tests_root_conftest"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, _ROOT_CONFTEST)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-def require(condition: bool, reason: str) -> None:
-    """The repository's ``require``: skip locally when a dependency is missing, fail in CI."""
-    _root_conftest().require(condition, reason)
 
 
 def module_available(name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from conftest import require, stop_process
+from testsupport import require, stop_process
 
 TASK_QUEUE = "sagakit-tests"
 
