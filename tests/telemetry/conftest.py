@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from telemetry_support import module_available, require
+from telemetry_support import module_available
+from testsupport import require
 
 
 def require_sdk() -> None:

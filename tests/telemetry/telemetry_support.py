@@ -1,4 +1,4 @@
-"""Helpers shared by the telemetry tests: the repository's ``require``, span trees, small sagas."""
+"""Helpers shared by the telemetry tests: span trees, small sagas."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import structlog
 from structlog.testing import capture_logs
-from telemetry_support import module_available, require
+from telemetry_support import module_available
+from testsupport import require
 
 import sagakit
 from sagakit import CompensationPrimitive, WorkflowContext

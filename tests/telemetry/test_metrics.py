@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from telemetry_support import failing, module_available, noop_step, require
+from telemetry_support import failing, module_available, noop_step
+from testsupport import require
 
 import sagakit
 from sagakit.telemetry import OtelMetrics
