@@ -116,9 +116,25 @@ class WorkflowContext:
             return f"{run_id}:{self.step}:compensate"
         return f"{run_id}:{self.step}"
 
+    @classmethod
+    def _for_run(cls, run_id: str, saga: str) -> WorkflowContext:
+        """A fresh context already bound to a run (``_derive`` returns it as is)."""
+        context = _new(cls)
+        context._run = _RunFacts(None, {}, None, run_id, saga)
+        context.step = None
+        context.phase = None
+        context.attempt = 0
+        context._scope = None
+        return context
+
     def _derive(self, run_id: str, saga: str) -> WorkflowContext:
-        """A context for a new run, sharing this one's correlation id, metadata and world."""
+        """A context for a new run, sharing this one's correlation id, metadata and world.
+
+        A context made for this very run (``_for_run``) is returned as is.
+        """
         facts = self._run
+        if facts.run_id == run_id and self.step is None:
+            return self
         derived = _new(WorkflowContext)
         derived._run = _RunFacts(facts.correlation_id, facts.metadata, facts.world, run_id, saga)
         derived.step = None

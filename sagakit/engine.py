@@ -8,12 +8,16 @@ from cancellation, before it lets the error or the cancellation go on.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import itertools
+import math
 import os
+import random
 import time
+import types
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -24,8 +28,8 @@ from sagakit.errors import CompensationError, CompensationFailure, InjectedFault
 from sagakit.events import Event, EventKind, Observer, deliver
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
-from sagakit.runs import Run, RunStatus
-from sagakit.steps import Parallel, Step
+from sagakit.runs import Run, RunStatus, _fill
+from sagakit.steps import Parallel, Stage, Step
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -36,17 +40,19 @@ __all__ = ["Backend", "LocalBackend", "RunRequest", "epoch_offset", "new_run_id"
 _EPOCH_OFFSET = time.time() - time.monotonic()
 
 _new_event = tuple.__new__
+_new_run = _new_context = object.__new__
 _K = EventKind
-_FORWARD_KINDS = (_K.STEP_STARTED, _K.STEP_SUCCEEDED, _K.STEP_FAILED, _K.STEP_CANCELLED)
-_COMPENSATE_KINDS = (
-    _K.COMPENSATION_STARTED,
-    _K.COMPENSATION_SUCCEEDED,
-    _K.COMPENSATION_FAILED,
-    _K.COMPENSATION_CANCELLED,
-)
-_STEP_STARTED = _K.STEP_STARTED
-_STEP_SUCCEEDED = _K.STEP_SUCCEEDED
+_KIND = {kind.value: kind for kind in EventKind}
+# Kinds as plain strings: a run's trace keeps them in a tuple of scalars (see Run.events).
+_FORWARD_KINDS = ("step_started", "step_succeeded", "step_failed", "step_cancelled")
+_COMPENSATE_KINDS = ("compensation_started", "compensation_succeeded", "compensation_failed", "compensation_cancelled")
 _INTERRUPTS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+_NO_FAULTS: Mapping[str, Fault] = MappingProxyType({})
+_NO_SETTLERS: list[Observer] = []
+_NAN = math.nan
+_Coroutine = types.CoroutineType
+_array = array.array
+_DEFAULT_TIME = asyncio.BaseEventLoop.time
 
 
 def epoch_offset() -> float:
@@ -59,8 +65,17 @@ def new_run_id() -> str:
 
     The first 12 digits are the milliseconds since the epoch and the other 20 are random, so
     ids sort by start time and a journal's index grows at its end instead of everywhere.
+    The random part comes from a generator of sagakit's own, seeded from the operating
+    system and again in every forked child, so ``random.seed()`` in user code never makes
+    two runs share an id.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{_time_ns() // 1_000_000:012x}{_run_id_bits(80):020x}"
+
+
+_time_ns = time.time_ns
+_RUN_ID_RANDOM = random.Random()
+_run_id_bits = _RUN_ID_RANDOM.getrandbits
+os.register_at_fork(after_in_child=_RUN_ID_RANDOM.seed)
 
 
 @dataclass(slots=True)
@@ -125,69 +140,108 @@ class _Execution:
     """The state of one local run."""
 
     __slots__ = (
+        "atoms",
         "clock",
         "compensate_faults",
         "compensations_run",
         "context",
         "continue_on_failure",
         "correlation_id",
-        "emit",
-        "events",
         "failed_step",
         "forward_faults",
         "injected",
-        "notify",
+        "objects",
         "observers",
         "run_id",
         "saga",
         "saga_name",
         "settlers",
+        "times",
         "undo_failed",
     )
 
     def __init__(self, request: RunRequest) -> None:
-        saga = request.saga
-        self.saga = saga
-        self.saga_name = saga.name
-        self.run_id = request.run_id
-        self.context = request.context._derive(self.run_id, saga.name)
+        saga = self.saga = request.saga
+        name = self.saga_name = saga.name
+        run_id = self.run_id = request.run_id
+        self.context = request.context._derive(run_id, name)
         self.correlation_id = request.context.correlation_id
-        self.forward_faults: dict[str, Fault] = {}
-        self.compensate_faults: dict[str, Fault] = {}
-        faults = request.faults
+        faults = request.faults._faults
+        self.forward_faults: Mapping[str, Fault] = _NO_FAULTS
+        self.compensate_faults: Mapping[str, Fault] = _NO_FAULTS
         if faults:
-            for name, fault in faults.items():
-                (self.compensate_faults if fault.phase == "compensate" else self.forward_faults)[name] = fault
+            forward: dict[str, Fault] = {}
+            compensate: dict[str, Fault] = {}
+            for step, fault in faults.items():
+                (compensate if fault.phase == "compensate" else forward)[step] = fault
+            self.forward_faults, self.compensate_faults = forward, compensate
         self.continue_on_failure = saga.continue_on_compensation_failure
-        loop = asyncio.get_running_loop()
         # The loop's clock, so that a simulated loop records simulated time; the default
         # loops' clock is time.monotonic, called directly because it is the hot path.
-        self.clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        self.events: list[Event] = []
-        self.observers = list(request.observers)
-        self.settlers = (
-            [obs for obs in self.observers if callable(getattr(obs, "settle", None))] if self.observers else []
-        )
-        self.emit: Callable[[Event], None] = self.events.append if not self.observers else self._emit
-        # Start-of-attempt events only matter while a run is live (diagrams, spans, journals):
-        # they go to observers and are not kept in the run's trace, whose end-of-attempt events
-        # already carry their start times.
-        self.notify: Callable[[Event], None] | None = self._notify if self.observers else None
+        loop_time = type(asyncio.get_running_loop()).time
+        self.clock = time.monotonic if loop_time is _DEFAULT_TIME else asyncio.get_running_loop().time
+        # The run's trace, kept flat: for each event its scalars, times and objects (see
+        # sagakit.runs.TRACE_ATOMS). Observers get Event records built as the run goes.
+        self.atoms: list[tuple[Any, ...]] = []
+        self.times: list[float] = []
+        self.objects: list[Any] = []
+        observers = request.observers
+        if observers:
+            self.observers: list[Observer] | None = list(observers)
+            self.settlers = [obs for obs in observers if callable(getattr(obs, "settle", None))]
+        else:
+            self.observers = None
+            self.settlers = _NO_SETTLERS
         self.failed_step: str | None = None
-        self.undo_failed: list[_Undo] = []
+        self.undo_failed: list[_Undo] | None = None
         self.compensations_run = 0
         self.injected = False
 
-    def _emit(self, event: Event) -> None:
-        self.events.append(event)
-        self._notify(event)
+    def record(
+        self,
+        kind: str,
+        at: float,
+        step: str | None,
+        index: int,
+        phase: str | None,
+        attempt: int,
+        started_at: float | None,
+        duration_ms: float | None,
+        error: BaseException | None,
+        injected: bool,
+        data: Any,
+        status: str | None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep one event in the run's trace and hand it to the observers."""
+        self.atoms.append((kind, step, index, phase, attempt, injected, status))
+        self.times += (at, _NAN if started_at is None else started_at, _NAN if duration_ms is None else duration_ms)
+        self.objects += (error, data, info)
+        if self.observers:
+            self.tell(kind, at, step, index, phase, attempt, started_at, duration_ms, error, injected, data, status,
+                      info)
 
-    def _notify(self, event: Event) -> None:
-        deliver(self.observers, event)
-
-    def event(self, kind: EventKind, **fields: Any) -> Event:
-        return Event(kind, self.run_id, self.saga_name, _EPOCH_OFFSET + self.clock(),
-                     correlation_id=self.correlation_id, **fields)
+    def tell(
+        self,
+        kind: str,
+        at: float,
+        step: str | None,
+        index: int,
+        phase: str | None,
+        attempt: int,
+        started_at: float | None,
+        duration_ms: float | None,
+        error: BaseException | None,
+        injected: bool,
+        data: Any,
+        status: str | None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Hand one event to the observers only (start-of-attempt events are not kept: the
+        events ending an attempt carry its start time)."""
+        deliver(self.observers, _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index,  # type: ignore[arg-type]
+                                                   phase, attempt, started_at, duration_ms, error, injected, data,
+                                                   status, self.correlation_id, info)))
 
     async def settle(self) -> None:
         for observer in self.settlers:
@@ -199,13 +253,13 @@ class _Execution:
         step: Step,
         index: int,
         phase: str,
-        kinds: tuple[EventKind, ...],
+        kinds: tuple[str, ...],
         attempt: int,
         started: float,
         injected: bool,
         scope: _Scope | None,
     ) -> None:
-        """Emit the event ending a failed or cancelled attempt.
+        """Record the event ending a failed or cancelled attempt.
 
         A cancellation that is really a policy's timeout expiring is recorded as a failure
         with :class:`~sagakit.StepTimeout` (and handed to the policy to raise).
@@ -220,16 +274,15 @@ class _Execution:
                 error = scope.timeout_error = StepTimeout(step.name, timeout)  # type: ignore[union-attr]
             else:
                 error, kind, status = None, kinds[3], "cancelled"
-        self.emit(_new_event(Event, (kind, self.run_id, self.saga_name, _EPOCH_OFFSET + ended, step.name, index,
-                                     phase, attempt, _EPOCH_OFFSET + started, (ended - started) * 1000.0, error,
-                                     injected, None, status, self.correlation_id, None)))
+        self.record(kind, _EPOCH_OFFSET + ended, step.name, index, phase, attempt, _EPOCH_OFFSET + started,
+                    (ended - started) * 1000.0, error, injected, None, status)
 
     async def attempt(
         self,
         step: Step,
         index: int,
         phase: str,
-        kinds: tuple[EventKind, ...],
+        kinds: tuple[str, ...],
         fault: Fault | None,
         attempt: int,
         fn: AnyStepFunction,
@@ -237,19 +290,14 @@ class _Execution:
         context: WorkflowContext,
         scope: _Scope | None,
     ) -> Any:
-        """Call ``fn`` once as attempt ``attempt``: inject the fault, emit start and end."""
+        """Call ``fn`` once as attempt ``attempt``: inject the fault, record start and end."""
         context.attempt = attempt
-        emit = self.emit
         clock = self.clock
-        run_id = self.run_id
-        saga = self.saga_name
-        correlation_id = self.correlation_id
         name = step.name
         started = clock()
-        notify = self.notify
-        if notify is not None:
-            notify(_new_event(Event, (kinds[0], run_id, saga, _EPOCH_OFFSET + started, name, index, phase,
-                                      attempt, None, None, None, False, data, None, correlation_id, None)))
+        if self.observers:
+            self.tell(kinds[0], _EPOCH_OFFSET + started, name, index, phase, attempt, None, None, None, False, data,
+                      None)
         injected = False
         try:
             fires = False
@@ -270,10 +318,8 @@ class _Execution:
             self.record_attempt_error(exc, step, index, phase, kinds, attempt, started, injected, scope)
             raise
         ended = clock()
-        emit(_new_event(Event, (kinds[1], run_id, saga, _EPOCH_OFFSET + ended, name, index, phase,
-                                attempt, _EPOCH_OFFSET + started, (ended - started) * 1000.0,
-                                None, False, data if result is None else result, "succeeded",
-                                correlation_id, None)))
+        self.record(kinds[1], _EPOCH_OFFSET + ended, name, index, phase, attempt, _EPOCH_OFFSET + started,
+                    (ended - started) * 1000.0, None, False, data if result is None else result, "succeeded")
         return result
 
     async def forward(self, step: Step, index: int, data: Any, completed: list[_Undo]) -> Any:
@@ -289,7 +335,7 @@ class _Execution:
                 result = await forward(data, context)
         except BaseException:
             if step.compensate_on_failure and step.compensate is not None:
-                self.undo_failed.append((step, index, data, context))
+                self.undo_on_failure(step, index, data, context)
             raise
         if result is None:
             result = data
@@ -340,35 +386,69 @@ class _Execution:
             merged.update(output)
         return merged
 
-    def compensate(self, step: Step, index: int, data: Any, forward_context: WorkflowContext) -> Awaitable[Any]:
-        """Start the compensation of ``step``: the awaitable running it (policy or one attempt)."""
-        compensate = step.compensate
-        assert compensate is not None
-        context = forward_context  # a compensation sees the same context as its step
-        context.phase = "compensate"
-        context._scope = None
-        fault = self.compensate_faults.get(step.name) if self.compensate_faults else None
-        self.compensations_run += 1
-        if isinstance(compensate, Policy):
-            context._scope = _Scope(self, step, index, "compensate", fault)
-            return compensate(data, context)  # type: ignore[no-any-return]
-        return self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data, context, None)
+    def undo_on_failure(self, step: Step, index: int, data: Any, context: WorkflowContext) -> None:
+        """Compensate ``step`` first in the rollback although it failed (``compensate_on_failure``)."""
+        if self.undo_failed is None:
+            self.undo_failed = []
+        self.undo_failed.append((step, index, data, context))
 
     async def rollback(self, undo: Sequence[_Undo], original: BaseException | None) -> CompensationError | None:
-        self.emit(self.event(_K.ROLLBACK_STARTED, step=self.failed_step, error=original, status="rolling_back"))
+        clock = self.clock
+        self.record("rollback_started", _EPOCH_OFFSET + clock(), self.failed_step, -1, None, 0, None, None, original,
+                    False, None, "rolling_back")
         failures: list[CompensationFailure] = []
         pending: list[str] = []
+        faults = self.compensate_faults
+        atoms, times, objects = self.atoms, self.times, self.objects
         for position, (step, index, data, context) in enumerate(undo):
-            if step.compensate is None:
-                now = _EPOCH_OFFSET + self.clock()
-                self.emit(Event(_K.COMPENSATION_SKIPPED, self.run_id, self.saga_name, now, step.name, index,
-                                "compensate", 0, now, 0.0, None, False, data, "skipped", self.correlation_id))
+            compensate = step.compensate
+            name = step.name
+            if compensate is None:
+                now = _EPOCH_OFFSET + clock()
+                self.record("compensation_skipped", now, name, index, "compensate", 0, now, 0.0, None, False, data,
+                            "skipped")
                 continue
+            # A compensation sees the same context as its step.
+            context.phase = "compensate"
+            context._scope = None
+            self.compensations_run += 1
+            fault = faults.get(name) if faults is not _NO_FAULTS else None
             try:
-                await self.compensate(step, index, data, context)
+                if isinstance(compensate, Policy):
+                    context._scope = _Scope(self, step, index, "compensate", fault)
+                    await compensate(data, context)
+                elif fault is not None:
+                    await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data,
+                                       context, None)
+                else:  # attempt(), inlined for a plain compensation without a fault
+                    context.attempt = 1
+                    started = clock()
+                    if self.observers:
+                        self.tell("compensation_started", _EPOCH_OFFSET + started, name, index, "compensate", 1, None,
+                                  None, None, False, data, None)
+                    try:
+                        output = compensate(data, context)
+                        if type(output) is _Coroutine or hasattr(output, "__await__"):
+                            output = await output
+                    except BaseException as exc:
+                        self.record_attempt_error(exc, step, index, "compensate", _COMPENSATE_KINDS, 1, started,
+                                                  False, None)
+                        raise
+                    ended = clock()
+                    at = _EPOCH_OFFSET + ended
+                    started_at = _EPOCH_OFFSET + started
+                    duration_ms = (ended - started) * 1000.0
+                    if output is None:
+                        output = data
+                    atoms.append(("compensation_succeeded", name, index, "compensate", 1, False, "succeeded"))
+                    times += (at, started_at, duration_ms)
+                    objects += (None, output, None)
+                    if self.observers:
+                        self.tell("compensation_succeeded", at, name, index, "compensate", 1, started_at, duration_ms,
+                                  None, False, output, "succeeded")
             except Exception as exc:
                 _drop_internal_frames(exc)
-                failures.append(CompensationFailure(step.name, exc))
+                failures.append(CompensationFailure(name, exc))
                 if not self.continue_on_failure:
                     pending = [later[0].name for later in undo[position + 1 :] if later[0].compensate is not None]
                     break
@@ -436,12 +516,18 @@ async def _shielded(coro: Coroutine[Any, Any, Any]) -> tuple[Any, bool]:
     Returns its result and whether a cancellation arrived meanwhile. A cancellation can
     only arrive while a coroutine is suspended, so ``coro`` first runs inline; only if it
     suspends does the rest move to a task of its own that this task waits for, through any
-    number of cancellations. Rollbacks whose compensations never wait stay cheap.
+    number of cancellations. Rollbacks whose compensations never wait stay cheap. (The
+    engine's rollback does the first step itself, then awaits :func:`_shielded_rest`.)
     """
     try:
         pending = coro.send(None)
     except StopIteration as stop:
         return stop.value, False
+    return await _shielded_rest(coro, pending)
+
+
+async def _shielded_rest(coro: Coroutine[Any, Any, Any], pending: Any) -> tuple[Any, bool]:
+    """The rest of :func:`_shielded`, once ``coro`` has suspended waiting for ``pending``."""
     task = asyncio.ensure_future(_carry_on(_Resume(coro, pending)))
     cancelled = await _wait_through_cancellation([task])
     return task.result(), cancelled
@@ -458,6 +544,11 @@ def _drop_internal_frames(error: BaseException) -> None:
     and the garbage collector would walk it again and again. What remains starts at the
     caller and goes straight to the step or compensation that raised.
     """
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename not in _INTERNAL_FILES:
+        tb = tb.tb_next
+    if tb is None:
+        return  # nothing to drop (the error passed here before)
     kept = []
     tb = error.__traceback__
     while tb is not None:
@@ -471,6 +562,27 @@ def _drop_internal_frames(error: BaseException) -> None:
     error.__traceback__ = kept[0] if kept else None
 
 
+def _stage_plan(saga: Saga) -> tuple[tuple[Stage, int, tuple[Any, ...] | None], ...]:
+    """Per stage of ``saga``: the stage, its first step's index and, for a plain step, the
+    trace row of its ``step_succeeded`` event. Built once per saga (and again if its stages
+    are replaced), so that the hot path neither counts indexes nor builds rows."""
+    plan = saga._plan
+    if plan is not None and plan[0] is saga.stages:
+        return plan[1]  # type: ignore[no-any-return]
+    entries: list[tuple[Stage, int, tuple[Any, ...] | None]] = []
+    index = 0
+    for stage in saga.stages:
+        if type(stage) is Step:
+            row = ("step_succeeded", stage.name, index, "forward", 1, False, "succeeded") if stage.plain else None
+            entries.append((stage, index, row))
+            index += 1
+        else:
+            entries.append((stage, index, None))
+            index += len(stage.steps)  # type: ignore[union-attr]
+    saga._plan = (saga.stages, tuple(entries))
+    return saga._plan[1]  # type: ignore[no-any-return]
+
+
 class LocalBackend:
     """Runs sagas in this process, on the running asyncio event loop."""
 
@@ -480,21 +592,18 @@ class LocalBackend:
     async def run(self, request: RunRequest) -> Run:
         execution = _Execution(request)
         saga = request.saga
-        emit = execution.emit
         clock = execution.clock
         run_started = clock()
         data = request.data
-        emit(_new_event(Event, (_K.RUN_STARTED, execution.run_id, execution.saga_name, _EPOCH_OFFSET + run_started,
-                                None, -1, None, 0, None, None, None, False, data, None, execution.correlation_id,
-                                self._info)))
+        execution.record("run_started", _EPOCH_OFFSET + run_started, None, -1, None, 0, None, None, None, False, data,
+                         None, self._info)
         completed: list[_Undo] = []
         settlers = execution.settlers
-        run_context = execution.context
-        attempt = execution.attempt
-        run_id = execution.run_id
-        notify = execution.notify
-        saga_name = execution.saga_name
-        correlation_id = execution.correlation_id
+        facts = execution.context._run
+        atoms = execution.atoms
+        times = execution.times
+        objects = execution.objects
+        observers = execution.observers
         forward_faults = execution.forward_faults
         status: RunStatus
         error: BaseException | None = None
@@ -504,25 +613,28 @@ class LocalBackend:
         try:
             if settlers:
                 await execution.settle()
-            index = 0
-            for stage in saga.stages:
+            for stage, index, row in _stage_plan(saga):
                 if type(stage) is Step:
-                    # execution.forward() and attempt(), inlined for a plain step without a
-                    # fault: this is the hot path of every saga.
                     name = stage.name
-                    context = run_context._for_step(name)
-                    fault = forward_faults.get(name) if forward_faults else None
+                    # run_context._for_step(name), inlined
+                    context = _new_context(WorkflowContext)
+                    context._run = facts
+                    context.step = name
+                    context.phase = "forward"
+                    context.attempt = 1
+                    context._scope = None
+                    fault = forward_faults.get(name) if forward_faults is not _NO_FAULTS else None
                     try:
-                        if stage.plain and fault is None:
-                            context.attempt = 1
+                        if row is not None and fault is None:
+                            # attempt(), inlined for a plain step without a fault: this is the
+                            # hot path of every saga.
                             started = clock()
-                            if notify is not None:
-                                notify(_new_event(Event, (_STEP_STARTED, run_id, saga_name, _EPOCH_OFFSET + started,
-                                                          name, index, "forward", 1, None, None, None, False, data,
-                                                          None, correlation_id, None)))
+                            if observers:
+                                execution.tell("step_started", _EPOCH_OFFSET + started, name, index, "forward", 1,
+                                               None, None, None, False, data, None)
                             try:
                                 output = stage.action(data, context)
-                                if hasattr(output, "__await__"):
+                                if type(output) is _Coroutine or hasattr(output, "__await__"):
                                     output = await output
                             except BaseException as exc:
                                 execution.record_attempt_error(exc, stage, index, "forward", _FORWARD_KINDS, 1,
@@ -531,30 +643,32 @@ class LocalBackend:
                             if output is not None:
                                 data = output
                             ended = clock()
-                            emit(_new_event(Event, (_STEP_SUCCEEDED, run_id, saga_name, _EPOCH_OFFSET + ended, name,
-                                                    index, "forward", 1, _EPOCH_OFFSET + started,
-                                                    (ended - started) * 1000.0, None, False, data, "succeeded",
-                                                    correlation_id, None)))
-                        elif stage.plain:
-                            output = await attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1, stage.action,
-                                                   data, context, None)
-                            if output is not None:
-                                data = output
+                            at = _EPOCH_OFFSET + ended
+                            started_at = _EPOCH_OFFSET + started
+                            duration_ms = (ended - started) * 1000.0
+                            atoms.append(row)
+                            times += (at, started_at, duration_ms)
+                            objects += (None, data, None)
+                            if observers:
+                                execution.tell("step_succeeded", at, name, index, "forward", 1, started_at,
+                                               duration_ms, None, False, data, "succeeded")
                         else:
-                            context._scope = _Scope(execution, stage, index, "forward", fault)
-                            output = await stage.forward(data, context)
+                            if stage.plain:
+                                output = await execution.attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1,
+                                                                 stage.action, data, context, None)
+                            else:
+                                context._scope = _Scope(execution, stage, index, "forward", fault)
+                                output = await stage.forward(data, context)
                             if output is not None:
                                 data = output
                     except BaseException:
                         execution.failed_step = name
                         if stage.compensate_on_failure and stage.compensate is not None:
-                            execution.undo_failed.append((stage, index, data, context))
+                            execution.undo_on_failure(stage, index, data, context)
                         raise
                     completed.append((stage, index, data, context))
-                    index += 1
                 else:
                     data = await execution.parallel(stage, index, data, completed)  # type: ignore[arg-type]
-                    index += len(stage.steps)  # type: ignore[union-attr]
                 if settlers:
                     await execution.settle()
             result = data
@@ -567,9 +681,16 @@ class LocalBackend:
                 interrupt = exc
             else:
                 original = exc
-            undo = list(execution.undo_failed)
+            undo = list(execution.undo_failed or ())
             undo.extend(reversed(completed))
-            compensation_error, cancelled_meanwhile = await _shielded(execution.rollback(undo, original))
+            # _shielded(execution.rollback(...)), its first step inlined
+            rollback = execution.rollback(undo, original)
+            try:
+                pending = rollback.send(None)
+            except StopIteration as stop:
+                compensation_error, cancelled_meanwhile = stop.value, False
+            else:
+                compensation_error, cancelled_meanwhile = await _shielded_rest(rollback, pending)
             if cancelled_meanwhile and interrupt is None:
                 interrupt = asyncio.CancelledError()
             if compensation_error is not None:
@@ -582,27 +703,13 @@ class LocalBackend:
                 status = "cancelled"
                 error = interrupt
         ended = clock()
-        emit(_new_event(Event, (_K.RUN_FINISHED, execution.run_id, execution.saga_name, _EPOCH_OFFSET + ended,
-                                None, -1, None, 0, _EPOCH_OFFSET + run_started, (ended - run_started) * 1000.0, error,
-                                execution.injected, result, status, execution.correlation_id, None)))
-        run = Run(
-            run_id=execution.run_id,
-            saga=execution.saga_name,
-            definition=saga,
-            correlation_id=execution.correlation_id,
-            backend=self.name,
-            status=status,
-            result=result,
-            error=error,
-            original_error=original,
-            failed_step=execution.failed_step,
-            events=execution.events,
-            started_at=_EPOCH_OFFSET + run_started,
-            duration_ms=(ended - run_started) * 1000.0,
-            steps_completed=len(completed),
-            compensations_run=execution.compensations_run,
-            injected=execution.injected,
-        )
+        execution.record("run_finished", _EPOCH_OFFSET + ended, None, -1, None, 0, _EPOCH_OFFSET + run_started,
+                         (ended - run_started) * 1000.0, error, execution.injected, result, status)
+        run = _fill(_new_run(Run), execution.run_id, execution.saga_name, saga, execution.correlation_id, self.name,
+                    status, result, error, original, execution.failed_step, None, tuple(atoms),
+                    _array("d", times).tobytes(), tuple(objects),
+                    _EPOCH_OFFSET + run_started, (ended - run_started) * 1000.0, {}, len(completed),
+                    execution.compensations_run, execution.injected)
         if settlers:
             settle_interrupt = None
             try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import array
+import bisect
+import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,6 +96,81 @@ def _message_redactor(run: Run) -> Callable[[BaseException | None], str | None]:
     return message
 
 
+# A finished run keeps its events as a trace of three flat sequences, so that a long history
+# costs the garbage collector almost nothing: per event, the scalars of TRACE_ATOMS in a
+# tuple per event (the kind as its string value), the times of TRACE_TIMES as the bytes of C doubles
+# (NaN for None), and TRACE_OBJECTS in a tuple. A tuple holding no container is dropped from
+# the collector's watch the first time it looks, and bytes are never watched; one event
+# record per event would be walked again at every collection. The run's id, saga and
+# correlation id are the run's own. Run.events builds the events on first access.
+TRACE_ATOMS: tuple[str, ...] = ("kind", "step", "index", "phase", "attempt", "injected", "status")
+TRACE_TIMES: tuple[str, ...] = ("at", "started_at", "duration_ms")
+TRACE_OBJECTS: tuple[str, ...] = ("error", "data", "info")
+_TIMES = len(TRACE_TIMES)
+_OBJECTS = len(TRACE_OBJECTS)
+_KIND = {kind.value: kind for kind in EventKind}
+_NAN = math.nan
+
+_new_event = tuple.__new__
+
+
+def _fill(
+    run: Run,
+    run_id: str,
+    saga: str,
+    definition: Saga | None,
+    correlation_id: str | None,
+    backend: str,
+    status: RunStatus,
+    result: Any,
+    error: BaseException | None,
+    original_error: BaseException | None,
+    failed_step: str | None,
+    events: list[Event] | None,
+    atoms: tuple[tuple[Any, ...], ...] | None,
+    times: bytes | None,
+    objects: tuple[Any, ...] | None,
+    started_at: float,
+    duration_ms: float,
+    info: dict[str, Any],
+    steps_completed: int,
+    compensations_run: int,
+    injected: bool,
+) -> Run:
+    """Set every attribute of ``run``, positionally: the engine's fast path, one call per run.
+
+    Either ``events`` is given, or the same events as a trace: ``atoms``, ``times`` and
+    ``objects``: one row of ``TRACE_ATOMS`` per event, and ``TRACE_TIMES`` and
+    ``TRACE_OBJECTS`` per event, flat.
+    """
+    run.run_id = run_id
+    run.saga = saga
+    run.definition = definition
+    run.correlation_id = correlation_id
+    run.backend = backend
+    run.status = status
+    run.result = result
+    run.error = error
+    run.original_error = original_error
+    run.failed_step = failed_step
+    run._events = events
+    run._atoms = atoms
+    run._times = times
+    run._objects = objects
+    run.started_at = started_at
+    run.duration_ms = duration_ms
+    run.info = info
+    run.steps_completed = steps_completed
+    run.compensations_run = compensations_run
+    run.injected = injected
+    return run
+
+
+def _rows(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
+    """``flat`` in tuples of ``width``."""
+    return zip(*[iter(flat)] * width, strict=True)
+
+
 class Run:
     """One execution of a saga: its outcome and its events.
 
@@ -114,13 +193,16 @@ class Run:
     """
 
     __slots__ = (
+        "_atoms",
+        "_events",
+        "_objects",
+        "_times",
         "backend",
         "compensations_run",
         "correlation_id",
         "definition",
         "duration_ms",
         "error",
-        "events",
         "failed_step",
         "info",
         "injected",
@@ -132,6 +214,27 @@ class Run:
         "status",
         "steps_completed",
     )
+
+    run_id: str
+    saga: str
+    definition: Saga | None
+    correlation_id: str | None
+    backend: str
+    status: RunStatus
+    result: Any
+    error: BaseException | None
+    original_error: BaseException | None
+    failed_step: str | None
+    _events: list[Event] | None
+    _atoms: tuple[tuple[Any, ...], ...] | None
+    _times: bytes | None
+    _objects: tuple[Any, ...] | None
+    started_at: float
+    duration_ms: float
+    info: dict[str, Any]
+    steps_completed: int
+    compensations_run: int
+    injected: bool
 
     def __init__(
         self,
@@ -154,20 +257,6 @@ class Run:
         compensations_run: int | None = None,
         injected: bool | None = None,
     ) -> None:
-        self.run_id = run_id
-        self.saga = saga
-        self.definition = definition
-        self.correlation_id = correlation_id
-        self.backend = backend
-        self.status: RunStatus = status
-        self.result = result
-        self.error = error
-        self.original_error = original_error
-        self.failed_step = failed_step
-        self.events = events
-        self.started_at = started_at
-        self.duration_ms = duration_ms
-        self.info: dict[str, Any] = info if info is not None else {}
         if steps_completed is None or compensations_run is None or injected is None:
             steps_completed = len(_completed_steps(events))
             compensations_run = len(
@@ -178,9 +267,49 @@ class Run:
                 }
             )
             injected = any(e.injected for e in events)
-        self.steps_completed = steps_completed
-        self.compensations_run = compensations_run
-        self.injected = injected
+        _fill(self, run_id, saga, definition, correlation_id, backend, status, result, error, original_error,
+              failed_step, events, None, None, None, started_at, duration_ms, info if info is not None else {},
+              steps_completed, compensations_run, injected)
+
+    @property
+    def events(self) -> list[Event]:
+        """Every event of the run, in order (start-of-attempt events are not kept)."""
+        events = self._events
+        if events is None:
+            events = self._events = self._build_events()
+            self._atoms = self._times = self._objects = None
+        return events
+
+    @events.setter
+    def events(self, events: list[Event]) -> None:
+        self._events = events
+        self._atoms = self._times = self._objects = None
+
+    def _build_events(self) -> list[Event]:
+        atoms, times, objects = self._trace()
+        run_id, saga, correlation_id = self.run_id, self.saga, self.correlation_id
+        return [
+            _new_event(Event, (_KIND[kind], run_id, saga, at, step, index, phase, attempt,
+                               None if started_at != started_at else started_at,  # NaN: None
+                               None if duration_ms != duration_ms else duration_ms,
+                               error, injected, data, status, correlation_id, info))
+            for (kind, step, index, phase, attempt, injected, status), (at, started_at, duration_ms), (error, data, info)
+            in zip(atoms, _rows(times, _TIMES), _rows(objects, _OBJECTS), strict=True)
+        ]
+
+    def _trace(self) -> tuple[Sequence[tuple[Any, ...]], Sequence[float], Sequence[Any]]:
+        """The run's events as ``(atoms, times, objects)`` (see ``TRACE_ATOMS``)."""
+        if self._events is None:
+            return self._atoms or (), memoryview(self._times or b"").cast("d"), self._objects or ()
+        atoms: list[tuple[Any, ...]] = []
+        times: list[float] = []
+        objects: list[Any] = []
+        for e in self._events:
+            atoms.append((e.kind, e.step, e.index, e.phase, e.attempt, e.injected, e.status))
+            times += (e.at, _NAN if e.started_at is None else e.started_at,
+                      _NAN if e.duration_ms is None else e.duration_ms)
+            objects += (e.error, e.data, e.info)
+        return atoms, times, objects
 
     @classmethod
     def from_events(
@@ -287,22 +416,41 @@ def _completed_steps(events: Sequence[Event]) -> list[str]:
 def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
     import pandas as pd
 
-    rows: list[Event] = []
-    messages: list[str | None] = []
+    runs = list(runs)
+    atoms: list[tuple[Any, ...]] = []
+    times = array.array("d")
+    objects: list[Any] = []
+    ids: list[str] = []
+    sagas: list[str] = []
+    ends: list[int] = []  # per run, the event position where it ends
     for run in runs:
-        ends = [event for event in run.events if event.kind in END_KINDS]
-        rows.extend(ends)
-        if any(event.error is not None for event in ends):
-            message = _message_redactor(run)
-            messages.extend(message(event.error) for event in ends)
-        else:
-            messages.extend([None] * len(ends))
-    if not rows:
-        columns: tuple[Sequence[Any], ...] = tuple(() for _ in Event._fields)
-    else:
-        columns = tuple(zip(*rows, strict=True))
-    by_name = dict(zip(Event._fields, columns, strict=True))
+        run_atoms, run_times, run_objects = run._trace()
+        atoms += run_atoms
+        times.extend(run_times)
+        objects += run_objects
+        count = len(run_objects) // _OBJECTS
+        ids += [run.run_id] * count
+        sagas += [run.saga] * count
+        ends.append(len(objects) // _OBJECTS)
+    by_name: dict[str, Sequence[Any]] = dict(
+        zip(TRACE_ATOMS, zip(*atoms, strict=True) if atoms else [()] * len(TRACE_ATOMS), strict=True)
+    )
+    by_name.update({name: times[i::_TIMES] for i, name in enumerate(TRACE_TIMES)})
+    by_name.update({name: objects[i::_OBJECTS] for i, name in enumerate(TRACE_OBJECTS)})
+    by_name["run_id"], by_name["saga"] = ids, sagas
+    keep = [kind in END_KINDS for kind in by_name["kind"]]
+    positions = list(itertools.compress(range(len(keep)), keep))
+    by_name = {name: list(itertools.compress(column, keep)) for name, column in by_name.items()}
     errors = by_name["error"]
+    messages: list[str | None] = [None] * len(errors)
+    redactors: dict[int, Callable[[BaseException | None], str | None]] = {}
+    for row, error in enumerate(errors):
+        if error is not None:
+            owner = bisect.bisect_right(ends, positions[row])
+            message = redactors.get(owner)
+            if message is None:
+                message = redactors[owner] = _message_redactor(runs[owner])
+            messages[row] = message(error)
     frame = pd.DataFrame(
         {
             "run_id": pd.array(by_name["run_id"], dtype="string"),
@@ -382,13 +530,15 @@ class RunHistory:
 
     def append(self, run: Run) -> None:
         """Add a run (the engine does this for ``saga.history``)."""
-        self._runs.append(run)
-        if self.maxlen is not None and len(self._runs) > self.maxlen:
-            del self._runs[: len(self._runs) - self.maxlen]
+        runs = self._runs
+        runs.append(run)
+        if self.maxlen is not None and len(runs) > self.maxlen:
+            del runs[: len(runs) - self.maxlen]
         if self._frames:
             self._frames.clear()
-        for callback in list(self._watchers):
-            callback(run)
+        if self._watchers:
+            for callback in list(self._watchers):
+                callback(run)
 
     def extend(self, runs: Iterable[Run]) -> None:
         """Add several runs."""

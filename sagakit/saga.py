@@ -83,6 +83,8 @@ class Saga:
             _bind_journal(journal, self)
         self.faults = FaultPlan(faults, steps=self.step_names, saga=name)
         self.history = RunHistory()
+        # The local engine's per-stage plan, built on the first run (see engine._stage_plan).
+        self._plan: tuple[Any, ...] | None = None
 
     # -- definition -------------------------------------------------------------------
 
@@ -133,11 +135,14 @@ class Saga:
         observers: Iterable[Observer],
         journal: Observer | None,
     ) -> RunRequest:
+        run_id = new_run_id()
         if context is None:
-            context = WorkflowContext()
+            context = WorkflowContext._for_run(run_id, self.name)
         elif not isinstance(context, WorkflowContext):
             raise TypeError(f"saga {self.name!r} context: expected a WorkflowContext or None, got {context!r}")
         plan = self._faults if faults is None else FaultPlan(faults, steps=self.step_names, saga=self.name)
+        if not observers and journal is None:
+            return RunRequest(self, data, context, plan, tuple(self.observers), run_id)
         extra = tuple(observers)
         for observer in extra:
             if not callable(observer):
@@ -145,14 +150,7 @@ class Saga:
         if journal is not None:
             extra += (journal,)
             _bind_journal(journal, self)
-        return RunRequest(
-            saga=self,
-            data=data,
-            context=context,
-            faults=plan,
-            observers=(*self.observers, *extra),
-            run_id=new_run_id(),
-        )
+        return RunRequest(self, data, context, plan, (*self.observers, *extra), run_id)
 
     async def run(
         self,
