@@ -8,16 +8,16 @@ from cancellation, before it lets the error or the cancellation go on.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import itertools
 import math
 import os
 import random
+import struct
 import time
 import types
 import warnings
-from collections.abc import Coroutine, Generator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -51,7 +51,17 @@ _NO_FAULTS: Mapping[str, Fault] = MappingProxyType({})
 _NO_SETTLERS: list[Observer] = []
 _NAN = math.nan
 _Coroutine = types.CoroutineType
-_array = array.array
+_RUN_STARTED = ("run_started", None, -1, None, 0, False, None)
+_PACKERS: dict[int, Callable[..., bytes]] = {}
+
+
+def _pack_times(times: list[float]) -> bytes:
+    """``times`` as the bytes of C doubles (a run's trace keeps them so; see runs.TRACE_TIMES)."""
+    pack = _PACKERS.get(len(times))
+    if pack is None:
+        pack = _PACKERS[len(times)] = struct.Struct(f"{len(times)}d").pack
+    return pack(*times)
+
 _DEFAULT_TIME = asyncio.BaseEventLoop.time
 
 
@@ -593,17 +603,23 @@ class LocalBackend:
         execution = _Execution(request)
         saga = request.saga
         clock = execution.clock
-        run_started = clock()
-        data = request.data
-        execution.record("run_started", _EPOCH_OFFSET + run_started, None, -1, None, 0, None, None, None, False, data,
-                         None, self._info)
-        completed: list[_Undo] = []
-        settlers = execution.settlers
-        facts = execution.context._run
         atoms = execution.atoms
         times = execution.times
         objects = execution.objects
         observers = execution.observers
+        run_started = clock()
+        run_started_at = _EPOCH_OFFSET + run_started
+        data = request.data
+        # execution.record("run_started", ...), inlined like every event of the hot path
+        atoms.append(_RUN_STARTED)
+        times += (run_started_at, _NAN, _NAN)
+        objects += (None, data, self._info)
+        if observers:
+            execution.tell("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
+                           self._info)
+        completed: list[_Undo] = []
+        settlers = execution.settlers
+        facts = execution.context._run
         forward_faults = execution.forward_faults
         status: RunStatus
         error: BaseException | None = None
@@ -703,13 +719,18 @@ class LocalBackend:
                 status = "cancelled"
                 error = interrupt
         ended = clock()
-        execution.record("run_finished", _EPOCH_OFFSET + ended, None, -1, None, 0, _EPOCH_OFFSET + run_started,
-                         (ended - run_started) * 1000.0, error, execution.injected, result, status)
+        at = _EPOCH_OFFSET + ended
+        duration_ms = (ended - run_started) * 1000.0
+        injected = execution.injected
+        atoms.append(("run_finished", None, -1, None, 0, injected, status))
+        times += (at, run_started_at, duration_ms)
+        objects += (error, result, None)
+        if observers:
+            execution.tell("run_finished", at, None, -1, None, 0, run_started_at, duration_ms, error, injected, result,
+                           status)
         run = _fill(_new_run(Run), execution.run_id, execution.saga_name, saga, execution.correlation_id, self.name,
-                    status, result, error, original, execution.failed_step, None, tuple(atoms),
-                    _array("d", times).tobytes(), tuple(objects),
-                    _EPOCH_OFFSET + run_started, (ended - run_started) * 1000.0, {}, len(completed),
-                    execution.compensations_run, execution.injected)
+                    status, result, error, original, execution.failed_step, None, tuple(atoms), _pack_times(times),
+                    tuple(objects), run_started_at, duration_ms, {}, len(completed), execution.compensations_run, injected)
         if settlers:
             settle_interrupt = None
             try:
