@@ -79,7 +79,7 @@ def new_run_id() -> str:
     system and again in every forked child, so ``random.seed()`` in user code never makes
     two runs share an id.
     """
-    return f"{_time_ns() // 1_000_000:012x}{_run_id_bits(80):020x}"
+    return "%012x%020x" % (_time_ns() // 1_000_000, _run_id_bits(80))  # noqa: UP031 - faster than an f-string
 
 
 _time_ns = time.time_ns
