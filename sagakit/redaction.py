@@ -198,14 +198,17 @@ class Redactor:
 
     def event_secrets(self, events: Iterable[Event]) -> frozenset[str]:
         """The secret values carried by the payloads (``data``) of a run's events."""
-        payloads: list[Any] = []
+        return self.payload_secrets(event.data for event in events)
+
+    def payload_secrets(self, payloads: Iterable[Any]) -> frozenset[str]:
+        """The secret values carried by ``payloads`` (a run's event ``data``, in order)."""
+        distinct: list[Any] = []
         last: Any = None
-        for event in events:
-            data = event.data
+        for data in payloads:
             if data is not None and data is not last:
-                payloads.append(data)
+                distinct.append(data)
                 last = data
-        return self.secrets(*payloads) if payloads else frozenset()
+        return self.secrets(*distinct) if distinct else frozenset()
 
     def _collect(self, value: Any, sensitive: bool, found: set[str], seen: set[int], depth: int) -> None:
         if value is None or isinstance(value, bool):

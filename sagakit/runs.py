@@ -90,7 +90,7 @@ def _message_redactor(run: Run) -> Callable[[BaseException | None], str | None]:
         if error is None:
             return None
         if secrets is None:
-            secrets = redactor.event_secrets(run.events)
+            secrets = redactor.payload_secrets(run._trace()[2][1::_OBJECTS])  # each event's data
         return redactor.message(error, secrets)
 
     return message
@@ -300,7 +300,9 @@ class Run:
     def _trace(self) -> tuple[Sequence[tuple[Any, ...]], Sequence[float], Sequence[Any]]:
         """The run's events as ``(atoms, times, objects)`` (see ``TRACE_ATOMS``)."""
         if self._events is None:
-            return self._atoms or (), memoryview(self._times or b"").cast("d"), self._objects or ()
+            doubles = array.array("d")
+            doubles.frombytes(self._times or b"")
+            return self._atoms or (), doubles, self._objects or ()
         atoms: list[tuple[Any, ...]] = []
         times: list[float] = []
         objects: list[Any] = []
@@ -432,9 +434,9 @@ def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
         ids += [run.run_id] * count
         sagas += [run.saga] * count
         ends.append(len(objects) // _OBJECTS)
-    by_name: dict[str, Sequence[Any]] = dict(
-        zip(TRACE_ATOMS, zip(*atoms, strict=True) if atoms else [()] * len(TRACE_ATOMS), strict=True)
-    )
+    flat = list(itertools.chain.from_iterable(atoms))
+    width = len(TRACE_ATOMS)
+    by_name: dict[str, Sequence[Any]] = {name: flat[i::width] for i, name in enumerate(TRACE_ATOMS)}
     by_name.update({name: times[i::_TIMES] for i, name in enumerate(TRACE_TIMES)})
     by_name.update({name: objects[i::_OBJECTS] for i, name in enumerate(TRACE_OBJECTS)})
     by_name["run_id"], by_name["saga"] = ids, sagas

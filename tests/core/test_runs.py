@@ -155,3 +155,129 @@ class TestRunTiming:
         assert run.duration_ms == last.duration_ms
         assert run.duration_ms >= run.steps.duration_ms.sum() >= 40.0
         assert s.history.runs.duration_ms[0] == run.duration_ms
+
+
+class TestTrace:
+    """A finished run keeps its events as a compact trace; what it gives back is what was seen live."""
+
+    @staticmethod
+    def scenarios() -> list[tuple[sk.Saga, dict[str, Any], dict[str, Any] | None]]:
+        async def flaky(data: Any, context: sk.WorkflowContext) -> Any:
+            if context.attempt < 3:
+                raise ConnectionError(f"attempt {context.attempt} failed")
+            return {**data, "flaky": context.attempt}
+
+        async def broken_undo(data: Any, context: sk.WorkflowContext) -> None:
+            raise RuntimeError("undo broke")
+
+        retrying = sk.Saga(
+            "retrying",
+            [
+                sk.step(a, undo_a),
+                sk.step(flaky, undo_a, retry=sk.RetryPolicy(max_retries=3, initial_delay=0)),
+                sk.step(b),
+            ],
+        )
+        skipping = sk.Saga("skipping", [sk.step(a), sk.step(a, broken_undo, name="a2"), sk.step(b)],
+                           continue_on_compensation_failure=True)
+        return [
+            (saga(), {}, None),
+            (saga(), {"fail": True}, None),
+            (retrying, {}, None),
+            (retrying, {"fail": True}, None),
+            (skipping, {"fail": True}, None),
+            (saga(), {}, {"b": "fail_after"}),
+            (saga(), {"card": "4111 1111 1111 1111"}, {"a": sk.Fault("fail_compensation"), "b": "fail"}),
+        ]
+
+    async def test_events_are_those_the_observers_saw(self) -> None:
+        """Every kept event comes back equal, field for field (times to the bit, the same
+        error objects), to the one handed to observers while the run went on."""
+        for s, data, faults in self.scenarios():
+            seen: list[sk.Event] = []
+            run = await s.run(data, faults=faults, observers=[seen.append])
+            live = [e for e in seen if e.kind not in (sk.EventKind.STEP_STARTED, sk.EventKind.COMPENSATION_STARTED)]
+            assert run.events == live, (s.name, data, faults)
+            assert all(type(e.kind) is sk.EventKind for e in run.events)
+            for kept, told in zip(run.events, live, strict=True):
+                assert kept.error is told.error and kept.data is told.data
+
+    async def test_steps_frame_from_the_trace_equals_the_frame_from_events(self) -> None:
+        """The frames read the compact trace directly; they match those built from events."""
+        history = sk.RunHistory()
+        for s, data, faults in self.scenarios():
+            history.append(await s.run(data, faults=faults))
+        from_trace = history.steps  # before any run's events are built
+        assert all(run._events is None for run in history)
+        rebuilt = sk.RunHistory(
+            [sk.Run.from_events(run.events, definition=run.definition, backend=run.backend) for run in history]
+        )
+        pd.testing.assert_frame_equal(from_trace, rebuilt.steps)
+        assert from_trace.error_message.str.contains("4111").sum() == 0  # still redacted
+        assert (from_trace.error_type == "RuntimeError").sum() == 1
+
+    async def test_a_long_history_costs_the_collector_little(self) -> None:
+        """Runs kept in a history add a handful of objects for the garbage collector to walk,
+        not one per event: a 10-step run adds at most three."""
+        import gc
+
+        s = sk.Saga("ten", [sk.step(a, undo_a, name=f"s{i}") for i in range(10)])
+        await s.run({"n": 0})
+        gc.collect()
+        before = len(gc.get_objects())
+        for n in range(300):
+            await s.run({"n": n})
+        gc.collect()
+        per_run = (len(gc.get_objects()) - before) / 300
+        assert len(s.history) == 301
+        assert per_run <= 3, per_run
+        assert len(s.history[-1].events) == 12
+
+
+class TestRunIds:
+    def test_ids_are_hex_unique_and_time_ordered(self) -> None:
+        """32 hex digits; the first 12 are the start millisecond, so ids sort by start."""
+        import time
+
+        from sagakit.engine import new_run_id
+
+        first = [new_run_id() for _ in range(5000)]
+        time.sleep(0.002)
+        later = new_run_id()
+        assert len(set(first)) == 5000
+        assert all(len(i) == 32 and int(i, 16) >= 0 for i in first)
+        assert later > max(first)
+
+    def test_user_seeding_random_never_repeats_ids(self) -> None:
+        """random.seed() in user code does not touch the generator behind run ids."""
+        import random
+
+        from sagakit.engine import new_run_id
+
+        random.seed(7)
+        one = [new_run_id()[12:] for _ in range(50)]
+        random.seed(7)
+        two = [new_run_id()[12:] for _ in range(50)]
+        assert not set(one) & set(two)
+
+    def test_a_forked_child_draws_other_ids(self) -> None:
+        """After os.fork() the child's ids differ from the parent's (the generator is reseeded)."""
+        import os
+
+        from sagakit.engine import new_run_id
+
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: write 100 ids and leave at once
+            try:
+                os.write(write, "".join(new_run_id()[12:] for _ in range(100)).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        parent = {new_run_id()[12:] for _ in range(100)}
+        with os.fdopen(read, "rb") as pipe:
+            text = pipe.read().decode()
+        os.waitpid(pid, 0)
+        child = {text[i : i + 20] for i in range(0, len(text), 20)}
+        assert len(child) == 100
+        assert not parent & child
