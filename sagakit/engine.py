@@ -231,24 +231,11 @@ class _Execution:
             self.tell(kind, at, step, index, phase, attempt, started_at, duration_ms, error, injected, data, status,
                       info)
 
-    def tell(
-        self,
-        kind: str,
-        at: float,
-        step: str | None,
-        index: int,
-        phase: str | None,
-        attempt: int,
-        started_at: float | None,
-        duration_ms: float | None,
-        error: BaseException | None,
-        injected: bool,
-        data: Any,
-        status: str | None,
-        info: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Hand one event to the observers only (start-of-attempt events are not kept: the
-        events ending an attempt carry its start time)."""
+    def tell(self, kind: str, at: float, step: str | None, index: int, phase: str | None, attempt: int,
+             started_at: float | None, duration_ms: float | None, error: BaseException | None, injected: bool,
+             data: Any, status: str | None, info: Mapping[str, Any] | None = None) -> None:
+        """Hand one event (``record``'s arguments) to the observers only. Start-of-attempt
+        events are told, not kept: the events ending an attempt carry its start time."""
         deliver(self.observers, _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index,  # type: ignore[arg-type]
                                                    phase, attempt, started_at, duration_ms, error, injected, data,
                                                    status, self.correlation_id, info)))

@@ -133,13 +133,15 @@ def deliver(observers: list[Observer], event: Event) -> None:
     :class:`RuntimeWarning`: a broken sink never breaks a saga. Every backend delivers
     events through this function, so they all treat observers alike.
     """
-    broken: list[tuple[Observer, Exception]] = []
+    broken: list[tuple[Observer, Exception]] | None = None
     for observer in observers:
         try:
             observer(event)
         except Exception as error:
+            if broken is None:
+                broken = []
             broken.append((observer, error))
-    for observer, failure in broken:
+    for observer, failure in broken or ():
         observers.remove(observer)
         warnings.warn(
             f"sagakit: observer {observer!r} raised {type(failure).__name__}: {failure}; "
