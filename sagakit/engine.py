@@ -607,6 +607,7 @@ class LocalBackend:
         completed: list[_Undo] = []
         settlers = execution.settlers
         facts = execution.context._run
+        run_id, saga_name, correlation_id = execution.run_id, execution.saga_name, execution.correlation_id
         forward_faults = execution.forward_faults
         status: RunStatus
         error: BaseException | None = None
@@ -633,8 +634,9 @@ class LocalBackend:
                             # hot path of every saga.
                             started = clock()
                             if observers:
-                                execution.tell("step_started", _EPOCH_OFFSET + started, name, index, "forward", 1,
-                                               None, None, None, False, data, None)
+                                deliver(observers, _new_event(Event, (
+                                    _K.STEP_STARTED, run_id, saga_name, _EPOCH_OFFSET + started, name, index,
+                                    "forward", 1, None, None, None, False, data, None, correlation_id, None)))
                             try:
                                 output = stage.action(data, context)
                                 if type(output) is _Coroutine or hasattr(output, "__await__"):
@@ -653,8 +655,9 @@ class LocalBackend:
                             times += (at, started_at, duration_ms)
                             objects += (None, data, None)
                             if observers:
-                                execution.tell("step_succeeded", at, name, index, "forward", 1, started_at,
-                                               duration_ms, None, False, data, "succeeded")
+                                deliver(observers, _new_event(Event, (
+                                    _K.STEP_SUCCEEDED, run_id, saga_name, at, name, index, "forward", 1, started_at,
+                                    duration_ms, None, False, data, "succeeded", correlation_id, None)))
                         else:
                             if stage.plain:
                                 output = await execution.attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1,
