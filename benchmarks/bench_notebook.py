@@ -8,8 +8,10 @@ Run with the project's virtual environment: ``python benchmarks/bench_notebook.p
 * Live update: inside a real IPython kernel (so widget messages really are serialised and
   sent), the kernel-side cost of one event for a 50-step saga in the Lab, redrawn on every
   event (no throttling, the worst case); and the number of layout runs after the first (must be 0).
-* Lab run versus headless: a 50-step no-op saga run from the Lab (live observer, diagram,
-  status and history redraws) against the same saga run headless (the baseline), in the kernel.
+* Lab run versus headless: a 50-step no-op saga run from the Lab (diagram, status and history
+  redraws) against the same saga run headless (the baseline), in the kernel; once with plain
+  functions (a run that never gives the loop control is drawn from the finished run) and once
+  with async functions (observed live, event by event).
 """
 
 from __future__ import annotations
@@ -112,40 +114,60 @@ KERNEL_CODE = textwrap.dedent(
     lab.flush()
     lab.throttle = 0.05  # the default: at most 20 redraws a second
     del saga.faults["step_25"]
-    headless_saga = chain(50, "headless")
-    headless, in_lab = [], []
-    for _ in range(5):
-        await headless_saga.run({})
-        await lab.run()
-    lab.flush()
-    # Two separate loops, so that the Lab's deferred redraws are never billed to the headless runs.
-    started_all = time.perf_counter()
-    for _ in range(200):
+
+    def make_async(label):
+        async def function(data, context):
+            return data
+        function.__name__ = label
+        return function
+
+    async def compare(lab, headless_saga):
+        headless, in_lab = [], []
+        for _ in range(5):
+            await headless_saga.run({})
+            await lab.run()
+        lab.flush()
+        # Two separate loops, so that the Lab's deferred redraws are never billed to the headless runs.
+        started_all = time.perf_counter()
+        for _ in range(200):
+            started = time.perf_counter()
+            await headless_saga.run({})
+            headless.append(time.perf_counter() - started)
+            await asyncio.sleep(0)  # the kernel's loop gets control between runs
+        headless_total = time.perf_counter() - started_all
+        started_all = time.perf_counter()
+        for _ in range(200):
+            started = time.perf_counter()
+            await lab.run()
+            in_lab.append(time.perf_counter() - started)
+            await asyncio.sleep(0)  # due redraws run here
+        lab_total = time.perf_counter() - started_all
         started = time.perf_counter()
-        await headless_saga.run({})
-        headless.append(time.perf_counter() - started)
-        await asyncio.sleep(0)  # the kernel's loop gets control between runs
-    headless_total = time.perf_counter() - started_all
-    started_all = time.perf_counter()
-    for _ in range(200):
-        started = time.perf_counter()
-        await lab.run()
-        in_lab.append(time.perf_counter() - started)
-        await asyncio.sleep(0)  # due redraws run here
-    lab_total = time.perf_counter() - started_all
-    started = time.perf_counter()
-    lab.flush()  # the last redraw, so that every redraw is counted
-    lab_total += time.perf_counter() - started
+        lab.flush()  # the last redraw, so that every redraw is counted
+        lab_total += time.perf_counter() - started
+        return statistics.median(headless) * 1000, statistics.median(in_lab) * 1000, headless_total * 1000, lab_total * 1000
+
+    headless, in_lab, headless_total, lab_total = await compare(lab, chain(50, "headless"))
+    async_saga = sagakit.Saga("live_async", [sagakit.step(make_async(f"step_{i}"), compensate=make_async(f"undo_{i}"))
+                                             for i in range(50)])
+    async_lab = async_saga.lab(charts=False)
+    async_headless = sagakit.Saga("headless_async", [sagakit.step(make_async(f"step_{i}"),
+                                                                  compensate=make_async(f"undo_{i}")) for i in range(50)])
+    a_headless, a_in_lab, a_headless_total, a_lab_total = await compare(async_lab, async_headless)
     print(json.dumps({
         "events": len(events),
         "per_event": statistics.median(per_event) * 1000,
         "per_event_p95": statistics.quantiles(per_event, n=20)[-1] * 1000,
         "observe_only": statistics.median(observe_only) * 1000,
         "layouts_after_first": diagram.layout_count() - layouts,
-        "headless": statistics.median(headless) * 1000,
-        "in_lab": statistics.median(in_lab) * 1000,
-        "headless_total": headless_total * 1000,
-        "lab_total": lab_total * 1000,
+        "headless": headless,
+        "in_lab": in_lab,
+        "headless_total": headless_total,
+        "lab_total": lab_total,
+        "async_headless": a_headless,
+        "async_in_lab": a_in_lab,
+        "async_headless_total": a_headless_total,
+        "async_lab_total": a_lab_total,
         "svg_bytes": len(lab.svg),
     }))
     """
@@ -176,17 +198,21 @@ def bench_in_kernel() -> None:
     )
     print(f"  one event, recorded with the redraw throttled (the engine's call): {results['observe_only']:.4f}")
     print(f"  layout runs after the first layout: {results['layouts_after_first']} (target 0)")
-    ratio = results["in_lab"] / results["headless"]
-    print("50-step no-op saga, one run (ms, median of 200)")
-    print(
-        f"  headless saga.run (baseline) {results['headless']:.3f}   from the Lab with live updates "
-        f"{results['in_lab']:.3f}   ratio {ratio:.2f}x (target <= 2x)"
-    )
-    total_ratio = results["lab_total"] / results["headless_total"]
-    print(
-        f"  200 runs in a row, every redraw included: headless {results['headless_total']:.1f}   "
-        f"Lab {results['lab_total']:.1f}   ratio {total_ratio:.2f}x"
-    )
+    for label, key, note in (
+        ("plain functions: colours drawn from the finished run, which never lets a redraw in", "", ""),
+        ("async functions: observed live, every event", "async_", ""),
+    ):
+        ratio = results[f"{key}in_lab"] / results[f"{key}headless"]
+        print(f"50-step no-op saga of {label} (ms, median of 200){note}")
+        print(
+            f"  headless saga.run (baseline) {results[f'{key}headless']:.3f}   from the Lab "
+            f"{results[f'{key}in_lab']:.3f}   ratio {ratio:.2f}x (target <= 2x)"
+        )
+        total_ratio = results[f"{key}lab_total"] / results[f"{key}headless_total"]
+        print(
+            f"  200 runs in a row, every redraw included: headless {results[f'{key}headless_total']:.1f}   "
+            f"Lab {results[f'{key}lab_total']:.1f}   ratio {total_ratio:.2f}x"
+        )
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from sagakit import policies
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, StepTimeout
-from sagakit.events import Event, EventKind, Observer, deliver
+from sagakit.events import Event, EventKind, Observer, deliver, deliver_after_failure
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
 from sagakit.runs import Run, RunStatus, _fill
@@ -157,6 +157,7 @@ class _Execution:
         "context",
         "continue_on_failure",
         "correlation_id",
+        "events",
         "failed_step",
         "forward_faults",
         "injected",
@@ -190,8 +191,9 @@ class _Execution:
         # loops' clock is time.monotonic, called directly because it is the hot path.
         loop_time = type(asyncio.get_running_loop()).time
         self.clock = time.monotonic if loop_time is _DEFAULT_TIME else asyncio.get_running_loop().time
-        # The run's trace, kept flat: for each event its scalars, times and objects (see
-        # sagakit.runs.TRACE_ATOMS). Observers get Event records built as the run goes.
+        # An observed run builds an Event for each event anyway, and keeps those. An unobserved
+        # run keeps its trace flat: for each event its scalars, times and objects (see
+        # sagakit.runs.TRACE_ATOMS), which costs less to build and to keep.
         self.atoms: list[tuple[Any, ...]] = []
         self.times: list[float] = []
         self.objects: list[Any] = []
@@ -199,9 +201,11 @@ class _Execution:
         if observers:
             self.observers: list[Observer] | None = list(observers)
             self.settlers = [obs for obs in observers if callable(getattr(obs, "settle", None))]
+            self.events: list[Event] | None = []
         else:
             self.observers = None
             self.settlers = _NO_SETTLERS
+            self.events = None
         self.failed_step: str | None = None
         self.undo_failed: list[_Undo] | None = None
         self.compensations_run = 0
@@ -223,13 +227,18 @@ class _Execution:
         status: str | None,
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        """Keep one event in the run's trace and hand it to the observers."""
-        self.atoms.append((kind, step, index, phase, attempt, injected, status))
-        self.times += (at, _NAN if started_at is None else started_at, _NAN if duration_ms is None else duration_ms)
-        self.objects += (error, data, info)
-        if self.observers:
-            self.tell(kind, at, step, index, phase, attempt, started_at, duration_ms, error, injected, data, status,
-                      info)
+        """Keep one event and hand it to the observers."""
+        if self.events is None:
+            self.atoms.append((kind, step, index, phase, attempt, injected, status))
+            self.times += (at, _NAN if started_at is None else started_at,
+                           _NAN if duration_ms is None else duration_ms)
+            self.objects += (error, data, info)
+        else:
+            event = _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index, phase, attempt,
+                                       started_at, duration_ms, error, injected, data, status, self.correlation_id,
+                                       info))
+            self.events.append(event)
+            deliver(self.observers, event)  # type: ignore[arg-type]
 
     def tell(self, kind: str, at: float, step: str | None, index: int, phase: str | None, attempt: int,
              started_at: float | None, duration_ms: float | None, error: BaseException | None, injected: bool,
@@ -437,12 +446,13 @@ class _Execution:
                     duration_ms = (ended - started) * 1000.0
                     if output is None:
                         output = data
-                    atoms.append(("compensation_succeeded", name, index, "compensate", 1, False, "succeeded"))
-                    times += (at, started_at, duration_ms)
-                    objects += (None, output, None)
-                    if self.observers:
-                        self.tell("compensation_succeeded", at, name, index, "compensate", 1, started_at, duration_ms,
-                                  None, False, output, "succeeded")
+                    if self.events is None:
+                        atoms.append(("compensation_succeeded", name, index, "compensate", 1, False, "succeeded"))
+                        times += (at, started_at, duration_ms)
+                        objects += (None, output, None)
+                    else:
+                        self.record("compensation_succeeded", at, name, index, "compensate", 1, started_at,
+                                    duration_ms, None, False, output, "succeeded")
             except Exception as exc:
                 _drop_internal_frames(exc)
                 failures.append(CompensationFailure(name, exc))
@@ -597,13 +607,14 @@ class LocalBackend:
         run_started = clock()
         run_started_at = _EPOCH_OFFSET + run_started
         data = request.data
-        # execution.record("run_started", ...), inlined like every event of the hot path
-        atoms.append(_RUN_STARTED)
-        times += (run_started_at, _NAN, _NAN)
-        objects += (None, data, self._info)
-        if observers:
-            execution.tell("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
-                           self._info)
+        events = execution.events
+        if events is None:  # execution.record("run_started", ...), inlined like every event of the hot path
+            atoms.append(_RUN_STARTED)
+            times += (run_started_at, _NAN, _NAN)
+            objects += (None, data, self._info)
+        else:
+            execution.record("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
+                             self._info)
         completed: list[_Undo] = []
         settlers = execution.settlers
         facts = execution.context._run
@@ -634,9 +645,14 @@ class LocalBackend:
                             # hot path of every saga.
                             started = clock()
                             if observers:
-                                deliver(observers, _new_event(Event, (
+                                event = _new_event(Event, (
                                     _K.STEP_STARTED, run_id, saga_name, _EPOCH_OFFSET + started, name, index,
-                                    "forward", 1, None, None, None, False, data, None, correlation_id, None)))
+                                    "forward", 1, None, None, None, False, data, None, correlation_id, None))
+                                try:  # deliver(observers, event), inlined
+                                    for observer in observers:
+                                        observer(event)
+                                except Exception as failure:
+                                    deliver_after_failure(observers, event, observer, failure)
                             try:
                                 output = stage.action(data, context)
                                 if type(output) is _Coroutine or hasattr(output, "__await__"):
@@ -651,13 +667,20 @@ class LocalBackend:
                             at = _EPOCH_OFFSET + ended
                             started_at = _EPOCH_OFFSET + started
                             duration_ms = (ended - started) * 1000.0
-                            atoms.append(row)
-                            times += (at, started_at, duration_ms)
-                            objects += (None, data, None)
-                            if observers:
-                                deliver(observers, _new_event(Event, (
+                            if events is None:
+                                atoms.append(row)
+                                times += (at, started_at, duration_ms)
+                                objects += (None, data, None)
+                            else:
+                                event = _new_event(Event, (
                                     _K.STEP_SUCCEEDED, run_id, saga_name, at, name, index, "forward", 1, started_at,
-                                    duration_ms, None, False, data, "succeeded", correlation_id, None)))
+                                    duration_ms, None, False, data, "succeeded", correlation_id, None))
+                                events.append(event)
+                                try:  # deliver(observers, event), inlined
+                                    for observer in observers:  # type: ignore[union-attr]
+                                        observer(event)
+                                except Exception as failure:
+                                    deliver_after_failure(observers, event, observer, failure)  # type: ignore[arg-type]
                         else:
                             if stage.plain:
                                 output = await execution.attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1,
@@ -712,15 +735,20 @@ class LocalBackend:
         at = _EPOCH_OFFSET + ended
         duration_ms = (ended - run_started) * 1000.0
         injected = execution.injected
-        atoms.append(("run_finished", None, -1, None, 0, injected, status))
-        times += (at, run_started_at, duration_ms)
-        objects += (error, result, None)
-        if observers:
-            execution.tell("run_finished", at, None, -1, None, 0, run_started_at, duration_ms, error, injected, result,
-                           status)
-        run = _fill(_new_run(Run), execution.run_id, execution.saga_name, saga, execution.correlation_id, self.name,
-                    status, result, error, original, execution.failed_step, None, tuple(atoms), _pack_times(times),
-                    tuple(objects), run_started_at, duration_ms, {}, len(completed), execution.compensations_run, injected)
+        if events is None:
+            atoms.append(("run_finished", None, -1, None, 0, injected, status))
+            times += (at, run_started_at, duration_ms)
+            objects += (error, result, None)
+            run = _fill(_new_run(Run), execution.run_id, execution.saga_name, saga, execution.correlation_id,
+                        self.name, status, result, error, original, execution.failed_step, None, tuple(atoms),
+                        _pack_times(times), tuple(objects), run_started_at, duration_ms, {}, len(completed),
+                        execution.compensations_run, injected)
+        else:
+            execution.record("run_finished", at, None, -1, None, 0, run_started_at, duration_ms, error, injected,
+                             result, status)
+            run = _fill(_new_run(Run), execution.run_id, execution.saga_name, saga, execution.correlation_id,
+                        self.name, status, result, error, original, execution.failed_step, events, None, None, None,
+                        run_started_at, duration_ms, {}, len(completed), execution.compensations_run, injected)
         if settlers:
             settle_interrupt = None
             try:

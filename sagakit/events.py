@@ -131,21 +131,32 @@ def deliver(observers: list[Observer], event: Event) -> None:
 
     An observer that raises is removed from ``observers`` (the run's own list) with a
     :class:`RuntimeWarning`: a broken sink never breaks a saga. Every backend delivers
-    events through this function, so they all treat observers alike.
+    events through this function (the local engine inlines its loop on its hot path and
+    calls :func:`deliver_after_failure` the same way), so they all treat observers alike.
     """
-    broken: list[tuple[Observer, Exception]] | None = None
-    for observer in observers:
+    observer = None
+    try:
+        for observer in observers:
+            observer(event)
+    except Exception as error:
+        deliver_after_failure(observers, event, observer, error)  # type: ignore[arg-type]
+
+
+def deliver_after_failure(observers: list[Observer], event: Event, failed: Observer, error: Exception) -> None:
+    """Finish :func:`deliver` after ``failed`` raised ``error``: hand ``event`` to the
+    observers after it, then remove every one that raised, with a warning."""
+    position = next(i for i, observer in enumerate(observers) if observer is failed)
+    broken: list[tuple[Observer, Exception]] = [(failed, error)]
+    for observer in observers[position + 1 :]:
         try:
             observer(event)
-        except Exception as error:
-            if broken is None:
-                broken = []
-            broken.append((observer, error))
-    for observer, failure in broken or ():
+        except Exception as later:
+            broken.append((observer, later))
+    for observer, failure in broken:
         observers.remove(observer)
         warnings.warn(
             f"sagakit: observer {observer!r} raised {type(failure).__name__}: {failure}; "
             "it is ignored for the rest of this run",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from sagakit.events import Event, EventKind
 from sagakit.faults import FAULT_MODES, Fault, FaultPlan
 from sagakit.notebook.diagram import DiagramState, error_text, layout, planned_notes, saga_shape
+from sagakit.policies import is_async_callable
+from sagakit.steps import Step
 
 if TYPE_CHECKING:
     from sagakit.context import WorkflowContext
@@ -171,6 +173,8 @@ class Lab:
         self._syncing = False
         self._last_progress = 0.0
         self._events: list[Event] = []
+        self._drawn_later: Run | None = None  # a run not observed live, drawn at the next redraw
+        self._inline: bool | None = None  # whether the saga's runs never give the loop control
         self._busy = False
         self._last_run: Run | None = None
         self._reported: Run | None = None
@@ -302,11 +306,37 @@ class Lab:
         context = self.context() if self.context is not None else None
         self._schedule_draw()  # live colouring: redraws keep coming while the run is in flight
         # The engine calls list.append for every event: the cheapest observer there is. The
-        # events are turned into colours at the next redraw, for the newest run only.
-        run = await self.saga.run(self._input(), context, observers=(self._events.append,),
+        # events are turned into colours at the next redraw, for the newest run only, so an
+        # earlier run's events not drawn yet are dropped now rather than kept until then.
+        self._events.clear()
+        self._drawn_later = None
+        live = self._draws_live()
+        run = await self.saga.run(self._input(), context, observers=(self._events.append,) if live else (),
                                   backend=self._backend())
+        if not live:
+            self._drawn_later = run
         self._last_run = run
         return run
+
+    def _draws_live(self) -> bool:
+        """Whether the next run can give the event loop control before it ends.
+
+        Only then can a redraw show it in flight. A run of plain synchronous steps and
+        compensations (no retry, timeout or parallel stage), without fault delays or settling
+        observers, on this process's loop, never does: observing its events one by one would
+        cost time and show nothing, so its colours are drawn from the finished run instead.
+        """
+        if self._backend() is not None or any(fault.delay for fault in self.saga.faults.values()):
+            return True
+        if self._inline is None:
+            self._inline = all(
+                isinstance(stage, Step)
+                and stage.plain
+                and not is_async_callable(stage.action)
+                and (stage.compensate is None or not is_async_callable(stage.compensate))
+                for stage in self.saga.stages
+            )
+        return not self._inline or any(callable(getattr(obs, "settle", None)) for obs in self.saga.observers)
 
     async def run_n(self, n: int | None = None) -> list[Run]:
         """Run the saga ``n`` times (default: the N control) in sequence, with progress."""
@@ -382,6 +412,7 @@ class Lab:
         """Remove every fault, clear the colouring and the progress (the history stays)."""
         self.saga.faults.clear()
         self._events.clear()
+        self._drawn_later = None
         self._last_run = None
         self._state.reset()
         self._set_progress(0, int(self.progress.max))
@@ -423,6 +454,9 @@ class Lab:
             self._redraw.cancel()
             self._redraw = None
         events = self._events
+        if self._drawn_later is not None:
+            events.extend(self._drawn_later.events)
+            self._drawn_later = None
         if events:
             start = 0
             for position in range(len(events) - 1, -1, -1):

@@ -107,6 +107,62 @@ class TestRunning:
         assert any("state-running" in found for found in seen)
         assert "state-succeeded" in seen[-1]
 
+    async def test_a_run_of_plain_functions_is_drawn_from_the_finished_run(self) -> None:
+        """Plain synchronous steps never let a redraw in while they run: the Lab does not observe
+        them event by event, yet draws exactly the colours a live observation gives."""
+
+        def plain(name: str, fail: bool = False) -> Any:
+            def function(data: Any, context: Any) -> Any:
+                if fail:
+                    raise ValueError(f"{name} broke")
+                return data
+
+            function.__name__ = name
+            return function
+
+        def coroutine(name: str, fail: bool = False) -> Any:
+            async def function(data: Any, context: Any) -> Any:
+                return plain(name, fail)(data, context)
+
+            function.__name__ = name
+            return function
+
+        class Told(list[Any]):
+            """The Lab's event list, counting the events the engine hands it one by one."""
+
+            count = 0
+
+            def append(self, event: Any) -> None:
+                Told.count += 1
+                super().append(event)
+
+        def build(name: str, sync: bool) -> sagakit.Saga:
+            maker = plain if sync else coroutine
+            return sagakit.Saga(name, [
+                sagakit.step(maker("a"), compensate=maker("undo_a")),
+                sagakit.step(maker("b")),
+                sagakit.step(maker("c"), compensate=maker("undo_c", fail=True)),
+                sagakit.step(maker("d", fail=True), compensate=maker("undo_d")),
+            ], continue_on_compensation_failure=True)
+
+        drawn = {}
+        for sync in (True, False):
+            lab = build(f"lab_{sync}", sync).lab(throttle=0.01)
+            lab._events = Told()
+            Told.count = 0
+            assert lab._draws_live() is not sync
+            run = await lab.run()
+            lab.flush()
+            assert run.status == "compensation_failed"
+            assert (Told.count == 0) is sync  # plain functions: no event observed one by one
+            drawn[sync] = {k: v for k, v in classes(lab.svg).items() if k.startswith("step-")}
+            assert "state-failed" in drawn[sync]["step-d"]
+        assert drawn[True] == drawn[False]
+
+        sync_lab = build("delayed", True).lab(throttle=0.01)
+        sync_lab.saga.faults["b"] = sagakit.Fault("none", delay=0.01)
+        assert sync_lab._draws_live()  # a fault delay lets the loop in: observed live again
+
     async def test_run_n_fills_progress_and_history(self, order_saga: sagakit.Saga) -> None:
         """Run x N runs N times in sequence, the progress bar reaching N."""
         lab = order_saga.lab(data={}, runs=5)
