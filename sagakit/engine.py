@@ -594,7 +594,6 @@ class LocalBackend:
     """Runs sagas in this process, on the running asyncio event loop."""
 
     name = "local"
-    _info: Mapping[str, Any] = MappingProxyType({"backend": "local"})
 
     async def run(self, request: RunRequest) -> Run:
         execution = _Execution(request)
@@ -611,10 +610,10 @@ class LocalBackend:
         if events is None:  # execution.record("run_started", ...), inlined like every event of the hot path
             atoms.append(_RUN_STARTED)
             times += (run_started_at, _NAN, _NAN)
-            objects += (None, data, self._info)
+            objects += (None, data, {"backend": "local"})  # a dict of its own: picklable, not watched
         else:
             execution.record("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
-                             self._info)
+                             {"backend": "local"})
         completed: list[_Undo] = []
         settlers = execution.settlers
         facts = execution.context._run

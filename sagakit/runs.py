@@ -258,7 +258,7 @@ class Run:
         injected: bool | None = None,
     ) -> None:
         if steps_completed is None or compensations_run is None or injected is None:
-            steps_completed = len(_completed_steps(events))
+            steps_completed = len(_completed_steps((e.kind, e.step, e.phase) for e in events))
             compensations_run = len(
                 {
                     e.step
@@ -270,6 +270,17 @@ class Run:
         _fill(self, run_id, saga, definition, correlation_id, backend, status, result, error, original_error,
               failed_step, events, None, None, None, started_at, duration_ms, info if info is not None else {},
               steps_completed, compensations_run, injected)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled run leaves its saga out (its functions, its whole history): an unpickled
+        # run has ``definition=None``, like a run loaded from a journal.
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["definition"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     @property
     def events(self) -> list[Event]:
@@ -366,12 +377,18 @@ class Run:
     @property
     def compensated_steps(self) -> list[str]:
         """Steps whose compensation succeeded, in the order they ran."""
-        return [e.step for e in self.events if e.kind is EventKind.COMPENSATION_SUCCEEDED]  # type: ignore[misc]
+        return [step for kind, step, _ in self._kinds() if kind == "compensation_succeeded"]
 
     @property
     def completed_steps(self) -> list[str]:
         """Steps whose forward phase succeeded, in completion order."""
-        return _completed_steps(self.events)
+        return _completed_steps(self._kinds())
+
+    def _kinds(self) -> Iterable[tuple[str, Any, str | None]]:
+        """``(kind, step, phase)`` of each event, read from the trace when there is one."""
+        if self._events is None:
+            return ((row[0], row[1], row[3]) for row in self._atoms or ())
+        return ((e.kind, e.step, e.phase) for e in self._events)
 
     def timeline(self, **options: Any) -> Any:
         """A Gantt-style chart of this run's forward and compensation phases.
@@ -404,13 +421,14 @@ class Run:
         return text + ">"
 
 
-def _completed_steps(events: Sequence[Event]) -> list[str]:
+def _completed_steps(kinds: Iterable[tuple[str, Any, str | None]]) -> list[str]:
+    """The steps completed, from each event's ``(kind, step, phase)``."""
     # A step whose policy calls several functions ends several attempts; it completed when
     # its last forward attempt succeeded. Order: when that happened.
     last: dict[str, tuple[int, bool]] = {}
-    for position, event in enumerate(events):
-        if event.phase == "forward" and event.step is not None and event.kind in END_KINDS:
-            last[event.step] = (position, event.kind is EventKind.STEP_SUCCEEDED)
+    for position, (kind, step, phase) in enumerate(kinds):
+        if phase == "forward" and step is not None and kind in END_KINDS:
+            last[step] = (position, kind == "step_succeeded")
     ordered = sorted(last.items(), key=lambda item: item[1][0])
     return [name for name, (_, succeeded) in ordered if succeeded]
 

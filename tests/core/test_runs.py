@@ -208,11 +208,14 @@ class TestTrace:
         for s, data, faults in self.scenarios():
             history.append(await s.run(data, faults=faults))
         from_trace = history.steps  # before any run's events are built
+        steps_from_trace = [(run.completed_steps, run.compensated_steps) for run in history]
         assert all(run._events is None for run in history)
         rebuilt = sk.RunHistory(
             [sk.Run.from_events(run.events, definition=run.definition, backend=run.backend) for run in history]
         )
         pd.testing.assert_frame_equal(from_trace, rebuilt.steps)
+        assert [(run.completed_steps, run.compensated_steps) for run in rebuilt] == steps_from_trace
+        assert any(completed and compensated for completed, compensated in steps_from_trace)
         assert from_trace.error_message.str.contains("4111").sum() == 0  # still redacted
         assert (from_trace.error_type == "RuntimeError").sum() == 1
 
@@ -232,6 +235,25 @@ class TestTrace:
         assert len(s.history) == 301
         assert per_run <= 3, per_run
         assert len(s.history[-1].events) == 12
+
+    async def test_a_run_pickles_without_its_saga(self) -> None:
+        """A run survives pickling (to be saved or sent to another process) with its trace or
+        its events; its saga (functions, whole history) stays behind: ``definition`` is None."""
+        import pickle
+
+        for observed in (False, True):
+            s = saga()
+            run = await s.run({"fail": True}, observers=[lambda event: None] if observed else [])
+            copy = pickle.loads(pickle.dumps(run))
+            assert copy.definition is None and run.definition is s
+            assert (copy.status, copy.failed_step, copy.completed_steps, copy.compensated_steps) == (
+                "compensated", "b", ["a"], ["a"]
+            )
+            assert [(e.kind, e.step, e.at, e.duration_ms, e.data, e.info) for e in copy.events] == [
+                (e.kind, e.step, e.at, e.duration_ms, e.data, e.info) for e in run.events
+            ]
+            assert type(copy.error) is ValueError and str(copy.error) == "b broke"
+            pd.testing.assert_frame_equal(copy.steps, run.steps)
 
 
 class TestRunIds:
