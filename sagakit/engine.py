@@ -141,7 +141,6 @@ class _Scope:
         return min(expired) if expired else None
 
 
-
 # One entry of a rollback: the step, its index, what its compensation receives, its context.
 _Undo = tuple[Step, int, Any, WorkflowContext]
 
