@@ -96,13 +96,13 @@ def _message_redactor(run: Run) -> Callable[[BaseException | None], str | None]:
     return message
 
 
-# A finished run keeps its events as a trace of three flat sequences, so that a long history
-# costs the garbage collector almost nothing: per event, the scalars of TRACE_ATOMS in a
-# tuple per event (the kind as its string value), the times of TRACE_TIMES as the bytes of C doubles
-# (NaN for None), and TRACE_OBJECTS in a tuple. A tuple holding no container is dropped from
-# the collector's watch the first time it looks, and bytes are never watched; one event
-# record per event would be walked again at every collection. The run's id, saga and
-# correlation id are the run's own. Run.events builds the events on first access.
+# A finished run that no observer watched keeps its events as a trace, so that a long history
+# costs the garbage collector almost nothing: per event, a row of the scalars in TRACE_ATOMS
+# (the kind as its string value) in a tuple of rows; the times in TRACE_TIMES as the bytes of C
+# doubles (NaN for None); the values in TRACE_OBJECTS in one flat tuple. A tuple holding only
+# scalars is dropped from the collector's watch once it has looked, and bytes are never watched,
+# where an event record per event would be walked again at every collection. The run's id, saga
+# and correlation id are the run's own. Run.events builds the events on first access.
 TRACE_ATOMS: tuple[str, ...] = ("kind", "step", "index", "phase", "attempt", "injected", "status")
 TRACE_TIMES: tuple[str, ...] = ("at", "started_at", "duration_ms")
 TRACE_OBJECTS: tuple[str, ...] = ("error", "data", "info")
