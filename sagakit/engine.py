@@ -28,7 +28,7 @@ from sagakit.errors import CompensationError, CompensationFailure, InjectedFault
 from sagakit.events import Event, EventKind, Observer, deliver, deliver_after_failure
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
-from sagakit.runs import Run, RunStatus, _fill
+from sagakit.runs import Run, RunStatus
 from sagakit.steps import Parallel, Stage, Step
 
 if TYPE_CHECKING:
@@ -233,20 +233,18 @@ class _Execution:
                            _NAN if duration_ms is None else duration_ms)
             self.objects += (error, data, info)
         else:
-            event = _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index, phase, attempt,
-                                       started_at, duration_ms, error, injected, data, status, self.correlation_id,
-                                       info))
-            self.events.append(event)
-            deliver(self.observers, event)  # type: ignore[arg-type]
+            self.events.append(self.tell(kind, at, step, index, phase, attempt, started_at, duration_ms, error,
+                                         injected, data, status, info))
 
     def tell(self, kind: str, at: float, step: str | None, index: int, phase: str | None, attempt: int,
              started_at: float | None, duration_ms: float | None, error: BaseException | None, injected: bool,
-             data: Any, status: str | None, info: Mapping[str, Any] | None = None) -> None:
-        """Hand one event (``record``'s arguments) to the observers only. Start-of-attempt
-        events are told, not kept: the events ending an attempt carry its start time."""
-        deliver(self.observers, _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index,  # type: ignore[arg-type]
-                                                   phase, attempt, started_at, duration_ms, error, injected, data,
-                                                   status, self.correlation_id, info)))
+             data: Any, status: str | None, info: Mapping[str, Any] | None = None) -> Event:
+        """Hand one event (``record``'s arguments) to the observers, and return it. Start-of-
+        attempt events are only told, not kept: the events ending an attempt carry its start."""
+        event = _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index, phase, attempt,
+                                   started_at, duration_ms, error, injected, data, status, self.correlation_id, info))
+        deliver(self.observers, event)  # type: ignore[arg-type]
+        return event  # type: ignore[no-any-return]
 
     async def settle(self) -> None:
         for observer in self.settlers:
@@ -737,14 +735,14 @@ class LocalBackend:
             atoms.append(("run_finished", None, -1, None, 0, injected, status))
             times += (at, run_started_at, duration_ms)
             objects += (error, result, None)
-            run = _fill(_new_run(Run), execution.run_id, execution.saga_name, saga, execution.correlation_id,
+            run = _new_run(Run)._fill(execution.run_id, execution.saga_name, saga, execution.correlation_id,
                         self.name, status, result, error, original, execution.failed_step, None, tuple(atoms),
                         _pack_times(times), tuple(objects), run_started_at, duration_ms, {}, len(completed),
                         execution.compensations_run, injected)
         else:
             execution.record("run_finished", at, None, -1, None, 0, run_started_at, duration_ms, error, injected,
                              result, status)
-            run = _fill(_new_run(Run), execution.run_id, execution.saga_name, saga, execution.correlation_id,
+            run = _new_run(Run)._fill(execution.run_id, execution.saga_name, saga, execution.correlation_id,
                         self.name, status, result, error, original, execution.failed_step, events, None, None, None,
                         run_started_at, duration_ms, {}, len(completed), execution.compensations_run, injected)
         if settlers:

@@ -114,58 +114,6 @@ _NAN = math.nan
 _new_event = tuple.__new__
 
 
-def _fill(
-    run: Run,
-    run_id: str,
-    saga: str,
-    definition: Saga | None,
-    correlation_id: str | None,
-    backend: str,
-    status: RunStatus,
-    result: Any,
-    error: BaseException | None,
-    original_error: BaseException | None,
-    failed_step: str | None,
-    events: list[Event] | None,
-    atoms: tuple[tuple[Any, ...], ...] | None,
-    times: bytes | None,
-    objects: tuple[Any, ...] | None,
-    started_at: float,
-    duration_ms: float,
-    info: dict[str, Any],
-    steps_completed: int,
-    compensations_run: int,
-    injected: bool,
-) -> Run:
-    """Set every attribute of ``run``, positionally: the engine's fast path, one call per run.
-
-    Either ``events`` is given, or the same events as a trace: ``atoms``, ``times`` and
-    ``objects``: one row of ``TRACE_ATOMS`` per event, and ``TRACE_TIMES`` and
-    ``TRACE_OBJECTS`` per event, flat.
-    """
-    run.run_id = run_id
-    run.saga = saga
-    run.definition = definition
-    run.correlation_id = correlation_id
-    run.backend = backend
-    run.status = status
-    run.result = result
-    run.error = error
-    run.original_error = original_error
-    run.failed_step = failed_step
-    run._events = events
-    run._atoms = atoms
-    run._times = times
-    run._objects = objects
-    run.started_at = started_at
-    run.duration_ms = duration_ms
-    run.info = info
-    run.steps_completed = steps_completed
-    run.compensations_run = compensations_run
-    run.injected = injected
-    return run
-
-
 def _rows(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
     """``flat`` in tuples of ``width``."""
     return zip(*[iter(flat)] * width, strict=True)
@@ -215,27 +163,6 @@ class Run:
         "steps_completed",
     )
 
-    run_id: str
-    saga: str
-    definition: Saga | None
-    correlation_id: str | None
-    backend: str
-    status: RunStatus
-    result: Any
-    error: BaseException | None
-    original_error: BaseException | None
-    failed_step: str | None
-    _events: list[Event] | None
-    _atoms: tuple[tuple[Any, ...], ...] | None
-    _times: bytes | None
-    _objects: tuple[Any, ...] | None
-    started_at: float
-    duration_ms: float
-    info: dict[str, Any]
-    steps_completed: int
-    compensations_run: int
-    injected: bool
-
     def __init__(
         self,
         *,
@@ -267,9 +194,60 @@ class Run:
                 }
             )
             injected = any(e.injected for e in events)
-        _fill(self, run_id, saga, definition, correlation_id, backend, status, result, error, original_error,
+        self._fill(run_id, saga, definition, correlation_id, backend, status, result, error, original_error,
               failed_step, events, None, None, None, started_at, duration_ms, info if info is not None else {},
               steps_completed, compensations_run, injected)
+
+    def _fill(
+        self,
+        run_id: str,
+        saga: str,
+        definition: Saga | None,
+        correlation_id: str | None,
+        backend: str,
+        status: RunStatus,
+        result: Any,
+        error: BaseException | None,
+        original_error: BaseException | None,
+        failed_step: str | None,
+        events: list[Event] | None,
+        atoms: tuple[tuple[Any, ...], ...] | None,
+        times: bytes | None,
+        objects: tuple[Any, ...] | None,
+        started_at: float,
+        duration_ms: float,
+        info: dict[str, Any],
+        steps_completed: int,
+        compensations_run: int,
+        injected: bool,
+    ) -> Run:
+        """Set every attribute of ``run``, positionally: the engine's fast path, one call per run.
+
+        Either ``events`` is given, or the same events as a trace: ``atoms``, ``times`` and
+        ``objects``: one row of ``TRACE_ATOMS`` per event, and ``TRACE_TIMES`` and
+        ``TRACE_OBJECTS`` per event, flat.
+        """
+        self.run_id = run_id
+        self.saga = saga
+        self.definition = definition
+        self.correlation_id = correlation_id
+        self.backend = backend
+        self.status = status
+        self.result = result
+        self.error = error
+        self.original_error = original_error
+        self.failed_step = failed_step
+        self._events = events
+        self._atoms = atoms
+        self._times = times
+        self._objects = objects
+        self.started_at = started_at
+        self.duration_ms = duration_ms
+        self.info = info
+        self.steps_completed = steps_completed
+        self.compensations_run = compensations_run
+        self.injected = injected
+        return self
 
     def __getstate__(self) -> dict[str, Any]:
         # A pickled run leaves its saga out (its functions, its whole history): an unpickled
