@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sagakit
-from sagakit.explore import explore
-from sagakit.simulation import run_on_virtual_clock
+from sagakit.explore import explore, run_on_virtual_clock
 
 STEPS = 10
 LATENCY = 0.1

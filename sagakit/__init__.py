@@ -39,7 +39,7 @@ _LAZY = {
     "SqliteJournal": "sagakit.journal",
     "recover": "sagakit.journal",
     "Exploration": "sagakit.explore",
-    "Latency": "sagakit.simulation",
+    "Latency": "sagakit.explore",
 }
 
 

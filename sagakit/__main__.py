@@ -73,8 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _recover(options: argparse.Namespace) -> int:
-    from sagakit.journal import JournalError, SqliteJournal
-    from sagakit.recovery import recover
+    from sagakit.journal import JournalError, SqliteJournal, recover
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: import the user's modules from here

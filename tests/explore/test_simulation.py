@@ -14,7 +14,7 @@ import pytest
 from explore_shop import ORDER, Shop, order_saga
 
 import sagakit as sk
-from sagakit.simulation import DEFAULT_START, Latency, VirtualClockLoop, run_on_virtual_clock, simulate
+from sagakit.explore import DEFAULT_START, Latency, VirtualClockLoop, run_on_virtual_clock, simulate
 
 
 def run_in_thread(work: Callable[[], Any]) -> Any:

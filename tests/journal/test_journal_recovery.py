@@ -12,7 +12,7 @@ import pytest
 from journal_support import Children
 
 import sagakit
-import sagakit.recovery
+import sagakit.journal
 from sagakit import Event, EventKind
 from sagakit.journal import RunInterrupted
 
@@ -182,7 +182,7 @@ class TestWhatRecoveryLeavesAlone:
         """recover() never compensates a run whose process is still running it."""
         child = children.start("forever", journal_file, service, "--concurrency", 4)
         children.wait_ready(child)
-        skipped: list[sagakit.recovery.SkippedRun] = []
+        skipped: list[sagakit.journal.SkippedRun] = []
         deadline = time.monotonic() + 30
         while not skipped:  # until a recovery looks while some of the child's runs are in flight
             assert time.monotonic() < deadline, "never saw a run of the live child in flight"

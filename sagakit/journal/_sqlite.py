@@ -1,30 +1,6 @@
-"""The durable SQLite journal: a run's progress is on disk before the run moves on.
+"""The SQLite journal's writer: :class:`SqliteJournal`, one observer of the event stream.
 
-:class:`SqliteJournal` is one more observer of the event stream. It records each run's start,
-the end of every step attempt (with the data a completed step's compensation will need), every
-compensation and the run's end in a SQLite file (stdlib :mod:`sqlite3`, WAL mode, a
-versioned schema, created with mode ``0600``). The engine awaits :meth:`SqliteJournal.settle`
-after each stage, so a step's completion is committed before the next step starts.
-
-Writes happen on one writer thread per journal. The events of one event-loop turn form one
-batch, and the writer commits every batch waiting for it in one transaction (group commit),
-so a thousand concurrent sagas share their commits instead of paying one ``fsync`` each.
-
-Reading back: :func:`load_history` (``RunHistory.from_journal``) rebuilds the runs of a
-journal as :class:`~sagakit.Run` objects, so ``runs`` and ``steps`` frames survive a kernel
-restart; :func:`history_to_parquet` and :func:`history_from_parquet` share an analysis
-without payloads (both in :mod:`sagakit.journal_history`). :func:`sagakit.recover` (in
-:mod:`sagakit.recovery`) rolls back the runs a crash left unfinished. The file itself (schema,
-checks, process liveness) is :mod:`sagakit._journal_file`; serializers and masking are
-:mod:`sagakit._journal_payload`.
-
-Secrets: payloads are redacted before they are stored (values under sensitive keys are
-replaced by ``[REDACTED]``, see :mod:`sagakit.redaction`), and error messages are scrubbed.
-By default the keys are those of the run's saga (``saga.redactor``) when the journal knows
-the saga (:meth:`SqliteJournal.attach`, :meth:`SqliteJournal.bind`), else the default keys.
-Compensations run by :func:`sagakit.recover` therefore see redacted data: they should depend
-on ids, not on secrets. ``SqliteJournal(path, redact=False)`` stores payloads as given; the
-file is created readable by its owner only either way.
+The package docstring (:mod:`sagakit.journal`) describes what is recorded and when.
 """
 
 from __future__ import annotations
@@ -41,12 +17,13 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from sagakit._journal_file import (
+from sagakit.errors import JournalError, PayloadError
+from sagakit.events import Event, EventKind
+from sagakit.journal._file import (
     ACTIVE_RUNS,
     FINISH_RUN,
     INSERT_EVENT,
     INSERT_RUN,
-    SCHEMA_VERSION,
     SYNCHRONOUS,
     Durability,
     Owner,
@@ -55,7 +32,11 @@ from sagakit._journal_file import (
     journal_path,
     owner_alive,
 )
-from sagakit._journal_payload import (
+from sagakit.journal._history import (
+    RecordedError,
+    load_history,
+)
+from sagakit.journal._payload import (
     JsonSerializer,
     Serializer,
     error_text,
@@ -63,42 +44,13 @@ from sagakit._journal_payload import (
     mask_secrets,
     unstorable_type,
 )
-from sagakit.errors import JournalError, PayloadError, RunInterrupted
-from sagakit.events import Event, EventKind
-from sagakit.journal_history import (
-    RecordedError,
-    RecordedRun,
-    history_from_parquet,
-    history_to_parquet,
-    load_history,
-    read_runs,
-)
 from sagakit.redaction import Redactor
 from sagakit.runs import RunHistory
 
 if TYPE_CHECKING:
-    from sagakit.recovery import Recovery
     from sagakit.saga import Saga
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "Durability",
-    "JournalError",
-    "JournalRun",
-    "JournalStats",
-    "JsonSerializer",
-    "PayloadError",
-    "RecordedError",
-    "RecordedRun",
-    "RunInterrupted",
-    "Serializer",
-    "SqliteJournal",
-    "history_from_parquet",
-    "history_to_parquet",
-    "load_history",
-    "read_runs",
-    "recover",
-]
+__all__ = ["JournalRun", "JournalStats", "SqliteJournal"]
 
 _T = TypeVar("_T")
 _K = EventKind
@@ -635,17 +587,3 @@ def _info_text(info: Mapping[str, Any]) -> str | None:
     if not info:
         return None
     return json.dumps(dict(info), default=str, separators=(",", ":"))
-
-
-# -- recovery (implemented in sagakit.recovery) --------------------------------------------
-
-
-async def recover(
-    journal: SqliteJournal | str | os.PathLike[str],
-    sagas: Iterable[Saga] | Mapping[str, Saga],
-    **options: Any,
-) -> Recovery:
-    """Roll back the runs a crash left unfinished; see :func:`sagakit.recovery.recover`."""
-    from sagakit.recovery import recover as _recover
-
-    return await _recover(journal, sagas, **options)

@@ -5,9 +5,6 @@ optionally every pair of faults), each against a fresh *world* the steps act on,
 the caller's invariant after each run. The result, an :class:`Exploration`, is a DataFrame
 and a steps-by-modes matrix coloured by outcome, which displays in a notebook.
 
-:func:`simulate` (many runs on a virtual clock) lives in :mod:`sagakit.simulation` and is
-re-exported here, where ``Saga.simulate`` finds it.
-
 The saga itself is left untouched: the runs use a copy with the same steps and names, so they
 never reach ``saga.history``, the saga's observers or its journal (unless asked).
 """
@@ -22,20 +19,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from sagakit.context import WorkflowContext
 from sagakit.errors import FaultError, UnknownStepError
 from sagakit.events import Observer
-from sagakit.runs import Run, RunHistory
-from sagakit.simulation import (
-    Latency,
-    LatencyLike,
-    _check_optional_callable,
-    _check_positive_int,
-    _copier,
-    _derived_saga,
-    _Progress,
-    _resolve,
-    _run_pooled,
-    _stage_positions,
-    simulate,
+from sagakit.explore._shared import (
+    Progress,
+    check_optional_callable,
+    check_positive_int,
+    copier,
+    derived_saga,
+    resolve,
+    run_pooled,
+    stage_positions,
 )
+from sagakit.runs import Run, RunHistory
 from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
@@ -43,7 +37,7 @@ if TYPE_CHECKING:
 
     from sagakit.saga import Saga
 
-__all__ = ["EXPLORE_MODES", "OUTCOMES", "Exploration", "Latency", "LatencyLike", "explore", "simulate"]
+__all__ = ["EXPLORE_MODES", "OUTCOMES", "Exploration", "explore"]
 
 #: The fault modes :func:`explore` knows, in matrix order.
 EXPLORE_MODES: tuple[str, ...] = ("fail", "fail_after", "fail_compensation")
@@ -104,7 +98,7 @@ def _compensation_trigger(saga: Saga, step: Step, positions: Mapping[str, int]) 
 
 def _plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[list[_Scenario], dict[tuple[str, str], str]]:
     """Every scenario to run, and why the missing matrix cells are missing."""
-    positions = _stage_positions(saga)
+    positions = stage_positions(saga)
     forward = [mode for mode in modes if mode in _FORWARD_MODES]
     scenarios: list[_Scenario] = [_Scenario(0, "baseline", None, None, ())]
     seen: set[frozenset[tuple[str, str]]] = {frozenset()}
@@ -171,7 +165,7 @@ async def _check_invariant(
     if invariant is None:
         return None, None
     try:
-        verdict = await _resolve(invariant(world, run))
+        verdict = await resolve(invariant(world, run))
     except AssertionError as exc:
         return False, str(exc) or "AssertionError raised by the invariant"
     except Exception as exc:
@@ -240,23 +234,23 @@ async def explore(
         FaultError: an unknown mode.
     """
     checked_modes = _check_modes(modes)
-    _check_optional_callable(world, "explore world", "a factory callable returning a fresh world")
-    _check_optional_callable(invariant, "explore invariant", "a callable invariant(world, run)")
+    check_optional_callable(world, "explore world", "a factory callable returning a fresh world")
+    check_optional_callable(invariant, "explore invariant", "a callable invariant(world, run)")
     if not isinstance(pairs, bool):
         raise TypeError(f"explore pairs: expected a bool, got {pairs!r}")
     if not isinstance(record_history, bool):
         raise TypeError(f"explore record_history: expected a bool, got {record_history!r}")
-    limit = _check_positive_int(concurrency, "explore concurrency")
+    limit = check_positive_int(concurrency, "explore concurrency")
     extra = tuple(observers)
-    fresh_data = _copier(data, "explore")
+    fresh_data = copier(data, "explore")
     scenarios, missing = _plan_scenarios(saga, checked_modes, pairs)
-    derived = _derived_saga(saga)
-    bar = _Progress(progress, len(scenarios), "explore")
+    derived = derived_saga(saga)
+    bar = Progress(progress, len(scenarios), "explore")
     outcomes: list[_Outcome | None] = [None] * len(scenarios)
 
     async def one(scenario: _Scenario) -> None:
         label = scenario.label
-        state = await _resolve(world()) if world is not None else None
+        state = await resolve(world()) if world is not None else None
         context = WorkflowContext(correlation_id=f"explore {scenario.index}: {label}", world=state)
         run = await derived.run(fresh_data(), context, faults=dict(scenario.faults), observers=extra)
         run.definition = saga
@@ -264,7 +258,7 @@ async def explore(
         outcomes[scenario.index] = _Outcome(scenario, run, holds, violation)
 
     try:
-        await _run_pooled(scenarios, one, min(limit, len(scenarios)), bar)
+        await run_pooled(scenarios, one, min(limit, len(scenarios)), bar)
     except BaseException:
         bar.close(ok=False)
         raise

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sagakit._journal_file import connect, damaged, journal_path
-from sagakit._journal_payload import JsonSerializer, Serializer, error_text, journal_redactor
 from sagakit.errors import JournalError
 from sagakit.events import Event, EventKind
+from sagakit.journal._file import connect, damaged, journal_path
+from sagakit.journal._payload import JsonSerializer, Serializer, error_text, journal_redactor
 from sagakit.redaction import Redactor
 from sagakit.runs import Run, RunHistory
 

@@ -34,12 +34,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sagakit._journal_file import ACTIVE_RUNS, Owner, current_owner, owner_alive
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
-from sagakit.journal import SqliteJournal
-from sagakit.journal_history import RecordedRun, read_runs, saga_definitions
+from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, owner_alive
+from sagakit.journal._history import RecordedRun, read_runs, saga_definitions
+from sagakit.journal._sqlite import SqliteJournal
 from sagakit.policies import call_step_function
 from sagakit.runs import Run, RunStatus
 from sagakit.steps import Parallel, Step

@@ -1,0 +1,27 @@
+"""Exploration and simulation: a saga's failure space, checked and sampled.
+
+:func:`explore` runs a saga once per fault scenario (every step under every fault mode,
+optionally every pair) against a fresh *world* and checks the caller's invariant after each
+run; the result is an :class:`Exploration`. :func:`simulate` runs a saga many times on a
+virtual clock (:class:`VirtualClockLoop`) with per-step :class:`Latency` and flaky faults
+drawn from a seed. Both leave the saga untouched: their runs use a copy of it.
+"""
+
+from __future__ import annotations
+
+from sagakit.explore._clock import VirtualClockLoop, run_on_virtual_clock
+from sagakit.explore._exploration import EXPLORE_MODES, OUTCOMES, Exploration, explore
+from sagakit.explore._simulation import DEFAULT_START, Latency, LatencyLike, simulate
+
+__all__ = [
+    "DEFAULT_START",
+    "EXPLORE_MODES",
+    "OUTCOMES",
+    "Exploration",
+    "Latency",
+    "LatencyLike",
+    "VirtualClockLoop",
+    "explore",
+    "run_on_virtual_clock",
+    "simulate",
+]

@@ -1,0 +1,124 @@
+"""The virtual clock: an event loop whose time jumps to the next timer instead of waiting.
+
+The maintained ``looptime`` package fakes loop time for test suites, as a pytest plugin with
+idle timeouts and no-op cycles before each jump; a simulation needs only the jump itself,
+which is the thirty lines of :class:`VirtualClockLoop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import selectors
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["VirtualClockLoop", "run_on_virtual_clock"]
+
+T = TypeVar("T")
+
+_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The platform's selector, except that a timed wait with no I/O ready jumps the clock."""
+
+    def __init__(self, jump: Callable[[float], None]) -> None:
+        super().__init__()
+        self._jump = jump
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            # No timer is pending: only the outside (a thread, a socket) can wake the
+            # loop, so wait for it in real time, as an ordinary loop would.
+            return super().select(None)  # type: ignore[no-any-return]
+        self._jump(timeout)
+        return ready
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` is virtual and jumps ahead instead of waiting.
+
+    Args:
+        start: the clock's first reading, in the same units as ``loop.time()`` (seconds).
+
+    Example::
+
+        loop = VirtualClockLoop(start=0.0)
+        loop.run_until_complete(asyncio.sleep(3600))   # returns at once
+        assert loop.time() == 3600.0
+        loop.close()
+    """
+
+    def __new__(cls, start: float = 0.0) -> VirtualClockLoop:
+        # Checked before the loop exists, so that a refused loop leaves nothing to close.
+        if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
+            raise TypeError(f"VirtualClockLoop start: expected a finite number of seconds, got {start!r}")
+        return super().__new__(cls)
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._virtual_now = float(start)
+        super().__init__(_JumpingSelector(self._jump))
+        self._keep_resolution(self._virtual_now)
+
+    def time(self) -> float:
+        """The virtual clock's reading, in seconds."""
+        return self._virtual_now
+
+    def _jump(self, seconds: float) -> None:
+        now = self._virtual_now
+        later = now + seconds
+        # The loop computes the wait as ``when - time()``; adding it back lands on ``when``
+        # exactly whenever both have the same sign. Elsewhere, never stall on rounding.
+        later = later if later > now else math.nextafter(now, math.inf)
+        self._virtual_now = later
+        self._keep_resolution(later)
+
+    def _keep_resolution(self, now: float) -> None:
+        # A timer is due when ``when < time() + resolution``. Far from zero (a simulated
+        # clock set to a past date reads millions of seconds below it) adding the clock's
+        # nanosecond resolution can round away, and a timer due now would never run.
+        self._clock_resolution = max(_RESOLUTION, 4.0 * math.ulp(now))
+
+
+def run_on_virtual_clock(make: Callable[[], Coroutine[Any, Any, T]], *, start: float, virtual: bool = True) -> T:
+    """Run the coroutine ``make()`` returns on a fresh loop and give back its result.
+
+    The loop is a :class:`VirtualClockLoop` starting at ``start`` (or, with
+    ``virtual=False``, an ordinary loop). Called from inside a running loop (a notebook
+    cell), the work happens on a worker thread with a copy of the caller's context
+    variables, and this call blocks until it ends; nothing global is patched.
+    """
+
+    def factory() -> asyncio.AbstractEventLoop:
+        return VirtualClockLoop(start) if virtual else asyncio.new_event_loop()
+
+    def work() -> T:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(make())
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return work()
+    context = contextvars.copy_context()
+    outcome: dict[str, Any] = {}
+
+    def thread_main() -> None:
+        try:
+            outcome["result"] = context.run(work)
+        except BaseException as exc:  # handed back to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=thread_main, name="sagakit-simulate", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]  # type: ignore[no-any-return]

@@ -1,0 +1,181 @@
+"""Helpers that exploration and simulation share: argument checks, input copies, derived
+sagas, the worker pool and the progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sagakit.runs import RunHistory
+from sagakit.steps import Parallel, Stage
+
+if TYPE_CHECKING:
+    from sagakit.saga import Saga
+
+__all__ = [
+    "Progress",
+    "check_optional_callable",
+    "check_positive_int",
+    "copier",
+    "derived_saga",
+    "resolve",
+    "run_pooled",
+    "stage_positions",
+]
+
+T = TypeVar("T")
+
+
+def check_positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what}: expected an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{what}: expected an int >= 1, got {value}")
+    return value
+
+
+def check_optional_callable(value: object, what: str, expected: str) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{what}: expected {expected} or None, got {type(value).__name__} {value!r}")
+
+
+def copier(data: Any, what: str) -> Callable[[], Any]:
+    """A function returning a fresh deep copy of ``data`` for each run (checked once now)."""
+    if data is None or isinstance(data, str | bytes | int | float):
+        return lambda: data
+    try:
+        copy.deepcopy(data)
+    except Exception as exc:
+        raise TypeError(
+            f"{what} data: every run gets a deep copy of the input so that runs cannot affect each "
+            f"other, but copy.deepcopy failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return lambda: copy.deepcopy(data)
+
+
+async def resolve(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+#: A saga's own state, which a derived saga must not share: its definition, where its runs go.
+_SAGA_STATE = frozenset({"name", "stages", "steps", "step_names", "observers", "_faults", "history"})
+
+
+def derived_saga(saga: Saga, stages: Sequence[Stage] | None = None) -> Saga:
+    """A saga with the same steps, names and settings whose runs stay out of ``saga.history``.
+
+    Its observers (and journal) are none of the saga's: the caller passes any per run.
+    """
+    from sagakit.saga import Saga
+
+    derived = Saga(saga.name, list(saga.stages if stages is None else stages))
+    for attribute, value in vars(saga).items():
+        if attribute not in _SAGA_STATE:  # settings such as the redactor or the rollback policy
+            setattr(derived, attribute, value)
+    derived.history = RunHistory(maxlen=1)  # the runs are collected by the caller
+    return derived
+
+
+def stage_positions(saga: Saga) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for position, stage in enumerate(saga.stages):
+        for member in stage.steps if isinstance(stage, Parallel) else (stage,):
+            positions[member.name] = position
+    return positions
+
+
+class Progress:
+    """A progress bar: an ipywidgets bar in a notebook, a line on stderr, a callback, or nothing."""
+
+    __slots__ = ("bar", "callback", "every", "label", "last", "text", "total")
+
+    def __init__(self, spec: bool | Callable[[int, int], Any] | None, total: int, label: str) -> None:
+        if spec is not None and not isinstance(spec, bool) and not callable(spec):
+            raise TypeError(
+                f"{label} progress: expected True, False, None (a bar in notebooks) or a callable "
+                f"(done, total), got {type(spec).__name__} {spec!r}"
+            )
+        self.total = total
+        self.label = label
+        self.last = 0
+        self.every = max(1, total // 100)
+        self.callback: Callable[[int, int], Any] | None = None
+        self.bar: Any = None
+        self.text = False
+        if callable(spec) and not isinstance(spec, bool):
+            self.callback = spec
+        elif spec is not False:
+            self.bar = _notebook_bar(total, label)
+            self.text = self.bar is None and spec is True
+
+    def update(self, done: int) -> None:
+        if done != self.total and done - self.last < self.every:
+            return
+        self.last = done
+        if self.callback is not None:
+            self.callback(done, self.total)
+        elif self.bar is not None:
+            self.bar.value = done
+        elif self.text:
+            sys.stderr.write(f"\r{self.label}: {done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self, ok: bool = True) -> None:
+        if self.bar is not None:
+            self.bar.bar_style = "success" if ok else "danger"
+        elif self.text:
+            sys.stderr.write("\n")
+
+
+def _notebook_bar(total: int, label: str) -> Any:
+    """An ipywidgets progress bar shown in the current notebook cell, or ``None`` elsewhere."""
+    if "IPython" not in sys.modules:  # not in IPython: do not import it
+        return None
+    try:
+        import ipywidgets
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    shell = get_ipython()  # type: ignore[no-untyped-call]
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    bar = ipywidgets.IntProgress(value=0, min=0, max=total, description=label)
+    bar.add_class("sagakit-progress")
+    display(bar)  # type: ignore[no-untyped-call]
+    return bar
+
+
+async def run_pooled(items: Iterable[T], work: Callable[[T], Awaitable[None]], limit: int, bar: Progress) -> None:
+    """``work(item)`` for every item, at most ``limit`` at a time, ticking ``bar``.
+
+    The first error cancels the other workers, waits for them (their runs roll back,
+    shielded, before their tasks end) and propagates.
+    """
+    pending = iter(items)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for item in pending:
+            await work(item)
+            done += 1
+            bar.update(done)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(limit)]
+    try:
+        finished, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((task for task in finished if task.exception() is not None), None)
+        if failed is not None:
+            raise failed.exception()  # type: ignore[misc]
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
