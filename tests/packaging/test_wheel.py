@@ -1,0 +1,86 @@
+"""A wheel built from a clean checkout installs in a fresh virtual environment and works.
+
+"Clean" means the files git tracks, nothing else: a file the wheel needs but git does not track
+(an asset left out of a commit) fails here. The fresh environment has only the wheel and its
+runtime dependencies: no test tools, no extras.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+from testsupport import ROOT, require
+
+pytestmark = pytest.mark.slow
+
+
+def _clean_checkout(target: Path) -> Path:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built without build isolation from the tracked files only."""
+    require(shutil.which("git") is not None and (ROOT / ".git").exists(), "a git checkout (to list tracked files)")
+    checkout = _clean_checkout(tmp_path_factory.mktemp("checkout"))
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(checkout)],
+                   check=True, capture_output=True)
+    (built,) = out.glob("sagakit-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def fresh_python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtual environment with the wheel (and its runtime dependencies) installed."""
+    where = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=True).create(where)
+    python = where / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=True, capture_output=True)
+    return python
+
+
+def test_the_wheel_holds_the_package_and_its_assets(wheel: Path) -> None:
+    """Every tracked file under sagakit/ that is not Python source is inside the wheel too."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(["git", "ls-files", "sagakit"], cwd=ROOT, capture_output=True, text=True, check=True)
+    expected = {name for name in tracked.stdout.split() if not name.endswith(".pyc")}
+    assert expected - names == set()
+    assert "sagakit/py.typed" in names
+
+
+def test_import_and_cli_work_in_a_fresh_environment(fresh_python: Path) -> None:
+    """``import sagakit`` and ``python -m sagakit --help`` work with only the runtime dependencies."""
+    imported = subprocess.run([str(fresh_python), "-c", "import sagakit, sys; print(sagakit.__version__, sagakit.__file__)"],
+                              capture_output=True, text=True, check=True)
+    version, location = imported.stdout.split()
+    assert version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert str(ROOT) not in location  # the installed copy, not the checkout
+    helped = subprocess.run([str(fresh_python), "-m", "sagakit", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0, helped.stderr
+    assert "recover" in helped.stdout
+
+
+def test_extras_do_not_install_test_tools(fresh_python: Path) -> None:
+    """The published extras name no development tool: those live in dependency groups."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tools = {"pytest", "mypy", "ruff", "playwright", "nbmake", "hypothesis", "mkdocs", "mkdocs-material"}
+    for extra, requirements in project["project"]["optional-dependencies"].items():
+        named = {requirement.split("[")[0].split(">")[0].split("=")[0].strip().lower() for requirement in requirements}
+        assert named & tools == set(), f"extra {extra!r} installs {named & tools}"
+    listed = subprocess.run([str(fresh_python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    installed = {line.split("==")[0].lower() for line in listed.stdout.split()}
+    assert installed & tools == set()
