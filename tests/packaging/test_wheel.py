@@ -7,6 +7,7 @@ runtime dependencies: no test tools, no extras.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -64,12 +65,13 @@ def test_the_wheel_holds_the_package_and_its_assets(wheel: Path) -> None:
 
 def test_import_and_cli_work_in_a_fresh_environment(fresh_python: Path) -> None:
     """``import sagakit`` and ``python -m sagakit --help`` work with only the runtime dependencies."""
+    outside = {"cwd": fresh_python.parent, "env": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
     imported = subprocess.run([str(fresh_python), "-c", "import sagakit, sys; print(sagakit.__version__, sagakit.__file__)"],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=True, **outside)  # type: ignore[call-overload]
     version, location = imported.stdout.split()
     assert version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert str(ROOT) not in location  # the installed copy, not the checkout
-    helped = subprocess.run([str(fresh_python), "-m", "sagakit", "--help"], capture_output=True, text=True)
+    helped = subprocess.run([str(fresh_python), "-m", "sagakit", "--help"], capture_output=True, text=True, **outside)  # type: ignore[call-overload]
     assert helped.returncode == 0, helped.stderr
     assert "recover" in helped.stdout
 
