@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import linecache
 import os
 import re
 import textwrap
@@ -60,8 +61,11 @@ async def _run_page(page: Path, blocks: list[tuple[int, str]]) -> None:
     for line, body in blocks:
         if _NOT_RUN.match(body):
             continue
+        where = f"{page.relative_to(ROOT)}:{line}"
+        # Tracebacks then show the page's own lines.
+        linecache.cache[where] = (len(body), None, body.splitlines(keepends=True), where)
         try:
-            code = compile(body, f"{page.relative_to(ROOT)}:{line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            code = compile(body, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         except SyntaxError as exc:
             raise AssertionError(f"{page.relative_to(ROOT)} block at line {line} does not parse: {exc}") from exc
         outcome = eval(code, namespace)
