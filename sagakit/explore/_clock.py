@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from sagakit._sync import in_running_loop, unwrap
+
 __all__ = ["VirtualClockLoop", "run_on_virtual_clock"]
 
 T = TypeVar("T")
@@ -103,9 +105,7 @@ def run_on_virtual_clock(make: Callable[[], Coroutine[Any, Any, T]], *, start: f
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(make())
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not in_running_loop():  # outside an except clause: see sagakit._sync.run_sync
         return work()
     context = contextvars.copy_context()
     outcome: dict[str, Any] = {}
@@ -119,6 +119,4 @@ def run_on_virtual_clock(make: Callable[[], Coroutine[Any, Any, T]], *, start: f
     worker = threading.Thread(target=thread_main, name="sagakit-simulate", daemon=True)
     worker.start()
     worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]  # type: ignore[no-any-return]
+    return unwrap(outcome)  # type: ignore[no-any-return]

@@ -148,7 +148,7 @@ def draw_faults(saga: Saga, faults: Mapping[str, Fault]) -> tuple[dict[str, Any]
     compensate: dict[str, Any] = {}
     saved: list[Any] = []
     for name, fault in faults.items():
-        member = saga.step(name)
+        member = saga.get_step(name)
         phase = fault.phase
         fn = member.compensate if phase == "compensate" else member.forward
         if fn is None:

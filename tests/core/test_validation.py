@@ -95,7 +95,7 @@ class TestSagaDefinition:
 
     def test_policy_flags_are_bools(self) -> None:
         """continue_on_compensation_failure must be a bool, not a truthy string."""
-        with pytest.raises(TypeError, match="continue_on_compensation_failure: expected a bool"):
+        with pytest.raises(TypeError, match="continue_on_compensation_failure: expected True or False"):
             sk.CompensationPrimitive([(reserve, release)], continue_on_compensation_failure="yes")  # type: ignore[arg-type]
 
 

@@ -157,8 +157,7 @@ class TestCompensationFailure:
         """With continue_on_compensation_failure=True, every other compensation still runs."""
         crash(children, journal_file, service, env={journal_service.EXIT_AT: "ship:before"})
         monkeypatch.setenv(journal_service.BROKEN, "charge")
-        saga = journal_service.order_saga()
-        saga.continue_on_compensation_failure = True
+        saga = journal_service.order_saga().replace(continue_on_compensation_failure=True)
         [run] = (await sagakit.recover(journal_file, [saga])).runs
         assert run.status == "compensation_failed"
         assert run.error.pending == ()  # type: ignore[union-attr]

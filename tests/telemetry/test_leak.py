@@ -127,8 +127,7 @@ async def test_no_secret_reaches_any_sink(
     outputs: dict[str, str] = {}
     runs = []
     for scenario, faults, careless in scenarios():
-        saga = onboarding(services, careless=careless)
-        saga.continue_on_compensation_failure = keep_going
+        saga = onboarding(services, careless=careless).replace(continue_on_compensation_failure=keep_going)
         capture = SpanCapture(saga, capture_payloads=True)
         # Every sink on, payload capture included: one set to the test's providers and a
         # structlog pipeline writing JSON, one to the default sagakit logger (captured).
