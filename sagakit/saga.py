@@ -16,7 +16,7 @@ from sagakit.events import Observer
 from sagakit.faults import FaultLike, FaultPlan
 from sagakit.redaction import RedactLike, as_redactor
 from sagakit.runs import Run, RunHistory
-from sagakit.steps import Parallel, Stage, StageLike, Step, coerce_stages
+from sagakit.steps import Parallel, Stage, StageLike, Step, check_name, coerce_stages
 
 __all__ = ["CompensationPrimitive", "Saga"]
 
@@ -87,8 +87,7 @@ class Saga:
         journal: Observer | None = None,
         redact: RedactLike = None,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise TypeError(f"saga name: expected a non-empty string, got {describe(name)}")
+        check_name(name, "saga name")
         check_bool(continue_on_compensation_failure, f"saga {name!r} continue_on_compensation_failure")
         check_bool(log_compensations, f"saga {name!r} log_compensations")
         observers = _check_observers(observers, f"saga {name!r} observers")

@@ -58,6 +58,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         loop.close()
     """
 
+    #: Read by code that must know whether real time passes (a plain ``def`` step under a
+    #: timeout runs in place here instead of on a worker thread; see ``TimeoutPrimitive``).
+    virtual_clock = True
+
     def __new__(cls, start: float = 0.0) -> VirtualClockLoop:
         # Checked before the loop exists, so that a refused loop leaves nothing to close.
         if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):

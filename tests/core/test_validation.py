@@ -85,8 +85,10 @@ class TestSagaDefinition:
 
     def test_saga_name(self) -> None:
         """A saga's name is a non-empty string."""
-        with pytest.raises(TypeError, match="saga name: expected a non-empty string"):
+        with pytest.raises(ValueError, match="saga name: expected a non-empty string"):
             sk.Saga("", [reserve])
+        with pytest.raises(TypeError, match="saga name: expected a non-empty string, got int 5"):
+            sk.Saga(5, [reserve])  # type: ignore[arg-type]
 
     def test_nested_list_is_not_a_stage(self) -> None:
         """A list inside the list is refused, naming the position."""
@@ -113,7 +115,7 @@ class TestStepOptions:
     @pytest.mark.parametrize("timeout", [0, -1.5, float("inf"), float("nan")])
     def test_bad_timeout(self, timeout: float) -> None:
         """Timeouts are finite numbers of seconds > 0."""
-        with pytest.raises(ValueError, match=r"step 'reserve' timeout: expected a number of seconds > 0"):
+        with pytest.raises(ValueError, match=r"step 'reserve' timeout: expected a finite number of seconds > 0"):
             sk.step(reserve, timeout=timeout)
 
     def test_timeout_must_be_a_number(self) -> None:
@@ -128,7 +130,7 @@ class TestStepOptions:
 
     def test_timeout_primitive_negative(self) -> None:
         """The seed's TimeoutPrimitive refuses a negative timeout."""
-        with pytest.raises(ValueError, match="timeout: expected a number of seconds > 0, got -1"):
+        with pytest.raises(ValueError, match="timeout: expected a finite number of seconds > 0, got -1"):
             sk.TimeoutPrimitive(reserve, timeout=-1)
 
     def test_policy_needs_a_callable(self) -> None:
@@ -138,8 +140,10 @@ class TestStepOptions:
 
     def test_step_name_must_be_text(self) -> None:
         """step(name=...) is a non-empty string."""
-        with pytest.raises(TypeError, match="step name: expected a non-empty string"):
+        with pytest.raises(ValueError, match="step name: expected a non-empty string"):
             sk.step(reserve, name="  ")
+        with pytest.raises(TypeError, match="step name: expected a non-empty string, got int 3"):
+            sk.step(reserve, name=3)  # type: ignore[arg-type]
 
 
 class TestFaultValidation:
