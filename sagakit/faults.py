@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,6 +18,9 @@ from typing import Literal
 from sagakit.errors import FaultError, UnknownStepError
 
 __all__ = ["FAULT_MODES", "Fault", "FaultLike", "FaultMode", "FaultPlan"]
+
+#: The largest int that converts to a float; larger ones overflow in ``math.isfinite``.
+_LARGEST_SECONDS = int(sys.float_info.max)
 
 FaultMode = Literal["none", "fail", "fail_after", "fail_compensation"]
 
@@ -53,12 +57,16 @@ class Fault:
             )
         if isinstance(self.delay, bool) or not isinstance(self.delay, int | float):
             raise FaultError(f"fault delay must be a number of seconds, got {self.delay!r}")
+        if isinstance(self.delay, int) and abs(self.delay) > _LARGEST_SECONDS:
+            raise FaultError("fault delay must be a finite number >= 0 seconds, got an int too large for a float")
         if not math.isfinite(self.delay) or self.delay < 0:
             raise FaultError(f"fault delay must be a finite number >= 0 seconds, got {self.delay!r}")
         if isinstance(self.probability, bool) or not isinstance(self.probability, int | float):
             raise FaultError(f"fault probability must be a number, got {self.probability!r}")
         if not 0.0 <= self.probability <= 1.0:
             raise FaultError(f"fault probability must be between 0 and 1, got {self.probability!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise FaultError(f"fault seed must be an int or None, got {type(self.seed).__name__} {self.seed!r}")
         object.__setattr__(self, "_rng", random.Random(self.seed))
 
     @property
@@ -117,6 +125,11 @@ class FaultPlan(MutableMapping[str, Fault]):
         self._saga = saga
         self._watchers: list[Callable[[FaultPlan], None]] = []
         if faults is not None:
+            if isinstance(faults, str | bytes) or not isinstance(faults, Mapping | Iterable):
+                raise FaultError(
+                    "fault plan: expected a mapping of step names to faults (or mode strings) or None, got "
+                    f"{type(faults).__name__} {faults!r}"
+                )
             items = faults.items() if isinstance(faults, Mapping) else faults
             for name, fault in items:
                 self._set(name, fault)
