@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -146,6 +147,72 @@ class TestStepOptions:
             sk.step(reserve, name=3)  # type: ignore[arg-type]
 
 
+class TestNames:
+    @pytest.mark.parametrize(
+        ("name", "what"),
+        [
+            ("charge\\", "a backslash (at 6)"),
+            ("a\\Nb", "a backslash (at 1)"),
+            ("a\\Gb", "a backslash (at 1)"),
+            ("two\nlines", "U+000A (at 3)"),
+            ("tab\there", "U+0009 (at 3)"),
+            ("esc\x1b[31m", "U+001B (at 3)"),
+            ("del\x7f", "U+007F (at 3)"),
+            ("line\u2028sep", "U+2028 (at 4)"),
+        ],
+    )
+    def test_names_that_break_diagrams_are_refused(self, name: str, what: str) -> None:
+        """Backslashes and control characters are refused in step names, naming the character and why."""
+        with pytest.raises(sk.SagaDefinitionError, match=re.escape(f"step name {name!r}: ") + ".*" + re.escape(what)):
+            sk.step(reserve, name=name)
+
+    def test_a_function_name_is_checked_too(self) -> None:
+        """A name taken from the action's __name__ is checked and the message says to pass name=."""
+
+        async def action(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        action.__name__ = "bad\tname"
+        with pytest.raises(ValueError, match=r"taken from the action's __name__; pass name=\.\.\."):
+            sk.Saga("order", [action])
+
+    def test_saga_and_parallel_names_are_checked(self) -> None:
+        """The saga's and a parallel stage's names follow the same rule."""
+        with pytest.raises(ValueError, match="saga name 'order\\\\n'"):
+            sk.Saga("order\n", [reserve])
+        with pytest.raises(ValueError, match="parallel name"):
+            sk.parallel(reserve, sk.step(reserve, name="other"), name="fan\\out")
+
+    def test_printable_unicode_is_welcome(self) -> None:
+        """Names in any script, with spaces, dashes and emoji, are fine."""
+        saga = sk.Saga("bestellung", [sk.step(reserve, name="réserver l'article – 📦")])
+        assert saga.step_names == ("réserver l'article – 📦",)
+
+
+class TestRunHistoryMaxlen:
+    @pytest.mark.parametrize(("maxlen", "error"), [(-1, ValueError), (0, ValueError), ("5", TypeError),
+                                                   (True, TypeError), (2.0, TypeError)])
+    def test_bad_maxlen_is_refused_at_construction_and_assignment(self, maxlen: object, error: type) -> None:
+        """history.maxlen = -1 no longer empties the history silently: it is refused, naming maxlen."""
+        with pytest.raises(error, match="RunHistory maxlen: expected an int >= 1 or None"):
+            sk.RunHistory(maxlen=maxlen)  # type: ignore[arg-type]
+        saga = sk.Saga("order", [reserve])
+        saga.run_sync({})
+        RAN.clear()
+        with pytest.raises(error, match="RunHistory maxlen"):
+            saga.history.maxlen = maxlen  # type: ignore[assignment]
+        assert len(saga.history) == 1 and saga.history.maxlen is None
+
+    def test_a_smaller_maxlen_keeps_the_newest_runs(self) -> None:
+        """Lowering maxlen drops the oldest runs at once."""
+        saga = sk.Saga("order", [reserve])
+        runs = [saga.run_sync({}) for _ in range(3)]
+        RAN.clear()
+        saga.history.maxlen = 2
+        assert [r.run_id for r in saga.history] == [r.run_id for r in runs[1:]]
+        assert len(saga.history.runs) == 2
+
+
 class TestFaultValidation:
     def saga(self) -> sk.Saga:
         return sk.Saga("order", [sk.step(reserve, release), sk.step(reserve, name="charge")])
@@ -177,12 +244,19 @@ class TestFaultValidation:
             ({"delay": "1"}, "delay must be a number of seconds"),
             ({"probability": 1.5}, "probability must be between 0 and 1"),
             ({"probability": None}, "probability must be a number"),
+            ({"delay": 10**400}, "delay must be a finite number >= 0 seconds, got an int too large"),
+            ({"seed": "abc"}, "seed must be an int or None, got str 'abc'"),
         ],
     )
     def test_bad_fault_fields(self, kwargs: dict[str, Any], message: str) -> None:
         """Delays and probabilities are checked when the fault is made."""
         with pytest.raises(sk.FaultError, match=message):
             sk.Fault("fail", **kwargs)
+
+    def test_fault_plan_must_be_a_mapping(self) -> None:
+        """A number as a whole fault plan is named."""
+        with pytest.raises(sk.FaultError, match="fault plan: expected a mapping of step names to faults"):
+            self.saga().faults = 5  # type: ignore[assignment]
 
     def test_fault_plan_value_type(self) -> None:
         """A plan value must be a Fault or a mode string."""
