@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import math
 import selectors
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -64,7 +65,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     def __new__(cls, start: float = 0.0) -> VirtualClockLoop:
         # Checked before the loop exists, so that a refused loop leaves nothing to close.
-        if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
+        if (
+            isinstance(start, bool)
+            or not isinstance(start, int | float)
+            or not abs(start) <= sys.float_info.max  # also an int too large for a float, and NaN
+            or not math.isfinite(start)
+        ):
             raise TypeError(f"VirtualClockLoop start: expected a finite number of seconds, got {start!r}")
         return super().__new__(cls)
 

@@ -108,3 +108,12 @@ class TestTracebacks:
         with pytest.raises(KeyError) as raised:
             sk.Saga("s", [where]).simulate(2, {}, world=broken_world)
         assert raised.value.__context__ is None
+
+
+class TestVirtualClockArguments:
+    def test_a_start_too_large_for_a_float(self) -> None:
+        """VirtualClockLoop(10**400) is a TypeError naming start, not an OverflowError."""
+        from sagakit.explore import VirtualClockLoop
+
+        with pytest.raises(TypeError, match="VirtualClockLoop start: expected a finite number of seconds"):
+            VirtualClockLoop(10**400)
