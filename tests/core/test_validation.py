@@ -268,3 +268,39 @@ class TestFaultValidation:
         saga = self.saga()
         with pytest.raises(TypeError, match="context: expected a WorkflowContext or None"):
             saga.run_sync({}, {"correlation_id": "x"})  # type: ignore[arg-type]
+
+
+class TestImmutableParts:
+    def test_step_replace_returns_a_checked_copy(self) -> None:
+        """Step.replace changes one option, keeps the rest and validates like step()."""
+        original = sk.step(reserve, release, retry=2)
+        changed = original.replace(timeout=5)
+        assert (changed.name, changed.compensate, changed.retry, changed.timeout) == ("reserve", release,
+                                                                                      original.retry, 5.0)
+        assert original.timeout is None
+        with pytest.raises(ValueError, match="step 'reserve' timeout"):
+            original.replace(timeout=-1)
+        with pytest.raises(TypeError, match=r"Step\.replace: unknown change 'retries'"):
+            original.replace(retries=3)
+
+    def test_step_replace_renames_with_a_new_action(self) -> None:
+        """A name taken from the action follows a new action; a given name stays."""
+
+        async def charge(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        assert sk.step(reserve).replace(action=charge).name == "charge"
+        assert sk.step(reserve, name="hold").replace(action=charge).name == "hold"
+
+    def test_steps_and_parallel_stages_refuse_assignment(self) -> None:
+        """Steps and parallel stages are read-only; the message says how to change them."""
+        with pytest.raises(AttributeError, match=r"step.replace\(timeout=\.\.\.\)"):
+            sk.step(reserve).timeout = 3  # type: ignore[misc]
+        stage = sk.parallel(reserve, sk.step(reserve, name="other"))
+        with pytest.raises(AttributeError, match=r"parallel stages are immutable"):
+            stage.steps = ()  # type: ignore[misc]
+
+    def test_parallel_branches_must_be_steps(self) -> None:
+        """Parallel(...) built directly checks its branches."""
+        with pytest.raises(TypeError, match="parallel branch 0: expected a Step, got str 'x'"):
+            sk.Parallel(["x"])  # type: ignore[list-item]
