@@ -147,6 +147,8 @@ class Saga:
 
         Returns:
             A saga of the same class, validated as any new one is, with an empty history.
+            It is built by :class:`Saga`'s constructor: attributes a subclass adds of its
+            own are not copied.
 
         Raises:
             TypeError: a change names no constructor argument (the message lists them), or
