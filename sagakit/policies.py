@@ -9,10 +9,12 @@ event stream, and failure injection acts on each attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
 import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
@@ -271,9 +273,9 @@ class TimeoutPrimitive(Policy):
     cancelled, and inside a saga the attempt is recorded as failed with that error.
 
     A plain ``def`` function cannot be interrupted on the event loop, so under a timeout it
-    runs on a worker thread (``asyncio.to_thread``, with the caller's context variables):
-    the step fails at the deadline, while the abandoned call finishes in the background
-    (Python cannot stop a thread; ``asyncio.run`` waits for it at exit). That is the
+    runs on a thread of its own (with the caller's context variables): the step fails at
+    the deadline, while the abandoned call finishes in the background (Python cannot stop a
+    thread; the interpreter waits for it at exit). That is the
     ambiguous outcome ``step(..., compensate_on_failure=True)`` exists for. On a virtual
     clock (``simulate``) a synchronous call takes no time, so it runs in place.
     """
@@ -390,15 +392,49 @@ class _OffLoop:
         self.__name__ = callable_name(function)
 
     async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
-        if getattr(asyncio.get_running_loop(), "virtual_clock", False):
+        loop = asyncio.get_running_loop()
+        if getattr(loop, "virtual_clock", False):
             return await call_step_function(self.function, data, context)
-        result = await asyncio.to_thread(self.function, data, context)  # type: ignore[arg-type]
+        # A thread of its own rather than the loop's default executor: a pool of a few
+        # workers would queue concurrent steps, and the time spent waiting for a worker
+        # would count against their timeouts. Not a daemon: an abandoned call still
+        # finishes before the interpreter exits instead of being cut off mid-effect.
+        outcome = loop.create_future()
+        function, variables = self.function, contextvars.copy_context()
+
+        def work() -> None:
+            try:
+                result = variables.run(function, data, context)  # type: ignore[arg-type]
+            except BaseException as exc:  # handed to the loop, as the call's outcome
+                _hand_over(loop, outcome, None, exc)
+            else:
+                _hand_over(loop, outcome, result, None)
+
+        threading.Thread(target=work, name=f"sagakit-step-{self.__name__}").start()
+        result = await outcome
         if inspect.isawaitable(result):
             result = await result
         return result
 
     def __repr__(self) -> str:
         return f"<{callable_name(self.function)} on a worker thread>"
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop, outcome: asyncio.Future[Any], result: Any, error: BaseException | None
+) -> None:
+    """Settle ``outcome`` on its loop from a worker thread; nothing if the wait was abandoned."""
+
+    def settle() -> None:
+        if outcome.done():  # the step timed out or was cancelled meanwhile
+            return
+        if error is None:
+            outcome.set_result(result)
+        else:
+            outcome.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for the outcome
+        loop.call_soon_threadsafe(settle)
 
 
 def off_loop(fn: AnyStepFunction) -> AnyStepFunction:

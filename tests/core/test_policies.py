@@ -194,3 +194,18 @@ class TestSequential:
     def test_names_are_seen_through_policies(self) -> None:
         """A step built from a policy takes the innermost function's name."""
         assert sk.step(sk.TimeoutPrimitive(sk.RetryPrimitive(double), timeout=1)).name == "double"
+
+
+class TestTimeoutConcurrency:
+    async def test_concurrent_plain_def_steps_do_not_wait_for_each_other(self) -> None:
+        """Twenty timed sync steps all run at once: none waits in a pool's queue (where its
+        waiting would count against its timeout)."""
+        everyone = threading.Barrier(20, timeout=10)
+
+        def meet(data: Any, context: sk.WorkflowContext) -> Any:
+            everyone.wait()  # breaks (and the step fails) unless all twenty run at the same time
+            return data
+
+        saga = sk.Saga("s", [sk.step(meet, timeout=30)])
+        runs = await asyncio.gather(*(saga.run({}) for _ in range(20)))
+        assert [run.status for run in runs] == ["completed"] * 20
