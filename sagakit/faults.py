@@ -120,8 +120,16 @@ class FaultPlan(MutableMapping[str, Fault]):
         steps: Iterable[str] | None = None,
         saga: str | None = None,
     ) -> None:
+        if steps is not None:
+            if isinstance(steps, str | bytes) or not isinstance(steps, Iterable):
+                raise TypeError(f"FaultPlan steps: expected step names (an iterable of str) or None, got {steps!r}")
+            steps = tuple(steps)
+            if not all(isinstance(name, str) for name in steps):
+                raise TypeError(f"FaultPlan steps: expected step names (an iterable of str) or None, got {steps!r}")
+        if saga is not None and not isinstance(saga, str):
+            raise TypeError(f"FaultPlan saga: expected the saga's name (a str) or None, got {saga!r}")
         self._faults: dict[str, Fault] = {}
-        self._steps: tuple[str, ...] | None = tuple(steps) if steps is not None else None
+        self._steps: tuple[str, ...] | None = steps
         self._saga = saga
         self._watchers: list[Callable[[FaultPlan], None]] = []
         if faults is not None:
@@ -182,6 +190,8 @@ class FaultPlan(MutableMapping[str, Fault]):
 
     def watch(self, callback: Callable[[FaultPlan], None]) -> Callable[[], None]:
         """Call ``callback(plan)`` after every change; returns a function that stops it."""
+        if not callable(callback):
+            raise TypeError(f"FaultPlan.watch callback: expected a callable taking the plan, got {callback!r}")
         self._watchers.append(callback)
 
         def unwatch() -> None:

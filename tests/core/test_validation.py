@@ -304,3 +304,16 @@ class TestImmutableParts:
         """Parallel(...) built directly checks its branches."""
         with pytest.raises(TypeError, match="parallel branch 0: expected a Step, got str 'x'"):
             sk.Parallel(["x"])  # type: ignore[list-item]
+
+
+class TestFaultPlanArguments:
+    def test_steps_saga_and_watchers_are_checked(self) -> None:
+        """FaultPlan's own arguments name themselves when wrong."""
+        with pytest.raises(TypeError, match="FaultPlan steps: expected step names"):
+            sk.FaultPlan(steps="reserve")
+        with pytest.raises(TypeError, match="FaultPlan steps: expected step names"):
+            sk.FaultPlan(steps=[1, 2])  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="FaultPlan saga: expected the saga's name"):
+            sk.FaultPlan(saga=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"FaultPlan\.watch callback: expected a callable"):
+            sk.FaultPlan().watch("print")  # type: ignore[arg-type]
