@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
+from sagakit.journal._attempts import SUCCEEDED, whole_outcomes
 from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, owner_alive
 from sagakit.journal._history import RecordedRun, read_runs, saga_definitions
 from sagakit.journal._sqlite import SqliteJournal
-from sagakit.policies import call_step_function
+from sagakit.policies import Policy, call_step_function
 from sagakit.runs import Run, RunStatus
 from sagakit.steps import Parallel, Step
 
@@ -260,22 +261,30 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
     """What recovery owes a run: compensations in order, the result if complete, and whether it is complete."""
     events = record.events
     completed: dict[str, tuple[int, int, Any, bool]] = {}  # name -> (position, index, data, stored)
-    ended: dict[str, bool] = {}
-    compensated: set[str] = set()
+    attempts: dict[str, list[int]] = {}  # name -> positions of the events ending its forward attempts
+    compensations: dict[str, list[int]] = {}  # name -> positions of its compensation events
+    skipped: set[str] = set()
     rolling_back = False
     for position, event in enumerate(events):
         kind = event.kind
         if kind is _K.STEP_SUCCEEDED or kind is _K.STEP_FAILED or kind is _K.STEP_CANCELLED:
             name = event.step or ""
-            ended[name] = kind is _K.STEP_SUCCEEDED
+            attempts.setdefault(name, []).append(position)
             if kind is _K.STEP_SUCCEEDED:
                 completed[name] = (position, event.index, event.data, record.payload_states[position] == "stored")
-        elif kind is _K.COMPENSATION_SUCCEEDED or kind is _K.COMPENSATION_SKIPPED:
-            compensated.add(event.step or "")
+        elif kind is _K.COMPENSATION_SKIPPED:
+            skipped.add(event.step or "")
+        elif event.phase == "compensate":
+            compensations.setdefault(event.step or "", []).append(position)
         elif kind is _K.ROLLBACK_STARTED:
             rolling_back = True
-    done = {name: entry for name, entry in completed.items() if ended.get(name)}
     steps = {member.name: member for member in saga.steps}
+    stage_of = {member.name: number for number, stage in enumerate(saga.stages)
+                for member in (stage.steps if isinstance(stage, Parallel) else (stage,))}
+    done = {name: entry for name, entry in completed.items()
+            if _forward_done(events, attempts[name], steps.get(name), stage_of)}
+    compensated = skipped | {name for name, positions in compensations.items()
+                             if _compensation_done(events, positions, steps.get(name))}
     undo: list[_Undo] = []
     # The first stage that did not complete: its steps may have been in flight.
     stage_input = events[0].data
@@ -300,6 +309,56 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
         if name not in compensated:
             undo.append(_Undo(name, step_index, steps.get(name), data, stored))
     return undo, None, False
+
+
+def _forward_done(events: Sequence[Event], positions: Sequence[int], step: Step | None,
+                  stage_of: Mapping[str, int]) -> bool:
+    """Whether a step's whole forward call completed, from the events ending its attempts.
+
+    The end of one attempt is the end of the step only for a plain action. For a policy, the
+    step completed if something recorded after its last attempt shows the run moved past its
+    stage (a later stage's attempt, the rollback), or if its attempts cannot be read otherwise.
+    """
+    last = events[positions[-1]]
+    if last.kind is not _K.STEP_SUCCEEDED:
+        return False
+    if step is None or step.plain:
+        return True
+    stage = stage_of[step.name]
+    for later in events[positions[-1] + 1 :]:
+        if later.phase != "forward" or stage_of.get(later.step or "", -1) != stage:
+            return True  # stages run one after another: the run moved past this one
+    return _whole_succeeded(step.forward, [events[p].kind is _K.STEP_SUCCEEDED for p in positions])
+
+
+def _compensation_done(events: Sequence[Event], positions: Sequence[int], step: Step | None) -> bool:
+    """Whether a step's whole compensation succeeded, from its recorded events.
+
+    Every call of the compensation (by the engine's rollback, or by a recovery) starts again
+    at attempt 1; only the last one counts. A compensation that is a policy succeeded when
+    its last attempt succeeded and the rollback moved on to something else, or when its
+    attempts add up to the whole.
+    """
+    ends = [p for p in positions if events[p].kind is not _K.COMPENSATION_STARTED]
+    if not ends or events[ends[-1]].kind is not _K.COMPENSATION_SUCCEEDED or positions[-1] != ends[-1]:
+        return False  # never succeeded, or a later attempt started after its last success
+    compensate = step.compensate if step is not None else None
+    if compensate is None or not isinstance(compensate, Policy):
+        return True
+    name = events[ends[-1]].step
+    if any(later.step != name for later in events[ends[-1] + 1 :]):
+        return True  # compensations run one after another: the rollback moved on
+    call = ends[max((i for i, p in enumerate(ends) if events[p].attempt <= 1), default=0) :]
+    return _whole_succeeded(compensate, [events[p].kind is _K.COMPENSATION_SUCCEEDED for p in call])
+
+
+def _whole_succeeded(fn: Any, attempts: Sequence[bool]) -> bool:
+    outcomes = whole_outcomes(fn, attempts)
+    if not outcomes:
+        # A policy of the user's own (or a definition changed since the run): the end of
+        # its last attempt is all there is to go by.
+        return attempts[-1]
+    return outcomes == {SUCCEEDED}
 
 
 def _stage_output(stage: Step | Parallel, members: Sequence[Step], done: Mapping[str, Any], data: Any) -> Any:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import journal_parts
 import journal_service
 import pytest
 from journal_support import Children
@@ -230,3 +235,77 @@ class TestConcurrentRecoveries:
         ends = dict(connection.execute("SELECT run_id, count(*) FROM events WHERE kind = 'run_finished' GROUP BY 1"))
         connection.close()
         assert all(ends[run_id] == 1 for run_id in pending)
+
+
+class TestStepsOfSeveralAttempts:
+    """A policy records one event per attempt; recovery counts only the end of a whole step or compensation."""
+
+    @pytest.fixture
+    def parts_service(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+        path = tmp_path / "parts.db"
+        journal_parts.create_service(path)
+        monkeypatch.setenv(journal_parts.SERVICE, str(path))  # recovery's compensations record their calls too
+        monkeypatch.delenv(journal_parts.KILL_IN, raising=False)
+        return str(path)
+
+    @staticmethod
+    def kill(journal: Path, service: str, saga: str, kill_in: str) -> list[str]:
+        """Run ``saga`` in a child that SIGKILLs itself in ``kill_in``; the functions it called."""
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join([str(Path(journal_parts.__file__).parent),
+                                                     environment.get("PYTHONPATH", "")])
+        child = subprocess.run([sys.executable, journal_parts.__file__, saga, str(journal), service, kill_in],
+                               capture_output=True, text=True, timeout=120, env=environment)
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        return [name for name, _ in journal_parts.calls(service)]
+
+    async def test_a_sequential_step_killed_after_its_first_part_is_not_compensated_as_complete(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """pick >> box killed in box: the step was in flight, so its compensation does not run with pick's output."""
+        assert self.kill(journal_file, parts_service, "pack", "box") == ["reserve", "pick", "box"]
+        recovery = await sagakit.recover(journal_file, [journal_parts.build("pack")])
+        assert [run.status for run in recovery.runs] == ["compensated"]
+        assert journal_parts.calls(parts_service)[3:] == [("release", {"order": 7, "reserve": True})]
+
+    async def test_an_ambiguous_sequential_step_in_flight_is_compensated_with_its_input(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """With compensate_on_failure, the in-flight step's compensation receives the step's input, not a part's output."""
+        self.kill(journal_file, parts_service, "pack_ambiguous", "box")
+        await sagakit.recover(journal_file, [journal_parts.build("pack_ambiguous")])
+        assert journal_parts.calls(parts_service)[3:] == [
+            ("unpack", {"order": 7, "reserve": True}), ("release", {"order": 7, "reserve": True}),
+        ]
+
+    async def test_a_sequential_step_whose_every_part_ended_is_compensated_with_its_output(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """Killed in the next step, before it recorded anything: pick >> box had completed, and is undone."""
+        assert self.kill(journal_file, parts_service, "pack", "ship") == ["reserve", "pick", "box", "ship"]
+        await sagakit.recover(journal_file, [journal_parts.build("pack")])
+        assert journal_parts.calls(parts_service)[4:] == [
+            ("unpack", {"order": 7, "reserve": True, "pick": True, "box": True}),
+            ("release", {"order": 7, "reserve": True}),
+        ]
+
+    async def test_a_step_that_succeeded_on_a_retry_is_compensated(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """A failed try then a successful one: the step completed, whatever comes after its records."""
+        assert self.kill(journal_file, parts_service, "flaky", "ship") == ["reserve", "charge", "charge", "ship"]
+        await sagakit.recover(journal_file, [journal_parts.build("flaky")])
+        assert [name for name, _ in journal_parts.calls(parts_service)[4:]] == ["uncharge", "release"]
+
+    async def test_a_sequential_compensation_killed_after_its_first_part_runs_again_whole(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """refund >> notify killed in notify: recovery runs the whole compensation, then the earlier ones."""
+        called = self.kill(journal_file, parts_service, "refund", "notify")
+        assert called == ["reserve", "pay", "refund", "notify"]
+        recovery = await sagakit.recover(journal_file, [journal_parts.build("refund")])
+        [run] = recovery.runs
+        assert run.status == "compensated"
+        assert [name for name, _ in journal_parts.calls(parts_service)[4:]] == ["refund", "notify", "release"]
+        again = await sagakit.recover(journal_file, [journal_parts.build("refund")])
+        assert len(again) == 0 and len(journal_parts.calls(parts_service)) == 7
