@@ -78,6 +78,14 @@ class TestPaths:
             sagakit.SqliteJournal(journal_file, serializer=object())  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="redact"):
             sagakit.SqliteJournal(journal_file, redact=3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="durability: expected 'full', 'normal' or 'off'"):
+            sagakit.SqliteJournal(journal_file, durability=["full"])  # type: ignore[arg-type]
+        for timeout in (float("nan"), float("inf"), -1, 10**400):
+            with pytest.raises(ValueError, match="busy_timeout: expected a number of seconds from 0 to"):
+                sagakit.SqliteJournal(journal_file, busy_timeout=timeout)
+        with pytest.raises(TypeError, match="busy_timeout: expected a number of seconds"):
+            sagakit.SqliteJournal(journal_file, busy_timeout="5")  # type: ignore[arg-type]
+        assert not journal_file.exists()  # nothing was created for a refused journal
 
 
 class TestBadFiles:
