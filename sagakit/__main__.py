@@ -5,7 +5,8 @@ crash left unfinished in a journal, using the saga definitions it imports from y
 
 Exit status: 0 when every unfinished run was rolled back (or there was none), 1 when some run
 needs attention (a compensation failed) or was skipped, 2 for a usage error (a bad argument, a
-saga that cannot be imported, a journal that cannot be opened).
+saga that cannot be imported, a journal that cannot be opened or is damaged: then every run that
+could still be read was recovered, and the one line printed names the damaged runs).
 """
 
 from __future__ import annotations
@@ -82,15 +83,18 @@ def _recover(options: argparse.Namespace) -> int:
         journal = SqliteJournal(options.journal)
     except JournalError as exc:
         raise UsageError(str(exc)) from exc
-    with journal:
-        if options.dry_run:
-            listed = journal.runs(unfinished=True, attention=options.retry_failed)
-            for entry in listed:
-                state = "running" if entry.live else ("needs attention" if entry.status else "interrupted")
-                print(f"{entry.run_id}  {entry.saga}  {state}  (process {entry.owner.pid} on {entry.owner.host})")
-            print(f"{len(listed)} run(s) to look at; nothing changed (--dry-run)")
-            return 0
-        result = asyncio.run(recover(journal, sagas, force=options.force, retry_failed=options.retry_failed))
+    try:
+        with journal:
+            if options.dry_run:
+                listed = journal.runs(unfinished=True, attention=options.retry_failed)
+                for entry in listed:
+                    state = "running" if entry.live else ("needs attention" if entry.status else "interrupted")
+                    print(f"{entry.run_id}  {entry.saga}  {state}  (process {entry.owner.pid} on {entry.owner.host})")
+                print(f"{len(listed)} run(s) to look at; nothing changed (--dry-run)")
+                return 0
+            result = asyncio.run(recover(journal, sagas, force=options.force, retry_failed=options.retry_failed))
+    except JournalError as exc:  # a damaged file: what could be recovered was; the message says what to do
+        raise UsageError(str(exc)) from exc
     for run in result.runs:
         line = f"{run.run_id}  {run.saga}  {run.status}"
         if run.status == "compensation_failed":

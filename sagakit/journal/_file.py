@@ -25,6 +25,7 @@ from sagakit.errors import JournalError
 __all__ = [
     "ACTIVE_RUNS",
     "APPLICATION_ID",
+    "DAMAGED_ADVICE",
     "SCHEMA_VERSION",
     "SYNCHRONOUS",
     "FINISH_RUN",
@@ -107,7 +108,8 @@ FINISH_RUN = "UPDATE runs SET status = ?, finished_at = ?, attention = ? WHERE r
 
 # -- opening a file ------------------------------------------------------------------------
 
-_DAMAGED_ADVICE = (
+#: What to do with a damaged journal (``{path}`` is its path).
+DAMAGED_ADVICE = (
     "keep a copy of it, try `sqlite3 {path} .recover > dump.sql` to salvage its records, and give "
     "sagakit a new journal path"
 )
@@ -128,7 +130,7 @@ def journal_path(path: object, what: str = "journal") -> Path:
 def damaged(path: Path, exc: BaseException) -> JournalError:
     """The error for a journal SQLite reports as damaged or not a database."""
     return JournalError(
-        path, f"the file is damaged or is not a SQLite database ({exc}); " + _DAMAGED_ADVICE.format(path=path)
+        path, f"the file is damaged or is not a SQLite database ({exc}); " + DAMAGED_ADVICE.format(path=path)
     )
 
 

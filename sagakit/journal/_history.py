@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagakit.errors import JournalError
 from sagakit.events import Event, EventKind
-from sagakit.journal._file import connect, damaged, journal_path
+from sagakit.journal._file import DAMAGED_ADVICE, connect, damaged, journal_path
 from sagakit.journal._payload import JsonSerializer, Serializer, error_text, journal_redactor
 from sagakit.redaction import Redactor
 from sagakit.runs import Run, RunHistory
@@ -33,9 +33,13 @@ if TYPE_CHECKING:
 __all__ = [
     "RecordedError",
     "RecordedRun",
+    "all_run_ids",
+    "damage_report",
+    "damaged_run",
     "history_from_parquet",
     "history_to_parquet",
     "load_history",
+    "read_each_run",
     "read_runs",
     "recorded_error",
     "run_from_record",
@@ -123,8 +127,13 @@ def read_runs(
         raise damaged(path, exc) from exc
     runs: dict[str, RecordedRun] = {}
     for run_id, saga, correlation_id, backend, info, status in run_rows:
-        runs[run_id] = RecordedRun(run_id, saga, correlation_id, backend, json.loads(info) if info else {},
-                                   status, [], [])
+        try:
+            facts = json.loads(info) if info else {}
+            if not isinstance(facts, dict):
+                raise ValueError(f"expected a JSON object, got {type(facts).__name__}")
+        except ValueError as exc:
+            raise damaged_run(path, run_id, f"its info cell is not the JSON it was written as ({exc})") from exc
+        runs[run_id] = RecordedRun(run_id, saga, correlation_id, backend, facts, status, [], [])
     order: dict[str, int] = {}
     for position, row in enumerate(event_rows):
         run = runs.get(row[0])
@@ -151,6 +160,86 @@ def read_runs(
         run.payload_states.append(payload_state)
         order[run_id] = position
     return sorted((run for run in runs.values() if run.events), key=lambda run: order[run.run_id])
+
+
+def damaged_run(path: Path, run_id: str, what: str) -> JournalError:
+    """The error for one run whose records cannot be read back."""
+    return JournalError(path, f"run {run_id} is damaged: {what}; " + DAMAGED_ADVICE.format(path=path))
+
+
+def read_each_run(
+    connection: sqlite3.Connection,
+    path: Path,
+    *,
+    serializer: Serializer | None = None,
+    run_ids: Sequence[str],
+    payloads: bool = True,
+) -> tuple[list[RecordedRun], dict[str, JournalError]]:
+    """:func:`read_runs`, salvaging what a damaged file still holds.
+
+    Reads all of ``run_ids`` at once; if that fails, reads them one by one, so that a damaged
+    page or cell costs only the runs stored in it.
+
+    Returns:
+        The runs that could be read, and for each one that could not, the error naming it.
+    """
+    try:
+        return read_runs(connection, path, serializer=serializer, run_ids=run_ids, payloads=payloads), {}
+    except JournalError:
+        pass
+    records: list[RecordedRun] = []
+    damaged_runs: dict[str, JournalError] = {}
+    for run_id in run_ids:
+        try:
+            records.extend(read_runs(connection, path, serializer=serializer, run_ids=[run_id], payloads=payloads))
+        except JournalError as exc:
+            damaged_runs[run_id] = exc if f"run {run_id}" in exc.reason else damaged_run(
+                path, run_id, f"its records cannot be read ({exc.__cause__ or exc.reason})"
+            )
+    return records, damaged_runs
+
+
+def damage_report(path: Path, damaged_runs: Mapping[str, JournalError], lost_rows: int, done: str) -> JournalError:
+    """One error summing up the runs a damaged journal no longer gives back, after ``done``."""
+    parts = []
+    if damaged_runs:
+        first = next(iter(damaged_runs.values())).reason.split("; keep a copy")[0]
+        more = len(damaged_runs) - 1
+        parts.append(first + (f" (and {more} more run(s): {', '.join(list(damaged_runs)[1:6])}"
+                              f"{' ...' if more > 5 else ''})" if more else ""))
+    if lost_rows:
+        parts.append(f"{lost_rows} row(s) of its runs table cannot be read, so those runs cannot even be named")
+    return JournalError(path, "; ".join(parts) + f"; {done}; " + DAMAGED_ADVICE.format(path=path))
+
+
+def all_run_ids(connection: sqlite3.Connection, path: Path) -> tuple[list[str], int]:
+    """Every run id in the ``runs`` table, read row by row when the table is damaged.
+
+    Returns:
+        The run ids that could be read, and how many rows could not.
+
+    Raises:
+        JournalError: not even the size of the table can be read.
+    """
+    try:
+        return [row[0] for row in connection.execute("SELECT run_id FROM runs ORDER BY rowid")], 0
+    except sqlite3.DatabaseError:
+        pass
+    try:
+        last = connection.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, exc) from exc
+    found: list[str] = []
+    lost = 0
+    for rowid in range(1, last + 1):
+        try:
+            row = connection.execute("SELECT run_id FROM runs WHERE rowid = ?", (rowid,)).fetchone()
+        except sqlite3.DatabaseError:
+            lost += 1
+            continue
+        if row is not None:
+            found.append(row[0])
+    return found, lost
 
 
 def saga_definitions(sagas: Iterable[Saga] | Mapping[str, Saga] | None, what: str) -> dict[str, Saga]:
@@ -218,7 +307,16 @@ def load_history(
             definitions.setdefault(name, saga)  # type: ignore[arg-type]
     connection = connect(file, write=False)
     try:
-        records = read_runs(connection, file, serializer=serializer, payloads=payloads)
+        try:
+            records = read_runs(connection, file, serializer=serializer, payloads=payloads)
+        except JournalError:
+            # Damaged somewhere: find out which runs, so the error can name them.
+            run_ids, lost = all_run_ids(connection, file)
+            records, damaged_runs = read_each_run(connection, file, serializer=serializer, run_ids=run_ids,
+                                                  payloads=payloads)
+            if damaged_runs or lost:
+                raise damage_report(file, damaged_runs, lost, f"{len(records)} other run(s) are readable") from None
+            raise
     finally:
         connection.close()
     runs = []

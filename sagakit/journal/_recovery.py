@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,15 +39,15 @@ from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
 from sagakit.journal._attempts import SUCCEEDED, whole_outcomes
-from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, owner_alive
-from sagakit.journal._history import RecordedRun, read_runs, saga_definitions
+from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, damaged, owner_alive
+from sagakit.journal._history import RecordedRun, damage_report, damaged_run, read_each_run, saga_definitions
 from sagakit.journal._sqlite import SqliteJournal
 from sagakit.policies import Policy, call_step_function
 from sagakit.runs import Run, RunStatus
 from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
-    import sqlite3
+    from pathlib import Path
 
     from sagakit.saga import Saga
 
@@ -178,8 +179,8 @@ async def _recover_all(
     observers: Sequence[Observer],
 ) -> Recovery:
     where = "status IS NULL" + (" OR status = 'compensation_failed'" if retry_failed else "")
-    query = f"SELECT run_id, saga, status, owner_host, owner_pid, owner_started FROM runs WHERE {where} ORDER BY rowid"
-    rows = await journal._call(lambda connection: connection.execute(query).fetchall())
+    rows, lost_rows = await journal._call(functools.partial(_unfinished_runs, path=journal.path, where=where))
+    damaged_runs: dict[str, JournalError] = {}
     skipped: list[SkippedRun] = []
     eligible: list[tuple[str, Saga, str | None, Owner]] = []
     for run_id, saga_name, status, host, pid, started in rows:
@@ -209,13 +210,17 @@ async def _recover_all(
     for chunk in range(0, len(eligible), _CHUNK):
         part = eligible[chunk : chunk + _CHUNK]
         # One transaction claims them all, so that two recoveries never share a run.
-        claimed = set(await journal._call(functools.partial(_claim, runs=[(r, s, o) for r, _, s, o in part])))
+        claims = [(r, s, o) for r, _, s, o in part]
+        claimed_ids, unclaimable = await journal._call(functools.partial(_claim_each, path=journal.path, runs=claims))
+        claimed = set(claimed_ids)
+        damaged_runs.update(unclaimable)
         skipped.extend(SkippedRun(run_id, saga.name, "another recovery took it over meanwhile")
-                       for run_id, saga, _, _ in part if run_id not in claimed)
+                       for run_id, saga, _, _ in part if run_id not in claimed and run_id not in unclaimable)
         try:
-            records = await journal._call(
-                functools.partial(read_runs, path=journal.path, serializer=journal.serializer, run_ids=list(claimed))
-            )
+            records, unreadable = await journal._call(functools.partial(
+                read_each_run, path=journal.path, serializer=journal.serializer, run_ids=list(claimed)
+            ))
+            damaged_runs.update(unreadable)
             by_id = {record.run_id: record for record in records}
             outcomes = await asyncio.gather(
                 *(one(by_id[run_id], saga) for run_id, saga, _, _ in part if run_id in by_id)
@@ -228,7 +233,52 @@ async def _recover_all(
                 recovered.append(outcome)
             else:
                 skipped.append(outcome)
+    if damaged_runs or lost_rows:
+        # Every readable run is recovered first: damage costs only the runs stored in it.
+        raise damage_report(journal.path, damaged_runs, lost_rows,
+                            f"{len(recovered)} other run(s) were recovered, {len(skipped)} skipped")
     return Recovery(tuple(recovered), tuple(skipped))
+
+
+_UNFINISHED = "SELECT run_id, saga, status, owner_host, owner_pid, owner_started FROM runs"
+
+
+def _unfinished_runs(connection: sqlite3.Connection, *, path: Path, where: str) -> tuple[list[Any], int]:
+    """The runs to look at, and how many rows of a damaged ``runs`` table could not be read."""
+    try:
+        return connection.execute(f"{_UNFINISHED} WHERE {where} ORDER BY rowid").fetchall(), 0
+    except sqlite3.DatabaseError:
+        pass
+    try:
+        last = connection.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, exc) from exc
+    rows: list[Any] = []
+    lost = 0
+    for rowid in range(1, last + 1):  # row by row: each damaged page costs only its own rows
+        try:
+            rows.extend(connection.execute(f"{_UNFINISHED} WHERE rowid = ? AND ({where})", (rowid,)).fetchall())
+        except sqlite3.DatabaseError:
+            lost += 1
+    return rows, lost
+
+
+def _claim_each(
+    connection: sqlite3.Connection, *, path: Path, runs: Sequence[tuple[str, str | None, Owner]]
+) -> tuple[list[str], dict[str, JournalError]]:
+    """:func:`_claim` all ``runs`` at once or, in a damaged file, one by one; also the runs that could not be."""
+    try:
+        return _claim(connection, runs=runs), {}
+    except sqlite3.DatabaseError:
+        pass
+    claimed: list[str] = []
+    failed: dict[str, JournalError] = {}
+    for run in runs:
+        try:
+            claimed.extend(_claim(connection, runs=[run]))
+        except sqlite3.DatabaseError as exc:
+            failed[run[0]] = damaged_run(path, run[0], f"it cannot be claimed for recovery ({exc})")
+    return claimed, failed
 
 
 def _claim(connection: sqlite3.Connection, *, runs: Sequence[tuple[str, str | None, Owner]]) -> list[str]:
@@ -252,7 +302,8 @@ def _claim(connection: sqlite3.Connection, *, runs: Sequence[tuple[str, str | No
         connection.execute("COMMIT")
     except BaseException:
         ACTIVE_RUNS.difference_update(claimed)
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # SQLite may have rolled back already
+            connection.execute("ROLLBACK")
         raise
     return claimed
 

@@ -30,6 +30,7 @@ from sagakit.journal._file import (
     Owner,
     connect,
     current_owner,
+    damaged,
     journal_path,
     owner_alive,
 )
@@ -588,7 +589,10 @@ class SqliteJournal:
             "SELECT run_id, saga, correlation_id, status, started_at, attention, owner_host, owner_pid, owner_started"
             f" FROM runs{where} ORDER BY rowid"
         )
-        rows = self._call_sync(lambda connection: connection.execute(query).fetchall())
+        try:
+            rows = self._call_sync(lambda connection: connection.execute(query).fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise damaged(self.path, exc) from exc
         result = []
         for run_id, saga, correlation_id, status, started_at, attention_text, host, pid, started in rows:
             owner = Owner(host or "", pid or 0, started or "")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import journal_service
-from journal_support import HERE, Children
+from journal_support import HERE, Children, damaged_journal
 
 
 def sagakit_command(*arguments: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,3 +56,14 @@ class TestRecoverCommand:
         missing = sagakit_command("recover", "--journal", tmp_path / "no" / "j.db", "journal_service:order")
         assert missing.returncode == 2 and "does not exist; create it first" in missing.stderr
         assert sagakit_command("recover", "journal_service:order").returncode == 2  # --journal is required
+
+    def test_a_damaged_journal_exits_2_with_one_line_naming_the_run(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """No traceback: one line naming the file and the damaged run; the other runs are rolled back."""
+        _, broken, _ = damaged_journal(children, journal_file, service)
+        result = sagakit_command("recover", "--journal", journal_file, "journal_service:order")
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"sagakit recover: journal {journal_file}: run {broken} is damaged")
+        assert {run_id for _, run_id, _ in journal_service.items(service)} == {broken}

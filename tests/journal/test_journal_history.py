@@ -10,9 +10,10 @@ from typing import Any
 import journal_service
 import pandas as pd
 import pytest
-from journal_support import Children
+from journal_support import Children, damaged_journal
 
 import sagakit
+import sagakit.journal
 from sagakit import Fault, Saga, WorkflowContext, parallel, step
 from sagakit.journal import RecordedError
 
@@ -138,6 +139,22 @@ class TestFromJournal:
         assert len(per_run) == 120 and set(per_run) == {("completed", 5)}
         history = sagakit.RunHistory.from_journal(journal_file)
         assert len(history) == 120 and set(history.runs["status"]) == {"completed"}
+
+
+    def test_a_damaged_journal_names_the_damaged_run(self, journal_file: Path, service: str,
+                                                      children: Children) -> None:
+        """Damaged pages or cells: a JournalError naming the file and the run, never a raw sqlite3 or JSON error."""
+        _, broken, last = damaged_journal(children, journal_file, service, finished=True)
+        with pytest.raises(sagakit.journal.JournalError, match=f"run {broken} is damaged") as raised:
+            sagakit.RunHistory.from_journal(journal_file)
+        assert str(journal_file) in str(raised.value) and "2 other run(s) are readable" in str(raised.value)
+        connection = sqlite3.connect(journal_file)
+        with connection:
+            connection.execute("UPDATE runs SET info = '[' WHERE run_id = ?", (last,))
+        connection.close()
+        with pytest.raises(sagakit.journal.JournalError, match="1 other run") as raised:
+            sagakit.RunHistory.from_journal(journal_file, payloads=False)
+        assert broken in str(raised.value) and last in str(raised.value)  # both damaged runs are named
 
 
 class TestParquet:

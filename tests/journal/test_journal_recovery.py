@@ -14,7 +14,7 @@ from pathlib import Path
 import journal_parts
 import journal_service
 import pytest
-from journal_support import Children
+from journal_support import Children, damaged_journal
 
 import sagakit
 import sagakit.journal
@@ -37,6 +37,14 @@ def unfinished(journal: Path) -> list[str]:
     connection = sqlite3.connect(journal)
     try:
         return [row[0] for row in connection.execute("SELECT run_id FROM runs WHERE status IS NULL")]
+    finally:
+        connection.close()
+
+
+def rows_of(journal: Path, query: str) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(journal)
+    try:
+        return connection.execute(query).fetchall()
     finally:
         connection.close()
 
@@ -309,3 +317,36 @@ class TestStepsOfSeveralAttempts:
         assert [name for name, _ in journal_parts.calls(parts_service)[4:]] == ["refund", "notify", "release"]
         again = await sagakit.recover(journal_file, [journal_parts.build("refund")])
         assert len(again) == 0 and len(journal_parts.calls(parts_service)) == 7
+
+
+class TestDamagedJournals:
+    async def test_damaged_pages_cost_only_their_run_and_are_named(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """The other runs are rolled back; then a JournalError names the file and the damaged run."""
+        first, broken, last = damaged_journal(children, journal_file, service)
+        with pytest.raises(sagakit.journal.JournalError) as raised:
+            await sagakit.recover(journal_file, [journal_service.order_saga()])
+        message = str(raised.value)
+        assert str(journal_file) in message and f"run {broken} is damaged" in message
+        assert "2 other run(s) were recovered" in message and ".recover" in message
+        assert {run_id for _, run_id, _ in journal_service.items(service)} == {broken}
+        statuses = dict(rows_of(journal_file, "SELECT run_id, status FROM runs"))
+        assert statuses == {first: "compensated", broken: None, last: "compensated"}
+
+    async def test_a_damaged_info_cell_names_its_run(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """An info cell that is no longer JSON: a JournalError naming the run, not a bare JSONDecodeError."""
+        for _ in range(2):
+            crash(children, journal_file, service, env={journal_service.EXIT_AT: "charge:before"})
+        good, bad = unfinished(journal_file)
+        connection = sqlite3.connect(journal_file)
+        with connection:
+            connection.execute("UPDATE runs SET info = '{\"backend\": \"lo' WHERE run_id = ?", (bad,))
+        connection.close()
+        with pytest.raises(sagakit.journal.JournalError, match=f"run {bad} is damaged: its info cell"):
+            await sagakit.recover(journal_file, [journal_service.order_saga()])
+        assert unfinished(journal_file) == [bad]
+        assert {run_id for _, run_id, _ in journal_service.items(service)} == {bad}  # good was rolled back
+        assert good not in unfinished(journal_file)
