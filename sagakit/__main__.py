@@ -81,8 +81,8 @@ def _recover(options: argparse.Namespace) -> int:
     sagas = [load_saga(spec) for spec in options.sagas]
     try:
         journal = SqliteJournal(options.journal)
-    except JournalError as exc:
-        raise UsageError(str(exc)) from exc
+    except (JournalError, ValueError) as exc:
+        raise UsageError(str(exc).replace("SqliteJournal path", "--journal")) from exc
     try:
         with journal:
             if options.dry_run:

@@ -34,6 +34,7 @@ __all__ = [
     "RecordedError",
     "RecordedRun",
     "all_run_ids",
+    "check_serializer",
     "damage_report",
     "damaged_run",
     "history_from_parquet",
@@ -242,8 +243,10 @@ def all_run_ids(connection: sqlite3.Connection, path: Path) -> tuple[list[str], 
     return found, lost
 
 
-def saga_definitions(sagas: Iterable[Saga] | Mapping[str, Saga] | None, what: str) -> dict[str, Saga]:
-    """The given sagas by name, checked; errors name the argument ``what``.
+def saga_definitions(
+    sagas: Iterable[Saga] | Mapping[str, Saga] | None, what: str, *, optional: bool = True
+) -> dict[str, Saga]:
+    """The given sagas by name, checked; errors name the argument ``what`` (``None`` is none, if ``optional``).
 
     Raises:
         TypeError: an item is not a :class:`~sagakit.Saga`.
@@ -251,19 +254,33 @@ def saga_definitions(sagas: Iterable[Saga] | Mapping[str, Saga] | None, what: st
     """
     from sagakit.saga import Saga
 
-    if sagas is None:
+    if sagas is None and optional:
         return {}
     if isinstance(sagas, Saga):
         sagas = [sagas]
+    if isinstance(sagas, str | bytes) or not isinstance(sagas, Iterable):
+        raise TypeError(
+            f"{what}: expected a list of Saga objects (or a dict of them by name), got {type(sagas).__name__} {sagas!r}"
+        )
     items = list(sagas.items()) if isinstance(sagas, Mapping) else [(getattr(s, "name", None), s) for s in sagas]
     found: dict[str, Saga] = {}
     for name, saga in items:
         if not isinstance(saga, Saga):
             raise TypeError(f"{what}: expected Saga objects, got {type(saga).__name__} {saga!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"{what}: expected saga names (str) as keys, got {type(name).__name__} {name!r}")
         if name in found and found[name] is not saga:
             raise ValueError(f"{what}: two different sagas are named {name!r}; names identify runs in the journal")
         found[str(name)] = saga
     return found
+
+
+def check_serializer(serializer: object, what: str) -> None:
+    """A ``TypeError`` naming ``what`` unless ``serializer`` is ``None`` or has ``dumps`` and ``loads``."""
+    if serializer is not None and (
+        not callable(getattr(serializer, "dumps", None)) or not callable(getattr(serializer, "loads", None))
+    ):
+        raise TypeError(f"{what}: expected an object with dumps(value) and loads(payload), got {serializer!r}")
 
 
 def run_from_record(record: RecordedRun, definition: Saga | None = None) -> Run:
@@ -294,10 +311,15 @@ def load_history(
         serializer: the serializer the journal was written with (default JSON).
 
     Raises:
-        JournalError: the file is missing, damaged, not a journal or from a newer sagakit.
+        JournalError: the file is missing, damaged, not a journal or from a newer sagakit; for
+            damaged records, the message names the runs they belong to.
+        TypeError: an argument is not what is expected (the message names it).
     """
     file = journal_path(path, "load_history path")
     definitions = saga_definitions(sagas, "load_history sagas")
+    if not isinstance(payloads, bool):
+        raise TypeError(f"load_history payloads: expected True or False, got {payloads!r}")
+    check_serializer(serializer, "load_history serializer")
     name = None
     if saga is not None:
         name = saga if isinstance(saga, str) else getattr(saga, "name", None)
@@ -373,9 +395,14 @@ def history_to_parquet(history: RunHistory, path: str | os.PathLike[str], *, red
 
     Raises:
         ImportError: pyarrow is missing (``pip install 'sagakit[parquet]'``).
+        TypeError: an argument is not what is expected (the message names it).
     """
-    pa = _pyarrow()
+    if not isinstance(history, RunHistory):
+        raise TypeError(f"to_parquet history: expected a RunHistory, got {type(history).__name__}")
     file = journal_path(path, "to_parquet path")
+    if not isinstance(redact, bool | Redactor):
+        raise TypeError(f"to_parquet redact: expected True, False or a Redactor, got {redact!r}")
+    pa = _pyarrow()
     if not file.parent.is_dir():
         raise FileNotFoundError(f"to_parquet path {file}: the directory {file.parent} does not exist; create it first")
     redactor = journal_redactor(redact)
@@ -424,9 +451,9 @@ def history_from_parquet(path: str | os.PathLike[str], *, sagas: Iterable[Saga] 
         ImportError: pyarrow is missing (``pip install 'sagakit[parquet]'``).
         ValueError: the file is not a sagakit run history.
     """
-    pa = _pyarrow()
     file = journal_path(path, "from_parquet path")
     definitions = saga_definitions(sagas, "from_parquet sagas")
+    pa = _pyarrow()
     if not file.is_file():
         raise FileNotFoundError(f"from_parquet path {file}: no such file")
     try:

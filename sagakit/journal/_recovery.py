@@ -147,12 +147,24 @@ async def recover(
         A :class:`Recovery` listing the runs it finished and the runs it skipped.
 
     Raises:
-        JournalError: the journal cannot be opened or written.
-        TypeError, ValueError: ``sagas`` holds something else than sagas, or two sagas share a name.
+        JournalError: the journal cannot be opened or written; or some runs' records are
+            damaged in the file: then every run that could be read was recovered first (and is
+            in its saga's ``history``), and the message names the file and the damaged runs.
+        TypeError, ValueError: an argument is not what is expected (the message names it), for
+            instance ``sagas`` holds something else than sagas, or two sagas share a name.
     """
-    definitions = saga_definitions(sagas, "recover sagas")
+    if not isinstance(journal, SqliteJournal) and (isinstance(journal, bytes) or not isinstance(journal, str | os.PathLike)):
+        raise TypeError(f"recover journal: expected a SqliteJournal or a file path, got {type(journal).__name__} "
+                        f"{journal!r}")
+    definitions = saga_definitions(sagas, "recover sagas", optional=False)
+    for name, value in (("force", force), ("retry_failed", retry_failed)):
+        if not isinstance(value, bool):
+            raise TypeError(f"recover {name}: expected True or False, got {value!r}")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise TypeError(f"recover concurrency: expected an int >= 1, got {concurrency!r}")
+    if isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
+        raise TypeError(f"recover observers: expected a list of callables taking an Event, got {observers!r}"
+                        + ("; put a single observer in a list" if callable(observers) else ""))
     extra = tuple(observers)
     for observer in extra:
         if not callable(observer):

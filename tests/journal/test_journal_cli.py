@@ -56,6 +56,9 @@ class TestRecoverCommand:
         missing = sagakit_command("recover", "--journal", tmp_path / "no" / "j.db", "journal_service:order")
         assert missing.returncode == 2 and "does not exist; create it first" in missing.stderr
         assert sagakit_command("recover", "journal_service:order").returncode == 2  # --journal is required
+        empty = sagakit_command("recover", "--journal", "", "journal_service:order")
+        assert empty.returncode == 2 and "--journal: expected a file path" in empty.stderr
+        assert "Traceback" not in empty.stderr
 
     def test_a_damaged_journal_exits_2_with_one_line_naming_the_run(
         self, journal_file: Path, service: str, children: Children

@@ -157,6 +157,28 @@ class TestFromJournal:
         assert broken in str(raised.value) and last in str(raised.value)  # both damaged runs are named
 
 
+    async def test_bad_arguments_are_named(self, journal_file: Path, tmp_path: Path) -> None:
+        """load_history, to_parquet and from_parquet say which argument is wrong and what they expected."""
+        saga = Saga("order", [step(reserve)])
+        with sagakit.SqliteJournal(journal_file) as journal:
+            await saga.run({}, journal=journal)
+        with pytest.raises(TypeError, match="load_history payloads: expected True or False"):
+            sagakit.RunHistory.from_journal(journal_file, payloads="no")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="load_history serializer: expected an object with dumps"):
+            sagakit.RunHistory.from_journal(journal_file, serializer=object())  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="load_history sagas: expected a list of Saga objects"):
+            sagakit.RunHistory.from_journal(journal_file, sagas=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="load_history saga: expected a saga name or a Saga"):
+            sagakit.RunHistory.from_journal(journal_file, saga=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="to_parquet redact: expected True, False or a Redactor"):
+            saga.history.to_parquet(tmp_path / "h.parquet", redact="yes")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="to_parquet history: expected a RunHistory, got list"):
+            sagakit.journal.history_to_parquet([], tmp_path / "h.parquet")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="from_parquet sagas: expected a list of Saga objects"):
+            sagakit.RunHistory.from_parquet(tmp_path / "h.parquet", sagas=5)  # type: ignore[arg-type]
+        assert not (tmp_path / "h.parquet").exists()
+
+
 class TestParquet:
     async def test_a_history_round_trips_through_parquet(self, journal_file: Path, tmp_path: Path) -> None:
         """to_parquet then from_parquet gives the same frames, and leaves payloads out of the file."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import journal_parts
 import journal_service
@@ -219,6 +220,24 @@ class TestWhatRecoveryLeavesAlone:
             await sagakit.recover(journal_file, [journal_service.order_saga(), journal_service.order_saga()])
         with pytest.raises(TypeError, match="recover concurrency"):
             await sagakit.recover(journal_file, [], concurrency=0)
+        saga = journal_service.order_saga()
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"sagas": 5}, "recover sagas: expected a list of Saga objects .* got int 5"),
+            ({"sagas": None}, "recover sagas: expected a list of Saga objects"),
+            ({"sagas": "order"}, "recover sagas: expected a list of Saga objects"),
+            ({"sagas": {1: saga}}, "recover sagas: expected saga names"),
+            ({"sagas": [saga], "observers": None}, "recover observers: expected a list of callables"),
+            ({"sagas": [saga], "observers": print}, "put a single observer in a list"),
+            ({"sagas": [saga], "force": "yes"}, "recover force: expected True or False"),
+            ({"sagas": [saga], "retry_failed": 1}, "recover retry_failed: expected True or False"),
+            ({"sagas": [saga], "concurrency": 2.5}, "recover concurrency: expected an int >= 1"),
+        ]
+        for arguments, message in cases:
+            with pytest.raises(TypeError, match=message):
+                await sagakit.recover(journal_file, **arguments)
+        with pytest.raises(TypeError, match="recover journal: expected a SqliteJournal or a file path, got int"):
+            await sagakit.recover(5, [saga])  # type: ignore[arg-type]
+        assert not journal_file.exists()  # refused before the journal was opened
 
 
 class TestConcurrentRecoveries:
