@@ -137,7 +137,7 @@ class JournalStats:
     Attributes:
         commits: transactions committed.
         events: events committed.
-        failures: commits that failed (their records were retried with the next one).
+        failures: commits that failed (their records were retried with the next one, or at close).
     """
 
     __slots__ = ("commits", "events", "failures")
