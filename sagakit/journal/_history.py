@@ -37,6 +37,7 @@ __all__ = [
     "check_serializer",
     "damage_report",
     "damaged_run",
+    "is_damage",
     "history_from_parquet",
     "history_to_parquet",
     "load_history",
@@ -163,6 +164,14 @@ def read_runs(
     return sorted((run for run in runs.values() if run.events), key=lambda run: order[run.run_id])
 
 
+def is_damage(exc: BaseException) -> bool:
+    """Whether SQLite reports ``exc`` because the file's contents are damaged (not locked, not full ...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc)
+
+
 def damaged_run(path: Path, run_id: str, what: str) -> JournalError:
     """The error for one run whose records cannot be read back."""
     return JournalError(path, f"run {run_id} is damaged: {what}; " + DAMAGED_ADVICE.format(path=path))
@@ -224,8 +233,9 @@ def all_run_ids(connection: sqlite3.Connection, path: Path) -> tuple[list[str], 
     """
     try:
         return [row[0] for row in connection.execute("SELECT run_id FROM runs ORDER BY rowid")], 0
-    except sqlite3.DatabaseError:
-        pass
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise JournalError(path, f"cannot read its runs ({exc})") from exc
     try:
         last = connection.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
     except sqlite3.DatabaseError as exc:

@@ -40,7 +40,14 @@ from sagakit.errors import CompensationError, CompensationFailure, JournalError,
 from sagakit.events import Event, EventKind, Observer
 from sagakit.journal._attempts import SUCCEEDED, whole_outcomes
 from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, damaged, owner_alive
-from sagakit.journal._history import RecordedRun, damage_report, damaged_run, read_each_run, saga_definitions
+from sagakit.journal._history import (
+    RecordedRun,
+    damage_report,
+    damaged_run,
+    is_damage,
+    read_each_run,
+    saga_definitions,
+)
 from sagakit.journal._sqlite import SqliteJournal
 from sagakit.policies import Policy, call_step_function
 from sagakit.runs import Run, RunStatus
@@ -153,7 +160,8 @@ async def recover(
         TypeError, ValueError: an argument is not what is expected (the message names it), for
             instance ``sagas`` holds something else than sagas, or two sagas share a name.
     """
-    if not isinstance(journal, SqliteJournal) and (isinstance(journal, bytes) or not isinstance(journal, str | os.PathLike)):
+    path_like = isinstance(journal, str | os.PathLike) and not isinstance(journal, bytes)
+    if not isinstance(journal, SqliteJournal) and not path_like:
         raise TypeError(f"recover journal: expected a SqliteJournal or a file path, got {type(journal).__name__} "
                         f"{journal!r}")
     definitions = saga_definitions(sagas, "recover sagas", optional=False)
@@ -259,8 +267,9 @@ def _unfinished_runs(connection: sqlite3.Connection, *, path: Path, where: str) 
     """The runs to look at, and how many rows of a damaged ``runs`` table could not be read."""
     try:
         return connection.execute(f"{_UNFINISHED} WHERE {where} ORDER BY rowid").fetchall(), 0
-    except sqlite3.DatabaseError:
-        pass
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise JournalError(path, f"cannot list its unfinished runs ({exc})") from exc
     try:
         last = connection.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
     except sqlite3.DatabaseError as exc:
@@ -270,7 +279,9 @@ def _unfinished_runs(connection: sqlite3.Connection, *, path: Path, where: str) 
     for rowid in range(1, last + 1):  # row by row: each damaged page costs only its own rows
         try:
             rows.extend(connection.execute(f"{_UNFINISHED} WHERE rowid = ? AND ({where})", (rowid,)).fetchall())
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise JournalError(path, f"cannot list its unfinished runs ({exc})") from exc
             lost += 1
     return rows, lost
 
@@ -281,14 +292,17 @@ def _claim_each(
     """:func:`_claim` all ``runs`` at once or, in a damaged file, one by one; also the runs that could not be."""
     try:
         return _claim(connection, runs=runs), {}
-    except sqlite3.DatabaseError:
-        pass
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise JournalError(path, f"cannot claim runs for recovery ({exc}); try again") from exc
     claimed: list[str] = []
     failed: dict[str, JournalError] = {}
     for run in runs:
         try:
             claimed.extend(_claim(connection, runs=[run]))
         except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise JournalError(path, f"cannot claim runs for recovery ({exc}); try again") from exc
             failed[run[0]] = damaged_run(path, run[0], f"it cannot be claimed for recovery ({exc})")
     return claimed, failed
 
