@@ -88,6 +88,16 @@ class TestPaths:
         assert not journal_file.exists()  # nothing was created for a refused journal
 
 
+    def test_the_flags_of_runs_are_checked(self, journal_file: Path) -> None:
+        """journal.runs(unfinished="yes") is a TypeError naming the flag, not a silently truthy filter."""
+        with sagakit.SqliteJournal(journal_file) as journal:
+            with pytest.raises(TypeError, match=r"SqliteJournal\.runs unfinished: expected True or False"):
+                journal.runs(unfinished="yes")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"SqliteJournal\.runs attention: expected True or False"):
+                journal.runs(attention=1)  # type: ignore[arg-type]
+            assert journal.runs() == []
+
+
 class TestBadFiles:
     def test_a_read_only_journal_is_refused_for_writing_but_readable(self, full_journal: Path) -> None:
         """A read-only file: say so and how to fix it; reading the history still works."""
