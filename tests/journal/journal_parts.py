@@ -3,7 +3,7 @@
 Every function appends ``(function, data)`` to a ``calls`` table of a service file, so a test
 sees which parts ran, in which order and with what data. ``python journal_parts.py SAGA JOURNAL
 SERVICE KILL_IN`` runs one saga on the journal and sends itself SIGKILL when the function
-named ``KILL_IN`` is called (once the journal has committed everything before it, and after
+named ``KILL_IN`` is called (``name#2``: called the second time) (once the journal has committed everything before it, and after
 recording the call): a crash between two attempts of one step, exactly.
 
 Sagas (all start with ``reserve``, a plain step whose compensation is ``release``):
@@ -11,6 +11,7 @@ Sagas (all start with ``reserve``, a plain step whose compensation is ``release`
 - ``pack``: reserve -> pack = pick >> box (compensated by ``unpack``) -> ship -> reject (fails).
 - ``pack_ambiguous``: the same, but ``pack`` says ``compensate_on_failure=True``.
 - ``flaky``: reserve -> charge (retried; its first try fails) -> ship -> reject.
+- ``retried``: reserve (compensated by ``release``, retried; its first try fails) -> reject.
 - ``refund``: reserve -> pay (compensated by refund >> notify) -> reject.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sagakit
-from sagakit import Saga, SequentialPrimitive, WorkflowContext, step
+from sagakit import RetryPrimitive, Saga, SequentialPrimitive, WorkflowContext, step
 
 SERVICE = "SAGAKIT_TEST_PARTS_SERVICE"
 KILL_IN = "SAGAKIT_TEST_PARTS_KILL_IN"
@@ -52,8 +53,12 @@ def calls(path: str | Path) -> list[tuple[str, Any]]:
         connection.close()
 
 
+_CALLS: dict[str, int] = {}
+
+
 async def _called(name: str, data: Any) -> None:
-    killing = os.environ.get(KILL_IN) == name
+    _CALLS[name] = _CALLS.get(name, 0) + 1
+    killing = os.environ.get(KILL_IN) in (name, f"{name}#{_CALLS[name]}")
     if killing:
         await JOURNAL[0].settle()  # the attempts before this one are on disk
     connection = sqlite3.connect(os.environ[SERVICE], isolation_level=None)
@@ -94,6 +99,9 @@ def build(name: str) -> Saga:
         charge = step(_part("charge", failures=1), compensate=_part("uncharge", output=False), name="charge",
                       retry=sagakit.RetryPolicy(max_retries=2, initial_delay=0, jitter=0))
         return Saga(name, [reserve, charge, ship, step(_reject)])
+    if name == "retried":
+        undo = RetryPrimitive(_part("release", output=False, failures=1), max_retries=2, initial_delay=0, jitter=0)
+        return Saga(name, [step(_part("reserve"), compensate=undo), step(_reject)])
     if name == "refund":
         pay = step(_part("pay"), compensate=SequentialPrimitive([_part("refund", output=False),
                                                                  _part("notify", output=False)]))

@@ -324,6 +324,15 @@ class TestStepsOfSeveralAttempts:
         await sagakit.recover(journal_file, [journal_parts.build("flaky")])
         assert [name for name, _ in journal_parts.calls(parts_service)[4:]] == ["uncharge", "release"]
 
+    async def test_a_retried_compensation_killed_in_its_second_try_runs_again(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """A failed first try is not the end of the compensation: recovery runs it (and its retries) again."""
+        assert self.kill(journal_file, parts_service, "retried", "release#2") == ["reserve", "release", "release"]
+        recovery = await sagakit.recover(journal_file, [journal_parts.build("retried")])
+        assert [run.status for run in recovery.runs] == ["compensated"]
+        assert [name for name, _ in journal_parts.calls(parts_service)[3:]] == ["release", "release"]
+
     async def test_a_sequential_compensation_killed_after_its_first_part_runs_again_whole(
         self, journal_file: Path, parts_service: str
     ) -> None:
