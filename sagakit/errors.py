@@ -144,15 +144,16 @@ class CompensationError(SagaError):
         self.failures = tuple(failures)
         self.pending = tuple(pending)
         self.step = self.failures[0].step if self.failures else None
-        parts = [
-            f"{failure.step!r} ({type(failure.error).__name__}: {failure.error})"
-            for failure in self.failures
-        ]
-        message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
-        if original is not None:
-            message += f"; rollback was started by {type(original).__name__}: {original}"
-        if self.pending:
-            message += "; left uncompensated: " + ", ".join(repr(p) for p in self.pending)
+        # Imported here: the run recorder builds this error, and owns how its message reads
+        # (the Temporal workflow builds the same message from JSON).
+        from sagakit._recorder import compensation_message, error_text
+
+        message = compensation_message(
+            saga,
+            [(failure.step, type(failure.error).__name__, error_text(failure.error)) for failure in self.failures],
+            None if original is None else (type(original).__name__, error_text(original)),
+            self.pending,
+        )
         super().__init__(message)
 
 

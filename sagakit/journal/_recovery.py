@@ -35,8 +35,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sagakit._recorder import compensation_error, deliver, pending_after, rollback_outcome
 from sagakit.context import WorkflowContext
-from sagakit.errors import CompensationError, CompensationFailure, JournalError, RunInterrupted
+from sagakit.errors import CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
 from sagakit.journal._attempts import SUCCEEDED, whole_outcomes
 from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, damaged, owner_alive
@@ -454,12 +455,14 @@ async def _recover_run(journal: SqliteJournal, record: RecordedRun, saga: Saga, 
     run_id = record.run_id
     correlation_id = record.correlation_id
     new_events: list[Event] = []
+    # The run's own list: an observer that raises is dropped from it (see deliver).
+    watching = list(observers)
 
     def emit(event: Event) -> None:
         new_events.append(event)
         journal(event)
-        for observer in observers:
-            observer(event)
+        if watching:
+            deliver(watching, event)
 
     def now() -> float:
         return time.time()
@@ -493,16 +496,11 @@ async def _recover_run(journal: SqliteJournal, record: RecordedRun, saga: Saga, 
             if failure is not None:
                 failures.append(failure)
                 if not saga.continue_on_compensation_failure:
-                    pending = [later.name for later in undo[position + 1 :]
-                               if later.step is None or later.step.compensate is not None]
+                    pending = [later.name for later in pending_after(undo, position, _compensates)]
                     break
-        if failures:
-            status = "compensation_failed"
-            error = CompensationError(saga=record.saga, original=original, failures=failures, pending=pending)
-        elif rollback is not None and rollback.error is None:
-            status, error = "cancelled", None  # it was rolling back a cancellation
-        else:
-            status, error = "compensated", original
+        rollback_failure = compensation_error(record.saga, original, failures, pending) if failures else None
+        # A run that was rolling back a cancellation (no original error) ends cancelled.
+        status, error = rollback_outcome(rollback_failure, original, None)
     started = events[0].at
     ended = now()
     emit(Event(_K.RUN_FINISHED, run_id, record.saga, ended, None, -1, None, 0, started, (ended - started) * 1000.0,
@@ -511,6 +509,11 @@ async def _recover_run(journal: SqliteJournal, record: RecordedRun, saga: Saga, 
     info = dict(record.info)
     info["recovered"] = True
     return Run.from_events([*events, *new_events], definition=saga, backend=record.backend, info=info)
+
+
+def _compensates(entry: _Undo) -> bool:
+    """Whether recovery owes ``entry`` a compensation (a step the saga lost counts: it failed)."""
+    return entry.step is None or entry.step.compensate is not None
 
 
 async def _compensate(emit: Any, record: RecordedRun, saga: Saga, entry: _Undo) -> CompensationFailure | None:

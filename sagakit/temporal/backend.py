@@ -29,8 +29,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
+from sagakit._recorder import deliver
 from sagakit.engine import RunRequest
-from sagakit.events import Event, EventKind, Observer, deliver
+from sagakit.events import Event, EventKind, Observer
 from sagakit.runs import Run
 from sagakit.temporal._errors import RemoteStepError, rebuild_error
 from sagakit.temporal._json import json_problem

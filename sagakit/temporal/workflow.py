@@ -3,9 +3,11 @@
 The workflow receives a JSON description of the saga (see ``sagakit.temporal._shape``), the
 input, the faults and the context, and drives one activity per step phase
 (``<saga>.<step>.forward`` and ``<saga>.<step>.compensate``) registered by the workers. It
-never imports the saga's module, so sagas defined in a notebook or a script work, and its
-only imports are the standard library and ``temporalio``: it is safe in Temporal's sandbox
-and under replay.
+never imports the saga's module, so sagas defined in a notebook or a script work. Besides
+the standard library and ``temporalio`` it imports only the pure, deterministic rules of
+rollback from ``sagakit._recorder`` (undo order, pending steps, final status,
+``CompensationError``'s message), passed through the sandbox: the same rules as the local
+engine and ``recover()``, safe in Temporal's sandbox and under replay.
 
 Metadata. ``context.metadata`` is one dict for the whole run, as locally: the workflow keeps
 it, hands each activity the current value, and each activity hands back what its step
@@ -43,6 +45,10 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    # Pure functions of their arguments: no clock, no randomness, no I/O.
+    from sagakit._recorder import compensation_message, pending_after, rollback_outcome, undo_order
 
 __all__ = ["EVENTS_QUERY", "OUTCOME_QUERY", "SIGNAL_ATTEMPTS", "WORKFLOW_NAME", "SagaWorkflow"]
 
@@ -405,20 +411,15 @@ class SagaWorkflow:
             return self._outcome
         if self._failed_step is None and completed:
             self._failed_step = completed[-1][0]["name"]
-        undo = undo_failed + completed[::-1]
+        undo = undo_order(undo_failed, completed)
         rollback = asyncio.create_task(self._rollback(undo, original))
         if await _wait_through_cancellation([rollback]):
             cancelled = True
-        compensation_error = rollback.result()
-        if compensation_error is not None:
-            status, error = "compensation_failed", compensation_error
-        elif cancelled:
-            status, error = "cancelled", None
-        else:
-            status, error = "compensated", original
+        status, error = rollback_outcome(rollback.result(), original, None)
         self._outcome = {"status": status, "result": None, "error": error, "metadata": self._metadata,
                          **self._compact()}
-        if cancelled and status == "cancelled":
+        if cancelled:
+            # After its rollback, a cancellation always propagates; the outcome stays queryable.
             raise asyncio.CancelledError()
         kind = "SagaCompensated" if status == "compensated" else "SagaCompensationFailed"
         message = error["message"] if error is not None else status
@@ -441,17 +442,17 @@ class SagaWorkflow:
             except _StepFailed as exc:
                 failures.append({"step": step["name"], "error": exc.error})
                 if not self._spec["continue_on_compensation_failure"]:
-                    pending = [later[0]["name"] for later in undo[position + 1:] if later[0]["compensate"] is not None]
+                    pending = [later[0]["name"] for later in pending_after(undo, position, _compensates)]
                     break
         if not failures:
             return None
         saga = self._spec["saga"]
-        parts = [f"{f['step']!r} ({f['error']['type'].rsplit('.', 1)[-1]}: {f['error']['message']})" for f in failures]
-        message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
-        if original is not None:
-            message += f"; rollback was started by {original['type'].rsplit('.', 1)[-1]}: {original['message']}"
-        if pending:
-            message += "; left uncompensated: " + ", ".join(repr(p) for p in pending)
+        message = compensation_message(
+            saga,
+            [(f["step"], _type_name(f["error"]), f["error"]["message"]) for f in failures],
+            None if original is None else (_type_name(original), original["message"]),
+            pending,
+        )
         return self._error({
             "type": "CompensationError", "module": "sagakit.errors", "message": message, "args": None,
             "fields": {"saga": saga, "original": original, "failures": failures, "pending": pending},
@@ -474,6 +475,15 @@ async def _settle(handle: workflow.ActivityHandle[Any]) -> bool:
             interrupted = True
             handle.cancel()
     return interrupted
+
+
+def _compensates(entry: tuple[dict[str, Any], Any]) -> bool:
+    return entry[0]["compensate"] is not None
+
+
+def _type_name(error: dict[str, Any]) -> str:
+    """The unqualified type name of an error's JSON description."""
+    return str(error["type"]).rsplit(".", 1)[-1]
 
 
 def _json_type(value: Any) -> str:
