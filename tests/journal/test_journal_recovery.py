@@ -378,3 +378,55 @@ class TestDamagedJournals:
         assert unfinished(journal_file) == [bad]
         assert {run_id for _, run_id, _ in journal_service.items(service)} == {bad}  # good was rolled back
         assert good not in unfinished(journal_file)
+
+
+class _BrokenText(Exception):
+    """An exception whose ``__str__`` and ``__repr__`` raise."""
+
+    def __str__(self) -> str:
+        raise KeyError("no text")
+
+    def __repr__(self) -> str:
+        raise KeyError("no repr")
+
+
+class TestRecoveryThroughTheRecorder:
+    """recover() delivers and decides as the engine does: a broken observer or error never aborts it."""
+
+    async def test_an_observer_that_raises_is_dropped_and_the_rest_still_see_every_event(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """The raising observer is reported and ignored; recovery finishes; later observers see it all."""
+        crash(children, journal_file, service, env={journal_service.EXIT_AT: "ship:before"})
+        calls: list[Event] = []
+
+        def broken(event: Event) -> None:
+            calls.append(event)
+            raise RuntimeError("sink down")
+
+        seen: list[Event] = []
+        with pytest.warns(RuntimeWarning, match="sink down"):
+            recovery = await sagakit.recover(journal_file, [journal_service.order_saga()],
+                                             observers=[broken, seen.append])
+        [run] = recovery.runs
+        assert run.status == "compensated" and journal_service.items(service) == []
+        assert len(calls) == 1  # dropped after its first failure
+        assert seen[0].kind is EventKind.ROLLBACK_STARTED and seen[-1].kind is EventKind.RUN_FINISHED
+        assert unfinished(journal_file) == []
+
+    async def test_a_compensation_raising_an_error_without_text_is_recorded_with_a_placeholder(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """Recovery does not abort: the run ends compensation_failed, the message holds a placeholder."""
+        crash(children, journal_file, service, env={journal_service.EXIT_AT: "ship:before"})
+        template = journal_service.order_saga()
+
+        async def compensate(data: Any, context: sagakit.WorkflowContext) -> None:
+            raise _BrokenText()
+
+        saga = sagakit.Saga("order", [sagakit.step(s.action, compensate, name=s.name) for s in template.steps])
+        recovery = await sagakit.recover(journal_file, [saga])
+        [run] = recovery.needs_attention
+        assert isinstance(run.error, sagakit.CompensationError)
+        assert "<_BrokenText: message unavailable>" in str(run.error)
+        assert unfinished(journal_file) == []
