@@ -25,7 +25,6 @@ from sagakit import policies
 from sagakit._recorder import (
     Recorder,
     compensation_error,
-    deliver_after_failure,
     pending_after,
     rollback_outcome,
     stage_plan,
@@ -33,7 +32,7 @@ from sagakit._recorder import (
 )
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, StepTimeout
-from sagakit.events import Event, EventKind, Observer
+from sagakit.events import Observer
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
 from sagakit.runs import Run, RunStatus
@@ -47,9 +46,7 @@ __all__ = ["Backend", "LocalBackend", "RunRequest", "epoch_offset", "new_run_id"
 #: Added to the event loop's clock (``time.monotonic`` by default) to get epoch seconds.
 _EPOCH_OFFSET = time.time() - time.monotonic()
 
-_new_event = tuple.__new__
 _new_context = object.__new__
-_K = EventKind
 # Kinds as plain strings: a run's trace keeps them in a tuple of scalars (see Run.events).
 _FORWARD_KINDS = ("step_started", "step_succeeded", "step_failed", "step_cancelled")
 _COMPENSATE_KINDS = ("compensation_started", "compensation_succeeded", "compensation_failed", "compensation_cancelled")
@@ -58,7 +55,6 @@ _NO_FAULTS: Mapping[str, Fault] = MappingProxyType({})
 _NO_SETTLERS: list[Observer] = []
 _NAN = math.nan
 _Coroutine = types.CoroutineType
-_RUN_STARTED = ("run_started", None, -1, None, 0, False, None)
 _DEFAULT_TIME = asyncio.BaseEventLoop.time
 
 
@@ -234,12 +230,8 @@ class _Execution(Recorder):
     ) -> Any:
         """Call ``fn`` once as attempt ``attempt``: inject the fault, record start and end."""
         context.attempt = attempt
-        clock = self.clock
         name = step.name
-        started = clock()
-        if self.observers:
-            self.tell(kinds[0], _EPOCH_OFFSET + started, name, index, phase, attempt, None, None, None, False, data,
-                      None)
+        started = self.begin(name, index, phase, kinds, attempt, data)
         injected = False
         try:
             fires = False
@@ -251,7 +243,7 @@ class _Execution(Recorder):
                     injected = self.injected = True
                     raise InjectedFault(name, fault.mode)
             result = fn(data, context)
-            if hasattr(result, "__await__"):
+            if type(result) is _Coroutine or hasattr(result, "__await__"):
                 result = await result
             if fires:
                 injected = self.injected = True
@@ -259,10 +251,28 @@ class _Execution(Recorder):
         except BaseException as exc:
             self.record_attempt_error(exc, step, index, phase, kinds, attempt, started, injected, scope)
             raise
-        ended = clock()
-        self.record(kinds[1], _EPOCH_OFFSET + ended, name, index, phase, attempt, _EPOCH_OFFSET + started,
-                    (ended - started) * 1000.0, None, False, data if result is None else result, "succeeded")
+        self.succeeded(name, index, phase, kinds, attempt, started, data if result is None else result)
         return result
+
+    def begin(self, name: str, index: int, phase: str, kinds: tuple[str, ...], attempt: int, data: Any) -> float:
+        """Start an attempt: tell live observers (start events are not kept); return the clock."""
+        started = self.clock()
+        if self.observers:
+            self.tell(kinds[0], _EPOCH_OFFSET + started, name, index, phase, attempt, None, None, None, False, data,
+                      None)
+        return started
+
+    def succeeded(self, name: str, index: int, phase: str, kinds: tuple[str, ...], attempt: int, started: float,
+                  output: Any) -> None:
+        """Record the event ending a successful attempt that started at ``started``."""
+        ended = self.clock()
+        if self.events is None:  # self.record(...), inlined: once per step and compensation
+            self.atoms.append((kinds[1], name, index, phase, attempt, False, "succeeded"))
+            self.times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
+            self.objects += (None, output, None)
+        else:
+            self.record(kinds[1], _EPOCH_OFFSET + ended, name, index, phase, attempt, _EPOCH_OFFSET + started,
+                        (ended - started) * 1000.0, None, False, output, "succeeded")
 
     async def forward(self, step: Step, index: int, data: Any, completed: list[_Undo]) -> Any:
         context = self.context._for_step(step.name)
@@ -349,6 +359,7 @@ class _Execution(Recorder):
         failures: list[CompensationFailure] = []
         pending: list[str] = []
         faults = self.compensate_faults
+        observers = self.observers
         stop = not self.continue_on_failure
         for position, (step, index, data, context) in enumerate(undo):
             compensate = step.compensate
@@ -367,9 +378,26 @@ class _Execution(Recorder):
                 if isinstance(compensate, Policy):
                     context._scope = _Scope(self, step, index, "compensate", fault)
                     await compensate(data, context)
-                else:
+                elif fault is not None:
                     await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data,
                                        context, None)
+                else:
+                    # attempt() without a fault, minus its coroutine: a rollback's common case.
+                    context.attempt = 1
+                    if observers is None:
+                        started = clock()
+                    else:
+                        started = self.begin(name, index, "compensate", _COMPENSATE_KINDS, 1, data)
+                    try:
+                        output = compensate(data, context)
+                        if type(output) is _Coroutine or hasattr(output, "__await__"):
+                            output = await output
+                    except BaseException as exc:
+                        self.record_attempt_error(exc, step, index, "compensate", _COMPENSATE_KINDS, 1, started,
+                                                  False, None)
+                        raise
+                    self.succeeded(name, index, "compensate", _COMPENSATE_KINDS, 1, started,
+                                   data if output is None else output)
             except BaseException as exc:
                 _drop_internal_frames(exc)
                 failures.append(CompensationFailure(name, exc))
@@ -510,17 +538,12 @@ class LocalBackend:
         run_started_at = _EPOCH_OFFSET + run_started
         data = request.data
         events = execution.events
-        if events is None:  # execution.record("run_started", ...), inlined like every event of the hot path
-            atoms.append(_RUN_STARTED)
-            times += (run_started_at, _NAN, _NAN)
-            objects += (None, data, {"backend": "local"})  # a dict of its own: picklable, not watched
-        else:
-            execution.record("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
-                             {"backend": "local"})
+        # Its info is a dict of its own: picklable, and not watched by the garbage collector.
+        execution.record("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
+                         {"backend": "local"})
         completed: list[_Undo] = []
         settlers = execution.settlers
         facts = execution.context._run
-        run_id, saga_name, correlation_id = execution.run_id, execution.saga_name, execution.correlation_id
         forward_faults = execution.forward_faults
         status: RunStatus
         error: BaseException | None = None
@@ -543,18 +566,13 @@ class LocalBackend:
                     fault = forward_faults.get(name) if forward_faults is not _NO_FAULTS else None
                     try:
                         if row is not None and fault is None:
-                            # attempt(), inlined for a plain step without a fault: this is the
-                            # hot path of every saga.
-                            started = clock()
-                            if observers:
-                                event = _new_event(Event, (
-                                    _K.STEP_STARTED, run_id, saga_name, _EPOCH_OFFSET + started, name, index,
-                                    "forward", 1, None, None, None, False, data, None, correlation_id, None))
-                                try:  # deliver(observers, event), inlined
-                                    for observer in observers:
-                                        observer(event)
-                                except Exception as failure:
-                                    deliver_after_failure(observers, event, observer, failure)
+                            # The plain-step fast path, the hot path of every saga: attempt()
+                            # without its coroutine and, for an unobserved run, the trace row the
+                            # stage plan built (see sagakit._recorder, invariants 1, 2 and 4).
+                            if observers is None:
+                                started = clock()
+                            else:
+                                started = execution.begin(name, index, "forward", _FORWARD_KINDS, 1, data)
                             try:
                                 output = stage.action(data, context)
                                 if type(output) is _Coroutine or hasattr(output, "__await__"):
@@ -565,24 +583,13 @@ class LocalBackend:
                                 raise
                             if output is not None:
                                 data = output
-                            ended = clock()
-                            at = _EPOCH_OFFSET + ended
-                            started_at = _EPOCH_OFFSET + started
-                            duration_ms = (ended - started) * 1000.0
                             if events is None:
+                                ended = clock()
                                 atoms.append(row)
-                                times += (at, started_at, duration_ms)
+                                times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
                                 objects += (None, data, None)
                             else:
-                                event = _new_event(Event, (
-                                    _K.STEP_SUCCEEDED, run_id, saga_name, at, name, index, "forward", 1, started_at,
-                                    duration_ms, None, False, data, "succeeded", correlation_id, None))
-                                events.append(event)
-                                try:  # deliver(observers, event), inlined
-                                    for observer in observers:  # type: ignore[union-attr]
-                                        observer(event)
-                                except Exception as failure:
-                                    deliver_after_failure(observers, event, observer, failure)  # type: ignore[arg-type]
+                                execution.succeeded(name, index, "forward", _FORWARD_KINDS, 1, started, data)
                         else:
                             if stage.plain:
                                 output = await execution.attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1,
