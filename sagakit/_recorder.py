@@ -71,6 +71,7 @@ _KIND = {kind.value: kind for kind in EventKind}
 _new_event = tuple.__new__
 _new_run = object.__new__
 _PACKERS: dict[int, Callable[..., bytes]] = {}
+_RUN_STARTED = ("run_started", None, -1, None, 0, False, None)
 
 
 # -- texts --------------------------------------------------------------------------------
@@ -267,6 +268,15 @@ class Recorder:
         self.compensations_run = 0
         self.injected = False
         self.interrupt: BaseException | None = None
+
+    def start(self, at: float, data: Any, info: Mapping[str, Any]) -> None:
+        """Record ``run_started``; an unobserved run shares one trace row for it."""
+        if self.events is None:
+            self.atoms.append(_RUN_STARTED)
+            self.times += (at, _NAN, _NAN)
+            self.objects += (None, data, info)
+        else:
+            self.record("run_started", at, None, -1, None, 0, None, None, None, False, data, None, info)
 
     def record(self, kind: str, at: float, step: str | None, index: int, phase: str | None, attempt: int,
                started_at: float | None, duration_ms: float | None, error: BaseException | None, injected: bool,

@@ -359,7 +359,8 @@ class _Execution(Recorder):
         failures: list[CompensationFailure] = []
         pending: list[str] = []
         faults = self.compensate_faults
-        observers = self.observers
+        observers, events = self.observers, self.events
+        atoms, times, objects = self.atoms, self.times, self.objects
         stop = not self.continue_on_failure
         for position, (step, index, data, context) in enumerate(undo):
             compensate = step.compensate
@@ -396,8 +397,15 @@ class _Execution(Recorder):
                         self.record_attempt_error(exc, step, index, "compensate", _COMPENSATE_KINDS, 1, started,
                                                   False, None)
                         raise
-                    self.succeeded(name, index, "compensate", _COMPENSATE_KINDS, 1, started,
-                                   data if output is None else output)
+                    if output is None:
+                        output = data
+                    if events is None:  # the trace row, as on the plain-step fast path
+                        ended = clock()
+                        atoms.append(("compensation_succeeded", name, index, "compensate", 1, False, "succeeded"))
+                        times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
+                        objects += (None, output, None)
+                    else:
+                        self.succeeded(name, index, "compensate", _COMPENSATE_KINDS, 1, started, output)
             except BaseException as exc:
                 _drop_internal_frames(exc)
                 failures.append(CompensationFailure(name, exc))
@@ -539,8 +547,7 @@ class LocalBackend:
         data = request.data
         events = execution.events
         # Its info is a dict of its own: picklable, and not watched by the garbage collector.
-        execution.record("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
-                         {"backend": "local"})
+        execution.start(run_started_at, data, {"backend": "local"})
         completed: list[_Undo] = []
         settlers = execution.settlers
         facts = execution.context._run
