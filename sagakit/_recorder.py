@@ -11,14 +11,20 @@ Every backend records a run through this module, so that they all agree:
 - **Rollback bookkeeping.** :func:`undo_order`, :func:`pending_after`, :func:`rollback_outcome` and
   :func:`compensation_error` (with :func:`compensation_message`) are the rules: compensate the
   steps to undo on failure first, then the completed steps newest first; a compensation failure
-  stops the rollback (unless the saga continues) and lists the steps left ``pending``; a failed
-  compensation makes the run ``compensation_failed``, else a rollback started by an error is
-  ``compensated``, else (a cancellation) ``cancelled``. They are pure and deterministic: the
-  Temporal workflow imports them into its sandbox, applied to its JSON descriptions of errors.
+  stops the rollback (unless the saga continues) and lists the steps left ``pending``, but a
+  compensation interrupted by ``KeyboardInterrupt``, ``SystemExit`` or its own cancellation
+  fails without stopping it; a failed compensation makes the run ``compensation_failed``, else a
+  rollback started by an error is ``compensated`` (even if a cancellation came meanwhile), else
+  (a cancellation) ``cancelled``; after the rollback, any cancellation or interruption
+  propagates. They are pure and deterministic: the Temporal workflow imports them into its
+  sandbox, applied to its JSON descriptions of errors.
 - **Texts.** :func:`error_text` is how an error reads in messages; an exception whose
   ``__str__`` raises reads as a placeholder, so no exception, however broken, loses a run.
 
-The fast paths (the local engine's inlined plain step) rely on these invariants:
+Two fast paths of the local engine append to the trace themselves, each in one place: the plain
+step without a fault (``LocalBackend.run``) and the success of a plain compensation without a
+fault (``_Execution.rollback``). Everything else records through :class:`Recorder`. They, and
+the recorder, rely on these invariants:
 
 1. ``events`` is a list exactly when the run has observers (``observers`` is then a non-empty
    list); otherwise it is ``None`` and the run keeps its trace flat in ``atoms``, ``times`` and
@@ -32,6 +38,8 @@ The fast paths (the local engine's inlined plain step) rely on these invariants:
 4. The stage plan (:func:`stage_plan`) is cached on the saga by the identity of its ``stages``
    tuple: a saga whose stages are replaced gets a new plan; rows in the plan are shared by every
    run of the saga, so they are tuples of scalars and never change.
+5. ``observers`` is the run's own list: :func:`deliver` removes a broken observer from it, so
+   the rest of that run skips it and other runs are unaffected.
 """
 
 from __future__ import annotations
