@@ -25,6 +25,7 @@ from sagakit import policies
 from sagakit._recorder import (
     Recorder,
     compensation_error,
+    error_text,
     pending_after,
     rollback_outcome,
     stage_plan,
@@ -658,7 +659,8 @@ class LocalBackend:
                 if cancelled_meanwhile and interrupt is None:
                     interrupt = asyncio.CancelledError()
             if settle_failure is not None and interrupt is None:
-                warnings.warn(f"sagakit: recording the end of run {run.run_id} failed: {settle_failure!r}",
+                warnings.warn(f"sagakit: recording the end of run {run.run_id} failed: "
+                              f"{type(settle_failure).__name__}: {error_text(settle_failure)}",
                               RuntimeWarning, stacklevel=2)
         saga.history.append(run)
         if interrupt is not None:
