@@ -101,6 +101,7 @@ class SagaWorkflow:
         self._spec: dict[str, Any] = {}
         self._failed_step: str | None = None
         self._metadata: dict[str, Any] = {}
+        self._cancelled = False  # a cancellation came while the workflow could not stop
 
     # -- the event record ---------------------------------------------------------------
 
@@ -350,7 +351,8 @@ class SagaWorkflow:
         if failures:
             for task in tasks:
                 task.cancel()
-            await _wait_through_cancellation(tasks)
+            if await _wait_through_cancellation(tasks):
+                self._cancelled = True  # propagates once the run is rolled back
             name, error = failures[0]
             self._failed_step = name
             raise error
@@ -413,7 +415,7 @@ class SagaWorkflow:
             self._failed_step = completed[-1][0]["name"]
         undo = undo_order(undo_failed, completed)
         rollback = asyncio.create_task(self._rollback(undo, original))
-        if await _wait_through_cancellation([rollback]):
+        if await _wait_through_cancellation([rollback]) or self._cancelled:
             cancelled = True
         status, error = rollback_outcome(rollback.result(), original, None)
         self._outcome = {"status": status, "result": None, "error": error, "metadata": self._metadata,

@@ -95,6 +95,36 @@ class TestCancellation:
         assert calls == [("a", "forward"), ("blocking", "forward"), ("blocking", "finished"),
                          ("blocking", "compensate"), ("a", "compensate")]
 
+    async def test_a_cancellation_while_a_parallel_stage_winds_down_propagates(
+        self, backend: Any, client: Any
+    ) -> None:
+        """p1 fails while p2 runs; the caller is cancelled before the rollback ends: the run is
+        compensated with p1's error, the workflow ends cancelled, and CancelledError propagates."""
+        from temporalio.client import WorkflowExecutionStatus
+
+        cid = f"winddown-{uuid.uuid4().hex[:8]}"
+        p1_failed = asyncio.Event()
+
+        def observer(event: sk.Event) -> None:
+            if event.kind is sk.EventKind.STEP_FAILED and event.step == "p1":
+                p1_failed.set()
+
+        plan = {"p1": "raise", "p2": "sleep:30", "a:compensate": "sleep:1"}
+        task = asyncio.ensure_future(
+            S.fanout.run({"plan": plan}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
+        )
+        await asyncio.wait_for(p1_failed.wait(), timeout=30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        run = S.fanout.history.last
+        assert run is not None and run.status == "compensated"
+        assert run.failed_step == "p1" and isinstance(run.error, ValueError) and "p1 refused" in str(run.error)
+        assert run.compensated_steps == ["a"]
+        S.CALLS.pop(cid, None)
+        description = await client.get_workflow_handle(run.info["workflow_id"]).describe()
+        assert description.status == WorkflowExecutionStatus.CANCELED
+
     async def test_execute_raises_the_original_error(self, backend: Any) -> None:
         """execute() with the Temporal backend raises what it raises locally."""
         with pytest.raises(ValueError, match="b refused"):
