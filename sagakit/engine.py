@@ -151,6 +151,7 @@ class _Execution(Recorder):
         "forward_faults",
         "saga",
         "settlers",
+        "task",
         "undo_failed",
     )
 
@@ -169,6 +170,7 @@ class _Execution(Recorder):
             for step, fault in faults.items():
                 (compensate if fault.phase == "compensate" else forward)[step] = fault
             self.forward_faults, self.compensate_faults = forward, compensate
+        self.task = asyncio.current_task() if faults else None  # what a ``cancel`` fault cancels
         self.continue_on_failure = saga.continue_on_compensation_failure
         # The loop's clock, so that a simulated loop records simulated time; the default
         # loops' clock is time.monotonic, called directly because it is the hot path.
@@ -242,17 +244,21 @@ class _Execution(Recorder):
                 fires = fault.fires()
                 if fires and fault.mode != "fail_after":
                     injected = self.injected = True
-                    raise InjectedFault(name, fault.mode)
+                    if fault.mode[:6] != "cancel":
+                        raise InjectedFault(name, fault.mode)
+                    await _cancel_run(self.task, phase)
             result = fn(data, context)
             if type(result) is _Coroutine or hasattr(result, "__await__"):
                 result = await result
             if fires:
                 injected = self.injected = True
-                raise InjectedFault(name, "fail_after")
+                if fault.mode == "fail_after":  # type: ignore[union-attr]
+                    raise InjectedFault(name, "fail_after")
+                await asyncio.sleep(0)  # an action that never waited meets its cancellation here
         except BaseException as exc:
             self.record_attempt_error(exc, step, index, phase, kinds, attempt, started, injected, scope)
             raise
-        self.succeeded(name, index, phase, kinds, attempt, started, data if result is None else result)
+        self.succeeded(name, index, phase, kinds, attempt, started, data if result is None else result, injected)
         return result
 
     def begin(self, name: str, index: int, phase: str, kinds: tuple[str, ...], attempt: int, data: Any) -> float:
@@ -264,16 +270,17 @@ class _Execution(Recorder):
         return started
 
     def succeeded(self, name: str, index: int, phase: str, kinds: tuple[str, ...], attempt: int, started: float,
-                  output: Any) -> None:
-        """Record the event ending a successful attempt that started at ``started``."""
+                  output: Any, injected: bool = False) -> None:
+        """Record the event ending a successful attempt that started at ``started`` (``injected``:
+        a ``cancel`` fault fired during it)."""
         ended = self.clock()
         if self.events is None:  # self.record(...), inlined: once per step and compensation
-            self.atoms.append((kinds[1], name, index, phase, attempt, False, "succeeded"))
+            self.atoms.append((kinds[1], name, index, phase, attempt, injected, "succeeded"))
             self.times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
             self.objects += (None, output, None)
         else:
             self.record(kinds[1], _EPOCH_OFFSET + ended, name, index, phase, attempt, _EPOCH_OFFSET + started,
-                        (ended - started) * 1000.0, None, False, output, "succeeded")
+                        (ended - started) * 1000.0, None, injected, output, "succeeded")
 
     async def forward(self, step: Step, index: int, data: Any, completed: list[_Undo]) -> Any:
         context = self.context._for_step(step.name)
@@ -423,6 +430,18 @@ class _Execution(Recorder):
 
 def _compensates(entry: _Undo) -> bool:
     return entry[0].compensate is not None
+
+
+async def _cancel_run(task: asyncio.Task[Any] | None, phase: str) -> None:
+    """Cancel the run's task, as a caller would, for a ``cancel`` fault firing in ``phase``.
+
+    A compensation runs shielded: the rollback first moves to its own task (by suspending
+    once), so that the cancellation reaches the waiting run and not the compensation.
+    """
+    if phase == "compensate":
+        await asyncio.sleep(0)
+    if task is not None:
+        task.cancel()
 
 
 async def _wait_through_cancellation(tasks: Sequence[asyncio.Future[Any]]) -> bool:

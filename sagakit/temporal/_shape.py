@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from sagakit.errors import FaultError
 from sagakit.faults import Fault
 from sagakit.policies import (
     AnyStepFunction,
@@ -148,6 +149,8 @@ def draw_faults(saga: Saga, faults: Mapping[str, Fault]) -> tuple[dict[str, Any]
     compensate: dict[str, Any] = {}
     saved: list[Any] = []
     for name, fault in faults.items():
+        if fault.mode.startswith("cancel"):
+            raise FaultError(f"step {name!r}: {fault.mode!r} faults cancel a local run; the Temporal backend does not inject them")
         member = saga.step(name)
         phase = fault.phase
         fn = member.compensate if phase == "compensate" else member.forward

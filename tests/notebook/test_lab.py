@@ -39,7 +39,7 @@ class TestControls:
         for name in order_saga.step_names:
             selector = lab.steps[name].mode
             assert f"sagakit-fault-{name}" in widget_classes(selector)
-            assert list(selector.options) == ["none", "fail", "fail_after", "fail_compensation"]
+            assert list(selector.options) == ["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
 
     def test_selector_drives_the_fault_plan(self, order_saga: sagakit.Saga) -> None:
         """Choosing a mode, a delay and a probability sets ``saga.faults``; ``none`` removes it."""
