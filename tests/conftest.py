@@ -9,6 +9,9 @@ from testsupport import IN_CI, ROOT, require, stop_process
 
 __all__ = ["IN_CI", "ROOT", "output_dir", "require", "stop_process"]
 
+# ``pytester`` drives the sagakit pytest plugin in tests/testing.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def output_dir() -> Path:

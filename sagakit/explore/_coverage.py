@@ -2,8 +2,10 @@
 
 A *failure point* is a step under a forward mode (``fail``, ``fail_after``, ``cancel``) or
 a compensation under a compensation mode (``fail_compensation``, ``cancel_compensation``).
-A point is *violated* when a scenario where its fault took effect violated the invariant,
-*explored* when its fault took effect in some scenario, *never reached* when scenarios
+A point is *violated* when it took effect in a violating scenario that no smaller
+violating schedule explains (a scenario whose schedule contains a violating one, or a
+minimal counterexample, is not blamed on its extra faults), *explored* when its fault took
+effect in some scenario, *never reached* when scenarios
 planned it but the saga always stopped (or the dice fell) before it fired, and *not
 explored* when no scenario planned it.
 
@@ -50,16 +52,28 @@ class Coverage:
         frame: one row per failure point: ``step``, ``phase`` (``forward`` or
             ``compensate``), ``mode``, ``scheduled`` (scenarios planning it), ``fired``
             (scenarios where it took effect), ``violations`` (of those, how many violated
-            the invariant) and ``status`` (see :data:`COVERAGE_STATUSES`).
+            the invariant, not counting those a smaller violating schedule explains) and ``status`` (see :data:`COVERAGE_STATUSES`).
     """
 
     __slots__ = ("frame", "modes", "saga")
 
-    def __init__(self, saga: Saga, modes: Sequence[str], results: Sequence[ScenarioResult]) -> None:
+    def __init__(
+        self,
+        saga: Saga,
+        modes: Sequence[str],
+        results: Sequence[ScenarioResult],
+        minimal: Sequence[tuple[tuple[str, Any], ...]] = (),
+    ) -> None:
         import pandas as pd
 
         self.saga = saga
         self.modes = tuple(modes)
+        violating = [frozenset(s) for s in minimal]
+        violating += [frozenset(r.scenario.faults) for r in results if r.holds is False]
+        blamed: set[tuple[str, str]] = set()
+        for schedule in set(violating):
+            if not any(other < schedule for other in violating):
+                blamed.update((name, fault.mode) for name, fault in schedule)
         points: dict[tuple[str, str], list[int]] = {}
         for member in saga.steps:
             for mode in self.modes:
@@ -74,7 +88,7 @@ class Coverage:
                 counts[0] += 1
                 if (name, fault.phase) in fired:
                     counts[1] += 1
-                    counts[2] += result.holds is False
+                    counts[2] += result.holds is False and (name, fault.mode) in blamed
         keys = list(points)
         tallies = [points[key] for key in keys]
         self.frame: pd.DataFrame = pd.DataFrame(

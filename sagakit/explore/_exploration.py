@@ -502,7 +502,8 @@ class Exploration:
     @property
     def coverage(self) -> Coverage:
         """Which failure points (step or compensation x mode) the scenarios exercised."""
-        return Coverage(self.saga, self.modes, self._outcomes)
+        minimal = [found.scenario.faults for found in self.counterexamples]
+        return Coverage(self.saga, self.modes, self._outcomes, minimal)
 
     def matrix(self) -> pd.DataFrame:
         """Outcome per step (rows) and mode (columns); ``n/a`` where there is no scenario."""
