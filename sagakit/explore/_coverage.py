@@ -40,7 +40,8 @@ _COLOURS = {
     "never reached": ("#fef3c7", "#b45309"),
     "not explored": ("#f3f4f6", "#9ca3af"),
 }
-_ELEMENT = re.compile(r'<g id="(step|undo)-([^"]*)" class="([^"]*)">')
+# Graphviz writes the ids' hyphen as an entity.
+_ELEMENT = re.compile(r'<g id="(step|undo)(-|&#45;)([^"]*)" class="([^"]*)">')
 
 
 class Coverage:
@@ -163,7 +164,7 @@ class Coverage:
             return None
 
         def mark(match: re.Match[str]) -> str:
-            kind, name, classes = match.group(1), match.group(2), match.group(3)
+            kind, name, classes = match.group(1), match.group(3), match.group(4)
             worst = self._worst(html.unescape(name), "forward" if kind == "step" else "compensate")
             if worst is None:
                 return match.group(0)
@@ -174,7 +175,7 @@ class Coverage:
                 for row in rows.itertuples()
             )
             css = "coverage-" + worst.replace(" ", "-")
-            return f'<g id="{kind}-{name}" class="{classes} {css}"><title>{html.escape(tip)}</title>'
+            return f'<g id="{kind}{match.group(2)}{name}" class="{classes} {css}"><title>{html.escape(tip)}</title>'
 
         marked = _ELEMENT.sub(mark, svg)
         style = "".join(
