@@ -69,12 +69,13 @@ class Coverage:
 
         self.saga = saga
         self.modes = tuple(modes)
-        violating = [frozenset(s) for s in minimal]
-        violating += [frozenset(r.scenario.faults) for r in results if r.holds is False]
+        # Compared by step and mode: a flaky or delayed fault is explained by its plain form.
+        violating = [frozenset((name, fault.mode) for name, fault in s) for s in minimal]
+        violating += [frozenset((n, f.mode) for n, f in r.scenario.faults) for r in results if r.holds is False]
         blamed: set[tuple[str, str]] = set()
         for schedule in set(violating):
             if not any(other < schedule for other in violating):
-                blamed.update((name, fault.mode) for name, fault in schedule)
+                blamed.update(schedule)
         points: dict[tuple[str, str], list[int]] = {}
         for member in saga.steps:
             for mode in self.modes:

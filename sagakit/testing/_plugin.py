@@ -71,12 +71,14 @@ def pytest_configure(config: pytest.Config) -> None:
     session.budget = config.getoption("sagakit_budget", None)
     session.keep_explorations = bool(config.getoption("sagakit_coverage", False))
     session.records.clear()
+    session.failed.clear()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session.seed = session.budget = session.test = None
     session.keep_explorations = False
     session.records.clear()
+    session.failed.clear()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -109,6 +111,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
     if report.when == "call" and report.failed:
+        session.failed.add(item.nodeid)
         seeds = sorted({record.seed for record in session.records if record.test == item.nodeid})
         if seeds:
             listed = ", ".join(str(seed) for seed in seeds)
@@ -122,7 +125,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     records = session.records
     if not records:
         return
-    show = [record for record in records if record.violations or session.keep_explorations]
+    show = [
+        record
+        for record in records
+        if session.keep_explorations or (record.violations and (record.test is None or record.test in session.failed))
+    ]
     terminalreporter.section("sagakit exploration")
     failed = sum(1 for record in records if record.violations)
     terminalreporter.write_line(

@@ -38,6 +38,7 @@ class Session:
     keep_explorations: bool = False
     test: str | None = None
     records: list[Record] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
 
 
 session = Session()

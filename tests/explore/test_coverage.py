@@ -6,10 +6,10 @@ import re
 
 from explore_shop import ORDER, Shop, no_money_without_an_order, order_saga
 from test_scenario import Trail, trail_saga
+from testsupport import require
 
 from sagakit.explore import COVERAGE_STATUSES, Coverage, explore
 from sagakit.notebook.diagram import find_renderer
-from testsupport import require
 
 
 async def order_coverage() -> Coverage:
