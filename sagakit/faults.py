@@ -27,6 +27,9 @@ FAULT_MODES: tuple[str, ...] = ("none", "fail", "fail_after", "fail_compensation
 COMPENSATION_MODES: frozenset[str] = frozenset({"fail_compensation", "cancel_compensation"})
 
 
+_NEVER_DRAWS = random.Random(0)
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """How one step misbehaves.
@@ -68,7 +71,8 @@ class Fault:
             raise FaultError(f"fault probability must be a number, got {self.probability!r}")
         if not 0.0 <= self.probability <= 1.0:
             raise FaultError(f"fault probability must be between 0 and 1, got {self.probability!r}")
-        object.__setattr__(self, "_rng", random.Random(self.seed))
+        # Only a flaky fault draws; the others share one generator instead of seeding their own.
+        object.__setattr__(self, "_rng", random.Random(self.seed) if 0.0 < self.probability < 1.0 else _NEVER_DRAWS)
 
     @property
     def phase(self) -> str:

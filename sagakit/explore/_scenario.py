@@ -113,6 +113,14 @@ class Scenario:
             for name, fault in self.faults
         }
 
+    def run_plan(self) -> dict[str, Fault]:
+        """:attr:`plan` for one run: the plain faults themselves (they never draw), fresh
+        copies of the flaky ones."""
+        return {
+            name: fault if fault.probability >= 1.0 else Fault(fault.mode, fault.delay, fault.probability, fault.seed)
+            for name, fault in self.faults
+        }
+
     @property
     def plan_text(self) -> str:
         """:attr:`plan` as Python source."""
@@ -198,16 +206,19 @@ async def run_scenario(
     cid = correlation_id if correlation_id is not None else f"explore {scenario.index}: {label}"
     context = WorkflowContext(correlation_id=cid, world=state)
     try:
-        run = await derived.run(data, context, faults=scenario.plan, observers=observers)
+        run = await derived.run(data, context, faults=scenario.run_plan(), observers=observers)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         # The engine puts the run in the history and raises in one go, nothing runs between.
         run = derived.history[-1]
         if task is None or run.correlation_id != cid:
             raise
-        fired = {event.step for event in run.events if event.injected}
-        for name, fault in scenario.faults:
-            if fault.mode.startswith("cancel") and name in fired and task.cancelling():
+        cancels = [name for name, fault in scenario.faults if fault.mode.startswith("cancel")]
+        if len(cancels) > 1:  # which of them fired (one alone must have, to get here)
+            fired = {event.step for event in run.events if event.injected}
+            cancels = [name for name in cancels if name in fired]
+        for _ in cancels:
+            if task.cancelling():
                 task.uncancel()
         if task.cancelling():  # a cancellation from elsewhere too
             raise
