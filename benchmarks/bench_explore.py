@@ -218,10 +218,13 @@ def bench_random_search() -> None:
 
         asyncio.run(main())
 
-    repeat = 5
-    explore_s = median_seconds(with_explore, repeat)
-    runs_s = median_seconds(with_runs, repeat)
-    hand_s = median_seconds(by_hand, repeat)
+    repeat = 7
+    # Interleaved rounds, so that load from elsewhere on the machine falls on all three alike.
+    rounds: list[list[float]] = [[], [], []]
+    for _ in range(repeat):
+        for position, work in enumerate((with_explore, with_runs, by_hand)):
+            rounds[position].append(median_seconds(work, 1))
+    explore_s, runs_s, hand_s = (statistics.median(times) for times in rounds)
     drawn = int((probe.scenarios["kind"] == "random").sum())
     print(f"random search, {WIDE}-step saga, {count} scenarios ({drawn} drawn, seed 1) (median of {repeat}):")
     print(f"  sagakit explore(search='random') {count / explore_s:10,.0f} scenarios/s  ({explore_s * 1000:.0f} ms)")

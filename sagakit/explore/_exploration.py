@@ -358,6 +358,7 @@ class Exploration:
     """
 
     __slots__ = (
+        "_frame_cache",
         "_missing",
         "_outcomes",
         "_settings",
@@ -366,7 +367,6 @@ class Exploration:
         "modes",
         "runs",
         "saga",
-        "scenarios",
         "search",
         "seed",
     )
@@ -391,7 +391,14 @@ class Exploration:
         self.seed = self._settings.seed
         self.counterexamples: list[Counterexample] = list(counterexamples)
         self.runs: list[Run] = [outcome.run for outcome in outcomes]
-        self.scenarios = self._frame()
+        self._frame_cache: pd.DataFrame | None = None
+
+    @property
+    def scenarios(self) -> pd.DataFrame:
+        """The DataFrame, one row per scenario (see the class docstring); built on first use."""
+        if self._frame_cache is None:
+            self._frame_cache = self._frame()
+        return self._frame_cache
 
     def _frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -434,7 +441,7 @@ class Exploration:
     @property
     def ok(self) -> bool:
         """Whether the invariant held in every scenario (``True`` when there was none)."""
-        return self.violations.empty
+        return not any(outcome.holds is False for outcome in self._outcomes)
 
     @property
     def history(self) -> RunHistory:
@@ -530,7 +537,7 @@ class Exploration:
         total = len(self._outcomes)
         text = f"Exploration of saga {self.saga.name!r}: {total} scenario{'s' if total != 1 else ''}"
         if self.checked:
-            bad = len(self.violations)
+            bad = sum(1 for outcome in self._outcomes if outcome.holds is False)
             text += f", {bad} violat{'es' if bad == 1 else 'e'} the invariant"
         return text
 

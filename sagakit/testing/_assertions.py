@@ -135,7 +135,7 @@ async def assert_invariant(
         concurrency=concurrency,
         progress=False,
     )
-    violations = len(exploration.violations)
+    violations = sum(1 for result in exploration.results if result.violated)
     keep = session.keep_explorations or violations > 0
     session.records.append(
         Record(session.test, saga.name, len(exploration), violations, exploration.seed, exploration.search,
@@ -148,7 +148,7 @@ async def assert_invariant(
 
 def _message(exploration: Exploration, data: Any, world: Any, invariant: Any) -> str:
     name = _source_name(invariant, "the invariant")
-    total, bad = len(exploration), len(exploration.violations)
+    total, bad = len(exploration), sum(1 for result in exploration.results if result.violated)
     lines = [
         f"saga {exploration.saga.name!r} violates {name} in {bad} of {total} scenarios "
         f"(search={exploration.search}, seed={exploration.seed})",
