@@ -199,6 +199,9 @@ def bench_random_search() -> None:
         asyncio.run(explore(saga, {}, world=Tally, invariant=always_holds, search="random", budget=BUDGET, seed=1,
                             progress=False))
 
+    def bare_explore() -> None:
+        asyncio.run(explore(saga, {}, search="random", budget=BUDGET, seed=1, progress=False))
+
     def with_runs() -> None:
         async def main() -> None:
             task = asyncio.current_task()
@@ -220,18 +223,20 @@ def bench_random_search() -> None:
 
     repeat = 7
     # Interleaved rounds, so that load from elsewhere on the machine falls on all three alike.
-    rounds: list[list[float]] = [[], [], []]
+    rounds: list[list[float]] = [[], [], [], []]
     for _ in range(repeat):
-        for position, work in enumerate((with_explore, with_runs, by_hand)):
+        for position, work in enumerate((with_explore, bare_explore, with_runs, by_hand)):
             rounds[position].append(median_seconds(work, 1))
-    explore_s, runs_s, hand_s = (statistics.median(times) for times in rounds)
+    explore_s, bare_s, runs_s, hand_s = (statistics.median(times) for times in rounds)
     drawn = int((probe.scenarios["kind"] == "random").sum())
     print(f"random search, {WIDE}-step saga, {count} scenarios ({drawn} drawn, seed 1) (median of {repeat}):")
     print(f"  sagakit explore(search='random') {count / explore_s:10,.0f} scenarios/s  ({explore_s * 1000:.0f} ms)")
+    print(f"  ... without world or invariant   {count / bare_s:10,.0f} scenarios/s  ({bare_s * 1000:.0f} ms)")
     print(f"  saga.run per plan, same loop     {count / runs_s:10,.0f} scenarios/s  ({runs_s * 1000:.0f} ms)")
     print(f"  hand-written asyncio             {count / hand_s:10,.0f} scenarios/s  ({hand_s * 1000:.0f} ms)")
     ratio = runs_s / explore_s
-    print(f"  ratio random search / saga.run: {ratio:.2f}x the rate (target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'})")
+    print(f"  ratio random search / saga.run: {ratio:.2f}x the rate (target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'}); "
+          f"without world or invariant {runs_s / bare_s:.2f}x")
     print(f"  ratio random search / hand-written: {hand_s / explore_s:.2f}x the rate")
 
 

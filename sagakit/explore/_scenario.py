@@ -222,6 +222,8 @@ async def run_scenario(
                 task.uncancel()
         if task.cancelling():  # a cancellation from elsewhere too
             raise
+        if run.error is not None:  # its traceback would keep this frame, and the world, alive
+            run.error.__traceback__ = None
     run.definition = saga
     holds, violation = await check_invariant(invariant, state, run, label)
     return ScenarioResult(scenario, run, holds, violation)
