@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from explore_shop import ORDER, Shop, no_money_without_an_order, order_saga
-from test_scenario import Trail, trail_saga
+from explore_shop import ORDER, Shop, Trail, no_money_without_an_order, order_saga, trail_saga
 from testsupport import require
 
 from sagakit.explore import COVERAGE_STATUSES, Coverage, explore

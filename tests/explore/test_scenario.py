@@ -6,35 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from explore_shop import ORDER, Shop, no_money_without_an_order, order_saga
+from explore_shop import ORDER, Shop, Trail, no_money_without_an_order, order_saga, trail_saga
 
 import sagakit as sk
 from sagakit.explore import Exploration, Scenario, explore
-
-
-class Trail:
-    """A world recording which actions ran and which compensations failed."""
-
-    def __init__(self) -> None:
-        self.ran: list[str] = []
-
-
-def trail_saga(names: str, *, continue_on_compensation_failure: bool = False) -> sk.Saga:
-    """A saga of one step per letter, each with a compensation, acting on a :class:`Trail`."""
-
-    def make(name: str) -> sk.Step:
-        async def action(data: Any, context: sk.WorkflowContext) -> Any:
-            await asyncio.sleep(0)
-            context.world.ran.append(name)
-            return data
-
-        async def undo(data: Any, context: sk.WorkflowContext) -> None:
-            context.world.ran.append("undo_" + name)
-
-        action.__name__ = name
-        return sk.step(action, compensate=undo)
-
-    return sk.Saga("trail", [make(n) for n in names], continue_on_compensation_failure=continue_on_compensation_failure)
 
 
 def failed_compensations(run: sk.Run) -> set[str]:
