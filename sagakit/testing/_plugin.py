@@ -98,18 +98,20 @@ def sagakit_budget() -> int:
     return session.budget if session.budget is not None else DEFAULT_BUDGET
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+# Old-style wrappers: they work with every pytest the plugin may meet.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     session.test = item.nodeid
     try:
-        return (yield)
+        yield
     finally:
         session.test = None
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    report = yield
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
     if report.when == "call" and report.failed:
         session.failed.add(item.nodeid)
         seeds = sorted({record.seed for record in session.records if record.test == item.nodeid})
@@ -118,7 +120,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append(
                 ("sagakit", f"exploration seed {listed}: repeat with --sagakit-seed={seeds[0]}")
             )
-    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
