@@ -16,6 +16,7 @@ SHOP = (Path(__file__).parent / "testing_shop.py").read_text()
 
 def write_test(pytester: pytest.Pytester, *, fixed: bool, name: str = "test_order") -> None:
     """A test module exploring the order saga (leaky or fixed), recording its scenarios."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(
         **{
             name: SHOP
@@ -27,7 +28,7 @@ def write_test(pytester: pytest.Pytester, *, fixed: bool, name: str = "test_orde
                 def test_the_order_saga_never_leaks_money():
                     try:
                         exploration = asyncio.run(sagakit.testing.assert_invariant(
-                            saga, ORDER, world=Shop, invariant=no_money_without_an_order, budget=60))
+                            saga, ORDER, world=Shop, invariant=no_money_without_an_order))
                     except sagakit.testing.InvariantViolated as failure:
                         exploration = failure.exploration
                         raise
@@ -46,7 +47,7 @@ def test_a_leaky_saga_fails_with_its_minimal_counterexample_and_a_replay_that_re
     """The leak needs only a lost charge response: the failure shows that one fault, the seed,
     what ran, and a replay line which, run on its own, fails with the same violation."""
     write_test(pytester, fixed=False)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sagakit-seed=11")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sagakit-seed=11", "--sagakit-budget=60")
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
     assert "minimal faults: {'charge_payment': 'fail_after'}" in output
@@ -78,11 +79,13 @@ def test_the_fixed_saga_passes_and_coverage_is_printed(pytester: pytest.Pytester
     """Refunding a charge whose response was lost keeps the invariant under every schedule;
     ``--sagakit-coverage`` prints the failure points the exploration reached."""
     write_test(pytester, fixed=True)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sagakit-seed=5", "--sagakit-coverage")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sagakit-seed=5", "--sagakit-budget=60", "--sagakit-coverage"
+    )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "sagakit: exploration seed 5, budget 200 (repeat with --sagakit-seed=5)",
+            "sagakit: exploration seed 5, budget 60 (repeat with --sagakit-seed=5)",
             "*sagakit exploration*",
             "1 exploration, 0 with violations; seed 5 (repeat with --sagakit-seed=5)",
             "*test_the_order_saga_never_leaks_money: saga 'order'*0 violate the invariant",
@@ -94,12 +97,18 @@ def test_the_fixed_saga_passes_and_coverage_is_printed(pytester: pytest.Pytester
 
 
 def test_the_seed_option_repeats_the_same_scenarios(pytester: pytest.Pytester) -> None:
-    """Two sessions with one ``--sagakit-seed`` draw the same scenarios; another seed draws others."""
+    """Two sessions with one ``--sagakit-seed`` draw the same scenarios; another seed draws
+    others; ``--sagakit-budget`` sets how many are drawn."""
     write_test(pytester, fixed=True)
     drawn = []
-    for seed in (3, 3, 4):
-        pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--sagakit-seed={seed}").assert_outcomes(passed=1)
+    for seed, budget in ((3, 60), (3, 60), (4, 60), (3, 5)):
+        pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--sagakit-seed={seed}", f"--sagakit-budget={budget}"
+        ).assert_outcomes(passed=1)
         drawn.append(json.loads((pytester.path / "scenarios.json").read_text()))
-    assert len(drawn[0]) > 40
     assert drawn[0] == drawn[1]
     assert drawn[0] != drawn[2]
+    # The exhaustive scenarios come first whatever the seed; the drawn ones follow.
+    exhaustive = next(i for i, (a, b) in enumerate(zip(drawn[0], drawn[2], strict=False)) if a != b)
+    assert exhaustive > 10 and len(drawn[0]) - exhaustive > 20
+    assert 0 < len(drawn[3]) - exhaustive <= 5 and drawn[3] == drawn[0][: len(drawn[3])]
