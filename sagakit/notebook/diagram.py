@@ -54,8 +54,10 @@ __all__ = [
     "DiagramTemplate",
     "DiagramWarning",
     "Renderer",
+    "fault_hints",
     "fault_note",
     "find_renderer",
+    "format_ms",
     "layout",
     "layout_count",
     "planned_notes",
@@ -80,11 +82,12 @@ STATES: tuple[str, ...] = (
     "compensating",
     "compensated",
     "compensation-failed",
+    "not-compensated",
     "skipped",
 )
 
 _NBSP = "\u00a0"
-_RUN_NOTE_PLACEHOLDER = "0000.0 ms \u00d79 ⚡"
+_RUN_NOTE_PLACEHOLDER = "needs manual cleanup"
 _UNDO_NOTE_PLACEHOLDER = "↺ 000.0 ms"
 _ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)">')
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)
@@ -114,6 +117,9 @@ _STYLE = """<style>
 .sagakit-svg g.step.state-compensation-failed > text { fill: #ffffff; }
 .sagakit-svg g.step.state-skipped > path, .sagakit-svg g.step.state-skipped > polygon {
   fill: #f0f0f0; stroke: #9e9e9e; }
+.sagakit-svg g.step.state-not-compensated > path, .sagakit-svg g.step.state-not-compensated > polygon {
+  fill: #ffe9a8; stroke: #b71c1c; stroke-width: 2.5; stroke-dasharray: 5 2; }
+.sagakit-svg g.step.state-not-compensated > text + text { fill: #b71c1c; font-weight: bold; }
 .sagakit-svg g.step.injected > path, .sagakit-svg g.step.injected > polygon { stroke: #d62728; stroke-width: 2.5;
   stroke-dasharray: 6 3; }
 .sagakit-svg g.step > text + text { fill: #4a5563; }
@@ -126,6 +132,8 @@ _STYLE = """<style>
 .sagakit-svg g.undo.state-compensated > text { fill: #1f5fbf; }
 .sagakit-svg g.undo.state-compensation-failed > path { stroke: #c62828; stroke-width: 2; }
 .sagakit-svg g.undo.state-compensation-failed > text { fill: #c62828; }
+.sagakit-svg g.undo.state-not-compensated > path { stroke: #b71c1c; stroke-width: 2; stroke-dasharray: 2 3; }
+.sagakit-svg g.undo.state-not-compensated > text { fill: #b71c1c; }
 </style>"""
 
 
@@ -235,17 +243,40 @@ class StepShape(NamedTuple):
 Shape = tuple[tuple[bool, tuple[StepShape, ...]], ...]  # (is_parallel, steps) per stage
 
 
+def _policy_options(function: Any) -> tuple[int | None, float | None]:
+    # Seed primitives wrap one another (TimeoutPrimitive(RetryPrimitive(fn))): the outermost
+    # of each kind is what the step does.
+    from sagakit.policies import RetryPrimitive, TimeoutPrimitive
+
+    retries: int | None = None
+    timeout: float | None = None
+    seen = 0
+    while function is not None and seen < 16:
+        seen += 1
+        if isinstance(function, RetryPrimitive) and retries is None:
+            retries = function.policy.max_retries
+        elif isinstance(function, TimeoutPrimitive) and timeout is None:
+            timeout = function.timeout
+        function = getattr(function, "inner", None)
+    return retries, timeout
+
+
 def _options_text(step: Any) -> str:
+    """Retry and timeout facts, as in ``step(retry=, timeout=)``, for options and seed primitives alike."""
     parts = []
+    retries, timeout = _policy_options(getattr(step, "action", None))
     retry = getattr(step, "retry", None)
     if retry is not None and retry.max_retries:
-        parts.append(f"retry {retry.max_retries}")
-    timeout = getattr(step, "timeout", None)
+        retries = retry.max_retries
+    if retries:
+        parts.append(f"retry={retries}")
+    if getattr(step, "timeout", None) is not None:
+        timeout = step.timeout
     if timeout is not None:
-        parts.append(f"timeout {timeout:g}s")
+        parts.append(f"timeout={timeout:g}s")
     if getattr(step, "compensate_on_failure", False):
         parts.append("undo on failure")
-    return " · ".join(parts)
+    return ", ".join(parts)
 
 
 def saga_shape(saga: Saga) -> Shape:
@@ -546,11 +577,17 @@ def _compile(shape: Shape, source: str, renderer: Renderer, svg: str) -> Diagram
 _K = EventKind
 
 
-def _ms(seconds: float) -> str:
+def format_ms(seconds: float) -> str:
+    """A duration as shown on diagrams: ``412 ms``, ``3.2 ms``, under a millisecond in ``µs``."""
     ms = seconds * 1000.0
     if ms >= 100.0:
         return f"{ms:.0f} ms"
-    return f"{ms:.1f} ms" if ms >= 1.0 else f"{ms:.2f} ms"
+    if ms >= 1.0:
+        return f"{ms:.1f} ms"
+    return f"{ms * 1000.0:.0f} µs"
+
+
+_ms = format_ms
 
 
 class DiagramState:
@@ -565,12 +602,22 @@ class DiagramState:
             whose note has a failure mode are drawn ``injected`` before any run.
     """
 
-    __slots__ = ("_started", "attempts", "caption", "classes", "injected", "notes", "options",
-                 "planned", "states", "undo_classes", "undo_notes", "version")
+    __slots__ = ("_rolled_back", "_started", "attempts", "caption", "classes", "cleared", "dirty", "hints", "injected",
+                 "notes",
+                 "options", "planned", "states", "undo_classes", "undo_notes", "undoable", "version")
 
     def __init__(self, steps: Iterable[StepShape] = (), planned: Mapping[str, str] | None = None) -> None:
-        self.options = {member.name: member.options for member in steps}
+        members = tuple(steps)
+        self.options = {member.name: member.options for member in members}
+        self.undoable = {member.name for member in members if member.undo is not None}
         self.planned: dict[str, str] = dict(planned or {})
+        #: Why a planned fault may show nothing, by step (see :func:`fault_hints`).
+        self.hints: dict[str, str] = {}
+        #: The steps changed since a front-end last read them; ``None``: every step.
+        self.dirty: set[str] | None = None
+        #: Everything went back to pending without notes since a front-end last read the state.
+        self.cleared = False
+        self._rolled_back = False
         self.states: dict[str, str] = {}
         self.classes: dict[str, str] = {}
         self.notes: dict[str, str] = {}
@@ -592,8 +639,12 @@ class DiagramState:
         self.injected.clear()
         self.attempts.clear()
         self._started.clear()
+        self._rolled_back = False
         self.caption = None
         self.notes = {}
+        # A front-end redraws this as "all pending, no notes": no per-step list to send.
+        self.dirty = set()
+        self.cleared = True
 
     def reset(self) -> None:
         """Back to the definition view: every step pending, planned faults marked."""
@@ -603,6 +654,7 @@ class DiagramState:
             self.notes[name] = " · ".join(part for part in (options, planned) if part)
             if planned and "⚡" in planned:
                 self.classes[name] = "state-pending injected"
+        self.dirty = None
         self.version += 1
 
     def plan(self, planned: Mapping[str, str]) -> None:
@@ -613,6 +665,7 @@ class DiagramState:
             return
         for name in self.options:
             self._refresh(name)
+        self.dirty = None
         self.version += 1
 
     def _refresh(self, step: str) -> None:
@@ -624,9 +677,14 @@ class DiagramState:
         kind = event.kind
         step = event.step
         self.version += 1
+        if kind is _K.ROLLBACK_STARTED:
+            self._rolled_back = True
+            return
         if step is None:
             if kind is _K.RUN_STARTED:
                 self._forget_run()
+            elif kind is _K.RUN_FINISHED and self._rolled_back:
+                self._mark_not_compensated()
             return
         if event.injected:
             self.injected.add(step)
@@ -662,6 +720,22 @@ class DiagramState:
         else:
             return
         self._refresh(step)
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(step)
+
+    def _mark_not_compensated(self) -> None:
+        # A rollback that stopped early (a compensation failed) leaves completed steps undone:
+        # they must not read as fine.
+        for name, state in self.states.items():
+            if state == "succeeded" and name in self.undoable:
+                self.states[name] = "not-compensated"
+                self.undo_classes[name] = "state-not-compensated"
+                self.undo_notes[name] = "↺ not run"
+                self.notes[name] = "needs manual cleanup"
+                self._refresh(name)
+                if self.dirty is not None:
+                    self.dirty.add(name)
 
     @classmethod
     def of_run(cls, run: Run, steps: Iterable[StepShape]) -> DiagramState:
@@ -719,13 +793,42 @@ def _saga_template(saga: Saga) -> DiagramTemplate:
 
 
 def fault_note(fault: Any) -> str:
-    """How a planned fault is noted under its step: ``⚡ fail``, ``⏱ 1.5 s``, both or nothing."""
+    """How a planned fault is noted under its step: ``⚡ fail``, ``delay 1.5 s``, both or nothing.
+
+    Only characters every common font has (no clock glyph).
+    """
     parts = []
     if fault.mode != "none":
         parts.append(f"⚡ {fault.mode}" + (f" p={fault.probability:g}" if fault.probability < 1 else ""))
     if fault.delay:
-        parts.append(f"⏱ {fault.delay:g} s")
+        parts.append(f"delay {fault.delay:g} s")
     return " ".join(parts)
+
+
+_TRIGGERS = ("fail", "fail_after")
+
+
+def fault_hints(plan: Mapping[str, Any], order: Sequence[str]) -> dict[str, str]:
+    """Why a planned ``fail_compensation`` may show nothing: no later step is set to fail.
+
+    A compensation runs only when a later step fails; without such a fault (and without a real
+    failure) the run completes and the planned fault is never met.
+
+    Args:
+        plan: the fault plan (step name -> :class:`~sagakit.Fault`).
+        order: the steps in definition order.
+    """
+    hints = {}
+    for position, name in enumerate(order):
+        fault = plan.get(name)
+        if fault is None or fault.mode != "fail_compensation":
+            continue
+        later = [other for other in order[position + 1:]
+                 if (other_fault := plan.get(other)) is not None and other_fault.mode in _TRIGGERS]
+        if not later:
+            hints[name] = (f"fail_compensation on {name} shows only when a later step fails: "
+                           "set fail or fail_after on a step after it")
+    return hints
 
 
 def planned_notes(plan: Mapping[str, Any]) -> dict[str, str]:
