@@ -864,19 +864,58 @@ def run_svg(run: Run) -> str | None:
 
 
 def saga_mimebundle(saga: Saga) -> dict[str, Any]:
-    """``Saga._repr_mimebundle_``: the SVG diagram and ``text/plain``, or the DOT source as text."""
+    """``Saga._repr_mimebundle_``: the SVG diagram and ``text/plain``, or the DOT source as text.
+
+    In a Jupyter kernel with anywidget installed, the bundle also holds the interactive view
+    (:class:`~sagakit.notebook.widget.DiagramView`); other front-ends draw the SVG.
+    """
     template = _saga_template(saga)
     if template.renderer is None:
         return {"text/plain": f"{saga!r}\n\n{template.source}", "text/vnd.graphviz": template.source}
-    return {"image/svg+xml": template.render(DiagramState(template.steps, _planned(saga))), "text/plain": repr(saga)}
+    state = DiagramState(template.steps, _planned(saga))
+    bundle = {"image/svg+xml": template.render(state), "text/plain": repr(saga)}
+    bundle.update(_widget_view(template, state, None))
+    return bundle
 
 
 def run_mimebundle(run: Run) -> dict[str, Any]:
-    """``Run._repr_mimebundle_``: the coloured SVG diagram and ``text/plain``."""
+    """``Run._repr_mimebundle_``: the coloured SVG diagram and ``text/plain`` (and, in a kernel, the
+    interactive view, with the inspector and replay of this run)."""
     template = _run_template(run)
     plain = repr(run)
     if template.renderer is None:
         state = DiagramState.of_run(run, template.steps)
         lines = [plain, *(f"  {name}: {state.states.get(name, 'pending')}" for name in state.options)]
         return {"text/plain": "\n".join(lines) + f"\n\n{template.source}", "text/vnd.graphviz": template.source}
-    return {"image/svg+xml": template.render(DiagramState.of_run(run, template.steps)), "text/plain": plain}
+    state = DiagramState.of_run(run, template.steps)
+    bundle = {"image/svg+xml": template.render(state), "text/plain": plain}
+    bundle.update(_widget_view(template, state, run))
+    return bundle
+
+
+def _in_kernel() -> bool:
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has imported it already
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # an IPython too broken to ask is no kernel to draw in
+        return False
+    return getattr(shell, "kernel", None) is not None
+
+
+def _widget_view(template: DiagramTemplate, state: DiagramState, run: Run | None) -> dict[str, Any]:
+    # In a kernel, the bundle also carries the interactive view (fit, zoom, inspector, replay);
+    # front-ends without widgets (nbconvert, GitHub) keep drawing the static SVG next to it.
+    if not _in_kernel():
+        return {}
+    try:
+        from sagakit.notebook.widget import DiagramView
+    except ImportError:  # anywidget missing: the static SVG is the whole display
+        return {}
+    view = DiagramView(template, state)
+    view.show_run(run)
+    bundle = view._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    widget_mime = "application/vnd.jupyter.widget-view+json"
+    return {widget_mime: data[widget_mime]} if isinstance(data, dict) and widget_mime in data else {}
