@@ -184,6 +184,12 @@ class Lab:
         self._hints: dict[str, str] = {}
         self._previous_sigint: Any = None
         self._sigint_installed = False
+        self._sigint_handler: Callable[[int, Any], None] | None = None
+        try:  # the kernel's own loop (a Lab is made in a cell): SIGINT handling happens there
+            self._main_loop: asyncio.AbstractEventLoop | None = (
+                asyncio.get_running_loop() if threading.current_thread() is threading.main_thread() else None)
+        except RuntimeError:
+            self._main_loop = None
         self._redraw: asyncio.TimerHandle | None = None
         self._chart_redraw: asyncio.TimerHandle | None = None
         self._history_dirty = True
@@ -407,38 +413,69 @@ class Lab:
         """Cancel the run started by the last click, if it is in flight (the Stop button).
 
         The engine compensates the steps the run completed, shielded from the cancellation;
-        the diagram shows the rollback. Returns whether there was a run to stop.
+        the diagram shows the rollback. Safe from any thread. Returns whether there was a run
+        to stop.
         """
         task = self.task
         if task is None or task.done():
             return False
-        task.cancel()
+        loop = task.get_loop()
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            task.cancel()
+        else:  # a click handled on another thread (a kernel subshell): cancel on the task's loop
+            loop.call_soon_threadsafe(task.cancel)
         return True
 
-    def _catch_interrupts(self, loop: asyncio.AbstractEventLoop) -> None:
-        # A kernel interrupt is SIGINT, ignored by ipykernel while no cell runs: while a Lab run
-        # is in flight, it stops that run instead. Signal handlers belong to the main thread.
-        if self._sigint_installed or threading.current_thread() is not threading.main_thread():
-            return
+    # A kernel interrupt is SIGINT, which ipykernel ignores while no cell runs: while a Lab run
+    # is in flight, it stops that run instead. Signal handlers belong to the main thread, and a
+    # click may be handled on another one (a kernel subshell), so the handler is installed,
+    # kept and removed from the main thread's loop.
 
+    def _on_main_thread(self, callback: Callable[[], None]) -> None:
+        if threading.current_thread() is threading.main_thread():
+            callback()
+        elif self._main_loop is not None and not self._main_loop.is_closed():
+            self._main_loop.call_soon_threadsafe(callback)
+
+    def _catch_interrupts(self, loop: asyncio.AbstractEventLoop) -> None:
         def interrupted(_signum: int, _frame: Any) -> None:
             loop.call_soon_threadsafe(self.stop)
 
         self._sigint_handler = interrupted
+        self._on_main_thread(self._install_interrupt_handler)
+
+    def _install_interrupt_handler(self) -> None:
+        if self._sigint_installed or self._sigint_handler is None or self.task is None or self.task.done():
+            return
+        handler = self._sigint_handler
         kernel = _kernel()
         current = signal.getsignal(signal.SIGINT)
         if kernel is not None and current is signal.default_int_handler and hasattr(kernel, "saved_sigint_handler"):
-            # Inside a kernel message handler (the Run click): the kernel restores its saved
-            # handler when the handler returns, so that is the one to replace.
+            # Inside a kernel message handler: the kernel restores its saved handler when the
+            # handler returns, so that is the one to replace.
             self._previous_sigint = kernel.saved_sigint_handler
-            kernel.saved_sigint_handler = interrupted
+            kernel.saved_sigint_handler = handler
         else:
             self._previous_sigint = current
-            signal.signal(signal.SIGINT, interrupted)
+            signal.signal(signal.SIGINT, handler)
         self._sigint_installed = True
 
+    def _keep_catching_interrupts(self) -> None:
+        # Kernel message handlers save and restore the SIGINT handler around themselves; when
+        # they overlap, ours can be lost. Between handlers, put it back.
+        if not self._sigint_installed or self.task is None or self.task.done():
+            return
+        current = signal.getsignal(signal.SIGINT)
+        if current is not self._sigint_handler and current is not signal.default_int_handler:
+            self._previous_sigint = current
+            signal.signal(signal.SIGINT, self._sigint_handler)
+
     def _release_interrupts(self) -> None:
-        if not self._sigint_installed or threading.current_thread() is not threading.main_thread():
+        if not self._sigint_installed:
             return
         self._sigint_installed = False
         kernel = _kernel()
@@ -456,7 +493,7 @@ class Lab:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._set_buttons(disabled=False)
         self.diagram.busy = False
-        self._release_interrupts()
+        self._on_main_thread(self._release_interrupts)
         if task.cancelled():
             self._busy = False
             last = self.saga.history.last
@@ -528,6 +565,8 @@ class Lab:
         self._redraw = None
         self.flush()
         if self._busy:  # keep colouring while a run is in flight
+            if self._sigint_handler is not None:
+                self._on_main_thread(self._keep_catching_interrupts)
             self._schedule_draw()
 
     def flush(self) -> None:

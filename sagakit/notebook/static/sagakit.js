@@ -65,6 +65,7 @@ function renderDiagram({ model, el }) {
   let replaying = false;
 
   function apply() {
+    if (height * scale + 8 <= 560) ty = 4; // the whole height fits: no vertical panning to lose it
     canvas.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`;
     viewport.style.height = `${Math.max(48, Math.min(height * scale + 8, 560))}px`;
     zoomLabel.textContent = `${Math.round(scale * 100)}%`;
@@ -90,8 +91,15 @@ function renderDiagram({ model, el }) {
     apply();
   }
 
+  let pendingFocus = null;
+
   function bringIntoView(node) {
     if (!svg || !node || typeof node.getBBox !== "function") return;
+    if (!viewport.clientWidth || !svg.isConnected) {
+      pendingFocus = node; // not laid out yet: once the view has a size
+      return;
+    }
+    pendingFocus = null;
     const box = node.getBBox();
     const view = svg.viewBox.baseVal;
     const unit = view && view.width ? width / view.width : 1;
@@ -181,8 +189,8 @@ function renderDiagram({ model, el }) {
         nodes.set(node.id, { node, base: baseClasses(node), text: null, note: "", title: null });
       }
     }
-    applyDelta(model.get("state"));
     fit();
+    applyDelta(model.get("state"));
   }
 
   // Clicks open the inspector; a drag pans and is not a click.
@@ -284,7 +292,13 @@ function renderDiagram({ model, el }) {
   model.on("msg:custom", (message) => {
     if (message.t === "d" && !replaying) applyDelta(message);
   });
-  const observer = typeof ResizeObserver === "function" ? new ResizeObserver(() => fitted && fit()) : null;
+  const observer =
+    typeof ResizeObserver === "function"
+      ? new ResizeObserver(() => {
+          if (fitted) fit();
+          if (pendingFocus) bringIntoView(pendingFocus);
+        })
+      : null;
   observer?.observe(viewport);
   load();
   showReplay();
