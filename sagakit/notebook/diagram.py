@@ -61,6 +61,7 @@ __all__ = [
     "layout",
     "layout_count",
     "planned_notes",
+    "run_layout_shape",
     "run_mimebundle",
     "run_svg",
     "saga_dot",
@@ -849,10 +850,15 @@ def saga_svg(saga: Saga) -> str | None:
     return template.render(DiagramState(template.steps, _planned(saga)))
 
 
-def _run_template(run: Run) -> DiagramTemplate:
+def run_layout_shape(run: Run) -> Shape:
+    """The shape a run is drawn with: its saga's, or (a run without its definition) its events'."""
     if run.definition is not None:
-        return layout(saga_shape(run.definition), name=run.saga)
-    return layout(_events_shape(run.events), name=run.saga)
+        return saga_shape(run.definition)
+    return _events_shape(run.events)
+
+
+def _run_template(run: Run) -> DiagramTemplate:
+    return layout(run_layout_shape(run), name=run.saga)
 
 
 def run_svg(run: Run) -> str | None:

@@ -36,8 +36,9 @@ from sagakit.notebook.diagram import DiagramState, DiagramTemplate, StepShape, e
 
 if TYPE_CHECKING:
     from sagakit.runs import Run
+    from sagakit.saga import Saga
 
-__all__ = ["DiagramView", "HistoryView", "inspector_html", "replay_frames", "wire_state"]
+__all__ = ["DiagramView", "HistoryView", "diagram_view", "inspector_html", "replay_frames", "wire_state"]
 
 STATIC = Path(__file__).with_name("static")
 
@@ -152,6 +153,30 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
             self.replay = {}
             if self.on_live is not None:
                 self.on_live()
+
+
+def diagram_view(target: Saga | Run) -> DiagramView:
+    """The interactive view of a saga (planned faults marked) or of a run (inspector and replay).
+
+    Jupyter front-ends get it from ``display(saga)`` or ``display(run)`` already; elsewhere
+    (marimo: ``mo.ui.anywidget(diagram_view(run))``) make it with this.
+
+    Raises:
+        TypeError: ``target`` is neither a :class:`~sagakit.Saga` nor a :class:`~sagakit.Run`.
+    """
+    from sagakit.notebook.diagram import layout, planned_notes, run_layout_shape, saga_shape
+    from sagakit.runs import Run
+    from sagakit.saga import Saga
+
+    if isinstance(target, Saga):
+        template = layout(saga_shape(target), name=target.name)
+        return DiagramView(template, DiagramState(template.steps, planned_notes(target.faults)))
+    if isinstance(target, Run):
+        template = layout(run_layout_shape(target), name=target.saga)
+        view = DiagramView(template, DiagramState.of_run(target, template.steps))
+        view.show_run(target)
+        return view
+    raise TypeError(f"diagram_view: expected a sagakit.Saga or a sagakit.Run, got {type(target).__name__}")
 
 
 class HistoryView(anywidget.AnyWidget):  # type: ignore[misc]

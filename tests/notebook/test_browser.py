@@ -1,9 +1,9 @@
-"""The notebook front-end in real browsers: JupyterLab 4 and Jupyter Notebook 7, in Debian's Chromium.
+"""The notebook front-end in real browsers: JupyterLab 4, Jupyter Notebook 7 and marimo, in Debian's Chromium.
 
 One Jupyter server for the session (127.0.0.1, random token, isolated config, data, runtime and
 settings directories) serves a temporary root holding copies of ``05-failure-lab``: JupyterLab
 opens one copy (with a 30-step saga appended), Notebook 7 another, each with its own kernel. One
-Chromium serves both. Every wait is on a condition; each scenario saves a screenshot to
+Chromium serves all three; marimo runs a small app showing a run's diagram view. Every wait is on a condition; each scenario saves a screenshot to
 ``test-output/``. With ``SAGAKIT_SCREENSHOT=1`` the replay scenario also writes
 ``docs/lab-rollback.png``: the Lab in the middle of a rollback.
 """
@@ -111,9 +111,13 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         stop_process(process, timeout=20)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (one browser for every front-end)."""
+    """Debian's Chromium, headless, driven by Playwright (one browser for every front-end).
+
+    Module-scoped: Playwright's synchronous API keeps an event loop running on this thread
+    until it stops, which asyncio tests after this module could not live with.
+    """
     require(CHROMIUM.exists(), "Debian's chromium at /usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
@@ -365,14 +369,18 @@ def test_a_30_step_saga_shows_its_failed_step_without_scrolling(page: Any, outpu
     wide.scroll_into_view_if_needed()
     page.wait_for_function("() => { const n = document.querySelector('.sagakit-diagram [id=\"step-w27\"]');"
                            " return n !== null && n.classList.contains('state-failed'); }")
-    geometry = wide.evaluate(
+    geometry = (
         "lab => { const view = lab.querySelector('.sagakit-viewport').getBoundingClientRect();"
         " const node = lab.querySelector('[id=\"step-w27\"]').getBoundingClientRect();"
         " const cell = lab.closest('.jp-OutputArea-output');"
         " return {view: [view.left, view.right], node: [node.left, node.right],"
         " overflow: cell.scrollWidth - cell.clientWidth}; }")
-    assert geometry["view"][0] <= geometry["node"][0] and geometry["node"][1] <= geometry["view"][1], geometry
-    assert geometry["overflow"] <= 1, geometry
+    inside = f"lab => {{ const g = ({geometry})(lab); return g.view[0] <= g.node[0] && g.node[1] <= g.view[1]" \
+             " && g.overflow <= 1; }"
+    try:  # the cell may still be settling its width: the view follows it, so wait
+        page.wait_for_function(inside, arg=wide.element_handle(), timeout=10_000)
+    except Exception:
+        raise AssertionError(f"the failed step is not in view: {wide.evaluate(geometry)}") from None
     wide.locator(".sagakit-fit").click()
     scale = wide.locator(".sagakit-zoom-level").inner_text()
     wide.locator(".sagakit-zoom-in").click()
@@ -390,3 +398,99 @@ def test_notebook_7_runs_the_lab(notebook7: Any, output_dir: Path) -> None:
     _lab(page).locator(".sagakit-inspector .sagakit-attempt").first.wait_for()
     assert "InjectedFault" in _lab(page).locator(".sagakit-inspector").inner_text()
     _shoot(page, output_dir, "notebook-nb7-1-failed-step.png")
+
+
+MARIMO_APP = """\
+import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import marimo as mo
+
+    import sagakit
+    from sagakit.notebook.widget import diagram_view
+
+    return diagram_view, mo, sagakit
+
+
+@app.cell
+async def _(sagakit):
+    async def reserve(data, context):
+        return {**data, "reserved": True}
+
+    async def release(data, context):
+        return None
+
+    async def charge(data, context):
+        return data
+
+    saga = sagakit.Saga("order", [sagakit.step(reserve, compensate=release), sagakit.step(charge)])
+    saga.faults["charge"] = "fail"
+    run = await saga.run({"card": "4111 1111 1111 1111"})
+    return (run,)
+
+
+@app.cell
+def _(diagram_view, mo, run):
+    view = mo.ui.anywidget(diagram_view(run))
+    view
+    return (view,)
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+@pytest.fixture(scope="module")
+def marimo_app(tmp_path_factory: pytest.TempPathFactory, chromium: Any, output_dir: Path) -> Iterator[Any]:
+    """A marimo app (``marimo run``, headless, token-protected) showing a rolled-back run's view."""
+    marimo = Path(sys.executable).parent / "marimo"
+    require(marimo.exists(), "marimo in the virtual environment (pip install marimo)")
+    base = tmp_path_factory.mktemp("marimo")
+    (base / "app.py").write_text(MARIMO_APP)
+    port, token = _free_port(), secrets.token_hex(16)
+    log = base / "marimo.log"
+    env = {**os.environ, "HOME": str(base), "XDG_CONFIG_HOME": str(base / "config"), "XDG_STATE_HOME": str(base / "state"),
+           "XDG_CACHE_HOME": str(base / "cache")}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(marimo), "run", str(base / "app.py"), "--headless", "--host", "127.0.0.1", "--port", str(port),
+             "--token", "--token-password", token],
+            env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=base,
+        )
+    tab = None
+    try:
+        _wait_for_server(f"http://127.0.0.1:{port}/health", process, log, time.monotonic() + 90)
+        tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(f"http://127.0.0.1:{port}/?access_token={token}")
+        yield tab
+    finally:
+        if tab is not None:
+            tab.close()
+        stop_process(process, timeout=20)
+
+
+def test_marimo_shows_and_inspects_a_run(marimo_app: Any, output_dir: Path) -> None:
+    """In marimo (``mo.ui.anywidget``): the run's diagram is coloured, and clicking the failed step inspects it."""
+    page = marimo_app
+    try:
+        page.wait_for_function(
+            "() => { const n = [...document.querySelectorAll('*')].map(e => e.shadowRoot || e)"
+            ".flatMap(r => [...r.querySelectorAll('[id=\"step-charge\"]')])[0];"
+            " return n !== undefined && n.classList.contains('state-failed'); }")
+        node = page.locator('[id="step-charge"]')
+        assert "state-compensated" in (page.locator('[id="step-reserve"]').get_attribute("class") or "")
+        node.click()
+        inspector = page.locator(".sagakit-inspector")
+        inspector.locator(".sagakit-attempt").first.wait_for()
+        text = inspector.inner_text()
+        assert "InjectedFault" in text and "4111" not in text
+        page.screenshot(path=str(output_dir / "notebook-marimo-1-inspector.png"))
+    except Exception:
+        page.screenshot(path=str(output_dir / "notebook-marimo-failed.png"))
+        raise

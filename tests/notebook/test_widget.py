@@ -9,7 +9,10 @@ import os
 import signal
 from typing import Any
 
+import pytest
+
 import sagakit
+from sagakit.notebook import widget
 from sagakit.notebook.lab import Lab
 
 from .conftest import linear_saga, make_step
@@ -164,3 +167,29 @@ class TestStop:
         assert lab.task.cancelled()
         assert saga.history.last is not None and saga.history.last.compensated_steps == ["first"]
         assert signal.getsignal(signal.SIGINT) is before
+
+
+class TestDiagramView:
+    async def test_views_of_a_saga_and_of_a_run(self, order_saga: sagakit.Saga) -> None:
+        """``diagram_view`` marks a saga's planned faults; a run's view inspects and replays that run."""
+        order_saga.faults["ship_order"] = "fail"
+        saga_view = widget.diagram_view(order_saga)
+        assert "injected" in saga_view.state["s"]["ship_order"] and saga_view.run is None
+        run = await order_saga.run({})
+        run_view = widget.diagram_view(run)
+        assert run_view.run is run and run_view.replayable
+        assert "state-failed" in run_view.state["s"]["ship_order"]
+        assert run_view.state["c"].startswith("compensated")
+
+    def test_anything_else_is_refused(self) -> None:
+        """A value that is neither a Saga nor a Run is a TypeError naming what was expected."""
+        with pytest.raises(TypeError, match=r"expected a sagakit\.Saga or a sagakit\.Run, got str"):
+            widget.diagram_view("order")  # type: ignore[arg-type]
+
+
+def test_the_front_end_ships_in_the_package_and_loads_nothing_from_the_network() -> None:
+    """The ES module and style sheet are package files; the module imports nothing (no CDN)."""
+    script = (widget.STATIC / "sagakit.js").read_text()
+    assert (widget.STATIC / "sagakit.css").is_file()
+    assert "export default" in script
+    assert "import " not in script and "http://" not in script and "https://" not in script

@@ -88,18 +88,18 @@ function renderDiagram({ model, el }) {
     ty = y - ((y - ty) * next) / scale;
     scale = next;
     fitted = false;
+    focus = null;
     apply();
   }
 
-  let pendingFocus = null;
+  // The failed step the view keeps in sight while the cell settles its size; moving the view
+  // by hand lets it go.
+  let focus = null;
 
   function bringIntoView(node) {
     if (!svg || !node || typeof node.getBBox !== "function") return;
-    if (!viewport.clientWidth || !svg.isConnected) {
-      pendingFocus = node; // not laid out yet: once the view has a size
-      return;
-    }
-    pendingFocus = null;
+    focus = node;
+    if (!viewport.clientWidth || !svg.isConnected) return; // not laid out yet: on the next resize
     const box = node.getBBox();
     const view = svg.viewBox.baseVal;
     const unit = view && view.width ? width / view.width : 1;
@@ -144,6 +144,7 @@ function renderDiagram({ model, el }) {
   function applyDelta(delta) {
     let failed = null;
     if (delta.r) {
+      focus = null;
       for (const id of nodes.keys()) {
         setClass(id, "state-pending");
         setNote(id, "");
@@ -208,6 +209,7 @@ function renderDiagram({ model, el }) {
     tx = drag.tx + dx;
     ty = drag.ty + dy;
     fitted = false;
+    focus = null;
     viewport.classList.add("sagakit-dragging");
     apply();
   });
@@ -232,7 +234,10 @@ function renderDiagram({ model, el }) {
     },
     { passive: false },
   );
-  fitButton.addEventListener("click", fit);
+  fitButton.addEventListener("click", () => {
+    focus = null;
+    fit();
+  });
   zoomIn.addEventListener("click", () => zoom(1.25));
   zoomOut.addEventListener("click", () => zoom(1 / 1.25));
   stopButton.addEventListener("click", () => model.send({ t: "stop" }));
@@ -296,7 +301,7 @@ function renderDiagram({ model, el }) {
     typeof ResizeObserver === "function"
       ? new ResizeObserver(() => {
           if (fitted) fit();
-          if (pendingFocus) bringIntoView(pendingFocus);
+          if (focus) bringIntoView(focus);
         })
       : null;
   observer?.observe(viewport);
