@@ -343,8 +343,12 @@ def test_run_n_then_clicking_a_past_run_redraws_it(page: Any, output_dir: Path) 
 
 def test_chart_tooltips_show_on_hover(page: Any, output_dir: Path) -> None:
     """The Lab's charts are drawn interactively (Vega-Lite 5) and hovering a mark shows a tooltip."""
+    # Charts are redrawn a moment after the last run: wait for one that has stayed for a while.
+    page.wait_for_function(
+        "() => { const e = document.querySelector('.sagakit-lab .sagakit-charts .vega-embed');"
+        " if (!e) return false; if (!e.dataset.firstSeen) { e.dataset.firstSeen = String(Date.now()); return false; }"
+        " return Date.now() - Number(e.dataset.firstSeen) > 1000; }")
     chart = _lab(page).locator(".sagakit-charts .vega-embed").first
-    chart.wait_for()
     chart.scroll_into_view_if_needed()
     box = chart.bounding_box()
     assert box is not None
