@@ -162,6 +162,8 @@ class TestStop:
         before = signal.getsignal(signal.SIGINT)
         lab.run_button.click()
         await self.wait_running(lab, "second")
+        # Checked first: without the Lab's handler, the signal would stop the whole test session.
+        assert signal.getsignal(signal.SIGINT) is not before
         os.kill(os.getpid(), signal.SIGINT)
         await asyncio.wait({lab.task})
         assert lab.task.cancelled()
