@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _recover(options: argparse.Namespace) -> int:
     from sagakit.journal import JournalError, SqliteJournal, recover
+    from sagakit.redaction import default_redactor
+    from sagakit.runs import error_message
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: import the user's modules from here
@@ -98,10 +100,10 @@ def _recover(options: argparse.Namespace) -> int:
     for run in result.runs:
         line = f"{run.run_id}  {run.saga}  {run.status}"
         if run.status == "compensation_failed":
-            line += f"  NEEDS ATTENTION: {run.error}"
+            line += f"  NEEDS ATTENTION: {error_message(run.error, run=run)}"
         print(line)
     for skipped in result.skipped:
-        print(f"{skipped.run_id}  {skipped.saga}  skipped: {skipped.reason}")
+        print(f"{skipped.run_id}  {skipped.saga}  skipped: {default_redactor().scrub(skipped.reason)}")
     if not result.runs and not result.skipped:
         print("nothing to recover")
     else:

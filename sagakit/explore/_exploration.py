@@ -43,7 +43,7 @@ from sagakit.explore._shared import (
     stage_positions,
 )
 from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike
-from sagakit.runs import Run, RunHistory
+from sagakit.runs import Run, RunHistory, error_message
 from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
@@ -423,7 +423,8 @@ class Exploration:
                 "outcome": pd.array([_outcome_of(o) for o in outcomes], dtype="string"),
                 "fired": pd.array([run.injected for run in runs], dtype="bool"),
                 "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
-                "error": pd.array([str(e) if e is not None else None for e in errors], dtype="string"),
+                "error": pd.array([error_message(e, run=run) for e, run in zip(errors, runs, strict=True)],
+                                  dtype="string"),
                 "duration_ms": pd.array([run.duration_ms for run in runs], dtype="float64"),
                 "run_id": pd.array([run.run_id for run in runs], dtype="string"),
                 "seed": pd.array([o.scenario.seed for o in outcomes], dtype="Int64"),
@@ -641,7 +642,7 @@ def _tooltip(outcome: _Outcome) -> str:
         lines.append(f"failed step: {run.failed_step}")
     lines.append("compensated: " + (", ".join(run.compensated_steps) or "nothing"))
     if run.error is not None:
-        lines.append(f"error: {type(run.error).__name__}: {run.error}")
+        lines.append(f"error: {type(run.error).__name__}: {error_message(run.error, run=run)}")
     if outcome.violation is not None:
         lines.append(f"invariant violated: {outcome.violation}")
     if not run.injected:

@@ -17,6 +17,7 @@ import os
 import socket
 import sqlite3
 import stat
+import warnings
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -29,6 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SYNCHRONOUS",
     "FINISH_RUN",
+    "JournalPermissionWarning",
     "INSERT_EVENT",
     "INSERT_RUN",
     "SCHEMA",
@@ -145,6 +147,45 @@ def _create_file(path: Path) -> None:
     os.close(descriptor)
 
 
+#: SQLite's companion files, which hold the same data as the journal.
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _tighten(path: Path) -> None:
+    """Make an adopted journal and its companion files readable by their owner only (mode 0600).
+
+    A journal holds run data; one that others can read (0644 from a copy or an umask) is
+    tightened when this process owns it, with a warning saying so. One that others can read
+    and this process cannot tighten (another user's file) is refused.
+    """
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANIONS)):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        loose = stat.S_IMODE(info.st_mode) & 0o077
+        if not loose:
+            continue
+        try:
+            os.chmod(file, stat.S_IMODE(info.st_mode) & 0o700)
+        except OSError as exc:
+            raise JournalError(
+                path,
+                f"{file.name} is readable by other users (mode {stat.S_IMODE(info.st_mode):04o}) and this process "
+                f"cannot restrict it ({exc.strerror}); its owner should run chmod 600 {file}",
+            ) from exc
+        warnings.warn(
+            f"sagakit journal {path}: {file.name} was readable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); it is now {stat.S_IMODE(info.st_mode) & 0o700:04o} (owner only)",
+            JournalPermissionWarning,
+            stacklevel=4,
+        )
+
+
+class JournalPermissionWarning(UserWarning):
+    """A journal file others could read was made private to its owner."""
+
+
 def connect(path: Path, *, write: bool, busy_timeout: float = 5.0) -> sqlite3.Connection:
     """Open (and for writing, create or upgrade) the journal at ``path``.
 
@@ -176,6 +217,8 @@ def connect(path: Path, *, write: bool, busy_timeout: float = 5.0) -> sqlite3.Co
             )
         if not exists:
             _create_file(path)
+        else:
+            _tighten(path)
     try:
         connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

@@ -25,7 +25,7 @@ from sagakit.events import Event, EventKind
 from sagakit.journal._file import DAMAGED_ADVICE, connect, damaged, journal_path
 from sagakit.journal._payload import JsonSerializer, Serializer, error_text, journal_redactor
 from sagakit.redaction import Redactor
-from sagakit.runs import Run, RunHistory
+from sagakit.runs import Run, RunHistory, run_redactor
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -401,7 +401,8 @@ def history_to_parquet(history: RunHistory, path: str | os.PathLike[str], *, red
 
     Every event of every run is one row (no payloads: data stays out of shared files), so
     :func:`history_from_parquet` rebuilds the same ``runs`` and ``steps`` frames. Error messages
-    are scrubbed of the runs' secrets unless ``redact=False``.
+    are scrubbed of the runs' secrets unless ``redact=False``: with ``redact=True`` each run's
+    saga's own keys count (``Saga(..., redact=["iban"])``), with a :class:`Redactor` its keys.
 
     Raises:
         ImportError: pyarrow is missing (``pip install 'sagakit[parquet]'``).
@@ -415,9 +416,11 @@ def history_to_parquet(history: RunHistory, path: str | os.PathLike[str], *, red
     pa = _pyarrow()
     if not file.parent.is_dir():
         raise FileNotFoundError(f"to_parquet path {file}: the directory {file.parent} does not exist; create it first")
-    redactor = journal_redactor(redact)
+    # True: each run's own saga's keys (``Saga(redact=[...])``), as its frames show it.
+    chosen = journal_redactor(redact)
     columns: dict[str, list[Any]] = {name: [] for name, _ in _PARQUET_COLUMNS}
     for run in history:
+        redactor = run_redactor(run) if redact is True else chosen
         secrets = redactor.event_secrets(run.events) if redactor is not None else frozenset()
         for event in run.events:
             error = event.error

@@ -43,7 +43,7 @@ from sagakit.journal._payload import (
     Serializer,
     error_text,
     journal_redactor,
-    mask_secrets,
+    masked_dumps,
     unstorable_type,
 )
 from sagakit.redaction import Redactor
@@ -506,20 +506,27 @@ class SqliteJournal:
         redactor = run.redactor
         if redactor is not None and type(data) not in _PLAIN:
             found: set[str] = set()
-            data = mask_secrets(data, redactor, found)
-            if found:
-                if run.secrets is None:
-                    run.secrets = set()
-                run.secrets.update(found)
+            try:
+                return masked_dumps(self.serializer, data, redactor, found), "stored"
+            except Exception as exc:
+                return self._unstorable(event, data, exc)
+            finally:
+                if found:
+                    if run.secrets is None:
+                        run.secrets = set()
+                    run.secrets.update(found)
         try:
             return self.serializer.dumps(data), "stored"
         except Exception as exc:
-            if event.kind is not _RUN_FINISHED:
-                self._poisoned[event.run_id] = PayloadError(
-                    path=self._name, step=event.step, value_type=unstorable_type(data, exc),
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
-            return None, "unserializable"
+            return self._unstorable(event, data, exc)
+
+    def _unstorable(self, event: Event, data: Any, exc: Exception) -> tuple[None, str]:
+        if event.kind is not _RUN_FINISHED:
+            self._poisoned[event.run_id] = PayloadError(
+                path=self._name, step=event.step, value_type=unstorable_type(data, exc),
+                reason=f"{type(exc).__name__}: {exc}",
+            )
+        return None, "unserializable"
 
     async def settle(self) -> None:
         """Return once every event observed so far on this loop is committed.

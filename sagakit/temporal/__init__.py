@@ -15,20 +15,29 @@ if TYPE_CHECKING:
     from sagakit.temporal._binary import dev_server_path
     from sagakit.temporal._errors import RemoteStepError
     from sagakit.temporal.backend import TemporalBackend, default_workflow_id
+    from sagakit.temporal.codec import AesGcmCodec, EncryptionKeyError, encrypted_data_converter, read_key_file
     from sagakit.temporal.worker import build_worker, serve
     from sagakit.temporal.workflow import SagaWorkflow
 
 __all__ = [
+    "AesGcmCodec",
+    "EncryptionKeyError",
     "RemoteStepError",
     "SagaWorkflow",
     "TemporalBackend",
     "build_worker",
     "default_workflow_id",
     "dev_server_path",
+    "encrypted_data_converter",
+    "read_key_file",
     "serve",
 ]
 
 _WHERE = {
+    "AesGcmCodec": "sagakit.temporal.codec",
+    "EncryptionKeyError": "sagakit.temporal.codec",
+    "encrypted_data_converter": "sagakit.temporal.codec",
+    "read_key_file": "sagakit.temporal.codec",
     "RemoteStepError": "sagakit.temporal._errors",
     "SagaWorkflow": "sagakit.temporal.workflow",
     "TemporalBackend": "sagakit.temporal.backend",

@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--tls-key", type=Path, help="client private key (PEM) for mutual TLS")
     worker.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) to verify the server with")
     worker.add_argument("--tls-server-name", help="server name to verify, when it differs from the address")
+    worker.add_argument("--encryption-key-file", type=Path,
+                        help="encrypt payloads and failures with AES-GCM: a private file of '<key id> <base64 key>' "
+                        "lines, the encrypting key first (see sagakit.temporal.codec); clients need the same keys")
     worker.add_argument("--api-key", help="API key (Temporal Cloud); prefer the TEMPORAL_API_KEY variable")
     worker.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the server "
                         "(default: 10)")
@@ -114,6 +117,20 @@ def _tls(args: argparse.Namespace) -> Any:
     )
 
 
+def _data_converter(key_file: Path | None) -> Any:
+    """The worker's data converter: encrypting with the key file's keys, else explaining encrypted payloads."""
+    from temporalio.converter import DataConverter
+
+    from sagakit.temporal.codec import AesGcmCodec, KeylessCodec, encrypted_data_converter
+
+    if key_file is None:
+        return DataConverter(payload_codec=KeylessCodec())
+    try:
+        return encrypted_data_converter(AesGcmCodec.from_key_file(key_file))
+    except ValueError as exc:
+        raise CliError(f"--encryption-key-file: {exc}", 2) from None
+
+
 async def _serve(args: argparse.Namespace, sagas: list[Saga]) -> None:
     from datetime import timedelta
 
@@ -122,9 +139,11 @@ async def _serve(args: argparse.Namespace, sagas: list[Saga]) -> None:
     from sagakit.temporal.worker import build_worker
 
     api_key = args.api_key or os.environ.get("TEMPORAL_API_KEY") or None
+    converter = _data_converter(args.encryption_key_file)
     try:
         client = await asyncio.wait_for(
-            Client.connect(args.address, namespace=args.namespace, tls=_tls(args), api_key=api_key),
+            Client.connect(args.address, namespace=args.namespace, tls=_tls(args), api_key=api_key,
+                           data_converter=converter),
             timeout=args.connect_timeout,
         )
     except (TimeoutError, RuntimeError, OSError) as exc:
