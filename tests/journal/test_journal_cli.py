@@ -70,3 +70,18 @@ class TestRecoverCommand:
         [line] = result.stderr.strip().splitlines()
         assert line.startswith(f"sagakit recover: journal {journal_file}: run {broken} is damaged")
         assert {run_id for _, run_id, _ in journal_service.items(service)} == {broken}
+
+
+def test_recover_prints_no_secret_of_a_failed_compensation(
+    journal_file: Path, service: str, children: Children
+) -> None:
+    """The recover command's NEEDS ATTENTION line masks an API key, a bearer token and a card number."""
+    children.run("once", journal_file, service, env={journal_service.EXIT_AT: "ship:before"}, expect=(17,))
+    careless = " (api.key=sk_live_Abc123 Authorization: Bearer eyJhbGciOi.xyz card 4111111111111111.)"
+    result = sagakit_command("recover", "--journal", journal_file, "journal_service:order",
+                             env={journal_service.BROKEN: "reserve", journal_service.BROKEN_SAYS: careless})
+    assert result.returncode == 1
+    assert "NEEDS ATTENTION: " in result.stdout and "reserve service is down" in result.stdout
+    for secret in ("sk_live_Abc123", "eyJhbGciOi", "4111111111111111"):
+        assert secret not in result.stdout + result.stderr
+    assert result.stdout.count("[REDACTED]") == 3

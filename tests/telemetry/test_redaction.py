@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from telemetry_support import noop_step
@@ -177,3 +177,61 @@ class TestRuns:
         """No run, no known secrets: key=value pairs and card numbers are still masked."""
         assert error_message(ValueError("password=hunter2")) == f"password={MASK}"
         assert error_message(None) is None
+
+
+class Credentials(NamedTuple):
+    user: str
+    password: str
+
+
+class SlottedToken:
+    __slots__ = ("token", "user")
+
+    def __init__(self, token: str) -> None:
+        self.user = "ada"
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"SlottedToken({self.user}, {self.token})"
+
+
+class TestLeaksClosed:
+    """Shapes and spellings that once slipped past the redactor."""
+
+    @pytest.mark.parametrize("neighbour", [".", "_", "a", "Z", "é", "/", "(", "\u00a0", "#"])
+    def test_card_numbers_touched_by_any_non_digit_are_masked(self, neighbour: str) -> None:
+        """A Luhn-valid number is masked whatever non-digit character touches it on either side."""
+        for card in ("4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111"):
+            text = Redactor().scrub(f"card{neighbour}{card}{neighbour}")
+            assert text == f"card{neighbour}{MASK}{neighbour}"
+
+    def test_a_card_among_other_digit_groups_is_masked(self) -> None:
+        """In ``1 4111 1111 1111 1111 2`` the card is the run of whole groups that passes the check."""
+        assert Redactor().scrub("ref 1 4111 1111 1111 1111 2") == f"ref 1 {MASK} 2"
+        assert Redactor().scrub("order 12345678901234567890123") == "order 12345678901234567890123"
+
+    @pytest.mark.parametrize("text", ["api.key=sk_live_x1", "db.password: hunter2", "X.Auth.Token=abc123"])
+    def test_dotted_keys_are_masked_in_text(self, text: str) -> None:
+        """Keys written with dots count like ones with underscores or dashes."""
+        assert Redactor().scrub(text).endswith(MASK)
+
+    def test_named_tuples_and_slotted_objects_are_masked_and_hunted(self) -> None:
+        """Their sensitive fields are masked in payloads and their values scrubbed from error text."""
+        redactor = Redactor()
+        payload = {"login": Credentials("ada", "hunter2"), "session": SlottedToken("tok-9f8e7d")}
+        assert redactor.redact(payload) == {
+            "login": {"user": "ada", "password": MASK},
+            "session": f"SlottedToken(ada, {MASK})",
+        }
+        assert redactor.secrets(payload) == {"hunter2", "tok-9f8e7d"}
+        error = ValueError("refused", SlottedToken("tok-9f8e7d"))
+        assert "tok-9f8e7d" not in (redactor.message(error) or "")
+
+    def test_secrets_nested_deeper_than_any_limit_are_found(self) -> None:
+        """Secret values are collected at any depth (no recursion limit), so messages are scrubbed of them."""
+        payload: Any = {"password": "deep-s3cret"}
+        for _ in range(3000):
+            payload = [payload]
+        redactor = Redactor()
+        assert redactor.secrets(payload) == {"deep-s3cret"}
+        assert "deep-s3cret" not in repr(redactor.redact(payload))
