@@ -278,27 +278,18 @@ class Redactor:
             return text  # one long number: no card boundary to find inside it
         # Groups such as "1 4111 1111 1111 1111": a card may be any run of whole groups.
         groups = _SEPARATOR.split(text)
-        separators = _SEPARATOR.findall(text)
-        best: tuple[int, int] | None = None
-        for start in range(len(groups)):
-            length = 0
-            for end in range(start, len(groups)):
-                length += len(groups[end])
-                if length > 19:
-                    break
-                if length >= 13 and (best is None or end - start > best[1] - best[0]) and _luhn_valid(
-                    "".join(groups[start : end + 1])
-                ):
-                    best = (start, end)
-        if best is None:
-            return text
-        start, end = best
-        before = "".join(group + sep for group, sep in zip(groups[:start], separators[:start], strict=True))
-        after = "".join(sep + group for sep, group in zip(separators[end:], groups[end + 1 :], strict=True))
-        return before + self.mask + self._mask_card_text(after)
-
-    def _mask_card_text(self, text: str) -> str:
-        return _CARD_LIKE.sub(self._mask_card, text) if text else text
+        separators = [*_SEPARATOR.findall(text), ""]
+        pieces: list[str] = []
+        start = 0
+        while start < len(groups):
+            end = _card_end(groups, start)
+            if end is None:
+                pieces.append(groups[start] + separators[start])
+                start += 1
+            else:
+                pieces.append(self.mask + separators[end])
+                start = end + 1
+        return "".join(pieces)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Redactor):
@@ -328,6 +319,19 @@ def _as_key_list(keys: Iterable[str], what: str) -> list[str]:
         if not isinstance(key, str) or not _normalise(key):
             raise TypeError(f"Redactor {what}: expected non-empty key strings, got {key!r}")
     return items
+
+
+def _card_end(groups: Sequence[str], start: int) -> int | None:
+    """The last group of the longest run of whole digit groups from ``start`` that is a card number."""
+    found = None
+    length = 0
+    for end in range(start, len(groups)):
+        length += len(groups[end])
+        if length > 19:
+            break
+        if length >= 13 and _luhn_valid("".join(groups[start : end + 1])):
+            found = end
+    return found
 
 
 def _is_record(value: Any) -> bool:

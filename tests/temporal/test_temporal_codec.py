@@ -110,7 +110,7 @@ class TestCodec:
         path = _key_file(tmp_path / "keys.txt", k2=NEW, k1=OLD)
         assert list(read_key_file(path).items()) == [("k2", NEW), ("k1", OLD)]
         path.chmod(0o644)
-        with pytest.raises(ValueError, match="other users can read it.*chmod 600"):
+        with pytest.raises(ValueError, match=r"other users can read it.*chmod 600"):
             read_key_file(path)
         path.write_text("k1 not-base64!\n")
         path.chmod(0o600)
