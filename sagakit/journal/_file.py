@@ -151,11 +151,12 @@ def _create_file(path: Path) -> None:
 _COMPANIONS = ("-wal", "-shm", "-journal")
 
 
-def _tighten(path: Path) -> None:
+def _tighten(path: Path, *, warn: bool) -> None:
     """Make an adopted journal and its companion files readable by their owner only (mode 0600).
 
     A journal holds run data; one that others can read (0644 from a copy or an umask) is
-    tightened when this process owns it, with a warning saying so. One that others can read
+    tightened when this process owns it, with a warning saying so (``warn``: an empty file
+    just made a journal is tightened silently, as a new one is created private). One that others can read
     and this process cannot tighten (another user's file) is refused.
     """
     for file in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANIONS)):
@@ -174,12 +175,13 @@ def _tighten(path: Path) -> None:
                 f"{file.name} is readable by other users (mode {stat.S_IMODE(info.st_mode):04o}) and this process "
                 f"cannot restrict it ({exc.strerror}); its owner should run chmod 600 {file}",
             ) from exc
-        warnings.warn(
-            f"sagakit journal {path}: {file.name} was readable by other users (mode "
-            f"{stat.S_IMODE(info.st_mode):04o}); it is now {stat.S_IMODE(info.st_mode) & 0o700:04o} (owner only)",
-            JournalPermissionWarning,
-            stacklevel=4,
-        )
+        if warn:
+            warnings.warn(
+                f"sagakit journal {path}: {file.name} was readable by other users (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}); it is now {stat.S_IMODE(info.st_mode) & 0o700:04o} (owner only)",
+                JournalPermissionWarning,
+                stacklevel=5,
+            )
 
 
 class JournalPermissionWarning(UserWarning):
@@ -217,21 +219,23 @@ def connect(path: Path, *, write: bool, busy_timeout: float = 5.0) -> sqlite3.Co
             )
         if not exists:
             _create_file(path)
-        else:
-            _tighten(path)
     try:
         connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise JournalError(path, f"cannot open the file ({exc})") from exc
     try:
-        _check_schema(connection, path, write=write)
+        created = _check_schema(connection, path, write=write)
+        if write and exists:
+            # Only a file that is (now) a journal: another application's database is left alone.
+            _tighten(path, warn=not created)
     except BaseException:
         connection.close()
         raise
     return connection
 
 
-def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) -> None:
+def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) -> bool:
+    """Check (and for writing, create) the journal's tables; whether they were just created."""
     try:
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -242,7 +246,7 @@ def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) ->
         if not write:
             raise JournalError(path, "is empty: it is not a sagakit journal (or no run was ever recorded in it)")
         _create_schema(connection, path)
-        return
+        return True
     if application_id != APPLICATION_ID:
         raise JournalError(
             path, "is a SQLite database but not a sagakit journal; sagakit will not write into it: choose another path"
@@ -260,6 +264,7 @@ def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) ->
             raise JournalError(path, "cannot switch to WAL mode; is it on a network file system? use a local disk")
     except sqlite3.DatabaseError as exc:
         raise damaged(path, exc) from exc
+    return False
 
 
 def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
