@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sagakit.redaction import Redactor, default_redactor
@@ -12,7 +13,11 @@ if TYPE_CHECKING:
     from sagakit.events import Event
     from sagakit.saga import Saga
 
-__all__ = ["DEFAULT_PAYLOAD_CHARS", "RunPayloads", "Sink", "error_type", "payload_text"]
+__all__ = ["DEFAULT_PAYLOAD_CHARS", "RUN_SAGA", "RunPayloads", "Sink", "error_type", "payload_text"]
+
+#: The saga whose ``run_started`` is being delivered by process-wide telemetry, which is not
+#: attached to sagas: sinks read its ``redactor`` and ``log_compensations`` from here then.
+RUN_SAGA: ContextVar[Saga | None] = ContextVar("sagakit_run_saga", default=None)
 
 #: How many characters of a payload are kept when payload capture is on.
 DEFAULT_PAYLOAD_CHARS = 1024
@@ -58,9 +63,17 @@ class Sink:
 
         return detach
 
+    def saga_named(self, saga: str) -> Saga | None:
+        """The saga named ``saga`` this sink serves: the one whose run is starting under
+        process-wide telemetry, else the one attached under that name, else ``None``."""
+        starting = RUN_SAGA.get()
+        if starting is not None and starting.name == saga:
+            return starting
+        return self._sagas.get(saga)
+
     def redactor_for(self, saga: str) -> Redactor:
         """The redactor for a run of the saga named ``saga``."""
-        attached = self._sagas.get(saga)
+        attached = self.saga_named(saga)
         if attached is not None:
             redactor = getattr(attached, "redactor", None)
             if isinstance(redactor, Redactor):
@@ -69,7 +82,7 @@ class Sink:
 
     def logs_compensations(self, saga: str) -> bool:
         """Whether the saga named ``saga`` wants its compensations logged (``log_compensations``)."""
-        attached = self._sagas.get(saga)
+        attached = self.saga_named(saga)
         return attached is None or bool(getattr(attached, "log_compensations", True))
 
 

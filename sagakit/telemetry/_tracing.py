@@ -177,6 +177,13 @@ class OtelTracing(Sink):
             return state.root
         return state.open.get((context.step, context.phase, context.attempt), state.root)
 
+    def trace_context(self, run_id: str) -> Context | None:
+        """The OpenTelemetry context holding the root span of run ``run_id`` while it runs
+        (``None`` for a run this sink does not trace): what a backend makes current while it
+        hands the run to another process, so that the trace continues there."""
+        state = self._runs.get(run_id)
+        return state.context if state is not None else None
+
     # -- handlers -------------------------------------------------------------------------
 
     def _run_started(self, event: Event) -> None:
