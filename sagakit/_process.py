@@ -11,10 +11,12 @@ run starts. Two sources feed it, both owned by ``sagakit.telemetry``:
   SDK provider installed, ``structlog.configure`` called).
 
 This module stays light: ``import sagakit`` must not import OpenTelemetry. Whether anyone
-listens is decided from the OpenTelemetry modules already imported (an application that
-installed a provider has imported them) and read again only when a global provider or
-structlog's configuration changed, so a run where nobody listens pays for a few attribute
-reads and identity checks, and gets no observer.
+listens is read at every run from the OpenTelemetry modules already imported (an application
+that installed a provider has imported them): OpenTelemetry's ``_TRACER_PROVIDER`` and
+``_METER_PROVIDER`` globals and structlog's configuration flag, read directly, since the
+public getters cost more than the rest of this check. The telemetry behind them is rebuilt
+only when one of them changed, so a run where nobody listens pays for a few attribute reads
+and identity checks, and gets no observer.
 """
 
 from __future__ import annotations
@@ -50,20 +52,26 @@ def add_factory(factory: Factory) -> Callable[[], None]:
 class _Automatic:
     """Automatic telemetry's state: on or off, and the back ends seen at the last check."""
 
-    __slots__ = ("build", "enabled", "key", "observers", "structlog")
+    __slots__ = ("build", "configured", "enabled", "meter_provider", "metrics", "observers", "structlog", "trace",
+                 "tracer_provider")
 
     def __init__(self) -> None:
         self.enabled = True
-        # (tracer provider, meter provider, structlog configured) when last checked.
-        self.key: tuple[Any, Any, bool] = (None, None, False)
-        # What listens for that key: None when nobody does.
-        self.observers: Callable[[Saga, tuple[Observer, ...]], tuple[Observer, ...]] | None = None
-        self.build: Callable[[Any, Any, bool], Any] | None = None  # sagakit.telemetry's, once imported
+        # The modules holding the global providers and structlog's configuration, once imported.
+        self.trace: Any = None
+        self.metrics: Any = None
         self.structlog: Any = None
+        # The back ends seen at the last check, and what listens to them (None: nobody).
+        self.tracer_provider: Any = None
+        self.meter_provider: Any = None
+        self.configured = False
+        self.observers: Factory | None = None
+        self.build: Callable[[Any, Any, bool], Factory | None] | None = None
 
 
 _AUTO = _Automatic()
 _NOTHING: tuple[Any, ...] = ()
+_modules = sys.modules
 
 
 def set_automatic(enabled: bool) -> bool:
@@ -79,47 +87,52 @@ def automatic_enabled() -> bool:
     return _AUTO.enabled
 
 
-def _providers() -> tuple[Any, Any, bool]:
-    """The global tracer and meter providers as installed (``None`` when none is), and whether
-    structlog is configured; read from the modules without importing any."""
-    modules = sys.modules
-    trace = modules.get("opentelemetry.trace")
-    tracer_provider = getattr(trace, "_TRACER_PROVIDER", None) if trace is not None else None
-    internal = modules.get("opentelemetry.metrics._internal")
-    meter_provider = getattr(internal, "_METER_PROVIDER", None) if internal is not None else None
-    structlog = _AUTO.structlog
-    if structlog is None:
-        structlog = _AUTO.structlog = modules.get("structlog")
-    configured = structlog is not None and structlog.is_configured()
-    return tracer_provider, meter_provider, configured
+def _rebuild(state: _Automatic, tracer_provider: Any, meter_provider: Any, configured: bool) -> None:
+    state.tracer_provider, state.meter_provider, state.configured = tracer_provider, meter_provider, configured
+    state.observers = None
+    if tracer_provider is None and meter_provider is None and not configured:
+        return
+    if state.build is None:
+        from sagakit.telemetry._automatic import build
 
-
-def _automatic(saga: Saga, observers: tuple[Observer, ...]) -> tuple[Observer, ...]:
-    key = _providers()
-    cached = _AUTO.key
-    if key[0] is not cached[0] or key[1] is not cached[1] or key[2] is not cached[2]:
-        _AUTO.key = key
-        _AUTO.observers = None
-        if key != (None, None, False):
-            if _AUTO.build is None:
-                from sagakit.telemetry._automatic import build
-
-                _AUTO.build = build
-            _AUTO.observers = _AUTO.build(*key)
-    make = _AUTO.observers
-    return _NOTHING if make is None else make(saga, observers)
+        state.build = build
+    state.observers = state.build(tracer_provider, meter_provider, configured)
 
 
 def run_observers(saga: Saga, observers: Iterable[Observer]) -> tuple[Observer, ...]:
     """A run's observers: ``observers`` (the saga's and the run's own), then the process's."""
-    given = tuple(observers)
+    given = tuple(observers) if observers else _NOTHING
     if _factories:
         extra: tuple[Observer, ...] = ()
         for factory in tuple(_factories):
             extra += factory(saga, given)
         return given + extra if extra else given
-    if _AUTO.enabled:
-        extra = _automatic(saga, given)
-        if extra:
-            return given + extra
-    return given
+    state = _AUTO
+    if not state.enabled:
+        return given
+    # Every run reads the installed providers afresh (a few attribute reads, no call, no
+    # import: this is the cost of a run nobody listens to), and rebuilds only on a change.
+    trace = state.trace
+    if trace is None:
+        trace = state.trace = _modules.get("opentelemetry.trace")
+    metrics = state.metrics
+    if metrics is None:
+        metrics = state.metrics = _modules.get("opentelemetry.metrics._internal")
+    config = state.structlog
+    if config is None:
+        module = _modules.get("structlog._config")
+        config = state.structlog = getattr(module, "_CONFIG", None)
+    tracer_provider = trace._TRACER_PROVIDER if trace is not None else None
+    meter_provider = metrics._METER_PROVIDER if metrics is not None else None
+    configured = config is not None and config.is_configured
+    if (
+        tracer_provider is not state.tracer_provider
+        or meter_provider is not state.meter_provider
+        or configured is not state.configured
+    ):
+        _rebuild(state, tracer_provider, meter_provider, configured)
+    make = state.observers
+    if make is None:
+        return given
+    extra = make(saga, given)
+    return given + extra if extra else given
