@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sagakit.temporal._binary import dev_server_path
     from sagakit.temporal._errors import RemoteStepError
+    from sagakit.temporal._tracing import StepSpans, tracing_interceptors
     from sagakit.temporal.backend import TemporalBackend, default_workflow_id
     from sagakit.temporal.worker import build_worker, serve
     from sagakit.temporal.workflow import SagaWorkflow
@@ -21,21 +22,25 @@ if TYPE_CHECKING:
 __all__ = [
     "RemoteStepError",
     "SagaWorkflow",
+    "StepSpans",
     "TemporalBackend",
     "build_worker",
     "default_workflow_id",
     "dev_server_path",
     "serve",
+    "tracing_interceptors",
 ]
 
 _WHERE = {
     "RemoteStepError": "sagakit.temporal._errors",
     "SagaWorkflow": "sagakit.temporal.workflow",
+    "StepSpans": "sagakit.temporal._tracing",
     "TemporalBackend": "sagakit.temporal.backend",
     "build_worker": "sagakit.temporal.worker",
     "default_workflow_id": "sagakit.temporal.backend",
     "dev_server_path": "sagakit.temporal._binary",
     "serve": "sagakit.temporal.worker",
+    "tracing_interceptors": "sagakit.temporal._tracing",
 }
 
 
