@@ -353,11 +353,6 @@ async def timings() -> None:
             automatic(False)
             hand = (lambda: hand_written({}, hand1, None)) if workload == "W1" else (lambda: hand_w2(hand2))
             results.setdefault((workload, "hand-written"), []).append(await per_call_us(hand, PER_ROUND))
-            steps = hand1 if workload == "W1" else hand2
-            for name, instrumented in telemetry_hands.items():
-                pipes.flush()
-                results.setdefault((workload, name), []).append(
-                    await per_call_us(lambda h=instrumented, s=steps: hand_instrumented(h, s), PER_ROUND))
             for name, pair in sagas.items():
                 # Earlier variants' spans and runs would only make the collector's passes longer.
                 pipes.flush()
@@ -367,6 +362,13 @@ async def timings() -> None:
                 automatic(name == "automatic, nobody listening")
                 run = pair[index].run
                 results.setdefault((workload, name), []).append(await per_call_us(lambda r=run: r({}), PER_ROUND))
+            automatic(False)
+            # After sagakit's variants, so that "no telemetry" follows a run leaving no garbage.
+            steps = hand1 if workload == "W1" else hand2
+            for name, instrumented in telemetry_hands.items():
+                pipes.flush()
+                results.setdefault((workload, name), []).append(
+                    await per_call_us(lambda h=instrumented, s=steps: hand_instrumented(h, s), PER_ROUND))
             automatic(True)
     for workload in ("W1", "W2"):
         base = median(results[(workload, "no telemetry")])
