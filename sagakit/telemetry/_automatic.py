@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
-from sagakit.events import Event, EventKind, Observer, deliver
+from sagakit._recorder import deliver
+from sagakit.events import Event, EventKind, Observer
 from sagakit.telemetry._capture import SpanCapture
 from sagakit.telemetry._common import RUN_SAGA, Sink
 

@@ -5,19 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import structlog
 from telemetry_support import module_available
 from testsupport import require
-
-
-@pytest.fixture(autouse=True)
-def _structlog_left_unconfigured() -> Iterator[None]:
-    """``capture_logs`` leaves structlog marked configured, which turns automatic log events
-    on for every later saga of the session: put structlog back as the test found it."""
-    configured = structlog.is_configured()
-    yield
-    if not configured and structlog.is_configured():
-        structlog.reset_defaults()
 
 
 def require_sdk() -> None:
