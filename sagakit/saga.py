@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from sagakit._process import run_observers
 from sagakit._sync import run_sync
 from sagakit.context import WorkflowContext
 from sagakit.engine import Backend, LocalBackend, RunRequest, new_run_id
@@ -142,7 +143,7 @@ class Saga:
             raise TypeError(f"saga {self.name!r} context: expected a WorkflowContext or None, got {context!r}")
         plan = self._faults if faults is None else FaultPlan(faults, steps=self.step_names, saga=self.name)
         if not observers and journal is None:
-            return RunRequest(self, data, context, plan, tuple(self.observers), run_id)
+            return RunRequest(self, data, context, plan, run_observers(self, self.observers), run_id)
         extra = tuple(observers)
         for observer in extra:
             if not callable(observer):
@@ -150,7 +151,7 @@ class Saga:
         if journal is not None:
             extra += (journal,)
             _bind_journal(journal, self)
-        return RunRequest(self, data, context, plan, (*self.observers, *extra), run_id)
+        return RunRequest(self, data, context, plan, run_observers(self, (*self.observers, *extra)), run_id)
 
     async def run(
         self,

@@ -41,6 +41,7 @@ from sagakit.steps import Step
 from sagakit.temporal._errors import describe_error
 from sagakit.temporal._json import json_problem
 from sagakit.temporal._shape import activity_name, peel
+from sagakit.temporal._tracing import PHASE_ATTRIBUTE
 from sagakit.temporal.workflow import SIGNAL_ATTEMPTS
 
 __all__ = ["saga_activities"]
@@ -199,6 +200,7 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         )
 
     run_phase.__name__ = run_phase.__qualname__ = name.replace(".", "_")
+    setattr(run_phase, PHASE_ATTRIBUTE, (saga, step_name, phase))  # read by StepSpans (tracing)
     return activity.defn(name=name)(run_phase)
 
 

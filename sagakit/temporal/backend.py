@@ -36,6 +36,7 @@ from sagakit.runs import Run
 from sagakit.temporal._errors import RemoteStepError, rebuild_error
 from sagakit.temporal._json import json_problem
 from sagakit.temporal._shape import check_finite, draw_faults, rewind_faults, saga_shape
+from sagakit.temporal._tracing import caller_context, traces_steps
 from sagakit.temporal.workflow import EVENTS_QUERY, OUTCOME_QUERY, WORKFLOW_NAME
 
 __all__ = ["TemporalBackend", "default_workflow_id"]
@@ -134,19 +135,32 @@ class TemporalBackend:
         spec, saved = self._input(request)
         workflow_id = self.workflow_id(request)
         started = time.time()
-        handle = await self.client.start_workflow(
-            WORKFLOW_NAME,
-            spec,
-            id=workflow_id,
-            task_queue=self.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            memo={"saga": saga.name, "correlation_id": request.context.correlation_id, "run_id": request.run_id},
-        )
-        info = {"backend": self.name, "workflow_id": workflow_id, "workflow_run_id": handle.result_run_id,
-                "task_queue": self.task_queue, "namespace": self.client.namespace}
+        info: dict[str, Any] = {"backend": self.name, "workflow_id": workflow_id, "workflow_run_id": None,
+                                "task_queue": self.task_queue, "namespace": self.client.namespace}
+        if traces_steps(self.client):
+            info["step_spans"] = "workers"
         stream = _Stream(request, info)
+        # run_started comes first so that the run's root span (if traced) is the workflow's parent.
         stream.emit(Event(EventKind.RUN_STARTED, request.run_id, saga.name, started, None, -1, None, 0, None,
                           None, None, False, request.data, None, request.context.correlation_id, info))
+        try:
+            with caller_context(stream.observers, request.run_id):
+                handle = await self.client.start_workflow(
+                    WORKFLOW_NAME,
+                    spec,
+                    id=workflow_id,
+                    task_queue=self.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    memo={"saga": saga.name, "correlation_id": request.context.correlation_id,
+                          "run_id": request.run_id},
+                )
+        except BaseException as refused:  # nothing ran: end the run for the observers, and raise
+            ended = time.time()
+            stream.emit(Event(EventKind.RUN_FINISHED, request.run_id, saga.name, ended, None, -1, None, 0, started,
+                              (ended - started) * 1000.0, refused, False, None, "cancelled",
+                              request.context.correlation_id, None))
+            raise
+        info["workflow_run_id"] = handle.result_run_id
         await stream.settle()
         result_task = asyncio.ensure_future(_outcome(handle))
         interrupt: BaseException | None = None
