@@ -132,6 +132,9 @@ class TestFailure:
         local, run = await _both(S.ambiguous, {"plan": {"b": "sleep:5"}}, backend)
         assert local["error_type"] == "StepTimeout"
         assert local["compensated"] == ["b", "a"]
+        run = S.linear.history.last
+        assert run is not None
+        assert run.info["local_activities"] == ([] if backend.local_activities is False else ["a", "b", "sync_step", "d"])
         assert isinstance(run.error, TimeoutError)
 
 
@@ -233,7 +236,16 @@ class TestMetadata:
 
 class TestCancellation:
     async def test_cancelling_mid_step_cancels_the_step_and_compensates(self, backend: Any) -> None:
-        """Cancel while c sleeps: c's body gets CancelledError, b and a are compensated, on both backends."""
+        """Cancel while c sleeps: c's body gets CancelledError, b and a are compensated, on both backends.
+
+        With local activities, c (a step long enough to be cancelled) runs as a regular activity
+        and the others as local ones: a cancellation waits for the local steps running back to back.
+        """
+        if backend.local_activities is True:
+            from sagakit.temporal import TemporalBackend
+
+            backend = TemporalBackend(backend.client, task_queue=backend.task_queue, poll_interval=0.05,
+                                      heartbeat_timeout=1.0, local_activities=lambda member: member.name != "c")
         observed = []
         for which in (None, backend):
             cid = f"cancel-{uuid.uuid4().hex[:12]}"
@@ -258,3 +270,6 @@ class TestCancellation:
         assert [(c[0], c[1]) for c in local["calls"]][-4:] == [
             ("c", "forward"), ("c", "cancelled"), ("b", "compensate"), ("a", "compensate")]
         assert local["compensated"] == ["b", "a"]
+        run = S.linear.history.last
+        assert run is not None
+        assert run.info["local_activities"] == ([] if backend.local_activities is False else ["a", "b", "sync_step", "d"])
