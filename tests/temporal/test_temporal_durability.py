@@ -18,11 +18,11 @@ from . import durable_saga
 pytestmark = [pytest.mark.temporal, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 
-def _worker(address: str, queue: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _worker(address: str, queue: str, env: dict[str, str], log: Path, *options: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "sagakit.temporal", "worker", "--address", address, "--task-queue", queue,
-             "--sticky-timeout", "1", "temporal.durable_saga:durable"],
+             "--sticky-timeout", "1", *options, "temporal.durable_saga:durable"],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -53,7 +53,8 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
 
     queue = f"durable-{tmp_path.name}"
     log = tmp_path / "worker.log"
-    first = _worker(temporal_address, queue, subprocess_env, log)
+    options = ("--max-concurrent-local-activities", "2") if local else ()
+    first = _worker(temporal_address, queue, subprocess_env, log, *options)
     backend = TemporalBackend(client, task_queue=queue, heartbeat_timeout=1.0, local_activities=local)
     assert backend.activity_timeout == 60.0
     saga = durable_saga.durable
@@ -64,7 +65,7 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
         assert not run_task.done(), run_task
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        second = _worker(temporal_address, queue, subprocess_env, log)
+        second = _worker(temporal_address, queue, subprocess_env, log, *options)
         run = await asyncio.wait_for(run_task, timeout=45)
     finally:
         for process in (first, second):
