@@ -132,9 +132,6 @@ class TestFailure:
         local, run = await _both(S.ambiguous, {"plan": {"b": "sleep:5"}}, backend)
         assert local["error_type"] == "StepTimeout"
         assert local["compensated"] == ["b", "a"]
-        run = S.linear.history.last
-        assert run is not None
-        assert run.info["local_activities"] == ([] if backend.local_activities is False else ["a", "b", "sync_step", "d"])
         assert isinstance(run.error, TimeoutError)
 
 
