@@ -149,15 +149,16 @@ class CompensationError(SagaError):
         self.failures = tuple(failures)
         self.pending = tuple(pending)
         self.step = self.failures[0].step if self.failures else None
-        parts = [
-            f"{failure.step!r} ({_error_line(failure.error)})"
-            for failure in self.failures
-        ]
-        message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
-        if original is not None:
-            message += f"; rollback was started by {_error_line(original)}"
-        if self.pending:
-            message += "; left uncompensated: " + ", ".join(repr(p) for p in self.pending)
+        # Imported here: the run recorder builds this error, and owns how its message reads
+        # (the Temporal workflow builds the same message from JSON).
+        from sagakit._recorder import compensation_message, error_line, error_text
+
+        message = compensation_message(
+            saga,
+            [(failure.step, type(failure.error).__name__, error_text(failure.error)) for failure in self.failures],
+            None if original is None else (type(original).__name__, error_text(original)),
+            self.pending,
+        )
         super().__init__(message)
         # The traceback tells the whole story wherever this is built: the original error as
         # the direct cause, the failures (one, or a group of several, as anyio and trio
@@ -167,7 +168,8 @@ class CompensationError(SagaError):
         self.__context__ = _failures_as_exception(self.failures)
         self.__suppress_context__ = False
         for failure in self.failures:
-            self.add_note(f"compensation of {failure.step!r} failed: {_error_line(failure.error)}")
+            line = error_line(type(failure.error).__name__, error_text(failure.error))
+            self.add_note(f"compensation of {failure.step!r} failed: {line}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_compensation_error, (self.saga, self.original, self.failures, self.pending))
@@ -177,14 +179,6 @@ def _rebuild_compensation_error(
     saga: str, original: BaseException | None, failures: Sequence[CompensationFailure], pending: Sequence[str]
 ) -> CompensationError:
     return CompensationError(saga=saga, original=original, failures=failures, pending=pending)
-
-
-def _error_line(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:  # an exception whose __str__ raises still gets reported
-        text = "<unprintable>"
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _failures_as_exception(failures: Sequence[CompensationFailure]) -> BaseException | None:

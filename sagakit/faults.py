@@ -17,15 +17,21 @@ from typing import Literal
 
 from sagakit.errors import FaultError, UnknownStepError
 
-__all__ = ["FAULT_MODES", "Fault", "FaultLike", "FaultMode", "FaultPlan"]
+__all__ = ["COMPENSATION_MODES", "FAULT_MODES", "Fault", "FaultLike", "FaultMode", "FaultPlan"]
 
 #: The largest int that converts to a float; larger ones overflow in ``math.isfinite``.
 _LARGEST_SECONDS = int(sys.float_info.max)
 
-FaultMode = Literal["none", "fail", "fail_after", "fail_compensation"]
+FaultMode = Literal["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
 
 #: Every mode a fault can have. ``none`` only adds its delay.
-FAULT_MODES: tuple[str, ...] = ("none", "fail", "fail_after", "fail_compensation")
+FAULT_MODES: tuple[str, ...] = ("none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation")
+
+#: The modes that act on a step's compensation rather than on its action.
+COMPENSATION_MODES: frozenset[str] = frozenset({"fail_compensation", "cancel_compensation"})
+
+
+_NEVER_DRAWS = random.Random(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +42,14 @@ class Fault:
         mode: ``fail`` raises before the action runs; ``fail_after`` lets the action run and
             then reports failure (the lost-response case, where the remote side did act);
             ``fail_compensation`` makes the step's compensation raise instead of running;
+            ``cancel`` cancels the whole run (as a caller's timeout or ``task.cancel()``
+            would) while the action is in flight: the cancellation reaches the action at its
+            first suspension point, or as it returns if it never waits; the completed steps
+            are compensated and ``run()`` raises :class:`asyncio.CancelledError`;
+            ``cancel_compensation`` cancels the run while the compensation is in flight:
+            the rollback is shielded, so it finishes, and then the cancellation propagates;
             ``none`` injects no failure, only the delay.
-        delay: seconds of latency added before the action (or, for ``fail_compensation``,
+        delay: seconds of latency added before the action (or, for the compensation modes,
             before the compensation), on every attempt.
         probability: chance that the failure fires on an attempt, from 0 to 1.
         seed: seeds this fault's random draws, for reproducible flakiness.
@@ -67,12 +79,13 @@ class Fault:
             raise FaultError(f"fault probability must be between 0 and 1, got {self.probability!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise FaultError(f"fault seed must be an int or None, got {type(self.seed).__name__} {self.seed!r}")
-        object.__setattr__(self, "_rng", random.Random(self.seed))
+        # Only a flaky fault draws; the others share one generator instead of seeding their own.
+        object.__setattr__(self, "_rng", random.Random(self.seed) if 0.0 < self.probability < 1.0 else _NEVER_DRAWS)
 
     @property
     def phase(self) -> str:
-        """``"compensate"`` for ``fail_compensation``, else ``"forward"``."""
-        return "compensate" if self.mode == "fail_compensation" else "forward"
+        """``"compensate"`` for ``fail_compensation`` and ``cancel_compensation``, else ``"forward"``."""
+        return "compensate" if self.mode in COMPENSATION_MODES else "forward"
 
     def fires(self) -> bool:
         """Draw whether the failure fires on this attempt (always, at probability 1)."""

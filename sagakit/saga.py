@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sagakit._checks import check_bool, describe
+from sagakit._process import run_observers
 from sagakit._sync import run_sync
 from sagakit.context import WorkflowContext
 from sagakit.engine import Backend, LocalBackend, RunRequest, new_run_id
@@ -267,13 +268,13 @@ class Saga:
             raise TypeError(f"saga {self.name!r} context: expected a WorkflowContext or None, got {describe(context)}")
         plan = self._faults if faults is None else FaultPlan(faults, steps=self.step_names, saga=self.name)
         if not observers and journal is None and observers is not None:
-            return RunRequest(self, data, context, plan, tuple(self._observers), run_id)
+            return RunRequest(self, data, context, plan, run_observers(self, self._observers), run_id)
         extra = _check_observers(observers, f"saga {self.name!r} observers")
         if journal is not None:
             _check_observer(journal, f"saga {self.name!r} journal")
             extra += (journal,)
             _bind_journal(journal, self)
-        return RunRequest(self, data, context, plan, (*self._observers, *extra), run_id)
+        return RunRequest(self, data, context, plan, run_observers(self, (*self._observers, *extra)), run_id)
 
     async def run(
         self,

@@ -96,7 +96,7 @@ class TestCompensationError:
         error = sk.CompensationError(
             saga="s", original=Unprintable(), failures=[sk.CompensationFailure("a", Unprintable())], pending=[]
         )
-        assert "Unprintable: <unprintable>" in str(error)
+        assert "Unprintable: <Unprintable: message unavailable>" in str(error)
 
     def test_pickles_with_its_fields(self) -> None:
         """A CompensationError survives pickling (runs pickle) with its fields and chain."""

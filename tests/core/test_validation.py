@@ -234,7 +234,7 @@ class TestFaultValidation:
     def test_unknown_fault_mode(self) -> None:
         """An unknown mode lists the valid ones and names the step."""
         saga = self.saga()
-        with pytest.raises(sk.FaultError, match=r"unknown fault mode 'explode'; expected one of 'none', 'fail', 'fail_after', 'fail_compensation' for step 'charge'"):
+        with pytest.raises(sk.FaultError, match=r"unknown fault mode 'explode'; expected one of 'none', 'fail', 'fail_after', 'fail_compensation', 'cancel', 'cancel_compensation' for step 'charge'"):
             saga.faults["charge"] = "explode"
 
     @pytest.mark.parametrize(

@@ -59,3 +59,22 @@ def test_run_sync_works_in_a_kernel_cell_without_patching_asyncio(tmp_path: Path
     NotebookClient(book, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     (output,) = book.cells[0].outputs
     assert output.text.strip() == "completed True True True"
+
+
+def test_saga_and_run_displays_carry_the_widget_and_the_static_svg(tmp_path: Path) -> None:
+    """In a kernel, a Saga or Run display is the interactive view plus the SVG for static front-ends."""
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(
+            "import sagakit\n"
+            "def one(data, context):\n"
+            "    return data\n"
+            "saga = sagakit.Saga('shown', [sagakit.step(one, compensate=one, name='one')])\n"
+            "saga"),
+        nbformat.v4.new_code_cell("await saga.run({})"),
+    ])
+    NotebookClient(book, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    for cell in book.cells:
+        (output,) = cell.outputs
+        assert "application/vnd.jupyter.widget-view+json" in output.data
+        assert "<svg" in output.data["image/svg+xml"]
+    assert "state-succeeded" in book.cells[1].outputs[0].data["image/svg+xml"]

@@ -5,7 +5,7 @@ worker in this process) and compares what a user can observe: the status, failed
 error (type and message), the result, every step attempt and compensation with its status
 and error, what each step and compensation received (data and ``context.metadata``), the
 metadata the caller's context holds afterwards, what a cancelled step saw, and the frames'
-columns.
+columns. Every case runs with the steps as regular activities and again as local activities.
 """
 
 from __future__ import annotations
@@ -22,6 +22,18 @@ import sagakit as sk
 from . import sagas_under_test as S
 
 pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
+
+@pytest.fixture(params=["activities", "local_activities"])
+def backend(request: pytest.FixtureRequest, client: Any, worker: Any) -> Any:
+    """The Temporal backend of the session's worker, with each kind of activity in turn."""
+    from sagakit.temporal import TemporalBackend
+
+    from .conftest import TASK_QUEUE
+
+    # A short heartbeat timeout: a cancellation reaches a running (regular) step within about a second.
+    return TemporalBackend(client, task_queue=TASK_QUEUE, poll_interval=0.05, heartbeat_timeout=1.0,
+                           local_activities=request.param == "local_activities")
+
 
 STEP_FIELDS = ["step", "index", "phase", "attempt", "status", "error_type", "error_message", "injected"]
 
@@ -221,7 +233,16 @@ class TestMetadata:
 
 class TestCancellation:
     async def test_cancelling_mid_step_cancels_the_step_and_compensates(self, backend: Any) -> None:
-        """Cancel while c sleeps: c's body gets CancelledError, b and a are compensated, on both backends."""
+        """Cancel while c sleeps: c's body gets CancelledError, b and a are compensated, on both backends.
+
+        With local activities, c (a step long enough to be cancelled) runs as a regular activity
+        and the others as local ones: a cancellation waits for the local steps running back to back.
+        """
+        if backend.local_activities is True:
+            from sagakit.temporal import TemporalBackend
+
+            backend = TemporalBackend(backend.client, task_queue=backend.task_queue, poll_interval=0.05,
+                                      heartbeat_timeout=1.0, local_activities=lambda member: member.name != "c")
         observed = []
         for which in (None, backend):
             cid = f"cancel-{uuid.uuid4().hex[:12]}"
@@ -246,3 +267,6 @@ class TestCancellation:
         assert [(c[0], c[1]) for c in local["calls"]][-4:] == [
             ("c", "forward"), ("c", "cancelled"), ("b", "compensate"), ("a", "compensate")]
         assert local["compensated"] == ["b", "a"]
+        run = S.linear.history.last
+        assert run is not None
+        assert run.info["local_activities"] == ([] if backend.local_activities is False else ["a", "b", "sync_step", "d"])
