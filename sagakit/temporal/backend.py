@@ -243,17 +243,19 @@ class TemporalBackend:
             raise
         info["workflow_run_id"] = handle.result_run_id
         await stream.settle()
-        result_task = asyncio.ensure_future(_outcome(handle))
         interrupt: BaseException | None = None
-        try:
-            await self._follow(handle, result_task, stream)
-        except asyncio.CancelledError as exc:
-            interrupt = exc
-            # Cancel the workflow, which compensates, and wait for it through further cancellations.
-            await asyncio.shield(_cancel(handle))
-            while not result_task.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(result_task)
+        # The queries that follow the run belong to its trace too (not one new trace each).
+        with caller_context(stream.observers, request.run_id):
+            result_task = asyncio.ensure_future(_outcome(handle))
+            try:
+                await self._follow(handle, result_task, stream)
+            except asyncio.CancelledError as exc:
+                interrupt = exc
+                # Cancel the workflow, which compensates, and wait for it through further cancellations.
+                await asyncio.shield(_cancel(handle))
+                while not result_task.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(result_task)
         outcome = result_task.result()
         if isinstance(outcome.get("metadata"), dict):
             _update_in_place(request.context.metadata, outcome["metadata"])

@@ -79,7 +79,10 @@ class TestOneTrace:
                 Worker(flows, task_queue=queue, workflows=[SagaWorkflow], workflow_runner=sandbox_runner()),
                 Worker(steps, task_queue=queue, activities=saga_activities([saga])),
             ):
-                run = await saga.run({"card": "4111111111111111"}, backend=TemporalBackend(caller, task_queue=queue))
+                # Polling often makes sure the caller queries the running workflow: those queries
+                # belong to the run's trace as well.
+                backend = TemporalBackend(caller, task_queue=queue, poll_interval=0.001)
+                run = await saga.run({"card": "4111111111111111"}, backend=backend)
         finally:
             telemetry.detach()
         assert run.status == "compensated"
@@ -87,8 +90,13 @@ class TestOneTrace:
 
         spans = [(party, span) for party, (provider, exporter) in parties.items()
                  for span in (provider.force_flush() and exporter.get_finished_spans())]
-        assert len({span.context.trace_id for _, span in spans}) == 1
+        traces: dict[int, list[str]] = {}
+        for party, span in spans:
+            traces.setdefault(span.context.trace_id, []).append(f"{party}:{span.name}")
+        assert len(traces) == 1, traces
         by_id = {span.context.span_id: span for _, span in spans}
+        queries = [span for party, span in spans if party == "caller" and span.name == "QueryWorkflow:sagakit.events"]
+        assert queries, "the caller never queried the running workflow"
 
         def parent(span: Any) -> str | None:
             found = by_id.get(span.parent.span_id) if span.parent is not None else None
@@ -100,6 +108,7 @@ class TestOneTrace:
         assert where("reserve.forward") == where("charge.forward") == where("reserve.compensate") == {"activity-worker"}
         assert "workflow-worker" in where("RunWorkflow:sagakit.saga")
         assert parent(next(s for _, s in spans if s.name == "StartWorkflow:sagakit.saga")) == f"{saga.name}.execute"
+        assert {parent(query) for query in queries} == {f"{saga.name}.execute"}
         assert parent(next(s for _, s in spans if s.name == "RunWorkflow:sagakit.saga")) == "StartWorkflow:sagakit.saga"
         # temporalio's interceptor parents the workflow's own spans to the context it received.
         assert parent(next(s for _, s in spans if s.name == f"StartActivity:{activity}")) == "StartWorkflow:sagakit.saga"
