@@ -43,6 +43,7 @@ __all__ = [
     "load_history",
     "read_each_run",
     "read_runs",
+    "runs_rows",
     "recorded_error",
     "run_from_record",
     "saga_definitions",
@@ -222,35 +223,44 @@ def damage_report(path: Path, damaged_runs: Mapping[str, JournalError], lost_row
     return JournalError(path, "; ".join(parts) + f"; {done}; " + DAMAGED_ADVICE.format(path=path))
 
 
-def all_run_ids(connection: sqlite3.Connection, path: Path) -> tuple[list[str], int]:
-    """Every run id in the ``runs`` table, read row by row when the table is damaged.
+def runs_rows(
+    connection: sqlite3.Connection, path: Path, *, columns: str, where: str = "1", doing: str
+) -> tuple[list[Any], int]:
+    """``columns`` of the ``runs`` rows matching ``where``, in order; row by row when the table
+    is damaged, so that each damaged page costs only its own rows.
 
     Returns:
-        The run ids that could be read, and how many rows could not.
+        The rows that could be read, and how many could not.
 
     Raises:
-        JournalError: not even the size of the table can be read.
+        JournalError: naming what it was ``doing``, for an error that is not damage, or when not
+            even the size of the table can be read.
     """
     try:
-        return [row[0] for row in connection.execute("SELECT run_id FROM runs ORDER BY rowid")], 0
+        return connection.execute(f"SELECT {columns} FROM runs WHERE {where} ORDER BY rowid").fetchall(), 0
     except sqlite3.DatabaseError as exc:
         if not is_damage(exc):
-            raise JournalError(path, f"cannot read its runs ({exc})") from exc
+            raise JournalError(path, f"cannot {doing} ({exc})") from exc
     try:
         last = connection.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
     except sqlite3.DatabaseError as exc:
         raise damaged(path, exc) from exc
-    found: list[str] = []
+    rows: list[Any] = []
     lost = 0
     for rowid in range(1, last + 1):
         try:
-            row = connection.execute("SELECT run_id FROM runs WHERE rowid = ?", (rowid,)).fetchone()
-        except sqlite3.DatabaseError:
+            rows.extend(connection.execute(f"SELECT {columns} FROM runs WHERE rowid = ? AND ({where})", (rowid,)))
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise JournalError(path, f"cannot {doing} ({exc})") from exc
             lost += 1
-            continue
-        if row is not None:
-            found.append(row[0])
-    return found, lost
+    return rows, lost
+
+
+def all_run_ids(connection: sqlite3.Connection, path: Path) -> tuple[list[str], int]:
+    """Every run id in the ``runs`` table that can be read, and how many rows could not."""
+    rows, lost = runs_rows(connection, path, columns="run_id", doing="read its runs")
+    return [row[0] for row in rows], lost
 
 
 def saga_definitions(

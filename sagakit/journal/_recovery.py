@@ -40,13 +40,14 @@ from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
 from sagakit.journal._attempts import SUCCEEDED, whole_outcomes
-from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, damaged, owner_alive
+from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, owner_alive
 from sagakit.journal._history import (
     RecordedRun,
     damage_report,
     damaged_run,
     is_damage,
     read_each_run,
+    runs_rows,
     saga_definitions,
 )
 from sagakit.journal._sqlite import SqliteJournal
@@ -261,30 +262,15 @@ async def _recover_all(
     return Recovery(tuple(recovered), tuple(skipped))
 
 
-_UNFINISHED = "SELECT run_id, saga, status, owner_host, owner_pid, owner_started FROM runs"
-
-
 def _unfinished_runs(connection: sqlite3.Connection, *, path: Path, where: str) -> tuple[list[Any], int]:
     """The runs to look at, and how many rows of a damaged ``runs`` table could not be read."""
-    try:
-        return connection.execute(f"{_UNFINISHED} WHERE {where} ORDER BY rowid").fetchall(), 0
-    except sqlite3.DatabaseError as exc:
-        if not is_damage(exc):
-            raise JournalError(path, f"cannot list its unfinished runs ({exc})") from exc
-    try:
-        last = connection.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
-    except sqlite3.DatabaseError as exc:
-        raise damaged(path, exc) from exc
-    rows: list[Any] = []
-    lost = 0
-    for rowid in range(1, last + 1):  # row by row: each damaged page costs only its own rows
-        try:
-            rows.extend(connection.execute(f"{_UNFINISHED} WHERE rowid = ? AND ({where})", (rowid,)).fetchall())
-        except sqlite3.DatabaseError as exc:
-            if not is_damage(exc):
-                raise JournalError(path, f"cannot list its unfinished runs ({exc})") from exc
-            lost += 1
-    return rows, lost
+    return runs_rows(
+        connection,
+        path,
+        columns="run_id, saga, status, owner_host, owner_pid, owner_started",
+        where=where,
+        doing="list its unfinished runs",
+    )
 
 
 def _claim_each(
