@@ -238,20 +238,27 @@ class TestSecrets:
         assert payload == '{"token":"t-123"}'
 
 
+async def run_while_locked(saga: Saga, journal: sagakit.SqliteJournal, journal_file: Path) -> sagakit.Run:
+    """Run ``saga`` while another connection holds the journal's write lock past its busy_timeout.
+
+    Recording the run's end fails too while the lock is held: the engine warns, which this checks.
+    """
+    blocker = sqlite3.connect(journal_file, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.warns(RuntimeWarning, match="recording the end of run"):
+            return await saga.run({}, journal=journal)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 class TestWriteFailures:
     async def test_a_commit_that_fails_fails_the_run_cleanly_and_loses_no_record(self, journal_file: Path) -> None:
         """Another process holding the write lock past busy_timeout: the run rolls back; records land later."""
         saga = Saga("order", [step(reserve, compensate=release), step(charge)])
         journal = sagakit.SqliteJournal(journal_file, busy_timeout=0.2)
-        blocker = sqlite3.connect(journal_file, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
-            # Recording the run's end fails too while the lock is held: the engine warns.
-            with pytest.warns(RuntimeWarning, match="recording the end of run"):
-                run = await saga.run({}, journal=journal)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
+        run = await run_while_locked(saga, journal, journal_file)
         assert run.status == "compensated" and isinstance(run.error, JournalError)
         assert "database is locked" in str(run.error) and str(journal_file) in str(run.error)
         assert run.completed_steps == []
@@ -268,14 +275,7 @@ class TestWriteFailures:
         """No later run makes the retry: close() does, so the rolled-back run is not left looking unfinished."""
         saga = Saga("order", [step(reserve, compensate=release), step(charge)])
         journal = sagakit.SqliteJournal(journal_file, busy_timeout=0.2)
-        blocker = sqlite3.connect(journal_file, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
-            with pytest.warns(RuntimeWarning, match="recording the end of run"):
-                run = await saga.run({}, journal=journal)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
+        run = await run_while_locked(saga, journal, journal_file)
         assert run.status == "compensated" and journal.stats.failures >= 1
         journal.close()
         assert rows(journal_file, "SELECT run_id, status FROM runs") == [(run.run_id, "compensated")]

@@ -15,6 +15,26 @@ from . import sagas_under_test as S
 pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
 
 
+async def cancel_when(saga: sk.Saga, data: Any, context: sk.WorkflowContext, backend: Any,
+                      kind: sk.EventKind, step: str) -> sk.Run:
+    """Run ``saga`` on ``backend``, cancel the caller once ``step`` emits ``kind``, check the
+    CancelledError propagates, and return the run it recorded."""
+    reached = asyncio.Event()
+
+    def observer(event: sk.Event) -> None:
+        if event.kind is kind and event.step == step:
+            reached.set()
+
+    task = asyncio.ensure_future(saga.run(data, context, backend=backend, observers=[observer]))
+    await asyncio.wait_for(reached.wait(), timeout=30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    run = saga.history.last
+    assert run is not None
+    return run
+
+
 class TestLiveEvents:
     async def test_events_arrive_while_the_workflow_runs_in_order(self, backend: Any) -> None:
         """An observer sees step events before the run ends, run_started first, run_finished last."""
@@ -48,21 +68,9 @@ class TestCancellation:
         from temporalio.client import WorkflowExecutionStatus
 
         cid = f"cancel-{uuid.uuid4().hex[:8]}"
-        c_started = asyncio.Event()
-
-        def observer(event: sk.Event) -> None:
-            if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
-                c_started.set()
-
-        task = asyncio.ensure_future(
-            S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
-        )
-        await asyncio.wait_for(c_started.wait(), timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        run = S.linear.history.last
-        assert run is not None and run.backend == "temporal"
+        run = await cancel_when(S.linear, {"plan": {"c": "sleep:30"}}, sk.WorkflowContext(cid), backend,
+                                sk.EventKind.STEP_STARTED, "c")
+        assert run.backend == "temporal"
         assert run.status == "cancelled"
         assert run.compensated_steps == ["b", "a"]
         assert [e.status for e in run.events if e.step == "c" and e.phase == "forward"][-1] == "cancelled"
@@ -74,21 +82,9 @@ class TestCancellation:
     async def test_a_plain_function_step_cancelled_mid_run_finishes_and_is_compensated(self, backend: Any) -> None:
         """A ``def`` step cannot be interrupted: it runs to its end, counts as completed, and is undone."""
         cid = f"block-{uuid.uuid4().hex[:8]}"
-        started = asyncio.Event()
-
-        def observer(event: sk.Event) -> None:
-            if event.kind is sk.EventKind.STEP_STARTED and event.step == "blocking_step":
-                started.set()
-
-        task = asyncio.ensure_future(
-            S.blocking.run({"block": 2.0}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
-        )
-        await asyncio.wait_for(started.wait(), timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        run = S.blocking.history.last
-        assert run is not None and run.status == "cancelled"
+        run = await cancel_when(S.blocking, {"block": 2.0}, sk.WorkflowContext(cid), backend,
+                                sk.EventKind.STEP_STARTED, "blocking_step")
+        assert run.status == "cancelled"
         assert run.completed_steps == ["a", "blocking_step"]
         assert run.compensated_steps == ["blocking_step", "a"]
         calls = [(step, phase) for step, phase, _, _ in S.CALLS.pop(cid)]
@@ -103,22 +99,10 @@ class TestCancellation:
         from temporalio.client import WorkflowExecutionStatus
 
         cid = f"winddown-{uuid.uuid4().hex[:8]}"
-        p1_failed = asyncio.Event()
-
-        def observer(event: sk.Event) -> None:
-            if event.kind is sk.EventKind.STEP_FAILED and event.step == "p1":
-                p1_failed.set()
-
         plan = {"p1": "raise", "p2": "sleep:30", "a:compensate": "sleep:1"}
-        task = asyncio.ensure_future(
-            S.fanout.run({"plan": plan}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
-        )
-        await asyncio.wait_for(p1_failed.wait(), timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        run = S.fanout.history.last
-        assert run is not None and run.status == "compensated"
+        run = await cancel_when(S.fanout, {"plan": plan}, sk.WorkflowContext(cid), backend,
+                                sk.EventKind.STEP_FAILED, "p1")
+        assert run.status == "compensated"
         assert run.failed_step == "p1" and isinstance(run.error, ValueError) and "p1 refused" in str(run.error)
         assert run.compensated_steps == ["a"]
         S.CALLS.pop(cid, None)
@@ -199,20 +183,9 @@ class TestReplay:
         rolled_back = await S.notes.run({"plan": plan}, sk.WorkflowContext("replay-1", {"drop_me": 0}), backend=backend)
         assert rolled_back.status == "compensated"
 
-        started = asyncio.Event()
-
-        def observer(event: sk.Event) -> None:
-            if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
-                started.set()
-
-        task = asyncio.ensure_future(S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext("replay-2"),
-                                                  backend=backend, observers=[observer]))
-        await asyncio.wait_for(started.wait(), timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        cancelled = S.linear.history.last
-        assert cancelled is not None and cancelled.status == "cancelled"
+        cancelled = await cancel_when(S.linear, {"plan": {"c": "sleep:30"}}, sk.WorkflowContext("replay-2"), backend,
+                                      sk.EventKind.STEP_STARTED, "c")
+        assert cancelled.status == "cancelled"
 
         replayer = Replayer(workflows=[SagaWorkflow], workflow_runner=sandbox_runner())
         for run in (rolled_back, cancelled):
