@@ -16,6 +16,7 @@ import json.encoder
 from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any, Protocol, runtime_checkable
 
+from sagakit._recorder import error_text
 from sagakit.redaction import Redactor, as_redactor, attributes
 
 __all__ = [
@@ -208,14 +209,6 @@ def journal_redactor(redact: object) -> Redactor | None:
         return as_redactor(redact)  # type: ignore[arg-type]
     except TypeError as exc:
         raise TypeError(f"SqliteJournal redact: {exc}; or pass True (the default keys) or False") from None
-
-
-def error_text(error: BaseException) -> str:
-    """``str(error)``, or a description when the exception cannot say what it is."""
-    try:
-        return str(error)
-    except Exception:
-        return f"<{type(error).__name__}: message unavailable>"
 
 
 def unstorable_type(value: Any, exc: Exception) -> str:
