@@ -121,6 +121,15 @@ def compensation_message(
 # -- the rules of rollback (pure: the Temporal workflow uses them too) ----------------------
 
 
+def unmergeable_branch_message(saga: str, step: str, type_name: str) -> str:
+    """The ``TypeError`` message for a parallel branch whose output (of type ``type_name``)
+    cannot be merged into the stage's output."""
+    return (
+        f"saga {saga!r}: parallel branch {step!r} returned {type_name}; parallel branches must return a dict "
+        "(or None to pass their input through) so that their outputs can be merged"
+    )
+
+
 def undo_order(undo_on_failure: Sequence[_T], completed: Sequence[_T]) -> list[_T]:
     """What a rollback compensates, in order: the failed steps that ask to be compensated
     (``compensate_on_failure``) first, then the completed steps, newest first."""

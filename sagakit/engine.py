@@ -30,6 +30,7 @@ from sagakit._recorder import (
     rollback_outcome,
     stage_plan,
     undo_order,
+    unmergeable_branch_message,
 )
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, StepTimeout
@@ -339,11 +340,7 @@ class _Execution(Recorder):
             output = outputs[step.name]
             if not isinstance(output, Mapping):
                 self.failed_step = step.name
-                raise TypeError(
-                    f"saga {self.saga_name!r}: parallel branch {step.name!r} returned "
-                    f"{type(output).__name__}; parallel branches must return a dict (or None to pass "
-                    "their input through) so that their outputs can be merged"
-                )
+                raise TypeError(unmergeable_branch_message(self.saga_name, step.name, type(output).__name__))
             merged.update(output)
         return merged
 

@@ -64,7 +64,13 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     # Pure functions of their arguments: no clock, no randomness, no I/O.
-    from sagakit._recorder import compensation_message, pending_after, rollback_outcome, undo_order
+    from sagakit._recorder import (
+        compensation_message,
+        pending_after,
+        rollback_outcome,
+        undo_order,
+        unmergeable_branch_message,
+    )
 
 __all__ = ["EVENTS_QUERY", "OUTCOME_QUERY", "SIGNAL_ATTEMPTS", "WORKFLOW_NAME", "SagaWorkflow"]
 
@@ -396,9 +402,7 @@ class SagaWorkflow:
                 self._failed_step = step["name"]
                 raise _StepFailed({
                     "type": "TypeError", "module": "builtins", "args": None,
-                    "message": f"saga {self._spec['saga']!r}: parallel branch {step['name']!r} returned "
-                               f"{_json_type(output)}; parallel branches must return a dict (or None to pass "
-                               "their input through) so that their outputs can be merged",
+                    "message": unmergeable_branch_message(self._spec["saga"], step["name"], _json_type(output)),
                 })
             merged.update(output)
         return merged
