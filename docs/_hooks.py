@@ -15,7 +15,8 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-#: (page, module, title, introduction); a name is rendered on the first page that exports it.
+#: (page, modules, title, introduction); a name is rendered on the first page that exports it.
+#: A page may gather several modules (space-separated), each with a section of its own.
 PAGES: tuple[tuple[str, str, str, str], ...] = (
     ("reference/errors.md", "sagakit.errors", "Exceptions",
      "One root, `SagaError`; the tree is drawn below. Errors subclass the standard exceptions "
@@ -30,8 +31,8 @@ PAGES: tuple[tuple[str, str, str, str], ...] = (
      "OpenTelemetry spans and metrics and structlog events, from the event stream."),
     ("reference/temporal.md", "sagakit.temporal", "sagakit.temporal",
      "The same saga on a Temporal cluster."),
-    ("reference/notebook.md", "sagakit.notebook", "sagakit.notebook",
-     "Diagrams and the Lab."),
+    ("reference/notebook.md", "sagakit.notebook.diagram sagakit.notebook.widget sagakit.notebook.lab",
+     "sagakit.notebook", "Diagrams, the interactive diagram view, and the Lab."),
     ("reference/testing.md", "sagakit.testing", "sagakit.testing",
      "Failure exploration in a test suite: the pytest plugin and its assertion."),
 )
@@ -50,25 +51,30 @@ def reference_pages() -> dict[str, str]:
     """The Markdown of every reference page, by path."""
     seen: dict[str, str] = {}
     pages: dict[str, str] = {}
-    for page, module_name, title, introduction in PAGES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
+    for page, module_names, title, introduction in PAGES:
+        modules = module_names.split()
         lines = [f"# {title}", "", introduction, ""]
-        names = list(getattr(module, "__all__", ()))
-        if module_name == "sagakit.errors":
-            lines += [f"::: {module_name}", "    options:", "      show_root_heading: false",
-                      "      members: false", ""]
-        for name in names:
-            if name.startswith("__"):
+        for module_name in modules:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
                 continue
-            identity = _identity(module_name, name)
-            if identity in seen:
-                lines.append(f"- `{name}`: see [{name}][{identity}] in {seen[identity]}.")
-                continue
-            seen[identity] = f"[{title}]({page.rsplit('/', 1)[-1]})"
-            lines += [f"::: {identity}", "    options:", "      heading_level: 2", ""]
+            if len(modules) > 1:
+                lines += [f"## `{module_name}`", ""]
+            names = list(getattr(module, "__all__", ()))
+            if module_name == "sagakit.errors":
+                lines += [f"::: {module_name}", "    options:", "      show_root_heading: false",
+                          "      members: false", ""]
+            for name in names:
+                if name.startswith("__"):
+                    continue
+                identity = _identity(module_name, name)
+                if identity in seen:
+                    lines.append(f"- `{name}`: see [{name}][{identity}] in {seen[identity]}.")
+                    continue
+                seen[identity] = f"[{title}]({page.rsplit('/', 1)[-1]})"
+                level = 3 if len(modules) > 1 else 2
+                lines += [f"::: {identity}", "    options:", f"      heading_level: {level}", ""]
         pages[page] = "\n".join(lines) + "\n"
     return pages
 

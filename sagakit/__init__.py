@@ -6,6 +6,8 @@ steps are undone in reverse order. Everything public is importable from here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sagakit.context import WorkflowContext
 from sagakit.engine import Backend, LocalBackend, RunRequest
 from sagakit.errors import (
@@ -13,6 +15,9 @@ from sagakit.errors import (
     CompensationFailure,
     FaultError,
     InjectedFault,
+    JournalError,
+    PayloadError,
+    RunInterrupted,
     SagaDefinitionError,
     SagaError,
     StepTimeout,
@@ -34,12 +39,19 @@ from sagakit.steps import Parallel, Step, parallel, step
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and editors
+    from sagakit.explore import Exploration, Latency
+    from sagakit.journal import RecordedError, SqliteJournal, recover
+    from sagakit.temporal import RemoteStepError
+
 # Optional parts, imported on first use so that `import sagakit` stays light.
 _LAZY = {
-    "SqliteJournal": "sagakit.journal",
-    "recover": "sagakit.journal",
     "Exploration": "sagakit.explore",
     "Latency": "sagakit.explore",
+    "RecordedError": "sagakit.journal",
+    "RemoteStepError": "sagakit.temporal",
+    "SqliteJournal": "sagakit.journal",
+    "recover": "sagakit.journal",
 }
 
 
@@ -50,6 +62,12 @@ def __getattr__(name: str) -> object:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    # The lazily imported names too, so that tab completion offers them before first use.
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Backend",
@@ -65,16 +83,21 @@ __all__ = [
     "FaultError",
     "FaultPlan",
     "InjectedFault",
+    "JournalError",
     "Latency",
     "LocalBackend",
     "Observer",
     "Parallel",
+    "PayloadError",
     "RUN_COLUMNS",
+    "RecordedError",
     "Redactor",
+    "RemoteStepError",
     "RetryPolicy",
     "RetryPrimitive",
     "Run",
     "RunHistory",
+    "RunInterrupted",
     "RunRequest",
     "STEP_COLUMNS",
     "Saga",

@@ -5,7 +5,8 @@ crash left unfinished in a journal, using the saga definitions it imports from y
 
 Exit status: 0 when every unfinished run was rolled back (or there was none), 1 when some run
 needs attention (a compensation failed) or was skipped, 2 for a usage error (a bad argument, a
-saga that cannot be imported, a journal that cannot be opened).
+saga that cannot be imported, a journal that cannot be opened or is damaged: then every run that
+could still be read was recovered, and the one line printed names the damaged runs).
 """
 
 from __future__ import annotations
@@ -74,30 +75,35 @@ def _parser() -> argparse.ArgumentParser:
 
 def _recover(options: argparse.Namespace) -> int:
     from sagakit.journal import JournalError, SqliteJournal, recover
+    from sagakit.redaction import default_redactor
+    from sagakit.runs import error_message
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: import the user's modules from here
     sagas = [load_saga(spec) for spec in options.sagas]
     try:
         journal = SqliteJournal(options.journal)
-    except JournalError as exc:
+    except (JournalError, ValueError) as exc:
+        raise UsageError(str(exc).replace("SqliteJournal path", "--journal")) from exc
+    try:
+        with journal:
+            if options.dry_run:
+                listed = journal.runs(unfinished=True, attention=options.retry_failed)
+                for entry in listed:
+                    state = "running" if entry.live else ("needs attention" if entry.status else "interrupted")
+                    print(f"{entry.run_id}  {entry.saga}  {state}  (process {entry.owner.pid} on {entry.owner.host})")
+                print(f"{len(listed)} run(s) to look at; nothing changed (--dry-run)")
+                return 0
+            result = asyncio.run(recover(journal, sagas, force=options.force, retry_failed=options.retry_failed))
+    except JournalError as exc:  # a damaged file: what could be recovered was; the message says what to do
         raise UsageError(str(exc)) from exc
-    with journal:
-        if options.dry_run:
-            listed = journal.runs(unfinished=True, attention=options.retry_failed)
-            for entry in listed:
-                state = "running" if entry.live else ("needs attention" if entry.status else "interrupted")
-                print(f"{entry.run_id}  {entry.saga}  {state}  (process {entry.owner.pid} on {entry.owner.host})")
-            print(f"{len(listed)} run(s) to look at; nothing changed (--dry-run)")
-            return 0
-        result = asyncio.run(recover(journal, sagas, force=options.force, retry_failed=options.retry_failed))
     for run in result.runs:
         line = f"{run.run_id}  {run.saga}  {run.status}"
         if run.status == "compensation_failed":
-            line += f"  NEEDS ATTENTION: {run.error}"
+            line += f"  NEEDS ATTENTION: {error_message(run.error, run=run)}"
         print(line)
     for skipped in result.skipped:
-        print(f"{skipped.run_id}  {skipped.saga}  skipped: {skipped.reason}")
+        print(f"{skipped.run_id}  {skipped.saga}  skipped: {default_redactor().scrub(skipped.reason)}")
     if not result.runs and not result.skipped:
         print("nothing to recover")
     else:

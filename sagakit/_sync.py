@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["run_sync"]
+__all__ = ["in_running_loop", "run_sync", "unwrap"]
 
 
 def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -23,9 +23,9 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     An interrupt (``KeyboardInterrupt``, as an interrupted kernel raises) cancels the
     coroutine on its loop, waits for it to wind down (a saga rolls back), then propagates.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not in_running_loop():
+        # Outside the ``except`` clause that found no loop: the caller's exception must not
+        # carry that lookup's RuntimeError as its __context__.
         return asyncio.run(make())
     context = contextvars.copy_context()
     outcome: dict[str, Any] = {}
@@ -57,6 +57,24 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
                 running["loop"].call_soon_threadsafe(task.cancel)
         worker.join()
         raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]  # type: ignore[no-any-return]
+    return unwrap(outcome)  # type: ignore[no-any-return]
+
+
+def in_running_loop() -> bool:
+    """Whether this thread is running an event loop (a notebook cell, an async test)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def unwrap(outcome: dict[str, Any]) -> Any:
+    """A worker thread's result, or its exception raised here as it was (no added context)."""
+    error: BaseException | None = outcome.pop("error", None)
+    if error is None:
+        return outcome["result"]
+    try:
+        raise error
+    finally:
+        del error  # the frame would otherwise keep the traceback, and with it the run, alive

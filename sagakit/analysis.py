@@ -44,18 +44,28 @@ def _altair() -> Any:
 def chart_mimebundle(chart: Any) -> dict[str, Any]:
     """A chart as a display bundle that renders everywhere.
 
-    The bundle carries the Vega-Lite spec (interactive in JupyterLab, VS Code and nteract),
-    a static SVG drawn by ``vl-convert`` when it is installed (static exports, GitHub,
-    nbconvert), and ``text/plain``. Each front end shows the richest part it supports.
+    The bundle carries the Vega-Lite spec as Vega-Lite 5 (the version JupyterLab 4, Jupyter
+    Notebook 7, VS Code and nteract render natively, with hover tooltips; Altair 6 writes
+    Vega-Lite 6, which they do not draw), a static SVG drawn by ``vl-convert`` when it is
+    installed (static exports, GitHub, nbconvert), and ``text/plain``. Each front end shows
+    the richest part it supports.
     """
     alt = _altair()
     spec = chart.to_dict() if not isinstance(chart, dict) else chart
     return _bundle(spec, alt)
 
 
+_VEGA_LITE_5 = "https://vega.github.io/schema/vega-lite/v5.json"
+
+
 def _bundle(spec: dict[str, Any], alt: Any) -> dict[str, Any]:
-    major = alt.SCHEMA_VERSION.split(".")[0].lstrip("v")
-    bundle: dict[str, Any] = {f"application/vnd.vegalite.v{major}+json": spec}
+    major = int(alt.SCHEMA_VERSION.split(".")[0].lstrip("v"))
+    shown = spec
+    if major > 5:
+        # The charts here use nothing Vega-Lite 6 added: labelled 5, every notebook front-end draws them.
+        shown = {**spec, "$schema": _VEGA_LITE_5}
+    bundle: dict[str, Any] = {"application/vnd.vegalite.v5+json": shown} if major >= 5 else {
+        f"application/vnd.vegalite.v{major}+json": spec}
     try:
         import vl_convert
     except ImportError:
@@ -191,6 +201,10 @@ def timeline(run: Run, *, width: int = 520, height: int | None = None) -> Any:
     alt = _altair()
     frame = timeline_frame(run)
     frame = frame.assign(end_ms=frame[["end_ms", "start_ms"]].max(axis=1))
+    # A zero-length attempt (a fault injected before any work) still gets a visible sliver;
+    # the tooltip keeps its true duration.
+    span = max(float(frame["end_ms"].max()) if len(frame) else 0.0, 1e-3)
+    frame = frame.assign(end_shown=frame[["end_ms"]].max(axis=1).clip(lower=frame["start_ms"] + span * 0.006))
     order = list(dict.fromkeys(frame.sort_values("index", kind="stable")["step"].tolist()))
     present = [bar for bar in _BAR_COLOURS if bar in set(frame["bar"].tolist())]
     chart = (
@@ -198,7 +212,7 @@ def timeline(run: Run, *, width: int = 520, height: int | None = None) -> Any:
         .mark_bar(cornerRadius=2, minBandSize=2)
         .encode(
             x=alt.X("start_ms:Q", title="ms since start", scale=alt.Scale(domainMin=0)),
-            x2="end_ms:Q",
+            x2="end_shown:Q",
             y=alt.Y("step:N", sort=order, title=None),
             color=alt.Color("bar:N", title="phase", scale=alt.Scale(domain=present,
                                                                    range=[_BAR_COLOURS[b] for b in present])),

@@ -52,8 +52,8 @@ class WorkflowContext:
         *,
         world: Any = None,
     ) -> None:
-        if metadata is not None and not isinstance(metadata, dict):
-            raise TypeError(f"WorkflowContext metadata: expected a dict or None, got {type(metadata).__name__}")
+        _check_correlation_id(correlation_id)
+        _check_metadata(metadata)
         self._run = _RunFacts(correlation_id, {} if metadata is None else metadata, world, None, None)
         self.step: str | None = None
         self.phase: str | None = None
@@ -68,7 +68,7 @@ class WorkflowContext:
 
     @correlation_id.setter
     def correlation_id(self, value: str | None) -> None:
-        self._run.correlation_id = value
+        self._run.correlation_id = _check_correlation_id(value)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -76,6 +76,7 @@ class WorkflowContext:
 
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:
+        _check_metadata(value)
         self._run.metadata = value
 
     @property
@@ -166,3 +167,17 @@ class WorkflowContext:
 
 
 _new = object.__new__
+
+
+def _check_correlation_id(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(
+            f"WorkflowContext correlation_id: expected a str or None, got {type(value).__name__} {value!r}; "
+            f"pass str({value!r}) for a number"
+        )
+    return value
+
+
+def _check_metadata(value: object) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"WorkflowContext metadata: expected a dict or None, got {type(value).__name__}")

@@ -13,23 +13,32 @@ import itertools
 import math
 import os
 import random
-import struct
 import time
 import types
 import warnings
-from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sagakit import policies
+from sagakit._recorder import (
+    Recorder,
+    compensation_error,
+    error_text,
+    pending_after,
+    rollback_outcome,
+    stage_plan,
+    undo_order,
+    unmergeable_branch_message,
+)
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, StepTimeout
-from sagakit.events import Event, EventKind, Observer, deliver, deliver_after_failure
+from sagakit.events import Observer
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
 from sagakit.runs import Run, RunStatus
-from sagakit.steps import Parallel, Stage, Step
+from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -39,10 +48,7 @@ __all__ = ["Backend", "LocalBackend", "RunRequest", "epoch_offset", "new_run_id"
 #: Added to the event loop's clock (``time.monotonic`` by default) to get epoch seconds.
 _EPOCH_OFFSET = time.time() - time.monotonic()
 
-_new_event = tuple.__new__
-_new_run = _new_context = object.__new__
-_K = EventKind
-_KIND = {kind.value: kind for kind in EventKind}
+_new_context = object.__new__
 # Kinds as plain strings: a run's trace keeps them in a tuple of scalars (see Run.events).
 _FORWARD_KINDS = ("step_started", "step_succeeded", "step_failed", "step_cancelled")
 _COMPENSATE_KINDS = ("compensation_started", "compensation_succeeded", "compensation_failed", "compensation_cancelled")
@@ -51,17 +57,6 @@ _NO_FAULTS: Mapping[str, Fault] = MappingProxyType({})
 _NO_SETTLERS: list[Observer] = []
 _NAN = math.nan
 _Coroutine = types.CoroutineType
-_RUN_STARTED = ("run_started", None, -1, None, 0, False, None)
-_PACKERS: dict[int, Callable[..., bytes]] = {}
-
-
-def _pack_times(times: list[float]) -> bytes:
-    """``times`` as the bytes of C doubles (a run's trace keeps them so; see runs.TRACE_TIMES)."""
-    pack = _PACKERS.get(len(times))
-    if pack is None:
-        pack = _PACKERS[len(times)] = struct.Struct(f"{len(times)}d").pack
-    return pack(*times)
-
 _DEFAULT_TIME = asyncio.BaseEventLoop.time
 
 
@@ -145,37 +140,28 @@ class _Scope:
 _Undo = tuple[Step, int, Any, WorkflowContext]
 
 
-class _Execution:
-    """The state of one local run."""
+class _Execution(Recorder):
+    """The state of one local run: its recorder, and what the engine needs besides."""
 
     __slots__ = (
-        "atoms",
+        "cancelled",
         "clock",
         "compensate_faults",
-        "compensations_run",
         "context",
         "continue_on_failure",
-        "correlation_id",
-        "events",
-        "failed_step",
         "forward_faults",
-        "injected",
-        "objects",
-        "observers",
-        "run_id",
         "saga",
-        "saga_name",
         "settlers",
-        "times",
+        "task",
         "undo_failed",
     )
 
     def __init__(self, request: RunRequest) -> None:
         saga = self.saga = request.saga
-        name = self.saga_name = saga.name
-        run_id = self.run_id = request.run_id
-        self.context = request.context._derive(run_id, name)
-        self.correlation_id = request.context.correlation_id
+        run_id = request.run_id
+        observers = request.observers
+        Recorder.__init__(self, run_id, saga.name, request.context.correlation_id, observers)
+        self.context = request.context._derive(run_id, saga.name)
         faults = request.faults._faults
         self.forward_faults: Mapping[str, Fault] = _NO_FAULTS
         self.compensate_faults: Mapping[str, Fault] = _NO_FAULTS
@@ -185,66 +171,19 @@ class _Execution:
             for step, fault in faults.items():
                 (compensate if fault.phase == "compensate" else forward)[step] = fault
             self.forward_faults, self.compensate_faults = forward, compensate
+        self.task = asyncio.current_task() if faults else None  # what a ``cancel`` fault cancels
         self.continue_on_failure = saga.continue_on_compensation_failure
         # The loop's clock, so that a simulated loop records simulated time; the default
         # loops' clock is time.monotonic, called directly because it is the hot path.
         loop_time = type(asyncio.get_running_loop()).time
         self.clock = time.monotonic if loop_time is _DEFAULT_TIME else asyncio.get_running_loop().time
-        # An observed run builds an Event for each event anyway, and keeps those. An unobserved
-        # run keeps its trace flat: for each event its scalars, times and objects (see
-        # sagakit.runs.TRACE_ATOMS), which costs less to build and to keep.
-        self.atoms: list[tuple[Any, ...]] = []
-        self.times: list[float] = []
-        self.objects: list[Any] = []
-        observers = request.observers
-        if observers:
-            self.observers: list[Observer] | None = list(observers)
-            self.settlers = [obs for obs in observers if callable(getattr(obs, "settle", None))]
-            self.events: list[Event] | None = []
-        else:
-            self.observers = None
-            self.settlers = _NO_SETTLERS
-            self.events = None
-        self.failed_step: str | None = None
+        self.settlers = (
+            [obs for obs in observers if callable(getattr(obs, "settle", None))] if observers else _NO_SETTLERS
+        )
         self.undo_failed: list[_Undo] | None = None
-        self.compensations_run = 0
-        self.injected = False
-
-    def record(
-        self,
-        kind: str,
-        at: float,
-        step: str | None,
-        index: int,
-        phase: str | None,
-        attempt: int,
-        started_at: float | None,
-        duration_ms: float | None,
-        error: BaseException | None,
-        injected: bool,
-        data: Any,
-        status: str | None,
-        info: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Keep one event and hand it to the observers."""
-        if self.events is None:
-            self.atoms.append((kind, step, index, phase, attempt, injected, status))
-            self.times += (at, _NAN if started_at is None else started_at,
-                           _NAN if duration_ms is None else duration_ms)
-            self.objects += (error, data, info)
-        else:
-            self.events.append(self.tell(kind, at, step, index, phase, attempt, started_at, duration_ms, error,
-                                         injected, data, status, info))
-
-    def tell(self, kind: str, at: float, step: str | None, index: int, phase: str | None, attempt: int,
-             started_at: float | None, duration_ms: float | None, error: BaseException | None, injected: bool,
-             data: Any, status: str | None, info: Mapping[str, Any] | None = None) -> Event:
-        """Hand one event (``record``'s arguments) to the observers, and return it. Start-of-
-        attempt events are only told, not kept: the events ending an attempt carry its start."""
-        event = _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index, phase, attempt,
-                                   started_at, duration_ms, error, injected, data, status, self.correlation_id, info))
-        deliver(self.observers, event)  # type: ignore[arg-type]
-        return event  # type: ignore[no-any-return]
+        # A cancellation that arrived while the engine waited for something it would not
+        # leave (a parallel stage winding down): it propagates once the run is rolled back.
+        self.cancelled = False
 
     async def settle(self) -> None:
         for observer in self.settlers:
@@ -295,12 +234,8 @@ class _Execution:
     ) -> Any:
         """Call ``fn`` once as attempt ``attempt``: inject the fault, record start and end."""
         context.attempt = attempt
-        clock = self.clock
         name = step.name
-        started = clock()
-        if self.observers:
-            self.tell(kinds[0], _EPOCH_OFFSET + started, name, index, phase, attempt, None, None, None, False, data,
-                      None)
+        started = self.begin(name, index, phase, kinds, attempt, data)
         injected = False
         try:
             fires = False
@@ -310,20 +245,43 @@ class _Execution:
                 fires = fault.fires()
                 if fires and fault.mode != "fail_after":
                     injected = self.injected = True
-                    raise InjectedFault(name, fault.mode)
+                    if fault.mode[:6] != "cancel":
+                        raise InjectedFault(name, fault.mode)
+                    await _cancel_run(self.task, phase)
             result = fn(data, context)
-            if hasattr(result, "__await__"):
+            if type(result) is _Coroutine or hasattr(result, "__await__"):
                 result = await result
             if fires:
                 injected = self.injected = True
-                raise InjectedFault(name, "fail_after")
+                if fault.mode == "fail_after":  # type: ignore[union-attr]
+                    raise InjectedFault(name, "fail_after")
+                await asyncio.sleep(0)  # an action that never waited meets its cancellation here
         except BaseException as exc:
             self.record_attempt_error(exc, step, index, phase, kinds, attempt, started, injected, scope)
             raise
-        ended = clock()
-        self.record(kinds[1], _EPOCH_OFFSET + ended, name, index, phase, attempt, _EPOCH_OFFSET + started,
-                    (ended - started) * 1000.0, None, False, data if result is None else result, "succeeded")
+        self.succeeded(name, index, phase, kinds, attempt, started, data if result is None else result, injected)
         return result
+
+    def begin(self, name: str, index: int, phase: str, kinds: tuple[str, ...], attempt: int, data: Any) -> float:
+        """Start an attempt: tell live observers (start events are not kept); return the clock."""
+        started = self.clock()
+        if self.observers:
+            self.tell(kinds[0], _EPOCH_OFFSET + started, name, index, phase, attempt, None, None, None, False, data,
+                      None)
+        return started
+
+    def succeeded(self, name: str, index: int, phase: str, kinds: tuple[str, ...], attempt: int, started: float,
+                  output: Any, injected: bool = False) -> None:
+        """Record the event ending a successful attempt that started at ``started`` (``injected``:
+        a ``cancel`` fault fired during it)."""
+        ended = self.clock()
+        if self.events is None:  # self.record(...), inlined: once per step and compensation
+            self.atoms.append((kinds[1], name, index, phase, attempt, injected, "succeeded"))
+            self.times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
+            self.objects += (None, output, None)
+        else:
+            self.record(kinds[1], _EPOCH_OFFSET + ended, name, index, phase, attempt, _EPOCH_OFFSET + started,
+                        (ended - started) * 1000.0, None, injected, output, "succeeded")
 
     async def forward(self, step: Step, index: int, data: Any, completed: list[_Undo]) -> Any:
         context = self.context._for_step(step.name)
@@ -370,7 +328,8 @@ class _Execution:
         if failures:
             for task in tasks:
                 task.cancel()
-            await _wait_through_cancellation(tasks)
+            if await _wait_through_cancellation(tasks):
+                self.cancelled = True
             step, error = failures[0]
             self.failed_step = step.name
             raise error
@@ -381,11 +340,7 @@ class _Execution:
             output = outputs[step.name]
             if not isinstance(output, Mapping):
                 self.failed_step = step.name
-                raise TypeError(
-                    f"saga {self.saga_name!r}: parallel branch {step.name!r} returned "
-                    f"{type(output).__name__}; parallel branches must return a dict (or None to pass "
-                    "their input through) so that their outputs can be merged"
-                )
+                raise TypeError(unmergeable_branch_message(self.saga_name, step.name, type(output).__name__))
             merged.update(output)
         return merged
 
@@ -396,13 +351,22 @@ class _Execution:
         self.undo_failed.append((step, index, data, context))
 
     async def rollback(self, undo: Sequence[_Undo], original: BaseException | None) -> CompensationError | None:
+        """Compensate ``undo`` in order (see :func:`~sagakit._recorder.undo_order`); return the
+        :class:`~sagakit.CompensationError` if a compensation failed.
+
+        A compensation interrupted by ``KeyboardInterrupt``, ``SystemExit`` or a cancellation
+        of its own counts as failed, and the rollback goes on regardless: the interruption is
+        kept in ``self.interrupt`` and re-raised once the run is recorded.
+        """
         clock = self.clock
         self.record("rollback_started", _EPOCH_OFFSET + clock(), self.failed_step, -1, None, 0, None, None, original,
                     False, None, "rolling_back")
         failures: list[CompensationFailure] = []
         pending: list[str] = []
         faults = self.compensate_faults
+        observers, events = self.observers, self.events
         atoms, times, objects = self.atoms, self.times, self.objects
+        stop = not self.continue_on_failure
         for position, (step, index, data, context) in enumerate(undo):
             compensate = step.compensate
             name = step.name
@@ -423,12 +387,13 @@ class _Execution:
                 elif fault is not None:
                     await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data,
                                        context, None)
-                else:  # attempt(), inlined for a plain compensation without a fault
+                else:
+                    # attempt() without a fault, minus its coroutine: a rollback's common case.
                     context.attempt = 1
-                    started = clock()
-                    if self.observers:
-                        self.tell("compensation_started", _EPOCH_OFFSET + started, name, index, "compensate", 1, None,
-                                  None, None, False, data, None)
+                    if observers is None:
+                        started = clock()
+                    else:
+                        started = self.begin(name, index, "compensate", _COMPENSATE_KINDS, 1, data)
                     try:
                         output = compensate(data, context)
                         if type(output) is _Coroutine or hasattr(output, "__await__"):
@@ -437,28 +402,43 @@ class _Execution:
                         self.record_attempt_error(exc, step, index, "compensate", _COMPENSATE_KINDS, 1, started,
                                                   False, None)
                         raise
-                    ended = clock()
-                    at = _EPOCH_OFFSET + ended
-                    started_at = _EPOCH_OFFSET + started
-                    duration_ms = (ended - started) * 1000.0
                     if output is None:
                         output = data
-                    if self.events is None:
+                    if events is None:  # the trace row, as on the plain-step fast path
+                        ended = clock()
                         atoms.append(("compensation_succeeded", name, index, "compensate", 1, False, "succeeded"))
-                        times += (at, started_at, duration_ms)
+                        times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
                         objects += (None, output, None)
                     else:
-                        self.record("compensation_succeeded", at, name, index, "compensate", 1, started_at,
-                                    duration_ms, None, False, output, "succeeded")
-            except Exception as exc:
+                        self.succeeded(name, index, "compensate", _COMPENSATE_KINDS, 1, started, output)
+            except BaseException as exc:
                 _drop_internal_frames(exc)
                 failures.append(CompensationFailure(name, exc))
-                if not self.continue_on_failure:
-                    pending = [later[0].name for later in undo[position + 1 :] if later[0].compensate is not None]
+                if not isinstance(exc, Exception):
+                    if self.interrupt is None:
+                        self.interrupt = exc
+                elif stop:
+                    pending = [entry[0].name for entry in pending_after(undo, position, _compensates)]
                     break
         if not failures:
             return None
-        return CompensationError(saga=self.saga_name, original=original, failures=failures, pending=pending)
+        return compensation_error(self.saga_name, original, failures, pending)
+
+
+def _compensates(entry: _Undo) -> bool:
+    return entry[0].compensate is not None
+
+
+async def _cancel_run(task: asyncio.Task[Any] | None, phase: str) -> None:
+    """Cancel the run's task, as a caller would, for a ``cancel`` fault firing in ``phase``.
+
+    A compensation runs shielded: the rollback first moves to its own task (by suspending
+    once), so that the cancellation reaches the waiting run and not the compensation.
+    """
+    if phase == "compensate":
+        await asyncio.sleep(0)
+    if task is not None:
+        task.cancel()
 
 
 async def _wait_through_cancellation(tasks: Sequence[asyncio.Future[Any]]) -> bool:
@@ -566,27 +546,6 @@ def _drop_internal_frames(error: BaseException) -> None:
     error.__traceback__ = kept[0] if kept else None
 
 
-def _stage_plan(saga: Saga) -> tuple[tuple[Stage, int, tuple[Any, ...] | None], ...]:
-    """Per stage of ``saga``: the stage, its first step's index and, for a plain step, the
-    trace row of its ``step_succeeded`` event. Built once per saga (and again if its stages
-    are replaced), so that the hot path neither counts indexes nor builds rows."""
-    plan = saga._plan
-    if plan is not None and plan[0] is saga.stages:
-        return plan[1]  # type: ignore[no-any-return]
-    entries: list[tuple[Stage, int, tuple[Any, ...] | None]] = []
-    index = 0
-    for stage in saga.stages:
-        if type(stage) is Step:
-            row = ("step_succeeded", stage.name, index, "forward", 1, False, "succeeded") if stage.plain else None
-            entries.append((stage, index, row))
-            index += 1
-        else:
-            entries.append((stage, index, None))
-            index += len(stage.steps)  # type: ignore[union-attr]
-    saga._plan = (saga.stages, tuple(entries))
-    return saga._plan[1]  # type: ignore[no-any-return]
-
-
 class LocalBackend:
     """Runs sagas in this process, on the running asyncio event loop."""
 
@@ -604,17 +563,11 @@ class LocalBackend:
         run_started_at = _EPOCH_OFFSET + run_started
         data = request.data
         events = execution.events
-        if events is None:  # execution.record("run_started", ...), inlined like every event of the hot path
-            atoms.append(_RUN_STARTED)
-            times += (run_started_at, _NAN, _NAN)
-            objects += (None, data, {"backend": "local"})  # a dict of its own: picklable, not watched
-        else:
-            execution.record("run_started", run_started_at, None, -1, None, 0, None, None, None, False, data, None,
-                             {"backend": "local"})
+        # Its info is a dict of its own: picklable, and not watched by the garbage collector.
+        execution.start(run_started_at, data, {"backend": "local"})
         completed: list[_Undo] = []
         settlers = execution.settlers
         facts = execution.context._run
-        run_id, saga_name, correlation_id = execution.run_id, execution.saga_name, execution.correlation_id
         forward_faults = execution.forward_faults
         status: RunStatus
         error: BaseException | None = None
@@ -624,7 +577,7 @@ class LocalBackend:
         try:
             if settlers:
                 await execution.settle()
-            for stage, index, row in _stage_plan(saga):
+            for stage, index, row in stage_plan(saga):
                 if type(stage) is Step:
                     name = stage.name
                     # run_context._for_step(name), inlined
@@ -637,18 +590,13 @@ class LocalBackend:
                     fault = forward_faults.get(name) if forward_faults is not _NO_FAULTS else None
                     try:
                         if row is not None and fault is None:
-                            # attempt(), inlined for a plain step without a fault: this is the
-                            # hot path of every saga.
-                            started = clock()
-                            if observers:
-                                event = _new_event(Event, (
-                                    _K.STEP_STARTED, run_id, saga_name, _EPOCH_OFFSET + started, name, index,
-                                    "forward", 1, None, None, None, False, data, None, correlation_id, None))
-                                try:  # deliver(observers, event), inlined
-                                    for observer in observers:
-                                        observer(event)
-                                except Exception as failure:
-                                    deliver_after_failure(observers, event, observer, failure)
+                            # The plain-step fast path, the hot path of every saga: attempt()
+                            # without its coroutine and, for an unobserved run, the trace row the
+                            # stage plan built (see sagakit._recorder, invariants 1, 2 and 4).
+                            if observers is None:
+                                started = clock()
+                            else:
+                                started = execution.begin(name, index, "forward", _FORWARD_KINDS, 1, data)
                             try:
                                 output = stage.action(data, context)
                                 if type(output) is _Coroutine or hasattr(output, "__await__"):
@@ -659,24 +607,13 @@ class LocalBackend:
                                 raise
                             if output is not None:
                                 data = output
-                            ended = clock()
-                            at = _EPOCH_OFFSET + ended
-                            started_at = _EPOCH_OFFSET + started
-                            duration_ms = (ended - started) * 1000.0
                             if events is None:
+                                ended = clock()
                                 atoms.append(row)
-                                times += (at, started_at, duration_ms)
+                                times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
                                 objects += (None, data, None)
                             else:
-                                event = _new_event(Event, (
-                                    _K.STEP_SUCCEEDED, run_id, saga_name, at, name, index, "forward", 1, started_at,
-                                    duration_ms, None, False, data, "succeeded", correlation_id, None))
-                                events.append(event)
-                                try:  # deliver(observers, event), inlined
-                                    for observer in observers:  # type: ignore[union-attr]
-                                        observer(event)
-                                except Exception as failure:
-                                    deliver_after_failure(observers, event, observer, failure)  # type: ignore[arg-type]
+                                execution.succeeded(name, index, "forward", _FORWARD_KINDS, 1, started, data)
                         else:
                             if stage.plain:
                                 output = await execution.attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1,
@@ -706,53 +643,40 @@ class LocalBackend:
                 interrupt = exc
             else:
                 original = exc
-            undo = list(execution.undo_failed or ())
-            undo.extend(reversed(completed))
-            # _shielded(execution.rollback(...)), its first step inlined
+            undo = undo_order(execution.undo_failed or (), completed)
+            # _shielded(execution.rollback(...)), its first step inlined: a rollback whose
+            # compensations never wait costs no task.
             rollback = execution.rollback(undo, original)
             try:
                 pending = rollback.send(None)
             except StopIteration as stop:
-                compensation_error, cancelled_meanwhile = stop.value, False
+                compensation_failure, cancelled_meanwhile = stop.value, False
             else:
-                compensation_error, cancelled_meanwhile = await _shielded_rest(rollback, pending)
-            if cancelled_meanwhile and interrupt is None:
+                compensation_failure, cancelled_meanwhile = await _shielded_rest(rollback, pending)
+            # After its rollback, a cancellation always propagates: one that came meanwhile, or
+            # while a parallel stage wound down, or a compensation's own interruption.
+            if interrupt is None:
+                interrupt = execution.interrupt
+            if interrupt is None and (cancelled_meanwhile or execution.cancelled):
                 interrupt = asyncio.CancelledError()
-            if compensation_error is not None:
-                status = "compensation_failed"
-                error = compensation_error
-            elif original is not None:
-                status = "compensated"
-                error = original
-            else:
-                status = "cancelled"
-                error = interrupt
+            status, error = rollback_outcome(compensation_failure, original, interrupt)
         ended = clock()
-        at = _EPOCH_OFFSET + ended
         duration_ms = (ended - run_started) * 1000.0
-        injected = execution.injected
-        if events is None:
-            atoms.append(("run_finished", None, -1, None, 0, injected, status))
-            times += (at, run_started_at, duration_ms)
-            objects += (error, result, None)
-            run = _new_run(Run)._fill(execution.run_id, execution.saga_name, saga, execution.correlation_id,
-                        self.name, status, result, error, original, execution.failed_step, None, tuple(atoms),
-                        _pack_times(times), tuple(objects), run_started_at, duration_ms, {}, len(completed),
-                        execution.compensations_run, injected)
-        else:
-            execution.record("run_finished", at, None, -1, None, 0, run_started_at, duration_ms, error, injected,
-                             result, status)
-            run = _new_run(Run)._fill(execution.run_id, execution.saga_name, saga, execution.correlation_id,
-                        self.name, status, result, error, original, execution.failed_step, events, None, None, None,
-                        run_started_at, duration_ms, {}, len(completed), execution.compensations_run, injected)
+        run = execution.finish(definition=saga, backend=self.name, status=status, result=result, error=error,
+                               original=original, at=_EPOCH_OFFSET + ended, started_at=run_started_at,
+                               duration_ms=duration_ms, steps_completed=len(completed))
         if settlers:
-            settle_interrupt = None
+            settle_failure = None
             try:
-                await _shielded(execution.settle())
+                _, cancelled_meanwhile = await _shielded(execution.settle())
             except BaseException as exc:  # the journal could not record the end: report, keep the run
-                settle_interrupt = exc
-            if settle_interrupt is not None and interrupt is None:
-                warnings.warn(f"sagakit: recording the end of run {run.run_id} failed: {settle_interrupt!r}",
+                settle_failure = exc
+            else:
+                if cancelled_meanwhile and interrupt is None:
+                    interrupt = asyncio.CancelledError()
+            if settle_failure is not None and interrupt is None:
+                warnings.warn(f"sagakit: recording the end of run {run.run_id} failed: "
+                              f"{type(settle_failure).__name__}: {error_text(settle_failure)}",
                               RuntimeWarning, stacklevel=2)
         saga.history.append(run)
         if interrupt is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CompensationError",
@@ -129,6 +130,10 @@ class CompensationError(SagaError):
         pending: steps left uncompensated because rollback stopped
             (empty when ``continue_on_compensation_failure=True``).
         saga: the saga's name.
+
+    The traceback shows the whole rollback: ``__cause__`` is ``original`` (printed first,
+    as the direct cause), ``__context__`` is the failed compensation's error, or an
+    :class:`ExceptionGroup` of them when several failed, and a note names each failure.
     """
 
     def __init__(
@@ -144,16 +149,50 @@ class CompensationError(SagaError):
         self.failures = tuple(failures)
         self.pending = tuple(pending)
         self.step = self.failures[0].step if self.failures else None
-        parts = [
-            f"{failure.step!r} ({type(failure.error).__name__}: {failure.error})"
-            for failure in self.failures
-        ]
-        message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
-        if original is not None:
-            message += f"; rollback was started by {type(original).__name__}: {original}"
-        if self.pending:
-            message += "; left uncompensated: " + ", ".join(repr(p) for p in self.pending)
+        # Imported here: the run recorder builds this error, and owns how its message reads
+        # (the Temporal workflow builds the same message from JSON).
+        from sagakit._recorder import compensation_message, error_line, error_text
+
+        message = compensation_message(
+            saga,
+            [(failure.step, type(failure.error).__name__, error_text(failure.error)) for failure in self.failures],
+            None if original is None else (type(original).__name__, error_text(original)),
+            self.pending,
+        )
         super().__init__(message)
+        # The traceback tells the whole story wherever this is built: the original error as
+        # the direct cause, the failures (one, or a group of several, as anyio and trio
+        # report concurrent errors) as what happened while handling it, and one note per
+        # failure, because a traceback prints only the cause of a chain.
+        self.__cause__ = original
+        self.__context__ = _failures_as_exception(self.failures)
+        self.__suppress_context__ = False
+        for failure in self.failures:
+            line = error_line(type(failure.error).__name__, error_text(failure.error))
+            self.add_note(f"compensation of {failure.step!r} failed: {line}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_compensation_error, (self.saga, self.original, self.failures, self.pending))
+
+
+def _rebuild_compensation_error(
+    saga: str, original: BaseException | None, failures: Sequence[CompensationFailure], pending: Sequence[str]
+) -> CompensationError:
+    return CompensationError(saga=saga, original=original, failures=failures, pending=pending)
+
+
+def _failures_as_exception(failures: Sequence[CompensationFailure]) -> BaseException | None:
+    """The one failure's error, or an ExceptionGroup of several (BaseExceptionGroup when one
+    of them is not an Exception, such as a KeyboardInterrupt)."""
+    errors = [failure.error for failure in failures]
+    if not errors:
+        return None
+    if len(errors) == 1:
+        return errors[0]
+    text = f"{len(errors)} compensations failed"
+    if all(isinstance(error, Exception) for error in errors):
+        return ExceptionGroup(text, errors)  # type: ignore[type-var]
+    return BaseExceptionGroup(text, errors)
 
 
 class JournalError(SagaError):

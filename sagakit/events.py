@@ -17,11 +17,10 @@ A run emits, in order::
 from __future__ import annotations
 
 import enum
-import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["END_KINDS", "Event", "EventKind", "Observer", "SettlingObserver", "deliver"]
+__all__ = ["END_KINDS", "Event", "EventKind", "Observer", "SettlingObserver"]
 
 
 class EventKind(enum.StrEnum):
@@ -108,7 +107,8 @@ class Observer(Protocol):
 
     Observers are called synchronously, in order, on the event loop running the saga.
     They must be quick and must not raise; an observer that raises is reported with a
-    warning and then ignored for the rest of that run, so a broken sink never breaks a saga.
+    warning and then ignored for the rest of that run, so a broken sink never breaks a saga
+    (every backend delivers through one function, ``sagakit._recorder.deliver``).
     """
 
     def __call__(self, event: Event, /) -> None: ...
@@ -126,37 +126,10 @@ class SettlingObserver(Observer, Protocol):
     async def settle(self) -> None: ...
 
 
-def deliver(observers: list[Observer], event: Event) -> None:
-    """Hand ``event`` to each observer in order.
+def __getattr__(name: str) -> Any:
+    # Delivery moved to the run recorder, which every backend shares; the old name still works.
+    if name in ("deliver", "deliver_after_failure"):
+        from sagakit import _recorder
 
-    An observer that raises is removed from ``observers`` (the run's own list) with a
-    :class:`RuntimeWarning`: a broken sink never breaks a saga. Every backend delivers
-    events through this function (the local engine inlines its loop on its hot path and
-    calls :func:`deliver_after_failure` the same way), so they all treat observers alike.
-    """
-    observer = None
-    try:
-        for observer in observers:
-            observer(event)
-    except Exception as error:
-        deliver_after_failure(observers, event, observer, error)  # type: ignore[arg-type]
-
-
-def deliver_after_failure(observers: list[Observer], event: Event, failed: Observer, error: Exception) -> None:
-    """Finish :func:`deliver` after ``failed`` raised ``error``: hand ``event`` to the
-    observers after it, then remove every one that raised, with a warning."""
-    position = next(i for i, observer in enumerate(observers) if observer is failed)
-    broken: list[tuple[Observer, Exception]] = [(failed, error)]
-    for observer in observers[position + 1 :]:
-        try:
-            observer(event)
-        except Exception as later:
-            broken.append((observer, later))
-    for observer, failure in broken:
-        observers.remove(observer)
-        warnings.warn(
-            f"sagakit: observer {observer!r} raised {type(failure).__name__}: {failure}; "
-            "it is ignored for the rest of this run",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+        return getattr(_recorder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sagakit.errors import FaultError, UnknownStepError
 
-__all__ = ["FAULT_MODES", "Fault", "FaultLike", "FaultMode", "FaultPlan"]
+__all__ = ["COMPENSATION_MODES", "FAULT_MODES", "Fault", "FaultLike", "FaultMode", "FaultPlan"]
 
-FaultMode = Literal["none", "fail", "fail_after", "fail_compensation"]
+#: The largest int that converts to a float; larger ones overflow in ``math.isfinite``.
+_LARGEST_SECONDS = int(sys.float_info.max)
+
+FaultMode = Literal["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
 
 #: Every mode a fault can have. ``none`` only adds its delay.
-FAULT_MODES: tuple[str, ...] = ("none", "fail", "fail_after", "fail_compensation")
+FAULT_MODES: tuple[str, ...] = ("none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation")
+
+#: The modes that act on a step's compensation rather than on its action.
+COMPENSATION_MODES: frozenset[str] = frozenset({"fail_compensation", "cancel_compensation"})
+
+
+_NEVER_DRAWS = random.Random(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +42,14 @@ class Fault:
         mode: ``fail`` raises before the action runs; ``fail_after`` lets the action run and
             then reports failure (the lost-response case, where the remote side did act);
             ``fail_compensation`` makes the step's compensation raise instead of running;
+            ``cancel`` cancels the whole run (as a caller's timeout or ``task.cancel()``
+            would) while the action is in flight: the cancellation reaches the action at its
+            first suspension point, or as it returns if it never waits; the completed steps
+            are compensated and ``run()`` raises :class:`asyncio.CancelledError`;
+            ``cancel_compensation`` cancels the run while the compensation is in flight:
+            the rollback is shielded, so it finishes, and then the cancellation propagates;
             ``none`` injects no failure, only the delay.
-        delay: seconds of latency added before the action (or, for ``fail_compensation``,
+        delay: seconds of latency added before the action (or, for the compensation modes,
             before the compensation), on every attempt.
         probability: chance that the failure fires on an attempt, from 0 to 1.
         seed: seeds this fault's random draws, for reproducible flakiness.
@@ -53,18 +69,23 @@ class Fault:
             )
         if isinstance(self.delay, bool) or not isinstance(self.delay, int | float):
             raise FaultError(f"fault delay must be a number of seconds, got {self.delay!r}")
+        if isinstance(self.delay, int) and abs(self.delay) > _LARGEST_SECONDS:
+            raise FaultError("fault delay must be a finite number >= 0 seconds, got an int too large for a float")
         if not math.isfinite(self.delay) or self.delay < 0:
             raise FaultError(f"fault delay must be a finite number >= 0 seconds, got {self.delay!r}")
         if isinstance(self.probability, bool) or not isinstance(self.probability, int | float):
             raise FaultError(f"fault probability must be a number, got {self.probability!r}")
         if not 0.0 <= self.probability <= 1.0:
             raise FaultError(f"fault probability must be between 0 and 1, got {self.probability!r}")
-        object.__setattr__(self, "_rng", random.Random(self.seed))
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise FaultError(f"fault seed must be an int or None, got {type(self.seed).__name__} {self.seed!r}")
+        # Only a flaky fault draws; the others share one generator instead of seeding their own.
+        object.__setattr__(self, "_rng", random.Random(self.seed) if 0.0 < self.probability < 1.0 else _NEVER_DRAWS)
 
     @property
     def phase(self) -> str:
-        """``"compensate"`` for ``fail_compensation``, else ``"forward"``."""
-        return "compensate" if self.mode == "fail_compensation" else "forward"
+        """``"compensate"`` for ``fail_compensation`` and ``cancel_compensation``, else ``"forward"``."""
+        return "compensate" if self.mode in COMPENSATION_MODES else "forward"
 
     def fires(self) -> bool:
         """Draw whether the failure fires on this attempt (always, at probability 1)."""
@@ -112,11 +133,24 @@ class FaultPlan(MutableMapping[str, Fault]):
         steps: Iterable[str] | None = None,
         saga: str | None = None,
     ) -> None:
+        if steps is not None:
+            if isinstance(steps, str | bytes) or not isinstance(steps, Iterable):
+                raise TypeError(f"FaultPlan steps: expected step names (an iterable of str) or None, got {steps!r}")
+            steps = tuple(steps)
+            if not all(isinstance(name, str) for name in steps):
+                raise TypeError(f"FaultPlan steps: expected step names (an iterable of str) or None, got {steps!r}")
+        if saga is not None and not isinstance(saga, str):
+            raise TypeError(f"FaultPlan saga: expected the saga's name (a str) or None, got {saga!r}")
         self._faults: dict[str, Fault] = {}
-        self._steps: tuple[str, ...] | None = tuple(steps) if steps is not None else None
+        self._steps: tuple[str, ...] | None = steps
         self._saga = saga
         self._watchers: list[Callable[[FaultPlan], None]] = []
         if faults is not None:
+            if isinstance(faults, str | bytes) or not isinstance(faults, Mapping | Iterable):
+                raise FaultError(
+                    "fault plan: expected a mapping of step names to faults (or mode strings) or None, got "
+                    f"{type(faults).__name__} {faults!r}"
+                )
             items = faults.items() if isinstance(faults, Mapping) else faults
             for name, fault in items:
                 self._set(name, fault)
@@ -169,6 +203,8 @@ class FaultPlan(MutableMapping[str, Fault]):
 
     def watch(self, callback: Callable[[FaultPlan], None]) -> Callable[[], None]:
         """Call ``callback(plan)`` after every change; returns a function that stops it."""
+        if not callable(callback):
+            raise TypeError(f"FaultPlan.watch callback: expected a callable taking the plan, got {callback!r}")
         self._watchers.append(callback)
 
         def unwatch() -> None:

@@ -9,11 +9,12 @@ event stream, and failure injection acts on each attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
-import math
 import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
@@ -21,6 +22,7 @@ from typing import Any, Protocol, TypeAlias
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tenacity.wait import wait_base
 
+from sagakit._checks import check_seconds, describe
 from sagakit.context import WorkflowContext
 from sagakit.errors import SagaDefinitionError, StepTimeout
 
@@ -52,6 +54,8 @@ def callable_name(fn: object) -> str:
             fn = fn.inner
         elif isinstance(fn, functools.partial):
             fn = fn.func
+        elif isinstance(fn, _OffLoop):
+            fn = fn.function
         else:
             break
     name = getattr(fn, "__name__", None)
@@ -106,6 +110,28 @@ def _check_function(fn: object, what: str) -> None:
         raise TypeError(f"{what}: expected a callable (data, context) -> data, got {type(fn).__name__} {fn!r}")
 
 
+def exception_types(value: object, what: str) -> tuple[type[Exception], ...]:
+    """``value`` (an exception type or a tuple of them) as a tuple of ``Exception`` subclasses.
+
+    Types outside ``Exception`` (``BaseException``, ``KeyboardInterrupt``, ``SystemExit``,
+    ``asyncio.CancelledError``) are refused: retrying or falling back on them would swallow a
+    cancellation or an interrupt, which must always reach the caller after rollback.
+    """
+    kinds = value if isinstance(value, tuple) else (value,)
+    if not kinds:
+        raise TypeError(f"{what}: expected an exception type or a tuple of them, got an empty tuple")
+    for kind in kinds:
+        if not isinstance(kind, type) or not issubclass(kind, BaseException):
+            raise TypeError(f"{what}: expected an exception type or a tuple of them, got {describe(kind)}")
+        if not issubclass(kind, Exception):
+            raise TypeError(
+                f"{what}: expected subclasses of Exception, got {kind.__name__}; cancellations and "
+                "interrupts (BaseException, KeyboardInterrupt, SystemExit, CancelledError) always propagate "
+                "after rollback and are never retried or replaced by a fallback"
+            )
+    return kinds  # type: ignore[return-value]
+
+
 #: The random generator retry jitter draws from. It is sagakit's own (never the global
 #: ``random``), and a simulation sets one per run so that retried runs replay exactly.
 RETRY_RANDOM: contextvars.ContextVar[random.Random] = contextvars.ContextVar(
@@ -158,14 +184,15 @@ class RetryPolicy:
         initial_delay: seconds before the first retry.
         max_delay: the longest wait between attempts.
         jitter: the most random seconds added to each wait.
-        on: the exception types that are retried; others fail the step at once.
+        on: the exception types that are retried; others fail the step at once. Only
+            subclasses of ``Exception``: a cancellation or an interrupt is never retried.
     """
 
     max_retries: int = 3
     initial_delay: float = 0.1
     max_delay: float = 10.0
     jitter: float = 0.1
-    on: tuple[type[BaseException], ...] = (Exception,)
+    on: tuple[type[Exception], ...] = (Exception,)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
@@ -173,14 +200,9 @@ class RetryPolicy:
         if self.max_retries < 0:
             raise SagaDefinitionError(f"max_retries: expected an int >= 0, got {self.max_retries}")
         for field_name in ("initial_delay", "max_delay", "jitter"):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise SagaDefinitionError(f"{field_name}: expected a number of seconds >= 0, got {value!r}")
-        on = self.on if isinstance(self.on, tuple) else (self.on,)
-        for kind in on:
-            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-                raise TypeError(f"on: expected exception types, got {kind!r}")
-        object.__setattr__(self, "on", on)
+            seconds = check_seconds(getattr(self, field_name), field_name, allow_zero=True, error=SagaDefinitionError)
+            object.__setattr__(self, field_name, seconds)
+        object.__setattr__(self, "on", exception_types(self.on, "on"))
 
     @property
     def attempts(self) -> int:
@@ -194,7 +216,10 @@ class RetryPrimitive(Policy):
     Args:
         fn: the step function (or policy) to retry.
         max_retries: retries after the first attempt.
-        initial_delay, max_delay, jitter, on: see :class:`RetryPolicy`.
+        initial_delay: seconds before the first retry (see :class:`RetryPolicy`).
+        max_delay: the longest wait between attempts (see :class:`RetryPolicy`).
+        jitter: the most random seconds added to each wait (see :class:`RetryPolicy`).
+        on: the exception types that are retried (see :class:`RetryPolicy`).
     """
 
     __slots__ = ("inner", "policy")
@@ -207,7 +232,7 @@ class RetryPrimitive(Policy):
         initial_delay: float = 0.1,
         max_delay: float = 10.0,
         jitter: float = 0.1,
-        on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        on: type[Exception] | tuple[type[Exception], ...] = (Exception,),
     ) -> None:
         _check_function(fn, "RetryPrimitive")
         self.inner = fn
@@ -249,18 +274,21 @@ class TimeoutPrimitive(Policy):
 
     Raises :class:`~sagakit.StepTimeout` (a :class:`TimeoutError`). The timed-out call is
     cancelled, and inside a saga the attempt is recorded as failed with that error.
+
+    A plain ``def`` function cannot be interrupted on the event loop, so under a timeout it
+    runs on a thread of its own (with the caller's context variables): the step fails at
+    the deadline, while the abandoned call finishes in the background (Python cannot stop a
+    thread; the interpreter waits for it at exit). That is the
+    ambiguous outcome ``step(..., compensate_on_failure=True)`` exists for. On a virtual
+    clock (``simulate``) a synchronous call takes no time, so it runs in place.
     """
 
     __slots__ = ("inner", "timeout")
 
     def __init__(self, fn: AnyStepFunction, timeout: float = 10.0) -> None:
         _check_function(fn, "TimeoutPrimitive")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError(f"timeout: expected a number of seconds > 0, got {timeout!r}")
-        if not timeout > 0 or not math.isfinite(timeout):
-            raise SagaDefinitionError(f"timeout: expected a number of seconds > 0, got {timeout!r}")
-        self.inner = fn
-        self.timeout = float(timeout)
+        self.timeout = check_seconds(timeout, "timeout", error=SagaDefinitionError)
+        self.inner = off_loop(fn)
 
     async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
         loop = asyncio.get_running_loop()
@@ -289,7 +317,13 @@ class TimeoutPrimitive(Policy):
 
 
 class FallbackPrimitive(Policy):
-    """Run ``primary``; if it raises, run ``fallback`` with the same input instead."""
+    """Run ``primary``; if it raises, run ``fallback`` with the same input instead.
+
+    Args:
+        primary: the step function tried first.
+        fallback: the step function run when ``primary`` raises one of ``on``.
+        on: the exception types (subclasses of ``Exception``) that switch to the fallback.
+    """
 
     __slots__ = ("fallback", "inner", "on")
 
@@ -304,7 +338,7 @@ class FallbackPrimitive(Policy):
         _check_function(fallback, "FallbackPrimitive fallback")
         self.inner = primary
         self.fallback = fallback
-        self.on = on
+        self.on = exception_types(on, "FallbackPrimitive on")
 
     async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
         try:
@@ -347,3 +381,82 @@ class SequentialPrimitive(Policy):
         return "SequentialPrimitive([" + ", ".join(callable_name(p) for p in self.parts) + "])"
 
 
+class _OffLoop:
+    """A plain ``def`` step function run on a worker thread, so that a timeout can end the wait.
+
+    Not a :class:`Policy`: inside a run the engine still records each call as one attempt
+    and injects faults around it.
+    """
+
+    __slots__ = ("__name__", "function")
+
+    def __init__(self, function: AnyStepFunction) -> None:
+        self.function = function
+        self.__name__ = callable_name(function)
+
+    async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
+        loop = asyncio.get_running_loop()
+        if getattr(loop, "virtual_clock", False):
+            return await call_step_function(self.function, data, context)
+        # A thread of its own rather than the loop's default executor: a pool of a few
+        # workers would queue concurrent steps, and the time spent waiting for a worker
+        # would count against their timeouts. Not a daemon: an abandoned call still
+        # finishes before the interpreter exits instead of being cut off mid-effect.
+        outcome = loop.create_future()
+        function, variables = self.function, contextvars.copy_context()
+
+        def work() -> None:
+            try:
+                result = variables.run(function, data, context)  # type: ignore[arg-type]
+            except BaseException as exc:  # handed to the loop, as the call's outcome
+                _hand_over(loop, outcome, None, exc)
+            else:
+                _hand_over(loop, outcome, result, None)
+
+        threading.Thread(target=work, name=f"sagakit-step-{self.__name__}").start()
+        result = await outcome
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def __repr__(self) -> str:
+        return f"<{callable_name(self.function)} on a worker thread>"
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop, outcome: asyncio.Future[Any], result: Any, error: BaseException | None
+) -> None:
+    """Settle ``outcome`` on its loop from a worker thread; nothing if the wait was abandoned."""
+
+    def settle() -> None:
+        if outcome.done():  # the step timed out or was cancelled meanwhile
+            return
+        if error is None:
+            outcome.set_result(result)
+        else:
+            outcome.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for the outcome
+        loop.call_soon_threadsafe(settle)
+
+
+def off_loop(fn: AnyStepFunction) -> AnyStepFunction:
+    """``fn`` with every plain ``def`` step function in it moved to a worker thread.
+
+    Policies are rebuilt around their moved parts (the given objects are left as they are);
+    asynchronous functions and policies of other kinds are kept.
+    """
+    if isinstance(fn, RetryPrimitive):
+        inner = off_loop(fn.inner)
+        return fn if inner is fn.inner else RetryPrimitive.from_policy(inner, fn.policy)
+    if isinstance(fn, FallbackPrimitive):
+        primary, fallback = off_loop(fn.inner), off_loop(fn.fallback)
+        if primary is fn.inner and fallback is fn.fallback:
+            return fn
+        return FallbackPrimitive(primary, fallback, on=fn.on)
+    if isinstance(fn, SequentialPrimitive):
+        parts = [off_loop(part) for part in fn.parts]
+        return fn if all(a is b for a, b in zip(parts, fn.parts, strict=True)) else SequentialPrimitive(parts)
+    if isinstance(fn, Policy | _OffLoop) or is_async_callable(fn):
+        return fn
+    return _OffLoop(fn)

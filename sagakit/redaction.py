@@ -47,10 +47,17 @@ DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
 MASK = "[REDACTED]"
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
-_CARD_LIKE = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
+# A run of ASCII digits (single spaces or dashes between them) that no other digit touches:
+# letters, dots and underscores around a card number do not hide it.
+_CARD_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
+_SEPARATOR = re.compile(r"[ -]")
+#: How deep payloads are walked for display; what lies deeper is shown as ``...``.
+_DISPLAY_DEPTH = 32
 _KEY_CACHE_LIMIT = 4096
 # Scalars whose text can be a secret; bools and None never are.
 _SCALARS = (str, int, float, bytes)
+# Exception arguments that cannot carry a secret under a key.
+_PLAIN_ARGS = frozenset({str, int, float, bool, type(None)})
 
 
 def _normalise(key: str) -> str:
@@ -158,8 +165,8 @@ class Redactor:
             return value
         if isinstance(value, str):
             return self.scrub(value)
-        if depth > 32 or id(value) in active:
-            return "..."
+        if depth > _DISPLAY_DEPTH or id(value) in active:
+            return "..."  # masks whatever lies deeper, secrets included
         active.add(id(value))
         try:
             if isinstance(value, Mapping):
@@ -167,12 +174,10 @@ class Redactor:
                     key: self.mask if self.is_sensitive(key) else self._redact(item, depth + 1, active)
                     for key, item in value.items()
                 }
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            if _is_record(value):
                 return {
-                    field.name: self.mask
-                    if self.is_sensitive(field.name)
-                    else self._redact(getattr(value, field.name, None), depth + 1, active)
-                    for field in dataclasses.fields(value)
+                    name: self.mask if self.is_sensitive(name) else self._redact(item, depth + 1, active)
+                    for name, item in _fields(value)
                 }
             if isinstance(value, list | tuple):
                 items = [self._redact(item, depth + 1, active) for item in value]
@@ -181,7 +186,8 @@ class Redactor:
                 return [self._redact(item, depth + 1, active) for item in value]
             if isinstance(value, bytes | bytearray):
                 return self.scrub(repr(bytes(value)))
-            return self.scrub(repr(value))
+            # An object's repr may show its attributes (slots or __dict__): scrub their secrets.
+            return self.scrub(_safe_repr(value), self.secrets(value))
         finally:
             active.discard(id(value))
 
@@ -211,19 +217,24 @@ class Redactor:
         return self.secrets(*distinct) if distinct else frozenset()
 
     def _collect(self, value: Any, sensitive: bool, found: set[str], seen: set[int], depth: int) -> None:
-        if value is None or isinstance(value, bool):
-            return
-        if isinstance(value, _SCALARS):
-            if sensitive:
-                text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-                if len(text) >= self.min_secret_length:
-                    found.add(text)
-            return
-        if depth > 32 or id(value) in seen:
-            return
-        seen.add(id(value))
-        for key, item in _children(value):
-            self._collect(item, sensitive or (key is not None and self.is_sensitive(key)), found, seen, depth + 1)
+        # An explicit stack, not recursion: a secret nested at any depth is found.
+        stack: list[tuple[Any, bool]] = [(value, sensitive)]
+        minimum = self.min_secret_length
+        while stack:
+            value, sensitive = stack.pop()
+            if value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, _SCALARS):
+                if sensitive:
+                    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                    if len(text) >= minimum:
+                        found.add(text)
+                continue
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            for key, item in _children(value):
+                stack.append((item, sensitive or (key is not None and self.is_sensitive(key))))
 
     # -- text ---------------------------------------------------------------------------
 
@@ -249,14 +260,36 @@ class Redactor:
             text = str(error)
         except Exception:
             return f"<{type(error).__name__}: message unavailable>"
+        args = getattr(error, "args", ())
+        if isinstance(args, tuple) and any(type(arg) not in _PLAIN_ARGS for arg in args):
+            # An argument such as a credentials object shows its fields in the message.
+            secrets = (*secrets, *self.secrets(*args))
         return self.scrub(text, secrets)
 
     def _mask_pair(self, match: re.Match[str]) -> str:
         return f"{match.group(1)}{self.mask}"
 
     def _mask_card(self, match: re.Match[str]) -> str:
-        digits = match.group(0).replace(" ", "").replace("-", "")
-        return self.mask if 13 <= len(digits) <= 19 and _luhn_valid(digits) else match.group(0)
+        text = match.group(0)
+        digits = _SEPARATOR.sub("", text)
+        if 13 <= len(digits) <= 19 and _luhn_valid(digits):
+            return self.mask
+        if not _SEPARATOR.search(text):
+            return text  # one long number: no card boundary to find inside it
+        # Groups such as "1 4111 1111 1111 1111": a card may be any run of whole groups.
+        groups = _SEPARATOR.split(text)
+        separators = [*_SEPARATOR.findall(text), ""]
+        pieces: list[str] = []
+        start = 0
+        while start < len(groups):
+            end = _card_end(groups, start)
+            if end is None:
+                pieces.append(groups[start] + separators[start])
+                start += 1
+            else:
+                pieces.append(self.mask + separators[end])
+                start = end + 1
+        return "".join(pieces)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Redactor):
@@ -288,28 +321,82 @@ def _as_key_list(keys: Iterable[str], what: str) -> list[str]:
     return items
 
 
+def _card_end(groups: Sequence[str], start: int) -> int | None:
+    """The last group of the longest run of whole digit groups from ``start`` that is a card number."""
+    found = None
+    length = 0
+    for end in range(start, len(groups)):
+        length += len(groups[end])
+        if length > 19:
+            break
+        if length >= 13 and _luhn_valid("".join(groups[start : end + 1])):
+            found = end
+    return found
+
+
+def _is_record(value: Any) -> bool:
+    """Whether ``value`` is a dataclass instance or a named tuple (named fields, shown as a dict)."""
+    if isinstance(value, tuple):
+        return isinstance(getattr(type(value), "_fields", None), tuple)
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _fields(value: Any) -> Iterator[tuple[str, Any]]:
+    """The named fields of a record (see :func:`_is_record`)."""
+    if isinstance(value, tuple):
+        yield from zip(getattr(type(value), "_fields"), value, strict=False)  # noqa: B009
+    else:
+        for field in dataclasses.fields(value):
+            yield field.name, getattr(value, field.name, None)
+
+
+def slot_names(kind: type) -> Iterator[str]:
+    """The ``__slots__`` attribute names of ``kind`` and its bases."""
+    for base in kind.__mro__:
+        slots = base.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__"):
+                yield name
+
+
+def attributes(value: Any) -> Iterator[tuple[str, Any]]:
+    """An object's attributes: its ``__slots__`` that are set, then its ``__dict__``."""
+    for name in slot_names(type(value)):
+        try:
+            yield name, object.__getattribute__(value, name)
+        except AttributeError:
+            continue
+    own = getattr(value, "__dict__", None)
+    if isinstance(own, dict):
+        yield from own.items()
+
+
 def _children(value: Any) -> Iterator[tuple[Any, Any]]:
     if isinstance(value, Mapping):
         yield from value.items()
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            yield field.name, getattr(value, field.name, None)
+    elif _is_record(value):
+        yield from _fields(value)
     elif isinstance(value, Sequence | Set) and not isinstance(value, str | bytes | bytearray):
         for item in value:
             yield None, item
-    else:
-        attributes = getattr(value, "__dict__", None)
-        if isinstance(attributes, dict):  # a plain object's fields may hold secrets too
-            yield from attributes.items()
+    elif not isinstance(value, type):
+        yield from attributes(value)  # a plain or slotted object's fields may hold secrets too
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 def _pair_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
     """``key=value``, ``key: value`` and ``"key": "value"`` where ``key`` contains a sensitive word."""
     if not words:
         return None
-    # A word matches with any separators between its letters (api_key, api-key, apiKey).
-    alternatives = "|".join(r"[_-]?".join(re.escape(char) for char in word) for word in words)
-    key = rf"[\w-]*(?:{alternatives})[\w-]*"
+    # A word matches with any separators between its letters (api_key, api.key, api-key, apiKey).
+    alternatives = "|".join(r"[._-]?".join(re.escape(char) for char in word) for word in words)
+    key = rf"[\w.-]*(?:{alternatives})[\w.-]*"
     value = r"""(?:(?:bearer|basic|token|digest)\s+)?(?:"[^"]*"|'[^']*'|[^\s,;&)}\]]+)"""
     return re.compile(rf"""((?i:\b{key})["']?\s*[:=]\s*)(?i:{value})""")
 

@@ -502,6 +502,16 @@ def _runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
     )
 
 
+def _check_maxlen(maxlen: object) -> int | None:
+    if maxlen is None:
+        return None
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int):
+        raise TypeError(f"RunHistory maxlen: expected an int >= 1 or None, got {type(maxlen).__name__} {maxlen!r}")
+    if maxlen < 1:
+        raise ValueError(f"RunHistory maxlen: expected an int >= 1 or None, got {maxlen!r}")
+    return maxlen
+
+
 class RunHistory:
     """Many runs, analysed as DataFrames.
 
@@ -511,27 +521,39 @@ class RunHistory:
 
     Args:
         runs: runs to start with.
-        maxlen: keep only the newest ``maxlen`` runs (``None``: keep all).
+        maxlen: keep only the newest ``maxlen`` runs (``None``: keep all). It can be changed
+            later (``history.maxlen = 100``); a smaller limit drops the oldest runs at once.
     """
 
-    __slots__ = ("_frames", "_runs", "_watchers", "maxlen")
+    __slots__ = ("_frames", "_maxlen", "_runs", "_watchers")
 
     def __init__(self, runs: Iterable[Run] = (), *, maxlen: int | None = None) -> None:
-        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1):
-            raise ValueError(f"RunHistory maxlen: expected an int >= 1 or None, got {maxlen!r}")
-        self.maxlen = maxlen
+        self._maxlen = _check_maxlen(maxlen)
         self._runs: list[Run] = []
         self._frames: dict[str, pd.DataFrame] = {}
         self._watchers: list[Callable[[Run], None]] = []
         for run in runs:
             self.append(run)
 
+    @property
+    def maxlen(self) -> int | None:
+        """The most runs kept (the newest ones), or ``None`` for no limit."""
+        return self._maxlen
+
+    @maxlen.setter
+    def maxlen(self, maxlen: int | None) -> None:
+        self._maxlen = _check_maxlen(maxlen)
+        if maxlen is not None and len(self._runs) > maxlen:
+            del self._runs[: len(self._runs) - maxlen]
+            self._frames.clear()
+
     def append(self, run: Run) -> None:
         """Add a run (the engine does this for ``saga.history``)."""
         runs = self._runs
         runs.append(run)
-        if self.maxlen is not None and len(runs) > self.maxlen:
-            del runs[: len(runs) - self.maxlen]
+        maxlen = self._maxlen
+        if maxlen is not None and len(runs) > maxlen:
+            del runs[: len(runs) - maxlen]
         if self._frames:
             self._frames.clear()
         if self._watchers:

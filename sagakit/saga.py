@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from sagakit._checks import check_bool, describe
+from sagakit._process import run_observers
 from sagakit._sync import run_sync
 from sagakit.context import WorkflowContext
 from sagakit.engine import Backend, LocalBackend, RunRequest, new_run_id
@@ -13,15 +17,31 @@ from sagakit.events import Observer
 from sagakit.faults import FaultLike, FaultPlan
 from sagakit.redaction import RedactLike, as_redactor
 from sagakit.runs import Run, RunHistory
-from sagakit.steps import Parallel, Stage, StageLike, Step, coerce_stages
+from sagakit.steps import Parallel, Stage, StageLike, Step, check_name, coerce_stages
 
 __all__ = ["CompensationPrimitive", "Saga"]
 
 _LOCAL = LocalBackend()
 
 
+#: What defines a saga: read-only once built (``Saga.replace`` makes a changed copy).
+_DEFINITION = frozenset(
+    {"name", "stages", "steps", "step_names", "continue_on_compensation_failure", "log_compensations",
+     "redactor", "journal"}
+)
+#: What ``Saga.replace`` can change: the constructor's arguments.
+_CHANGES = ("name", "stages", "continue_on_compensation_failure", "log_compensations", "observers", "faults",
+            "journal", "redact")
+
+
 class Saga:
     """A saga: stages run in order, each undone by its compensation if a later one fails.
+
+    The definition (``name``, ``stages``, ``steps``, ``step_names``,
+    ``continue_on_compensation_failure``, ``log_compensations``, ``redactor``, ``journal``)
+    is read-only once built, so nothing derived from it can go stale: :meth:`replace` returns
+    a changed copy. What belongs to running it stays mutable: ``faults`` (the plan the Lab
+    toggles), ``history``, and the observers (:meth:`observe`).
 
     Args:
         name: the saga's name, used in events, frames, spans and diagrams.
@@ -34,7 +54,9 @@ class Saga:
         log_compensations: emit the ``compensation_*`` log events (see ``sagakit.telemetry``).
         observers: called with every event of every run of this saga.
         faults: the initial fault plan (``saga.faults``).
-        journal: a durable journal observer (see ``sagakit.SqliteJournal``) for every run.
+        journal: a durable journal observer (see ``sagakit.SqliteJournal``) for every run. A
+            path is refused here (the saga could not close the file); open the journal
+            yourself, or pass the path to :meth:`run`, which opens and closes it.
         redact: what counts as a secret in this saga's payloads (``saga.redactor``): extra
             sensitive key names added to the defaults (password, token, card ...), or a
             :class:`~sagakit.redaction.Redactor`. Secrets are masked in logs, spans, frames,
@@ -44,6 +66,15 @@ class Saga:
         TypeError, ValueError: the definition is invalid; the message names the position or
             step and what was expected. Nothing runs.
     """
+
+    name: str
+    stages: tuple[Stage, ...]
+    steps: tuple[Step, ...]
+    step_names: tuple[str, ...]
+    continue_on_compensation_failure: bool
+    log_compensations: bool
+    redactor: Any
+    journal: Observer | None
 
     def __init__(
         self,
@@ -57,36 +88,99 @@ class Saga:
         journal: Observer | None = None,
         redact: RedactLike = None,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise TypeError(f"saga name: expected a non-empty string, got {type(name).__name__} {name!r}")
-        if not isinstance(continue_on_compensation_failure, bool):
-            raise TypeError(
-                f"saga {name!r} continue_on_compensation_failure: expected a bool, "
-                f"got {continue_on_compensation_failure!r}"
-            )
-        if not isinstance(log_compensations, bool):
-            raise TypeError(f"saga {name!r} log_compensations: expected a bool, got {log_compensations!r}")
-        self.name = name
-        self.redactor = as_redactor(redact, saga=name)
-        self.stages: tuple[Stage, ...] = coerce_stages(stages, name)
-        self.steps: tuple[Step, ...] = tuple(
-            member for stage in self.stages for member in (stage.steps if isinstance(stage, Parallel) else (stage,))
-        )
-        self.step_names: tuple[str, ...] = tuple(s.name for s in self.steps)
-        self.continue_on_compensation_failure = continue_on_compensation_failure
-        self.log_compensations = log_compensations
-        self.observers: list[Observer] = []
-        for observer in observers:
-            self.observe(observer)
+        check_name(name, "saga name")
+        check_bool(continue_on_compensation_failure, f"saga {name!r} continue_on_compensation_failure")
+        check_bool(log_compensations, f"saga {name!r} log_compensations")
+        observers = _check_observers(observers, f"saga {name!r} observers")
         if journal is not None:
-            self.observe(journal)
+            if isinstance(journal, str | bytes | os.PathLike):
+                raise TypeError(
+                    f"saga {name!r} journal: expected a journal object such as sagakit.SqliteJournal(path), got "
+                    f"the path {journal!r}; a saga cannot know when to close a file it opened. Open it yourself "
+                    "(journal = sagakit.SqliteJournal(path)), or pass the path to run(..., journal=...), which "
+                    "opens and closes it around that run"
+                )
+            _check_observer(journal, f"saga {name!r} journal")
+        redactor = as_redactor(redact, saga=name)
+        stage_tuple = coerce_stages(stages, name)
+        steps = tuple(
+            member for stage in stage_tuple for member in (stage.steps if isinstance(stage, Parallel) else (stage,))
+        )
+        define = object.__setattr__
+        define(self, "name", name)
+        define(self, "redactor", redactor)
+        define(self, "stages", stage_tuple)
+        define(self, "steps", steps)
+        define(self, "step_names", tuple(s.name for s in steps))
+        define(self, "continue_on_compensation_failure", continue_on_compensation_failure)
+        define(self, "log_compensations", log_compensations)
+        define(self, "journal", journal)
+        self._observers: list[Observer] = list(observers)
+        if journal is not None:
+            self._observers.append(journal)
             _bind_journal(journal, self)
         self.faults = FaultPlan(faults, steps=self.step_names, saga=name)
-        self.history = RunHistory()
+        self._history = RunHistory()
         # The local engine's per-stage plan, built on the first run (see engine._stage_plan).
         self._plan: tuple[Any, ...] | None = None
 
     # -- definition -------------------------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _DEFINITION:
+            raise AttributeError(_read_only(self, name))
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _DEFINITION:
+            raise AttributeError(_read_only(self, name))
+        object.__delattr__(self, name)
+
+    def replace(self, **changes: Any) -> Saga:
+        """A new saga like this one with ``changes`` applied, as ``dataclasses.replace`` does.
+
+        Args:
+            **changes: any of the constructor's arguments: ``name``, ``stages``,
+                ``continue_on_compensation_failure``, ``log_compensations``, ``observers``,
+                ``faults``, ``journal``, ``redact``. What is not given is carried over:
+                the same observers and journal, the same redactor, and the faults of the
+                steps the new saga still has.
+
+        Returns:
+            A saga of the same class, validated as any new one is, with an empty history.
+            It is built by :class:`Saga`'s constructor: attributes a subclass adds of its
+            own are not copied.
+
+        Raises:
+            TypeError: a change names no constructor argument (the message lists them), or
+                a changed value is invalid, as for a new saga.
+        """
+        unknown = [key for key in changes if key not in _CHANGES]
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.replace: unknown change {unknown[0]!r}; expected any of "
+                + ", ".join(_CHANGES)
+            )
+        journal = changes.get("journal", self.journal)
+        kept_observers = [observer for observer in self._observers if observer is not self.journal]
+        explicit_faults = "faults" in changes
+        new = object.__new__(type(self))
+        Saga.__init__(
+            new,
+            changes.get("name", self.name),
+            changes.get("stages", self.stages),
+            continue_on_compensation_failure=changes.get(
+                "continue_on_compensation_failure", self.continue_on_compensation_failure
+            ),
+            log_compensations=changes.get("log_compensations", self.log_compensations),
+            observers=changes.get("observers", kept_observers),
+            faults=changes["faults"] if explicit_faults else None,
+            journal=journal,
+            redact=changes.get("redact", self.redactor),
+        )
+        if not explicit_faults:
+            new.faults = {step: fault for step, fault in self._faults.items() if step in new.step_names}
+        return new
 
     @property
     def faults(self) -> FaultPlan:
@@ -102,26 +196,58 @@ class Saga:
         else:  # keep the same object so that watchers (the Lab) see the change
             current.replace(checked)
 
-    def step(self, name: str) -> Step:
-        """The step called ``name``."""
+    @property
+    def history(self) -> RunHistory:
+        """Every run of this saga object, newest last (see :class:`~sagakit.RunHistory`)."""
+        return self._history
+
+    @history.setter
+    def history(self, history: RunHistory) -> None:
+        if not isinstance(history, RunHistory):
+            raise TypeError(f"saga {self.name!r} history: expected a sagakit.RunHistory, got {describe(history)}")
+        self._history = history
+
+    @property
+    def observers(self) -> list[Observer]:
+        """The observers of every run: those given, those added by :meth:`observe`, and the journal."""
+        return self._observers
+
+    @observers.setter
+    def observers(self, observers: Iterable[Observer]) -> None:
+        self._observers = list(_check_observers(observers, f"saga {self.name!r} observers"))
+
+    def get_step(self, name: str) -> Step:
+        """The step called ``name``.
+
+        Raises:
+            UnknownStepError: the saga has no such step (the message lists its steps).
+        """
         for member in self.steps:
             if member.name == name:
                 return member
         raise UnknownStepError(name, self.step_names, saga=self.name)
 
+    def step(self, name: str) -> Step:
+        """Deprecated alias of :meth:`get_step` (``sagakit.step(fn)`` is what builds a step)."""
+        warnings.warn(
+            "Saga.step(name) is deprecated; use Saga.get_step(name) (sagakit.step(fn) builds a step)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.get_step(name)
+
     def index_of(self, name: str) -> int:
         """The position of step ``name`` among the saga's steps (parallel branches count)."""
-        return self.step_names.index(self.step(name).name)
+        return self.step_names.index(self.get_step(name).name)
 
     def observe(self, observer: Observer) -> Callable[[], None]:
         """Send every event of every run of this saga to ``observer``; returns an undo."""
-        if not callable(observer):
-            raise TypeError(f"saga {self.name!r} observer: expected a callable taking an Event, got {observer!r}")
-        self.observers.append(observer)
+        _check_observer(observer, f"saga {self.name!r} observer")
+        self._observers.append(observer)
 
         def unobserve() -> None:
-            if observer in self.observers:
-                self.observers.remove(observer)
+            if observer in self._observers:
+                self._observers.remove(observer)
 
         return unobserve
 
@@ -139,18 +265,16 @@ class Saga:
         if context is None:
             context = WorkflowContext._for_run(run_id, self.name)
         elif not isinstance(context, WorkflowContext):
-            raise TypeError(f"saga {self.name!r} context: expected a WorkflowContext or None, got {context!r}")
+            raise TypeError(f"saga {self.name!r} context: expected a WorkflowContext or None, got {describe(context)}")
         plan = self._faults if faults is None else FaultPlan(faults, steps=self.step_names, saga=self.name)
-        if not observers and journal is None:
-            return RunRequest(self, data, context, plan, tuple(self.observers), run_id)
-        extra = tuple(observers)
-        for observer in extra:
-            if not callable(observer):
-                raise TypeError(f"saga {self.name!r} observers: expected callables taking an Event, got {observer!r}")
+        if not observers and journal is None and observers is not None:
+            return RunRequest(self, data, context, plan, run_observers(self, self._observers), run_id)
+        extra = _check_observers(observers, f"saga {self.name!r} observers")
         if journal is not None:
+            _check_observer(journal, f"saga {self.name!r} journal")
             extra += (journal,)
             _bind_journal(journal, self)
-        return RunRequest(self, data, context, plan, (*self.observers, *extra), run_id)
+        return RunRequest(self, data, context, plan, run_observers(self, (*self._observers, *extra)), run_id)
 
     async def run(
         self,
@@ -159,7 +283,7 @@ class Saga:
         *,
         faults: Mapping[str, FaultLike] | None = None,
         observers: Iterable[Observer] = (),
-        journal: Observer | None = None,
+        journal: Observer | str | os.PathLike[str] | None = None,
         backend: Backend | None = None,
     ) -> Run:
         """Run the saga once and return the :class:`~sagakit.Run`; step failures don't raise.
@@ -169,15 +293,38 @@ class Saga:
             context: the caller's context (a fresh one when omitted).
             faults: a fault plan for this run only, instead of ``saga.faults``.
             observers: extra observers for this run only.
-            journal: a durable journal for this run only.
+            journal: a durable journal for this run only: a journal object, or the path of a
+                journal file, which is opened as ``sagakit.SqliteJournal(path)`` for this run
+                and closed (its records committed) when the run ends.
             backend: where to run (default: this process's event loop).
 
         Raises:
+            TypeError, ValueError: an argument is invalid (the message names it); nothing ran.
+            JournalError: the journal file cannot be used; nothing ran.
             asyncio.CancelledError: the caller cancelled the run; the completed steps were
                 compensated first, and the run is in ``saga.history`` as ``cancelled``.
         """
-        request = self._request(data, context, faults, observers, journal)
-        return await (backend or _LOCAL).run(request)
+        if backend is None:
+            backend = _LOCAL
+        elif not callable(getattr(backend, "run", None)):
+            raise TypeError(
+                f"saga {self.name!r} backend: expected a sagakit.Backend (an object with an async "
+                f"run(request) method) or None, got {describe(backend)}"
+            )
+        if not isinstance(journal, str | bytes | os.PathLike):
+            return await backend.run(self._request(data, context, faults, observers, journal))
+        if isinstance(journal, bytes):
+            raise TypeError(f"saga {self.name!r} journal: expected a journal, a str or os.PathLike path, got bytes")
+        request = self._request(data, context, faults, observers, None)  # checked before the file is opened
+        from sagakit.journal import SqliteJournal
+
+        opened = SqliteJournal(journal)
+        try:
+            _bind_journal(opened, self)
+            request.observers += (opened,)
+            return await backend.run(request)
+        finally:
+            opened.close()
 
     async def execute(
         self,
@@ -186,10 +333,10 @@ class Saga:
         *,
         faults: Mapping[str, FaultLike] | None = None,
         observers: Iterable[Observer] = (),
-        journal: Observer | None = None,
+        journal: Observer | str | os.PathLike[str] | None = None,
         backend: Backend | None = None,
     ) -> Any:
-        """Run the saga and return its result.
+        """Run the saga and return its result; the arguments are :meth:`run`'s.
 
         Raises:
             Exception: the failed step's original exception, unchanged, after a clean rollback.
@@ -227,6 +374,15 @@ class Saga:
 
         return await explore(self, data, **options)
 
+    def explore_sync(self, data: Any = None, **options: Any) -> Any:
+        """:meth:`explore` from synchronous code, also inside a running loop (a notebook cell).
+
+        Every asynchronous entry point has such a twin (``run``/``run_sync``,
+        ``execute``/``execute_sync``); :meth:`simulate` is synchronous only, because it runs
+        on a clock of its own instead of the caller's loop.
+        """
+        return run_sync(lambda: self.explore(data, **options))
+
     def simulate(self, n: int, data: Any = None, **options: Any) -> RunHistory:
         """Run the saga ``n`` times on a virtual clock; see :func:`sagakit.explore.simulate`."""
         from sagakit.explore import simulate
@@ -250,6 +406,31 @@ class Saga:
             else:
                 parts.append(stage.name)
         return f"<Saga {self.name!r}: {' -> '.join(parts)}>"
+
+
+def _read_only(saga: Saga, name: str) -> str:
+    change = "stages" if name in ("steps", "step_names") else "redact" if name == "redactor" else name
+    return (
+        f"saga {saga.name!r}: {name!r} is part of the definition, read-only once built; "
+        f"saga.replace({change}=...) returns a saga with it changed"
+    )
+
+
+def _check_observer(observer: object, what: str) -> None:
+    if not callable(observer):
+        raise TypeError(f"{what}: expected a callable taking an Event, got {describe(observer)}")
+
+
+def _check_observers(observers: object, what: str) -> tuple[Observer, ...]:
+    """``observers`` as a tuple of callables, or a TypeError naming ``what``."""
+    if observers is None or isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
+        raise TypeError(
+            f"{what}: expected an iterable of callables taking an Event (() for none), got {describe(observers)}"
+        )
+    checked = tuple(observers)
+    for observer in checked:
+        _check_observer(observer, what)
+    return checked  # type: ignore[return-value]
 
 
 def _bind_journal(journal: Observer, saga: Saga) -> None:
@@ -294,3 +475,14 @@ class CompensationPrimitive(Saga):
             journal=journal,
             redact=redact,
         )
+
+    def replace(self, **changes: Any) -> Saga:
+        """A new saga like this one with ``changes`` applied; see :meth:`Saga.replace`.
+
+        ``primitives`` is accepted as the seed's name for ``stages``.
+        """
+        if "primitives" in changes:
+            if "stages" in changes:
+                raise TypeError("CompensationPrimitive.replace: give primitives or stages, not both")
+            changes["stages"] = changes.pop("primitives")
+        return super().replace(**changes)

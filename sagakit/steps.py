@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import math
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
+from sagakit._checks import check_bool, check_seconds
+from sagakit._checks import describe as _describe
 from sagakit.errors import SagaDefinitionError
 from sagakit.policies import (
     AnyStepFunction,
@@ -17,14 +19,43 @@ from sagakit.policies import (
     callable_name,
 )
 
-__all__ = ["Parallel", "Stage", "StageLike", "Step", "coerce_stages", "parallel", "step"]
+__all__ = ["Parallel", "Stage", "StageLike", "Step", "check_name", "coerce_stages", "parallel", "step"]
 
 
-def _describe(value: object) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
+def check_name(name: object, what: str) -> str:
+    """``name`` if it can name a step, saga or stage everywhere it is shown; else raise.
+
+    A name is a non-empty string without control characters (newline, tab, ESC ...),
+    line or paragraph separators, surrogates, and without backslashes: graphviz reads a
+    backslash as an escape (``\\N`` is the node's name, a trailing one breaks the file), and
+    a control character ends up in SVG, where XML forbids it. Refused rather than escaped,
+    so that the name in a diagram, a frame, a span and a journal is the same text.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        SagaDefinitionError: it is empty or blank, or holds a character named above.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{what}: expected a non-empty string, got {_describe(name)}")
+    if not name.strip():
+        raise SagaDefinitionError(f"{what}: expected a non-empty string, got {name!r}")
+    for position, char in enumerate(name):
+        if char == "\\":
+            raise SagaDefinitionError(
+                f"{what} {name!r}: a backslash (at {position}) is not allowed in names; diagrams read it as "
+                "an escape. Use another character, such as '/' or '_'"
+            )
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            raise SagaDefinitionError(
+                f"{what} {name!r}: the control character U+{ord(char):04X} (at {position}) is not allowed in "
+                "names; they break diagrams and log lines. Use printable characters"
+            )
+    return name
+
+
+#: Unicode categories refused in names: controls (Cc), surrogates (Cs), line (Zl) and
+#: paragraph (Zp) separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 def _check_callable(value: object, what: str) -> None:
@@ -88,9 +119,9 @@ class Step:
         label = f"step {name!r}" if isinstance(name, str) else "step"
         _check_callable(action, f"{label} action")
         if name is None:
-            name = callable_name(action)
-        elif not isinstance(name, str) or not name.strip():
-            raise TypeError(f"step name: expected a non-empty string, got {_describe(name)}")
+            name = check_name(callable_name(action), "step name (taken from the action's __name__; pass name=...)")
+        else:
+            name = check_name(name, "step name")
         label = f"step {name!r}"
         if compensate is not None:
             _check_callable(compensate, f"{label} compensate")
@@ -101,13 +132,8 @@ class Step:
                 raise SagaDefinitionError(f"{label} retry: expected an int >= 0, got {retry}")
             retry = RetryPolicy(max_retries=retry)
         if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-                raise TypeError(f"{label} timeout: expected a number of seconds > 0, got {_describe(timeout)}")
-            if not timeout > 0 or not math.isfinite(timeout):
-                raise SagaDefinitionError(f"{label} timeout: expected a number of seconds > 0, got {timeout!r}")
-            timeout = float(timeout)
-        if not isinstance(compensate_on_failure, bool):
-            raise TypeError(f"{label} compensate_on_failure: expected a bool, got {_describe(compensate_on_failure)}")
+            timeout = check_seconds(timeout, f"{label} timeout", error=SagaDefinitionError)
+        check_bool(compensate_on_failure, f"{label} compensate_on_failure")
         forward: AnyStepFunction = action
         if timeout is not None:
             forward = TimeoutPrimitive(forward, timeout)
@@ -126,7 +152,29 @@ class Step:
         set_(self, "plain", not isinstance(forward, Policy))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Step is immutable; build a new one with step(...) to change {name!r}")
+        raise AttributeError(f"Step is immutable; step.replace({name}=...) returns a changed copy")
+
+    def replace(self, **changes: Any) -> Step:
+        """A new step like this one with ``changes`` applied (any of :func:`step`'s arguments).
+
+        Raises:
+            TypeError: a change names no argument of :func:`step`, or a value is invalid.
+        """
+        fields = ("action", "compensate", "name", "retry", "timeout", "compensate_on_failure")
+        unknown = [key for key in changes if key not in fields]
+        if unknown:
+            raise TypeError(f"Step.replace: unknown change {unknown[0]!r}; expected any of " + ", ".join(fields))
+        values = {field: changes.get(field, getattr(self, field)) for field in fields}
+        if "action" in changes and "name" not in changes and self.name == callable_name(self.action):
+            values["name"] = None  # the name followed the action: let it follow the new one
+        return Step(
+            values["action"],
+            values["compensate"],
+            name=values["name"],
+            retry=values["retry"],
+            timeout=values["timeout"],
+            compensate_on_failure=values["compensate_on_failure"],
+        )
 
     def __repr__(self) -> str:
         parts = [callable_name(self.action)]
@@ -173,13 +221,32 @@ def step(
 
 
 class Parallel:
-    """A stage whose branches run concurrently on the same input; dict outputs are merged."""
+    """A stage whose branches run concurrently on the same input; dict outputs are merged.
+
+    Build it with :func:`parallel`. Attributes are read-only after construction.
+
+    Attributes:
+        steps: the branches, in the order their outputs are merged.
+        name: the stage's name in diagrams, or ``None``.
+    """
 
     __slots__ = ("name", "steps")
 
+    steps: tuple[Step, ...]
+    name: str | None
+
     def __init__(self, steps: Sequence[Step], name: str | None = None) -> None:
-        self.steps: tuple[Step, ...] = tuple(steps)
-        self.name = name
+        branches = tuple(steps)
+        for position, branch in enumerate(branches):
+            if not isinstance(branch, Step):
+                raise TypeError(f"parallel branch {position}: expected a Step, got {_describe(branch)}")
+        if name is not None:
+            name = check_name(name, "parallel name")
+        object.__setattr__(self, "steps", branches)
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"parallel stages are immutable; build a new one with parallel(...) to change {name!r}")
 
     def __repr__(self) -> str:
         return "parallel(" + ", ".join(repr(s) for s in self.steps) + ")"

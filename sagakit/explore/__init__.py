@@ -1,8 +1,11 @@
 """Exploration and simulation: a saga's failure space, checked and sampled.
 
 :func:`explore` runs a saga once per fault scenario (every step under every fault mode,
-optionally every pair) against a fresh *world* and checks the caller's invariant after each
-run; the result is an :class:`Exploration`. :func:`simulate` runs a saga many times on a
+optionally every pair, then with ``search="random"`` schedules of any size drawn from a
+seed) against a fresh *world* and checks the caller's invariant after each run; the result
+is an :class:`Exploration`, which shrinks each violation to a minimal
+:class:`Counterexample`, replays any :class:`Scenario` exactly, and reports its
+:class:`Coverage` of the saga's failure points. :func:`simulate` runs a saga many times on a
 virtual clock (:class:`VirtualClockLoop`) with per-step :class:`Latency` and flaky faults
 drawn from a seed. Both leave the saga untouched: their runs use a copy of it.
 """
@@ -10,16 +13,24 @@ drawn from a seed. Both leave the saga untouched: their runs use a copy of it.
 from __future__ import annotations
 
 from sagakit.explore._clock import VirtualClockLoop, run_on_virtual_clock
+from sagakit.explore._coverage import COVERAGE_STATUSES, Coverage
 from sagakit.explore._exploration import EXPLORE_MODES, OUTCOMES, Exploration, explore
+from sagakit.explore._scenario import MODE_ORDER, Counterexample, Scenario, ScenarioResult
 from sagakit.explore._simulation import DEFAULT_START, Latency, LatencyLike, simulate
 
 __all__ = [
+    "COVERAGE_STATUSES",
     "DEFAULT_START",
     "EXPLORE_MODES",
+    "MODE_ORDER",
     "OUTCOMES",
+    "Counterexample",
+    "Coverage",
     "Exploration",
     "Latency",
     "LatencyLike",
+    "Scenario",
+    "ScenarioResult",
     "VirtualClockLoop",
     "explore",
     "run_on_virtual_clock",

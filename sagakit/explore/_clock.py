@@ -11,10 +11,13 @@ import asyncio
 import contextvars
 import math
 import selectors
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from sagakit._sync import in_running_loop, unwrap
 
 __all__ = ["VirtualClockLoop", "run_on_virtual_clock"]
 
@@ -56,9 +59,18 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         loop.close()
     """
 
+    #: Read by code that must know whether real time passes (a plain ``def`` step under a
+    #: timeout runs in place here instead of on a worker thread; see ``TimeoutPrimitive``).
+    virtual_clock = True
+
     def __new__(cls, start: float = 0.0) -> VirtualClockLoop:
         # Checked before the loop exists, so that a refused loop leaves nothing to close.
-        if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
+        if (
+            isinstance(start, bool)
+            or not isinstance(start, int | float)
+            or not abs(start) <= sys.float_info.max  # also an int too large for a float, and NaN
+            or not math.isfinite(start)
+        ):
             raise TypeError(f"VirtualClockLoop start: expected a finite number of seconds, got {start!r}")
         return super().__new__(cls)
 
@@ -103,9 +115,7 @@ def run_on_virtual_clock(make: Callable[[], Coroutine[Any, Any, T]], *, start: f
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(make())
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not in_running_loop():  # outside an except clause: see sagakit._sync.run_sync
         return work()
     context = contextvars.copy_context()
     outcome: dict[str, Any] = {}
@@ -119,6 +129,4 @@ def run_on_virtual_clock(make: Callable[[], Coroutine[Any, Any, T]], *, start: f
     worker = threading.Thread(target=thread_main, name="sagakit-simulate", daemon=True)
     worker.start()
     worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]  # type: ignore[no-any-return]
+    return unwrap(outcome)  # type: ignore[no-any-return]

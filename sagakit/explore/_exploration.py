@@ -12,24 +12,38 @@ never reach ``saga.history``, the saga's observers or its journal (unless asked)
 from __future__ import annotations
 
 import html
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from sagakit.context import WorkflowContext
 from sagakit.errors import FaultError, UnknownStepError
 from sagakit.events import Observer
+from sagakit.explore._coverage import Coverage
+from sagakit.explore._scenario import (
+    MODE_ORDER,
+    Counterexample,
+    Scenario,
+    ScenarioResult,
+    Schedule,
+    as_schedule,
+    check_search,
+    draw_schedule,
+    find_counterexamples,
+    modes_for,
+    run_scenario,
+)
 from sagakit.explore._shared import (
     Progress,
     check_optional_callable,
     check_positive_int,
     copier,
     derived_saga,
-    resolve,
     run_pooled,
     stage_positions,
 )
-from sagakit.runs import Run, RunHistory
+from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike
+from sagakit.runs import Run, RunHistory, error_message
 from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
@@ -45,42 +59,41 @@ EXPLORE_MODES: tuple[str, ...] = ("fail", "fail_after", "fail_compensation")
 #: What a scenario can come to, worst last: a run status, or ``violated`` (the invariant failed).
 OUTCOMES: tuple[str, ...] = ("completed", "compensated", "cancelled", "compensation_failed", "violated")
 
-_FORWARD_MODES = ("fail", "fail_after")
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """How an exploration ran, kept so that it can replay its scenarios."""
+
+    search: str
+    seed: int
+    budget: int
+    data: Any
+    world: Callable[[], Any] | None
+    invariant: Callable[[Any, Run], Any] | None
+    observers: tuple[Observer, ...]
 
 # ---------------------------------------------------------------------------------------
 # exploration
 
 
-@dataclass(frozen=True, slots=True)
-class _Scenario:
-    index: int
-    kind: Literal["baseline", "single", "pair"]
-    step: str | None
-    mode: str | None
-    faults: tuple[tuple[str, str], ...]
-
-    @property
-    def label(self) -> str:
-        if not self.faults:
-            return "no faults"
-        return " + ".join(f"{name}={mode}" for name, mode in self.faults)
-
-
-def _check_modes(modes: object) -> tuple[str, ...]:
+def _check_modes(modes: object, search: str) -> tuple[str, ...]:
+    if modes is None:
+        return EXPLORE_MODES if search == "exhaustive" else MODE_ORDER
     if isinstance(modes, str):
         modes = (modes,)
     if not isinstance(modes, Sequence | set | frozenset) or not modes:
-        raise TypeError(f"explore modes: expected a non-empty list of modes from {EXPLORE_MODES}, got {modes!r}")
+        raise TypeError(f"explore modes: expected a non-empty list of modes from {MODE_ORDER}, got {modes!r}")
     checked: list[str] = []
     for mode in modes:
-        if mode not in EXPLORE_MODES:
+        if mode not in MODE_ORDER:
             raise FaultError(
                 f"explore modes: unknown mode {mode!r}; expected some of "
-                + ", ".join(repr(known) for known in EXPLORE_MODES)
+                + ", ".join(repr(known) for known in MODE_ORDER)
             )
         if mode not in checked:
             checked.append(mode)
-    return tuple(sorted(checked, key=EXPLORE_MODES.index))
+    return tuple(sorted(checked, key=MODE_ORDER.index))
 
 
 def _compensation_trigger(saga: Saga, step: Step, positions: Mapping[str, int]) -> str | None:
@@ -96,24 +109,25 @@ def _compensation_trigger(saga: Saga, step: Step, positions: Mapping[str, int]) 
     return stage.steps[0].name if isinstance(stage, Parallel) else stage.name
 
 
-def _plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[list[_Scenario], dict[tuple[str, str], str]]:
-    """Every scenario to run, and why the missing matrix cells are missing."""
+def _plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[list[Scenario], dict[tuple[str, str], str]]:
+    """Every exhaustive scenario to run, and why the missing matrix cells are missing."""
     positions = stage_positions(saga)
-    forward = [mode for mode in modes if mode in _FORWARD_MODES]
-    scenarios: list[_Scenario] = [_Scenario(0, "baseline", None, None, ())]
+    forward = [mode for mode in modes if mode not in COMPENSATION_MODES]
+    scenarios: list[Scenario] = [Scenario(0, "baseline", ())]
     seen: set[frozenset[tuple[str, str]]] = {frozenset()}
     missing: dict[tuple[str, str], str] = {}
 
-    def add(kind: Literal["single", "pair"], step: str, mode: str, faults: tuple[tuple[str, str], ...]) -> None:
+    def add(kind: Literal["single", "pair"], faults: tuple[tuple[str, str], ...]) -> None:
         key = frozenset(faults)
         if key not in seen:
             seen.add(key)
-            scenarios.append(_Scenario(len(scenarios), kind, step, mode, faults))
+            schedule = tuple((name, Fault(mode)) for name, mode in faults)  # type: ignore[arg-type]
+            scenarios.append(Scenario(len(scenarios), kind, schedule))
 
     for member in saga.steps:
         for mode in modes:
-            if mode in _FORWARD_MODES:
-                add("single", member.name, mode, ((member.name, mode),))
+            if mode not in COMPENSATION_MODES:
+                add("single", ((member.name, mode),))
             elif member.compensate is None:
                 missing[(member.name, mode)] = "no compensation"
             else:
@@ -121,12 +135,11 @@ def _plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[li
                 if trigger is None:
                     missing[(member.name, mode)] = "nothing after it can fail"
                 else:
-                    add("single", member.name, mode, ((member.name, mode), (trigger, "fail")))
+                    add("single", ((member.name, mode), (trigger, "fail")))
     if pairs:
+        compensating = [mode for mode in modes if mode in COMPENSATION_MODES]
         choices = {
-            member.name: forward
-            + (["fail_compensation"] if "fail_compensation" in modes and member.compensate is not None else [])
-            for member in saga.steps
+            member.name: forward + (compensating if member.compensate is not None else []) for member in saga.steps
         }
         names = saga.step_names
         for i, first in enumerate(names):
@@ -135,7 +148,7 @@ def _plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[li
                 for first_mode in choices[first]:
                     for second_mode in choices[second]:
                         if _pair_takes_effect(first_mode, second_mode, same_stage):
-                            add("pair", first, first_mode, ((first, first_mode), (second, second_mode)))
+                            add("pair", ((first, first_mode), (second, second_mode)))
     return scenarios, missing
 
 
@@ -146,34 +159,35 @@ def _pair_takes_effect(first: str, second: str, same_stage: bool) -> bool:
     fault fires only when a forward fault after it starts a rollback. Branches of one
     parallel stage run side by side, so there both may fire.
     """
-    if first == "fail_compensation":
-        return second != "fail_compensation"
+    if first in COMPENSATION_MODES:
+        return second not in COMPENSATION_MODES
     return same_stage
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    scenario: _Scenario
-    run: Run
-    holds: bool | None
-    violation: str | None
+def _draw_scenarios(
+    saga: Saga,
+    modes: tuple[str, ...],
+    budget: int,
+    seed: int,
+    first_index: int,
+    seen: set[Schedule],
+    max_faults: int,
+    max_delay: float,
+    flaky: float,
+) -> list[Scenario]:
+    """``budget`` drawn schedules (repeats of earlier ones left out), each from its own seed."""
+    choices = modes_for(saga, modes)
+    drawn: list[Scenario] = []
+    for position in range(budget):
+        own_seed = (seed * 1_000_003 + position) % 2**63
+        schedule = draw_schedule(saga, random.Random(own_seed), choices, max_faults, max_delay, flaky)
+        if schedule and schedule not in seen:
+            seen.add(schedule)
+            drawn.append(Scenario(first_index + len(drawn), "random", schedule, own_seed))
+    return drawn
 
 
-async def _check_invariant(
-    invariant: Callable[[Any, Run], Any] | None, world: Any, run: Run, label: str
-) -> tuple[bool | None, str | None]:
-    if invariant is None:
-        return None, None
-    try:
-        verdict = await resolve(invariant(world, run))
-    except AssertionError as exc:
-        return False, str(exc) or "AssertionError raised by the invariant"
-    except Exception as exc:
-        exc.add_note(f"sagakit: raised by the invariant while checking scenario {label!r}")
-        raise
-    if verdict is None or bool(verdict):
-        return True, None
-    return False, "the invariant returned False"
+_Outcome = ScenarioResult
 
 
 async def explore(
@@ -182,29 +196,43 @@ async def explore(
     *,
     world: Callable[[], Any] | None = None,
     invariant: Callable[[Any, Run], Any] | None = None,
-    modes: Sequence[str] | str = EXPLORE_MODES,
+    modes: Sequence[str] | str | None = None,
     pairs: bool = False,
+    search: Literal["exhaustive", "random"] = "exhaustive",
+    budget: int = 200,
+    seed: int | None = None,
+    max_faults: int = 4,
+    max_delay: float = 0.0,
+    flaky: float = 0.2,
+    shrink: bool = True,
     concurrency: int = 8,
     progress: bool | Callable[[int, int], Any] | None = None,
     observers: Iterable[Observer] = (),
     record_history: bool = False,
 ) -> Exploration:
-    """Run ``saga`` under every fault scenario and check ``invariant`` after each run.
+    """Run ``saga`` under fault scenarios and check ``invariant`` after each run.
 
-    The scenarios, in order:
+    The exhaustive scenarios, in order:
 
     * ``no faults``: the baseline, so the invariant is checked on the happy path too;
     * for every step, each forward mode in ``modes``: ``{step: "fail"}`` (the step raises
-      before acting) and ``{step: "fail_after"}`` (it acts, then reports failure);
-    * ``fail_compensation`` for every step whose compensation would run: the step has a
-      compensation and a later stage exists. The scenario pairs ``{step:
-      "fail_compensation"}`` with a ``fail`` on the first step of the next stage, the
+      before acting), ``{step: "fail_after"}`` (it acts, then reports failure),
+      ``{step: "cancel"}`` (the run is cancelled while the step is in flight);
+    * ``fail_compensation`` (and ``cancel_compensation``) for every step whose compensation
+      would run: the step has a compensation and a later stage exists. The scenario pairs
+      the compensation fault with a ``fail`` on the first step of the next stage, the
       smallest failure after which that compensation is the first to run. Steps without a
       compensation, or in the last stage, have no such scenario (the matrix says why);
     * with ``pairs=True``, also every combination of faults on two different steps in which
       both can take effect: a compensation fault with a forward fault on a later (or the
       same parallel) stage, or two forward faults on branches of one parallel stage.
       Plans already listed are not repeated.
+
+    With ``search="random"`` come, after those, ``budget`` drawn schedules of any size (up
+    to ``max_faults`` faults on distinct steps, any of ``modes``, some flaky, some delayed),
+    each drawn from a seed made of ``seed`` and its position: the same ``seed`` draws the
+    same scenarios. Every violation is then shrunk (``shrink=True``) to a minimal schedule
+    that still violates the invariant: see :attr:`Exploration.counterexamples`.
 
     Each scenario gets a fresh world from ``world()`` (steps reach it as ``context.world``),
     a deep copy of ``data``, and a run with that fault plan only (``saga.faults`` is not used).
@@ -218,8 +246,19 @@ async def explore(
         data: the input of every run (each run gets a deep copy).
         world: a factory (sync or async) for the state the steps act on, or ``None``.
         invariant: ``invariant(world, run)``, sync or async, or ``None`` to only record outcomes.
-        modes: which of ``fail``, ``fail_after``, ``fail_compensation`` to explore.
+        modes: which of ``fail``, ``fail_after``, ``fail_compensation``, ``cancel`` and
+            ``cancel_compensation`` to explore; by default the first three for exhaustive
+            search, all five for random search.
         pairs: also explore pairs of faults.
+        search: ``"exhaustive"`` (single faults, and pairs if asked) or ``"random"`` (those,
+            then ``budget`` drawn schedules).
+        budget: how many schedules random search draws.
+        seed: the random search's seed; ``None`` draws one (see :attr:`Exploration.seed`).
+        max_faults: the most faults a drawn schedule has.
+        max_delay: the longest delay, in seconds, a drawn fault adds (``0``: none; delays
+            are real time on the running loop).
+        flaky: the share of drawn faults that fire with probability 0.5, under a seed.
+        shrink: reduce each violation to a minimal counterexample.
         concurrency: how many scenarios run at once.
         progress: ``None`` shows a bar in a notebook only; ``True`` also prints to stderr
             elsewhere; ``False`` shows nothing; a callable receives ``(done, total)``.
@@ -227,35 +266,45 @@ async def explore(
         record_history: also append the runs to ``saga.history``.
 
     Returns:
-        The :class:`Exploration`: one row per scenario, and the matrix.
+        The :class:`Exploration`: one row per scenario, the matrix, counterexamples, coverage.
 
     Raises:
         TypeError, ValueError: an argument is invalid (the message names it).
         FaultError: an unknown mode.
     """
-    checked_modes = _check_modes(modes)
+    checked_search = check_search(search)
+    checked_modes = _check_modes(modes, checked_search)
     check_optional_callable(world, "explore world", "a factory callable returning a fresh world")
     check_optional_callable(invariant, "explore invariant", "a callable invariant(world, run)")
-    if not isinstance(pairs, bool):
-        raise TypeError(f"explore pairs: expected a bool, got {pairs!r}")
-    if not isinstance(record_history, bool):
-        raise TypeError(f"explore record_history: expected a bool, got {record_history!r}")
+    for flag, what in ((pairs, "pairs"), (record_history, "record_history"), (shrink, "shrink")):
+        if not isinstance(flag, bool):
+            raise TypeError(f"explore {what}: expected a bool, got {flag!r}")
     limit = check_positive_int(concurrency, "explore concurrency")
+    check_positive_int(budget, "explore budget")
+    check_positive_int(max_faults, "explore max_faults")
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**32)
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TypeError(f"explore seed: expected an int >= 0 or None, got {seed!r}")
+    for value, what in ((max_delay, "max_delay"), (flaky, "flaky")):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+            raise ValueError(f"explore {what}: expected a number >= 0, got {value!r}")
+    if flaky > 1:
+        raise ValueError(f"explore flaky: expected a share from 0 to 1, got {flaky!r}")
     extra = tuple(observers)
     fresh_data = copier(data, "explore")
     scenarios, missing = _plan_scenarios(saga, checked_modes, pairs)
+    if checked_search == "random":
+        seen = {scenario.faults for scenario in scenarios}
+        scenarios += _draw_scenarios(
+            saga, checked_modes, budget, seed, len(scenarios), seen, max_faults, float(max_delay), float(flaky)
+        )
     derived = derived_saga(saga)
     bar = Progress(progress, len(scenarios), "explore")
-    outcomes: list[_Outcome | None] = [None] * len(scenarios)
+    outcomes: list[ScenarioResult | None] = [None] * len(scenarios)
 
-    async def one(scenario: _Scenario) -> None:
-        label = scenario.label
-        state = await resolve(world()) if world is not None else None
-        context = WorkflowContext(correlation_id=f"explore {scenario.index}: {label}", world=state)
-        run = await derived.run(fresh_data(), context, faults=dict(scenario.faults), observers=extra)
-        run.definition = saga
-        holds, violation = await _check_invariant(invariant, state, run, label)
-        outcomes[scenario.index] = _Outcome(scenario, run, holds, violation)
+    async def one(scenario: Scenario) -> None:
+        outcomes[scenario.index] = await run_scenario(saga, derived, scenario, fresh_data(), world, invariant, extra)
 
     try:
         await run_pooled(scenarios, one, min(limit, len(scenarios)), bar)
@@ -264,9 +313,13 @@ async def explore(
         raise
     bar.close()
     results = [outcome for outcome in outcomes if outcome is not None]
+    found: list[Counterexample] = []
+    if shrink and invariant is not None:
+        found = await find_counterexamples(saga, derived, results, fresh_data, world, invariant, extra)
     if record_history:
         saga.history.extend(outcome.run for outcome in results)
-    return Exploration(saga, checked_modes, results, missing, invariant is not None)
+    settings = _Settings(checked_search, seed, budget if checked_search == "random" else 0, data, world, invariant, extra)
+    return Exploration(saga, checked_modes, results, missing, invariant is not None, found, settings)
 
 
 _COLOURS = {
@@ -296,10 +349,27 @@ class Exploration:
             ``invariant`` (``True`` holds, ``False`` violated, ``<NA>`` without invariant),
             ``violation`` (the message), ``outcome`` (``violated`` or the status),
             ``fired`` (an injected fault took effect), ``error_type``, ``error``,
-            ``duration_ms``, ``run_id``.
+            ``duration_ms``, ``run_id``; ``seed`` (a drawn scenario's own seed).
+        search: ``"exhaustive"`` or ``"random"``.
+        seed: the random search's seed (drawn when not given): the same seed, saga and
+            options draw the same scenarios again.
+        counterexamples: each distinct violation shrunk to a minimal fault schedule, in the
+            order they were found (empty without an invariant or with ``shrink=False``).
     """
 
-    __slots__ = ("_missing", "_outcomes", "checked", "modes", "runs", "saga", "scenarios")
+    __slots__ = (
+        "_frame_cache",
+        "_missing",
+        "_outcomes",
+        "_settings",
+        "checked",
+        "counterexamples",
+        "modes",
+        "runs",
+        "saga",
+        "search",
+        "seed",
+    )
 
     def __init__(
         self,
@@ -308,14 +378,27 @@ class Exploration:
         outcomes: Sequence[_Outcome],
         missing: Mapping[tuple[str, str], str],
         checked: bool,
+        counterexamples: Sequence[Counterexample] = (),
+        settings: _Settings | None = None,
     ) -> None:
         self.saga = saga
         self.modes = modes
         self.checked = checked
         self._outcomes = tuple(outcomes)
         self._missing = dict(missing)
+        self._settings = settings or _Settings("exhaustive", 0, 0, None, None, None, ())
+        self.search = self._settings.search
+        self.seed = self._settings.seed
+        self.counterexamples: list[Counterexample] = list(counterexamples)
         self.runs: list[Run] = [outcome.run for outcome in outcomes]
-        self.scenarios = self._frame()
+        self._frame_cache: pd.DataFrame | None = None
+
+    @property
+    def scenarios(self) -> pd.DataFrame:
+        """The DataFrame, one row per scenario (see the class docstring); built on first use."""
+        if self._frame_cache is None:
+            self._frame_cache = self._frame()
+        return self._frame_cache
 
     def _frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -330,7 +413,7 @@ class Exploration:
                 "step": pd.array([o.scenario.step for o in outcomes], dtype="string"),
                 "mode": pd.array([o.scenario.mode for o in outcomes], dtype="string"),
                 "label": pd.array([o.scenario.label for o in outcomes], dtype="string"),
-                "faults": [dict(o.scenario.faults) for o in outcomes],
+                "faults": [o.scenario.plan for o in outcomes],
                 "status": pd.array([run.status for run in runs], dtype="string"),
                 "failed_step": pd.array([run.failed_step for run in runs], dtype="string"),
                 "completed_steps": [tuple(run.completed_steps) for run in runs],
@@ -340,9 +423,11 @@ class Exploration:
                 "outcome": pd.array([_outcome_of(o) for o in outcomes], dtype="string"),
                 "fired": pd.array([run.injected for run in runs], dtype="bool"),
                 "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
-                "error": pd.array([str(e) if e is not None else None for e in errors], dtype="string"),
+                "error": pd.array([error_message(e, run=run) for e, run in zip(errors, runs, strict=True)],
+                                  dtype="string"),
                 "duration_ms": pd.array([run.duration_ms for run in runs], dtype="float64"),
                 "run_id": pd.array([run.run_id for run in runs], dtype="string"),
+                "seed": pd.array([o.scenario.seed for o in outcomes], dtype="Int64"),
             }
         )
 
@@ -357,12 +442,76 @@ class Exploration:
     @property
     def ok(self) -> bool:
         """Whether the invariant held in every scenario (``True`` when there was none)."""
-        return self.violations.empty
+        return not any(outcome.holds is False for outcome in self._outcomes)
 
     @property
     def history(self) -> RunHistory:
         """The scenarios' runs as a :class:`~sagakit.RunHistory`, for the analysis helpers."""
         return RunHistory(self.runs)
+
+    @property
+    def results(self) -> tuple[ScenarioResult, ...]:
+        """Every scenario with its run and verdict, in scenario order."""
+        return self._outcomes
+
+    def scenario(self, number: int) -> Scenario:
+        """Scenario ``number`` (its ``scenario`` column)."""
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < len(self._outcomes):
+            raise ValueError(f"scenario: expected a scenario number from 0 to {len(self._outcomes) - 1}, got {number!r}")
+        return self._outcomes[number].scenario
+
+    async def replay(
+        self, scenario: Scenario | int | Mapping[str, FaultLike], *, observers: Iterable[Observer] = ()
+    ) -> ScenarioResult:
+        """Run a scenario again, exactly: same fault schedule (flaky faults from the start of
+        their seeded draws), a fresh world, the same input, the invariant checked again.
+
+        Args:
+            scenario: a :class:`Scenario` (from :attr:`results` or :attr:`counterexamples`),
+                a scenario number, or a fault plan (step -> fault or mode).
+            observers: observers for the replayed run (to watch it on a diagram, say).
+
+        Returns:
+            The :class:`ScenarioResult`: same outcome and same order of events as before.
+        """
+        if isinstance(scenario, int):
+            chosen = self.scenario(scenario)
+        elif isinstance(scenario, Scenario):
+            chosen = scenario
+        elif isinstance(scenario, Mapping):
+            chosen = Scenario(-1, "replay", as_schedule(self.saga, scenario))
+        else:
+            raise TypeError(f"replay: expected a Scenario, a scenario number or a fault plan, got {scenario!r}")
+        settings = self._settings
+        fresh = copier(settings.data, "replay")
+        return await run_scenario(
+            self.saga, derived_saga(self.saga), chosen, fresh(), settings.world, settings.invariant,
+            (*settings.observers, *observers), f"replay: {chosen.label}",
+        )
+
+    async def shrink(self, scenario: Scenario | int | Mapping[str, FaultLike]) -> Counterexample:
+        """Reduce a violating scenario (or fault plan) to a minimal one that still violates.
+
+        Raises:
+            ValueError: the exploration had no invariant, or the scenario does not violate it.
+        """
+        settings = self._settings
+        if settings.invariant is None:
+            raise ValueError("shrink: this exploration has no invariant to violate")
+        first = await self.replay(scenario)
+        if not first.violated:
+            raise ValueError(f"shrink: scenario {first.scenario.label!r} does not violate the invariant")
+        found = await find_counterexamples(
+            self.saga, derived_saga(self.saga), [first], copier(settings.data, "shrink"), settings.world,
+            settings.invariant, settings.observers,
+        )
+        return found[0]
+
+    @property
+    def coverage(self) -> Coverage:
+        """Which failure points (step or compensation x mode) the scenarios exercised."""
+        minimal = [found.scenario.faults for found in self.counterexamples]
+        return Coverage(self.saga, self.modes, self._outcomes, minimal)
 
     def matrix(self) -> pd.DataFrame:
         """Outcome per step (rows) and mode (columns); ``n/a`` where there is no scenario."""
@@ -389,7 +538,7 @@ class Exploration:
         total = len(self._outcomes)
         text = f"Exploration of saga {self.saga.name!r}: {total} scenario{'s' if total != 1 else ''}"
         if self.checked:
-            bad = len(self.violations)
+            bad = sum(1 for outcome in self._outcomes if outcome.holds is False)
             text += f", {bad} violat{'es' if bad == 1 else 'e'} the invariant"
         return text
 
@@ -423,8 +572,14 @@ class Exploration:
             if len(bad) > 10:
                 notes.append(f"  ... and {len(bad) - 10} more (see .violations)")
         for o in self._outcomes:
-            if o.holds is False and o.scenario.kind != "pair":
+            if o.holds is False and o.scenario.kind in ("baseline", "single"):
                 notes.append(f"violated by {o.scenario.label}: {o.violation}")
+        drawn = [o for o in self._outcomes if o.scenario.kind == "random"]
+        if self.search == "random":
+            violating = sum(1 for o in drawn if o.holds is False)
+            notes.append(f"random: {len(drawn)} scenarios (seed {self.seed}), {violating} violate the invariant")
+        for found in self.counterexamples:
+            notes.append(f"minimal counterexample: {found.scenario.label}: {found.violation}")
         return notes
 
     def to_html(self) -> str:
@@ -487,7 +642,7 @@ def _tooltip(outcome: _Outcome) -> str:
         lines.append(f"failed step: {run.failed_step}")
     lines.append("compensated: " + (", ".join(run.compensated_steps) or "nothing"))
     if run.error is not None:
-        lines.append(f"error: {type(run.error).__name__}: {run.error}")
+        lines.append(f"error: {type(run.error).__name__}: {error_message(run.error, run=run)}")
     if outcome.violation is not None:
         lines.append(f"invariant violated: {outcome.violation}")
     if not run.injected:

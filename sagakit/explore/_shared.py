@@ -63,21 +63,16 @@ async def resolve(value: Any) -> Any:
     return value
 
 
-#: A saga's own state, which a derived saga must not share: its definition, where its runs go.
-_SAGA_STATE = frozenset({"name", "stages", "steps", "step_names", "observers", "_faults", "history"})
-
-
 def derived_saga(saga: Saga, stages: Sequence[Stage] | None = None) -> Saga:
     """A saga with the same steps, names and settings whose runs stay out of ``saga.history``.
 
-    Its observers (and journal) are none of the saga's: the caller passes any per run.
+    Its observers, journal and fault plan are none of the saga's: the caller passes any per
+    run.
     """
-    from sagakit.saga import Saga
-
-    derived = Saga(saga.name, list(saga.stages if stages is None else stages))
-    for attribute, value in vars(saga).items():
-        if attribute not in _SAGA_STATE:  # settings such as the redactor or the rollback policy
-            setattr(derived, attribute, value)
+    changes: dict[str, Any] = {"observers": (), "journal": None, "faults": None}
+    if stages is not None:
+        changes["stages"] = list(stages)
+    derived = saga.replace(**changes)
     derived.history = RunHistory(maxlen=1)  # the runs are collected by the caller
     return derived
 

@@ -31,7 +31,7 @@ file is created readable by its owner only either way.
 from __future__ import annotations
 
 from sagakit.errors import JournalError, PayloadError, RunInterrupted
-from sagakit.journal._file import SCHEMA_VERSION, Durability
+from sagakit.journal._file import SCHEMA_VERSION, Durability, JournalPermissionWarning
 from sagakit.journal._history import (
     RecordedError,
     RecordedRun,
@@ -48,6 +48,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Durability",
     "JournalError",
+    "JournalPermissionWarning",
     "JournalRun",
     "JournalStats",
     "JsonSerializer",

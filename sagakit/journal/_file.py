@@ -17,6 +17,7 @@ import os
 import socket
 import sqlite3
 import stat
+import warnings
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -25,9 +26,11 @@ from sagakit.errors import JournalError
 __all__ = [
     "ACTIVE_RUNS",
     "APPLICATION_ID",
+    "DAMAGED_ADVICE",
     "SCHEMA_VERSION",
     "SYNCHRONOUS",
     "FINISH_RUN",
+    "JournalPermissionWarning",
     "INSERT_EVENT",
     "INSERT_RUN",
     "SCHEMA",
@@ -107,7 +110,8 @@ FINISH_RUN = "UPDATE runs SET status = ?, finished_at = ?, attention = ? WHERE r
 
 # -- opening a file ------------------------------------------------------------------------
 
-_DAMAGED_ADVICE = (
+#: What to do with a damaged journal (``{path}`` is its path).
+DAMAGED_ADVICE = (
     "keep a copy of it, try `sqlite3 {path} .recover > dump.sql` to salvage its records, and give "
     "sagakit a new journal path"
 )
@@ -128,7 +132,7 @@ def journal_path(path: object, what: str = "journal") -> Path:
 def damaged(path: Path, exc: BaseException) -> JournalError:
     """The error for a journal SQLite reports as damaged or not a database."""
     return JournalError(
-        path, f"the file is damaged or is not a SQLite database ({exc}); " + _DAMAGED_ADVICE.format(path=path)
+        path, f"the file is damaged or is not a SQLite database ({exc}); " + DAMAGED_ADVICE.format(path=path)
     )
 
 
@@ -141,6 +145,47 @@ def _create_file(path: Path) -> None:
     except OSError as exc:
         raise JournalError(path, f"cannot create the file ({exc.strerror}); check the directory's permissions") from exc
     os.close(descriptor)
+
+
+#: SQLite's companion files, which hold the same data as the journal.
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _tighten(path: Path, *, warn: bool) -> None:
+    """Make an adopted journal and its companion files readable by their owner only (mode 0600).
+
+    A journal holds run data; one that others can read (0644 from a copy or an umask) is
+    tightened when this process owns it, with a warning saying so (``warn``: an empty file
+    just made a journal is tightened silently, as a new one is created private). One that others can read
+    and this process cannot tighten (another user's file) is refused.
+    """
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANIONS)):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        loose = stat.S_IMODE(info.st_mode) & 0o077
+        if not loose:
+            continue
+        try:
+            os.chmod(file, stat.S_IMODE(info.st_mode) & 0o700)
+        except OSError as exc:
+            raise JournalError(
+                path,
+                f"{file.name} is readable by other users (mode {stat.S_IMODE(info.st_mode):04o}) and this process "
+                f"cannot restrict it ({exc.strerror}); its owner should run chmod 600 {file}",
+            ) from exc
+        if warn:
+            warnings.warn(
+                f"sagakit journal {path}: {file.name} was readable by other users (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}); it is now {stat.S_IMODE(info.st_mode) & 0o700:04o} (owner only)",
+                JournalPermissionWarning,
+                stacklevel=5,
+            )
+
+
+class JournalPermissionWarning(UserWarning):
+    """A journal file others could read was made private to its owner."""
 
 
 def connect(path: Path, *, write: bool, busy_timeout: float = 5.0) -> sqlite3.Connection:
@@ -179,14 +224,18 @@ def connect(path: Path, *, write: bool, busy_timeout: float = 5.0) -> sqlite3.Co
     except sqlite3.Error as exc:
         raise JournalError(path, f"cannot open the file ({exc})") from exc
     try:
-        _check_schema(connection, path, write=write)
+        created = _check_schema(connection, path, write=write)
+        if write and exists:
+            # Only a file that is (now) a journal: another application's database is left alone.
+            _tighten(path, warn=not created)
     except BaseException:
         connection.close()
         raise
     return connection
 
 
-def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) -> None:
+def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) -> bool:
+    """Check (and for writing, create) the journal's tables; whether they were just created."""
     try:
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -197,7 +246,7 @@ def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) ->
         if not write:
             raise JournalError(path, "is empty: it is not a sagakit journal (or no run was ever recorded in it)")
         _create_schema(connection, path)
-        return
+        return True
     if application_id != APPLICATION_ID:
         raise JournalError(
             path, "is a SQLite database but not a sagakit journal; sagakit will not write into it: choose another path"
@@ -215,6 +264,7 @@ def _check_schema(connection: sqlite3.Connection, path: Path, *, write: bool) ->
             raise JournalError(path, "cannot switch to WAL mode; is it on a network file system? use a local disk")
     except sqlite3.DatabaseError as exc:
         raise damaged(path, exc) from exc
+    return False
 
 
 def _create_schema(connection: sqlite3.Connection, path: Path) -> None:

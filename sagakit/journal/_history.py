@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from sagakit.errors import JournalError
 from sagakit.events import Event, EventKind
-from sagakit.journal._file import connect, damaged, journal_path
+from sagakit.journal._file import DAMAGED_ADVICE, connect, damaged, journal_path
 from sagakit.journal._payload import JsonSerializer, Serializer, error_text, journal_redactor
 from sagakit.redaction import Redactor
-from sagakit.runs import Run, RunHistory
+from sagakit.runs import Run, RunHistory, run_redactor
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -33,10 +33,17 @@ if TYPE_CHECKING:
 __all__ = [
     "RecordedError",
     "RecordedRun",
+    "all_run_ids",
+    "check_serializer",
+    "damage_report",
+    "damaged_run",
+    "is_damage",
     "history_from_parquet",
     "history_to_parquet",
     "load_history",
+    "read_each_run",
     "read_runs",
+    "runs_rows",
     "recorded_error",
     "run_from_record",
     "saga_definitions",
@@ -123,8 +130,13 @@ def read_runs(
         raise damaged(path, exc) from exc
     runs: dict[str, RecordedRun] = {}
     for run_id, saga, correlation_id, backend, info, status in run_rows:
-        runs[run_id] = RecordedRun(run_id, saga, correlation_id, backend, json.loads(info) if info else {},
-                                   status, [], [])
+        try:
+            facts = json.loads(info) if info else {}
+            if not isinstance(facts, dict):
+                raise ValueError(f"expected a JSON object, got {type(facts).__name__}")
+        except ValueError as exc:
+            raise damaged_run(path, run_id, f"its info cell is not the JSON it was written as ({exc})") from exc
+        runs[run_id] = RecordedRun(run_id, saga, correlation_id, backend, facts, status, [], [])
     order: dict[str, int] = {}
     for position, row in enumerate(event_rows):
         run = runs.get(row[0])
@@ -153,8 +165,108 @@ def read_runs(
     return sorted((run for run in runs.values() if run.events), key=lambda run: order[run.run_id])
 
 
-def saga_definitions(sagas: Iterable[Saga] | Mapping[str, Saga] | None, what: str) -> dict[str, Saga]:
-    """The given sagas by name, checked; errors name the argument ``what``.
+def is_damage(exc: BaseException) -> bool:
+    """Whether SQLite reports ``exc`` because the file's contents are damaged (not locked, not full ...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc)
+
+
+def damaged_run(path: Path, run_id: str, what: str) -> JournalError:
+    """The error for one run whose records cannot be read back."""
+    return JournalError(path, f"run {run_id} is damaged: {what}; " + DAMAGED_ADVICE.format(path=path))
+
+
+def read_each_run(
+    connection: sqlite3.Connection,
+    path: Path,
+    *,
+    serializer: Serializer | None = None,
+    run_ids: Sequence[str],
+    payloads: bool = True,
+) -> tuple[list[RecordedRun], dict[str, JournalError]]:
+    """:func:`read_runs`, salvaging what a damaged file still holds.
+
+    Reads all of ``run_ids`` at once; if that fails, reads them one by one, so that a damaged
+    page or cell costs only the runs stored in it.
+
+    Returns:
+        The runs that could be read, and for each one that could not, the error naming it.
+    """
+    try:
+        return read_runs(connection, path, serializer=serializer, run_ids=run_ids, payloads=payloads), {}
+    except JournalError:
+        pass
+    records: list[RecordedRun] = []
+    damaged_runs: dict[str, JournalError] = {}
+    for run_id in run_ids:
+        try:
+            records.extend(read_runs(connection, path, serializer=serializer, run_ids=[run_id], payloads=payloads))
+        except JournalError as exc:
+            damaged_runs[run_id] = exc if f"run {run_id}" in exc.reason else damaged_run(
+                path, run_id, f"its records cannot be read ({exc.__cause__ or exc.reason})"
+            )
+    return records, damaged_runs
+
+
+def damage_report(path: Path, damaged_runs: Mapping[str, JournalError], lost_rows: int, done: str) -> JournalError:
+    """One error summing up the runs a damaged journal no longer gives back, after ``done``."""
+    parts = []
+    if damaged_runs:
+        first = next(iter(damaged_runs.values())).reason.split("; keep a copy")[0]
+        more = len(damaged_runs) - 1
+        parts.append(first + (f" (and {more} more run(s): {', '.join(list(damaged_runs)[1:6])}"
+                              f"{' ...' if more > 5 else ''})" if more else ""))
+    if lost_rows:
+        parts.append(f"{lost_rows} row(s) of its runs table cannot be read, so those runs cannot even be named")
+    return JournalError(path, "; ".join(parts) + f"; {done}; " + DAMAGED_ADVICE.format(path=path))
+
+
+def runs_rows(
+    connection: sqlite3.Connection, path: Path, *, columns: str, where: str = "1", doing: str
+) -> tuple[list[Any], int]:
+    """``columns`` of the ``runs`` rows matching ``where``, in order; row by row when the table
+    is damaged, so that each damaged page costs only its own rows.
+
+    Returns:
+        The rows that could be read, and how many could not.
+
+    Raises:
+        JournalError: naming what it was ``doing``, for an error that is not damage, or when not
+            even the size of the table can be read.
+    """
+    try:
+        return connection.execute(f"SELECT {columns} FROM runs WHERE {where} ORDER BY rowid").fetchall(), 0
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise JournalError(path, f"cannot {doing} ({exc})") from exc
+    try:
+        last = connection.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, exc) from exc
+    rows: list[Any] = []
+    lost = 0
+    for rowid in range(1, last + 1):
+        try:
+            rows.extend(connection.execute(f"SELECT {columns} FROM runs WHERE rowid = ? AND ({where})", (rowid,)))
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise JournalError(path, f"cannot {doing} ({exc})") from exc
+            lost += 1
+    return rows, lost
+
+
+def all_run_ids(connection: sqlite3.Connection, path: Path) -> tuple[list[str], int]:
+    """Every run id in the ``runs`` table that can be read, and how many rows could not."""
+    rows, lost = runs_rows(connection, path, columns="run_id", doing="read its runs")
+    return [row[0] for row in rows], lost
+
+
+def saga_definitions(
+    sagas: Iterable[Saga] | Mapping[str, Saga] | None, what: str, *, optional: bool = True
+) -> dict[str, Saga]:
+    """The given sagas by name, checked; errors name the argument ``what`` (``None`` is none, if ``optional``).
 
     Raises:
         TypeError: an item is not a :class:`~sagakit.Saga`.
@@ -162,19 +274,33 @@ def saga_definitions(sagas: Iterable[Saga] | Mapping[str, Saga] | None, what: st
     """
     from sagakit.saga import Saga
 
-    if sagas is None:
+    if sagas is None and optional:
         return {}
     if isinstance(sagas, Saga):
         sagas = [sagas]
+    if isinstance(sagas, str | bytes) or not isinstance(sagas, Iterable):
+        raise TypeError(
+            f"{what}: expected a list of Saga objects (or a dict of them by name), got {type(sagas).__name__} {sagas!r}"
+        )
     items = list(sagas.items()) if isinstance(sagas, Mapping) else [(getattr(s, "name", None), s) for s in sagas]
     found: dict[str, Saga] = {}
     for name, saga in items:
         if not isinstance(saga, Saga):
             raise TypeError(f"{what}: expected Saga objects, got {type(saga).__name__} {saga!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"{what}: expected saga names (str) as keys, got {type(name).__name__} {name!r}")
         if name in found and found[name] is not saga:
             raise ValueError(f"{what}: two different sagas are named {name!r}; names identify runs in the journal")
         found[str(name)] = saga
     return found
+
+
+def check_serializer(serializer: object, what: str) -> None:
+    """A ``TypeError`` naming ``what`` unless ``serializer`` is ``None`` or has ``dumps`` and ``loads``."""
+    if serializer is not None and (
+        not callable(getattr(serializer, "dumps", None)) or not callable(getattr(serializer, "loads", None))
+    ):
+        raise TypeError(f"{what}: expected an object with dumps(value) and loads(payload), got {serializer!r}")
 
 
 def run_from_record(record: RecordedRun, definition: Saga | None = None) -> Run:
@@ -205,10 +331,15 @@ def load_history(
         serializer: the serializer the journal was written with (default JSON).
 
     Raises:
-        JournalError: the file is missing, damaged, not a journal or from a newer sagakit.
+        JournalError: the file is missing, damaged, not a journal or from a newer sagakit; for
+            damaged records, the message names the runs they belong to.
+        TypeError: an argument is not what is expected (the message names it).
     """
     file = journal_path(path, "load_history path")
     definitions = saga_definitions(sagas, "load_history sagas")
+    if not isinstance(payloads, bool):
+        raise TypeError(f"load_history payloads: expected True or False, got {payloads!r}")
+    check_serializer(serializer, "load_history serializer")
     name = None
     if saga is not None:
         name = saga if isinstance(saga, str) else getattr(saga, "name", None)
@@ -218,7 +349,16 @@ def load_history(
             definitions.setdefault(name, saga)  # type: ignore[arg-type]
     connection = connect(file, write=False)
     try:
-        records = read_runs(connection, file, serializer=serializer, payloads=payloads)
+        try:
+            records = read_runs(connection, file, serializer=serializer, payloads=payloads)
+        except JournalError:
+            # Damaged somewhere: find out which runs, so the error can name them.
+            run_ids, lost = all_run_ids(connection, file)
+            records, damaged_runs = read_each_run(connection, file, serializer=serializer, run_ids=run_ids,
+                                                  payloads=payloads)
+            if damaged_runs or lost:
+                raise damage_report(file, damaged_runs, lost, f"{len(records)} other run(s) are readable") from None
+            raise
     finally:
         connection.close()
     runs = []
@@ -271,18 +411,26 @@ def history_to_parquet(history: RunHistory, path: str | os.PathLike[str], *, red
 
     Every event of every run is one row (no payloads: data stays out of shared files), so
     :func:`history_from_parquet` rebuilds the same ``runs`` and ``steps`` frames. Error messages
-    are scrubbed of the runs' secrets unless ``redact=False``.
+    are scrubbed of the runs' secrets unless ``redact=False``: with ``redact=True`` each run's
+    saga's own keys count (``Saga(..., redact=["iban"])``), with a :class:`Redactor` its keys.
 
     Raises:
         ImportError: pyarrow is missing (``pip install 'sagakit[parquet]'``).
+        TypeError: an argument is not what is expected (the message names it).
     """
-    pa = _pyarrow()
+    if not isinstance(history, RunHistory):
+        raise TypeError(f"to_parquet history: expected a RunHistory, got {type(history).__name__}")
     file = journal_path(path, "to_parquet path")
+    if not isinstance(redact, bool | Redactor):
+        raise TypeError(f"to_parquet redact: expected True, False or a Redactor, got {redact!r}")
+    pa = _pyarrow()
     if not file.parent.is_dir():
         raise FileNotFoundError(f"to_parquet path {file}: the directory {file.parent} does not exist; create it first")
-    redactor = journal_redactor(redact)
+    # True: each run's own saga's keys (``Saga(redact=[...])``), as its frames show it.
+    chosen = journal_redactor(redact)
     columns: dict[str, list[Any]] = {name: [] for name, _ in _PARQUET_COLUMNS}
     for run in history:
+        redactor = run_redactor(run) if redact is True else chosen
         secrets = redactor.event_secrets(run.events) if redactor is not None else frozenset()
         for event in run.events:
             error = event.error
@@ -326,9 +474,9 @@ def history_from_parquet(path: str | os.PathLike[str], *, sagas: Iterable[Saga] 
         ImportError: pyarrow is missing (``pip install 'sagakit[parquet]'``).
         ValueError: the file is not a sagakit run history.
     """
-    pa = _pyarrow()
     file = journal_path(path, "from_parquet path")
     definitions = saga_definitions(sagas, "from_parquet sagas")
+    pa = _pyarrow()
     if not file.is_file():
         raise FileNotFoundError(f"from_parquet path {file}: no such file")
     try:

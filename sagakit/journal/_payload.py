@@ -9,12 +9,15 @@ it. The masked value is then turned into text by the journal's :class:`Serialize
 
 from __future__ import annotations
 
+import copy as copy_module
+import dataclasses
 import json
 import json.encoder
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any, Protocol, runtime_checkable
 
-from sagakit.redaction import Redactor, as_redactor
+from sagakit._recorder import error_text
+from sagakit.redaction import Redactor, as_redactor, attributes
 
 __all__ = [
     "JsonSerializer",
@@ -22,6 +25,7 @@ __all__ = [
     "error_text",
     "journal_redactor",
     "mask_secrets",
+    "masked_dumps",
     "unstorable_type",
 ]
 
@@ -51,7 +55,7 @@ class JsonSerializer:
         object_hook: passed to :func:`json.loads` to decode them again.
     """
 
-    __slots__ = ("_decoder", "_encoder", "_markers", "_one_shot")
+    __slots__ = ("_decoder", "_encoder", "_markers", "_one_shot", "plain")
 
     def __init__(
         self,
@@ -59,6 +63,8 @@ class JsonSerializer:
         default: Callable[[Any], Any] | None = None,
         object_hook: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
+        #: Without ``default`` only JSON's own types are written: what was masked is what is stored.
+        self.plain = default is None
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=default)
         self._decoder = json.JSONDecoder(object_hook=object_hook)
         # JSONEncoder.encode builds the C encoder anew for every call, which costs as much as
@@ -90,19 +96,27 @@ class JsonSerializer:
 
 # Types that never hold a mapping: masking skips them without an isinstance() call.
 _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
+#: Payloads are walked this deep; a container nested deeper is stored as the mask, whole.
+MAX_DEPTH = 200
 
 
 def mask_secrets(value: Any, redactor: Redactor, found: set[str], depth: int = 0) -> Any:
-    """``value`` with every value under a sensitive mapping key replaced by the mask.
+    """``value`` with every value under a sensitive key or field replaced by the mask.
 
     The text of each masked value goes into ``found`` (to scrub error messages of it). Unlike
     ``Redactor.redact`` every other value is left as it is (no ``repr`` of unknown objects), so
     the serializer still rejects what it cannot store; and a value with nothing to mask is
-    returned as is, not copied. Mappings that are not dicts come back as dicts.
+    returned as is, not copied. Mappings that are not dicts come back as dicts; dataclass
+    instances, named tuples and other objects (slotted or not) keep their type, as a shallow
+    copy whose sensitive fields hold the mask, so a serializer's ``default`` still converts them.
+    A container nested deeper than :data:`MAX_DEPTH` is replaced by the mask.
     """
-    if depth > 64:
-        return value
     kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if depth > MAX_DEPTH:
+        found.update(redactor.secrets(value))
+        return redactor.mask
     if kind is dict or (kind is not list and kind is not tuple and isinstance(value, Mapping)):
         copy: dict[Any, Any] | None = None if kind is dict else dict(value)
         is_sensitive = redactor.is_sensitive
@@ -112,22 +126,77 @@ def mask_secrets(value: Any, redactor: Redactor, found: set[str], depth: int = 0
                 new = redactor.mask
             elif type(item) in _LEAVES:
                 continue
-            elif isinstance(item, Mapping | list | tuple):
-                new = mask_secrets(item, redactor, found, depth + 1)
             else:
-                continue
+                new = mask_secrets(item, redactor, found, depth + 1)
             if new is not item:
                 if copy is None:
                     copy = dict(value)
                 copy[key] = new
         return value if copy is None else copy
     if kind is list or kind is tuple or isinstance(value, list | tuple):
-        items = [item if type(item) in _LEAVES or not isinstance(item, Mapping | list | tuple)
-                 else mask_secrets(item, redactor, found, depth + 1) for item in value]
+        fields = getattr(kind, "_fields", None)
+        if isinstance(value, tuple) and isinstance(fields, tuple):  # a named tuple
+            changes = _masked_fields(zip(fields, value, strict=False), redactor, found, depth)
+            return value._replace(**changes) if changes else value  # type: ignore[attr-defined]
+        items = [item if type(item) in _LEAVES else mask_secrets(item, redactor, found, depth + 1) for item in value]
         if all(new is old for new, old in zip(items, value, strict=True)):
             return value
         return items if isinstance(value, list) else tuple(items)
-    return value
+    if isinstance(value, type) or callable(value) or isinstance(value, Set | bytearray):
+        return value
+    if dataclasses.is_dataclass(value):
+        named: Iterable[tuple[str, Any]] = (
+            (field.name, getattr(value, field.name, None)) for field in dataclasses.fields(value)
+        )
+    else:
+        named = attributes(value)
+    changes = _masked_fields(named, redactor, found, depth)
+    if not changes:
+        return value
+    try:
+        masked = copy_module.copy(value)
+        for name, new in changes.items():
+            object.__setattr__(masked, name, new)
+    except Exception:
+        return redactor.mask  # an object that cannot be copied masked is not stored with its secrets
+    return masked
+
+
+def _masked_fields(
+    named: Iterable[tuple[str, Any]], redactor: Redactor, found: set[str], depth: int
+) -> dict[str, Any]:
+    """The new values of the fields that masking changes."""
+    changes: dict[str, Any] = {}
+    for name, item in named:
+        if redactor.is_sensitive(name):
+            if item is not None:
+                found.update(redactor.secrets({name: item}))
+                changes[name] = redactor.mask
+        elif type(item) not in _LEAVES:
+            new = mask_secrets(item, redactor, found, depth + 1)
+            if new is not item:
+                changes[name] = new
+    return changes
+
+
+def masked_dumps(serializer: Serializer, value: Any, redactor: Redactor, found: set[str]) -> str | bytes:
+    """What the journal writes for ``value``: masked, serialised, and masked again as written.
+
+    A serializer's ``default`` (or a serializer of one's own) may turn an object into fields
+    that masking never saw, such as a model object's ``password``. Unless the serializer is
+    the plain :class:`JsonSerializer`, whose output holds nothing but the value masked, the
+    written text is read back, masked, and written again when that masked anything.
+    """
+    text = serializer.dumps(mask_secrets(value, redactor, found))
+    if isinstance(serializer, JsonSerializer) and serializer.plain:
+        return text
+    written: set[str] = set()
+    decoded = serializer.loads(text)
+    masked = mask_secrets(decoded, redactor, written)
+    if not written:
+        return text
+    found.update(written)
+    return serializer.dumps(masked)
 
 
 def journal_redactor(redact: object) -> Redactor | None:
@@ -140,14 +209,6 @@ def journal_redactor(redact: object) -> Redactor | None:
         return as_redactor(redact)  # type: ignore[arg-type]
     except TypeError as exc:
         raise TypeError(f"SqliteJournal redact: {exc}; or pass True (the default keys) or False") from None
-
-
-def error_text(error: BaseException) -> str:
-    """``str(error)``, or a description when the exception cannot say what it is."""
-    try:
-        return str(error)
-    except Exception:
-        return f"<{type(error).__name__}: message unavailable>"
 
 
 def unstorable_type(value: Any, exc: Exception) -> str:

@@ -29,23 +29,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sagakit._recorder import compensation_error, deliver, pending_after, rollback_outcome
 from sagakit.context import WorkflowContext
-from sagakit.errors import CompensationError, CompensationFailure, JournalError, RunInterrupted
+from sagakit.errors import CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
+from sagakit.journal._attempts import SUCCEEDED, whole_outcomes
 from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, owner_alive
-from sagakit.journal._history import RecordedRun, read_runs, saga_definitions
+from sagakit.journal._history import (
+    RecordedRun,
+    damage_report,
+    damaged_run,
+    is_damage,
+    read_each_run,
+    runs_rows,
+    saga_definitions,
+)
 from sagakit.journal._sqlite import SqliteJournal
-from sagakit.policies import call_step_function
+from sagakit.policies import Policy, call_step_function
 from sagakit.runs import Run, RunStatus
 from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
-    import sqlite3
+    from pathlib import Path
 
     from sagakit.saga import Saga
 
@@ -145,12 +156,25 @@ async def recover(
         A :class:`Recovery` listing the runs it finished and the runs it skipped.
 
     Raises:
-        JournalError: the journal cannot be opened or written.
-        TypeError, ValueError: ``sagas`` holds something else than sagas, or two sagas share a name.
+        JournalError: the journal cannot be opened or written; or some runs' records are
+            damaged in the file: then every run that could be read was recovered first (and is
+            in its saga's ``history``), and the message names the file and the damaged runs.
+        TypeError, ValueError: an argument is not what is expected (the message names it), for
+            instance ``sagas`` holds something else than sagas, or two sagas share a name.
     """
-    definitions = saga_definitions(sagas, "recover sagas")
+    path_like = isinstance(journal, str | os.PathLike) and not isinstance(journal, bytes)
+    if not isinstance(journal, SqliteJournal) and not path_like:
+        raise TypeError(f"recover journal: expected a SqliteJournal or a file path, got {type(journal).__name__} "
+                        f"{journal!r}")
+    definitions = saga_definitions(sagas, "recover sagas", optional=False)
+    for name, value in (("force", force), ("retry_failed", retry_failed)):
+        if not isinstance(value, bool):
+            raise TypeError(f"recover {name}: expected True or False, got {value!r}")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise TypeError(f"recover concurrency: expected an int >= 1, got {concurrency!r}")
+    if isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
+        raise TypeError(f"recover observers: expected a list of callables taking an Event, got {observers!r}"
+                        + ("; put a single observer in a list" if callable(observers) else ""))
     extra = tuple(observers)
     for observer in extra:
         if not callable(observer):
@@ -177,8 +201,8 @@ async def _recover_all(
     observers: Sequence[Observer],
 ) -> Recovery:
     where = "status IS NULL" + (" OR status = 'compensation_failed'" if retry_failed else "")
-    query = f"SELECT run_id, saga, status, owner_host, owner_pid, owner_started FROM runs WHERE {where} ORDER BY rowid"
-    rows = await journal._call(lambda connection: connection.execute(query).fetchall())
+    rows, lost_rows = await journal._call(functools.partial(_unfinished_runs, path=journal.path, where=where))
+    damaged_runs: dict[str, JournalError] = {}
     skipped: list[SkippedRun] = []
     eligible: list[tuple[str, Saga, str | None, Owner]] = []
     for run_id, saga_name, status, host, pid, started in rows:
@@ -208,13 +232,17 @@ async def _recover_all(
     for chunk in range(0, len(eligible), _CHUNK):
         part = eligible[chunk : chunk + _CHUNK]
         # One transaction claims them all, so that two recoveries never share a run.
-        claimed = set(await journal._call(functools.partial(_claim, runs=[(r, s, o) for r, _, s, o in part])))
+        claims = [(r, s, o) for r, _, s, o in part]
+        claimed_ids, unclaimable = await journal._call(functools.partial(_claim_each, path=journal.path, runs=claims))
+        claimed = set(claimed_ids)
+        damaged_runs.update(unclaimable)
         skipped.extend(SkippedRun(run_id, saga.name, "another recovery took it over meanwhile")
-                       for run_id, saga, _, _ in part if run_id not in claimed)
+                       for run_id, saga, _, _ in part if run_id not in claimed and run_id not in unclaimable)
         try:
-            records = await journal._call(
-                functools.partial(read_runs, path=journal.path, serializer=journal.serializer, run_ids=list(claimed))
-            )
+            records, unreadable = await journal._call(functools.partial(
+                read_each_run, path=journal.path, serializer=journal.serializer, run_ids=list(claimed)
+            ))
+            damaged_runs.update(unreadable)
             by_id = {record.run_id: record for record in records}
             outcomes = await asyncio.gather(
                 *(one(by_id[run_id], saga) for run_id, saga, _, _ in part if run_id in by_id)
@@ -227,7 +255,43 @@ async def _recover_all(
                 recovered.append(outcome)
             else:
                 skipped.append(outcome)
+    if damaged_runs or lost_rows:
+        # Every readable run is recovered first: damage costs only the runs stored in it.
+        raise damage_report(journal.path, damaged_runs, lost_rows,
+                            f"{len(recovered)} other run(s) were recovered, {len(skipped)} skipped")
     return Recovery(tuple(recovered), tuple(skipped))
+
+
+def _unfinished_runs(connection: sqlite3.Connection, *, path: Path, where: str) -> tuple[list[Any], int]:
+    """The runs to look at, and how many rows of a damaged ``runs`` table could not be read."""
+    return runs_rows(
+        connection,
+        path,
+        columns="run_id, saga, status, owner_host, owner_pid, owner_started",
+        where=where,
+        doing="list its unfinished runs",
+    )
+
+
+def _claim_each(
+    connection: sqlite3.Connection, *, path: Path, runs: Sequence[tuple[str, str | None, Owner]]
+) -> tuple[list[str], dict[str, JournalError]]:
+    """:func:`_claim` all ``runs`` at once or, in a damaged file, one by one; also the runs that could not be."""
+    try:
+        return _claim(connection, runs=runs), {}
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise JournalError(path, f"cannot claim runs for recovery ({exc}); try again") from exc
+    claimed: list[str] = []
+    failed: dict[str, JournalError] = {}
+    for run in runs:
+        try:
+            claimed.extend(_claim(connection, runs=[run]))
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise JournalError(path, f"cannot claim runs for recovery ({exc}); try again") from exc
+            failed[run[0]] = damaged_run(path, run[0], f"it cannot be claimed for recovery ({exc})")
+    return claimed, failed
 
 
 def _claim(connection: sqlite3.Connection, *, runs: Sequence[tuple[str, str | None, Owner]]) -> list[str]:
@@ -251,7 +315,8 @@ def _claim(connection: sqlite3.Connection, *, runs: Sequence[tuple[str, str | No
         connection.execute("COMMIT")
     except BaseException:
         ACTIVE_RUNS.difference_update(claimed)
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # SQLite may have rolled back already
+            connection.execute("ROLLBACK")
         raise
     return claimed
 
@@ -260,22 +325,30 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
     """What recovery owes a run: compensations in order, the result if complete, and whether it is complete."""
     events = record.events
     completed: dict[str, tuple[int, int, Any, bool]] = {}  # name -> (position, index, data, stored)
-    ended: dict[str, bool] = {}
-    compensated: set[str] = set()
+    attempts: dict[str, list[int]] = {}  # name -> positions of the events ending its forward attempts
+    compensations: dict[str, list[int]] = {}  # name -> positions of its compensation events
+    skipped: set[str] = set()
     rolling_back = False
     for position, event in enumerate(events):
         kind = event.kind
         if kind is _K.STEP_SUCCEEDED or kind is _K.STEP_FAILED or kind is _K.STEP_CANCELLED:
             name = event.step or ""
-            ended[name] = kind is _K.STEP_SUCCEEDED
+            attempts.setdefault(name, []).append(position)
             if kind is _K.STEP_SUCCEEDED:
                 completed[name] = (position, event.index, event.data, record.payload_states[position] == "stored")
-        elif kind is _K.COMPENSATION_SUCCEEDED or kind is _K.COMPENSATION_SKIPPED:
-            compensated.add(event.step or "")
+        elif kind is _K.COMPENSATION_SKIPPED:
+            skipped.add(event.step or "")
+        elif event.phase == "compensate":
+            compensations.setdefault(event.step or "", []).append(position)
         elif kind is _K.ROLLBACK_STARTED:
             rolling_back = True
-    done = {name: entry for name, entry in completed.items() if ended.get(name)}
     steps = {member.name: member for member in saga.steps}
+    stage_of = {member.name: number for number, stage in enumerate(saga.stages)
+                for member in (stage.steps if isinstance(stage, Parallel) else (stage,))}
+    done = {name: entry for name, entry in completed.items()
+            if _forward_done(events, attempts[name], steps.get(name), stage_of)}
+    compensated = skipped | {name for name, positions in compensations.items()
+                             if _compensation_done(events, positions, steps.get(name))}
     undo: list[_Undo] = []
     # The first stage that did not complete: its steps may have been in flight.
     stage_input = events[0].data
@@ -302,6 +375,56 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
     return undo, None, False
 
 
+def _forward_done(events: Sequence[Event], positions: Sequence[int], step: Step | None,
+                  stage_of: Mapping[str, int]) -> bool:
+    """Whether a step's whole forward call completed, from the events ending its attempts.
+
+    The end of one attempt is the end of the step only for a plain action. For a policy, the
+    step completed if something recorded after its last attempt shows the run moved past its
+    stage (a later stage's attempt, the rollback), or if its attempts cannot be read otherwise.
+    """
+    last = events[positions[-1]]
+    if last.kind is not _K.STEP_SUCCEEDED:
+        return False
+    if step is None or step.plain:
+        return True
+    stage = stage_of[step.name]
+    for later in events[positions[-1] + 1 :]:
+        if later.phase != "forward" or stage_of.get(later.step or "", -1) != stage:
+            return True  # stages run one after another: the run moved past this one
+    return _whole_succeeded(step.forward, [events[p].kind is _K.STEP_SUCCEEDED for p in positions])
+
+
+def _compensation_done(events: Sequence[Event], positions: Sequence[int], step: Step | None) -> bool:
+    """Whether a step's whole compensation succeeded, from its recorded events.
+
+    Every call of the compensation (by the engine's rollback, or by a recovery) starts again
+    at attempt 1; only the last one counts. A compensation that is a policy succeeded when
+    its last attempt succeeded and the rollback moved on to something else, or when its
+    attempts add up to the whole.
+    """
+    ends = [p for p in positions if events[p].kind is not _K.COMPENSATION_STARTED]
+    if not ends or events[ends[-1]].kind is not _K.COMPENSATION_SUCCEEDED or positions[-1] != ends[-1]:
+        return False  # never succeeded, or a later attempt started after its last success
+    compensate = step.compensate if step is not None else None
+    if compensate is None or not isinstance(compensate, Policy):
+        return True
+    name = events[ends[-1]].step
+    if any(later.step != name for later in events[ends[-1] + 1 :]):
+        return True  # compensations run one after another: the rollback moved on
+    call = ends[max((i for i, p in enumerate(ends) if events[p].attempt <= 1), default=0) :]
+    return _whole_succeeded(compensate, [events[p].kind is _K.COMPENSATION_SUCCEEDED for p in call])
+
+
+def _whole_succeeded(fn: Any, attempts: Sequence[bool]) -> bool:
+    outcomes = whole_outcomes(fn, attempts)
+    if not outcomes:
+        # A policy of the user's own (or a definition changed since the run): the end of
+        # its last attempt is all there is to go by.
+        return attempts[-1]
+    return outcomes == {SUCCEEDED}
+
+
 def _stage_output(stage: Step | Parallel, members: Sequence[Step], done: Mapping[str, Any], data: Any) -> Any:
     if not isinstance(stage, Parallel):
         return done[stage.name][2]
@@ -318,12 +441,14 @@ async def _recover_run(journal: SqliteJournal, record: RecordedRun, saga: Saga, 
     run_id = record.run_id
     correlation_id = record.correlation_id
     new_events: list[Event] = []
+    # The run's own list: an observer that raises is dropped from it (see deliver).
+    watching = list(observers)
 
     def emit(event: Event) -> None:
         new_events.append(event)
         journal(event)
-        for observer in observers:
-            observer(event)
+        if watching:
+            deliver(watching, event)
 
     def now() -> float:
         return time.time()
@@ -357,16 +482,11 @@ async def _recover_run(journal: SqliteJournal, record: RecordedRun, saga: Saga, 
             if failure is not None:
                 failures.append(failure)
                 if not saga.continue_on_compensation_failure:
-                    pending = [later.name for later in undo[position + 1 :]
-                               if later.step is None or later.step.compensate is not None]
+                    pending = [later.name for later in pending_after(undo, position, _compensates)]
                     break
-        if failures:
-            status = "compensation_failed"
-            error = CompensationError(saga=record.saga, original=original, failures=failures, pending=pending)
-        elif rollback is not None and rollback.error is None:
-            status, error = "cancelled", None  # it was rolling back a cancellation
-        else:
-            status, error = "compensated", original
+        rollback_failure = compensation_error(record.saga, original, failures, pending) if failures else None
+        # A run that was rolling back a cancellation (no original error) ends cancelled.
+        status, error = rollback_outcome(rollback_failure, original, None)
     started = events[0].at
     ended = now()
     emit(Event(_K.RUN_FINISHED, run_id, record.saga, ended, None, -1, None, 0, started, (ended - started) * 1000.0,
@@ -375,6 +495,11 @@ async def _recover_run(journal: SqliteJournal, record: RecordedRun, saga: Saga, 
     info = dict(record.info)
     info["recovered"] = True
     return Run.from_events([*events, *new_events], definition=saga, backend=record.backend, info=info)
+
+
+def _compensates(entry: _Undo) -> bool:
+    """Whether recovery owes ``entry`` a compensation (a step the saga lost counts: it failed)."""
+    return entry.step is None or entry.step.compensate is not None
 
 
 async def _compensate(emit: Any, record: RecordedRun, saga: Saga, entry: _Undo) -> CompensationFailure | None:

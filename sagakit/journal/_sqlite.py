@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from sagakit.journal._file import (
     Owner,
     connect,
     current_owner,
+    damaged,
     journal_path,
     owner_alive,
 )
@@ -41,7 +43,7 @@ from sagakit.journal._payload import (
     Serializer,
     error_text,
     journal_redactor,
-    mask_secrets,
+    masked_dumps,
     unstorable_type,
 )
 from sagakit.redaction import Redactor
@@ -63,6 +65,9 @@ _PAYLOAD_KINDS = frozenset({_K.RUN_STARTED, _K.STEP_SUCCEEDED, _K.RUN_FINISHED})
 _KIND_TEXT: dict[EventKind, str] = {kind: kind.value for kind in EventKind}
 # Payloads that hold no mapping, so nothing to mask.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+
+# SQLite takes the busy timeout in milliseconds as a C int; a day is more than anyone waits.
+_MAX_BUSY_TIMEOUT = 86400.0
 
 # The run whose code is running in this task: lets settle() fail exactly the run whose
 # payload could not be stored, while other runs share the same batches.
@@ -132,7 +137,7 @@ class JournalStats:
     Attributes:
         commits: transactions committed.
         events: events committed.
-        failures: commits that failed (their records were retried with the next one).
+        failures: commits that failed (their records were retried with the next one, or at close).
     """
 
     __slots__ = ("commits", "events", "failures")
@@ -151,8 +156,14 @@ def _write_forever(
     inbox: queue.SimpleQueue[_Batch | _Call | None],
     path: str,
     stats: JournalStats,
+    lost: list[JournalError],
 ) -> None:
-    """The writer thread: commit every waiting batch in one transaction, then wake their runs."""
+    """The writer thread: commit every waiting batch in one transaction, then wake their runs.
+
+    Records whose commit failed are carried to the next commit; when the writer stops, it
+    commits them one last time, and if that fails too it leaves the error in ``lost`` for
+    :meth:`SqliteJournal.close` to raise: records are never dropped silently.
+    """
     carried: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
     running = True
     while running:
@@ -170,7 +181,7 @@ def _write_forever(
                 break
             items.append(more)
         batches = [entry for entry in items if isinstance(entry, _Batch)]
-        if batches or carried[0] or carried[1]:
+        if batches or any(carried):
             error = _commit(connection, batches, carried, path, stats)
             for batch in batches:
                 batch.error = error
@@ -185,6 +196,15 @@ def _write_forever(
                 except BaseException as exc:
                     entry.outcome = (False, exc)
                 entry.done.set()
+    if any(carried):
+        error = _commit(connection, (), carried, path, stats)
+        if error is not None:
+            runs = sorted({row[0] for row in carried[0]} | {row[-1] for row in carried[2]})
+            shown = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+            lost.append(JournalError(
+                path, f"could not record the last {len(carried[0])} event(s) when closing ({error.reason.split(';')[0]})"
+                f"; runs {shown} look unfinished in the file: check them before running sagakit.recover()",
+            ))
     connection.close()
 
 
@@ -227,10 +247,23 @@ def _commit(
     return None
 
 
-def _shutdown(inbox: queue.SimpleQueue[_Batch | _Call | None], thread: threading.Thread) -> None:
+def _shutdown(
+    inbox: queue.SimpleQueue[_Batch | _Call | None], thread: threading.Thread, lost: list[JournalError]
+) -> JournalError | None:
+    """Stop the writer once it has committed what is queued; return the error if records were lost."""
     if thread.is_alive():
         inbox.put(None)
         thread.join()
+    return lost[0] if lost else None
+
+
+def _shutdown_at_exit(
+    inbox: queue.SimpleQueue[_Batch | _Call | None], thread: threading.Thread, lost: list[JournalError]
+) -> None:
+    """:func:`_shutdown` for a journal never closed: at interpreter exit nobody can catch an error, so say it."""
+    error = _shutdown(inbox, thread, lost)
+    if error is not None:
+        sys.stderr.write(f"sagakit: {error}\n")
 
 
 # -- the journal ---------------------------------------------------------------------------
@@ -313,7 +346,7 @@ class SqliteJournal:
         busy_timeout: float = 5.0,
     ) -> None:
         self.path = journal_path(path, "SqliteJournal path")
-        if durability not in SYNCHRONOUS:
+        if not isinstance(durability, str) or durability not in SYNCHRONOUS:
             raise ValueError(f"SqliteJournal durability: expected 'full', 'normal' or 'off', got {durability!r}")
         if serializer is None:
             serializer = JsonSerializer()
@@ -321,8 +354,13 @@ class SqliteJournal:
             raise TypeError(
                 f"SqliteJournal serializer: expected an object with dumps(value) and loads(payload), got {serializer!r}"
             )
-        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float) or busy_timeout < 0:
-            raise TypeError(f"SqliteJournal busy_timeout: expected seconds >= 0, got {busy_timeout!r}")
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
+            raise TypeError(f"SqliteJournal busy_timeout: expected a number of seconds >= 0, got {busy_timeout!r}")
+        if not 0 <= busy_timeout <= _MAX_BUSY_TIMEOUT:  # also refuses nan
+            raise ValueError(
+                f"SqliteJournal busy_timeout: expected a number of seconds from 0 to {_MAX_BUSY_TIMEOUT:g} (a day), "
+                f"got {busy_timeout!r}"
+            )
         self.durability: Durability = durability
         self.serializer: Serializer = serializer
         #: The redactor for runs of sagas the journal does not know (``None``: no masking).
@@ -335,13 +373,14 @@ class SqliteJournal:
         self._inbox: queue.SimpleQueue[_Batch | _Call | None] = queue.SimpleQueue()
         #: What the writer has done so far: commits, events, failures.
         self.stats = JournalStats()
+        self._lost: list[JournalError] = []
         self._thread = threading.Thread(
-            target=_write_forever, args=(connection, self._inbox, self._name, self.stats), name="sagakit-journal",
-            daemon=True,
+            target=_write_forever, args=(connection, self._inbox, self._name, self.stats, self._lost),
+            name="sagakit-journal", daemon=True,
         )
         self._thread.start()
         # At interpreter exit (or when the journal is dropped), commit what is queued.
-        self._finalizer = weakref.finalize(self, _shutdown, self._inbox, self._thread)
+        self._finalizer = weakref.finalize(self, _shutdown_at_exit, self._inbox, self._thread, self._lost)
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         self._cached: tuple[asyncio.AbstractEventLoop | None, _LoopState | None] = (None, None)
         self._lock = threading.Lock()
@@ -467,20 +506,27 @@ class SqliteJournal:
         redactor = run.redactor
         if redactor is not None and type(data) not in _PLAIN:
             found: set[str] = set()
-            data = mask_secrets(data, redactor, found)
-            if found:
-                if run.secrets is None:
-                    run.secrets = set()
-                run.secrets.update(found)
+            try:
+                return masked_dumps(self.serializer, data, redactor, found), "stored"
+            except Exception as exc:
+                return self._unstorable(event, data, exc)
+            finally:
+                if found:
+                    if run.secrets is None:
+                        run.secrets = set()
+                    run.secrets.update(found)
         try:
             return self.serializer.dumps(data), "stored"
         except Exception as exc:
-            if event.kind is not _RUN_FINISHED:
-                self._poisoned[event.run_id] = PayloadError(
-                    path=self._name, step=event.step, value_type=unstorable_type(data, exc),
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
-            return None, "unserializable"
+            return self._unstorable(event, data, exc)
+
+    def _unstorable(self, event: Event, data: Any, exc: Exception) -> tuple[None, str]:
+        if event.kind is not _RUN_FINISHED:
+            self._poisoned[event.run_id] = PayloadError(
+                path=self._name, step=event.step, value_type=unstorable_type(data, exc),
+                reason=f"{type(exc).__name__}: {exc}",
+            )
+        return None, "unserializable"
 
     async def settle(self) -> None:
         """Return once every event observed so far on this loop is committed.
@@ -537,6 +583,9 @@ class SqliteJournal:
             unfinished: only runs without a recorded end (in flight, or interrupted).
             attention: only runs whose rollback failed (``compensation_failed``).
         """
+        for name, value in (("unfinished", unfinished), ("attention", attention)):
+            if not isinstance(value, bool):
+                raise TypeError(f"SqliteJournal.runs {name}: expected True or False, got {value!r}")
         clauses = []
         if unfinished:
             clauses.append("status IS NULL")
@@ -547,7 +596,10 @@ class SqliteJournal:
             "SELECT run_id, saga, correlation_id, status, started_at, attention, owner_host, owner_pid, owner_started"
             f" FROM runs{where} ORDER BY rowid"
         )
-        rows = self._call_sync(lambda connection: connection.execute(query).fetchall())
+        try:
+            rows = self._call_sync(lambda connection: connection.execute(query).fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise damaged(self.path, exc) from exc
         result = []
         for run_id, saga, correlation_id, status, started_at, attention_text, host, pid, started in rows:
             owner = Owner(host or "", pid or 0, started or "")
@@ -563,7 +615,15 @@ class SqliteJournal:
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Commit what is queued and stop the writer. Runs still going fail at their next step."""
+        """Commit what is queued and stop the writer. Runs still going fail at their next step.
+
+        Records whose commit failed earlier (see :attr:`stats`) are committed now.
+
+        Raises:
+            JournalError: they could not be committed even now (the file stays locked by
+                another process, the disk is full ...). The message names the runs that
+                look unfinished in the file because of it.
+        """
         if self._closed:
             return
         with self._lock:
@@ -571,7 +631,10 @@ class SqliteJournal:
         for state in states:
             state.flush()
         self._closed = True
-        self._finalizer()
+        if self._finalizer.detach() is not None:
+            error = _shutdown(self._inbox, self._thread, self._lost)
+            if error is not None:
+                raise error
 
     def __enter__(self) -> SqliteJournal:
         return self

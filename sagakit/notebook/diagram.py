@@ -3,7 +3,8 @@
 A saga is drawn left to right: a start point, one box per step, parallel stages as
 clusters, an end point. Every step has a dashed reverse edge for its compensation (dotted
 and labelled ``no undo`` when it has none). A :class:`~sagakit.Run` is the same drawing
-coloured by what happened, with per-step durations.
+coloured by what happened, with per-step durations (the state it is coloured from lives in
+:mod:`sagakit.notebook.diagram_state`, whose names this module re-exports).
 
 Layout is the only expensive part, so it runs once per *shape* (the stages, step names,
 compensation names and options) and the SVG is kept as a template: the ``class``
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import html
-import inspect
 import os
 import re
 import shutil
@@ -34,12 +34,21 @@ import sys
 import sysconfig
 import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sagakit.events import Event, EventKind
+from sagakit.notebook.diagram_state import (
+    DiagramState,
+    error_text,
+    fault_hints,
+    fault_note,
+    format_ms,
+    planned_notes,
+    run_caption,
+)
 from sagakit.policies import callable_name
 from sagakit.steps import Parallel
 
@@ -54,11 +63,16 @@ __all__ = [
     "DiagramTemplate",
     "DiagramWarning",
     "Renderer",
+    "error_text",
+    "fault_hints",
     "fault_note",
     "find_renderer",
+    "format_ms",
     "layout",
     "layout_count",
     "planned_notes",
+    "run_caption",
+    "run_layout_shape",
     "run_mimebundle",
     "run_svg",
     "saga_dot",
@@ -80,11 +94,12 @@ STATES: tuple[str, ...] = (
     "compensating",
     "compensated",
     "compensation-failed",
+    "not-compensated",
     "skipped",
 )
 
 _NBSP = "\u00a0"
-_RUN_NOTE_PLACEHOLDER = "0000.0 ms \u00d79 ⚡"
+_RUN_NOTE_PLACEHOLDER = "needs manual cleanup"
 _UNDO_NOTE_PLACEHOLDER = "↺ 000.0 ms"
 _ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)">')
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)
@@ -114,6 +129,9 @@ _STYLE = """<style>
 .sagakit-svg g.step.state-compensation-failed > text { fill: #ffffff; }
 .sagakit-svg g.step.state-skipped > path, .sagakit-svg g.step.state-skipped > polygon {
   fill: #f0f0f0; stroke: #9e9e9e; }
+.sagakit-svg g.step.state-not-compensated > path, .sagakit-svg g.step.state-not-compensated > polygon {
+  fill: #ffe9a8; stroke: #b71c1c; stroke-width: 2.5; stroke-dasharray: 5 2; }
+.sagakit-svg g.step.state-not-compensated > text + text { fill: #b71c1c; font-weight: bold; }
 .sagakit-svg g.step.injected > path, .sagakit-svg g.step.injected > polygon { stroke: #d62728; stroke-width: 2.5;
   stroke-dasharray: 6 3; }
 .sagakit-svg g.step > text + text { fill: #4a5563; }
@@ -126,6 +144,8 @@ _STYLE = """<style>
 .sagakit-svg g.undo.state-compensated > text { fill: #1f5fbf; }
 .sagakit-svg g.undo.state-compensation-failed > path { stroke: #c62828; stroke-width: 2; }
 .sagakit-svg g.undo.state-compensation-failed > text { fill: #c62828; }
+.sagakit-svg g.undo.state-not-compensated > path { stroke: #b71c1c; stroke-width: 2; stroke-dasharray: 2 3; }
+.sagakit-svg g.undo.state-not-compensated > text { fill: #b71c1c; }
 </style>"""
 
 
@@ -235,17 +255,40 @@ class StepShape(NamedTuple):
 Shape = tuple[tuple[bool, tuple[StepShape, ...]], ...]  # (is_parallel, steps) per stage
 
 
+def _policy_options(function: Any) -> tuple[int | None, float | None]:
+    # Seed primitives wrap one another (TimeoutPrimitive(RetryPrimitive(fn))): the outermost
+    # of each kind is what the step does.
+    from sagakit.policies import RetryPrimitive, TimeoutPrimitive
+
+    retries: int | None = None
+    timeout: float | None = None
+    seen = 0
+    while function is not None and seen < 16:
+        seen += 1
+        if isinstance(function, RetryPrimitive) and retries is None:
+            retries = function.policy.max_retries
+        elif isinstance(function, TimeoutPrimitive) and timeout is None:
+            timeout = function.timeout
+        function = getattr(function, "inner", None)
+    return retries, timeout
+
+
 def _options_text(step: Any) -> str:
+    """Retry and timeout facts, as in ``step(retry=, timeout=)``, for options and seed primitives alike."""
     parts = []
+    retries, timeout = _policy_options(getattr(step, "action", None))
     retry = getattr(step, "retry", None)
     if retry is not None and retry.max_retries:
-        parts.append(f"retry {retry.max_retries}")
-    timeout = getattr(step, "timeout", None)
+        retries = retry.max_retries
+    if retries:
+        parts.append(f"retry={retries}")
+    if getattr(step, "timeout", None) is not None:
+        timeout = step.timeout
     if timeout is not None:
-        parts.append(f"timeout {timeout:g}s")
+        parts.append(f"timeout={timeout:g}s")
     if getattr(step, "compensate_on_failure", False):
         parts.append("undo on failure")
-    return " · ".join(parts)
+    return ", ".join(parts)
 
 
 def saga_shape(saga: Saga) -> Shape:
@@ -540,198 +583,11 @@ def _compile(shape: Shape, source: str, renderer: Renderer, svg: str) -> Diagram
     return template
 
 
-# -- state --------------------------------------------------------------------------------
-
-
-_K = EventKind
-
-
-def _ms(seconds: float) -> str:
-    ms = seconds * 1000.0
-    if ms >= 100.0:
-        return f"{ms:.0f} ms"
-    return f"{ms:.1f} ms" if ms >= 1.0 else f"{ms:.2f} ms"
-
-
-class DiagramState:
-    """What a diagram shows: per-step classes and notes, fed by events.
-
-    Call it with each :class:`~sagakit.Event` (it is an observer) or :meth:`reset` it. It
-    is cheap: a few dictionary writes per event.
-
-    Args:
-        saga: the saga drawn, for the per-step option notes of the definition view.
-        planned: the note of each step with a planned fault (see :func:`fault_note`); those
-            whose note has a failure mode are drawn ``injected`` before any run.
-    """
-
-    __slots__ = ("_started", "attempts", "caption", "classes", "injected", "notes", "options",
-                 "planned", "states", "undo_classes", "undo_notes", "version")
-
-    def __init__(self, steps: Iterable[StepShape] = (), planned: Mapping[str, str] | None = None) -> None:
-        self.options = {member.name: member.options for member in steps}
-        self.planned: dict[str, str] = dict(planned or {})
-        self.states: dict[str, str] = {}
-        self.classes: dict[str, str] = {}
-        self.notes: dict[str, str] = {}
-        self.undo_classes: dict[str, str] = {}
-        self.undo_notes: dict[str, str] = {}
-        self.injected: set[str] = set()
-        self.attempts: dict[str, int] = {}
-        self._started: dict[str, float] = {}
-        self.caption: str | None = None
-        self.version = 0
-        self.reset()
-
-    def _forget_run(self) -> None:
-        """Drop everything the last run coloured."""
-        self.states.clear()
-        self.classes.clear()
-        self.undo_classes.clear()
-        self.undo_notes.clear()
-        self.injected.clear()
-        self.attempts.clear()
-        self._started.clear()
-        self.caption = None
-        self.notes = {}
-
-    def reset(self) -> None:
-        """Back to the definition view: every step pending, planned faults marked."""
-        self._forget_run()
-        for name, options in self.options.items():
-            planned = self.planned.get(name)
-            self.notes[name] = " · ".join(part for part in (options, planned) if part)
-            if planned and "⚡" in planned:
-                self.classes[name] = "state-pending injected"
-        self.version += 1
-
-    def plan(self, planned: Mapping[str, str]) -> None:
-        """Show the planned faults (see :func:`fault_note`) by step name; keeps run colouring."""
-        self.planned = dict(planned)
-        if not self.states:
-            self.reset()
-            return
-        for name in self.options:
-            self._refresh(name)
-        self.version += 1
-
-    def _refresh(self, step: str) -> None:
-        state = self.states.get(step, "pending")
-        marked = step in self.injected or (not self.states and "⚡" in self.planned.get(step, ""))
-        self.classes[step] = f"state-{state} injected" if marked else f"state-{state}"
-
-    def __call__(self, event: Event) -> None:
-        kind = event.kind
-        step = event.step
-        self.version += 1
-        if step is None:
-            if kind is _K.RUN_STARTED:
-                self._forget_run()
-            return
-        if event.injected:
-            self.injected.add(step)
-        if kind is _K.STEP_STARTED:
-            self.states[step] = "running"
-            self._started.setdefault(step, event.at)
-            self.attempts[step] = event.attempt
-        elif kind is _K.STEP_SUCCEEDED or kind is _K.STEP_FAILED or kind is _K.STEP_CANCELLED:
-            self.states[step] = "succeeded" if kind is _K.STEP_SUCCEEDED else (
-                "failed" if kind is _K.STEP_FAILED else "cancelled")
-            began = self._started.get(step, event.started_at or event.at)
-            attempts = self.attempts.get(step, 1)
-            note = _ms(event.at - began)
-            if attempts > 1:
-                note += f" \u00d7{attempts}"
-            if step in self.injected:
-                note += " ⚡"
-            self.notes[step] = note
-        elif kind is _K.COMPENSATION_STARTED:
-            self.states[step] = "compensating"
-            self.undo_classes[step] = "state-compensating"
-        elif kind is _K.COMPENSATION_SUCCEEDED:
-            self.states[step] = "compensated"
-            self.undo_classes[step] = "state-compensated"
-            self.undo_notes[step] = "↺ " + _ms((event.duration_ms or 0.0) / 1000.0)
-        elif kind is _K.COMPENSATION_FAILED or kind is _K.COMPENSATION_CANCELLED:
-            self.states[step] = "compensation-failed"
-            self.undo_classes[step] = "state-compensation-failed"
-            self.undo_notes[step] = "↺ failed" if kind is _K.COMPENSATION_FAILED else "↺ cancelled"
-        elif kind is _K.COMPENSATION_SKIPPED:
-            self.states[step] = "skipped"
-            self.undo_classes[step] = "state-skipped"
-        else:
-            return
-        self._refresh(step)
-
-    @classmethod
-    def of_run(cls, run: Run, steps: Iterable[StepShape]) -> DiagramState:
-        """The state a finished run leaves, with its outcome as the caption."""
-        state = cls(steps)
-        for event in run.events:
-            state(event)
-        state.caption = run_caption(run)
-        return state
-
-
-# -- error text ---------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _error_message_takes_run() -> bool:
-    from sagakit.runs import error_message
-
-    try:
-        return "run" in inspect.signature(error_message).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def error_text(error: BaseException | None, run: Run | None = None) -> str | None:
-    """The text shown for an error: always through ``sagakit.runs.error_message`` (redacted)."""
-    from sagakit.runs import error_message
-
-    if error is None:
-        return None
-    if _error_message_takes_run():
-        return error_message(error, run=run)  # type: ignore[call-arg]
-    return error_message(error)
-
-
-def run_caption(run: Run) -> str:
-    """One line about a run's outcome: status, failed step and error, duration (no payloads)."""
-    text = f"{run.status} in {run.duration_ms:.1f} ms"
-    if run.failed_step is not None:
-        text += f" · failed at {run.failed_step}"
-    error = run.original_error if run.original_error is not None else run.error
-    if error is not None and run.status != "completed":
-        message = error_text(error, run) or ""
-        text += f" · {type(error).__name__}" + (f": {message}" if message else "")
-    if len(text) > 160:
-        text = text[:157] + "..."
-    return text
-
-
 # -- public rendering ---------------------------------------------------------------------
 
 
 def _saga_template(saga: Saga) -> DiagramTemplate:
     return layout(saga_shape(saga), name=saga.name)
-
-
-def fault_note(fault: Any) -> str:
-    """How a planned fault is noted under its step: ``⚡ fail``, ``⏱ 1.5 s``, both or nothing."""
-    parts = []
-    if fault.mode != "none":
-        parts.append(f"⚡ {fault.mode}" + (f" p={fault.probability:g}" if fault.probability < 1 else ""))
-    if fault.delay:
-        parts.append(f"⏱ {fault.delay:g} s")
-    return " ".join(parts)
-
-
-def planned_notes(plan: Mapping[str, Any]) -> dict[str, str]:
-    """The note of every step of a fault plan that plans something."""
-    notes = {name: fault_note(fault) for name, fault in plan.items()}
-    return {name: note for name, note in notes.items() if note}
 
 
 def _planned(saga: Saga) -> dict[str, str]:
@@ -746,10 +602,15 @@ def saga_svg(saga: Saga) -> str | None:
     return template.render(DiagramState(template.steps, _planned(saga)))
 
 
-def _run_template(run: Run) -> DiagramTemplate:
+def run_layout_shape(run: Run) -> Shape:
+    """The shape a run is drawn with: its saga's, or (a run without its definition) its events'."""
     if run.definition is not None:
-        return layout(saga_shape(run.definition), name=run.saga)
-    return layout(_events_shape(run.events), name=run.saga)
+        return saga_shape(run.definition)
+    return _events_shape(run.events)
+
+
+def _run_template(run: Run) -> DiagramTemplate:
+    return layout(run_layout_shape(run), name=run.saga)
 
 
 def run_svg(run: Run) -> str | None:
@@ -761,19 +622,58 @@ def run_svg(run: Run) -> str | None:
 
 
 def saga_mimebundle(saga: Saga) -> dict[str, Any]:
-    """``Saga._repr_mimebundle_``: the SVG diagram and ``text/plain``, or the DOT source as text."""
+    """``Saga._repr_mimebundle_``: the SVG diagram and ``text/plain``, or the DOT source as text.
+
+    In a Jupyter kernel with anywidget installed, the bundle also holds the interactive view
+    (:class:`~sagakit.notebook.widget.DiagramView`); other front-ends draw the SVG.
+    """
     template = _saga_template(saga)
     if template.renderer is None:
         return {"text/plain": f"{saga!r}\n\n{template.source}", "text/vnd.graphviz": template.source}
-    return {"image/svg+xml": template.render(DiagramState(template.steps, _planned(saga))), "text/plain": repr(saga)}
+    state = DiagramState(template.steps, _planned(saga))
+    bundle = {"image/svg+xml": template.render(state), "text/plain": repr(saga)}
+    bundle.update(_widget_view(template, state, None))
+    return bundle
 
 
 def run_mimebundle(run: Run) -> dict[str, Any]:
-    """``Run._repr_mimebundle_``: the coloured SVG diagram and ``text/plain``."""
+    """``Run._repr_mimebundle_``: the coloured SVG diagram and ``text/plain`` (and, in a kernel, the
+    interactive view, with the inspector and replay of this run)."""
     template = _run_template(run)
     plain = repr(run)
     if template.renderer is None:
         state = DiagramState.of_run(run, template.steps)
         lines = [plain, *(f"  {name}: {state.states.get(name, 'pending')}" for name in state.options)]
         return {"text/plain": "\n".join(lines) + f"\n\n{template.source}", "text/vnd.graphviz": template.source}
-    return {"image/svg+xml": template.render(DiagramState.of_run(run, template.steps)), "text/plain": plain}
+    state = DiagramState.of_run(run, template.steps)
+    bundle = {"image/svg+xml": template.render(state), "text/plain": plain}
+    bundle.update(_widget_view(template, state, run))
+    return bundle
+
+
+def _in_kernel() -> bool:
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has imported it already
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # an IPython too broken to ask is no kernel to draw in
+        return False
+    return getattr(shell, "kernel", None) is not None
+
+
+def _widget_view(template: DiagramTemplate, state: DiagramState, run: Run | None) -> dict[str, Any]:
+    # In a kernel, the bundle also carries the interactive view (fit, zoom, inspector, replay);
+    # front-ends without widgets (nbconvert, GitHub) keep drawing the static SVG next to it.
+    if not _in_kernel():
+        return {}
+    try:
+        from sagakit.notebook.widget import DiagramView
+    except ImportError:  # anywidget missing: the static SVG is the whole display
+        return {}
+    view = DiagramView(template, state)
+    view.show_run(run)
+    bundle = view._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    widget_mime = "application/vnd.jupyter.widget-view+json"
+    return {widget_mime: data[widget_mime]} if isinstance(data, dict) and widget_mime in data else {}

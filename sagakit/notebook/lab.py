@@ -13,6 +13,12 @@ panel), ``sagakit-diagram``, ``sagakit-fault-<step>``, ``sagakit-delay-<step>``,
 ``sagakit-progress``, ``sagakit-reset``, ``sagakit-status``, ``sagakit-history``,
 ``sagakit-charts`` and ``sagakit-backend``. In ``<step>``, characters other than letters,
 digits, ``-`` and ``_`` become ``-``.
+
+The diagram and the history are anywidget views (:mod:`sagakit.notebook.widget`): the diagram
+fits the cell, pans and zooms, has a Stop button (``sagakit-stop``), an inspector
+(``sagakit-inspector``) and a replay slider (``sagakit-replay``); clicking a past run in the
+history draws it. While a run started by the Lab is in flight, a kernel interrupt stops it
+like the Stop button: the run is cancelled and its completed steps are compensated.
 """
 
 from __future__ import annotations
@@ -20,13 +26,23 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sagakit.events import Event, EventKind
 from sagakit.faults import FAULT_MODES, Fault, FaultPlan
-from sagakit.notebook.diagram import DiagramState, error_text, layout, planned_notes, saga_shape
+from sagakit.notebook.diagram import (
+    DiagramState,
+    error_text,
+    fault_hints,
+    layout,
+    planned_notes,
+    run_caption,
+    saga_shape,
+)
 from sagakit.policies import is_async_callable
 from sagakit.steps import Step
 
@@ -48,6 +64,7 @@ _LEGEND = (
     ("compensating", "#ffe2b8", "#ef6c00"),
     ("compensated", "#d8e6ff", "#1f5fbf"),
     ("compensation failed", "#8e1b1b", "#5c0000"),
+    ("not compensated: needs manual cleanup", "#ffe9a8", "#b71c1c"),
     ("skipped", "#f0f0f0", "#9e9e9e"),
 )
 
@@ -163,10 +180,16 @@ class Lab:
         self.show_charts = charts
         self.task: asyncio.Task[Any] | None = None
         self._template = layout(saga_shape(saga), name=saga.name)
-        # Small sagas shrink to the cell's width; long ones keep their size and scroll.
-        self._fit = len(saga.stages) <= 12
         self._state = DiagramState(self._template.steps, planned_notes(saga.faults))
-        self._drawn_version = -1
+        self._hints: dict[str, str] = {}
+        self._previous_sigint: Any = None
+        self._sigint_installed = False
+        self._sigint_handler: Callable[[int, Any], None] | None = None
+        try:  # the kernel's own loop (a Lab is made in a cell): SIGINT handling happens there
+            self._main_loop: asyncio.AbstractEventLoop | None = (
+                asyncio.get_running_loop() if threading.current_thread() is threading.main_thread() else None)
+        except RuntimeError:
+            self._main_loop = None
         self._redraw: asyncio.TimerHandle | None = None
         self._chart_redraw: asyncio.TimerHandle | None = None
         self._history_dirty = True
@@ -179,8 +202,12 @@ class Lab:
         self._last_run: Run | None = None
         self._reported: Run | None = None
 
-        self.diagram = widgets.HTML(layout=widgets.Layout(overflow="auto", max_width="100%"))
+        from sagakit.notebook.widget import DiagramView, HistoryView
+
+        self.diagram = DiagramView(self._template, self._state, stoppable=True)
         self.diagram.add_class("sagakit-diagram")
+        self.diagram.on_stop = self.stop
+        self.diagram.on_live = self._show_live
         legend = widgets.HTML(
             '<div style="font-size: 11px; color: #4a5563">'
             + " ".join(
@@ -219,8 +246,9 @@ class Lab:
             buttons.insert(0, self.backend)
         self.status = widgets.HTML("ready")
         self.status.add_class("sagakit-status")
-        self.history = widgets.HTML()
+        self.history = HistoryView()
         self.history.add_class("sagakit-history")
+        self.history.on_select = self.show_run
         self.charts = widgets.Output()
         self.charts.add_class("sagakit-charts")
         title = widgets.HTML(f"<b>{html.escape(saga.name)}</b> · failure lab")
@@ -254,8 +282,8 @@ class Lab:
 
     @property
     def svg(self) -> str:
-        """The diagram as currently drawn (SVG, or HTML for the text fallback)."""
-        return str(self.diagram.value)
+        """The diagram as last sent to the front-end (SVG, or HTML for the text fallback)."""
+        return self._template.render(self._state)
 
     @property
     def states(self) -> dict[str, str]:
@@ -377,7 +405,84 @@ class Lab:
         task.add_done_callback(self._task_done)
         self.task = task
         self._set_buttons(disabled=True)
+        self.diagram.busy = True
+        self._catch_interrupts(loop)
         return task
+
+    def stop(self) -> bool:
+        """Cancel the run started by the last click, if it is in flight (the Stop button).
+
+        The engine compensates the steps the run completed, shielded from the cancellation;
+        the diagram shows the rollback. Safe from any thread. Returns whether there was a run
+        to stop.
+        """
+        task = self.task
+        if task is None or task.done():
+            return False
+        loop = task.get_loop()
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            task.cancel()
+        else:  # a click handled on another thread (a kernel subshell): cancel on the task's loop
+            loop.call_soon_threadsafe(task.cancel)
+        return True
+
+    # A kernel interrupt is SIGINT, which ipykernel ignores while no cell runs: while a Lab run
+    # is in flight, it stops that run instead. Signal handlers belong to the main thread, and a
+    # click may be handled on another one (a kernel subshell), so the handler is installed,
+    # kept and removed from the main thread's loop.
+
+    def _on_main_thread(self, callback: Callable[[], None]) -> None:
+        if threading.current_thread() is threading.main_thread():
+            callback()
+        elif self._main_loop is not None and not self._main_loop.is_closed():
+            self._main_loop.call_soon_threadsafe(callback)
+
+    def _catch_interrupts(self, loop: asyncio.AbstractEventLoop) -> None:
+        def interrupted(_signum: int, _frame: Any) -> None:
+            loop.call_soon_threadsafe(self.stop)
+
+        self._sigint_handler = interrupted
+        self._on_main_thread(self._install_interrupt_handler)
+
+    def _install_interrupt_handler(self) -> None:
+        if self._sigint_installed or self._sigint_handler is None or self.task is None or self.task.done():
+            return
+        handler = self._sigint_handler
+        kernel = _kernel()
+        current = signal.getsignal(signal.SIGINT)
+        if kernel is not None and current is signal.default_int_handler and hasattr(kernel, "saved_sigint_handler"):
+            # Inside a kernel message handler: the kernel restores its saved handler when the
+            # handler returns, so that is the one to replace.
+            self._previous_sigint = kernel.saved_sigint_handler
+            kernel.saved_sigint_handler = handler
+        else:
+            self._previous_sigint = current
+            signal.signal(signal.SIGINT, handler)
+        self._sigint_installed = True
+
+    def _keep_catching_interrupts(self) -> None:
+        # Kernel message handlers save and restore the SIGINT handler around themselves; when
+        # they overlap, ours can be lost. Between handlers, put it back.
+        if not self._sigint_installed or self.task is None or self.task.done():
+            return
+        current = signal.getsignal(signal.SIGINT)
+        if current is not self._sigint_handler and current is not signal.default_int_handler:
+            self._previous_sigint = current
+            signal.signal(signal.SIGINT, self._sigint_handler)
+
+    def _release_interrupts(self) -> None:
+        if not self._sigint_installed:
+            return
+        self._sigint_installed = False
+        kernel = _kernel()
+        if kernel is not None and getattr(kernel, "saved_sigint_handler", None) is self._sigint_handler:
+            kernel.saved_sigint_handler = self._previous_sigint
+        if signal.getsignal(signal.SIGINT) is self._sigint_handler:
+            signal.signal(signal.SIGINT, self._previous_sigint)
 
     async def wait(self) -> Any:
         """Wait for the run started by the last click (if any) and return its outcome."""
@@ -387,8 +492,18 @@ class Lab:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._set_buttons(disabled=False)
+        self.diagram.busy = False
+        self._on_main_thread(self._release_interrupts)
         if task.cancelled():
-            self.status.value = "cancelled"
+            self._busy = False
+            last = self.saga.history.last
+            if last is not None and last.status == "cancelled":
+                self._last_run = last
+                if not self._events:
+                    self._drawn_later = last
+            self.flush()
+            self.status.value = '<span style="color:#757575">stopped: ' + html.escape(
+                run_caption(last) if last is not None and last.status == "cancelled" else "cancelled") + "</span>"
             return
         error = task.exception()
         if error is not None:
@@ -415,6 +530,10 @@ class Lab:
         self._drawn_later = None
         self._last_run = None
         self._state.reset()
+        self.diagram.show_run(None)
+        self.diagram.replay = {}
+        self.diagram.inspector = ""
+        self.history.selected = 0
         self._set_progress(0, int(self.progress.max))
         self.status.value = "ready"
         self.flush()
@@ -446,6 +565,8 @@ class Lab:
         self._redraw = None
         self.flush()
         if self._busy:  # keep colouring while a run is in flight
+            if self._sigint_handler is not None:
+                self._on_main_thread(self._keep_catching_interrupts)
             self._schedule_draw()
 
     def flush(self) -> None:
@@ -467,13 +588,8 @@ class Lab:
             for event in events[start:]:
                 state(event)
             events.clear()
-        if self._state.version != self._drawn_version:
-            self._drawn_version = self._state.version
-            drawing = self._template.render(self._state)
-            if self._fit:
-                drawing = drawing.replace('<svg class="sagakit-svg" ', '<svg class="sagakit-svg" style="max-width: 100%; '
-                                          'height: auto" ', 1)
-            self.diagram.value = drawing
+        diagram = self.diagram
+        diagram.push(full=not self._busy)
         if self._busy:
             running = [name for name, state in self._state.states.items() if state in ("running", "compensating")]
             self.status.value = "running… " + ", ".join(
@@ -481,10 +597,54 @@ class Lab:
             )
         elif self._last_run is not None and self._last_run is not self._reported:
             self._reported = self._last_run
-            self.status.value = _status_html(self._last_run)
+            diagram.show_run(self._last_run)
+            self.history.selected = 0
+            self.status.value = _status_html(self._last_run) + self._hints_html()
         if self._history_dirty:
             self._history_dirty = False
-            self.history.value = _history_html(self.saga, self.history_rows)
+            self._draw_history()
+
+    def _draw_history(self) -> None:
+        from sagakit.notebook.widget import history_rows
+
+        history = self.saga.history
+        total = len(history)
+        first = max(0, total - self.history_rows)
+        runs = [history[i] for i in range(first, total)]
+        with self.history.hold_sync():
+            self.history.rows = history_rows(runs, first + 1)
+            self.history.total = total
+
+    def show_run(self, number: int) -> None:
+        """Draw run ``number`` of the history (1 is the oldest kept): a click on its row."""
+        history = self.saga.history
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(history):
+            raise ValueError(f"Lab.show_run number: expected 1..{len(history)}, got {number!r}")
+        if self._busy:
+            return  # a run in flight keeps the diagram
+        run = history[number - 1]
+        self._events.clear()
+        self._drawn_later = None
+        state = self._state
+        state.reset()
+        for event in run.events:
+            state(event)
+        state.caption = f"run {number}: {run_caption(run)}"
+        state.version += 1
+        self.diagram.show_run(run)
+        self.diagram.replay = {}
+        self.history.selected = number
+        self.flush()
+
+    def _show_live(self) -> None:
+        # Back from a replay: the diagram shows the state the kernel holds.
+        self.diagram.push(full=True)
+
+    def _hints_html(self) -> str:
+        if not self._hints:
+            return ""
+        return "".join(f'<div class="sagakit-hint" style="color:#8a5a00">hint: {html.escape(hint)}</div>'
+                       for hint in self._hints.values())
 
     def _on_history(self, _run: Run) -> None:
         self._history_dirty = True
@@ -546,11 +706,28 @@ class Lab:
         finally:
             self._syncing = False
         self._state.plan(planned_notes(plan))
+        self._hints = fault_hints(plan, self.saga.step_names)
+        self._state.hints = self._hints
+        if not self._busy and (self.task is None or self.task.done()):
+            if self._hints:
+                self.status.value = self._hints_html()
+            elif "sagakit-hint" in str(self.status.value):
+                self.status.value = "ready"
         self._schedule_draw()
 
 
 async def _as_coroutine(work: Awaitable[Any]) -> Any:
     return await work
+
+
+def _kernel() -> Any:
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return None
+    shell = ipython.get_ipython()
+    return getattr(shell, "kernel", None)
 
 
 def _status_html(run: Run) -> str:
@@ -568,35 +745,3 @@ def _status_html(run: Run) -> str:
         parts.append(f" · {run.compensations_run} compensations")
     parts.append(f" · {run.duration_ms:.1f} ms")
     return '<span style="color:#c62828">' + "".join(parts) + "</span>"
-
-
-_ROW_COLOURS = {"completed": "#2e7d32", "compensated": "#1f5fbf", "compensation_failed": "#8e1b1b",
-                "cancelled": "#757575"}
-
-
-def _history_html(saga: Saga, rows: int) -> str:
-    history = saga.history
-    total = len(history)
-    runs = [history[i] for i in range(max(0, total - rows), total)]
-    body = []
-    for number, run in zip(range(total, total - len(runs), -1), reversed(runs), strict=False):
-        error = run.original_error if run.original_error is not None else run.error
-        message = "" if error is None else f"{type(error).__name__}: {error_text(error, run) or ''}"
-        if len(message) > 90:
-            message = message[:87] + "..."
-        colour = _ROW_COLOURS.get(run.status, "#37474f")
-        body.append(
-            f'<tr class="run-{html.escape(run.status)}"><td>{number}</td>'
-            f'<td style="color:{colour}">{html.escape(run.status)}</td>'
-            f"<td>{html.escape(run.failed_step or '')}</td><td>{html.escape(message)}</td>"
-            f'<td style="text-align:right">{run.duration_ms:.1f}</td><td>{html.escape(run.backend)}</td>'
-            f"<td>{'⚡' if run.injected else ''}</td></tr>"
-        )
-    shown = f"newest {len(runs)} of {total}" if total > len(runs) else f"{total}"
-    return (
-        f'<div style="max-height: 260px; overflow-y: auto; font-size: 12px" data-runs="{total}">'
-        f"<div><b>history</b> · {shown} runs</div>"
-        '<table class="sagakit-history-table" style="border-collapse: collapse; width: 100%">'
-        "<thead><tr><th>#</th><th>status</th><th>failed step</th><th>error</th><th>ms</th><th>backend</th>"
-        "<th>fault</th></tr></thead><tbody>" + "".join(body) + "</tbody></table></div>"
-    )

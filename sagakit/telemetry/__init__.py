@@ -9,11 +9,18 @@ Each sink is an observer in its own module, behind the one observer protocol:
 * :class:`StructlogEvents`: ``compensation_started``, ``compensation_completed``,
   ``compensation_failed`` and step and run events on the ``sagakit`` logger.
 
-:func:`instrument` attaches all three to sagas in one call::
+:func:`instrument` attaches all three to sagas in one call, or with no sagas to every saga
+of the process, existing and future::
 
     telemetry = sagakit.telemetry.instrument(saga, tracer_provider=tp, meter_provider=mp)
     ...
     telemetry.detach()
+
+Without any call, telemetry is automatic: every saga's runs make spans and metrics through
+OpenTelemetry's global providers once an SDK provider is installed, and log events through
+structlog once the application configured it; while nothing is set up, runs get no observer
+at all. :func:`automatic` turns that off. :class:`SagakitInstrumentor` (the
+``opentelemetry_instrumentor`` entry point) is the zero-code instrumentation's way in.
 
 sagakit uses the OpenTelemetry API with the providers you pass, or the global ones; it never
 installs a provider and never configures structlog. Every value that leaves through these
@@ -27,8 +34,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from sagakit import _process
 from sagakit.events import Event
 from sagakit.redaction import Redactor
+from sagakit.telemetry._automatic import process_observers
 from sagakit.telemetry._capture import SPAN_COLUMNS, SpanCapture, spans_frame
 from sagakit.telemetry._common import DEFAULT_PAYLOAD_CHARS, Sink
 from sagakit.telemetry._metrics import DURATION_BUCKETS, OtelMetrics
@@ -48,10 +57,12 @@ __all__ = [
     "OtelMetrics",
     "OtelTracing",
     "Redactor",
+    "SagakitInstrumentor",
     "Sink",
     "SpanCapture",
     "StructlogEvents",
     "Telemetry",
+    "automatic",
     "instrument",
     "spans_frame",
 ]
@@ -133,8 +144,20 @@ class Telemetry:
         self._detach.append(detach)
         return detach
 
+    def attach_process(self) -> Callable[[], None]:
+        """Observe every run of every saga in the process, existing and future, until the
+        returned function (or :meth:`detach`) is called. Automatic telemetry steps aside
+        meanwhile; a run that has sagakit sinks of its own is left to them."""
+        undo = _process.add_factory(process_observers(self))
+        self._detach.append(undo)
+        return undo
+
+    def trace_context(self, run_id: str) -> Any:
+        """The OpenTelemetry context of the run's root span while it runs, or ``None``."""
+        return self.tracing.trace_context(run_id) if self.tracing is not None else None
+
     def detach(self) -> None:
-        """Detach from every saga this telemetry was attached to."""
+        """Detach from every saga this telemetry was attached to, and from the process."""
         for detach in self._detach:
             detach()
         self._detach.clear()
@@ -155,7 +178,8 @@ class Telemetry:
 def instrument(*sagas: Saga, **options: Any) -> Telemetry:
     """Attach spans, metrics and log events to ``sagas``; returns the :class:`Telemetry`.
 
-    The options are :class:`Telemetry`'s (``tracer_provider``, ``meter_provider``,
+    With no sagas, every saga of the process is instrumented, existing and future (see
+    :meth:`Telemetry.attach_process`), until ``telemetry.detach()``. The options are :class:`Telemetry`'s (``tracer_provider``, ``meter_provider``,
     ``logger``, ``traces``, ``metrics``, ``logs``, ``capture_payloads``,
     ``max_payload_chars``, ``redactor``). ``telemetry.detach()`` (or leaving a ``with``
     block) undoes it.
@@ -164,6 +188,9 @@ def instrument(*sagas: Saga, **options: Any) -> Telemetry:
         TypeError: something in ``sagas`` is not a saga, or an option is unknown.
     """
     telemetry = Telemetry(**options)
+    if not sagas:
+        telemetry.attach_process()
+        return telemetry
     try:
         for saga in sagas:
             telemetry.attach(saga)
@@ -171,3 +198,28 @@ def instrument(*sagas: Saga, **options: Any) -> Telemetry:
         telemetry.detach()
         raise
     return telemetry
+
+
+def automatic(enabled: bool | None = None) -> bool:
+    """Whether automatic telemetry is on; ``automatic(False)`` turns it off for the process.
+
+    Automatic telemetry (on unless turned off) shows every run of every saga to spans and
+    metrics through the global OpenTelemetry providers, once SDK providers are installed,
+    and to structlog events, once ``structlog.configure`` was called; each saga's
+    ``redactor`` and ``log_compensations`` apply. Returns the setting before the call.
+
+    Raises:
+        TypeError: ``enabled`` is not a bool or ``None``.
+    """
+    if enabled is None:
+        return _process.automatic_enabled()
+    return _process.set_automatic(enabled)
+
+
+def __getattr__(name: str) -> Any:
+    # The instrumentor needs opentelemetry-instrumentation (the otel extra): imported on use.
+    if name == "SagakitInstrumentor":
+        from sagakit.telemetry._instrumentor import SagakitInstrumentor
+
+        return SagakitInstrumentor
+    raise AttributeError(f"module 'sagakit.telemetry' has no attribute {name!r}")

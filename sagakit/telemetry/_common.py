@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import Span, Status, StatusCode
 
 from sagakit.redaction import Redactor, default_redactor
 
@@ -12,7 +16,11 @@ if TYPE_CHECKING:
     from sagakit.events import Event
     from sagakit.saga import Saga
 
-__all__ = ["DEFAULT_PAYLOAD_CHARS", "RunPayloads", "Sink", "error_type", "payload_text"]
+__all__ = ["DEFAULT_PAYLOAD_CHARS", "RUN_SAGA", "RunPayloads", "Sink", "error_type", "payload_text", "record_error"]
+
+#: The saga whose ``run_started`` is being delivered by process-wide telemetry, which is not
+#: attached to sagas: sinks read its ``redactor`` and ``log_compensations`` from here then.
+RUN_SAGA: ContextVar[Saga | None] = ContextVar("sagakit_run_saga", default=None)
 
 #: How many characters of a payload are kept when payload capture is on.
 DEFAULT_PAYLOAD_CHARS = 1024
@@ -58,9 +66,17 @@ class Sink:
 
         return detach
 
+    def saga_named(self, saga: str) -> Saga | None:
+        """The saga named ``saga`` this sink serves: the one whose run is starting under
+        process-wide telemetry, else the one attached under that name, else ``None``."""
+        starting = RUN_SAGA.get()
+        if starting is not None and starting.name == saga:
+            return starting
+        return self._sagas.get(saga)
+
     def redactor_for(self, saga: str) -> Redactor:
         """The redactor for a run of the saga named ``saga``."""
-        attached = self._sagas.get(saga)
+        attached = self.saga_named(saga)
         if attached is not None:
             redactor = getattr(attached, "redactor", None)
             if isinstance(redactor, Redactor):
@@ -69,7 +85,7 @@ class Sink:
 
     def logs_compensations(self, saga: str) -> bool:
         """Whether the saga named ``saga`` wants its compensations logged (``log_compensations``)."""
-        attached = self._sagas.get(saga)
+        attached = self.saga_named(saga)
         return attached is None or bool(getattr(attached, "log_compensations", True))
 
 
@@ -141,3 +157,33 @@ def check_limit(value: object, owner: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TypeError(f"{owner} max_payload_chars: expected an int >= 1, got {value!r}")
     return value
+
+
+def stacktrace(error: BaseException, kind: str, message: str) -> str:
+    """The error's frames (file, line, function) and its redacted message, Python's layout.
+
+    Source lines are left out: reading and parsing them costs far more than the rest of a
+    span, and a line of source can hold a literal secret. The message is the redacted one.
+    """
+    lines = ["Traceback (most recent call last):"]
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}')
+    lines.append(f"{kind}: {message}" if message else kind)
+    return "\n".join(lines)
+
+
+def record_error(span: Span, error: BaseException, kind: str, message: str, at: int | None = None) -> None:
+    """Mark ``span`` failed by ``error`` the OpenTelemetry way, with the redacted ``message``.
+
+    Adds the ``exception`` span event ``Span.record_exception`` writes (``exception.type``,
+    ``exception.message``, ``exception.stacktrace``), built here so that the message is the
+    redacted one, sets ``error.type`` to ``kind`` and the status to ERROR.
+    """
+    span.add_event(
+        "exception",
+        {"exception.type": kind, "exception.message": message, "exception.stacktrace": stacktrace(error, kind, message)},
+        timestamp=at,
+    )
+    span.set_attribute("error.type", kind)
+    span.set_status(Status(StatusCode.ERROR, message or kind))

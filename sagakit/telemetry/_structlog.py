@@ -147,7 +147,7 @@ class StructlogEvents(Sink):
 
     def logs_compensations(self, saga: str) -> bool:
         """Whether compensation events are written for runs of the saga named ``saga``."""
-        return super().logs_compensations(saga) if saga in self._sagas else self.log_compensations
+        return super().logs_compensations(saga) if self.saga_named(saga) is not None else self.log_compensations
 
     def __call__(self, event: Event, /) -> None:
         kind = event.kind

@@ -15,12 +15,11 @@ Span start and end times are the events' times, so spans line up with ``run.step
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from sagakit import __version__
 from sagakit.events import Event, EventKind
@@ -31,6 +30,7 @@ from sagakit.telemetry._common import (
     check_limit,
     error_type,
     payload_text,
+    record_error,
 )
 
 if TYPE_CHECKING:
@@ -50,29 +50,18 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-def _stacktrace(error: BaseException, kind: str, message: str) -> str:
-    """The error's frames (file, line, function) and its redacted message, Python's layout.
-
-    Source lines are left out: reading and parsing them costs far more than the rest of a
-    span, and a line of source can hold a literal secret. The message is the redacted one.
-    """
-    lines = ["Traceback (most recent call last):"]
-    for frame, lineno in traceback.walk_tb(error.__traceback__):
-        code = frame.f_code
-        lines.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}')
-    lines.append(f"{kind}: {message}" if message else kind)
-    return "\n".join(lines)
-
-
 class _RunSpans:
     """The open spans of one run."""
 
-    __slots__ = ("context", "open", "payloads", "root")
+    __slots__ = ("context", "open", "payloads", "remote", "root")
 
-    def __init__(self, root: Span, context: Context, payloads: RunPayloads) -> None:
+    def __init__(self, root: Span, context: Context, payloads: RunPayloads, remote: bool) -> None:
         self.root = root
         self.context = context
         self.payloads = payloads
+        # The steps run elsewhere and make their own spans there (a Temporal run whose
+        # workers trace): this root only covers the caller's side.
+        self.remote = remote
         # (step, phase, attempt) -> its span, while the attempt runs.
         self.open: dict[tuple[str | None, str | None, int], Span] = {}
 
@@ -177,13 +166,21 @@ class OtelTracing(Sink):
             return state.root
         return state.open.get((context.step, context.phase, context.attempt), state.root)
 
+    def trace_context(self, run_id: str) -> Context | None:
+        """The OpenTelemetry context holding the root span of run ``run_id`` while it runs
+        (``None`` for a run this sink does not trace): what a backend makes current while it
+        hands the run to another process, so that the trace continues there."""
+        state = self._runs.get(run_id)
+        return state.context if state is not None else None
+
     # -- handlers -------------------------------------------------------------------------
 
     def _run_started(self, event: Event) -> None:
         attributes: dict[str, Any] = {"sagakit.saga": event.saga, "sagakit.run_id": event.run_id}
         if event.correlation_id is not None:
             attributes["sagakit.correlation_id"] = event.correlation_id
-        backend = event.info.get("backend") if event.info else None
+        info = event.info
+        backend = info.get("backend") if info else None
         if isinstance(backend, str):
             attributes["sagakit.backend"] = backend
         redactor = self.redactor_for(event.saga)
@@ -197,9 +194,12 @@ class OtelTracing(Sink):
             return
         payloads = RunPayloads(redactor)
         payloads.add(event.data)
-        self._runs[event.run_id] = _RunSpans(root, trace.set_span_in_context(root), payloads)
+        remote = bool(info and info.get("step_spans") == "workers")
+        self._runs[event.run_id] = _RunSpans(root, trace.set_span_in_context(root), payloads, remote)
 
     def _attempt_started(self, event: Event, state: _RunSpans) -> None:
+        if state.remote:
+            return
         # The run's identity (saga, run id) is on the root: children inherit it through the
         # trace, and every attribute costs time on every attempt.
         attributes: dict[str, Any] = {
@@ -272,19 +272,7 @@ class OtelTracing(Sink):
     # -- helpers --------------------------------------------------------------------------
 
     def _record_error(self, span: Span, error: BaseException, state: _RunSpans, at: float) -> None:
-        kind = error_type(error)
-        message = state.payloads.message(error) or ""
-        span.add_event(
-            "exception",
-            {
-                "exception.type": kind,
-                "exception.message": message,
-                "exception.stacktrace": _stacktrace(error, kind, message),
-            },
-            timestamp=_ns(at),
-        )
-        span.set_attribute("error.type", kind)
-        span.set_status(Status(StatusCode.ERROR, message or kind))
+        record_error(span, error, error_type(error), state.payloads.message(error) or "", _ns(at))
 
     def _abandon(self, run_id: str, at: float) -> None:
         state = self._runs.pop(run_id, None)

@@ -14,28 +14,42 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sagakit.temporal._binary import dev_server_path
     from sagakit.temporal._errors import RemoteStepError
+    from sagakit.temporal._tracing import StepSpans, tracing_interceptors
     from sagakit.temporal.backend import TemporalBackend, default_workflow_id
+    from sagakit.temporal.codec import AesGcmCodec, EncryptionKeyError, encrypted_data_converter, read_key_file
     from sagakit.temporal.worker import build_worker, serve
     from sagakit.temporal.workflow import SagaWorkflow
 
 __all__ = [
+    "AesGcmCodec",
+    "EncryptionKeyError",
     "RemoteStepError",
     "SagaWorkflow",
+    "StepSpans",
     "TemporalBackend",
     "build_worker",
     "default_workflow_id",
     "dev_server_path",
+    "encrypted_data_converter",
+    "read_key_file",
     "serve",
+    "tracing_interceptors",
 ]
 
 _WHERE = {
+    "AesGcmCodec": "sagakit.temporal.codec",
+    "EncryptionKeyError": "sagakit.temporal.codec",
+    "encrypted_data_converter": "sagakit.temporal.codec",
+    "read_key_file": "sagakit.temporal.codec",
     "RemoteStepError": "sagakit.temporal._errors",
     "SagaWorkflow": "sagakit.temporal.workflow",
+    "StepSpans": "sagakit.temporal._tracing",
     "TemporalBackend": "sagakit.temporal.backend",
     "build_worker": "sagakit.temporal.worker",
     "default_workflow_id": "sagakit.temporal.backend",
     "dev_server_path": "sagakit.temporal._binary",
     "serve": "sagakit.temporal.worker",
+    "tracing_interceptors": "sagakit.temporal._tracing",
 }
 
 

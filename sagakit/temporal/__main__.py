@@ -5,7 +5,11 @@ Example::
     python -m sagakit.temporal worker --address temporal.internal:7233 --namespace shop \\
         --task-queue orders --tls --tls-ca ca.pem shop.sagas:order shop.sagas:refund
 
-Each ``module:attribute`` names a :class:`~sagakit.Saga` (or a list of them). The worker
+Each ``module:attribute`` names a :class:`~sagakit.Saga` (or a list of them). Every worker
+runs the sagas' steps both as regular and as local activities: which kind a run uses is the
+caller's choice (``TemporalBackend(local_activities=...)``), carried in the workflow's input
+so that any worker replays it alike; ``--max-concurrent-local-activities`` bounds how many
+local steps this worker runs at once. The worker
 runs until SIGINT or SIGTERM, then finishes its in-flight tasks and exits 0. It exits 2 for
 bad arguments (an unknown module or saga object) and 1 when the server cannot be reached.
 """
@@ -64,6 +68,16 @@ def load_sagas(specs: Sequence[str]) -> list[Saga]:
     return sagas
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sagakit.temporal", description="sagakit on Temporal.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,11 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--tls-key", type=Path, help="client private key (PEM) for mutual TLS")
     worker.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) to verify the server with")
     worker.add_argument("--tls-server-name", help="server name to verify, when it differs from the address")
+    worker.add_argument("--encryption-key-file", type=Path,
+                        help="encrypt payloads and failures with AES-GCM: a private file of '<key id> <base64 key>' "
+                        "lines, the encrypting key first (see sagakit.temporal.codec); clients need the same keys")
     worker.add_argument("--api-key", help="API key (Temporal Cloud); prefer the TEMPORAL_API_KEY variable")
     worker.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the server "
                         "(default: 10)")
-    worker.add_argument("--max-concurrent-activities", type=int, default=None,
+    worker.add_argument("--max-concurrent-activities", type=_positive, default=None,
                         help="most activities run at once by this worker")
+    worker.add_argument("--max-concurrent-local-activities", type=_positive, default=None,
+                        help="most local activities (steps of runs started with local_activities) run at once "
+                        "by this worker")
     worker.add_argument("--sticky-timeout", type=float, default=10.0, help="seconds a workflow task waits for "
                         "this worker's cache before another worker takes it (default: 10)")
     return parser
@@ -114,6 +134,20 @@ def _tls(args: argparse.Namespace) -> Any:
     )
 
 
+def _data_converter(key_file: Path | None) -> Any:
+    """The worker's data converter: encrypting with the key file's keys, else explaining encrypted payloads."""
+    from temporalio.converter import DataConverter
+
+    from sagakit.temporal.codec import AesGcmCodec, KeylessCodec, encrypted_data_converter
+
+    if key_file is None:
+        return DataConverter(payload_codec=KeylessCodec())
+    try:
+        return encrypted_data_converter(AesGcmCodec.from_key_file(key_file))
+    except ValueError as exc:
+        raise CliError(f"--encryption-key-file: {exc}", 2) from None
+
+
 async def _serve(args: argparse.Namespace, sagas: list[Saga]) -> None:
     from datetime import timedelta
 
@@ -122,17 +156,20 @@ async def _serve(args: argparse.Namespace, sagas: list[Saga]) -> None:
     from sagakit.temporal.worker import build_worker
 
     api_key = args.api_key or os.environ.get("TEMPORAL_API_KEY") or None
+    converter = _data_converter(args.encryption_key_file)
     try:
         client = await asyncio.wait_for(
-            Client.connect(args.address, namespace=args.namespace, tls=_tls(args), api_key=api_key),
+            Client.connect(args.address, namespace=args.namespace, tls=_tls(args), api_key=api_key,
+                           data_converter=converter),
             timeout=args.connect_timeout,
         )
     except (TimeoutError, RuntimeError, OSError) as exc:
         reason = f"no answer within {args.connect_timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
         raise CliError(f"cannot reach Temporal at {args.address} (namespace {args.namespace!r}): {reason}", 1) from None
     options: dict[str, Any] = {"sticky_queue_schedule_to_start_timeout": timedelta(seconds=args.sticky_timeout)}
-    if args.max_concurrent_activities is not None:
-        options["max_concurrent_activities"] = args.max_concurrent_activities
+    for option in ("max_concurrent_activities", "max_concurrent_local_activities"):
+        if getattr(args, option) is not None:
+            options[option] = getattr(args, option)
     worker = build_worker(client, sagas, task_queue=args.task_queue, **options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

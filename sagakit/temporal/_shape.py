@@ -15,14 +15,23 @@ timeout plus a grace period, a backstop for an attempt that never reports (a wor
 mid-attempt is noticed sooner, by its missing heartbeats). Any other policy
 (fallbacks, sequences, nested retries) runs inside the activity, its attempts recorded one by
 one.
+
+Activity kind. Each phase runs as a regular activity (dispatched through the server's task
+queue) or as a local activity (run by the worker that runs the workflow, recorded in the
+history as a marker when it ends): ``"local": true`` in the phase. A local phase without
+its own timeout gets ``local_timeout`` as its per-attempt limit; an attempt that runs longer
+is stopped and fails with ``StepTimeout`` (then retried per the step's policy, then rolled
+back), like any step timeout.
 """
+
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from sagakit.errors import FaultError
 from sagakit.faults import Fault
 from sagakit.policies import (
     AnyStepFunction,
@@ -93,31 +102,43 @@ def _retry_options(retry: RetryPolicy | None) -> dict[str, Any]:
     }
 
 
-def _phase(saga: Saga, step: Step, phase: str, fn: AnyStepFunction, activity_timeout: float) -> dict[str, Any]:
+def _phase(saga: Saga, step: Step, phase: str, fn: AnyStepFunction, activity_timeout: float,
+           local_timeout: float | None) -> dict[str, Any]:
     retry, timeout, _ = peel(fn)
+    default = activity_timeout if local_timeout is None else local_timeout
     return {
         "activity": activity_name(saga.name, step.name, phase),
         "retry": _retry_options(retry),
         "timeout": timeout,
-        "start_to_close": timeout + TIMEOUT_GRACE if timeout is not None else activity_timeout,
+        "start_to_close": timeout + TIMEOUT_GRACE if timeout is not None else default,
+        "local": local_timeout is not None,
     }
 
 
-def saga_shape(saga: Saga, *, activity_timeout: float) -> dict[str, Any]:
-    """The JSON description of ``saga`` that the generic workflow executes."""
+def saga_shape(saga: Saga, *, activity_timeout: float, local: Callable[[Step], bool] | None = None,
+               local_timeout: float = 5.0) -> dict[str, Any]:
+    """The JSON description of ``saga`` that the generic workflow executes.
+
+    Args:
+        saga: the saga.
+        activity_timeout: per-attempt limit of a regular activity without its own timeout.
+        local: which steps run as local activities (both phases); none when ``None``.
+        local_timeout: per-attempt limit of a local activity without its own timeout.
+    """
     stages: list[dict[str, Any]] = []
     index = 0
     for stage in saga.stages:
         members = stage.steps if isinstance(stage, Parallel) else (stage,)
         steps = []
         for member in members:
+            kind = local_timeout if local is not None and local(member) else None
             steps.append(
                 {
                     "name": member.name,
                     "index": index,
-                    "forward": _phase(saga, member, "forward", member.forward, activity_timeout),
+                    "forward": _phase(saga, member, "forward", member.forward, activity_timeout, kind),
                     "compensate": (
-                        _phase(saga, member, "compensate", member.compensate, activity_timeout)
+                        _phase(saga, member, "compensate", member.compensate, activity_timeout, kind)
                         if member.compensate is not None
                         else None
                     ),
@@ -148,7 +169,9 @@ def draw_faults(saga: Saga, faults: Mapping[str, Fault]) -> tuple[dict[str, Any]
     compensate: dict[str, Any] = {}
     saved: list[Any] = []
     for name, fault in faults.items():
-        member = saga.step(name)
+        if fault.mode.startswith("cancel"):
+            raise FaultError(f"step {name!r}: {fault.mode!r} faults cancel a local run; the Temporal backend does not inject them")
+        member = saga.get_step(name)
         phase = fault.phase
         fn = member.compensate if phase == "compensate" else member.forward
         if fn is None:

@@ -12,12 +12,15 @@ An activity returns ``{"result": ..., "attempts": [...], "metadata": changes}``,
 ``None``). A failure raises an ``ApplicationError`` whose details carry the error's
 description, the attempts and the changes; it is non-retryable unless the step's retry policy
 covers the error and attempts remain, in which case the activity first signals its attempts
-to the workflow so the retried attempt is seen.
+to the workflow so the retried attempt is seen. A local activity (``"local": true`` in its
+input) runs exactly one attempt, numbered by the workflow (``"attempt"``), and says in its
+failure's details whether the workflow should retry it (``"retry"``).
 
 While the step runs, the activity heartbeats (when the workflow set a heartbeat timeout), so
 that a cancellation requested by the workflow reaches it: the step receives
 ``CancelledError``, and the activity signals the cancelled attempt and its metadata changes
-before it acknowledges. A plain ``def`` step cannot be interrupted (locally it holds the
+before it acknowledges (a local activity, whose cancellation
+reaches it directly, puts that attempt in its answer instead). A plain ``def`` step cannot be interrupted (locally it holds the
 event loop until it returns): it runs to its end, and the workflow then compensates it.
 """
 
@@ -41,6 +44,7 @@ from sagakit.steps import Step
 from sagakit.temporal._errors import describe_error
 from sagakit.temporal._json import json_problem
 from sagakit.temporal._shape import activity_name, peel
+from sagakit.temporal._tracing import PHASE_ATTRIBUTE
 from sagakit.temporal.workflow import SIGNAL_ATTEMPTS
 
 __all__ = ["saga_activities"]
@@ -159,8 +163,11 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         context = WorkflowContext(shared.get("correlation_id"), metadata)._derive(
             shared.get("run_id") or "", saga_name
         )._for_step(step_name, phase)
+        # A local activity runs once per attempt; the workflow numbers its attempts.
+        local = bool(call.get("local"))
+        number = int(call.get("attempt") or info.attempt) if local else info.attempt
         # Attempts before this Temporal attempt each recorded at least one call.
-        recorder = _Recorder(step_name, phase, fault, base=info.attempt - 1)
+        recorder = _Recorder(step_name, phase, fault, base=number - 1)
         context._scope = recorder
         data = call.get("data")
         error: Exception
@@ -169,12 +176,18 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
             result = await invoke(rest, data, context) if uses_policy else await recorder.attempt(rest, data, context)
         except asyncio.CancelledError:
             if _cancel_requested():
-                await _report(info, step_name, phase, recorder.records,
-                              _portable(_changes(before, context.metadata)), cancelled=True)
+                changes = _portable(_changes(before, context.metadata))
+                if local:
+                    # The workflow waits for this answer: the cancelled attempt travels in it.
+                    raise ApplicationError("cancelled", {"error": None, "attempts": recorder.records,
+                                                         "metadata": changes, "cancelled": True},
+                                           type="CancelledError", non_retryable=True,
+                                           category=ApplicationErrorCategory.BENIGN) from None
+                await _report(info, step_name, phase, recorder.records, changes, cancelled=True)
             raise
         except Exception as exc:
             error = exc
-            retryable = retry is not None and isinstance(exc, retry.on) and info.attempt < retry.attempts
+            retryable = retry is not None and isinstance(exc, retry.on) and number < retry.attempts
         else:
             changes = _changes(before, context.metadata)
             problem = _serialisation_problem(result, step_name, phase, changes)
@@ -187,18 +200,20 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
             if heartbeat is not None:
                 heartbeat.cancel()
         changes = _portable(_changes(before, context.metadata))
-        if retryable:
+        if retryable and not local:
             await _report(info, step_name, phase, recorder.records, changes)
         raise ApplicationError(
             str(error),
-            {"error": describe_error(error), "attempts": recorder.records, "metadata": changes},
+            {"error": describe_error(error), "attempts": recorder.records, "metadata": changes,
+             "retry": retryable and local},
             type=type(error).__name__,
-            non_retryable=not retryable,
+            non_retryable=local or not retryable,
             # A failed step is an outcome the saga handles (and records): no worker traceback.
             category=ApplicationErrorCategory.BENIGN,
         )
 
     run_phase.__name__ = run_phase.__qualname__ = name.replace(".", "_")
+    setattr(run_phase, PHASE_ATTRIBUTE, (saga, step_name, phase))  # read by StepSpans (tracing)
     return activity.defn(name=name)(run_phase)
 
 

@@ -52,7 +52,11 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     workflow run. Pass this as ``workflow_runner=`` when you build your own ``Worker``
     with :class:`~sagakit.temporal.SagaWorkflow`.
     """
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("sagakit"))
+    # opentelemetry: the tracing interceptor's workflow side uses it, and its global state
+    # (the context, the provider) must be the process's, not a per-run copy.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("sagakit", "opentelemetry")
+    )
 
 
 @asynccontextmanager

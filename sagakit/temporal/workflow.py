@@ -3,9 +3,11 @@
 The workflow receives a JSON description of the saga (see ``sagakit.temporal._shape``), the
 input, the faults and the context, and drives one activity per step phase
 (``<saga>.<step>.forward`` and ``<saga>.<step>.compensate``) registered by the workers. It
-never imports the saga's module, so sagas defined in a notebook or a script work, and its
-only imports are the standard library and ``temporalio``: it is safe in Temporal's sandbox
-and under replay.
+never imports the saga's module, so sagas defined in a notebook or a script work. Besides
+the standard library and ``temporalio`` it imports only the pure, deterministic rules of
+rollback from ``sagakit._recorder`` (undo order, pending steps, final status,
+``CompensationError``'s message), passed through the sandbox: the same rules as the local
+engine and ``recover()``, safe in Temporal's sandbox and under replay.
 
 Metadata. ``context.metadata`` is one dict for the whole run, as locally: the workflow keeps
 it, hands each activity the current value, and each activity hands back what its step
@@ -18,6 +20,14 @@ running step receives ``CancelledError`` like a local step, and its rollback sta
 step has stopped. A step that completes before it learns of the cancellation counts as
 completed, and is compensated. A dead worker stops heartbeating, so Temporal notices it
 after the heartbeat timeout.
+
+Local activities. A phase marked ``local`` runs as a local activity: in the worker that runs
+the workflow, without a round trip through the server, recorded in the history when it
+ends. Such a phase has no heartbeat (its cancellation reaches the step directly), and the
+workflow itself retries it (one local activity per attempt, a durable timer for the
+backoff), so every attempt is recorded in order. A local attempt whose worker dies leaves
+no trace: the workflow task times out, and the worker that takes the workflow over runs
+that attempt again.
 
 Events. The workflow keeps the run's events (the same kinds and fields as the local engine,
 as JSON) in its state. Workflow-side events take their time from ``workflow.now()``; each
@@ -42,7 +52,25 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
+
+with workflow.unsafe.imports_passed_through():
+    # Pure functions of their arguments: no clock, no randomness, no I/O.
+    from sagakit._recorder import (
+        compensation_message,
+        pending_after,
+        rollback_outcome,
+        undo_order,
+        unmergeable_branch_message,
+    )
 
 __all__ = ["EVENTS_QUERY", "OUTCOME_QUERY", "SIGNAL_ATTEMPTS", "WORKFLOW_NAME", "SagaWorkflow"]
 
@@ -95,6 +123,7 @@ class SagaWorkflow:
         self._spec: dict[str, Any] = {}
         self._failed_step: str | None = None
         self._metadata: dict[str, Any] = {}
+        self._cancelled = False  # a cancellation came while the workflow could not stop
 
     # -- the event record ---------------------------------------------------------------
 
@@ -240,7 +269,8 @@ class SagaWorkflow:
         name = step["name"]
         options = step[phase]
         spec = self._spec
-        heartbeat = spec.get("heartbeat_timeout")
+        local = bool(options.get("local"))
+        heartbeat = None if local else spec.get("heartbeat_timeout")
         if heartbeat is not None:
             heartbeat = min(heartbeat, options["start_to_close"])
         self._phases[(name, phase)] = _Attempts(step["index"], data, options["start_to_close"], heartbeat)
@@ -249,61 +279,77 @@ class SagaWorkflow:
         retry = options["retry"]
         context = dict(spec["context"])
         context["metadata"] = self._metadata if metadata is None else metadata
-        handle = workflow.start_activity(
-            options["activity"],
-            {"data": data, "context": context, "fault": faults.get(name)},
-            start_to_close_timeout=timedelta(seconds=options["start_to_close"]),
-            heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat is not None else None,
-            # Wait until the step has stopped before anything else (the rollback) runs.
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=retry["initial_interval"]),
-                backoff_coefficient=2.0,
-                maximum_interval=timedelta(seconds=retry["maximum_interval"]),
-                maximum_attempts=retry["maximum_attempts"],
-            ),
-        )
-        interrupted = await _settle(handle)
-        if handle.cancelled():  # cancelled before it started
-            self._close(name, phase, "cancelled", None)
-            raise asyncio.CancelledError()
-        try:
-            report = handle.result()
-        except ActivityError as exc:
-            if is_cancelled_exception(exc):
+        call = {"data": data, "context": context, "fault": faults.get(name)}
+        attempt = 1
+        while True:
+            if local:
+                call.update(local=True, attempt=attempt)
+            handle = _start(options, call, heartbeat)
+            interrupted = await _settle(handle)
+            if handle.cancelled():  # cancelled before it started
                 self._close(name, phase, "cancelled", None)
-                raise asyncio.CancelledError() from None
-            cause = exc.cause
-            details = cause.details if isinstance(cause, ApplicationError) else ()
-            if details and isinstance(details[0], dict) and "attempts" in details[0]:
-                self._merge(details[0].get("metadata"))
-                self._record(name, phase, details[0]["attempts"])
+                raise asyncio.CancelledError()
+            try:
+                report = handle.result()
+            except FailureError as exc:
+                # A regular activity's failure comes wrapped in an ActivityError, a local one's bare.
+                cause = exc.cause if isinstance(exc, ActivityError) else exc
+                if is_cancelled_exception(exc) or isinstance(cause, CancelledError):
+                    self._close(name, phase, "cancelled", None)
+                    raise asyncio.CancelledError() from None
+                details = cause.details if isinstance(cause, ApplicationError) else ()
+                if details and isinstance(details[0], dict) and "attempts" in details[0]:
+                    self._merge(details[0].get("metadata"))
+                    self._record(name, phase, details[0]["attempts"])
+                    if interrupted or details[0].get("cancelled"):
+                        raise asyncio.CancelledError() from None
+                    if details[0].get("retry"):
+                        attempt = await self._again(name, phase, retry, attempt)
+                        continue
+                    raise _StepFailed(self._error(details[0]["error"])) from None
+                if isinstance(cause, TimeoutError):
+                    # The worker died (no heartbeat) or hung past the backstop: report a StepTimeout.
+                    if cause.type == TimeoutType.HEARTBEAT and heartbeat is not None:
+                        limit = heartbeat
+                    elif options["timeout"] is not None:
+                        limit = options["timeout"]
+                    else:
+                        limit = options["start_to_close"]
+                    error = {"type": "StepTimeout", "module": "sagakit.errors",
+                             "message": f"step {name!r} timed out after {limit:g}s", "args": None,
+                             "fields": {"step": name, "timeout": limit}}
+                else:
+                    error = {"type": type(cause or exc).__name__, "module": "temporalio.exceptions",
+                             "message": str(cause or exc), "args": None}
+                self._close(name, phase, "failed", error)
                 if interrupted:
                     raise asyncio.CancelledError() from None
-                raise _StepFailed(self._error(details[0]["error"])) from None
-            if isinstance(cause, TimeoutError):
-                # The worker died (no heartbeat) or hung past the backstop: report a StepTimeout.
-                if cause.type == TimeoutType.HEARTBEAT and heartbeat is not None:
-                    limit = heartbeat
-                elif options["timeout"] is not None:
-                    limit = options["timeout"]
-                else:
-                    limit = options["start_to_close"]
-                error = {"type": "StepTimeout", "module": "sagakit.errors",
-                         "message": f"step {name!r} timed out after {limit:g}s", "args": None,
-                         "fields": {"step": name, "timeout": limit}}
-            else:
-                error = {"type": type(cause or exc).__name__, "module": "temporalio.exceptions",
-                         "message": str(cause or exc), "args": None}
-            self._close(name, phase, "failed", error)
+                if local and isinstance(cause, TimeoutError) and attempt < retry["maximum_attempts"]:
+                    # Temporal retries a timed-out regular activity; a local one is retried here alike.
+                    attempt = await self._again(name, phase, retry, attempt)
+                    continue
+                raise _StepFailed(self._error(error)) from None
+            self._merge(report.get("metadata"))
+            self._record(name, phase, report["attempts"], report["result"] if report["result"] is not None else data)
             if interrupted:
-                raise asyncio.CancelledError() from None
-            raise _StepFailed(self._error(error)) from None
-        self._merge(report.get("metadata"))
-        self._record(name, phase, report["attempts"], report["result"] if report["result"] is not None else data)
-        if interrupted:
-            raise _CompletedThenCancelled(report["result"])
-        return report["result"]
+                raise _CompletedThenCancelled(report["result"])
+            return report["result"]
+
+    async def _again(self, name: str, phase: str, retry: dict[str, Any], attempt: int) -> int:
+        """Open the next attempt of a local phase after its backoff; return its number.
+
+        Local phases are retried by the workflow, not by the worker: each attempt is then
+        one marker in the history, seen in order, with the same backoff as Temporal's.
+        """
+        self._begin(name, phase)
+        self._phases[(name, phase)].temporal_attempt += 1
+        delay = min(retry["initial_interval"] * 2.0 ** (attempt - 1), retry["maximum_interval"])
+        try:
+            await workflow.sleep(delay)
+        except asyncio.CancelledError:
+            self._close(name, phase, "cancelled", None)
+            raise
+        return attempt + 1
 
     async def _parallel(self, stage: dict[str, Any], data: Any, completed: list[tuple[dict[str, Any], Any]],
                         undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
@@ -344,7 +390,8 @@ class SagaWorkflow:
         if failures:
             for task in tasks:
                 task.cancel()
-            await _wait_through_cancellation(tasks)
+            if await _wait_through_cancellation(tasks):
+                self._cancelled = True  # propagates once the run is rolled back
             name, error = failures[0]
             self._failed_step = name
             raise error
@@ -355,9 +402,7 @@ class SagaWorkflow:
                 self._failed_step = step["name"]
                 raise _StepFailed({
                     "type": "TypeError", "module": "builtins", "args": None,
-                    "message": f"saga {self._spec['saga']!r}: parallel branch {step['name']!r} returned "
-                               f"{_json_type(output)}; parallel branches must return a dict (or None to pass "
-                               "their input through) so that their outputs can be merged",
+                    "message": unmergeable_branch_message(self._spec["saga"], step["name"], _json_type(output)),
                 })
             merged.update(output)
         return merged
@@ -405,20 +450,15 @@ class SagaWorkflow:
             return self._outcome
         if self._failed_step is None and completed:
             self._failed_step = completed[-1][0]["name"]
-        undo = undo_failed + completed[::-1]
+        undo = undo_order(undo_failed, completed)
         rollback = asyncio.create_task(self._rollback(undo, original))
-        if await _wait_through_cancellation([rollback]):
+        if await _wait_through_cancellation([rollback]) or self._cancelled:
             cancelled = True
-        compensation_error = rollback.result()
-        if compensation_error is not None:
-            status, error = "compensation_failed", compensation_error
-        elif cancelled:
-            status, error = "cancelled", None
-        else:
-            status, error = "compensated", original
+        status, error = rollback_outcome(rollback.result(), original, None)
         self._outcome = {"status": status, "result": None, "error": error, "metadata": self._metadata,
                          **self._compact()}
-        if cancelled and status == "cancelled":
+        if cancelled:
+            # After its rollback, a cancellation always propagates; the outcome stays queryable.
             raise asyncio.CancelledError()
         kind = "SagaCompensated" if status == "compensated" else "SagaCompensationFailed"
         message = error["message"] if error is not None else status
@@ -441,21 +481,47 @@ class SagaWorkflow:
             except _StepFailed as exc:
                 failures.append({"step": step["name"], "error": exc.error})
                 if not self._spec["continue_on_compensation_failure"]:
-                    pending = [later[0]["name"] for later in undo[position + 1:] if later[0]["compensate"] is not None]
+                    pending = [later[0]["name"] for later in pending_after(undo, position, _compensates)]
                     break
         if not failures:
             return None
         saga = self._spec["saga"]
-        parts = [f"{f['step']!r} ({f['error']['type'].rsplit('.', 1)[-1]}: {f['error']['message']})" for f in failures]
-        message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
-        if original is not None:
-            message += f"; rollback was started by {original['type'].rsplit('.', 1)[-1]}: {original['message']}"
-        if pending:
-            message += "; left uncompensated: " + ", ".join(repr(p) for p in pending)
+        message = compensation_message(
+            saga,
+            [(f["step"], _type_name(f["error"]), f["error"]["message"]) for f in failures],
+            None if original is None else (_type_name(original), original["message"]),
+            pending,
+        )
         return self._error({
             "type": "CompensationError", "module": "sagakit.errors", "message": message, "args": None,
             "fields": {"saga": saga, "original": original, "failures": failures, "pending": pending},
         })
+
+
+def _start(options: dict[str, Any], call: dict[str, Any], heartbeat: float | None) -> workflow.ActivityHandle[Any]:
+    """Start one step phase as the activity kind its options name."""
+    retry = options["retry"]
+    timeout = timedelta(seconds=options["start_to_close"])
+    # Wait until the step has stopped before anything else (the rollback) runs.
+    waits = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+    if options.get("local"):
+        return workflow.start_local_activity(
+            options["activity"], call, start_to_close_timeout=timeout, cancellation_type=waits,
+            retry_policy=RetryPolicy(maximum_attempts=1),  # the workflow retries (see SagaWorkflow._again)
+        )
+    return workflow.start_activity(
+        options["activity"],
+        call,
+        start_to_close_timeout=timeout,
+        heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat is not None else None,
+        cancellation_type=waits,
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=retry["initial_interval"]),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=retry["maximum_interval"]),
+            maximum_attempts=retry["maximum_attempts"],
+        ),
+    )
 
 
 async def _settle(handle: workflow.ActivityHandle[Any]) -> bool:
@@ -474,6 +540,15 @@ async def _settle(handle: workflow.ActivityHandle[Any]) -> bool:
             interrupted = True
             handle.cancel()
     return interrupted
+
+
+def _compensates(entry: tuple[dict[str, Any], Any]) -> bool:
+    return entry[0]["compensate"] is not None
+
+
+def _type_name(error: dict[str, Any]) -> str:
+    """The unqualified type name of an error's JSON description."""
+    return str(error["type"]).rsplit(".", 1)[-1]
 
 
 def _json_type(value: Any) -> str:

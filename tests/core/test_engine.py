@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import importlib.util
 from typing import Any
 
 import pytest
+from testsupport import require
 
 import sagakit as sk
 from sagakit import EventKind as K
@@ -617,3 +619,163 @@ class TestTracebacks:
         assert all(frame.filename != sagakit.engine.__file__ for frame in frames)
         run = saga.history.last
         assert run is not None and run.error is raised.value
+
+
+class _BrokenText(Exception):
+    """An exception that cannot say what it is: its ``__str__`` and ``__repr__`` raise."""
+
+    def __str__(self) -> str:
+        raise KeyError("no text")
+
+    def __repr__(self) -> str:
+        raise KeyError("no repr")
+
+
+def _undo(name: str, undone: list[str], *, raises: BaseException | None = None) -> Any:
+    async def compensate(data: Any, context: sk.WorkflowContext) -> None:
+        undone.append(name)
+        if raises is not None:
+            raise raises
+
+    return compensate
+
+
+async def _ok(data: Any, context: sk.WorkflowContext) -> Any:
+    return data
+
+
+def _failing(error: BaseException) -> Any:
+    async def fail(data: Any, context: sk.WorkflowContext) -> Any:
+        raise error
+
+    return fail
+
+
+class TestInterruptedCompensation:
+    """A compensation raising KeyboardInterrupt, SystemExit or CancelledError does not abort the rollback."""
+
+    @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+    async def test_the_rest_is_compensated_the_run_recorded_then_the_interrupt_raised(
+        self, interrupt: type[BaseException]
+    ) -> None:
+        """c fails; b's compensation is interrupted; a is still compensated; the run is kept; then it propagates."""
+        undone: list[str] = []
+        saga = sk.Saga("interrupted", [
+            sk.step(_ok, _undo("a", undone), name="a"),
+            sk.step(_ok, _undo("b", undone, raises=interrupt()), name="b"),
+            sk.step(_failing(ValueError("boom")), name="c"),
+        ])
+        with pytest.raises(interrupt):
+            await saga.run({})
+        assert undone == ["b", "a"]
+        run = saga.history.last
+        assert run is not None and run.status == "compensation_failed"
+        assert isinstance(run.error, sk.CompensationError)
+        assert [f.step for f in run.error.failures] == ["b"] and isinstance(run.error.failures[0].error, interrupt)
+        assert isinstance(run.original_error, ValueError) and run.error.pending == ()
+        assert run.events[-1].kind is K.RUN_FINISHED and run.compensated_steps == ["a"]
+
+    async def test_interrupted_runs_leave_no_state_in_the_journal_tracer_or_log_sink(self, tmp_path: Any) -> None:
+        """100 interrupted rollbacks: every run ends in the journal, and no sink keeps a run open."""
+        require(importlib.util.find_spec("opentelemetry.sdk") is not None and
+                importlib.util.find_spec("structlog") is not None,
+                "opentelemetry-sdk (pip install 'sagakit[otel]')")
+        from opentelemetry.sdk.trace import TracerProvider
+        from structlog.testing import capture_logs
+
+        from sagakit import telemetry
+        from sagakit.journal._file import ACTIVE_RUNS
+
+        undone: list[str] = []
+        saga = sk.Saga("leaky", [
+            sk.step(_ok, _undo("a", undone), name="a"),
+            sk.step(_ok, _undo("b", undone, raises=KeyboardInterrupt()), name="b"),
+            sk.step(_failing(ValueError("boom")), name="c"),
+        ])
+        path = tmp_path / "journal.db"
+        with capture_logs(), telemetry.instrument(saga, tracer_provider=TracerProvider()) as instruments:
+            with sk.SqliteJournal(path) as journal:
+                for _ in range(100):
+                    with pytest.raises(KeyboardInterrupt):
+                        await saga.run({}, journal=journal)
+            assert instruments.tracing.open_runs == 0
+            assert instruments.logs.open_runs == 0
+        assert not ACTIVE_RUNS & {run.run_id for run in saga.history}
+        assert len(saga.history) == 100 and undone == ["b", "a"] * 100
+        with sk.SqliteJournal(path) as journal:
+            statuses = [run.status for run in journal.runs()]
+        assert statuses == ["compensation_failed"] * 100
+
+
+class TestBrokenExceptions:
+    """An exception whose __str__ and __repr__ raise is recorded with a placeholder text."""
+
+    async def test_a_step_and_a_compensation_raising_one_still_give_a_run(self) -> None:
+        """The step's and the compensation's errors are kept; messages and repr use a placeholder."""
+        saga = sk.Saga("broken", [
+            sk.step(_ok, _undo("a", [], raises=_BrokenText()), name="a"),
+            sk.step(_failing(_BrokenText()), name="b"),
+        ])
+        run = await saga.run({})
+        assert run.status == "compensation_failed"
+        assert isinstance(run.error, sk.CompensationError) and isinstance(run.original_error, _BrokenText)
+        placeholder = "<_BrokenText: message unavailable>"
+        assert str(run.error) == (
+            f"saga 'broken': compensation failed for 'a' (_BrokenText: {placeholder}); "
+            f"rollback was started by _BrokenText: {placeholder}"
+        )
+        assert placeholder in repr(run)
+        assert run.steps.error_message.dropna().tolist() == [placeholder, placeholder]
+
+
+class TestCancellationAfterRollback:
+    """A cancellation that arrives while the engine must not leave propagates once the run is rolled back."""
+
+    async def test_a_timeout_during_a_parallel_stages_wind_down_fires(self) -> None:
+        """A branch fails; its sibling takes a while to stop; asyncio.timeout() fires meanwhile and is raised."""
+        undone: list[str] = []
+
+        async def slow_to_stop(data: Any, context: sk.WorkflowContext) -> Any:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.3)  # cleaning up, as a real client does
+                raise
+            return data
+
+        async def fail_soon(data: Any, context: sk.WorkflowContext) -> Any:
+            await asyncio.sleep(0.01)
+            raise ValueError("no stock")
+
+        saga = sk.Saga("winding", [
+            sk.step(_ok, _undo("a", undone), name="a"),
+            sk.parallel(sk.step(fail_soon, name="fails"), sk.step(slow_to_stop, name="slow")),
+        ])
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await saga.run({})
+        run = saga.history.last
+        assert run is not None and run.status == "compensated" and isinstance(run.error, ValueError)
+        assert undone == ["a"]
+
+    async def test_a_timeout_during_the_journals_final_write_fires(self) -> None:
+        """A settling observer slow to record the end: the timeout still fires, and the run is kept."""
+
+        class SlowToSettle:
+            def __init__(self) -> None:
+                self.finished = False
+
+            def __call__(self, event: sk.Event) -> None:
+                self.finished = self.finished or event.kind is K.RUN_FINISHED
+
+            async def settle(self) -> None:
+                if self.finished:
+                    await asyncio.sleep(0.3)
+
+        saga = sk.Saga("settling", [sk.step(_ok, name="a")])
+        slow = SlowToSettle()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await saga.run({}, observers=[slow])
+        run = saga.history.last
+        assert run is not None and run.status == "completed" and slow.finished

@@ -150,3 +150,86 @@ class TestPlans:
             async with asyncio.timeout(0.05):
                 await saga.execute({}, faults={"b": sk.Fault("none", delay=30)})
         assert log == ["a", "undo_a"]
+
+
+class TestCancelModes:
+    """``cancel`` and ``cancel_compensation``: the run is cancelled while a step or a
+    compensation is in flight, as a caller's timeout would cancel it."""
+
+    @staticmethod
+    def build(log: list[str], *, sync_b: bool = False) -> sk.Saga:
+        async def a(data: Any, context: sk.WorkflowContext) -> Any:
+            log.append("a")
+            return data
+
+        async def undo_a(data: Any, context: sk.WorkflowContext) -> None:
+            log.append("undo_a started")
+            await asyncio.sleep(0.01)
+            log.append("undo_a done")
+
+        async def b(data: Any, context: sk.WorkflowContext) -> Any:
+            log.append("b started")
+            await asyncio.sleep(0.01)
+            log.append("b done")
+            return data
+
+        def b_sync(data: Any, context: sk.WorkflowContext) -> Any:
+            log.append("b started")
+            return data
+
+        def undo_b(data: Any, context: sk.WorkflowContext) -> None:
+            log.append("undo_b")
+
+        def c(data: Any, context: sk.WorkflowContext) -> Any:
+            log.append("c")
+            return data
+
+        return sk.Saga(
+            "cancels",
+            [sk.step(a, compensate=undo_a), sk.step(b_sync if sync_b else b, compensate=undo_b, name="b"), sk.step(c)],
+        )
+
+    async def test_cancel_reaches_the_action_in_flight_and_rolls_back(self) -> None:
+        """The action starts, is cancelled at its first wait, the completed steps are undone,
+        and ``run()`` raises the cancellation with the run kept in the history."""
+        log: list[str] = []
+        saga = self.build(log)
+        with pytest.raises(asyncio.CancelledError):
+            await saga.run({}, faults={"b": "cancel"})
+        task = asyncio.current_task()
+        assert task is not None and task.uncancel() == 0
+        assert log == ["a", "b started", "undo_a started", "undo_a done"]
+        run = saga.history[-1]
+        assert run.status == "cancelled" and run.injected
+        cancelled = [e for e in run.events if e.kind is sk.EventKind.STEP_CANCELLED]
+        assert [(e.step, e.injected) for e in cancelled] == [("b", True)]
+
+    async def test_cancel_of_an_action_that_never_waits_lands_as_it_returns(self) -> None:
+        """A synchronous action runs to its end; the cancellation arrives right after, before
+        the next step, so the outcome does not depend on what the action awaits."""
+        log: list[str] = []
+        saga = self.build(log, sync_b=True)
+        with pytest.raises(asyncio.CancelledError):
+            await saga.run({}, faults={"b": "cancel"})
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        assert log == ["a", "b started", "undo_a started", "undo_a done"]
+        assert saga.history[-1].status == "cancelled"
+
+    async def test_cancel_compensation_lets_the_shielded_rollback_finish(self) -> None:
+        """Cancelled while a compensation runs, the rollback still completes every
+        compensation, then the cancellation propagates; the run is ``compensated``."""
+        log: list[str] = []
+        saga = self.build(log)
+        with pytest.raises(asyncio.CancelledError):
+            await saga.run({}, faults={"a": "cancel_compensation", "c": "fail"})
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        assert log == ["a", "b started", "b done", "undo_b", "undo_a started", "undo_a done"]
+        run = saga.history[-1]
+        assert run.status == "compensated"
+        undone = [(e.step, e.injected) for e in run.events if e.kind is sk.EventKind.COMPENSATION_SUCCEEDED]
+        assert undone == [("b", False), ("a", True)]
+
+    def test_cancel_modes_act_on_their_phase(self) -> None:
+        """``cancel_compensation`` is a compensation fault; ``cancel`` a forward one."""
+        assert sk.Fault("cancel").phase == "forward"
+        assert sk.Fault("cancel_compensation").phase == "compensate"

@@ -139,8 +139,7 @@ class TestOrderProcessing:
     async def test_continue_on_compensation_failure_undoes_the_rest(self) -> None:
         """With continue_on_compensation_failure=True the other compensations still run."""
         shop = Shop()
-        workflow = order_workflow(shop)
-        workflow.continue_on_compensation_failure = True
+        workflow = order_workflow(shop).replace(continue_on_compensation_failure=True)
         with pytest.raises(CompensationError) as raised:
             await workflow.execute(
                 dict(ORDER), WorkflowContext(), faults={"charge_payment": "fail_compensation", "ship_order": "fail"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -54,3 +56,64 @@ class TestRunSync:
             nested.close()
 
         asyncio.run(outer())
+
+
+SCRIPT = """
+import sagakit
+
+def reserve(data, context):
+    return data
+
+def release(data, context):
+    pass
+
+def charge(data, context):
+    raise ValueError("card declined")
+
+saga = sagakit.Saga("order", [sagakit.step(reserve, compensate=release), charge])
+saga.{call}
+"""
+
+
+class TestTracebacks:
+    @pytest.mark.parametrize("call", ["execute_sync({})", "run_sync({}).raise_for_status()"])
+    def test_a_script_prints_only_the_users_error(self, call: str) -> None:
+        """A script whose step raises prints that error alone: no RuntimeError about a missing loop."""
+        script = SCRIPT.format(call=call)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1
+        assert done.stderr.rstrip().endswith("ValueError: card declined")
+        assert "RuntimeError" not in done.stderr
+        assert "During handling of the above exception" not in done.stderr
+
+    def test_the_error_has_no_context_outside_a_loop(self) -> None:
+        """execute_sync outside a loop raises the step's error with no __context__."""
+        with pytest.raises(LookupError) as raised:
+            sk.Saga("s", [boom]).execute_sync({})
+        assert raised.value.__context__ is None
+
+    async def test_the_error_has_no_context_inside_a_loop(self) -> None:
+        """From the worker thread too, the error arrives without a __context__."""
+        with pytest.raises(LookupError) as raised:
+            sk.Saga("s", [boom]).execute_sync({})
+        assert raised.value.__context__ is None
+
+    def test_simulate_raises_without_context(self) -> None:
+        """An error escaping simulate (a failing invariant-free setup: a broken world factory) has no
+        RuntimeError as its context."""
+
+        def broken_world() -> Any:
+            raise KeyError("no world")
+
+        with pytest.raises(KeyError) as raised:
+            sk.Saga("s", [where]).simulate(2, {}, world=broken_world)
+        assert raised.value.__context__ is None
+
+
+class TestVirtualClockArguments:
+    def test_a_start_too_large_for_a_float(self) -> None:
+        """VirtualClockLoop(10**400) is a TypeError naming start, not an OverflowError."""
+        from sagakit.explore import VirtualClockLoop
+
+        with pytest.raises(TypeError, match="VirtualClockLoop start: expected a finite number of seconds"):
+            VirtualClockLoop(10**400)

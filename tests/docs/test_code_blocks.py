@@ -2,7 +2,9 @@
 
 The blocks of one page run in order, in one namespace and on one event loop, as the cells of a
 notebook would: a page may define a saga in one block and run it in the next, and top-level
-``await`` works. Each page runs in a fresh temporary directory. A block whose first line is
+``await`` works. Each page runs in a process of its own, in a fresh temporary directory, as a
+reader's program would: a page may install OpenTelemetry's global providers or configure
+structlog, which a process does once, without changing what the other tests see. A block whose first line is
 ``# not run: <reason>`` is skipped, and only for a reason the page itself gives (for example a
 block that shows a call to a cluster the reader has and the test does not).
 """
@@ -11,15 +13,20 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import inspect
 import linecache
 import os
 import re
+import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from testsupport import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.M | re.S)
@@ -73,13 +80,28 @@ async def _run_page(page: Path, blocks: list[tuple[int, str]]) -> None:
             await outcome
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def _page_ids(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=_page_ids)
 def test_page_code_runs(page: Path, tmp_path: Path) -> None:
-    """The page's Python blocks run top to bottom without an error."""
-    blocks = python_blocks(page)
-    previous = Path.cwd()
-    os.chdir(tmp_path)
+    """The page's Python blocks run top to bottom, in a process of their own, without an error."""
+    process = subprocess.Popen(
+        # A deprecated call on a page is an error, as it is in the rest of the suite.
+        [sys.executable, "-W", "error::DeprecationWarning:__docs__", __file__, str(page)], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
     try:
-        asyncio.run(_run_page(page, blocks))
+        output, _ = process.communicate(timeout=600)
     finally:
-        os.chdir(previous)
+        # A page may start servers (Temporal's dev server); none outlives it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == 0, f"{_page_ids(page)} failed:\n{output[-6000:]}"
+
+
+if __name__ == "__main__":
+    page = Path(sys.argv[1]).resolve()
+    asyncio.run(_run_page(page, python_blocks(page)))

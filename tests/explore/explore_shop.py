@@ -1,7 +1,8 @@
-"""The order saga used across the exploration and simulation tests, acting on a small world."""
+"""The sagas used across the exploration and simulation tests, each acting on a small world."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import sagakit as sk
@@ -60,3 +61,28 @@ def no_money_without_an_order(world: Shop, run: sk.Run) -> None:
 
 
 ORDER = {"order_id": 7, "qty": 2, "amount": 30.0}
+
+
+class Trail:
+    """A world recording which actions ran and which compensations failed."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+
+def trail_saga(names: str, *, continue_on_compensation_failure: bool = False) -> sk.Saga:
+    """A saga of one step per letter, each with a compensation, acting on a :class:`Trail`."""
+
+    def make(name: str) -> sk.Step:
+        async def action(data: Any, context: sk.WorkflowContext) -> Any:
+            await asyncio.sleep(0)
+            context.world.ran.append(name)
+            return data
+
+        async def undo(data: Any, context: sk.WorkflowContext) -> None:
+            context.world.ran.append("undo_" + name)
+
+        action.__name__ = name
+        return sk.step(action, compensate=undo)
+
+    return sk.Saga("trail", [make(n) for n in names], continue_on_compensation_failure=continue_on_compensation_failure)

@@ -205,7 +205,7 @@ class TestOrderSaga:
         assert list(frame.columns) == [
             "scenario", "kind", "step", "mode", "label", "faults", "status", "failed_step", "completed_steps",
             "compensated_steps", "invariant", "violation", "outcome", "fired", "error_type", "error",
-            "duration_ms", "run_id",
+            "duration_ms", "run_id", "seed",
         ]
         assert list(frame["scenario"]) == list(range(9))
         baseline = frame.iloc[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "08-explore-and-s
 
 @pytest.mark.slow
 def test_the_notebook_finds_the_leak_fixes_it_and_simulates(tmp_path: Path) -> None:
-    """The first matrix marks fail_after on the payment as violated, the fixed one has no violation, 10,000 runs follow."""
+    """The first matrix marks fail_after on the payment as violated, the fixed one has no violation; random
+    search shrinks its violations to that one fault, replays it, overlays coverage on the diagram, the test
+    assertion reports it; 10,000 runs follow."""
     require(importlib.util.find_spec("nbclient") is not None, "nbclient is needed to execute notebooks")
     require(importlib.util.find_spec("ipykernel") is not None, "ipykernel is needed to execute notebooks")
     import nbformat
@@ -24,14 +27,26 @@ def test_the_notebook_finds_the_leak_fixes_it_and_simulates(tmp_path: Path) -> N
     assert all(not cell.get("outputs") for cell in book.cells if cell.cell_type == "code"), "commit it without outputs"
     NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     pages = []
+    overlays = []
     texts = []
     for cell in book.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if "text/html" in data and "sagakit-exploration" in data["text/html"]:
                 pages.append(data["text/html"])
+            if "text/html" in data and 'class="sagakit-coverage"' in data["text/html"]:
+                overlays.append(data["text/html"])
             texts.append(output.get("text", "") + data.get("text/plain", ""))
-    first, fixed = pages
+    first, fixed, drawn = pages
+    assert re.search(r"random: \d+ scenarios \(seed 2026\), \d+ violate the invariant", drawn)
+    assert "minimal counterexample: charge_payment=fail_after" in drawn
+    printed = "\n".join(texts)
+    assert "minimal: {'charge_payment': 'fail_after'}" in printed
+    assert "charge_payment=fail_after -> violated | same events in the same order: True" in printed
+    assert "replay:         await sagakit.testing.replay(saga, {'order_id': 7, 'qty': 2, 'amount': 30.0}" in printed
+    assert "Coverage of saga 'order': 13 of 13 failure points exercised (0 violated)" in printed
+    (overlay,) = overlays
+    assert "coverage-violated" in overlay and "coverage-explored" in overlay
     assert 'id="cell-charge_payment-fail_after" class="sagakit-cell outcome-violated"' in first
     assert first.count("outcome-violated") == 1
     assert "outcome-violated" not in fixed

@@ -36,7 +36,8 @@ async def run_forever(journal: sagakit.SqliteJournal, service: str, concurrency:
         await asyncio.gather(*batch)
 
 
-async def run_once(journal: sagakit.SqliteJournal, service: str, saga_name: str, exit_on: str | None) -> None:
+async def run_once(journal: sagakit.SqliteJournal, service: str, saga_name: str, exit_on: str | None,
+                   pad: int = 0) -> None:
     saga = journal_service.order_saga() if saga_name == "order" else journal_service.checkout_saga()
     if exit_on:
 
@@ -46,7 +47,10 @@ async def run_once(journal: sagakit.SqliteJournal, service: str, saga_name: str,
 
         saga.observe(crash)
     ready()
-    await saga.run({"service": service}, sagakit.WorkflowContext(correlation_id="crash-test"), journal=journal)
+    data: dict[str, object] = {"service": service}
+    if pad:
+        data["pad"] = "PADDING-" * pad  # a run whose records fill pages of their own
+    await saga.run(data, sagakit.WorkflowContext(correlation_id="crash-test"), journal=journal)
 
 
 async def write(journal: sagakit.SqliteJournal, service: str, runs: int, parquet: str | None) -> None:
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--saga", default="order")
     parser.add_argument("--exit-on", default=None)
+    parser.add_argument("--pad", type=int, default=0, help="once mode: add this many 8-byte units to the input")
     parser.add_argument("--durability", default="full")
     parser.add_argument("--parquet", default=None, help="write mode: save the history there too")
     options = parser.parse_args()
@@ -80,7 +85,7 @@ def main() -> None:
     if options.mode == "forever":
         asyncio.run(run_forever(journal, options.service, options.concurrency, options.seed))
     elif options.mode == "once":
-        asyncio.run(run_once(journal, options.service, options.saga, options.exit_on))
+        asyncio.run(run_once(journal, options.service, options.saga, options.exit_on, options.pad))
     elif options.mode == "write":
         asyncio.run(write(journal, options.service, options.runs, options.parquet))
     else:

@@ -31,6 +31,8 @@ SLOW = "SAGAKIT_TEST_SLOW_COMPENSATE"
 BROKEN = "SAGAKIT_TEST_BROKEN_COMPENSATION"
 #: Set to ``<step>:before`` or ``<step>:after`` to end the process abruptly (``os._exit``) in that
 #: step, before or after its effect: a crash at a precise point.
+#: Set in a child's environment to add text (careless details) to the broken compensation's error.
+BROKEN_SAYS = "SAGAKIT_TEST_BROKEN_SAYS"
 EXIT_AT = "SAGAKIT_TEST_EXIT_AT"
 #: Set to a step name to end the process abruptly right after that step's compensation acted.
 EXIT_IN_COMPENSATION = "SAGAKIT_TEST_EXIT_IN_COMPENSATION"
@@ -89,7 +91,7 @@ def _make_step(name: str, *, jitter: float) -> sagakit.Step:
         if os.environ.get(SLOW):
             await asyncio.sleep(float(os.environ[SLOW]))
         if os.environ.get(BROKEN) == name:
-            raise RuntimeError(f"the {name} service is down")
+            raise RuntimeError(f"the {name} service is down{os.environ.get(BROKEN_SAYS, '')}")
         forward_key = f"{context.run_id}:{context.step}"
         connection = connect(data["service"])
         try:

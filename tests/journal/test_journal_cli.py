@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import journal_service
-from journal_support import HERE, Children
+from journal_support import HERE, Children, damaged_journal
 
 
 def sagakit_command(*arguments: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,3 +56,32 @@ class TestRecoverCommand:
         missing = sagakit_command("recover", "--journal", tmp_path / "no" / "j.db", "journal_service:order")
         assert missing.returncode == 2 and "does not exist; create it first" in missing.stderr
         assert sagakit_command("recover", "journal_service:order").returncode == 2  # --journal is required
+        empty = sagakit_command("recover", "--journal", "", "journal_service:order")
+        assert empty.returncode == 2 and "--journal: expected a file path" in empty.stderr
+        assert "Traceback" not in empty.stderr
+
+    def test_a_damaged_journal_exits_2_with_one_line_naming_the_run(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """No traceback: one line naming the file and the damaged run; the other runs are rolled back."""
+        _, broken, _ = damaged_journal(children, journal_file, service)
+        result = sagakit_command("recover", "--journal", journal_file, "journal_service:order")
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"sagakit recover: journal {journal_file}: run {broken} is damaged")
+        assert {run_id for _, run_id, _ in journal_service.items(service)} == {broken}
+
+
+def test_recover_prints_no_secret_of_a_failed_compensation(
+    journal_file: Path, service: str, children: Children
+) -> None:
+    """The recover command's NEEDS ATTENTION line masks an API key, a bearer token and a card number."""
+    children.run("once", journal_file, service, env={journal_service.EXIT_AT: "ship:before"}, expect=(17,))
+    careless = " (api.key=sk_live_Abc123 Authorization: Bearer eyJhbGciOi.xyz card 4111111111111111.)"
+    result = sagakit_command("recover", "--journal", journal_file, "journal_service:order",
+                             env={journal_service.BROKEN: "reserve", journal_service.BROKEN_SAYS: careless})
+    assert result.returncode == 1
+    assert "NEEDS ATTENTION: " in result.stdout and "reserve service is down" in result.stdout
+    for secret in ("sk_live_Abc123", "eyJhbGciOi", "4111111111111111"):
+        assert secret not in result.stdout + result.stderr
+    assert result.stdout.count("[REDACTED]") == 3

@@ -78,6 +78,24 @@ class TestPaths:
             sagakit.SqliteJournal(journal_file, serializer=object())  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="redact"):
             sagakit.SqliteJournal(journal_file, redact=3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="durability: expected 'full', 'normal' or 'off'"):
+            sagakit.SqliteJournal(journal_file, durability=["full"])  # type: ignore[arg-type]
+        for timeout in (float("nan"), float("inf"), -1, 10**400):
+            with pytest.raises(ValueError, match="busy_timeout: expected a number of seconds from 0 to"):
+                sagakit.SqliteJournal(journal_file, busy_timeout=timeout)
+        with pytest.raises(TypeError, match="busy_timeout: expected a number of seconds"):
+            sagakit.SqliteJournal(journal_file, busy_timeout="5")  # type: ignore[arg-type]
+        assert not journal_file.exists()  # nothing was created for a refused journal
+
+
+    def test_the_flags_of_runs_are_checked(self, journal_file: Path) -> None:
+        """journal.runs(unfinished="yes") is a TypeError naming the flag, not a silently truthy filter."""
+        with sagakit.SqliteJournal(journal_file) as journal:
+            with pytest.raises(TypeError, match=r"SqliteJournal\.runs unfinished: expected True or False"):
+                journal.runs(unfinished="yes")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"SqliteJournal\.runs attention: expected True or False"):
+                journal.runs(attention=1)  # type: ignore[arg-type]
+            assert journal.runs() == []
 
 
 class TestBadFiles:

@@ -10,9 +10,10 @@ from typing import Any
 import journal_service
 import pandas as pd
 import pytest
-from journal_support import Children
+from journal_support import Children, damaged_journal
 
 import sagakit
+import sagakit.journal
 from sagakit import Fault, Saga, WorkflowContext, parallel, step
 from sagakit.journal import RecordedError
 
@@ -138,6 +139,44 @@ class TestFromJournal:
         assert len(per_run) == 120 and set(per_run) == {("completed", 5)}
         history = sagakit.RunHistory.from_journal(journal_file)
         assert len(history) == 120 and set(history.runs["status"]) == {"completed"}
+
+
+    def test_a_damaged_journal_names_the_damaged_run(self, journal_file: Path, service: str,
+                                                      children: Children) -> None:
+        """Damaged pages or cells: a JournalError naming the file and the run, never a raw sqlite3 or JSON error."""
+        _, broken, last = damaged_journal(children, journal_file, service, finished=True)
+        with pytest.raises(sagakit.journal.JournalError, match=f"run {broken} is damaged") as raised:
+            sagakit.RunHistory.from_journal(journal_file)
+        assert str(journal_file) in str(raised.value) and "2 other run(s) are readable" in str(raised.value)
+        connection = sqlite3.connect(journal_file)
+        with connection:
+            connection.execute("UPDATE runs SET info = '[' WHERE run_id = ?", (last,))
+        connection.close()
+        with pytest.raises(sagakit.journal.JournalError, match="1 other run") as raised:
+            sagakit.RunHistory.from_journal(journal_file, payloads=False)
+        assert broken in str(raised.value) and last in str(raised.value)  # both damaged runs are named
+
+
+    async def test_bad_arguments_are_named(self, journal_file: Path, tmp_path: Path) -> None:
+        """load_history, to_parquet and from_parquet say which argument is wrong and what they expected."""
+        saga = Saga("order", [step(reserve)])
+        with sagakit.SqliteJournal(journal_file) as journal:
+            await saga.run({}, journal=journal)
+        with pytest.raises(TypeError, match="load_history payloads: expected True or False"):
+            sagakit.RunHistory.from_journal(journal_file, payloads="no")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="load_history serializer: expected an object with dumps"):
+            sagakit.RunHistory.from_journal(journal_file, serializer=object())  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="load_history sagas: expected a list of Saga objects"):
+            sagakit.RunHistory.from_journal(journal_file, sagas=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="load_history saga: expected a saga name or a Saga"):
+            sagakit.RunHistory.from_journal(journal_file, saga=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="to_parquet redact: expected True, False or a Redactor"):
+            saga.history.to_parquet(tmp_path / "h.parquet", redact="yes")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="to_parquet history: expected a RunHistory, got list"):
+            sagakit.journal.history_to_parquet([], tmp_path / "h.parquet")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="from_parquet sagas: expected a list of Saga objects"):
+            sagakit.RunHistory.from_parquet(tmp_path / "h.parquet", sagas=5)  # type: ignore[arg-type]
+        assert not (tmp_path / "h.parquet").exists()
 
 
 class TestParquet:

@@ -6,6 +6,8 @@ import asyncio
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -236,20 +238,27 @@ class TestSecrets:
         assert payload == '{"token":"t-123"}'
 
 
+async def run_while_locked(saga: Saga, journal: sagakit.SqliteJournal, journal_file: Path) -> sagakit.Run:
+    """Run ``saga`` while another connection holds the journal's write lock past its busy_timeout.
+
+    Recording the run's end fails too while the lock is held: the engine warns, which this checks.
+    """
+    blocker = sqlite3.connect(journal_file, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.warns(RuntimeWarning, match="recording the end of run"):
+            return await saga.run({}, journal=journal)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 class TestWriteFailures:
     async def test_a_commit_that_fails_fails_the_run_cleanly_and_loses_no_record(self, journal_file: Path) -> None:
         """Another process holding the write lock past busy_timeout: the run rolls back; records land later."""
         saga = Saga("order", [step(reserve, compensate=release), step(charge)])
         journal = sagakit.SqliteJournal(journal_file, busy_timeout=0.2)
-        blocker = sqlite3.connect(journal_file, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
-            # Recording the run's end fails too while the lock is held: the engine warns.
-            with pytest.warns(RuntimeWarning, match="recording the end of run"):
-                run = await saga.run({}, journal=journal)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
+        run = await run_while_locked(saga, journal, journal_file)
         assert run.status == "compensated" and isinstance(run.error, JournalError)
         assert "database is locked" in str(run.error) and str(journal_file) in str(run.error)
         assert run.completed_steps == []
@@ -261,6 +270,56 @@ class TestWriteFailures:
         assert statuses == {run.run_id: "compensated", later.run_id: "completed"}
         assert kinds(journal_file, run.run_id)[0] == "run_started" and kinds(journal_file, run.run_id)[-1] == \
             "run_finished"
+
+    async def test_records_of_a_failed_commit_are_committed_at_close(self, journal_file: Path) -> None:
+        """No later run makes the retry: close() does, so the rolled-back run is not left looking unfinished."""
+        saga = Saga("order", [step(reserve, compensate=release), step(charge)])
+        journal = sagakit.SqliteJournal(journal_file, busy_timeout=0.2)
+        run = await run_while_locked(saga, journal, journal_file)
+        assert run.status == "compensated" and journal.stats.failures >= 1
+        journal.close()
+        assert rows(journal_file, "SELECT run_id, status FROM runs") == [(run.run_id, "compensated")]
+        assert kinds(journal_file, run.run_id)[-1] == "run_finished"
+        assert len(await sagakit.recover(journal_file, [saga])) == 0  # nothing is rolled back a second time
+        assert rows(journal_file, "SELECT count(*) FROM events WHERE kind = 'rollback_started'") == [(1,)]
+
+    async def test_close_fails_loudly_when_the_records_still_cannot_be_committed(self, journal_file: Path) -> None:
+        """The file stays locked through close(): close raises a JournalError naming the run instead of dropping it."""
+        saga = Saga("order", [step(reserve, compensate=release)])
+        journal = sagakit.SqliteJournal(journal_file, busy_timeout=0.1)
+        blocker = sqlite3.connect(journal_file, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.warns(RuntimeWarning, match="recording the end of run"):
+                run = await saga.run({}, journal=journal)
+            with pytest.raises(JournalError, match="could not record") as raised:
+                journal.close()
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert run.run_id in str(raised.value) and str(journal_file) in str(raised.value)
+        journal.close()  # closed is closed: nothing more to say
+
+    def test_a_process_that_exits_without_closing_commits_what_failed_before(self, journal_file: Path) -> None:
+        """At interpreter exit the journal makes the commit that failed earlier; the run is recorded finished."""
+        script = (
+            "import asyncio, sqlite3, sys, warnings\n"
+            "import sagakit\n"
+            "warnings.simplefilter('ignore')\n"
+            "async def reserve(data, context): return data\n"
+            "journal = sagakit.SqliteJournal(sys.argv[1], busy_timeout=0.2)\n"
+            "blocker = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "blocker.execute('BEGIN IMMEDIATE')\n"
+            "run = asyncio.run(sagakit.Saga('order', [reserve]).run({}, journal=journal))\n"
+            "blocker.execute('ROLLBACK')\n"
+            "print(run.run_id, journal.stats.failures)\n"
+        )
+        child = subprocess.run([sys.executable, "-c", script, str(journal_file)], capture_output=True, text=True,
+                               timeout=120)
+        assert child.returncode == 0, child.stderr
+        run_id, failures = child.stdout.split()
+        assert int(failures) >= 1
+        assert rows(journal_file, "SELECT run_id, status FROM runs") == [(run_id, "compensated")]
 
     async def test_a_closed_journal_fails_new_runs_cleanly(self, journal_file: Path) -> None:
         """After close(), a run using the journal fails at its first step boundary; nothing is half-recorded."""

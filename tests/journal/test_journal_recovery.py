@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import journal_parts
 import journal_service
 import pytest
-from journal_support import Children
+from journal_support import Children, damaged_journal
 
 import sagakit
 import sagakit.journal
@@ -32,6 +38,14 @@ def unfinished(journal: Path) -> list[str]:
     connection = sqlite3.connect(journal)
     try:
         return [row[0] for row in connection.execute("SELECT run_id FROM runs WHERE status IS NULL")]
+    finally:
+        connection.close()
+
+
+def rows_of(journal: Path, query: str) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(journal)
+    try:
+        return connection.execute(query).fetchall()
     finally:
         connection.close()
 
@@ -157,8 +171,7 @@ class TestCompensationFailure:
         """With continue_on_compensation_failure=True, every other compensation still runs."""
         crash(children, journal_file, service, env={journal_service.EXIT_AT: "ship:before"})
         monkeypatch.setenv(journal_service.BROKEN, "charge")
-        saga = journal_service.order_saga()
-        saga.continue_on_compensation_failure = True
+        saga = journal_service.order_saga().replace(continue_on_compensation_failure=True)
         [run] = (await sagakit.recover(journal_file, [saga])).runs
         assert run.status == "compensation_failed"
         assert run.error.pending == ()  # type: ignore[union-attr]
@@ -206,6 +219,24 @@ class TestWhatRecoveryLeavesAlone:
             await sagakit.recover(journal_file, [journal_service.order_saga(), journal_service.order_saga()])
         with pytest.raises(TypeError, match="recover concurrency"):
             await sagakit.recover(journal_file, [], concurrency=0)
+        saga = journal_service.order_saga()
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"sagas": 5}, "recover sagas: expected a list of Saga objects .* got int 5"),
+            ({"sagas": None}, "recover sagas: expected a list of Saga objects"),
+            ({"sagas": "order"}, "recover sagas: expected a list of Saga objects"),
+            ({"sagas": {1: saga}}, "recover sagas: expected saga names"),
+            ({"sagas": [saga], "observers": None}, "recover observers: expected a list of callables"),
+            ({"sagas": [saga], "observers": print}, "put a single observer in a list"),
+            ({"sagas": [saga], "force": "yes"}, "recover force: expected True or False"),
+            ({"sagas": [saga], "retry_failed": 1}, "recover retry_failed: expected True or False"),
+            ({"sagas": [saga], "concurrency": 2.5}, "recover concurrency: expected an int >= 1"),
+        ]
+        for arguments, message in cases:
+            with pytest.raises(TypeError, match=message):
+                await sagakit.recover(journal_file, **arguments)
+        with pytest.raises(TypeError, match="recover journal: expected a SqliteJournal or a file path, got int"):
+            await sagakit.recover(5, [saga])  # type: ignore[arg-type]
+        assert not journal_file.exists()  # refused before the journal was opened
 
 
 class TestConcurrentRecoveries:
@@ -230,3 +261,171 @@ class TestConcurrentRecoveries:
         ends = dict(connection.execute("SELECT run_id, count(*) FROM events WHERE kind = 'run_finished' GROUP BY 1"))
         connection.close()
         assert all(ends[run_id] == 1 for run_id in pending)
+
+
+class TestStepsOfSeveralAttempts:
+    """A policy records one event per attempt; recovery counts only the end of a whole step or compensation."""
+
+    @pytest.fixture
+    def parts_service(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+        path = tmp_path / "parts.db"
+        journal_parts.create_service(path)
+        monkeypatch.setenv(journal_parts.SERVICE, str(path))  # recovery's compensations record their calls too
+        monkeypatch.delenv(journal_parts.KILL_IN, raising=False)
+        return str(path)
+
+    @staticmethod
+    def kill(journal: Path, service: str, saga: str, kill_in: str) -> list[str]:
+        """Run ``saga`` in a child that SIGKILLs itself in ``kill_in``; the functions it called."""
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join([str(Path(journal_parts.__file__).parent),
+                                                     environment.get("PYTHONPATH", "")])
+        child = subprocess.run([sys.executable, journal_parts.__file__, saga, str(journal), service, kill_in],
+                               capture_output=True, text=True, timeout=120, env=environment)
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        return [name for name, _ in journal_parts.calls(service)]
+
+    async def test_a_sequential_step_killed_after_its_first_part_is_not_compensated_as_complete(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """pick >> box killed in box: the step was in flight, so its compensation does not run with pick's output."""
+        assert self.kill(journal_file, parts_service, "pack", "box") == ["reserve", "pick", "box"]
+        recovery = await sagakit.recover(journal_file, [journal_parts.build("pack")])
+        assert [run.status for run in recovery.runs] == ["compensated"]
+        assert journal_parts.calls(parts_service)[3:] == [("release", {"order": 7, "reserve": True})]
+
+    async def test_an_ambiguous_sequential_step_in_flight_is_compensated_with_its_input(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """With compensate_on_failure, the in-flight step's compensation receives the step's input, not a part's output."""
+        self.kill(journal_file, parts_service, "pack_ambiguous", "box")
+        await sagakit.recover(journal_file, [journal_parts.build("pack_ambiguous")])
+        assert journal_parts.calls(parts_service)[3:] == [
+            ("unpack", {"order": 7, "reserve": True}), ("release", {"order": 7, "reserve": True}),
+        ]
+
+    async def test_a_sequential_step_whose_every_part_ended_is_compensated_with_its_output(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """Killed in the next step, before it recorded anything: pick >> box had completed, and is undone."""
+        assert self.kill(journal_file, parts_service, "pack", "ship") == ["reserve", "pick", "box", "ship"]
+        await sagakit.recover(journal_file, [journal_parts.build("pack")])
+        assert journal_parts.calls(parts_service)[4:] == [
+            ("unpack", {"order": 7, "reserve": True, "pick": True, "box": True}),
+            ("release", {"order": 7, "reserve": True}),
+        ]
+
+    async def test_a_step_that_succeeded_on_a_retry_is_compensated(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """A failed try then a successful one: the step completed, whatever comes after its records."""
+        assert self.kill(journal_file, parts_service, "flaky", "ship") == ["reserve", "charge", "charge", "ship"]
+        await sagakit.recover(journal_file, [journal_parts.build("flaky")])
+        assert [name for name, _ in journal_parts.calls(parts_service)[4:]] == ["uncharge", "release"]
+
+    async def test_a_retried_compensation_killed_in_its_second_try_runs_again(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """A failed first try is not the end of the compensation: recovery runs it (and its retries) again."""
+        assert self.kill(journal_file, parts_service, "retried", "release#2") == ["reserve", "release", "release"]
+        recovery = await sagakit.recover(journal_file, [journal_parts.build("retried")])
+        assert [run.status for run in recovery.runs] == ["compensated"]
+        assert [name for name, _ in journal_parts.calls(parts_service)[3:]] == ["release", "release"]
+
+    async def test_a_sequential_compensation_killed_after_its_first_part_runs_again_whole(
+        self, journal_file: Path, parts_service: str
+    ) -> None:
+        """refund >> notify killed in notify: recovery runs the whole compensation, then the earlier ones."""
+        called = self.kill(journal_file, parts_service, "refund", "notify")
+        assert called == ["reserve", "pay", "refund", "notify"]
+        recovery = await sagakit.recover(journal_file, [journal_parts.build("refund")])
+        [run] = recovery.runs
+        assert run.status == "compensated"
+        assert [name for name, _ in journal_parts.calls(parts_service)[4:]] == ["refund", "notify", "release"]
+        again = await sagakit.recover(journal_file, [journal_parts.build("refund")])
+        assert len(again) == 0 and len(journal_parts.calls(parts_service)) == 7
+
+
+class TestDamagedJournals:
+    async def test_damaged_pages_cost_only_their_run_and_are_named(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """The other runs are rolled back; then a JournalError names the file and the damaged run."""
+        first, broken, last = damaged_journal(children, journal_file, service)
+        with pytest.raises(sagakit.journal.JournalError) as raised:
+            await sagakit.recover(journal_file, [journal_service.order_saga()])
+        message = str(raised.value)
+        assert str(journal_file) in message and f"run {broken} is damaged" in message
+        assert "2 other run(s) were recovered" in message and ".recover" in message
+        assert {run_id for _, run_id, _ in journal_service.items(service)} == {broken}
+        statuses = dict(rows_of(journal_file, "SELECT run_id, status FROM runs"))
+        assert statuses == {first: "compensated", broken: None, last: "compensated"}
+
+    async def test_a_damaged_info_cell_names_its_run(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """An info cell that is no longer JSON: a JournalError naming the run, not a bare JSONDecodeError."""
+        for _ in range(2):
+            crash(children, journal_file, service, env={journal_service.EXIT_AT: "charge:before"})
+        good, bad = unfinished(journal_file)
+        connection = sqlite3.connect(journal_file)
+        with connection:
+            connection.execute("UPDATE runs SET info = '{\"backend\": \"lo' WHERE run_id = ?", (bad,))
+        connection.close()
+        with pytest.raises(sagakit.journal.JournalError, match=f"run {bad} is damaged: its info cell"):
+            await sagakit.recover(journal_file, [journal_service.order_saga()])
+        assert unfinished(journal_file) == [bad]
+        assert {run_id for _, run_id, _ in journal_service.items(service)} == {bad}  # good was rolled back
+        assert good not in unfinished(journal_file)
+
+
+class _BrokenText(Exception):
+    """An exception whose ``__str__`` and ``__repr__`` raise."""
+
+    def __str__(self) -> str:
+        raise KeyError("no text")
+
+    def __repr__(self) -> str:
+        raise KeyError("no repr")
+
+
+class TestRecoveryThroughTheRecorder:
+    """recover() delivers and decides as the engine does: a broken observer or error never aborts it."""
+
+    async def test_an_observer_that_raises_is_dropped_and_the_rest_still_see_every_event(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """The raising observer is reported and ignored; recovery finishes; later observers see it all."""
+        crash(children, journal_file, service, env={journal_service.EXIT_AT: "ship:before"})
+        calls: list[Event] = []
+
+        def broken(event: Event) -> None:
+            calls.append(event)
+            raise RuntimeError("sink down")
+
+        seen: list[Event] = []
+        with pytest.warns(RuntimeWarning, match="sink down"):
+            recovery = await sagakit.recover(journal_file, [journal_service.order_saga()],
+                                             observers=[broken, seen.append])
+        [run] = recovery.runs
+        assert run.status == "compensated" and journal_service.items(service) == []
+        assert len(calls) == 1  # dropped after its first failure
+        assert seen[0].kind is EventKind.ROLLBACK_STARTED and seen[-1].kind is EventKind.RUN_FINISHED
+        assert unfinished(journal_file) == []
+
+    async def test_a_compensation_raising_an_error_without_text_is_recorded_with_a_placeholder(
+        self, journal_file: Path, service: str, children: Children
+    ) -> None:
+        """Recovery does not abort: the run ends compensation_failed, the message holds a placeholder."""
+        crash(children, journal_file, service, env={journal_service.EXIT_AT: "ship:before"})
+        template = journal_service.order_saga()
+
+        async def compensate(data: Any, context: sagakit.WorkflowContext) -> None:
+            raise _BrokenText()
+
+        saga = sagakit.Saga("order", [sagakit.step(s.action, compensate, name=s.name) for s in template.steps])
+        recovery = await sagakit.recover(journal_file, [saga])
+        [run] = recovery.needs_attention
+        assert isinstance(run.error, sagakit.CompensationError)
+        assert "<_BrokenText: message unavailable>" in str(run.error)
+        assert unfinished(journal_file) == []

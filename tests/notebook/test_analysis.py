@@ -65,7 +65,7 @@ async def test_timeline_has_forward_and_compensation_bars() -> None:
     assert list(compensations["step"]) == ["s1", "s0"]
     assert (frame["start_ms"] >= 0).all() and (frame["end_ms"] >= frame["start_ms"]).all()
     spec = run.timeline().to_dict()
-    assert spec["mark"]["type"] == "bar" and spec["encoding"]["x2"]["field"] == "end_ms"
+    assert spec["mark"]["type"] == "bar" and spec["encoding"]["x2"]["field"] == "end_shown"
 
 
 async def test_distribution_chart_renders_to_a_static_svg(history: sagakit.RunHistory) -> None:
@@ -73,6 +73,26 @@ async def test_distribution_chart_renders_to_a_static_svg(history: sagakit.RunHi
     bundle = chart_mimebundle(compensation_distribution(history))
     assert "<svg" in bundle["image/svg+xml"]
     assert any(key.startswith("application/vnd.vegalite") for key in bundle)
+
+
+async def test_charts_are_vega_lite_5_which_notebook_front_ends_draw(history: sagakit.RunHistory) -> None:
+    """The interactive part of a chart bundle is labelled Vega-Lite 5, with its tooltips kept."""
+    bundle = chart_mimebundle(compensation_distribution(history))
+    spec = bundle["application/vnd.vegalite.v5+json"]
+    assert spec["$schema"].endswith("/vega-lite/v5.json")
+    assert not any(key.startswith("application/vnd.vegalite.v6") for key in bundle)
+    assert "tooltip" in str(spec)
+
+
+async def test_a_zero_length_attempt_stays_visible_on_the_timeline() -> None:
+    """A fault that fails a step at once still draws a bar (its tooltip keeps the true duration)."""
+    saga = linear_saga(3, name="instant")
+    run = await saga.run({}, faults={"s1": "fail"})
+    spec = run.timeline().to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    failed = next(row for row in rows if row["step"] == "s1" and row["phase"] == "forward")
+    assert failed["end_shown"] > failed["start_ms"]
+    assert failed["duration_ms"] == pytest.approx(failed["end_ms"] - failed["start_ms"], abs=1e-3)
 
 
 def test_timeline_of_a_frame_is_refused() -> None:

@@ -13,7 +13,7 @@ import pytest
 import sagakit
 from sagakit.notebook import diagram
 
-from .conftest import linear_saga
+from .conftest import linear_saga, make_step
 
 ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)"')
 
@@ -96,7 +96,7 @@ class TestRunDiagram:
         """Each step that ran shows its duration; the payload never appears."""
         run = await order_saga.run({"card": "4111-1111-1111-1111"})
         svg = diagram.run_svg(run) or ""
-        assert re.search(r">\d+\.\d+ ms<", svg)
+        assert re.search(r">\d+(\.\d+)? (ms|µs)<", svg)
         assert "4111" not in svg
         assert all("state-succeeded" in classes(svg)[f"step-{n}"] for n in order_saga.step_names)
 
@@ -151,3 +151,53 @@ class TestRenderers:
         run = await saga.run({}, faults={"s2": "fail"})
         text = run._repr_mimebundle_()["text/plain"]
         assert "s0: compensated" in text and "s2: failed" in text
+
+
+class TestStatesThatSayWhatHappened:
+    async def test_steps_left_undone_by_a_failed_compensation_need_cleanup(self) -> None:
+        """After a compensation fails, earlier completed steps are ``not-compensated``, not green."""
+        saga = linear_saga(4, name="stuck")
+        saga.faults["s1"] = "fail_compensation"
+        saga.faults["s3"] = "fail"
+        run = await saga.run({})
+        assert run.status == "compensation_failed"
+        template = diagram.layout(diagram.saga_shape(saga))
+        state = diagram.DiagramState.of_run(run, template.steps)
+        assert state.states["s1"] == "compensation-failed"
+        assert state.states["s0"] == "not-compensated"
+        assert state.notes["s0"] == "needs manual cleanup"
+        found = classes(template.render(state))
+        assert "state-not-compensated" in found["step-s0"] and "state-not-compensated" in found["undo-s0"]
+        assert "not-compensated" in diagram.STATES
+
+    def test_a_fail_compensation_nothing_can_trigger_gets_a_hint(self) -> None:
+        """``fail_compensation`` without a later planned failure is explained; with one, it is not."""
+        order = ("a", "b", "c")
+        hints = diagram.fault_hints({"b": sagakit.Fault("fail_compensation")}, order)
+        assert "later step" in hints["b"]
+        assert diagram.fault_hints({"b": sagakit.Fault("fail_compensation"), "c": sagakit.Fault("fail")}, order) == {}
+        assert diagram.fault_hints({"c": sagakit.Fault("fail_compensation"), "a": sagakit.Fault("fail")}, order)
+
+    def test_seed_primitive_policies_show_on_the_step(self) -> None:
+        """``RetryPrimitive`` and ``TimeoutPrimitive`` read like ``step(retry=, timeout=)`` on the diagram."""
+        saga = sagakit.Saga("seeded", [
+            sagakit.step(sagakit.TimeoutPrimitive(sagakit.RetryPrimitive(make_step("pay"), max_retries=3), timeout=2),
+                         name="pay"),
+            sagakit.step(make_step("ship"), retry=2, timeout=1.5),
+        ])
+        svg = diagram.saga_svg(saga) or ""
+        assert "retry=3, timeout=2s" in svg
+        assert "retry=2, timeout=1.5s" in svg
+
+    def test_durations_under_a_millisecond_print_in_microseconds(self) -> None:
+        """0.4 ms is ``400 µs``, never ``0.00 ms``; longer durations keep milliseconds."""
+        assert diagram.format_ms(0.0004) == "400 µs"
+        assert diagram.format_ms(0.0000004) == "0 µs"
+        assert diagram.format_ms(0.0032) == "3.2 ms"
+        assert diagram.format_ms(0.412) == "412 ms"
+
+    def test_planned_delay_is_written_in_text_not_a_clock_glyph(self) -> None:
+        """A planned delay reads ``delay 1.5 s``: no character that common fonts lack."""
+        note = diagram.fault_note(sagakit.Fault("fail", delay=1.5))
+        assert note == "⚡ fail delay 1.5 s"
+        assert "\u23f1" not in note

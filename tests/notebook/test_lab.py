@@ -39,7 +39,7 @@ class TestControls:
         for name in order_saga.step_names:
             selector = lab.steps[name].mode
             assert f"sagakit-fault-{name}" in widget_classes(selector)
-            assert list(selector.options) == ["none", "fail", "fail_after", "fail_compensation"]
+            assert list(selector.options) == ["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
 
     def test_selector_drives_the_fault_plan(self, order_saga: sagakit.Saga) -> None:
         """Choosing a mode, a delay and a probability sets ``saga.faults``; ``none`` removes it."""
@@ -91,7 +91,7 @@ class TestRunning:
         assert "state-compensated" in found["step-authorize_payment"]
         assert "state-pending" in found["step-ship_order"]
         assert "charge_payment" in lab.status.value and "InjectedFault" in lab.status.value
-        assert lab.history.value.count('<tr class="run-') == 1
+        assert len(lab.history.rows) == 1 and lab.history.total == 1
 
     async def test_live_colouring_shows_the_step_in_flight(self) -> None:
         """While a slow step runs, the diagram shows it running, before its final colour."""
@@ -101,7 +101,14 @@ class TestRunning:
         ])
         lab = saga.lab(throttle=0.01)
         seen: list[set[str]] = []
-        lab.diagram.observe(lambda change: seen.append(classes(change["new"]).get("step-slow", set())), names="value")
+        send = lab.diagram.send
+
+        def recording(message: dict[str, Any]) -> None:
+            if "slow" in message.get("s", {}):
+                seen.append(set(message["s"]["slow"].split()))
+            send(message)
+
+        lab.diagram.send = recording
         lab.run_button.click()
         await lab.wait()
         assert any("state-running" in found for found in seen)
@@ -171,7 +178,7 @@ class TestRunning:
         runs = await lab.wait()
         assert len(runs) == 5 and len(order_saga.history) == 5
         assert (lab.progress.value, lab.progress.max, lab.progress.description) == (5, 5, "5/5")
-        assert lab.history.value.count('<tr class="run-') == 5
+        assert len(lab.history.rows) == 5 and lab.history.total == 5
         statuses = {run.status for run in runs}
         assert statuses <= {"completed", "compensated"} and len(statuses) == 2
 

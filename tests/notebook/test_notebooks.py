@@ -9,6 +9,9 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+# The documentation site renders these executed copies (scripts/docs.py), so a test run and a
+# docs build execute each notebook once between them.
+EXECUTED = NOTEBOOKS.parent / "build" / "executed-notebooks"
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
@@ -42,6 +45,10 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     displayed = [output for cell in book.cells if cell.cell_type == "code" for output in cell.outputs
                  if output.output_type in ("display_data", "execute_result")]
     assert displayed, f"{path.name} displayed nothing"
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    partial = EXECUTED / f".{path.name}.partial"
+    nbformat.write(book, partial)
+    partial.replace(EXECUTED / path.name)   # whole or absent, for a docs build running meanwhile
 
 
 def test_run_sync_works_in_a_kernel_cell_without_patching_asyncio(tmp_path: Path) -> None:
@@ -59,3 +66,22 @@ def test_run_sync_works_in_a_kernel_cell_without_patching_asyncio(tmp_path: Path
     NotebookClient(book, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     (output,) = book.cells[0].outputs
     assert output.text.strip() == "completed True True True"
+
+
+def test_saga_and_run_displays_carry_the_widget_and_the_static_svg(tmp_path: Path) -> None:
+    """In a kernel, a Saga or Run display is the interactive view plus the SVG for static front-ends."""
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(
+            "import sagakit\n"
+            "def one(data, context):\n"
+            "    return data\n"
+            "saga = sagakit.Saga('shown', [sagakit.step(one, compensate=one, name='one')])\n"
+            "saga"),
+        nbformat.v4.new_code_cell("await saga.run({})"),
+    ])
+    NotebookClient(book, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    for cell in book.cells:
+        (output,) = cell.outputs
+        assert "application/vnd.jupyter.widget-view+json" in output.data
+        assert "<svg" in output.data["image/svg+xml"]
+    assert "state-succeeded" in book.cells[1].outputs[0].data["image/svg+xml"]

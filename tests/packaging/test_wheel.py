@@ -61,6 +61,18 @@ def test_the_wheel_holds_the_package_and_its_assets(wheel: Path) -> None:
     expected = {name for name in tracked.stdout.split() if not name.endswith(".pyc")}
     assert expected - names == set()
     assert "sagakit/py.typed" in names
+    # The interactive diagram's front-end ships inside the package (no CDN, no build step).
+    assert {"sagakit/notebook/static/sagakit.js", "sagakit/notebook/static/sagakit.css"} <= names
+
+
+def test_the_wheel_registers_the_pytest_plugin_and_the_instrumentor(wheel: Path) -> None:
+    """The wheel's entry points name the pytest plugin and the OpenTelemetry instrumentor."""
+    with zipfile.ZipFile(wheel) as archive:
+        (listed,) = [name for name in archive.namelist() if name.endswith(".dist-info/entry_points.txt")]
+        text = archive.read(listed).decode()
+    assert "[pytest11]\nsagakit = sagakit.testing._plugin" in text
+    assert "[opentelemetry_instrumentor]\nsagakit = sagakit.telemetry._instrumentor:SagakitInstrumentor" in text
+    assert "[console_scripts]\nsagakit = sagakit.__main__:main" in text
 
 
 def test_import_and_cli_work_in_a_fresh_environment(fresh_python: Path) -> None:
@@ -79,7 +91,12 @@ def test_import_and_cli_work_in_a_fresh_environment(fresh_python: Path) -> None:
 def test_extras_do_not_install_test_tools(fresh_python: Path) -> None:
     """The published extras name no development tool: those live in dependency groups."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    tools = {"pytest", "mypy", "ruff", "playwright", "nbmake", "hypothesis", "mkdocs", "mkdocs-material"}
+    groups = project["dependency-groups"]
+    tools = {
+        requirement.split("[")[0].split(">")[0].split("=")[0].strip().lower()
+        for name in ("test", "docs") for requirement in groups[name]
+    }
+    assert {"pytest", "mypy", "ruff", "playwright", "nbmake", "hypothesis", "marimo", "mkdocs"} <= tools
     for extra, requirements in project["project"]["optional-dependencies"].items():
         named = {requirement.split("[")[0].split(">")[0].split("=")[0].strip().lower() for requirement in requirements}
         assert named & tools == set(), f"extra {extra!r} installs {named & tools}"

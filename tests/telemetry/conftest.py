@@ -5,13 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from telemetry_support import module_available
-from testsupport import require
-
-
-def require_sdk() -> None:
-    """The OpenTelemetry SDK comes with ``sagakit[otel]``; the tests need it."""
-    require(module_available("opentelemetry.sdk"), "opentelemetry-sdk (pip install 'sagakit[otel]')")
+from telemetry_support import require_sdk
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from testsupport import require
+
 import sagakit
 
 if TYPE_CHECKING:
@@ -21,6 +23,11 @@ def module_available(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+def require_sdk() -> None:
+    """The OpenTelemetry SDK comes with ``sagakit[otel]``; the telemetry tests need it."""
+    require(module_available("opentelemetry.sdk"), "opentelemetry-sdk (pip install 'sagakit[otel]')")
 
 
 def span_tree(spans: Iterable[ReadableSpan]) -> list[str]:

@@ -127,8 +127,7 @@ async def test_no_secret_reaches_any_sink(
     outputs: dict[str, str] = {}
     runs = []
     for scenario, faults, careless in scenarios():
-        saga = onboarding(services, careless=careless)
-        saga.continue_on_compensation_failure = keep_going
+        saga = onboarding(services, careless=careless).replace(continue_on_compensation_failure=keep_going)
         capture = SpanCapture(saga, capture_payloads=True)
         # Every sink on, payload capture included: one set to the test's providers and a
         # structlog pipeline writing JSON, one to the default sagakit logger (captured).
@@ -213,3 +212,79 @@ async def test_journal_file_has_no_secret(tmp_path: Path) -> None:
             close()
     written = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file()).decode(errors="replace")
     assert hits(written) == []
+
+
+async def test_exploration_frame_and_matrix_hover_show_no_secret() -> None:
+    """``saga.explore`` shows the errors of its scenarios scrubbed, in the frame and in the HTML hover text."""
+    saga = onboarding(Services(), careless="send_verification_email")
+    exploration = await saga.explore({"email": EMAIL, "password": PASSWORD, "name": "Ada", "card": CARD})
+    frame = exploration.scenarios.to_csv()
+    html = exploration.to_html()
+    assert "[REDACTED]" in frame and "[REDACTED]" in html  # the errors are there, masked
+    assert hits(frame) == [] and hits(html) == []
+
+
+@dataclass
+class Payment:
+    holder: str
+    password: str
+
+
+class Profile:
+    """A model object the journal's serializer converts through its ``default``."""
+
+    def __init__(self, api_key: str) -> None:
+        self.name = "Ada"
+        self._api_key = api_key
+
+    def dump(self) -> dict[str, Any]:
+        return {"name": self.name, "api_key": self._api_key}
+
+
+def _plain(value: Any) -> Any:
+    import dataclasses
+
+    if isinstance(value, Profile):
+        return value.dump()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+async def test_the_journal_masks_what_its_serializer_writes(tmp_path: Path) -> None:
+    """Dataclasses and model objects converted by ``default=`` are stored masked, as are payloads 300 levels deep."""
+    from sagakit.journal import JsonSerializer, SqliteJournal
+
+    deep: Any = {"password": PASSWORD}
+    for _ in range(300):
+        deep = {"next": deep}
+
+    async def keep(data: Any, context: WorkflowContext) -> Any:
+        return data
+
+    saga = sagakit.Saga("stored", [sagakit.step(keep)])
+    path = tmp_path / "journal.db"
+    with SqliteJournal(path, serializer=JsonSerializer(default=_plain)) as journal:
+        run = await saga.run({"pay": Payment("ada", PASSWORD), "profile": Profile("sk_live_Q9x8"), "deep": deep},
+                             journal=journal)
+    assert run.status == "completed"
+    assert isinstance(run.result["pay"], Payment)  # the caller's data is untouched
+    written = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file()).decode(errors="replace")
+    assert '"holder":"ada"' in written and '"name":"Ada"' in written  # the rest is stored faithfully
+    assert PASSWORD not in written and "sk_live_Q9x8" not in written
+
+
+async def test_parquet_honours_the_saga_keys(tmp_path: Path) -> None:
+    """``history.to_parquet`` scrubs the values under the saga's own keys (``redact=["iban"]``) from errors."""
+    require(module_available("pyarrow"), "pyarrow (pip install 'sagakit[parquet]')")
+    iban = "DE89370400440532013000"
+
+    async def transfer(data: Any, context: WorkflowContext) -> Any:
+        raise ValueError(f"transfer to {data['iban']} refused")
+
+    saga = sagakit.Saga("payout", [sagakit.step(transfer)], redact=["iban"])
+    run = await saga.run({"iban": iban})
+    assert run.status == "compensated" and iban in str(run.error)
+    saga.history.to_parquet(tmp_path / "runs.parquet")
+    written = (tmp_path / "runs.parquet").read_bytes()
+    assert b"refused" in written and iban.encode() not in written

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from telemetry_support import noop_step
 
 import sagakit
@@ -177,3 +179,132 @@ class TestRuns:
         """No run, no known secrets: key=value pairs and card numbers are still masked."""
         assert error_message(ValueError("password=hunter2")) == f"password={MASK}"
         assert error_message(None) is None
+
+
+class Credentials(NamedTuple):
+    user: str
+    password: str
+
+
+class SlottedToken:
+    __slots__ = ("token", "user")
+
+    def __init__(self, token: str) -> None:
+        self.user = "ada"
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"SlottedToken({self.user}, {self.token})"
+
+
+class TestLeaksClosed:
+    """Shapes and spellings that once slipped past the redactor."""
+
+    @pytest.mark.parametrize("neighbour", [".", "_", "a", "Z", "é", "/", "(", "\u00a0", "#"])
+    def test_card_numbers_touched_by_any_non_digit_are_masked(self, neighbour: str) -> None:
+        """A Luhn-valid number is masked whatever non-digit character touches it on either side."""
+        for card in ("4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111"):
+            text = Redactor().scrub(f"card{neighbour}{card}{neighbour}")
+            assert text == f"card{neighbour}{MASK}{neighbour}"
+
+    def test_a_card_among_other_digit_groups_is_masked(self) -> None:
+        """In ``1 4111 1111 1111 1111 2`` the card is the run of whole groups that passes the check."""
+        assert Redactor().scrub("ref 1 4111 1111 1111 1111 2") == f"ref 1 {MASK} 2"
+        assert Redactor().scrub("order 12345678901234567890123") == "order 12345678901234567890123"
+
+    @pytest.mark.parametrize("text", ["api.key=sk_live_x1", "db.password: hunter2", "X.Auth.Token=abc123"])
+    def test_dotted_keys_are_masked_in_text(self, text: str) -> None:
+        """Keys written with dots count like ones with underscores or dashes."""
+        assert Redactor().scrub(text).endswith(MASK)
+
+    def test_named_tuples_and_slotted_objects_are_masked_and_hunted(self) -> None:
+        """Their sensitive fields are masked in payloads and their values scrubbed from error text."""
+        redactor = Redactor()
+        payload = {"login": Credentials("ada", "hunter2"), "session": SlottedToken("tok-9f8e7d")}
+        assert redactor.redact(payload) == {
+            "login": {"user": "ada", "password": MASK},
+            "session": f"SlottedToken(ada, {MASK})",
+        }
+        assert redactor.secrets(payload) == {"hunter2", "tok-9f8e7d"}
+        error = ValueError("refused", SlottedToken("tok-9f8e7d"))
+        assert "tok-9f8e7d" not in (redactor.message(error) or "")
+
+    def test_secrets_nested_deeper_than_any_limit_are_found(self) -> None:
+        """Secret values are collected at any depth (no recursion limit), so messages are scrubbed of them."""
+        payload: Any = {"password": "deep-s3cret"}
+        for _ in range(3000):
+            payload = [payload]
+        redactor = Redactor()
+        assert redactor.secrets(payload) == {"deep-s3cret"}
+        assert "deep-s3cret" not in repr(redactor.redact(payload))
+
+
+_CARDS = ("4111111111111111", "5500005555555559", "378282246310005", "4111 1111 1111 1111", "6011-0009-9013-9424")
+_KEYS = st.sampled_from(["password", "api.key", "X-Api-Key", "user_token", "cardNumber", "name", "id", "note", 7])
+# Letters found in no key name and not in the mask: a value found in the output is a leak, not a coincidence.
+_TEXT = st.text(alphabet="QWXYZ!%&~ ", max_size=20)
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _TEXT, st.binary(max_size=8))
+_PAYLOADS = st.recursive(
+    _LEAF,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(_KEYS, inner, max_size=4),
+        st.builds(Credentials, _TEXT, _TEXT),
+        st.builds(Login, _TEXT, _TEXT),
+    ),
+    max_leaves=30,
+)
+
+
+def _sensitive_values(value: Any, redactor: Redactor, under: bool = False) -> list[str]:
+    """Every str value lying under a sensitive key or field (the reference the redactor must match)."""
+    if isinstance(value, str):
+        return [value] if under and len(value) >= redactor.min_secret_length else []
+    if isinstance(value, Credentials | Login):
+        value = {"user": value.user, "password": value.password}
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _sensitive_values(v, redactor, under or redactor.is_sensitive(k))]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _sensitive_values(item, redactor, under)]
+    return []
+
+
+class TestFuzz:
+    """Random text and payloads: the redactor never raises, never lets a card or a keyed value through."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(before=st.text(max_size=30), after=st.text(max_size=30), card=st.sampled_from(_CARDS),
+           left=st.characters(blacklist_categories=("Nd",)), right=st.characters(blacklist_categories=("Nd",)))
+    def test_a_card_in_any_text_is_masked(self, before: str, after: str, card: str, left: str, right: str) -> None:
+        """A card between any non-digit neighbours, in any surrounding text, is masked; scrubbing is idempotent."""
+        text = Redactor().scrub(f"{before}{left}{card}{right}{after}")
+        assert card not in text and card.replace(" ", "").replace("-", "") not in text.replace(" ", "")
+        assert Redactor().scrub(text) == text
+
+    @settings(max_examples=300, deadline=None)
+    @given(text=st.text(alphabet=st.sampled_from("0123456789 -.=_:aZ\"'"), max_size=400))
+    def test_scrub_takes_any_text(self, text: str) -> None:
+        """Digit soups, separators and quotes: scrubbing returns text with no digit run added or reordered."""
+        scrubbed = Redactor().scrub(text)
+        assert isinstance(scrubbed, str)
+        assert scrubbed.replace(MASK, "") == "".join(c for c in scrubbed.replace(MASK, ""))  # plain text back
+
+    @settings(max_examples=300, deadline=None)
+    @given(payload=_PAYLOADS)
+    def test_every_keyed_value_is_masked_and_found(self, payload: Any) -> None:
+        """``redact`` never raises and shows no value under a sensitive key; ``secrets`` finds every one."""
+        redactor = Redactor()
+        expected = _sensitive_values(payload, redactor)
+        shown = repr(redactor.redact(payload))
+        found = redactor.secrets(payload)
+        for secret in expected:
+            assert secret in found
+        scrubbed = redactor.scrub(shown, found)
+        assert all(secret not in scrubbed for secret in expected)
+
+    def test_long_adversarial_inputs_finish(self) -> None:
+        """Inputs built to make regular expressions backtrack are scrubbed in one pass."""
+        redactor = Redactor()
+        for text in ("1 " * 20_000, "1 4111" * 5_000, "password=" * 5_000, "4" * 100_000):
+            assert isinstance(redactor.scrub(text), str)

@@ -1,7 +1,7 @@
 """A saga for the durability test, served by a worker subprocess.
 
 Steps write what they do to files in ``data["dir"]`` so that the test, in another process,
-sees how many times each ran. ``slow`` hangs on its first attempt until the worker is killed.
+sees how many times each ran. ``slow`` hangs the first time it runs, until the worker is killed.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ async def release(data: Any, context: sk.WorkflowContext) -> None:
 
 async def slow(data: Any, context: sk.WorkflowContext) -> Any:
     _note(data, f"slow {context.attempt}")
-    if context.attempt == 1:
-        (Path(data["dir"]) / "slow-started").touch()
+    started = Path(data["dir"]) / "slow-started"
+    if not started.exists():
+        started.touch()
         await asyncio.sleep(120)  # the test kills the worker meanwhile
     return {**data, "slow": "done"}
 

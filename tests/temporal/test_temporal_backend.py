@@ -15,6 +15,26 @@ from . import sagas_under_test as S
 pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
 
 
+async def cancel_when(saga: sk.Saga, data: Any, context: sk.WorkflowContext, backend: Any,
+                      kind: sk.EventKind, step: str) -> sk.Run:
+    """Run ``saga`` on ``backend``, cancel the caller once ``step`` emits ``kind``, check the
+    CancelledError propagates, and return the run it recorded."""
+    reached = asyncio.Event()
+
+    def observer(event: sk.Event) -> None:
+        if event.kind is kind and event.step == step:
+            reached.set()
+
+    task = asyncio.ensure_future(saga.run(data, context, backend=backend, observers=[observer]))
+    await asyncio.wait_for(reached.wait(), timeout=30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    run = saga.history.last
+    assert run is not None
+    return run
+
+
 class TestLiveEvents:
     async def test_events_arrive_while_the_workflow_runs_in_order(self, backend: Any) -> None:
         """An observer sees step events before the run ends, run_started first, run_finished last."""
@@ -48,21 +68,9 @@ class TestCancellation:
         from temporalio.client import WorkflowExecutionStatus
 
         cid = f"cancel-{uuid.uuid4().hex[:8]}"
-        c_started = asyncio.Event()
-
-        def observer(event: sk.Event) -> None:
-            if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
-                c_started.set()
-
-        task = asyncio.ensure_future(
-            S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
-        )
-        await asyncio.wait_for(c_started.wait(), timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        run = S.linear.history.last
-        assert run is not None and run.backend == "temporal"
+        run = await cancel_when(S.linear, {"plan": {"c": "sleep:30"}}, sk.WorkflowContext(cid), backend,
+                                sk.EventKind.STEP_STARTED, "c")
+        assert run.backend == "temporal"
         assert run.status == "cancelled"
         assert run.compensated_steps == ["b", "a"]
         assert [e.status for e in run.events if e.step == "c" and e.phase == "forward"][-1] == "cancelled"
@@ -74,26 +82,32 @@ class TestCancellation:
     async def test_a_plain_function_step_cancelled_mid_run_finishes_and_is_compensated(self, backend: Any) -> None:
         """A ``def`` step cannot be interrupted: it runs to its end, counts as completed, and is undone."""
         cid = f"block-{uuid.uuid4().hex[:8]}"
-        started = asyncio.Event()
-
-        def observer(event: sk.Event) -> None:
-            if event.kind is sk.EventKind.STEP_STARTED and event.step == "blocking_step":
-                started.set()
-
-        task = asyncio.ensure_future(
-            S.blocking.run({"block": 2.0}, sk.WorkflowContext(cid), backend=backend, observers=[observer])
-        )
-        await asyncio.wait_for(started.wait(), timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        run = S.blocking.history.last
-        assert run is not None and run.status == "cancelled"
+        run = await cancel_when(S.blocking, {"block": 2.0}, sk.WorkflowContext(cid), backend,
+                                sk.EventKind.STEP_STARTED, "blocking_step")
+        assert run.status == "cancelled"
         assert run.completed_steps == ["a", "blocking_step"]
         assert run.compensated_steps == ["blocking_step", "a"]
         calls = [(step, phase) for step, phase, _, _ in S.CALLS.pop(cid)]
         assert calls == [("a", "forward"), ("blocking", "forward"), ("blocking", "finished"),
                          ("blocking", "compensate"), ("a", "compensate")]
+
+    async def test_a_cancellation_while_a_parallel_stage_winds_down_propagates(
+        self, backend: Any, client: Any
+    ) -> None:
+        """p1 fails while p2 runs; the caller is cancelled before the rollback ends: the run is
+        compensated with p1's error, the workflow ends cancelled, and CancelledError propagates."""
+        from temporalio.client import WorkflowExecutionStatus
+
+        cid = f"winddown-{uuid.uuid4().hex[:8]}"
+        plan = {"p1": "raise", "p2": "sleep:30", "a:compensate": "sleep:1"}
+        run = await cancel_when(S.fanout, {"plan": plan}, sk.WorkflowContext(cid), backend,
+                                sk.EventKind.STEP_FAILED, "p1")
+        assert run.status == "compensated"
+        assert run.failed_step == "p1" and isinstance(run.error, ValueError) and "p1 refused" in str(run.error)
+        assert run.compensated_steps == ["a"]
+        S.CALLS.pop(cid, None)
+        description = await client.get_workflow_handle(run.info["workflow_id"]).describe()
+        assert description.status == WorkflowExecutionStatus.CANCELED
 
     async def test_execute_raises_the_original_error(self, backend: Any) -> None:
         """execute() with the Temporal backend raises what it raises locally."""
@@ -169,20 +183,9 @@ class TestReplay:
         rolled_back = await S.notes.run({"plan": plan}, sk.WorkflowContext("replay-1", {"drop_me": 0}), backend=backend)
         assert rolled_back.status == "compensated"
 
-        started = asyncio.Event()
-
-        def observer(event: sk.Event) -> None:
-            if event.kind is sk.EventKind.STEP_STARTED and event.step == "c":
-                started.set()
-
-        task = asyncio.ensure_future(S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext("replay-2"),
-                                                  backend=backend, observers=[observer]))
-        await asyncio.wait_for(started.wait(), timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        cancelled = S.linear.history.last
-        assert cancelled is not None and cancelled.status == "cancelled"
+        cancelled = await cancel_when(S.linear, {"plan": {"c": "sleep:30"}}, sk.WorkflowContext("replay-2"), backend,
+                                      sk.EventKind.STEP_STARTED, "c")
+        assert cancelled.status == "cancelled"
 
         replayer = Replayer(workflows=[SagaWorkflow], workflow_runner=sandbox_runner())
         for run in (rolled_back, cancelled):
@@ -191,3 +194,75 @@ class TestReplay:
             assert result.replay_failure is None, (run.info["workflow_id"], result.replay_failure)
         S.CALLS.pop("replay-1", None)
         S.CALLS.pop("replay-2", None)
+
+
+class TestLocalActivities:
+    async def test_the_kind_is_chosen_per_step_and_shows_in_the_history(self, client: Any, worker: Any) -> None:
+        """Named steps run as local activities (markers), the others as regular ones (scheduled activities)."""
+        from sagakit.temporal import TemporalBackend
+
+        backend = TemporalBackend(client, task_queue="sagakit-tests", local_activities={"b", "linear.c", "fanout.a"})
+        run = await S.linear.run({"plan": {"d": "raise"}}, sk.WorkflowContext("kinds-1"), backend=backend)
+        assert run.status == "compensated" and run.compensated_steps == ["c", "b", "a"]
+        assert run.info["local_activities"] == ["b", "c"]
+        history = await client.get_workflow_handle(run.info["workflow_id"]).fetch_history()
+        scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+                     if e.HasField("activity_task_scheduled_event_attributes")]
+        markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+        assert scheduled == ["linear.a.forward", "linear.sync_step.forward", "linear.d.forward", "linear.a.compensate"]
+        assert len(markers) == 4  # b and c forward, then c and b compensated
+        S.CALLS.pop("kinds-1", None)
+
+    async def test_a_local_step_longer_than_its_limit_times_out_and_rolls_back(self, client: Any, worker: Any) -> None:
+        """c sleeps past local_activity_timeout: it is stopped, fails with StepTimeout, b and a are undone."""
+        from sagakit.temporal import TemporalBackend
+
+        backend = TemporalBackend(client, task_queue="sagakit-tests", local_activities=True,
+                                  local_activity_timeout=0.5)
+        run = await S.linear.run({"plan": {"c": "sleep:30"}}, sk.WorkflowContext("too-long-1"), backend=backend)
+        assert run.status == "compensated" and run.failed_step == "c"
+        assert isinstance(run.error, sk.StepTimeout) and str(run.error) == "step 'c' timed out after 0.5s"
+        assert run.compensated_steps == ["b", "a"]
+        assert run.duration_ms < 10_000
+        assert ("c", "cancelled") in [(step, phase) for step, phase, _, _ in S.CALLS.pop("too-long-1")]
+
+    async def test_local_retries_are_recorded_in_order_and_replay(self, client: Any, worker: Any) -> None:
+        """b flakes twice as a local activity: three attempts in order; the history replays cleanly."""
+        from temporalio.worker import Replayer
+
+        from sagakit.temporal import SagaWorkflow, TemporalBackend
+        from sagakit.temporal.worker import sandbox_runner
+
+        backend = TemporalBackend(client, task_queue="sagakit-tests", local_activities=True)
+        run = await S.retrying.run({"plan": {"b": "flaky:2"}}, sk.WorkflowContext("local-retry-1"), backend=backend)
+        assert run.status == "completed"
+        b_rows = run.steps[run.steps["step"] == "b"]
+        assert list(zip(b_rows["attempt"], b_rows["status"], strict=True)) == [
+            (1, "failed"), (2, "failed"), (3, "succeeded")]
+        assert [attempt for step, _, attempt, _ in S.CALLS.pop("local-retry-1") if step == "b"] == [1, 2, 3]
+        history = await client.get_workflow_handle(run.info["workflow_id"]).fetch_history()
+        replayer = Replayer(workflows=[SagaWorkflow], workflow_runner=sandbox_runner())
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, result.replay_failure
+
+    async def test_bad_local_activity_options_are_named(self, client: Any, worker: Any) -> None:
+        """Wrong choices raise naming the option; an unknown step name fails before any workflow starts."""
+        from sagakit.temporal import TemporalBackend
+
+        with pytest.raises(TypeError, match="local_activities"):
+            TemporalBackend(client, task_queue="q", local_activities="b")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="local_activities"):
+            TemporalBackend(client, task_queue="q", local_activities=3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"local_activity_timeout.*workflow task timeout"):
+            TemporalBackend(client, task_queue="q", local_activity_timeout=30)
+        with pytest.raises(ValueError, match="local_activity_timeout"):
+            TemporalBackend(client, task_queue="q", local_activity_timeout=0)
+        runs = len(S.linear.history)
+        backend = TemporalBackend(client, task_queue="sagakit-tests", local_activities={"b", "nope"})
+        with pytest.raises(ValueError, match="saga 'linear' has no step 'nope'"):
+            await S.linear.run({}, sk.WorkflowContext("bad-local-1"), backend=backend)
+        backend = TemporalBackend(client, task_queue="sagakit-tests", local_activities=lambda member: "yes")  # type: ignore[arg-type,return-value]
+        with pytest.raises(TypeError, match="returned str for step 'a'"):
+            await S.linear.run({}, sk.WorkflowContext("bad-local-2"), backend=backend)
+        assert len(S.linear.history) == runs
+        assert "bad-local-1" not in S.CALLS and "bad-local-2" not in S.CALLS

@@ -59,6 +59,13 @@ class TestWorkerErrors:
         assert result.returncode == 2
         assert "--tls-cert and --tls-key go together" in result.stderr
 
+    def test_a_concurrency_limit_must_be_positive(self, subprocess_env: dict[str, str]) -> None:
+        """--max-concurrent-local-activities 0 is refused, naming the option, before connecting."""
+        result = _cli("worker", "--task-queue", "q", "--address", "127.0.0.1:1", "--max-concurrent-local-activities",
+                      "0", "temporal.durable_saga:durable", env=subprocess_env)
+        assert result.returncode == 2
+        assert "--max-concurrent-local-activities: expected a positive whole number, got '0'" in result.stderr
+
 
 def test_sigterm_stops_the_worker_cleanly(temporal_address: str, subprocess_env: dict[str, str]) -> None:
     """A running worker stops on SIGTERM with exit code 0."""

@@ -18,11 +18,11 @@ from . import durable_saga
 pytestmark = [pytest.mark.temporal, pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 
-def _worker(address: str, queue: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _worker(address: str, queue: str, env: dict[str, str], log: Path, *options: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "sagakit.temporal", "worker", "--address", address, "--task-queue", queue,
-             "--sticky-timeout", "1", "temporal.durable_saga:durable"],
+             "--sticky-timeout", "1", *options, "temporal.durable_saga:durable"],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -36,20 +36,26 @@ async def _wait_for(condition: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("local", [False, True], ids=["activities", "local_activities"])
 async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
-    client: Any, temporal_address: str, subprocess_env: dict[str, str], tmp_path: Path
+    client: Any, temporal_address: str, subprocess_env: dict[str, str], tmp_path: Path, local: bool
 ) -> None:
-    """SIGKILL the worker while step 2 runs; a new worker retries step 2, and step 1 never re-runs.
+    """SIGKILL the worker while step 2 runs; a new worker finishes the saga without a rollback.
 
-    The dead worker is noticed when its heartbeats stop (after 1 s here), not after the
-    activity timeout (left at its 60 s default), so the saga finishes within the test's limit.
+    As a regular activity, the dead worker is noticed when its heartbeats stop (after 1 s
+    here), not after the activity timeout (left at its 60 s default), and step 2 is retried
+    as attempt 2. As a local activity, the workflow task times out (10 s) and the new
+    worker, replaying the history, runs the local steps of that workflow task again (step 1
+    too: local activities are recorded when their workflow task completes); the lost attempt
+    leaves no trace, and nothing is compensated.
     """
     from sagakit.temporal import TemporalBackend
 
     queue = f"durable-{tmp_path.name}"
     log = tmp_path / "worker.log"
-    first = _worker(temporal_address, queue, subprocess_env, log)
-    backend = TemporalBackend(client, task_queue=queue, heartbeat_timeout=1.0)
+    options = ("--max-concurrent-local-activities", "2") if local else ()
+    first = _worker(temporal_address, queue, subprocess_env, log, *options)
+    backend = TemporalBackend(client, task_queue=queue, heartbeat_timeout=1.0, local_activities=local)
     assert backend.activity_timeout == 60.0
     saga = durable_saga.durable
     run_task = asyncio.ensure_future(saga.run({"dir": str(tmp_path)}, sk.WorkflowContext("durable-1"), backend=backend))
@@ -59,7 +65,7 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
         assert not run_task.done(), run_task
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        second = _worker(temporal_address, queue, subprocess_env, log)
+        second = _worker(temporal_address, queue, subprocess_env, log, *options)
         run = await asyncio.wait_for(run_task, timeout=45)
     finally:
         for process in (first, second):
@@ -71,11 +77,19 @@ async def test_a_worker_killed_mid_step_is_replaced_and_the_saga_completes(
 
     assert run.status == "completed", run
     assert run.result["shipped"] is True
-    calls = (tmp_path / "calls.log").read_text().split()
-    assert calls.count("reserve") == 1 and "release" not in calls
+    calls = (tmp_path / "calls.log").read_text().splitlines()
     slow_rows = run.steps[run.steps["step"] == "slow"]
-    assert list(slow_rows["attempt"]) == [1, 2]
-    assert list(slow_rows["status"]) == ["failed", "succeeded"]
-    assert list(slow_rows["error_type"].fillna("")) == ["StepTimeout", ""]
-    assert list(slow_rows["error_message"].fillna("")) == ["step 'slow' timed out after 1s", ""]
+    assert list(run.steps["step"]) == (["reserve", "slow", "ship"] if local else ["reserve", "slow", "slow", "ship"])
+    if local:
+        # reserve's result was still in the workflow task the dead worker held: it runs again, once.
+        assert calls == ["reserve 1", "slow 1", "reserve 1", "slow 1", "ship 1"]
+        assert list(slow_rows["attempt"]) == [1]
+        assert list(slow_rows["status"]) == ["succeeded"]
+        assert run.info["local_activities"] == ["reserve", "slow", "ship"]
+    else:
+        assert calls == ["reserve 1", "slow 1", "slow 2", "ship 1"]
+        assert list(slow_rows["attempt"]) == [1, 2]
+        assert list(slow_rows["status"]) == ["failed", "succeeded"]
+        assert list(slow_rows["error_type"].fillna("")) == ["StepTimeout", ""]
+        assert list(slow_rows["error_message"].fillna("")) == ["step 'slow' timed out after 1s", ""]
     assert run.info["workflow_id"] == f"durable/durable-1/{run.run_id}"

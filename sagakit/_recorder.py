@@ -1,0 +1,339 @@
+"""The run recorder: the one place that keeps a run's trace and applies the rules of rollback.
+
+Every backend records a run through this module, so that they all agree:
+
+- **Event delivery.** :func:`deliver` hands an event to a run's observers; an observer that
+  raises an :class:`Exception` is reported with a warning and dropped for the rest of the run
+  (a broken sink never breaks a saga). The local engine, ``recover()`` and the Temporal backend
+  all deliver through it.
+- **The trace.** :class:`Recorder` keeps a run's events, and builds the :class:`~sagakit.Run`
+  with :meth:`Recorder.finish`.
+- **Rollback bookkeeping.** :func:`undo_order`, :func:`pending_after`, :func:`rollback_outcome` and
+  :func:`compensation_error` (with :func:`compensation_message`) are the rules: compensate the
+  steps to undo on failure first, then the completed steps newest first; a compensation failure
+  stops the rollback (unless the saga continues) and lists the steps left ``pending``, but a
+  compensation interrupted by ``KeyboardInterrupt``, ``SystemExit`` or its own cancellation
+  fails without stopping it; a failed compensation makes the run ``compensation_failed``, else a
+  rollback started by an error is ``compensated`` (even if a cancellation came meanwhile), else
+  (a cancellation) ``cancelled``; after the rollback, any cancellation or interruption
+  propagates. They are pure and deterministic: the Temporal workflow imports them into its
+  sandbox, applied to its JSON descriptions of errors.
+- **Texts.** :func:`error_text` is how an error reads in messages; an exception whose
+  ``__str__`` raises reads as a placeholder, so no exception, however broken, loses a run.
+
+Two fast paths of the local engine append to the trace themselves, each in one place: the plain
+step without a fault (``LocalBackend.run``) and the success of a plain compensation without a
+fault (``_Execution.rollback``). Everything else records through :class:`Recorder`. They, and
+the recorder, rely on these invariants:
+
+1. ``events`` is a list exactly when the run has observers (``observers`` is then a non-empty
+   list); otherwise it is ``None`` and the run keeps its trace flat in ``atoms``, ``times`` and
+   ``objects`` instead. An observed run builds an :class:`~sagakit.Event` per event anyway, so
+   it keeps those; an unobserved run builds none.
+2. The trace's parallel sequences grow in step: for each event one row of
+   ``runs.TRACE_ATOMS`` in ``atoms``, the three ``runs.TRACE_TIMES`` in ``times`` and the three
+   ``runs.TRACE_OBJECTS`` in ``objects``. Whoever appends to one appends to all three.
+3. Start-of-attempt events are told to observers only, never kept: the event ending an attempt
+   carries its start.
+4. The stage plan (:func:`stage_plan`) is cached on the saga by the identity of its ``stages``
+   tuple: a saga whose stages are replaced gets a new plan; rows in the plan are shared by every
+   run of the saga, so they are tuples of scalars and never change.
+5. ``observers`` is the run's own list: :func:`deliver` removes a broken observer from it, so
+   the rest of that run skips it and other runs are unaffected.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sagakit.errors import CompensationError, CompensationFailure
+from sagakit.events import Event, EventKind, Observer
+from sagakit.runs import Run, RunStatus
+from sagakit.steps import Stage, Step
+
+if TYPE_CHECKING:
+    from sagakit.saga import Saga
+
+__all__ = [
+    "Recorder",
+    "compensation_error",
+    "compensation_message",
+    "deliver",
+    "deliver_after_failure",
+    "error_text",
+    "rollback_outcome",
+    "pack_times",
+    "pending_after",
+    "stage_plan",
+    "undo_order",
+]
+
+_T = TypeVar("_T")
+_E = TypeVar("_E")
+_NAN = math.nan
+_KIND = {kind.value: kind for kind in EventKind}
+_new_event = tuple.__new__
+_new_run = object.__new__
+_PACKERS: dict[int, Callable[..., bytes]] = {}
+_RUN_STARTED = ("run_started", None, -1, None, 0, False, None)
+
+
+# -- texts --------------------------------------------------------------------------------
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or a placeholder naming its type when its ``__str__`` raises."""
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__}: message unavailable>"
+
+
+def error_line(kind: str, text: str) -> str:
+    """``Kind: text``, or the bare type name for an error without a message."""
+    return f"{kind}: {text}" if text else kind
+
+
+def compensation_message(
+    saga: str, failures: Sequence[tuple[str, str, str]], original: tuple[str, str] | None, pending: Sequence[str]
+) -> str:
+    """The message of a :class:`~sagakit.CompensationError`.
+
+    Args:
+        saga: the saga's name.
+        failures: per failed compensation, its step, its error's type name and its error's text.
+        original: the type name and text of the error that started the rollback, if any.
+        pending: the steps left uncompensated.
+    """
+    parts = [f"{step!r} ({error_line(kind, text)})" for step, kind, text in failures]
+    message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
+    if original is not None:
+        message += f"; rollback was started by {error_line(*original)}"
+    if pending:
+        message += "; left uncompensated: " + ", ".join(repr(name) for name in pending)
+    return message
+
+
+# -- the rules of rollback (pure: the Temporal workflow uses them too) ----------------------
+
+
+def unmergeable_branch_message(saga: str, step: str, type_name: str) -> str:
+    """The ``TypeError`` message for a parallel branch whose output (of type ``type_name``)
+    cannot be merged into the stage's output."""
+    return (
+        f"saga {saga!r}: parallel branch {step!r} returned {type_name}; parallel branches must return a dict "
+        "(or None to pass their input through) so that their outputs can be merged"
+    )
+
+
+def undo_order(undo_on_failure: Sequence[_T], completed: Sequence[_T]) -> list[_T]:
+    """What a rollback compensates, in order: the failed steps that ask to be compensated
+    (``compensate_on_failure``) first, then the completed steps, newest first."""
+    undo = list(undo_on_failure)
+    undo.extend(reversed(completed))
+    return undo
+
+
+def pending_after(undo: Sequence[_T], position: int, compensates: Callable[[_T], bool]) -> list[_T]:
+    """The entries of ``undo`` after ``position`` that have a compensation: what a rollback
+    that stops at ``position`` leaves uncompensated."""
+    return [entry for entry in undo[position + 1 :] if compensates(entry)]
+
+
+def rollback_outcome(compensation_failure: _E | None, original: _E | None, interrupt: _E | None) -> tuple[RunStatus, _E | None]:
+    """A rolled-back run's status and error, from what the rollback produced.
+
+    A failed compensation wins (``compensation_failed``, the compensation error); else a rollback
+    started by an error is ``compensated`` with that error, even if a cancellation came while it
+    ran; else the run was ``cancelled``, with the interruption as its error.
+    """
+    if compensation_failure is not None:
+        return "compensation_failed", compensation_failure
+    if original is not None:
+        return "compensated", original
+    return "cancelled", interrupt
+
+
+def compensation_error(
+    saga: str, original: BaseException | None, failures: Sequence[CompensationFailure], pending: Sequence[str]
+) -> CompensationError:
+    """The :class:`~sagakit.CompensationError` of a rollback in which ``failures`` happened."""
+    return CompensationError(saga=saga, original=original, failures=failures, pending=pending)
+
+
+# -- delivery -------------------------------------------------------------------------------
+
+
+def deliver(observers: list[Observer], event: Event) -> None:
+    """Hand ``event`` to each observer in order.
+
+    An observer that raises is removed from ``observers`` (the run's own list) with a
+    :class:`RuntimeWarning`: a broken sink never breaks a saga. Every backend delivers events
+    through this function (the local engine's inlined fast path calls
+    :func:`deliver_after_failure` the same way), so they all treat observers alike.
+    """
+    observer = None
+    try:
+        for observer in observers:
+            observer(event)
+    except Exception as error:
+        deliver_after_failure(observers, event, observer, error)  # type: ignore[arg-type]
+
+
+def deliver_after_failure(observers: list[Observer], event: Event, failed: Observer, error: Exception) -> None:
+    """Finish :func:`deliver` after ``failed`` raised ``error``: hand ``event`` to the
+    observers after it, then remove every one that raised, with a warning."""
+    position = next(i for i, observer in enumerate(observers) if observer is failed)
+    broken: list[tuple[Observer, Exception]] = [(failed, error)]
+    for observer in observers[position + 1 :]:
+        try:
+            observer(event)
+        except Exception as later:
+            broken.append((observer, later))
+    for observer, failure in broken:
+        observers.remove(observer)
+        warnings.warn(
+            f"sagakit: observer {_describe(observer)} raised {type(failure).__name__}: {error_text(failure)}; "
+            "it is ignored for the rest of this run",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _describe(observer: object) -> str:
+    try:
+        return repr(observer)
+    except Exception:
+        return f"<{type(observer).__name__} object>"
+
+
+# -- the trace ------------------------------------------------------------------------------
+
+
+def pack_times(times: list[float]) -> bytes:
+    """``times`` as the bytes of C doubles (a run's trace keeps them so; see runs.TRACE_TIMES)."""
+    pack = _PACKERS.get(len(times))
+    if pack is None:
+        pack = _PACKERS[len(times)] = struct.Struct(f"{len(times)}d").pack
+    return pack(*times)
+
+
+def stage_plan(saga: Saga) -> tuple[tuple[Stage, int, tuple[Any, ...] | None], ...]:
+    """Per stage of ``saga``: the stage, its first step's index and, for a plain step, the
+    trace row of its ``step_succeeded`` event. Built once per ``stages`` tuple (invariant 4),
+    so that the hot path neither counts indexes nor builds rows."""
+    plan = saga._plan
+    if plan is not None and plan[0] is saga.stages:
+        return plan[1]  # type: ignore[no-any-return]
+    entries: list[tuple[Stage, int, tuple[Any, ...] | None]] = []
+    index = 0
+    for stage in saga.stages:
+        if type(stage) is Step:
+            row = ("step_succeeded", stage.name, index, "forward", 1, False, "succeeded") if stage.plain else None
+            entries.append((stage, index, row))
+            index += 1
+        else:
+            entries.append((stage, index, None))
+            index += len(stage.steps)  # type: ignore[union-attr]
+    saga._plan = (saga.stages, tuple(entries))
+    return saga._plan[1]  # type: ignore[no-any-return]
+
+
+class Recorder:
+    """The trace of one run, and its delivery to the run's observers (see the invariants above).
+
+    Attributes:
+        run_id, saga_name, correlation_id: the run's identity, shared by its events.
+        observers: the run's own list of observers (``None`` for an unobserved run).
+        events: the kept events of an observed run (``None`` for an unobserved run).
+        atoms, times, objects: the flat trace of an unobserved run.
+        failed_step: the step whose failure started the rollback.
+        compensations_run: how many compensations started.
+        injected: whether failure injection fired.
+        interrupt: a cancellation or interruption to re-raise once the run is recorded.
+    """
+
+    __slots__ = (
+        "atoms",
+        "compensations_run",
+        "correlation_id",
+        "events",
+        "failed_step",
+        "injected",
+        "interrupt",
+        "objects",
+        "observers",
+        "run_id",
+        "saga_name",
+        "times",
+    )
+
+    def __init__(self, run_id: str, saga_name: str, correlation_id: str | None,
+                 observers: Sequence[Observer]) -> None:
+        self.run_id = run_id
+        self.saga_name = saga_name
+        self.correlation_id = correlation_id
+        self.atoms: list[tuple[Any, ...]] = []
+        self.times: list[float] = []
+        self.objects: list[Any] = []
+        if observers:
+            self.observers: list[Observer] | None = list(observers)
+            self.events: list[Event] | None = []
+        else:
+            self.observers = None
+            self.events = None
+        self.failed_step: str | None = None
+        self.compensations_run = 0
+        self.injected = False
+        self.interrupt: BaseException | None = None
+
+    def start(self, at: float, data: Any, info: Mapping[str, Any]) -> None:
+        """Record ``run_started``; an unobserved run shares one trace row for it."""
+        if self.events is None:
+            self.atoms.append(_RUN_STARTED)
+            self.times += (at, _NAN, _NAN)
+            self.objects += (None, data, info)
+        else:
+            self.record("run_started", at, None, -1, None, 0, None, None, None, False, data, None, info)
+
+    def record(self, kind: str, at: float, step: str | None, index: int, phase: str | None, attempt: int,
+               started_at: float | None, duration_ms: float | None, error: BaseException | None, injected: bool,
+               data: Any, status: str | None, info: Mapping[str, Any] | None = None) -> None:
+        """Keep one event (the fields of :class:`~sagakit.Event`) and hand it to the observers."""
+        if self.events is None:
+            self.atoms.append((kind, step, index, phase, attempt, injected, status))
+            self.times += (at, _NAN if started_at is None else started_at,
+                           _NAN if duration_ms is None else duration_ms)
+            self.objects += (error, data, info)
+        else:
+            self.events.append(self.tell(kind, at, step, index, phase, attempt, started_at, duration_ms, error,
+                                         injected, data, status, info))
+
+    def tell(self, kind: str, at: float, step: str | None, index: int, phase: str | None, attempt: int,
+             started_at: float | None, duration_ms: float | None, error: BaseException | None, injected: bool,
+             data: Any, status: str | None, info: Mapping[str, Any] | None = None) -> Event:
+        """Hand one event (``record``'s arguments) to the observers, and return it. Start-of-
+        attempt events are only told, not kept (invariant 3)."""
+        event: Event = _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index, phase, attempt,
+                                          started_at, duration_ms, error, injected, data, status,
+                                          self.correlation_id, info))
+        deliver(self.observers, event)  # type: ignore[arg-type]
+        return event
+
+    def finish(self, *, definition: Saga | None, backend: str, status: RunStatus, result: Any,
+               error: BaseException | None, original: BaseException | None, at: float, started_at: float,
+               duration_ms: float, steps_completed: int, info: dict[str, Any] | None = None) -> Run:
+        """Record ``run_finished`` and build the :class:`~sagakit.Run`."""
+        self.record("run_finished", at, None, -1, None, 0, started_at, duration_ms, error, self.injected, result,
+                    status)
+        events = self.events
+        trace = events is None
+        return _new_run(Run)._fill(
+            self.run_id, self.saga_name, definition, self.correlation_id, backend, status, result, error, original,
+            self.failed_step, events, tuple(self.atoms) if trace else None,
+            pack_times(self.times) if trace else None, tuple(self.objects) if trace else None, started_at,
+            duration_ms, {} if info is None else info, steps_completed, self.compensations_run, self.injected)

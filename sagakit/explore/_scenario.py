@@ -1,0 +1,436 @@
+"""Scenarios as plain data: fault schedules, how one is run and checked, drawn and shrunk.
+
+A :class:`Scenario` is a fault schedule (step name -> :class:`~sagakit.Fault`) and where
+it came from. Running it (:func:`run_scenario`) gives a :class:`ScenarioResult`: the run and
+the invariant's verdict. Everything a scenario does follows from its schedule: flaky faults
+carry their own seed, and each run gets fresh copies of them, so a scenario replays exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from sagakit.context import WorkflowContext
+from sagakit.events import Observer
+from sagakit.explore._shared import resolve
+from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike, as_fault
+from sagakit.runs import Run
+
+if TYPE_CHECKING:
+    from sagakit.saga import Saga
+
+__all__ = [
+    "MODE_ORDER",
+    "Counterexample",
+    "Schedule",
+    "check_search",
+    "describe_run",
+    "find_counterexamples",
+    "modes_for",
+    "Scenario",
+    "ScenarioKind",
+    "ScenarioResult",
+    "as_schedule",
+    "check_invariant",
+    "draw_schedule",
+    "run_scenario",
+    "shrink",
+]
+
+#: Every mode exploration knows, simplest first (the order shrinking prefers).
+MODE_ORDER: tuple[str, ...] = ("fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation")
+
+ScenarioKind = Literal["baseline", "single", "pair", "random", "shrunk", "replay"]
+
+Schedule = tuple[tuple[str, Fault], ...]
+
+
+def _plain(fault: Fault) -> bool:
+    return fault.delay == 0 and fault.probability >= 1.0 and fault.seed is None
+
+
+def _fault_text(fault: Fault) -> str:
+    if _plain(fault):
+        return repr(fault.mode)
+    options = [repr(fault.mode)]
+    if fault.delay:
+        options.append(f"delay={fault.delay!r}")
+    if fault.probability < 1.0:
+        options.append(f"probability={fault.probability!r}")
+    if fault.seed is not None:
+        options.append(f"seed={fault.seed!r}")
+    return f"Fault({', '.join(options)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One scenario of an exploration, as plain data: a fault schedule and its origin.
+
+    Attributes:
+        index: its number in the exploration (``-1`` for scenarios made by shrinking or
+            replay).
+        kind: ``baseline``, ``single``, ``pair`` (exhaustive search), ``random`` (drawn),
+            ``shrunk`` (a minimal counterexample) or ``replay``.
+        faults: the schedule, ``(step, Fault)`` pairs in saga order.
+        seed: for a drawn scenario, the seed it was drawn from (with the exploration's seed
+            and its position, it draws the same schedule again).
+        step: the step of its first fault (``None`` for the baseline).
+        mode: the mode of its first fault.
+    """
+
+    index: int
+    kind: ScenarioKind
+    faults: Schedule
+    seed: int | None = None
+
+    @property
+    def step(self) -> str | None:
+        return self.faults[0][0] if self.faults else None
+
+    @property
+    def mode(self) -> str | None:
+        return self.faults[0][1].mode if self.faults else None
+
+    @property
+    def label(self) -> str:
+        """``step=mode + ...`` (flaky or delayed faults in full), or ``no faults``."""
+        if not self.faults:
+            return "no faults"
+        return " + ".join(
+            f"{name}={fault.mode}" if _plain(fault) else f"{name}={_fault_text(fault)}" for name, fault in self.faults
+        )
+
+    @property
+    def plan(self) -> dict[str, FaultLike]:
+        """The schedule as a fault plan for ``saga.run(..., faults=...)``: a mode string for a
+        plain fault, a fresh :class:`~sagakit.Fault` (its random draws from the start) else."""
+        return {
+            name: fault.mode if _plain(fault) else Fault(fault.mode, fault.delay, fault.probability, fault.seed)
+            for name, fault in self.faults
+        }
+
+    def run_plan(self) -> dict[str, Fault]:
+        """:attr:`plan` for one run: the plain faults themselves (they never draw), fresh
+        copies of the flaky ones."""
+        return {
+            name: fault if fault.probability >= 1.0 else Fault(fault.mode, fault.delay, fault.probability, fault.seed)
+            for name, fault in self.faults
+        }
+
+    @property
+    def plan_text(self) -> str:
+        """:attr:`plan` as Python source."""
+        return "{" + ", ".join(f"{name!r}: {_fault_text(fault)}" for name, fault in self.faults) + "}"
+
+    @property
+    def size(self) -> int:
+        return len(self.faults)
+
+
+def as_schedule(saga: Saga, faults: Mapping[str, FaultLike] | Iterable[tuple[str, FaultLike]]) -> Schedule:
+    """``faults`` checked against ``saga`` and put in saga order."""
+    items = faults.items() if isinstance(faults, Mapping) else faults
+    chosen: dict[str, Fault] = {}
+    for name, fault in items:
+        if name not in saga.step_names:
+            saga.get_step(name)  # raises UnknownStepError listing the steps
+        chosen[name] = as_fault(fault, step=name)
+    return tuple((name, chosen[name]) for name in saga.step_names if name in chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    """A scenario run once: the run and what the invariant said.
+
+    Attributes:
+        scenario: the scenario.
+        run: its :class:`~sagakit.Run` (a run cancelled by a ``cancel`` fault included).
+        holds: ``True`` the invariant held, ``False`` it was violated, ``None`` no invariant.
+        violation: the invariant's message when violated.
+    """
+
+    scenario: Scenario
+    run: Run
+    holds: bool | None
+    violation: str | None
+
+    @property
+    def outcome(self) -> str:
+        """``violated`` or the run's status."""
+        return "violated" if self.holds is False else self.run.status
+
+    @property
+    def violated(self) -> bool:
+        return self.holds is False
+
+
+async def check_invariant(
+    invariant: Callable[[Any, Run], Any] | None, world: Any, run: Run, label: str
+) -> tuple[bool | None, str | None]:
+    """``invariant(world, run)``: ``(holds, violation message)``; other errors propagate, noted."""
+    if invariant is None:
+        return None, None
+    try:
+        verdict = await resolve(invariant(world, run))
+    except AssertionError as exc:
+        return False, str(exc) or "AssertionError raised by the invariant"
+    except Exception as exc:
+        exc.add_note(f"sagakit: raised by the invariant while checking scenario {label!r}")
+        raise
+    if verdict is None or bool(verdict):
+        return True, None
+    return False, "the invariant returned False"
+
+
+async def run_scenario(
+    saga: Saga,
+    derived: Saga,
+    scenario: Scenario,
+    data: Any,
+    world: Callable[[], Any] | None,
+    invariant: Callable[[Any, Run], Any] | None,
+    observers: Sequence[Observer] = (),
+    correlation_id: str | None = None,
+) -> ScenarioResult:
+    """Run ``scenario`` once on ``derived`` (a copy of ``saga``) with a fresh world and check it.
+
+    A ``cancel`` fault cancels the task running the saga; the cancellation it caused ends
+    here, with the cancelled run, while a cancellation from elsewhere still propagates.
+    """
+    label = scenario.label
+    state = await resolve(world()) if world is not None else None
+    cid = correlation_id if correlation_id is not None else f"explore {scenario.index}: {label}"
+    context = WorkflowContext(correlation_id=cid, world=state)
+    try:
+        run = await derived.run(data, context, faults=scenario.run_plan(), observers=observers)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        # The engine puts the run in the history and raises in one go, nothing runs between.
+        run = derived.history[-1]
+        if task is None or run.correlation_id != cid:
+            raise
+        cancels = [name for name, fault in scenario.faults if fault.mode.startswith("cancel")]
+        if len(cancels) > 1:  # which of them fired (one alone must have, to get here)
+            fired = {event.step for event in run.events if event.injected}
+            cancels = [name for name in cancels if name in fired]
+        for _ in cancels:
+            if task.cancelling():
+                task.uncancel()
+        if task.cancelling():  # a cancellation from elsewhere too
+            raise
+        if run.error is not None:  # its traceback would keep this frame, and the world, alive
+            run.error.__traceback__ = None
+    run.definition = saga
+    holds, violation = await check_invariant(invariant, state, run, label)
+    return ScenarioResult(scenario, run, holds, violation)
+
+
+# ---------------------------------------------------------------------------------------
+# drawing schedules
+
+
+def modes_for(saga: Saga, modes: Sequence[str]) -> dict[str, list[str]]:
+    """The modes each step can take: compensation modes only where there is a compensation."""
+    return {
+        member.name: [mode for mode in modes if mode not in COMPENSATION_MODES or member.compensate is not None]
+        for member in saga.steps
+    }
+
+
+def draw_schedule(
+    saga: Saga,
+    rng: random.Random,
+    choices: Mapping[str, Sequence[str]],
+    max_faults: int,
+    max_delay: float,
+    flaky: float,
+) -> Schedule:
+    """A random schedule: 1 to ``max_faults`` faults (fewer more likely) on distinct steps.
+
+    Each fault takes any of its step's modes; with chance ``flaky`` it fires with probability
+    0.5 under a seed of its own, and with ``max_delay > 0`` a quarter of them add a delay.
+    """
+    names = [name for name in saga.step_names if choices[name]]
+    if not names:
+        return ()
+    count = 1
+    while count < min(max_faults, len(names)) and rng.random() < 0.5:
+        count += 1
+    picked = set(rng.sample(names, count))
+    schedule = []
+    for name in saga.step_names:
+        if name not in picked:
+            continue
+        mode = rng.choice(choices[name])
+        probability, seed = (0.5, rng.randrange(2**31)) if rng.random() < flaky else (1.0, None)
+        delay = round(rng.uniform(0.0, max_delay), 4) if max_delay > 0 and rng.random() < 0.25 else 0.0
+        schedule.append((name, Fault(mode, delay, probability, seed)))  # type: ignore[arg-type]
+    return tuple(schedule)
+
+
+# ---------------------------------------------------------------------------------------
+# shrinking
+
+
+def _simpler(fault: Fault) -> list[Fault]:
+    """Faults simpler than ``fault``, simplest first: plain, then plain simpler modes, then
+    without its delay or its flakiness."""
+    candidates: list[Fault] = []
+    if not _plain(fault):
+        candidates.append(Fault(fault.mode))
+    position = MODE_ORDER.index(fault.mode) if fault.mode in MODE_ORDER else len(MODE_ORDER)
+    candidates.extend(Fault(mode) for mode in MODE_ORDER[:position])  # type: ignore[arg-type]
+    if fault.delay and fault.probability < 1.0:
+        candidates.append(Fault(fault.mode, 0.0, fault.probability, fault.seed))
+        candidates.append(Fault(fault.mode, fault.delay))
+    return candidates
+
+
+async def shrink(
+    schedule: Schedule, violates: Callable[[Schedule], Any], limit: int = 500
+) -> tuple[Schedule, int]:
+    """The smallest schedule found that still ``violates`` (awaited), and how many were tried.
+
+    Greedy and deterministic: drop any one fault that is not needed, again until each is;
+    then make each fault as simple as it can be (plain, then the simplest mode that still
+    violates). The result is locally minimal: without any one of its faults, or with any one
+    of them simpler, the violation goes away. ``limit`` bounds the runs.
+    """
+    current = schedule
+    tried = 0
+    changed = True
+    while changed and tried < limit:
+        changed = False
+        for position in range(len(current)):
+            candidate = current[:position] + current[position + 1 :]
+            tried += 1
+            if await resolve(violates(candidate)):
+                current, changed = candidate, True
+                break
+        if changed:
+            continue
+        for position, (name, fault) in enumerate(current):
+            for simpler in _simpler(fault):
+                candidate = (*current[:position], (name, simpler), *current[position + 1 :])
+                tried += 1
+                if await resolve(violates(candidate)):
+                    current, changed = candidate, True
+                    break
+            if changed:
+                break
+    return current, tried
+
+
+def check_search(search: object) -> Literal["exhaustive", "random"]:
+    if search not in ("exhaustive", "random"):
+        raise ValueError(f"explore search: expected 'exhaustive' or 'random', got {search!r}")
+    return search  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------
+# counterexamples
+
+
+@dataclass(frozen=True, slots=True)
+class Counterexample:
+    """A violation reduced to a minimal fault schedule.
+
+    Attributes:
+        minimal: the minimal scenario (kind ``shrunk``) and its run, which violates.
+        found: the first scenario of the exploration that violated with these faults.
+        explains: how many violating scenarios of the exploration contain its faults.
+        tried: how many runs shrinking took.
+    """
+
+    minimal: ScenarioResult
+    found: ScenarioResult
+    explains: int
+    tried: int
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.minimal.scenario
+
+    @property
+    def violation(self) -> str:
+        return self.minimal.violation or ""
+
+    def ran(self) -> str:
+        """What the minimal run did, in one line: steps, compensations, statuses."""
+        return describe_run(self.minimal.run)
+
+
+_MARK = {"succeeded": "ok", "failed": "FAILED", "cancelled": "CANCELLED", "skipped": "skipped"}
+
+
+def describe_run(run: Run) -> str:
+    """``run`` in one line: each forward and compensation attempt with its status, then the
+    run's status."""
+    forward: list[str] = []
+    undo: list[str] = []
+    for event in run.events:
+        if event.step is None or event.phase is None or event.status is None:
+            continue
+        mark = _MARK.get(event.status, event.status)
+        if event.error is not None and event.status == "failed":
+            mark += f" ({type(event.error).__name__})"
+        text = f"{event.step} {mark}" + (" [injected]" if event.injected else "")
+        (undo if event.phase == "compensate" else forward).append(text)
+    line = "steps: " + (", ".join(forward) or "none")
+    if undo:
+        line += "; compensations: " + ", ".join(undo)
+    return line + f"; status: {run.status}"
+
+
+async def find_counterexamples(
+    saga: Saga,
+    derived: Saga,
+    results: Sequence[ScenarioResult],
+    fresh_data: Callable[[], Any],
+    world: Callable[[], Any] | None,
+    invariant: Callable[[Any, Run], Any],
+    observers: Sequence[Observer] = (),
+) -> list[Counterexample]:
+    """Shrink the violations of ``results``, in order, to distinct minimal counterexamples.
+
+    A violation whose schedule contains the faults of a counterexample already found counts
+    towards that one instead of being shrunk again.
+    """
+    found: list[Counterexample] = []
+    tried_runs: dict[Schedule, ScenarioResult] = {}
+
+    async def attempt(schedule: Schedule) -> ScenarioResult:
+        known = tried_runs.get(schedule)
+        if known is None:
+            scenario = Scenario(-1, "shrunk", schedule)
+            known = await run_scenario(
+                saga, derived, scenario, fresh_data(), world, invariant, observers, f"shrink: {scenario.label}"
+            )
+            tried_runs[schedule] = known
+        return known
+
+    async def violates(schedule: Schedule) -> bool:
+        return (await attempt(schedule)).violated
+
+    for result in results:
+        if not result.violated:
+            continue
+        faults = set(result.scenario.faults)
+        for position, known in enumerate(found):
+            if set(known.scenario.faults) <= faults:
+                found[position] = Counterexample(known.minimal, known.found, known.explains + 1, known.tried)
+                break
+        else:
+            tried_runs[result.scenario.faults] = result
+            minimal, tried = await shrink(result.scenario.faults, violates)
+            same = next((i for i, known in enumerate(found) if known.scenario.faults == minimal), None)
+            if same is not None:
+                known = found[same]
+                found[same] = Counterexample(known.minimal, known.found, known.explains + 1, known.tried)
+                continue
+            found.append(Counterexample(await attempt(minimal), result, 1, tried))
+    return found

@@ -1,0 +1,18 @@
+"""Failure exploration in tests: an assertion, a replay helper, and a pytest plugin.
+
+:func:`assert_invariant` explores a saga (every single fault, pairs, then random fault
+schedules drawn from a seed) and fails with each violation shrunk to its minimal fault
+schedule, the one line that replays it, and what ran. :func:`replay` is that line.
+
+Under pytest the plugin (registered as ``sagakit``, installed with the package) adds the
+options ``--sagakit-budget`` (schedules drawn per random search), ``--sagakit-seed`` (the
+seed every search of the session uses; printed in the header and on failure) and
+``--sagakit-coverage`` (print each exploration's coverage of failure points after the run),
+and the fixtures ``sagakit_seed`` and ``sagakit_budget``. Nothing here needs a notebook.
+"""
+
+from __future__ import annotations
+
+from sagakit.testing._assertions import InvariantViolated, assert_invariant, replay, replay_line
+
+__all__ = ["InvariantViolated", "assert_invariant", "replay", "replay_line"]

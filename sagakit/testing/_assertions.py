@@ -1,0 +1,216 @@
+"""``assert_invariant`` and ``replay``: failure exploration as a test assertion."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from sagakit.faults import FaultLike
+from sagakit.runs import Run
+from sagakit.testing._settings import DEFAULT_BUDGET, Record, session
+
+if TYPE_CHECKING:
+    from sagakit.explore import Counterexample, Exploration
+    from sagakit.saga import Saga
+
+__all__ = ["InvariantViolated", "assert_invariant", "replay", "replay_line"]
+
+
+class InvariantViolated(AssertionError):
+    """An invariant failed under some fault schedules.
+
+    Attributes:
+        exploration: the :class:`~sagakit.explore.Exploration` that found it (``None`` for
+            a :func:`replay`).
+        counterexamples: the minimal counterexamples, in the order found.
+        seed: the random search's seed (repeat it with ``--sagakit-seed``).
+    """
+
+    def __init__(
+        self, message: str, exploration: Exploration | None = None, counterexamples: Sequence[Counterexample] = ()
+    ) -> None:
+        super().__init__(message)
+        self.exploration = exploration
+        self.counterexamples = tuple(counterexamples)
+        self.seed = exploration.seed if exploration is not None else None
+
+
+InvariantViolated.__module__ = "sagakit.testing"
+
+
+def _source_name(value: Any, fallback: str) -> str:
+    """How a replay line names ``value``: its qualified name when that is plain source."""
+    if value is None:
+        return "None"
+    name = getattr(value, "__qualname__", None)
+    if isinstance(name, str) and all(part.isidentifier() for part in name.split(".")):
+        return name
+    return fallback
+
+
+def _data_source(data: Any) -> str:
+    """``data`` as a literal when it reads back equal and is short, else ``data``."""
+    text = repr(data)
+    if len(text) > 160:
+        return "data"
+    try:
+        equal = bool(ast.literal_eval(text) == data)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return "data"
+    return text if equal else "data"
+
+
+def replay_line(
+    plan: str, data: Any, world: Callable[[], Any] | None, invariant: Callable[..., Any] | None, saga: str = "saga"
+) -> str:
+    """The one line that replays fault plan ``plan`` (Python source) with :func:`replay`."""
+    return (
+        f"await sagakit.testing.replay({saga}, {_data_source(data)}, faults={plan}, "
+        f"world={_source_name(world, 'world')}, invariant={_source_name(invariant, 'invariant')})"
+    )
+
+
+async def assert_invariant(
+    saga: Saga,
+    data: Any = None,
+    *,
+    world: Callable[[], Any] | None = None,
+    invariant: Callable[[Any, Run], Any],
+    pairs: bool = True,
+    search: Literal["exhaustive", "random"] = "random",
+    budget: int | None = None,
+    seed: int | None = None,
+    modes: Sequence[str] | str | None = None,
+    max_faults: int = 4,
+    max_delay: float = 0.0,
+    flaky: float = 0.2,
+    concurrency: int = 8,
+) -> Exploration:
+    """Explore ``saga`` and fail if ``invariant`` is violated under any fault schedule.
+
+    Runs :func:`sagakit.explore.explore` (every single fault, with ``pairs`` every pair,
+    and with ``search="random"`` then ``budget`` random schedules) and shrinks each violation
+    to a minimal schedule. Under the pytest plugin, ``budget`` and ``seed`` default to
+    ``--sagakit-budget`` and ``--sagakit-seed`` (the session's seed, drawn once and printed
+    in the header when not given); elsewhere to 200 schedules and a fresh seed.
+
+    Args:
+        saga: the saga under test.
+        data: its input (each run gets a deep copy).
+        world: a factory for the state the steps act on (``context.world``).
+        invariant: ``invariant(world, run)``: returns ``False`` or raises ``AssertionError``
+            when violated.
+        pairs: also explore every pair of faults that can both take effect.
+        search: ``"random"`` (the default) or ``"exhaustive"``.
+        budget: random schedules to draw after the exhaustive ones (the plugin's
+            ``--sagakit-budget``, else 200, when ``None``).
+        seed: the search's seed (the session's seed, else a fresh one, when ``None``).
+        modes: the fault modes to explore, as for :func:`~sagakit.explore.explore`.
+        max_faults: the most faults in one random schedule.
+        max_delay: the most seconds of delay a random schedule may add to a fault.
+        flaky: the share of random faults that fire with a probability.
+        concurrency: how many scenarios run at once.
+
+    Returns:
+        The :class:`~sagakit.explore.Exploration`, when the invariant held everywhere.
+
+    Raises:
+        InvariantViolated: an ``AssertionError`` listing each minimal counterexample with
+            its violation, what ran, and the line that replays it, and the seed.
+    """
+    from sagakit.explore import explore
+
+    if invariant is None or not callable(invariant):
+        raise TypeError(f"assert_invariant invariant: expected a callable invariant(world, run), got {invariant!r}")
+    chosen_budget = budget if budget is not None else session.budget if session.budget is not None else DEFAULT_BUDGET
+    chosen_seed = seed if seed is not None else session.seed
+    exploration = await explore(
+        saga,
+        data,
+        world=world,
+        invariant=invariant,
+        modes=modes,
+        pairs=pairs,
+        search=search,
+        budget=chosen_budget,
+        seed=chosen_seed,
+        max_faults=max_faults,
+        max_delay=max_delay,
+        flaky=flaky,
+        concurrency=concurrency,
+        progress=False,
+    )
+    violations = sum(1 for result in exploration.results if result.violated)
+    keep = session.keep_explorations or violations > 0
+    session.records.append(
+        Record(session.test, saga.name, len(exploration), violations, exploration.seed, exploration.search,
+               exploration if keep else None)
+    )
+    if violations == 0:
+        return exploration
+    raise InvariantViolated(_message(exploration, data, world, invariant), exploration, exploration.counterexamples)
+
+
+def _message(exploration: Exploration, data: Any, world: Any, invariant: Any) -> str:
+    name = _source_name(invariant, "the invariant")
+    total, bad = len(exploration), sum(1 for result in exploration.results if result.violated)
+    lines = [
+        f"saga {exploration.saga.name!r} violates {name} in {bad} of {total} scenarios "
+        f"(search={exploration.search}, seed={exploration.seed})",
+        f"the same scenarios again: --sagakit-seed={exploration.seed} (or seed={exploration.seed})",
+    ]
+    found = exploration.counterexamples
+    for number, example in enumerate(found, 1):
+        scenario = example.scenario
+        origin = example.found.scenario
+        size = f"{origin.size} fault{'s' if origin.size != 1 else ''}"
+        lines += [
+            "",
+            f"counterexample {number} of {len(found)}: {scenario.size} fault{'s' if scenario.size != 1 else ''} "
+            f"(first seen in scenario {origin.index}, {origin.kind}, {size}: {origin.label}; "
+            f"explains {example.explains} violating scenario{'s' if example.explains != 1 else ''})",
+            f"  minimal faults: {scenario.plan_text}",
+            f"  violation:      {_indented(example.violation)}",
+            f"  ran:            {example.ran()}",
+            f"  replay:         {replay_line(scenario.plan_text, exploration._settings.data, world, invariant)}",
+        ]
+    return "\n".join(lines)
+
+
+def _indented(text: str) -> str:
+    return text.replace("\n", "\n" + " " * 18)
+
+
+async def replay(
+    saga: Saga,
+    data: Any = None,
+    *,
+    faults: Mapping[str, FaultLike],
+    world: Callable[[], Any] | None = None,
+    invariant: Callable[[Any, Run], Any] | None = None,
+) -> Run:
+    """Run ``saga`` once under ``faults`` exactly as an exploration did, and check ``invariant``.
+
+    The run gets a fresh world from ``world()`` and a deep copy of ``data``; it stays out of
+    ``saga.history``. A ``cancel`` fault's cancellation ends with the run, as in exploration.
+
+    Returns:
+        The run, when the invariant holds.
+
+    Raises:
+        InvariantViolated: the invariant was violated (the message says how and what ran).
+    """
+    from sagakit.explore._scenario import Scenario, as_schedule, describe_run, run_scenario
+    from sagakit.explore._shared import copier, derived_saga
+
+    scenario = Scenario(-1, "replay", as_schedule(saga, faults))
+    result = await run_scenario(
+        saga, derived_saga(saga), scenario, copier(data, "replay")(), world, invariant,
+        correlation_id=f"replay: {scenario.label}",
+    )
+    if result.violated:
+        raise InvariantViolated(
+            f"saga {saga.name!r} under {scenario.label}: {result.violation}\n  ran: {describe_run(result.run)}"
+        )
+    return result.run

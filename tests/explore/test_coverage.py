@@ -1,0 +1,93 @@
+"""Coverage of failure points: the DataFrame, the terminal table and the diagram overlay."""
+
+from __future__ import annotations
+
+import re
+
+from explore_shop import ORDER, Shop, Trail, no_money_without_an_order, order_saga, trail_saga
+from testsupport import require
+
+from sagakit.explore import COVERAGE_STATUSES, Coverage, explore
+from sagakit.notebook.diagram import find_renderer
+
+
+async def order_coverage() -> Coverage:
+    exploration = await explore(
+        order_saga(), ORDER, world=Shop, invariant=no_money_without_an_order,
+        modes=("fail", "fail_after", "fail_compensation", "cancel"), progress=False,
+    )
+    return exploration.coverage
+
+
+class TestFrame:
+    async def test_one_row_per_failure_point_with_counts_and_status(self) -> None:
+        """Forward modes on every step, compensation modes only where a compensation exists;
+        the lost charge response is the violated point."""
+        coverage = await order_coverage()
+        frame = coverage.frame
+        assert list(frame.columns) == ["step", "phase", "mode", "scheduled", "fired", "violations", "status"]
+        points = set(zip(frame["step"], frame["mode"], strict=True))
+        assert ("ship_order", "fail_compensation") not in points  # no compensation to fail
+        assert len(frame) == 3 * 3 + 2
+        assert coverage.status("charge_payment", "fail_after") == "violated"
+        assert coverage.status("charge_payment", "cancel") == "violated"
+        assert coverage.status("reserve_inventory", "fail") == "explored"
+        assert coverage.status("ship_order", "fail_compensation") == "n/a"
+        assert set(frame["status"]) <= set(COVERAGE_STATUSES)
+        row = frame[(frame["step"] == "charge_payment") & (frame["mode"] == "fail_after")].iloc[0]
+        assert (row["scheduled"], row["fired"], row["violations"]) == (1, 1, 1)
+
+    async def test_never_reached_and_not_explored_points(self) -> None:
+        """A fault planned behind an earlier failure never fires; a compensation of the last
+        stage has no exhaustive scenario at all."""
+        saga = trail_saga("abc")
+        exploration = await explore(saga, {}, world=Trail, modes=("fail", "fail_compensation"), progress=False)
+        assert exploration.coverage.status("c", "fail_compensation") == "not explored"
+        behind = await exploration.replay({"a": "fail", "b": "fail_compensation"})
+        coverage = Coverage(saga, exploration.modes, [*exploration.results, behind])
+        assert coverage.status("b", "fail_compensation") == "explored"  # its own single fired
+        lonely = Coverage(saga, exploration.modes, [behind])
+        assert lonely.status("b", "fail_compensation") == "never reached"
+        assert lonely.status("a", "fail") == "explored"
+        assert lonely.counts() == {"violated": 0, "explored": 1, "never reached": 1, "not explored": 4}
+
+    async def test_extra_faults_of_a_violating_schedule_are_not_blamed(self) -> None:
+        """A point that only rode along with the real cause in a violating schedule stays
+        ``explored``: the smaller violating schedule explains the violation."""
+        saga = order_saga()
+        exploration = await explore(
+            saga, ORDER, world=Shop, invariant=no_money_without_an_order, modes=("fail_after", "cancel_compensation"),
+            progress=False,
+        )
+        both = await exploration.replay({"reserve_inventory": "cancel_compensation", "charge_payment": "fail_after"})
+        assert both.violated
+        coverage = Coverage(saga, exploration.modes, [*exploration.results, both])
+        assert coverage.status("reserve_inventory", "cancel_compensation") == "explored"
+
+
+class TestDisplay:
+    async def test_the_terminal_table_marks_violations(self) -> None:
+        """The text form has a summary line and one row per step, ``VIOLATED`` in capitals."""
+        text = (await order_coverage()).to_text()
+        lines = text.splitlines()
+        assert lines[0] == (
+            "Coverage of saga 'order': 11 of 11 failure points exercised (2 violated), 0 never reached, 0 not explored"
+        )
+        assert re.match(r"charge_payment +explored +VIOLATED +explored +VIOLATED$", lines[4])
+        assert re.match(r"ship_order +explored +explored +- +explored$", lines[5])
+
+    async def test_the_overlay_colours_the_saga_diagram(self) -> None:
+        """The saga's own SVG, its step nodes and compensation edges classed by coverage, with
+        per-mode details on hover and a legend in the HTML."""
+        require(find_renderer() is not None, "a Graphviz renderer (dot or graphviz-pure)")
+        coverage = await order_coverage()
+        svg = coverage.to_svg()
+        assert svg is not None
+        assert re.search(r'<g id="step(?:-|&#45;)charge_payment" class="[^"]*\bcoverage-violated"><title>', svg)
+        assert re.search(r'<g id="step(?:-|&#45;)reserve_inventory" class="[^"]*\bcoverage-explored">', svg)
+        assert re.search(r'<g id="undo(?:-|&#45;)charge_payment" class="[^"]*\bcoverage-explored">', svg)
+        assert "fail_after: violated (1 of 1 scenarios fired, 1 violated)" in svg
+        assert ".coverage-violated polygon" in svg
+        bundle = coverage._repr_mimebundle_()
+        assert bundle["text/plain"] == coverage.to_text()
+        assert 'class="sagakit-coverage"' in bundle["text/html"] and "never reached" in bundle["text/html"]

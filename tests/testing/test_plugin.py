@@ -1,0 +1,114 @@
+"""The pytest plugin, driven by ``pytester`` in a separate pytest process, as users meet it."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SHOP = (Path(__file__).parent / "testing_shop.py").read_text()
+
+
+def write_test(pytester: pytest.Pytester, *, fixed: bool, name: str = "test_order") -> None:
+    """A test module exploring the order saga (leaky or fixed), recording its scenarios."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        **{
+            name: SHOP
+            + textwrap.dedent(
+                f"""
+                saga = order_saga(fixed={fixed})
+
+
+                def test_the_order_saga_never_leaks_money():
+                    try:
+                        exploration = asyncio.run(sagakit.testing.assert_invariant(
+                            saga, ORDER, world=Shop, invariant=no_money_without_an_order))
+                    except sagakit.testing.InvariantViolated as failure:
+                        exploration = failure.exploration
+                        raise
+                    finally:
+                        with open("scenarios.json", "w") as file:
+                            json.dump(list(exploration.scenarios["label"]), file)
+                """
+            )
+        }
+    )
+
+
+def test_a_leaky_saga_fails_with_its_minimal_counterexample_and_a_replay_that_reproduces_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """The leak needs only a lost charge response: the failure shows that one fault, the seed,
+    what ran, and a replay line which, run on its own, fails with the same violation."""
+    write_test(pytester, fixed=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sagakit-seed=11", "--sagakit-budget=60")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "minimal faults: {'charge_payment': 'fail_after'}" in output
+    assert "violation:      charged without an order: [7]" in output
+    assert "ran:            steps: reserve_inventory ok, charge_payment FAILED (InjectedFault) [injected]" in output
+    assert "--sagakit-seed=11" in output
+    assert "exploration seed 11: repeat with --sagakit-seed=11" in output  # the report section
+    replay = re.search(r"replay: +(await sagakit\.testing\.replay\(.*\))$", output, re.MULTILINE)
+    assert replay is not None, output
+    line = replay.group(1)
+    assert line == (
+        "await sagakit.testing.replay(saga, {'order_id': 7, 'amount': 30.0}, faults={'charge_payment': 'fail_after'}, "
+        "world=Shop, invariant=no_money_without_an_order)"
+    )
+
+    pytester.makepyfile(
+        test_replay=SHOP
+        + "\nsaga = order_saga(fixed=False)\n\n\ndef test_replay():\n"
+        + f"    async def main():\n        {line}\n\n    asyncio.run(main())\n"
+    )
+    replayed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_replay.py")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(
+        ["*InvariantViolated: saga 'order' under charge_payment=fail_after: charged without an order: [[]7[]]*"]
+    )
+
+
+def test_the_fixed_saga_passes_and_coverage_is_printed(pytester: pytest.Pytester) -> None:
+    """Refunding a charge whose response was lost keeps the invariant under every schedule;
+    ``--sagakit-coverage`` prints the failure points the exploration reached."""
+    write_test(pytester, fixed=True)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sagakit-seed=5", "--sagakit-budget=60", "--sagakit-coverage"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "sagakit: exploration seed 5, budget 60 (repeat with --sagakit-seed=5)",
+            "*sagakit exploration*",
+            "1 exploration, 0 with violations; seed 5 (repeat with --sagakit-seed=5)",
+            "*test_the_order_saga_never_leaks_money: saga 'order'*0 violate the invariant",
+            "Coverage of saga 'order': * of 13 failure points exercised (0 violated)*",
+            "step * fail * fail_after * fail_compensation * cancel * cancel_compensation",
+            "charge_payment * explored *",
+        ]
+    )
+
+
+def test_the_seed_option_repeats_the_same_scenarios(pytester: pytest.Pytester) -> None:
+    """Two sessions with one ``--sagakit-seed`` draw the same scenarios; another seed draws
+    others; ``--sagakit-budget`` sets how many are drawn."""
+    write_test(pytester, fixed=True)
+    drawn = []
+    for seed, budget in ((3, 60), (3, 60), (4, 60), (3, 5)):
+        pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--sagakit-seed={seed}", f"--sagakit-budget={budget}"
+        ).assert_outcomes(passed=1)
+        drawn.append(json.loads((pytester.path / "scenarios.json").read_text()))
+    assert drawn[0] == drawn[1]
+    assert drawn[0] != drawn[2]
+    # The exhaustive scenarios come first whatever the seed; the drawn ones follow.
+    exhaustive = next(i for i, (a, b) in enumerate(zip(drawn[0], drawn[2], strict=False)) if a != b)
+    assert exhaustive > 10 and len(drawn[0]) - exhaustive > 20
+    assert 0 < len(drawn[3]) - exhaustive <= 5 and drawn[3] == drawn[0][: len(drawn[3])]
