@@ -162,6 +162,7 @@ class Lab:
         self._events: list[Event] = []
         self._drawn_later: Run | None = None  # a run not observed live, drawn at the next redraw
         self._inline: bool | None = None  # whether the saga's runs never give the loop control
+        self._suspends: bool | None = None  # whether the last run gave the loop control (None: no run yet)
         self._busy = False
         self._last_run: Run | None = None
         self._reported: Run | None = None
@@ -254,22 +255,37 @@ class Lab:
         self._events.clear()
         self._drawn_later = None
         live = self._draws_live()
-        run = await self.saga.run(self._input(), context, observers=(self._events.append,) if live else (),
-                                  backend=self._backend())
+        # A callback the loop runs only if the run gives it control: whether a redraw could
+        # have shown this run in flight, and so whether the next one is worth observing.
+        suspended: list[bool] = []
+        probe = asyncio.get_running_loop().call_soon(suspended.append, True)
+        try:
+            run = await self.saga.run(self._input(), context, observers=(self._events.append,) if live else (),
+                                      backend=self._backend())
+        finally:
+            probe.cancel()
+            self._suspends = bool(suspended)
         if not live:
             self._drawn_later = run
         self._last_run = run
         return run
 
     def _draws_live(self) -> bool:
-        """Whether the next run can give the event loop control before it ends.
+        """Whether to observe the next run event by event, to colour it while in flight.
 
-        Only then can a redraw show it in flight. A run of plain synchronous steps and
-        compensations (no retry, timeout or parallel stage), without fault delays or settling
-        observers, on this process's loop, never does: observing its events one by one would
-        cost time and show nothing, so its colours are drawn from the finished run instead.
+        Only a run that gives the event loop control before it ends can be shown in flight.
+        A run of plain synchronous steps and compensations (no retry, timeout or parallel
+        stage), without fault delays or settling observers, on this process's loop, never
+        does; nor, in practice, does one whose previous run did not (async steps that never
+        wait, such as no-ops and in-memory fakes). Observing those events one by one would
+        cost as much again as the run and show nothing, so their colours are drawn from the
+        finished run. A run on another backend, with a fault delay or after a run that gave
+        the loop control is observed live; so is the first run and the first after the
+        fault plan changes.
         """
         if self._backend() is not None or any(fault.delay for fault in self.saga.faults.values()):
+            return True
+        if any(callable(getattr(obs, "settle", None)) for obs in self.saga.observers):
             return True
         if self._inline is None:
             self._inline = all(
@@ -279,7 +295,7 @@ class Lab:
                 and (stage.compensate is None or not is_async_callable(stage.compensate))
                 for stage in self.saga.stages
             )
-        return not self._inline or any(callable(getattr(obs, "settle", None)) for obs in self.saga.observers)
+        return not self._inline and self._suspends is not False
 
     async def run_n(self, n: int | None = None) -> list[Run]:
         """Run the saga ``n`` times (default: the N control) in sequence, with progress."""
@@ -608,6 +624,7 @@ class Lab:
                                   for name, fault in plan.items() if name in self._names}
         finally:
             self._syncing = False
+        self._suspends = None  # other faults may make runs wait: observe the next one
         self._state.plan(planned_notes(plan))
         self._hints = fault_hints(plan, self.saga.step_names)
         self._state.hints = self._hints

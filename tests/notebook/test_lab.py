@@ -179,6 +179,37 @@ class TestRunning:
         sync_lab.saga.faults["b"] = sagakit.Fault("none", delay=0.01)
         assert sync_lab._draws_live()  # a fault delay lets the loop in: observed live again
 
+    async def test_async_steps_that_never_wait_are_observed_only_until_a_run_shows_it(self) -> None:
+        """Async steps that never give the loop control: the first run is observed event by event,
+        later ones are drawn from the finished run with the same colours; steps that wait stay observed,
+        and a change of the fault plan observes the next run again."""
+
+        def build(name: str, wait: bool) -> sagakit.Saga:
+            def maker(label: str) -> Any:
+                async def function(data: Any, context: Any) -> Any:
+                    if wait:
+                        await asyncio.sleep(0)
+                    return data
+
+                function.__name__ = label
+                return function
+
+            return sagakit.Saga(name, [sagakit.step(maker(f"s{i}"), compensate=maker(f"u{i}")) for i in range(4)])
+
+        for wait in (False, True):
+            lab = build(f"waits_{wait}", wait).lab(throttle=0.01, charts=False)
+            lab.saga.faults["s2"] = "fail"
+            observed = []
+            for _ in range(3):
+                live = lab._draws_live()
+                await lab.run()
+                lab.flush()
+                observed.append(live)
+                assert lab.states["s2"] == "failed" and lab.states["s0"] == "compensated"
+            assert observed == [True, wait, wait]
+            lab.saga.faults["s3"] = "fail_compensation"
+            assert lab._draws_live()
+
     async def test_run_n_fills_progress_and_history(self, order_saga: sagakit.Saga) -> None:
         """Run x N runs N times in sequence, the progress bar reaching N."""
         lab = order_saga.lab(data={}, runs=5)
