@@ -9,8 +9,8 @@ once per ``throttle`` seconds and never running the layout program again.
 
 The panel is one anywidget view (:class:`~sagakit.notebook.widget.LabView`, ``lab.widget``):
 every front-end anywidget reaches draws the same controls (JupyterLab, Jupyter Notebook 7,
-VS Code, Colab, and marimo with ``mo.ui.anywidget(lab.widget)``). The charts are Vega-Lite
-outputs the Jupyter front-ends draw below it.
+VS Code, Colab, and marimo, where ``lab`` shows as the view, as ``mo.ui.anywidget(lab.widget)``
+does). The charts are Vega-Lite outputs the Jupyter front-ends draw below it.
 
 Stable CSS classes for browsers and tests: ``sagakit-lab`` (the panel), ``sagakit-diagram``,
 ``sagakit-step-<step>`` (a step's row of controls), ``sagakit-fault-<step>``,
@@ -195,6 +195,11 @@ class Lab:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self._panel._repr_mimebundle_(**kwargs)
+
+    def _display_(self) -> Any:
+        # marimo's display protocol: marimo draws the anywidget view itself (the charts are
+        # Jupyter outputs, which it does not draw).
+        return self.widget
 
     def __repr__(self) -> str:
         return f"<Lab {self.saga.name!r}: {len(self.saga.step_names)} steps, {len(self.saga.history)} runs>"

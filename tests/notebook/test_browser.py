@@ -503,10 +503,9 @@ def _(sagakit):
 
 
 @app.cell
-def _(lab, mo):
-    lab_view = mo.ui.anywidget(lab.widget)
-    lab_view
-    return (lab_view,)
+def _(lab):
+    lab
+    return
 
 
 if __name__ == "__main__":
@@ -566,7 +565,8 @@ def test_marimo_shows_and_inspects_a_run(marimo_app: Any, output_dir: Path) -> N
 
 
 def test_marimo_runs_a_saga_lab(marimo_app: Any, output_dir: Path) -> None:
-    """In marimo (``mo.ui.anywidget(lab.widget)``): inject by clicking, run, inspect, replay, stop, click a past run."""
+    """In marimo (``lab`` in a cell, the same view as ``mo.ui.anywidget(lab.widget)``): inject by clicking, run,
+    inspect, replay, stop, click a past run."""
     page = marimo_app
     try:
         _lab(page).locator(".sagakit-diagram svg").wait_for()

@@ -41,7 +41,7 @@ class TestControls:
     def test_the_panel_is_one_view_holding_every_control(self, order_saga: sagakit.Saga) -> None:
         """One anywidget view is the diagram, the history and the controls; it offers every fault mode."""
         lab = order_saga.lab(data={})
-        assert lab.widget is lab.diagram is lab.history
+        assert lab.widget is lab.diagram is lab.history is lab._display_()  # marimo shows it for `lab`
         assert lab.widget.kind == "lab" and lab.widget.stoppable
         assert lab.widget.steps == [[name, name] for name in order_saga.step_names]
         assert lab.widget.modes == ["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
