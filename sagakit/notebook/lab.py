@@ -73,10 +73,16 @@ def _widgets() -> Any:
     return ipywidgets
 
 
-def _fault(entry: Any, previous: Fault | None) -> Fault | None:
-    """The fault a row of controls describes (``None``: no fault), keeping a previous seed."""
-    if not isinstance(entry, list | tuple) or len(entry) != 3:
+def _fault(step: str, entry: Any, previous: Fault | None) -> Fault | None:
+    """The fault a row of controls describes (``None``: no fault), keeping a previous seed.
+
+    Raises:
+        TypeError: ``entry`` is not ``[mode, delay, probability]``.
+    """
+    if entry is None:
         return None
+    if not isinstance(entry, list | tuple) or len(entry) != 3:
+        raise TypeError(f"Lab faults[{step!r}]: expected [mode, delay, probability], got {entry!r}")
     mode, delay, probability = entry
     if mode == "none" and not delay:
         return None
@@ -612,7 +618,7 @@ class Lab:
         wanted: Mapping[str, Any] = change["new"]
         try:
             for step in self.saga.step_names:
-                fault = _fault(wanted.get(step), plan.get(step))
+                fault = _fault(step, wanted.get(step), plan.get(step))
                 if fault is None:
                     if step in plan:
                         del plan[step]

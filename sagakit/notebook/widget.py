@@ -1,4 +1,6 @@
-"""The notebook front-end as anywidget views: the live diagram and the clickable run history.
+"""The notebook front-end as anywidget views: the live diagram, the clickable run history, and
+the failure lab's whole panel (:class:`LabView`: the diagram, the history and the fault
+controls in one view).
 
 One ES module and one style sheet ship inside the package (``static/``): no CDN, no build
 step. Every front-end anywidget reaches draws them (JupyterLab, Jupyter Notebook 7, VS Code,
@@ -16,7 +18,8 @@ shows its attempts), ``replay`` (the events of the shown run, one slider positio
 Stable classes: ``sagakit-diagram`` (given by the Lab), ``sagakit-fit``, ``sagakit-zoom-in``,
 ``sagakit-zoom-out``, ``sagakit-stop``, ``sagakit-replay`` (the slider bar),
 ``sagakit-replay-button``, ``sagakit-inspector``, ``sagakit-caption``; in the history,
-``sagakit-history-table`` rows ``run-<status>`` with ``data-run`` (the run's number).
+``sagakit-history-table`` rows ``run-<status>`` with ``data-run`` (the run's number); the Lab's
+classes are listed in :mod:`sagakit.notebook.lab`.
 """
 
 from __future__ import annotations

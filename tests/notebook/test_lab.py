@@ -57,12 +57,16 @@ class TestControls:
         assert "charge_payment" not in order_saga.faults
 
     def test_a_value_the_plan_refuses_is_reported_and_undone(self, order_saga: sagakit.Saga) -> None:
-        """A negative delay from the browser leaves the plan alone, says why, and puts the controls back."""
+        """A negative delay or a malformed row from the browser leaves the plan alone, says why, and puts the
+        controls back."""
         lab = order_saga.lab(data={})
         choose(lab, "ship_order", "fail", -1.0)
         assert "ship_order" not in order_saga.faults
         assert "delay" in lab.widget.status
         assert lab.widget.faults == {}
+        lab.widget.faults = {"ship_order": "fail"}
+        assert "ship_order" not in order_saga.faults
+        assert "expected [mode, delay, probability]" in lab.widget.status and lab.widget.faults == {}
 
     def test_code_changes_update_the_controls_and_diagram(self, order_saga: sagakit.Saga) -> None:
         """Setting ``saga.faults`` in code moves the controls and marks the diagram."""
