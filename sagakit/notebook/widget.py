@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import reprlib
+import sysconfig
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -346,10 +347,21 @@ def _payload(run: Run, value: Any) -> str:
     return _PAYLOAD.repr(shown)
 
 
+#: Where sagakit's own machinery and the installed libraries live: not the step's frames.
+_NOT_THE_STEP = tuple(
+    {str(Path(__file__).resolve().parent.parent)}
+    | {str(Path(path).resolve()) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+       if (path := sysconfig.get_paths().get(key))}
+)
+
+
 def _frames(error: BaseException | None) -> str:
+    """The step's own frames of ``error``'s traceback (the newest six): an injected fault, or the
+    retry machinery re-raising an error, adds only frames that say nothing about the step."""
     if error is None or error.__traceback__ is None:
         return ""
-    frames = traceback.extract_tb(error.__traceback__)[-6:]
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not str(Path(frame.filename).resolve()).startswith(_NOT_THE_STEP)][-6:]
     return "\n".join(f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}" for frame in frames)
 
 

@@ -199,6 +199,9 @@ def _history_rows(page: Any) -> int:
 def _wait_for_history_rows(page: Any, rows: int) -> None:
     _history(page).nth(rows - 1).wait_for()
     assert _history_rows(page) == rows
+    # The heading counts the same runs the table lists (whatever order the front-end applies
+    # the rows and the total in).
+    _lab(page).locator(f'.sagakit-history [data-runs="{rows}"]').wait_for(timeout=5000)
 
 
 def _reset(page: Any) -> None:
@@ -572,6 +575,7 @@ def test_marimo_runs_a_saga_lab(marimo_app: Any, output_dir: Path) -> None:
         _lab(page).locator(".sagakit-diagram svg").wait_for()
         assert _history_rows(page) == 0
         _fail_charge_payment_and_run(page, "pay", "hold")
+        _wait_for_history_rows(page, 1)
         assert "injected" in _classes(page, "pay") and "state-pending" in _classes(page, "ship")
         assert "InjectedFault" in _lab(page).locator(".sagakit-status").inner_text()
         text = _inspect_failed_step(page, "pay").inner_text()

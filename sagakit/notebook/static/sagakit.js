@@ -326,7 +326,7 @@ function renderHistory({ model, el }) {
     const shown = total > rows.length ? `newest ${rows.length} of ${total}` : `${total}`;
     root.dataset.runs = String(total);
     const head = document.createElement("div");
-    head.innerHTML = `<b>history</b> \u00b7 ${shown} runs \u00b7 click a run to draw it`;
+    head.innerHTML = `<b>history</b> \u00b7 ${shown} run${total === 1 ? "" : "s"} \u00b7 click a run to draw it`;
     const table = document.createElement("table");
     table.className = "sagakit-history-table";
     table.innerHTML = "<thead><tr><th>#</th><th>status</th><th>failed step</th><th>error</th><th>ms</th><th>backend</th><th>fault</th></tr></thead>";
@@ -349,6 +349,7 @@ function renderHistory({ model, el }) {
   }
 
   model.on("change:rows", draw);
+  model.on("change:total", draw);
   model.on("change:selected", draw);
   draw();
 }
