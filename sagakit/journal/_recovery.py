@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sagakit._recorder import compensation_error, deliver, pending_after, rollback_outcome
+from sagakit._recorder import compensation_error, deliver, pending_after, rollback_outcome, undo_order
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
@@ -349,7 +349,7 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
             if _forward_done(events, attempts[name], steps.get(name), stage_of)}
     compensated = skipped | {name for name, positions in compensations.items()
                              if _compensation_done(events, positions, steps.get(name))}
-    undo: list[_Undo] = []
+    on_failure: list[_Undo] = []
     # The first stage that did not complete: its steps may have been in flight.
     stage_input = events[0].data
     index = 0
@@ -364,15 +364,15 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
         for offset, member in enumerate(members):
             ambiguous = member.compensate_on_failure and member.compensate is not None
             if ambiguous and member.name not in done and member.name not in compensated:
-                undo.append(_Undo(member.name, index + offset, member, stage_input, True))
+                on_failure.append(_Undo(member.name, index + offset, member, stage_input, True))
         break
     unstored = any(not stored for _, _, _, stored in done.values())
     if all_done and not rolling_back and not unstored and set(done) >= set(steps):
         return [], stage_input, True
-    for name, (_, step_index, data, stored) in sorted(done.items(), key=lambda item: item[1][0], reverse=True):
-        if name not in compensated:
-            undo.append(_Undo(name, step_index, steps.get(name), data, stored))
-    return undo, None, False
+    completed_in_order = [_Undo(name, step_index, steps.get(name), data, stored)
+                          for name, (_, step_index, data, stored) in sorted(done.items(), key=lambda item: item[1][0])
+                          if name not in compensated]
+    return undo_order(on_failure, completed_in_order), None, False
 
 
 def _forward_done(events: Sequence[Event], positions: Sequence[int], step: Step | None,
