@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sagakit._checks import check_bool, check_observers, check_positive_int
 from sagakit._recorder import compensation_error, deliver, pending_after, rollback_outcome, undo_order
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationFailure, JournalError, RunInterrupted
@@ -168,17 +169,9 @@ async def recover(
                         f"{journal!r}")
     definitions = saga_definitions(sagas, "recover sagas", optional=False)
     for name, value in (("force", force), ("retry_failed", retry_failed)):
-        if not isinstance(value, bool):
-            raise TypeError(f"recover {name}: expected True or False, got {value!r}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise TypeError(f"recover concurrency: expected an int >= 1, got {concurrency!r}")
-    if isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
-        raise TypeError(f"recover observers: expected a list of callables taking an Event, got {observers!r}"
-                        + ("; put a single observer in a list" if callable(observers) else ""))
-    extra = tuple(observers)
-    for observer in extra:
-        if not callable(observer):
-            raise TypeError(f"recover observers: expected callables taking an Event, got {observer!r}")
+        check_bool(value, f"recover {name}")
+    check_positive_int(concurrency, "recover concurrency")
+    extra = check_observers(observers, "recover observers")
     owned = not isinstance(journal, SqliteJournal)
     target = journal if isinstance(journal, SqliteJournal) else SqliteJournal(journal)
     for saga in definitions.values():
