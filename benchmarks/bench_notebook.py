@@ -12,9 +12,11 @@ Run with the project's virtual environment: ``python benchmarks/bench_notebook.p
   diagram became an anywidget view that receives only the steps that changed); and the number
   of layout runs after the first (must be 0).
 * Lab run versus headless: a 50-step no-op saga run from the Lab (diagram, status and history
-  redraws) against the same saga run headless (the baseline), in the kernel; once with plain
-  functions (a run that never gives the loop control is drawn from the finished run) and once
-  with async functions (observed live, event by event).
+  redraws) against the same saga run headless (the baseline), in the kernel: with plain
+  functions and with async functions that never wait (a run that never gives the loop control
+  is drawn from the finished run; the async saga's first run is observed, which shows it), and
+  with async functions that each wait once (``await asyncio.sleep(0)``: observed live, event by
+  event, the cost of live colouring).
 """
 
 from __future__ import annotations
@@ -183,6 +185,21 @@ KERNEL_CODE = textwrap.dedent(
     async_headless = sagakit.Saga("headless_async", [sagakit.step(make_async(f"step_{i}"),
                                                                   compensate=make_async(f"undo_{i}")) for i in range(50)])
     a_headless, a_in_lab, a_headless_total, a_lab_total = await compare(async_lab, async_headless)
+
+    def make_waiting(label):
+        async def function(data, context):
+            await asyncio.sleep(0)
+            return data
+        function.__name__ = label
+        return function
+
+    def waiting(name):
+        return sagakit.Saga(name, [sagakit.step(make_waiting(f"step_{i}"), compensate=make_waiting(f"undo_{i}"))
+                                   for i in range(50)])
+
+    waiting_lab = waiting("live_waiting").lab(charts=False)
+    w_headless, w_in_lab, w_headless_total, w_lab_total = await compare(waiting_lab, waiting("headless_waiting"))
+    observed = waiting_lab._draws_live(), async_lab._draws_live()
     print(json.dumps({
         "events": len(events),
         "per_event": statistics.median(per_event) * 1000,
@@ -203,7 +220,11 @@ KERNEL_CODE = textwrap.dedent(
         "async_in_lab": a_in_lab,
         "async_headless_total": a_headless_total,
         "async_lab_total": a_lab_total,
-
+        "waiting_headless": w_headless,
+        "waiting_in_lab": w_in_lab,
+        "waiting_headless_total": w_headless_total,
+        "waiting_lab_total": w_lab_total,
+        "observed": observed,
     }))
     """
 )
@@ -240,7 +261,10 @@ def bench_in_kernel() -> None:
     print(f"  layout runs after the first layout: {results['layouts_after_first']} (target 0)")
     for label, key, note in (
         ("plain functions: colours drawn from the finished run, which never lets a redraw in", "", ""),
-        ("async functions: observed live, every event", "async_", ""),
+        ("async functions that never wait: drawn from the finished run after the first", "async_",
+         "" if not results["observed"][1] else " [observed live: unexpected]"),
+        ("async functions that wait once each: observed live, every event", "waiting_",
+         "" if results["observed"][0] else " [not observed: unexpected]"),
     ):
         ratio = results[f"{key}in_lab"] / results[f"{key}headless"]
         print(f"50-step no-op saga of {label} (ms, median of 200){note}")

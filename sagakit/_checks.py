@@ -4,8 +4,13 @@ argument and what was expected."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-__all__ = ["check_bool", "check_seconds", "describe"]
+if TYPE_CHECKING:
+    from sagakit.events import Observer
+
+__all__ = ["check_bool", "check_observer", "check_observers", "check_positive_int", "check_seconds", "describe"]
 
 
 def describe(value: object) -> str:
@@ -47,3 +52,31 @@ def check_bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{what}: expected True or False, got {describe(value)}")
     return value
+
+
+def check_positive_int(value: object, what: str) -> int:
+    """``value`` if it is an int ``>= 1``; a TypeError (not an int) or ValueError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what}: expected an int >= 1, got {describe(value)}")
+    if value < 1:
+        raise ValueError(f"{what}: expected an int >= 1, got {value}")
+    return value
+
+
+def check_observer(observer: object, what: str) -> None:
+    """A TypeError naming ``what`` unless ``observer`` is callable."""
+    if not callable(observer):
+        raise TypeError(f"{what}: expected a callable taking an Event, got {describe(observer)}")
+
+
+def check_observers(observers: object, what: str) -> tuple[Observer, ...]:
+    """``observers`` as a tuple of callables, or a TypeError naming ``what``."""
+    if observers is None or isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
+        hint = "; put a single observer in a list" if callable(observers) else ""
+        raise TypeError(
+            f"{what}: expected an iterable of callables taking an Event (() for none), got {describe(observers)}{hint}"
+        )
+    checked = tuple(observers)
+    for observer in checked:
+        check_observer(observer, what)
+    return checked  # type: ignore[return-value]

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sagakit._checks import check_bool, describe
+from sagakit._checks import check_bool, check_observer, check_observers, describe
 from sagakit._process import run_observers
 from sagakit._sync import run_sync
 from sagakit.context import WorkflowContext
@@ -91,7 +91,7 @@ class Saga:
         check_name(name, "saga name")
         check_bool(continue_on_compensation_failure, f"saga {name!r} continue_on_compensation_failure")
         check_bool(log_compensations, f"saga {name!r} log_compensations")
-        observers = _check_observers(observers, f"saga {name!r} observers")
+        observers = check_observers(observers, f"saga {name!r} observers")
         if journal is not None:
             if isinstance(journal, str | bytes | os.PathLike):
                 raise TypeError(
@@ -100,7 +100,7 @@ class Saga:
                     "(journal = sagakit.SqliteJournal(path)), or pass the path to run(..., journal=...), which "
                     "opens and closes it around that run"
                 )
-            _check_observer(journal, f"saga {name!r} journal")
+            check_observer(journal, f"saga {name!r} journal")
         redactor = as_redactor(redact, saga=name)
         stage_tuple = coerce_stages(stages, name)
         steps = tuple(
@@ -214,7 +214,7 @@ class Saga:
 
     @observers.setter
     def observers(self, observers: Iterable[Observer]) -> None:
-        self._observers = list(_check_observers(observers, f"saga {self.name!r} observers"))
+        self._observers = list(check_observers(observers, f"saga {self.name!r} observers"))
 
     def get_step(self, name: str) -> Step:
         """The step called ``name``.
@@ -242,7 +242,7 @@ class Saga:
 
     def observe(self, observer: Observer) -> Callable[[], None]:
         """Send every event of every run of this saga to ``observer``; returns an undo."""
-        _check_observer(observer, f"saga {self.name!r} observer")
+        check_observer(observer, f"saga {self.name!r} observer")
         self._observers.append(observer)
 
         def unobserve() -> None:
@@ -269,9 +269,9 @@ class Saga:
         plan = self._faults if faults is None else FaultPlan(faults, steps=self.step_names, saga=self.name)
         if not observers and journal is None and observers is not None:
             return RunRequest(self, data, context, plan, run_observers(self, self._observers), run_id)
-        extra = _check_observers(observers, f"saga {self.name!r} observers")
+        extra = check_observers(observers, f"saga {self.name!r} observers")
         if journal is not None:
-            _check_observer(journal, f"saga {self.name!r} journal")
+            check_observer(journal, f"saga {self.name!r} journal")
             extra += (journal,)
             _bind_journal(journal, self)
         return RunRequest(self, data, context, plan, run_observers(self, (*self._observers, *extra)), run_id)
@@ -414,23 +414,6 @@ def _read_only(saga: Saga, name: str) -> str:
         f"saga {saga.name!r}: {name!r} is part of the definition, read-only once built; "
         f"saga.replace({change}=...) returns a saga with it changed"
     )
-
-
-def _check_observer(observer: object, what: str) -> None:
-    if not callable(observer):
-        raise TypeError(f"{what}: expected a callable taking an Event, got {describe(observer)}")
-
-
-def _check_observers(observers: object, what: str) -> tuple[Observer, ...]:
-    """``observers`` as a tuple of callables, or a TypeError naming ``what``."""
-    if observers is None or isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
-        raise TypeError(
-            f"{what}: expected an iterable of callables taking an Event (() for none), got {describe(observers)}"
-        )
-    checked = tuple(observers)
-    for observer in checked:
-        _check_observer(observer, what)
-    return checked  # type: ignore[return-value]
 
 
 def _bind_journal(journal: Observer, saga: Saga) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from sagakit._checks import check_bool, check_observers, check_positive_int, check_seconds, describe
 from sagakit.errors import FaultError, UnknownStepError
 from sagakit.events import Observer
 from sagakit.explore._coverage import Coverage
@@ -36,7 +37,7 @@ from sagakit.explore._scenario import (
 from sagakit.explore._shared import (
     Progress,
     check_optional_callable,
-    check_positive_int,
+    check_saga,
     copier,
     derived_saga,
     run_pooled,
@@ -272,26 +273,28 @@ async def explore(
         TypeError, ValueError: an argument is invalid (the message names it).
         FaultError: an unknown mode.
     """
+    check_saga(saga, "explore")
     checked_search = check_search(search)
     checked_modes = _check_modes(modes, checked_search)
     check_optional_callable(world, "explore world", "a factory callable returning a fresh world")
     check_optional_callable(invariant, "explore invariant", "a callable invariant(world, run)")
     for flag, what in ((pairs, "pairs"), (record_history, "record_history"), (shrink, "shrink")):
-        if not isinstance(flag, bool):
-            raise TypeError(f"explore {what}: expected a bool, got {flag!r}")
+        check_bool(flag, f"explore {what}")
     limit = check_positive_int(concurrency, "explore concurrency")
     check_positive_int(budget, "explore budget")
     check_positive_int(max_faults, "explore max_faults")
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
-    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise TypeError(f"explore seed: expected an int >= 0 or None, got {seed!r}")
-    for value, what in ((max_delay, "max_delay"), (flaky, "flaky")):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-            raise ValueError(f"explore {what}: expected a number >= 0, got {value!r}")
-    if flaky > 1:
+    elif isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"explore seed: expected an int >= 0 or None, got {describe(seed)}")
+    elif seed < 0:
+        raise ValueError(f"explore seed: expected an int >= 0 or None, got {seed!r}")
+    check_seconds(max_delay, "explore max_delay", allow_zero=True)
+    if isinstance(flaky, bool) or not isinstance(flaky, int | float):
+        raise TypeError(f"explore flaky: expected a share from 0 to 1, got {describe(flaky)}")
+    if not 0 <= flaky <= 1:
         raise ValueError(f"explore flaky: expected a share from 0 to 1, got {flaky!r}")
-    extra = tuple(observers)
+    extra = check_observers(observers, "explore observers")
     fresh_data = copier(data, "explore")
     scenarios, missing = _plan_scenarios(saga, checked_modes, pairs)
     if checked_search == "random":

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from sagakit.saga import Saga
 
 __all__ = [
+    "check_saga",
     "Progress",
     "check_optional_callable",
-    "check_positive_int",
     "copier",
     "derived_saga",
     "resolve",
@@ -30,12 +30,12 @@ __all__ = [
 T = TypeVar("T")
 
 
-def check_positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what}: expected an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{what}: expected an int >= 1, got {value}")
-    return value
+def check_saga(saga: object, what: str) -> None:
+    """A TypeError naming ``what``'s ``saga`` argument unless it is a :class:`~sagakit.Saga`."""
+    from sagakit.saga import Saga
+
+    if not isinstance(saga, Saga):
+        raise TypeError(f"{what} saga: expected a sagakit.Saga, got {type(saga).__name__} {saga!r:.60}")
 
 
 def check_optional_callable(value: object, what: str, expected: str) -> None:

@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from sagakit._checks import check_observers, check_positive_int, check_seconds
 from sagakit.context import WorkflowContext
 from sagakit.engine import epoch_offset
 from sagakit.errors import UnknownStepError
@@ -33,7 +34,7 @@ from sagakit.explore._clock import run_on_virtual_clock
 from sagakit.explore._shared import (
     Progress,
     check_optional_callable,
-    check_positive_int,
+    check_saga,
     copier,
     derived_saga,
     resolve,
@@ -131,11 +132,7 @@ LatencyLike = Latency | float | int | Callable[..., float]
 
 
 def _seconds(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what}: expected a number of seconds >= 0, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what}: expected a finite number of seconds >= 0, got {value!r}")
-    return float(value)
+    return check_seconds(value, what, allow_zero=True)
 
 
 def _as_latency(value: object, what: str) -> Latency:
@@ -328,6 +325,7 @@ def simulate(
     Raises:
         TypeError, ValueError: an argument is invalid (the message names it).
     """
+    check_saga(saga, "simulate")
     count = check_positive_int(n, "simulate n")
     limit = check_positive_int(concurrency, "simulate concurrency")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -348,7 +346,7 @@ def simulate(
             raise UnknownStepError(name, saga.step_names, saga=saga.name)
     flaky = {name: fault for name, fault in plan.items() if 0.0 < fault.probability < 1.0}
     fixed = {name: fault for name, fault in plan.items() if name not in flaky}
-    extra = tuple(observers)
+    extra = check_observers(observers, "simulate observers")
     fresh_data = copier(data, "simulate")
     derived = derived_saga(saga, _timed_stages(saga, forward, backward))
     base_seed = seed if seed is not None else random.SystemRandom().getrandbits(64)

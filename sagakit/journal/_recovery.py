@@ -35,7 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sagakit._recorder import compensation_error, deliver, pending_after, rollback_outcome
+from sagakit._checks import check_bool, check_observers, check_positive_int
+from sagakit._recorder import compensation_error, deliver, pending_after, rollback_outcome, undo_order
 from sagakit.context import WorkflowContext
 from sagakit.errors import CompensationFailure, JournalError, RunInterrupted
 from sagakit.events import Event, EventKind, Observer
@@ -168,17 +169,9 @@ async def recover(
                         f"{journal!r}")
     definitions = saga_definitions(sagas, "recover sagas", optional=False)
     for name, value in (("force", force), ("retry_failed", retry_failed)):
-        if not isinstance(value, bool):
-            raise TypeError(f"recover {name}: expected True or False, got {value!r}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise TypeError(f"recover concurrency: expected an int >= 1, got {concurrency!r}")
-    if isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
-        raise TypeError(f"recover observers: expected a list of callables taking an Event, got {observers!r}"
-                        + ("; put a single observer in a list" if callable(observers) else ""))
-    extra = tuple(observers)
-    for observer in extra:
-        if not callable(observer):
-            raise TypeError(f"recover observers: expected callables taking an Event, got {observer!r}")
+        check_bool(value, f"recover {name}")
+    check_positive_int(concurrency, "recover concurrency")
+    extra = check_observers(observers, "recover observers")
     owned = not isinstance(journal, SqliteJournal)
     target = journal if isinstance(journal, SqliteJournal) else SqliteJournal(journal)
     for saga in definitions.values():
@@ -349,7 +342,7 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
             if _forward_done(events, attempts[name], steps.get(name), stage_of)}
     compensated = skipped | {name for name, positions in compensations.items()
                              if _compensation_done(events, positions, steps.get(name))}
-    undo: list[_Undo] = []
+    on_failure: list[_Undo] = []
     # The first stage that did not complete: its steps may have been in flight.
     stage_input = events[0].data
     index = 0
@@ -364,15 +357,15 @@ def _plan(record: RecordedRun, saga: Saga) -> tuple[list[_Undo], Any, bool]:
         for offset, member in enumerate(members):
             ambiguous = member.compensate_on_failure and member.compensate is not None
             if ambiguous and member.name not in done and member.name not in compensated:
-                undo.append(_Undo(member.name, index + offset, member, stage_input, True))
+                on_failure.append(_Undo(member.name, index + offset, member, stage_input, True))
         break
     unstored = any(not stored for _, _, _, stored in done.values())
     if all_done and not rolling_back and not unstored and set(done) >= set(steps):
         return [], stage_input, True
-    for name, (_, step_index, data, stored) in sorted(done.items(), key=lambda item: item[1][0], reverse=True):
-        if name not in compensated:
-            undo.append(_Undo(name, step_index, steps.get(name), data, stored))
-    return undo, None, False
+    completed_in_order = [_Undo(name, step_index, steps.get(name), data, stored)
+                          for name, (_, step_index, data, stored) in sorted(done.items(), key=lambda item: item[1][0])
+                          if name not in compensated]
+    return undo_order(on_failure, completed_in_order), None, False
 
 
 def _forward_done(events: Sequence[Event], positions: Sequence[int], step: Step | None,

@@ -1,4 +1,4 @@
-"""The failure lab: a widget panel to break a saga on purpose and watch it roll back.
+"""The failure lab: one panel to break a saga on purpose and watch it roll back.
 
 ``saga.lab()`` returns a :class:`Lab`. It shows the saga's diagram, one row of controls per
 step (fault mode, delay, probability), Run and Run x N buttons with a progress bar, Reset,
@@ -7,18 +7,22 @@ kept in sync both ways. Runs start as tasks on the kernel's event loop, so the k
 responsive; an observer re-colours the diagram while a run is in flight, redrawing at most
 once per ``throttle`` seconds and never running the layout program again.
 
-Stable CSS classes (ipywidgets ``add_class``) for browsers and tests: ``sagakit-lab`` (the
-panel), ``sagakit-diagram``, ``sagakit-fault-<step>``, ``sagakit-delay-<step>``,
-``sagakit-probability-<step>``, ``sagakit-run``, ``sagakit-run-n``, ``sagakit-n``,
-``sagakit-progress``, ``sagakit-reset``, ``sagakit-status``, ``sagakit-history``,
-``sagakit-charts`` and ``sagakit-backend``. In ``<step>``, characters other than letters,
-digits, ``-`` and ``_`` become ``-``.
+The panel is one anywidget view (:class:`~sagakit.notebook.widget.LabView`, ``lab.widget``):
+every front-end anywidget reaches draws the same controls (JupyterLab, Jupyter Notebook 7,
+VS Code, Colab, and marimo, where ``lab`` shows as the view, as ``mo.ui.anywidget(lab.widget)``
+does). The charts are Vega-Lite outputs the Jupyter front-ends draw below it.
 
-The diagram and the history are anywidget views (:mod:`sagakit.notebook.widget`): the diagram
-fits the cell, pans and zooms, has a Stop button (``sagakit-stop``), an inspector
-(``sagakit-inspector``) and a replay slider (``sagakit-replay``); clicking a past run in the
-history draws it. While a run started by the Lab is in flight, a kernel interrupt stops it
-like the Stop button: the run is cancelled and its completed steps are compensated.
+Stable CSS classes for browsers and tests: ``sagakit-lab`` (the panel), ``sagakit-diagram``,
+``sagakit-step-<step>`` (a step's row of controls), ``sagakit-fault-<step>``,
+``sagakit-delay-<step>``, ``sagakit-probability-<step>`` (each wraps its ``select`` or
+``input``), ``sagakit-run``, ``sagakit-run-n``, ``sagakit-n``, ``sagakit-progress``
+(``sagakit-progress-label`` reads ``done/total``), ``sagakit-reset``, ``sagakit-status``,
+``sagakit-history``, ``sagakit-charts`` and ``sagakit-backend``. In ``<step>``, characters
+other than letters, digits, ``-`` and ``_`` become ``-``. The diagram fits the cell, pans and
+zooms, has a Stop button (``sagakit-stop``), an inspector (``sagakit-inspector``) and a replay
+slider (``sagakit-replay``); clicking a past run in the history draws it. While a run started
+by the Lab is in flight, a kernel interrupt stops it like the Stop button: the run is
+cancelled and its completed steps are compensated.
 """
 
 from __future__ import annotations
@@ -56,19 +60,6 @@ __all__ = ["Lab", "css_name"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
-_LEGEND = (
-    ("pending", "#f6f7f9", "#5f6b7a"),
-    ("running", "#fff4c2", "#c99a06"),
-    ("succeeded", "#dcf3dc", "#2e7d32"),
-    ("failed", "#fbd3d3", "#c62828"),
-    ("compensating", "#ffe2b8", "#ef6c00"),
-    ("compensated", "#d8e6ff", "#1f5fbf"),
-    ("compensation failed", "#8e1b1b", "#5c0000"),
-    ("not compensated: needs manual cleanup", "#ffe9a8", "#b71c1c"),
-    ("skipped", "#f0f0f0", "#9e9e9e"),
-)
-
-
 def css_name(step: str) -> str:
     """The form of a step name used in CSS classes (``sagakit-fault-<step>``)."""
     return _UNSAFE.sub("-", step)
@@ -82,43 +73,21 @@ def _widgets() -> Any:
     return ipywidgets
 
 
-class _StepControls:
-    """The fault mode, delay and probability controls of one step."""
+def _fault(step: str, entry: Any, previous: Fault | None) -> Fault | None:
+    """The fault a row of controls describes (``None``: no fault), keeping a previous seed.
 
-    __slots__ = ("delay", "mode", "probability", "row", "step")
-
-    def __init__(self, widgets: Any, step: str) -> None:
-        self.step = step
-        name = css_name(step)
-        label = widgets.HTML(f"<code>{html.escape(step)}</code>", layout=widgets.Layout(width="190px"))
-        self.mode = widgets.Dropdown(options=list(FAULT_MODES), value="none", layout=widgets.Layout(width="150px"))
-        self.mode.add_class(f"sagakit-fault-{name}")
-        self.delay = widgets.BoundedFloatText(value=0.0, min=0.0, max=3600.0, step=0.1, description="delay s",
-                                              style={"description_width": "52px"},
-                                              layout=widgets.Layout(width="140px"))
-        self.delay.add_class(f"sagakit-delay-{name}")
-        self.probability = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="p",
-                                               readout_format=".2f", style={"description_width": "14px"},
-                                               layout=widgets.Layout(width="230px"))
-        self.probability.add_class(f"sagakit-probability-{name}")
-        self.row = widgets.HBox([label, self.mode, self.delay, self.probability])
-        self.row.add_class(f"sagakit-step-{name}")
-
-    def fault(self, previous: Fault | None) -> Fault | None:
-        """The fault these controls describe (``None``: no fault), keeping a previous seed."""
-        mode = self.mode.value
-        delay = float(self.delay.value)
-        if mode == "none" and delay == 0.0:
-            return None
-        seed = previous.seed if previous is not None else None
-        return Fault(mode, delay=delay, probability=float(self.probability.value), seed=seed)
-
-    def show(self, fault: Fault | None) -> None:
-        """Set the controls to ``fault`` (``None``: no fault)."""
-        if fault is None:
-            self.mode.value, self.delay.value, self.probability.value = "none", 0.0, 1.0
-        else:
-            self.mode.value, self.delay.value, self.probability.value = fault.mode, fault.delay, fault.probability
+    Raises:
+        TypeError: ``entry`` is not ``[mode, delay, probability]``.
+    """
+    if entry is None:
+        return None
+    if not isinstance(entry, list | tuple) or len(entry) != 3:
+        raise TypeError(f"Lab faults[{step!r}]: expected [mode, delay, probability], got {entry!r}")
+    mode, delay, probability = entry
+    if mode == "none" and not delay:
+        return None
+    seed = previous.seed if previous is not None else None
+    return Fault(mode, delay=float(delay), probability=float(probability), seed=seed)
 
 
 class Lab:
@@ -180,6 +149,7 @@ class Lab:
         self.show_charts = charts
         self.task: asyncio.Task[Any] | None = None
         self._template = layout(saga_shape(saga), name=saga.name)
+        self._names = set(saga.step_names)
         self._state = DiagramState(self._template.steps, planned_notes(saga.faults))
         self._hints: dict[str, str] = {}
         self._previous_sigint: Any = None
@@ -198,73 +168,28 @@ class Lab:
         self._events: list[Event] = []
         self._drawn_later: Run | None = None  # a run not observed live, drawn at the next redraw
         self._inline: bool | None = None  # whether the saga's runs never give the loop control
+        self._suspends: bool | None = None  # whether the last run gave the loop control (None: no run yet)
         self._busy = False
         self._last_run: Run | None = None
         self._reported: Run | None = None
 
-        from sagakit.notebook.widget import DiagramView, HistoryView
+        from sagakit.notebook.widget import LabView
 
-        self.diagram = DiagramView(self._template, self._state, stoppable=True)
-        self.diagram.add_class("sagakit-diagram")
-        self.diagram.on_stop = self.stop
-        self.diagram.on_live = self._show_live
-        legend = widgets.HTML(
-            '<div style="font-size: 11px; color: #4a5563">'
-            + " ".join(
-                f'<span style="display:inline-block;width:10px;height:10px;background:{fill};'
-                f'border:1.5px solid {stroke};border-radius:2px;margin:0 3px 0 8px"></span>{name}'
-                for name, fill, stroke in _LEGEND
-            )
-            + ' <span style="margin-left:8px;border-bottom:2px dashed #d62728">⚡ fault</span>'
-              ' <span style="margin-left:8px;border-bottom:1px dotted #5f6b7a">no undo</span></div>'
-        )
-        self.steps = {name: _StepControls(widgets, name) for name in saga.step_names}
-        for controls in self.steps.values():
-            for control in (controls.mode, controls.delay, controls.probability):
-                control.observe(self._on_control, names="value")
-        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
-        self.run_button.add_class("sagakit-run")
-        self.n = widgets.BoundedIntText(value=runs, min=1, max=1_000_000, layout=widgets.Layout(width="90px"))
-        self.n.add_class("sagakit-n")
-        self.run_n_button = widgets.Button(description=f"Run \u00d7 {runs}", icon="forward")
-        self.run_n_button.add_class("sagakit-run-n")
-        self.n.observe(self._on_n, names="value")
-        self.progress = widgets.IntProgress(value=0, min=0, max=runs, description=f"0/{runs}",
-                                            style={"description_width": "70px"})
-        self.progress.add_class("sagakit-progress")
-        self.reset_button = widgets.Button(description="Reset", icon="undo")
-        self.reset_button.add_class("sagakit-reset")
-        self.run_button.on_click(self._on_run)
-        self.run_n_button.on_click(self._on_run_n)
-        self.reset_button.on_click(self._on_reset)
-        buttons = [self.run_button, self.n, self.run_n_button, self.progress, self.reset_button]
-        self.backend: Any = None
-        if self.backends is not None:
-            self.backend = widgets.Dropdown(options=list(self.backends), description="backend",
-                                            layout=widgets.Layout(width="220px"))
-            self.backend.add_class("sagakit-backend")
-            buttons.insert(0, self.backend)
-        self.status = widgets.HTML("ready")
-        self.status.add_class("sagakit-status")
-        self.history = HistoryView()
-        self.history.add_class("sagakit-history")
-        self.history.on_select = self.show_run
+        #: The panel: one anywidget view (marimo: ``mo.ui.anywidget(lab.widget)``).
+        self.widget = LabView(self._template, self._state, title=saga.name, steps=saga.step_names,
+                              modes=FAULT_MODES, runs=runs, backends=list(self.backends or ()))
+        #: The diagram and the history are parts of the panel (the same view).
+        self.diagram = self.history = self.widget
+        self.widget.on_stop = self.stop
+        self.widget.on_live = self._show_live
+        self.widget.on_run = self._on_run
+        self.widget.on_run_n = self._on_run_n
+        self.widget.on_reset = self.reset
+        self.widget.on_select = self.show_run
+        self.widget.observe(self._on_controls, names="faults")
         self.charts = widgets.Output()
         self.charts.add_class("sagakit-charts")
-        title = widgets.HTML(f"<b>{html.escape(saga.name)}</b> · failure lab")
-        self.widget = widgets.VBox(
-            [
-                title,
-                self.diagram,
-                legend,
-                widgets.VBox([controls.row for controls in self.steps.values()]),
-                widgets.HBox(buttons),
-                self.status,
-                self.history,
-                self.charts,
-            ]
-        )
-        self.widget.add_class("sagakit-lab")
+        self._panel: Any = widgets.VBox([self.widget, self.charts]) if charts else self.widget
         self._unwatch_faults = saga.faults.watch(self._on_faults)
         self._unwatch_history = saga.history.watch(self._on_history)
         self._on_faults(saga.faults)
@@ -275,10 +200,15 @@ class Lab:
     # -- display --------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        return self._panel._repr_mimebundle_(**kwargs)
+
+    def _display_(self) -> Any:
+        # marimo's display protocol: marimo draws the anywidget view itself (the charts are
+        # Jupyter outputs, which it does not draw).
+        return self.widget
 
     def __repr__(self) -> str:
-        return f"<Lab {self.saga.name!r}: {len(self.steps)} steps, {len(self.saga.history)} runs>"
+        return f"<Lab {self.saga.name!r}: {len(self.saga.step_names)} steps, {len(self.saga.history)} runs>"
 
     @property
     def svg(self) -> str:
@@ -297,10 +227,7 @@ class Lab:
         for handle in (self._redraw, self._chart_redraw):
             if handle is not None:
                 handle.cancel()
-        pending = [self.widget]
-        while pending:  # close this panel's widgets only, children first
-            widget = pending.pop()
-            pending.extend(getattr(widget, "children", ()))
+        for widget in (self._panel, self.charts, self.widget):
             widget.close()
 
     # -- running --------------------------------------------------------------------------
@@ -309,9 +236,9 @@ class Lab:
         return self.data() if callable(self.data) else self.data
 
     def _backend(self) -> Backend | None:
-        if self.backends is None or self.backend is None:
+        if self.backends is None:
             return None
-        return self.backends[self.backend.value]
+        return self.backends[self.widget.backend]
 
     async def run(self) -> Run:
         """Run the saga once with live colouring; returns the :class:`~sagakit.Run`.
@@ -339,22 +266,37 @@ class Lab:
         self._events.clear()
         self._drawn_later = None
         live = self._draws_live()
-        run = await self.saga.run(self._input(), context, observers=(self._events.append,) if live else (),
-                                  backend=self._backend())
+        # A callback the loop runs only if the run gives it control: whether a redraw could
+        # have shown this run in flight, and so whether the next one is worth observing.
+        suspended: list[bool] = []
+        probe = asyncio.get_running_loop().call_soon(suspended.append, True)
+        try:
+            run = await self.saga.run(self._input(), context, observers=(self._events.append,) if live else (),
+                                      backend=self._backend())
+        finally:
+            probe.cancel()
+            self._suspends = bool(suspended)
         if not live:
             self._drawn_later = run
         self._last_run = run
         return run
 
     def _draws_live(self) -> bool:
-        """Whether the next run can give the event loop control before it ends.
+        """Whether to observe the next run event by event, to colour it while in flight.
 
-        Only then can a redraw show it in flight. A run of plain synchronous steps and
-        compensations (no retry, timeout or parallel stage), without fault delays or settling
-        observers, on this process's loop, never does: observing its events one by one would
-        cost time and show nothing, so its colours are drawn from the finished run instead.
+        Only a run that gives the event loop control before it ends can be shown in flight.
+        A run of plain synchronous steps and compensations (no retry, timeout or parallel
+        stage), without fault delays or settling observers, on this process's loop, never
+        does; nor, in practice, does one whose previous run did not (async steps that never
+        wait, such as no-ops and in-memory fakes). Observing those events one by one would
+        cost as much again as the run and show nothing, so their colours are drawn from the
+        finished run. A run on another backend, with a fault delay or after a run that gave
+        the loop control is observed live; so is the first run and the first after the
+        fault plan changes.
         """
         if self._backend() is not None or any(fault.delay for fault in self.saga.faults.values()):
+            return True
+        if any(callable(getattr(obs, "settle", None)) for obs in self.saga.observers):
             return True
         if self._inline is None:
             self._inline = all(
@@ -364,14 +306,13 @@ class Lab:
                 and (stage.compensate is None or not is_async_callable(stage.compensate))
                 for stage in self.saga.stages
             )
-        return not self._inline or any(callable(getattr(obs, "settle", None)) for obs in self.saga.observers)
+        return not self._inline and self._suspends is not False
 
     async def run_n(self, n: int | None = None) -> list[Run]:
         """Run the saga ``n`` times (default: the N control) in sequence, with progress."""
-        count = int(self.n.value) if n is None else n
+        count = self.widget.n if n is None else n
         if isinstance(count, bool) or count < 1:
             raise ValueError(f"Lab.run_n n: expected an int >= 1, got {n!r}")
-        self.progress.max = count
         self._set_progress(0, count)
         runs: list[Run] = []
         self._busy = True
@@ -404,8 +345,7 @@ class Lab:
         task = loop.create_task(_as_coroutine(work))
         task.add_done_callback(self._task_done)
         self.task = task
-        self._set_buttons(disabled=True)
-        self.diagram.busy = True
+        self.widget.busy = True
         self._catch_interrupts(loop)
         return task
 
@@ -491,8 +431,7 @@ class Lab:
         return await self.task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._set_buttons(disabled=False)
-        self.diagram.busy = False
+        self.widget.busy = False
         self._on_main_thread(self._release_interrupts)
         if task.cancelled():
             self._busy = False
@@ -502,26 +441,23 @@ class Lab:
                 if not self._events:
                     self._drawn_later = last
             self.flush()
-            self.status.value = '<span style="color:#757575">stopped: ' + html.escape(
+            self.widget.status = '<span style="color:#757575">stopped: ' + html.escape(
                 run_caption(last) if last is not None and last.status == "cancelled" else "cancelled") + "</span>"
             return
         error = task.exception()
         if error is not None:
-            self.status.value = (
+            self.widget.status = (
                 f'<span style="color:#c62828">✖ the Lab could not run the saga: {html.escape(type(error).__name__)}: '
                 f"{html.escape(error_text(error) or '')}</span>"
             )
 
-    def _on_run(self, _button: Any) -> None:
+    def _on_run(self) -> None:
         if self.task is None or self.task.done():
             self.start(self._run_and_flush())
 
-    def _on_run_n(self, _button: Any) -> None:
+    def _on_run_n(self) -> None:
         if self.task is None or self.task.done():
             self.start(self.run_n())
-
-    def _on_reset(self, _button: Any) -> None:
-        self.reset()
 
     def reset(self) -> None:
         """Remove every fault, clear the colouring and the progress (the history stays)."""
@@ -534,20 +470,12 @@ class Lab:
         self.diagram.replay = {}
         self.diagram.inspector = ""
         self.history.selected = 0
-        self._set_progress(0, int(self.progress.max))
-        self.status.value = "ready"
+        self._set_progress(0, self.widget.progress[1])
+        self.widget.status = "ready"
         self.flush()
 
-    def _set_buttons(self, *, disabled: bool) -> None:
-        for button in (self.run_button, self.run_n_button, self.reset_button):
-            button.disabled = disabled
-
     def _set_progress(self, done: int, total: int) -> None:
-        self.progress.value = done
-        self.progress.description = f"{done}/{total}"
-
-    def _on_n(self, change: Mapping[str, Any]) -> None:
-        self.run_n_button.description = f"Run \u00d7 {change['new']}"
+        self.widget.progress = [done, total]
 
     # -- drawing --------------------------------------------------------------------------
 
@@ -592,14 +520,14 @@ class Lab:
         diagram.push(full=not self._busy)
         if self._busy:
             running = [name for name, state in self._state.states.items() if state in ("running", "compensating")]
-            self.status.value = "running… " + ", ".join(
+            self.widget.status = "running… " + ", ".join(
                 f"<code>{html.escape(name)}</code> {self._state.states[name]}" for name in running
             )
         elif self._last_run is not None and self._last_run is not self._reported:
             self._reported = self._last_run
             diagram.show_run(self._last_run)
             self.history.selected = 0
-            self.status.value = _status_html(self._last_run) + self._hints_html()
+            self.widget.status = _status_html(self._last_run) + self._hints_html()
         if self._history_dirty:
             self._history_dirty = False
             self._draw_history()
@@ -683,36 +611,39 @@ class Lab:
 
     # -- faults ---------------------------------------------------------------------------
 
-    def _on_control(self, change: Mapping[str, Any]) -> None:
+    def _on_controls(self, change: Mapping[str, Any]) -> None:
         if self._syncing:
             return
-        owner = change["owner"]
-        for controls in self.steps.values():
-            if owner in (controls.mode, controls.delay, controls.probability):
-                plan = self.saga.faults
-                fault = controls.fault(plan.get(controls.step))
+        plan = self.saga.faults
+        wanted: Mapping[str, Any] = change["new"]
+        try:
+            for step in self.saga.step_names:
+                fault = _fault(step, wanted.get(step), plan.get(step))
                 if fault is None:
-                    if controls.step in plan:
-                        del plan[controls.step]
-                else:
-                    plan[controls.step] = fault
-                return
+                    if step in plan:
+                        del plan[step]
+                elif plan.get(step) != fault:
+                    plan[step] = fault
+        except (TypeError, ValueError) as exc:  # a value the plan refuses: show why, keep the plan
+            self.widget.status = f'<span style="color:#c62828">✖ {html.escape(str(exc))}</span>'
+            self._on_faults(plan)
 
     def _on_faults(self, plan: FaultPlan) -> None:
         self._syncing = True
         try:
-            for name, controls in self.steps.items():
-                controls.show(plan.get(name))
+            self.widget.faults = {name: [fault.mode, fault.delay, fault.probability]
+                                  for name, fault in plan.items() if name in self._names}
         finally:
             self._syncing = False
+        self._suspends = None  # other faults may make runs wait: observe the next one
         self._state.plan(planned_notes(plan))
         self._hints = fault_hints(plan, self.saga.step_names)
         self._state.hints = self._hints
         if not self._busy and (self.task is None or self.task.done()):
             if self._hints:
-                self.status.value = self._hints_html()
-            elif "sagakit-hint" in str(self.status.value):
-                self.status.value = "ready"
+                self.widget.status = self._hints_html()
+            elif "sagakit-hint" in self.widget.status:
+                self.widget.status = "ready"
         self._schedule_draw()
 
 

@@ -1,4 +1,6 @@
-"""The notebook front-end as anywidget views: the live diagram and the clickable run history.
+"""The notebook front-end as anywidget views: the live diagram, the clickable run history, and
+the failure lab's whole panel (:class:`LabView`: the diagram, the history and the fault
+controls in one view).
 
 One ES module and one style sheet ship inside the package (``static/``): no CDN, no build
 step. Every front-end anywidget reaches draws them (JupyterLab, Jupyter Notebook 7, VS Code,
@@ -16,13 +18,15 @@ shows its attempts), ``replay`` (the events of the shown run, one slider positio
 Stable classes: ``sagakit-diagram`` (given by the Lab), ``sagakit-fit``, ``sagakit-zoom-in``,
 ``sagakit-zoom-out``, ``sagakit-stop``, ``sagakit-replay`` (the slider bar),
 ``sagakit-replay-button``, ``sagakit-inspector``, ``sagakit-caption``; in the history,
-``sagakit-history-table`` rows ``run-<status>`` with ``data-run`` (the run's number).
+``sagakit-history-table`` rows ``run-<status>`` with ``data-run`` (the run's number); the Lab's
+classes are listed in :mod:`sagakit.notebook.lab`.
 """
 
 from __future__ import annotations
 
 import html
 import reprlib
+import sysconfig
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
     from sagakit.runs import Run
     from sagakit.saga import Saga
 
-__all__ = ["DiagramView", "HistoryView", "diagram_view", "inspector_html", "replay_frames", "wire_state"]
+__all__ = ["DiagramView", "HistoryView", "LabView", "diagram_view", "inspector_html", "replay_frames", "wire_state"]
 
 STATIC = Path(__file__).with_name("static")
 
@@ -201,6 +205,84 @@ class HistoryView(anywidget.AnyWidget):  # type: ignore[misc]
                 self.on_select(number)
 
 
+class LabView(DiagramView):
+    """The failure lab's whole panel as one view: fault controls, buttons, status, progress,
+    the diagram (with its inspector, replay and Stop) and the clickable history.
+
+    The kernel side (:class:`~sagakit.notebook.lab.Lab`) owns the behaviour; this view holds
+    what the browser shows and edits. The browser writes ``faults`` (step -> ``[mode, delay,
+    probability]``, only steps with a fault), ``n`` and ``backend``; its buttons send ``run``,
+    ``run_n`` and ``reset`` messages, which call ``on_run``, ``on_run_n`` and ``on_reset``.
+
+    Args:
+        template: the laid-out diagram (sent once).
+        state: what the diagram shows now.
+        title: the saga's name, shown on top.
+        steps: the step names, in order.
+        modes: the fault modes the selectors offer.
+        runs: the initial N of Run x N.
+        backends: the labels of the backends to choose from (none: no choice shown).
+    """
+
+    kind = traitlets.Unicode("lab").tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+    steps: traitlets.List[list[str]] = traitlets.List().tag(sync=True)
+    modes: traitlets.List[str] = traitlets.List().tag(sync=True)
+    faults = traitlets.Dict().tag(sync=True)
+    n = traitlets.Int(20).tag(sync=True)
+    progress: traitlets.List[int] = traitlets.List([0, 20]).tag(sync=True)
+    backends: traitlets.List[str] = traitlets.List().tag(sync=True)
+    backend = traitlets.Unicode("").tag(sync=True)
+    status = traitlets.Unicode("ready").tag(sync=True)
+    rows: traitlets.List[list[Any]] = traitlets.List().tag(sync=True)
+    total = traitlets.Int(0).tag(sync=True)
+    selected = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, template: DiagramTemplate, state: DiagramState, *, title: str, steps: Sequence[str],
+                 modes: Sequence[str], runs: int, backends: Sequence[str] = ()) -> None:
+        from sagakit.notebook.lab import css_name
+
+        super().__init__(template, state, stoppable=True)
+        with self.hold_sync():
+            self.title = title
+            self.steps = [[name, css_name(name)] for name in steps]
+            self.modes = list(modes)
+            self.n = runs
+            self.progress = [0, runs]
+            self.backends = list(backends)
+            self.backend = backends[0] if backends else ""
+        self.on_run: Callable[[], None] | None = None
+        self.on_run_n: Callable[[], None] | None = None
+        self.on_reset: Callable[[], None] | None = None
+        self.on_select: Callable[[int], None] | None = None
+
+    @traitlets.validate("n")
+    def _valid_n(self, proposal: Mapping[str, Any]) -> int:
+        value = proposal["value"]
+        if value < 1:
+            raise traitlets.TraitError(f"Lab n: expected an int >= 1, got {value!r}")
+        return int(value)
+
+    @traitlets.validate("backend")
+    def _valid_backend(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"])
+        if self.backends and value not in self.backends:
+            raise traitlets.TraitError(f"Lab backend: expected one of {self.backends!r}, got {value!r}")
+        return value
+
+    def _on_message(self, widget: Any, content: Mapping[str, Any], buffers: Any) -> None:
+        kind = content.get("t")
+        handler = {"run": self.on_run, "run_n": self.on_run_n, "reset": self.on_reset}.get(str(kind))
+        if handler is not None:
+            handler()
+        elif kind == "select":
+            number = content.get("run")
+            if self.on_select is not None and isinstance(number, int) and not isinstance(number, bool):
+                self.on_select(number)
+        else:
+            super()._on_message(widget, content, buffers)
+
+
 def history_rows(runs: Sequence[Run], first_number: int) -> list[list[Any]]:
     """The rows of the history table, newest first: number, status, failed step, error, ms, backend, fault."""
     rows: list[list[Any]] = []
@@ -265,10 +347,21 @@ def _payload(run: Run, value: Any) -> str:
     return _PAYLOAD.repr(shown)
 
 
+#: Where sagakit's own machinery and the installed libraries live: not the step's frames.
+_NOT_THE_STEP = tuple(
+    {str(Path(__file__).resolve().parent.parent)}
+    | {str(Path(path).resolve()) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+       if (path := sysconfig.get_paths().get(key))}
+)
+
+
 def _frames(error: BaseException | None) -> str:
+    """The step's own frames of ``error``'s traceback (the newest six): an injected fault, or the
+    retry machinery re-raising an error, adds only frames that say nothing about the step."""
     if error is None or error.__traceback__ is None:
         return ""
-    frames = traceback.extract_tb(error.__traceback__)[-6:]
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not str(Path(frame.filename).resolve()).startswith(_NOT_THE_STEP)][-6:]
     return "\n".join(f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}" for frame in frames)
 
 

@@ -27,7 +27,6 @@ back), like any step timeout.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -193,10 +192,3 @@ def rewind_faults(saved: list[Any], attempts: Mapping[tuple[str, str], int]) -> 
         fault._rng.setstate(state)
         for _ in range(attempts.get((name, phase), 0)):
             fault.fires()
-
-
-def check_finite(value: float, what: str) -> float:
-    """``value`` as a float, or a ``ValueError`` naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what}: expected a number of seconds > 0, got {value!r}")
-    return float(value)

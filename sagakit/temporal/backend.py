@@ -31,6 +31,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
+from sagakit._checks import check_seconds
 from sagakit._recorder import deliver
 from sagakit.engine import RunRequest
 from sagakit.events import Event, EventKind, Observer
@@ -39,7 +40,7 @@ from sagakit.saga import Saga
 from sagakit.steps import Step
 from sagakit.temporal._errors import RemoteStepError, rebuild_error
 from sagakit.temporal._json import json_problem
-from sagakit.temporal._shape import check_finite, draw_faults, rewind_faults, saga_shape
+from sagakit.temporal._shape import draw_faults, rewind_faults, saga_shape
 from sagakit.temporal._tracing import caller_context, traces_steps
 from sagakit.temporal.workflow import EVENTS_QUERY, OUTCOME_QUERY, WORKFLOW_NAME
 
@@ -139,11 +140,11 @@ class TemporalBackend:
         self.client = client
         self.task_queue = task_queue
         self.workflow_id = workflow_id or default_workflow_id
-        self.activity_timeout = check_finite(activity_timeout, "TemporalBackend activity_timeout")
-        self.heartbeat_timeout = check_finite(heartbeat_timeout, "TemporalBackend heartbeat_timeout")
-        self.poll_interval = check_finite(poll_interval, "TemporalBackend poll_interval")
+        self.activity_timeout = check_seconds(activity_timeout, "TemporalBackend activity_timeout")
+        self.heartbeat_timeout = check_seconds(heartbeat_timeout, "TemporalBackend heartbeat_timeout")
+        self.poll_interval = check_seconds(poll_interval, "TemporalBackend poll_interval")
         self.local_activities = _check_local(local_activities)
-        self.local_activity_timeout = check_finite(local_activity_timeout, "TemporalBackend local_activity_timeout")
+        self.local_activity_timeout = check_seconds(local_activity_timeout, "TemporalBackend local_activity_timeout")
         if self.local_activity_timeout >= WORKFLOW_TASK_TIMEOUT:
             raise ValueError(f"TemporalBackend local_activity_timeout: expected fewer seconds than the workflow task "
                              f"timeout ({WORKFLOW_TASK_TIMEOUT:g}s), got {local_activity_timeout!r}; run longer steps "

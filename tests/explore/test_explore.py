@@ -375,7 +375,7 @@ class TestBadInput:
             ({"invariant": "no leaks"}, TypeError, "explore invariant: expected a callable invariant(world, run)"),
             ({"world": Shop()}, TypeError, "explore world: expected a factory callable"),
             ({"concurrency": 0}, ValueError, "explore concurrency: expected an int >= 1, got 0"),
-            ({"pairs": "yes"}, TypeError, "explore pairs: expected a bool"),
+            ({"pairs": "yes"}, TypeError, "explore pairs: expected True or False"),
             ({"progress": "loud"}, TypeError, "explore progress: expected True, False, None"),
         ],
     )

@@ -78,9 +78,15 @@ class TestRandomSearch:
         [
             ({"search": "everything"}, ValueError, "explore search: expected 'exhaustive' or 'random'"),
             ({"budget": 0}, ValueError, "explore budget: expected an int >= 1"),
-            ({"seed": -1}, TypeError, "explore seed: expected an int >= 0 or None"),
-            ({"max_delay": -0.5}, ValueError, "explore max_delay: expected a number >= 0"),
+            ({"seed": -1}, ValueError, "explore seed: expected an int >= 0 or None"),
+            ({"seed": "1"}, TypeError, "explore seed: expected an int >= 0 or None, got str"),
+            ({"max_delay": -0.5}, ValueError, "explore max_delay: expected a finite number of seconds >= 0"),
+            ({"max_delay": "1"}, TypeError, "explore max_delay: expected a number of seconds >= 0, got str"),
+            ({"max_delay": 10**400}, ValueError, "explore max_delay: .* too large for a float"),
             ({"flaky": 2}, ValueError, "explore flaky: expected a share from 0 to 1"),
+            ({"flaky": "0.5"}, TypeError, "explore flaky: expected a share from 0 to 1, got str"),
+            ({"shrink": 1}, TypeError, "explore shrink: expected True or False"),
+            ({"observers": None}, TypeError, "explore observers: expected an iterable of callables"),
             ({"modes": ["explode"]}, sk.FaultError, "explore modes: unknown mode 'explode'"),
         ],
     )

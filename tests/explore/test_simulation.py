@@ -346,6 +346,15 @@ class TestSimulate:
 
 
 class TestBadInput:
+    def test_a_saga_is_required(self) -> None:
+        """simulate() and explore() called with something else than a Saga name their saga argument."""
+        from sagakit.explore import explore, simulate
+
+        with pytest.raises(TypeError, match=r"simulate saga: expected a sagakit\.Saga, got str"):
+            simulate("order", 5, ORDER)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"explore saga: expected a sagakit\.Saga, got str"):
+            asyncio.run(explore("order", ORDER))  # type: ignore[arg-type]
+
     @pytest.mark.parametrize(
         ("n", "options", "error", "message"),
         [
@@ -365,6 +374,8 @@ class TestBadInput:
             (5, {"start": "yesterday"}, TypeError, "simulate start: expected a datetime or epoch seconds"),
             (5, {"world": Shop()}, TypeError, "simulate world: expected a factory callable"),
             (5, {"progress": 3}, TypeError, "simulate progress: expected True, False, None"),
+            (5, {"latency": 10**400}, ValueError, "simulate latency: expected a finite number of seconds >= 0, got an int"),
+            (5, {"observers": None}, TypeError, "simulate observers: expected an iterable of callables"),
         ],
     )
     def test_bad_arguments_are_named(self, n: Any, options: dict[str, Any], error: type[Exception], message: str) -> None:

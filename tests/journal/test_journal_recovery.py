@@ -217,7 +217,7 @@ class TestWhatRecoveryLeavesAlone:
             await sagakit.recover(journal_file, ["order"])  # type: ignore[list-item]
         with pytest.raises(ValueError, match="two different sagas are named 'order'"):
             await sagakit.recover(journal_file, [journal_service.order_saga(), journal_service.order_saga()])
-        with pytest.raises(TypeError, match="recover concurrency"):
+        with pytest.raises(ValueError, match="recover concurrency: expected an int >= 1, got 0"):
             await sagakit.recover(journal_file, [], concurrency=0)
         saga = journal_service.order_saga()
         cases: list[tuple[dict[str, Any], str]] = [
@@ -225,7 +225,8 @@ class TestWhatRecoveryLeavesAlone:
             ({"sagas": None}, "recover sagas: expected a list of Saga objects"),
             ({"sagas": "order"}, "recover sagas: expected a list of Saga objects"),
             ({"sagas": {1: saga}}, "recover sagas: expected saga names"),
-            ({"sagas": [saga], "observers": None}, "recover observers: expected a list of callables"),
+            ({"sagas": [saga], "observers": None}, "recover observers: expected an iterable of callables"),
+            ({"sagas": [saga], "observers": [5]}, "recover observers: expected a callable taking an Event, got int 5"),
             ({"sagas": [saga], "observers": print}, "put a single observer in a list"),
             ({"sagas": [saga], "force": "yes"}, "recover force: expected True or False"),
             ({"sagas": [saga], "retry_failed": 1}, "recover retry_failed: expected True or False"),

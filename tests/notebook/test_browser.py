@@ -3,8 +3,10 @@
 One Jupyter server for the session (127.0.0.1, random token, isolated config, data, runtime and
 settings directories) serves a temporary root holding copies of ``05-failure-lab``: JupyterLab
 opens one copy (with a 30-step saga appended), Notebook 7 another, each with its own kernel. One
-Chromium serves all three; marimo runs a small app showing a run's diagram view. Every wait is on a condition; each scenario saves a screenshot to
-``test-output/``. With ``SAGAKIT_SCREENSHOT=1`` the replay scenario also writes
+Chromium serves all three; one marimo server runs a small app showing a run's diagram view and a
+saga's Lab. The Lab is the same anywidget view everywhere, so the scenarios share their helpers
+(Playwright's locators reach into marimo's shadow roots). Every wait is on a condition; each
+scenario saves a screenshot to ``test-output/``. With ``SAGAKIT_SCREENSHOT=1`` the replay scenario also writes
 ``docs/lab-rollback.png``: the Lab in the middle of a rollback.
 """
 
@@ -133,6 +135,7 @@ def chromium() -> Iterator[Any]:
 
 
 def _run_all(tab: Any, url: str, output_dir: Path, name: str) -> None:
+    tab.set_default_timeout(TIMEOUT_MS)
     try:
         tab.goto(url)
         tab.locator(".jp-NotebookPanel .jp-Toolbar .jp-KernelName", has_text="Python 3").wait_for()
@@ -146,26 +149,27 @@ def _run_all(tab: Any, url: str, output_dir: Path, name: str) -> None:
         raise
 
 
+def _notebook_tab(chromium: Any, url: str, output_dir: Path, name: str) -> Iterator[Any]:
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        _run_all(tab, url, output_dir, name)
+        yield tab
+    finally:
+        tab.close()
+
+
 @pytest.fixture(scope="module")
 def page(jupyter_server: tuple[str, str], chromium: Any, output_dir: Path) -> Iterator[Any]:
     """JupyterLab 4 at 1400×900 showing the failure lab notebook after Run All."""
     base, token = jupyter_server
-    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
-    tab.set_default_timeout(TIMEOUT_MS)
-    _run_all(tab, f"{base}/lab/tree/{LAB_COPY}?token={token}&reset", output_dir, "lab")
-    yield tab
-    tab.close()
+    yield from _notebook_tab(chromium, f"{base}/lab/tree/{LAB_COPY}?token={token}&reset", output_dir, "lab")
 
 
 @pytest.fixture(scope="module")
 def notebook7(jupyter_server: tuple[str, str], chromium: Any, output_dir: Path) -> Iterator[Any]:
     """Jupyter Notebook 7 at 1400×900 showing its own copy of the failure lab after Run All."""
     base, token = jupyter_server
-    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
-    tab.set_default_timeout(TIMEOUT_MS)
-    _run_all(tab, f"{base}/notebooks/{NB7_COPY}?token={token}", output_dir, "nb7")
-    yield tab
-    tab.close()
+    yield from _notebook_tab(chromium, f"{base}/notebooks/{NB7_COPY}?token={token}", output_dir, "nb7")
 
 
 def _lab(page: Any) -> Any:
@@ -181,35 +185,92 @@ def _classes(page: Any, step: str) -> list[str]:
 
 
 def _wait_for_class(page: Any, step: str, state: str) -> None:
-    page.wait_for_function(
-        "([step, state]) => { const n = document.querySelector(`.sagakit-diagram [id=\"step-${step}\"]`);"
-        " return n !== null && n.classList.contains(state); }",
-        arg=[step, state],
-        timeout=TIMEOUT_MS,
-    )
+    _lab(page).locator(f'.sagakit-diagram [id="step-{step}"].{state}').wait_for()
+
+
+def _history(page: Any) -> Any:
+    return _lab(page).locator(".sagakit-history tbody tr")
 
 
 def _history_rows(page: Any) -> int:
-    return int(_lab(page).locator(".sagakit-history tbody tr").count())
+    return int(_history(page).count())
+
+
+def _wait_for_history_rows(page: Any, rows: int) -> None:
+    _history(page).nth(rows - 1).wait_for()
+    assert _history_rows(page) == rows
+    # The heading counts the same runs the table lists (whatever order the front-end applies
+    # the rows and the total in).
+    _lab(page).locator(f'.sagakit-history [data-runs="{rows}"]').wait_for(timeout=5000)
 
 
 def _reset(page: Any) -> None:
     _lab(page).locator(".sagakit-reset").click()
-    page.wait_for_function(
-        "() => [...document.querySelector('.sagakit-lab').querySelectorAll('.sagakit-diagram g.step')]"
-        ".every(n => n.classList.contains('state-pending'))"
-    )
+    _lab(page).locator(".sagakit-diagram g.step:not(.state-pending)").first.wait_for(state="detached")
 
 
-def _fail_charge_payment_and_run(page: Any) -> None:
+def _set_delay(page: Any, step: str, seconds: int) -> None:
+    delay = _lab(page).locator(f".sagakit-delay-{step} input")
+    delay.fill(str(seconds))
+    delay.press("Tab")  # the value goes to the kernel when the field loses focus
+    if seconds:
+        _node(page, step).filter(has_text=f"delay {seconds} s").wait_for()
+
+
+def _fail_charge_payment_and_run(page: Any, step: str = "charge_payment", earlier: str = "reserve_inventory") -> None:
     rows = _history_rows(page)
-    _lab(page).locator(".sagakit-fault-charge_payment select").select_option("fail")
+    _lab(page).locator(f".sagakit-fault-{step} select").select_option("fail")
     _lab(page).locator(".sagakit-run").click()
-    _wait_for_class(page, "charge_payment", "state-failed")
-    _wait_for_class(page, "reserve_inventory", "state-compensated")
-    page.wait_for_function(
-        f"() => document.querySelector('.sagakit-lab .sagakit-history').querySelectorAll('tbody tr').length"
-        f" === {rows + 1}")
+    _wait_for_class(page, step, "state-failed")
+    _wait_for_class(page, earlier, "state-compensated")
+    _wait_for_history_rows(page, rows + 1)
+
+
+def _inspect_failed_step(page: Any, step: str) -> Any:
+    _node(page, step).click()
+    inspector = _lab(page).locator(".sagakit-inspector")
+    inspector.locator(".sagakit-attempt").first.wait_for()
+    text = inspector.inner_text()
+    assert "InjectedFault" in text and "idempotency key" in text
+    return inspector
+
+
+def _stop_slow_run(page: Any, step: str, earlier: str, stopper: Any) -> None:
+    """Run with ``step`` delayed, stop it with ``stopper(page)`` once it runs: the rollback shows."""
+    rows = _history_rows(page)
+    _lab(page).locator(".sagakit-run").click()
+    _wait_for_class(page, step, "state-running")
+    assert "state-succeeded" in _classes(page, earlier)
+    stopper(page)
+    _wait_for_class(page, step, "state-cancelled")
+    _wait_for_class(page, earlier, "state-compensated")
+    _lab(page).locator(".sagakit-status", has_text="stopped").wait_for()
+    _wait_for_history_rows(page, rows + 1)
+    assert _history(page).first.get_attribute("class") == "run-cancelled"
+
+
+def _click_stop(page: Any) -> None:
+    _lab(page).locator(".sagakit-stop").click()
+
+
+def _replay(page: Any) -> tuple[Any, int]:
+    """Open the replay of the shown run: a function moving the slider (returns its label), and its length."""
+    _lab(page).locator(".sagakit-replay-button").click()
+    slider = _lab(page).locator(".sagakit-replay input")
+    slider.wait_for()
+    label = _lab(page).locator(".sagakit-replay-label")
+
+    def seek(position: int) -> str:
+        slider.evaluate("(s, position) => { s.value = String(position); s.dispatchEvent(new Event('input')); }",
+                        position)
+        return str(label.text_content())
+
+    return seek, int(slider.get_attribute("max") or 0)
+
+
+def _close_replay(page: Any) -> None:
+    _lab(page).locator(".sagakit-replay-close").click()
+    _lab(page).locator(".sagakit-replay.sagakit-open").wait_for(state="detached")
 
 
 @pytest.fixture(autouse=True)
@@ -247,16 +308,11 @@ def test_failing_a_step_by_clicking_then_inspecting_it(page: Any, output_dir: Pa
     assert "charge_payment" in status and "InjectedFault" in status
     title = _node(page, "charge_payment").locator("title").text_content() or ""
     assert "failed" in title  # the hover summary
-    _node(page, "charge_payment").click()
-    inspector = _lab(page).locator(".sagakit-inspector")
-    inspector.locator(".sagakit-attempt").first.wait_for()
-    text = inspector.inner_text()
-    assert "InjectedFault" in text and "idempotency key" in text
+    inspector = _inspect_failed_step(page, "charge_payment")
     assert inspector.locator(".sagakit-attempt").count() == 3  # retry=2 in the notebook: three attempts
     _shoot(page, output_dir, "notebook-lab-1-inspector.png")
     inspector.locator(".sagakit-inspector-close").click()
-    page.wait_for_function("() => !document.querySelector('.sagakit-lab .sagakit-inspector')"
-                           ".classList.contains('sagakit-open')")
+    _lab(page).locator(".sagakit-inspector.sagakit-open").wait_for(state="detached")
 
 
 def test_replay_steps_through_the_rollback(page: Any, output_dir: Path) -> None:
@@ -264,18 +320,12 @@ def test_replay_steps_through_the_rollback(page: Any, output_dir: Path) -> None:
     if "state-failed" not in _classes(page, "charge_payment"):
         _reset(page)
         _fail_charge_payment_and_run(page)
-    _lab(page).locator(".sagakit-replay-button").click()
-    slider = _lab(page).locator(".sagakit-replay input")
-    slider.wait_for()
-    seek = ("(position) => { const s = document.querySelector('.sagakit-lab .sagakit-replay input');"
-            " s.value = String(position); s.dispatchEvent(new Event('input'));"
-            " return document.querySelector('.sagakit-lab .sagakit-replay-label').textContent; }")
-    frames = int(slider.get_attribute("max") or 0)
+    seek, frames = _replay(page)
     assert frames >= 6
-    page.evaluate(seek, 0)
+    seek(0)
     assert all("state-pending" in _classes(page, step) for step in ("reserve_inventory", "charge_payment"))
     middle = next(position for position in range(frames + 1)
-                  if "compensation succeeded authorize_payment" in page.evaluate(seek, position))
+                  if "compensation succeeded authorize_payment" in seek(position))
     assert "state-compensated" in _classes(page, "authorize_payment")
     assert "state-succeeded" in _classes(page, "reserve_inventory")  # its compensation is still to come
     assert "state-failed" in _classes(page, "charge_payment")
@@ -284,71 +334,61 @@ def test_replay_steps_through_the_rollback(page: Any, output_dir: Path) -> None:
         docs = ROOT / "docs"
         docs.mkdir(exist_ok=True)
         _lab(page).screenshot(path=str(docs / "lab-rollback.png"))
-    page.evaluate(seek, frames)
+    seek(frames)
     assert middle < frames
     assert "state-compensated" in _classes(page, "reserve_inventory")
-    _lab(page).locator(".sagakit-replay-close").click()
-    page.wait_for_function("() => !document.querySelector('.sagakit-lab .sagakit-replay')"
-                           ".classList.contains('sagakit-open')")
+    _close_replay(page)
 
 
 def test_stop_and_kernel_interrupt_cancel_a_slow_run(page: Any, output_dir: Path) -> None:
     """With ship_order delayed, Stop (then a kernel interrupt) cancels the run; earlier steps compensate."""
     _reset(page)
-    delay = _lab(page).locator(".sagakit-delay-ship_order input")
-    delay.fill("20")
-    delay.press("Tab")  # the value goes to the kernel when the field loses focus
-    _node(page, "ship_order").filter(has_text="delay 20 s").wait_for()
-    for stopper in ("button", "interrupt"):
-        rows = _history_rows(page)
-        _lab(page).locator(".sagakit-run").click()
-        _wait_for_class(page, "ship_order", "state-running")
-        assert "state-succeeded" in _classes(page, "charge_payment")
-        if stopper == "button":
-            _shoot(page, output_dir, "notebook-lab-3-in-flight.png")
-            _lab(page).locator(".sagakit-stop").click()
-        else:
-            page.locator(".lm-MenuBar-item", has_text="Kernel").first.click()
-            page.locator(".lm-Menu-item").get_by_text("Interrupt Kernel", exact=True).click()
-        _wait_for_class(page, "ship_order", "state-cancelled")
-        _wait_for_class(page, "reserve_inventory", "state-compensated")
-        _lab(page).locator(".sagakit-status", has_text="stopped").wait_for()
-        page.wait_for_function(
-            f"() => document.querySelector('.sagakit-lab .sagakit-history').querySelectorAll('tbody tr').length"
-            f" === {rows + 1}")
-        assert _lab(page).locator(".sagakit-history tbody tr").first.get_attribute("class") == "run-cancelled"
+    _set_delay(page, "ship_order", 20)
+
+    def interrupt(page: Any) -> None:
+        page.locator(".lm-MenuBar-item", has_text="Kernel").first.click()
+        page.locator(".lm-Menu-item").get_by_text("Interrupt Kernel", exact=True).click()
+
+    def stop(page: Any) -> None:
+        _shoot(page, output_dir, "notebook-lab-3-in-flight.png")
+        _click_stop(page)
+
+    for stopper in (stop, interrupt):
+        _stop_slow_run(page, "ship_order", "charge_payment", stopper)
+        assert "state-compensated" in _classes(page, "reserve_inventory")
     _shoot(page, output_dir, "notebook-lab-3-stopped.png")
-    delay.fill("0")
-    delay.press("Tab")
+    _set_delay(page, "ship_order", 0)
 
 
 def test_run_n_then_clicking_a_past_run_redraws_it(page: Any, output_dir: Path) -> None:
     """Run x 20 fills progress and history; clicking an older, failed run draws its failure again."""
     _reset(page)
     rows = _history_rows(page)
+    assert _lab(page).locator(".sagakit-run-n").inner_text() == "Run \u00d7 20"
     _lab(page).locator(".sagakit-run-n").click()
-    _lab(page).locator(".sagakit-progress .widget-label", has_text="20/20").wait_for()
-    page.wait_for_function(
-        f"() => document.querySelector('.sagakit-lab .sagakit-history').querySelectorAll('tbody tr').length"
-        f" === {rows + 20}")
-    assert _lab(page).locator(".sagakit-progress .progress-bar").evaluate("bar => bar.style.width") == "100%"
+    _lab(page).locator(".sagakit-progress-label", has_text="20/20").wait_for()
+    _wait_for_history_rows(page, rows + 20)
+    assert _lab(page).locator(".sagakit-progress progress").evaluate("bar => bar.value === bar.max && bar.max === 20")
     _wait_for_class(page, "charge_payment", "state-succeeded")
-    _lab(page).locator(".sagakit-history tbody tr.run-compensated").first.click()
-    _wait_for_class(page, "charge_payment", "state-failed")
-    assert "sagakit-selected" in (_lab(page).locator(".sagakit-history tbody tr.sagakit-selected")
-                                  .get_attribute("class") or "")
-    assert "run " in _lab(page).locator(".sagakit-caption").inner_text()
+    _click_past_failed_run(page, "charge_payment")
     _shoot(page, output_dir, "notebook-lab-4-past-run.png")
+
+
+def _click_past_failed_run(page: Any, step: str) -> None:
+    _lab(page).locator(".sagakit-history tbody tr.run-compensated").first.click()
+    _wait_for_class(page, step, "state-failed")
+    assert _lab(page).locator(".sagakit-history tbody tr.sagakit-selected.run-compensated").count() == 1
+    assert "run " in _lab(page).locator(".sagakit-caption").inner_text()
 
 
 def test_chart_tooltips_show_on_hover(page: Any, output_dir: Path) -> None:
     """The Lab's charts are drawn interactively (Vega-Lite 5) and hovering a mark shows a tooltip."""
     # Charts are redrawn a moment after the last run: wait for one that has stayed for a while.
     page.wait_for_function(
-        "() => { const e = document.querySelector('.sagakit-lab .sagakit-charts .vega-embed');"
+        "() => { const e = document.querySelector('.sagakit-charts .vega-embed');"
         " if (!e) return false; if (!e.dataset.firstSeen) { e.dataset.firstSeen = String(Date.now()); return false; }"
         " return Date.now() - Number(e.dataset.firstSeen) > 1000; }")
-    chart = _lab(page).locator(".sagakit-charts .vega-embed").first
+    chart = page.locator(".sagakit-charts .vega-embed").first
     chart.scroll_into_view_if_needed()
     box = chart.bounding_box()
     assert box is not None
@@ -398,9 +438,7 @@ def test_notebook_7_runs_the_lab(notebook7: Any, output_dir: Path) -> None:
     _reset(page)
     _fail_charge_payment_and_run(page)
     assert "state-compensated" in _classes(page, "authorize_payment")
-    _node(page, "charge_payment").click()
-    _lab(page).locator(".sagakit-inspector .sagakit-attempt").first.wait_for()
-    assert "InjectedFault" in _lab(page).locator(".sagakit-inspector").inner_text()
+    _inspect_failed_step(page, "charge_payment")
     _shoot(page, output_dir, "notebook-nb7-1-failed-step.png")
 
 
@@ -444,6 +482,35 @@ def _(diagram_view, mo, run):
     return (view,)
 
 
+@app.cell
+def _(sagakit):
+    async def hold(data, context):
+        return {**data, "held": True}
+
+    async def unhold(data, context):
+        return None
+
+    async def pay(data, context):
+        return data
+
+    async def refund(data, context):
+        return None
+
+    async def ship(data, context):
+        return data
+
+    shop = sagakit.Saga("shop", [sagakit.step(hold, compensate=unhold), sagakit.step(pay, compensate=refund),
+                                 sagakit.step(ship)])
+    lab = shop.lab(data={"card": "4111 1111 1111 1111"}, charts=False)
+    return (lab,)
+
+
+@app.cell
+def _(lab):
+    lab
+    return
+
+
 if __name__ == "__main__":
     app.run()
 """
@@ -451,7 +518,7 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def marimo_app(tmp_path_factory: pytest.TempPathFactory, chromium: Any, output_dir: Path) -> Iterator[Any]:
-    """A marimo app (``marimo run``, headless, token-protected) showing a rolled-back run's view."""
+    """A marimo app (``marimo run``, headless, token-protected) showing a rolled-back run's view and a Lab."""
     marimo = Path(sys.executable).parent / "marimo"
     require(marimo.exists(), "marimo in the virtual environment (pip install marimo)")
     base = tmp_path_factory.mktemp("marimo")
@@ -490,11 +557,44 @@ def test_marimo_shows_and_inspects_a_run(marimo_app: Any, output_dir: Path) -> N
         node = page.locator('[id="step-charge"]')
         assert "state-compensated" in (page.locator('[id="step-reserve"]').get_attribute("class") or "")
         node.click()
-        inspector = page.locator(".sagakit-inspector")
+        inspector = page.locator(".sagakit-inspector").first  # the run's view comes before the Lab
         inspector.locator(".sagakit-attempt").first.wait_for()
         text = inspector.inner_text()
         assert "InjectedFault" in text and "4111" not in text
         page.screenshot(path=str(output_dir / "notebook-marimo-1-inspector.png"))
     except Exception:
         page.screenshot(path=str(output_dir / "notebook-marimo-failed.png"))
+        raise
+
+
+def test_marimo_runs_a_saga_lab(marimo_app: Any, output_dir: Path) -> None:
+    """In marimo (``lab`` in a cell, the same view as ``mo.ui.anywidget(lab.widget)``): inject by clicking, run,
+    inspect, replay, stop, click a past run."""
+    page = marimo_app
+    try:
+        _lab(page).locator(".sagakit-diagram svg").wait_for()
+        assert _history_rows(page) == 0
+        _fail_charge_payment_and_run(page, "pay", "hold")
+        _wait_for_history_rows(page, 1)
+        assert "injected" in _classes(page, "pay") and "state-pending" in _classes(page, "ship")
+        assert "InjectedFault" in _lab(page).locator(".sagakit-status").inner_text()
+        text = _inspect_failed_step(page, "pay").inner_text()
+        assert "4111" not in text  # the card number is redacted
+        page.screenshot(path=str(output_dir / "notebook-marimo-2-lab-inspector.png"))
+        seek, frames = _replay(page)
+        assert frames >= 4
+        seek(0)
+        assert "state-pending" in _classes(page, "pay")
+        seek(frames)
+        assert "state-compensated" in _classes(page, "hold")
+        _close_replay(page)
+        _reset(page)
+        _set_delay(page, "ship", 20)
+        _stop_slow_run(page, "ship", "pay", _click_stop)
+        assert "state-compensated" in _classes(page, "hold")
+        page.screenshot(path=str(output_dir / "notebook-marimo-3-lab-stopped.png"))
+        _click_past_failed_run(page, "pay")
+        page.screenshot(path=str(output_dir / "notebook-marimo-4-lab-past-run.png"))
+    except Exception:
+        page.screenshot(path=str(output_dir / "notebook-marimo-lab-failed.png"))
         raise

@@ -22,48 +22,61 @@ def classes(svg: str) -> dict[str, set[str]]:
     return {html.unescape(i): set(c.split()) for i, c in ELEMENT.findall(svg)}
 
 
-def widget_classes(widget: Any) -> set[str]:
-    return set(widget._dom_classes)
+def choose(lab: Lab, step: str, mode: str, delay: float = 0.0, probability: float = 1.0) -> None:
+    """What the browser does when a step's controls change: write the ``faults`` trait."""
+    faults = dict(lab.widget.faults)
+    if mode == "none" and delay == 0:
+        faults.pop(step, None)
+    else:
+        faults[step] = [mode, delay, probability]
+    lab.widget.faults = faults
+
+
+def click(lab: Lab, button: str) -> None:
+    """What the browser sends when ``button`` (``run``, ``run_n``, ``reset``, ``stop``) is clicked."""
+    lab.widget._on_message(lab.widget, {"t": button}, [])
 
 
 class TestControls:
-    def test_panel_and_controls_carry_css_classes(self, order_saga: sagakit.Saga) -> None:
-        """The panel, buttons, progress, diagram, history and each fault selector have their class."""
+    def test_the_panel_is_one_view_holding_every_control(self, order_saga: sagakit.Saga) -> None:
+        """One anywidget view is the diagram, the history and the controls; it offers every fault mode."""
         lab = order_saga.lab(data={})
-        assert "sagakit-lab" in widget_classes(lab.widget)
-        assert "sagakit-run" in widget_classes(lab.run_button)
-        assert "sagakit-run-n" in widget_classes(lab.run_n_button)
-        assert "sagakit-progress" in widget_classes(lab.progress)
-        assert "sagakit-diagram" in widget_classes(lab.diagram)
-        assert "sagakit-history" in widget_classes(lab.history)
-        for name in order_saga.step_names:
-            selector = lab.steps[name].mode
-            assert f"sagakit-fault-{name}" in widget_classes(selector)
-            assert list(selector.options) == ["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
+        assert lab.widget is lab.diagram is lab.history is lab._display_()  # marimo shows it for `lab`
+        assert lab.widget.kind == "lab" and lab.widget.stoppable
+        assert lab.widget.steps == [[name, name] for name in order_saga.step_names]
+        assert lab.widget.modes == ["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
+        assert (lab.widget.n, lab.widget.progress, lab.widget.status) == (20, [0, 20], "ready")
+        assert "sagakit-charts" in lab.charts._dom_classes
 
     def test_selector_drives_the_fault_plan(self, order_saga: sagakit.Saga) -> None:
         """Choosing a mode, a delay and a probability sets ``saga.faults``; ``none`` removes it."""
         lab = order_saga.lab(data={})
-        controls = lab.steps["charge_payment"]
-        controls.mode.value = "fail_after"
-        controls.delay.value = 0.25
-        controls.probability.value = 0.5
+        choose(lab, "charge_payment", "fail_after", 0.25, 0.5)
         assert order_saga.faults["charge_payment"] == sagakit.Fault("fail_after", delay=0.25, probability=0.5)
-        controls.mode.value = "none"
-        controls.delay.value = 0.0
+        choose(lab, "charge_payment", "none")
         assert "charge_payment" not in order_saga.faults
+
+    def test_a_value_the_plan_refuses_is_reported_and_undone(self, order_saga: sagakit.Saga) -> None:
+        """A negative delay or a malformed row from the browser leaves the plan alone, says why, and puts the
+        controls back."""
+        lab = order_saga.lab(data={})
+        choose(lab, "ship_order", "fail", -1.0)
+        assert "ship_order" not in order_saga.faults
+        assert "delay" in lab.widget.status
+        assert lab.widget.faults == {}
+        lab.widget.faults = {"ship_order": "fail"}
+        assert "ship_order" not in order_saga.faults
+        assert "expected [mode, delay, probability]" in lab.widget.status and lab.widget.faults == {}
 
     def test_code_changes_update_the_controls_and_diagram(self, order_saga: sagakit.Saga) -> None:
         """Setting ``saga.faults`` in code moves the controls and marks the diagram."""
         lab = order_saga.lab(data={})
         order_saga.faults["ship_order"] = sagakit.Fault("fail_compensation", delay=0.5, probability=0.75)
-        controls = lab.steps["ship_order"]
-        assert (controls.mode.value, controls.delay.value, controls.probability.value) == ("fail_compensation", 0.5,
-                                                                                            0.75)
+        assert lab.widget.faults == {"ship_order": ["fail_compensation", 0.5, 0.75]}
         lab.flush()
         assert "injected" in classes(lab.svg)["step-ship_order"]
         order_saga.faults.clear()
-        assert controls.mode.value == "none"
+        assert lab.widget.faults == {}
 
     def test_bad_options_are_refused(self, order_saga: sagakit.Saga) -> None:
         """Wrong option types name the option and what was expected."""
@@ -79,8 +92,8 @@ class TestRunning:
     async def test_click_run_fails_the_chosen_step_and_compensates_earlier_ones(self, order_saga: sagakit.Saga) -> None:
         """Run after selecting ``fail`` in the middle: that step failed, the earlier compensated."""
         lab = order_saga.lab(data={})
-        lab.steps["charge_payment"].mode.value = "fail"
-        lab.run_button.click()
+        choose(lab, "charge_payment", "fail")
+        click(lab, "run")
         assert lab.task is not None and not lab.task.done()  # started as a task, not run inline
         run = await lab.wait()
         assert run.status == "compensated" and run.failed_step == "charge_payment"
@@ -90,7 +103,7 @@ class TestRunning:
         assert "state-compensated" in found["step-reserve_inventory"]
         assert "state-compensated" in found["step-authorize_payment"]
         assert "state-pending" in found["step-ship_order"]
-        assert "charge_payment" in lab.status.value and "InjectedFault" in lab.status.value
+        assert "charge_payment" in lab.widget.status and "InjectedFault" in lab.widget.status
         assert len(lab.history.rows) == 1 and lab.history.total == 1
 
     async def test_live_colouring_shows_the_step_in_flight(self) -> None:
@@ -109,7 +122,7 @@ class TestRunning:
             send(message)
 
         lab.diagram.send = recording
-        lab.run_button.click()
+        click(lab, "run")
         await lab.wait()
         assert any("state-running" in found for found in seen)
         assert "state-succeeded" in seen[-1]
@@ -170,14 +183,46 @@ class TestRunning:
         sync_lab.saga.faults["b"] = sagakit.Fault("none", delay=0.01)
         assert sync_lab._draws_live()  # a fault delay lets the loop in: observed live again
 
+    async def test_async_steps_that_never_wait_are_observed_only_until_a_run_shows_it(self) -> None:
+        """Async steps that never give the loop control: the first run is observed event by event,
+        later ones are drawn from the finished run with the same colours; steps that wait stay observed,
+        and a change of the fault plan observes the next run again."""
+
+        def build(name: str, wait: bool) -> sagakit.Saga:
+            def maker(label: str) -> Any:
+                async def function(data: Any, context: Any) -> Any:
+                    if wait:
+                        await asyncio.sleep(0)
+                    return data
+
+                function.__name__ = label
+                return function
+
+            return sagakit.Saga(name, [sagakit.step(maker(f"s{i}"), compensate=maker(f"u{i}")) for i in range(4)])
+
+        for wait in (False, True):
+            lab = build(f"waits_{wait}", wait).lab(throttle=0.01, charts=False)
+            lab.saga.faults["s2"] = "fail"
+            observed = []
+            for _ in range(3):
+                live = lab._draws_live()
+                await lab.run()
+                lab.flush()
+                observed.append(live)
+                assert lab.states["s2"] == "failed" and lab.states["s0"] == "compensated"
+            assert observed == [True, wait, wait]
+            lab.saga.faults["s3"] = "fail_compensation"
+            assert lab._draws_live()
+
     async def test_run_n_fills_progress_and_history(self, order_saga: sagakit.Saga) -> None:
         """Run x N runs N times in sequence, the progress bar reaching N."""
         lab = order_saga.lab(data={}, runs=5)
         order_saga.faults["ship_order"] = sagakit.Fault("fail", probability=0.5, seed=3)
-        lab.run_n_button.click()
+        click(lab, "run_n")
+        assert lab.widget.busy  # the buttons are disabled while the runs go
         runs = await lab.wait()
         assert len(runs) == 5 and len(order_saga.history) == 5
-        assert (lab.progress.value, lab.progress.max, lab.progress.description) == (5, 5, "5/5")
+        assert lab.widget.progress == [5, 5] and not lab.widget.busy
         assert len(lab.history.rows) == 5 and lab.history.total == 5
         statuses = {run.status for run in runs}
         assert statuses <= {"completed", "compensated"} and len(statuses) == 2
@@ -185,12 +230,12 @@ class TestRunning:
     async def test_reset_clears_faults_and_colours(self, order_saga: sagakit.Saga) -> None:
         """Reset removes every fault and returns the diagram to pending; the history stays."""
         lab = order_saga.lab(data={})
-        lab.steps["send_receipt"].mode.value = "fail"
-        lab.run_button.click()
+        choose(lab, "send_receipt", "fail")
+        click(lab, "run")
         await lab.wait()
-        lab.reset_button.click()
+        click(lab, "reset")
         assert dict(order_saga.faults) == {}
-        assert lab.steps["send_receipt"].mode.value == "none"
+        assert lab.widget.faults == {}
         assert all("state-pending" in classes(lab.svg)[f"step-{n}"] for n in order_saga.step_names)
         assert len(order_saga.history) == 1
 
@@ -210,10 +255,10 @@ class TestRunning:
 
         recording = Recording()
         lab = order_saga.lab(data={}, backends={"local": None, "recording": recording})
-        assert list(lab.backend.options) == ["local", "recording"]
+        assert lab.widget.backends == ["local", "recording"] and lab.widget.backend == "local"
         await lab.run()
         assert recording.requests == []
-        lab.backend.value = "recording"
+        lab.widget.backend = "recording"
         await lab.run()
         assert len(recording.requests) == 1
 
@@ -231,7 +276,7 @@ class TestRunning:
         """Other work on the loop proceeds while a Lab run is in flight."""
         saga = sagakit.Saga("long", [sagakit.step(make_step("wait", delay=0.2))])
         lab = saga.lab()
-        lab.run_button.click()
+        click(lab, "run")
         ticks = 0
         while lab.task is not None and not lab.task.done():
             ticks += 1
@@ -244,7 +289,7 @@ class TestRunning:
         lab = saga.lab(throttle=0.0)
         before = diagram.layout_count()
         for mode in ("fail", "fail_after", "none"):
-            lab.steps["s6"].mode.value = mode
+            choose(lab, "s6", mode)
             await lab.run()
         assert diagram.layout_count() == before
 
@@ -254,4 +299,4 @@ def test_close_stops_following_the_saga(order_saga: sagakit.Saga) -> None:
     lab = order_saga.lab(data={})
     lab.close()
     order_saga.faults["ship_order"] = "fail"
-    assert lab.steps["ship_order"].mode.value == "none"
+    assert lab.widget.faults == {}

@@ -81,6 +81,8 @@ class TestInspector:
         assert shown.count('class="sagakit-attempt') == 2
         assert "RuntimeError" in shown and "declined" in shown
         assert "in charge" in shown  # the error's frames
+        # The step's own frames only: not the engine's nor the retry policy's.
+        assert "engine.py" not in shown and "policies.py" not in shown
         assert f"{saga.history.last.run_id}:charge" in shown
         assert "4111" not in shown and "hunter2" not in shown
         lab.diagram._on_message(lab.diagram, {"t": "inspect", "step": "reserve", "phase": "compensate"}, [])
@@ -88,6 +90,23 @@ class TestInspector:
         assert ":compensate" in lab.diagram.inspector
         lab.diagram._on_message(lab.diagram, {"t": "inspect", "step": ""}, [])
         assert lab.diagram.inspector == ""
+
+
+    async def test_an_injected_fault_shows_no_machinery_frames(self) -> None:
+        """A fault injected into a retried step: every attempt says injected, and no frame of
+        sagakit's or a library's is passed off as the step's."""
+        saga = sagakit.Saga("pay", [
+            sagakit.step(make_step("charge"), retry=sagakit.RetryPolicy(max_retries=2, initial_delay=0.0, jitter=0.0)),
+        ])
+        saga.faults = {"charge": "fail"}
+        lab = saga.lab(data={}, charts=False)
+        await lab.run()
+        lab.flush()
+        lab.diagram._on_message(lab.diagram, {"t": "inspect", "step": "charge", "phase": "forward"}, [])
+        shown = lab.diagram.inspector
+        assert shown.count('class="sagakit-attempt') == 3
+        assert shown.count("InjectedFault") == 3
+        assert ".py:" not in shown
 
 
 class TestReplayAndHistory:
@@ -142,7 +161,7 @@ class TestStop:
         """The Stop button's message cancels the run in flight; the completed step is compensated."""
         saga = self.slow_saga()
         lab = saga.lab(charts=False, throttle=0.01)
-        lab.run_button.click()
+        lab.widget._on_message(lab.widget, {"t": "run"}, [])
         assert lab.diagram.busy
         await self.wait_running(lab, "second")
         lab.diagram._on_message(lab.diagram, {"t": "stop"}, [])
@@ -152,15 +171,15 @@ class TestStop:
         assert run is not None and run.status == "cancelled"
         assert run.compensated_steps == ["first"]
         assert lab.states["first"] == "compensated"
-        assert "stopped" in lab.status.value
-        assert not lab.diagram.busy and not lab.run_button.disabled
+        assert "stopped" in lab.widget.status
+        assert not lab.diagram.busy
 
     async def test_an_interrupt_stops_a_lab_run(self) -> None:
         """SIGINT during a Lab run (a kernel interrupt) cancels it, and the handler is put back after."""
         saga = self.slow_saga()
         lab = saga.lab(charts=False, throttle=0.01)
         before = signal.getsignal(signal.SIGINT)
-        lab.run_button.click()
+        lab.widget._on_message(lab.widget, {"t": "run"}, [])
         await self.wait_running(lab, "second")
         # Checked first: without the Lab's handler, the signal would stop the whole test session.
         assert signal.getsignal(signal.SIGINT) is not before

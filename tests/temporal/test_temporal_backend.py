@@ -167,6 +167,10 @@ class TestRunFacts:
             TemporalBackend(client, task_queue="")
         with pytest.raises(ValueError, match="activity_timeout"):
             TemporalBackend(client, task_queue="q", activity_timeout=-1)
+        with pytest.raises(TypeError, match="TemporalBackend poll_interval: expected a number of seconds > 0, got str"):
+            TemporalBackend(client, task_queue="q", poll_interval="5")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"TemporalBackend heartbeat_timeout: .* too large for a float"):
+            TemporalBackend(client, task_queue="q", heartbeat_timeout=10**400)
         with pytest.raises(TypeError, match="client"):
             TemporalBackend("localhost:7233", task_queue="q")  # type: ignore[arg-type]
 

@@ -1,6 +1,8 @@
 // The sagakit notebook front-end: one ES module for anywidget, no build step, no network.
-// Two views share it: "diagram" (the saga's diagram with fit, pan, zoom, Stop, replay and the
-// step inspector) and "history" (the run history table, whose rows can be clicked).
+// Three views share it: "diagram" (the saga's diagram with fit, pan, zoom, Stop, replay and the
+// step inspector), "history" (the run history table, whose rows can be clicked) and "lab" (the
+// failure lab: per-step fault controls, Run, Run x N, Reset, backend, status, progress, the
+// diagram and the history, in one panel).
 
 const NBSP = "\u00a0";
 const MIN_SCALE = 0.2;
@@ -324,7 +326,7 @@ function renderHistory({ model, el }) {
     const shown = total > rows.length ? `newest ${rows.length} of ${total}` : `${total}`;
     root.dataset.runs = String(total);
     const head = document.createElement("div");
-    head.innerHTML = `<b>history</b> \u00b7 ${shown} runs \u00b7 click a run to draw it`;
+    head.innerHTML = `<b>history</b> \u00b7 ${shown} run${total === 1 ? "" : "s"} \u00b7 click a run to draw it`;
     const table = document.createElement("table");
     table.className = "sagakit-history-table";
     table.innerHTML = "<thead><tr><th>#</th><th>status</th><th>failed step</th><th>error</th><th>ms</th><th>backend</th><th>fault</th></tr></thead>";
@@ -347,12 +349,201 @@ function renderHistory({ model, el }) {
   }
 
   model.on("change:rows", draw);
+  model.on("change:total", draw);
   model.on("change:selected", draw);
   draw();
 }
 
+const LEGEND = [
+  ["pending", "#f6f7f9", "#5f6b7a"],
+  ["running", "#fff4c2", "#c99a06"],
+  ["succeeded", "#dcf3dc", "#2e7d32"],
+  ["failed", "#fbd3d3", "#c62828"],
+  ["compensating", "#ffe2b8", "#ef6c00"],
+  ["compensated", "#d8e6ff", "#1f5fbf"],
+  ["compensation failed", "#8e1b1b", "#5c0000"],
+  ["not compensated: needs manual cleanup", "#ffe9a8", "#b71c1c"],
+  ["skipped", "#f0f0f0", "#9e9e9e"],
+];
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// The failure lab. Its controls write the "faults", "n" and "backend" traits (the kernel keeps
+// them and saga.faults in step); buttons send "run", "run_n" and "reset"; the kernel answers
+// with "busy", "status", "progress" and the history and diagram traits.
+function renderLab({ model, el }) {
+  const root = element("div", "sagakit-lab");
+  const title = element("div", "sagakit-title");
+  const diagram = element("div", "sagakit-diagram");
+  const legend = element("div", "sagakit-legend");
+  for (const [name, fill, stroke] of LEGEND) {
+    const swatch = element("span", "sagakit-swatch");
+    swatch.style.background = fill;
+    swatch.style.borderColor = stroke;
+    legend.append(swatch, document.createTextNode(name));
+  }
+  legend.append(element("span", "sagakit-legend-fault", "fault"), element("span", "sagakit-legend-no-undo", "no undo"));
+  const controls = element("div", "sagakit-controls");
+  const bar = element("div", "sagakit-buttons");
+  const backendBox = element("label", "sagakit-backend", "backend ");
+  const backend = element("select");
+  backendBox.append(backend);
+  const run = button("Run", "sagakit-run sagakit-primary", "Run the saga once");
+  const n = element("input", "sagakit-n");
+  n.type = "number";
+  n.min = "1";
+  n.step = "1";
+  const runN = button("Run \u00d7 N", "sagakit-run-n", "Run the saga N times in sequence");
+  const progressBox = element("span", "sagakit-progress");
+  const progress = element("progress");
+  const progressLabel = element("span", "sagakit-progress-label");
+  progressBox.append(progress, progressLabel);
+  const reset = button("Reset", "sagakit-reset", "Remove every fault and clear the colours (the history stays)");
+  bar.append(backendBox, run, n, runN, progressBox, reset);
+  const status = element("div", "sagakit-status");
+  const history = element("div", "sagakit-history");
+  root.append(title, diagram, legend, controls, bar, status, history);
+  el.append(root);
+
+  const rows = new Map(); // step -> {mode, delay, probability, readout}
+
+  function faultOf(step) {
+    const row = rows.get(step);
+    return [row.mode.value, Number(row.delay.value) || 0, Number(row.probability.value)];
+  }
+
+  function sendFaults(step) {
+    const faults = { ...model.get("faults") };
+    const [mode, delay, probability] = faultOf(step);
+    if (mode === "none" && delay === 0) delete faults[step];
+    else faults[step] = [mode, delay, probability];
+    model.set("faults", faults);
+    model.save_changes();
+  }
+
+  function drawControls() {
+    controls.replaceChildren();
+    rows.clear();
+    const modes = model.get("modes");
+    for (const [step, cssName] of model.get("steps")) {
+      const row = element("div", `sagakit-step sagakit-step-${cssName}`);
+      const label = element("code", "sagakit-step-name", step);
+      const modeBox = element("label", `sagakit-fault-${cssName}`);
+      const mode = element("select");
+      for (const name of modes) mode.append(new Option(name, name));
+      modeBox.append(mode);
+      const delayBox = element("label", `sagakit-delay-${cssName}`, "delay s ");
+      const delay = element("input");
+      delay.type = "number";
+      delay.min = "0";
+      delay.max = "3600";
+      delay.step = "0.1";
+      delayBox.append(delay);
+      const probabilityBox = element("label", `sagakit-probability-${cssName}`, "p ");
+      const probability = element("input");
+      probability.type = "range";
+      probability.min = "0";
+      probability.max = "1";
+      probability.step = "0.05";
+      const readout = element("span", "sagakit-readout");
+      probabilityBox.append(probability, readout);
+      row.append(label, modeBox, delayBox, probabilityBox);
+      controls.append(row);
+      rows.set(step, { mode, delay, probability, readout });
+      mode.addEventListener("change", () => sendFaults(step));
+      delay.addEventListener("change", () => sendFaults(step));
+      probability.addEventListener("input", () => (readout.textContent = Number(probability.value).toFixed(2)));
+      probability.addEventListener("change", () => sendFaults(step));
+    }
+    showFaults();
+  }
+
+  function showFaults() {
+    const faults = model.get("faults");
+    for (const [step, row] of rows) {
+      const [mode, delay, probability] = faults[step] || ["none", 0, 1];
+      row.mode.value = mode;
+      if (document.activeElement !== row.delay) row.delay.value = String(delay);
+      row.probability.value = String(probability);
+      row.readout.textContent = Number(probability).toFixed(2);
+    }
+  }
+
+  function showTitle() {
+    title.replaceChildren(element("b", "", model.get("title")), document.createTextNode(" \u00b7 failure lab"));
+  }
+
+  function showBackends() {
+    const names = model.get("backends");
+    backendBox.style.display = names.length ? "" : "none";
+    backend.replaceChildren(...names.map((name) => new Option(name, name)));
+    backend.value = model.get("backend");
+  }
+
+  function showN() {
+    if (document.activeElement !== n) n.value = String(model.get("n"));
+    runN.textContent = `Run \u00d7 ${model.get("n")}`;
+  }
+
+  function showProgress() {
+    const [done, total] = model.get("progress");
+    progress.max = Math.max(1, total);
+    progress.value = done;
+    progressLabel.textContent = `${done}/${total}`;
+    progressBox.dataset.done = String(done);
+  }
+
+  function showBusy() {
+    const busy = model.get("busy");
+    for (const b of [run, runN, reset]) b.disabled = busy;
+    root.classList.toggle("sagakit-running", busy);
+  }
+
+  backend.addEventListener("change", () => {
+    model.set("backend", backend.value);
+    model.save_changes();
+  });
+  n.addEventListener("change", () => {
+    const value = Math.max(1, Math.floor(Number(n.value) || 1));
+    n.value = String(value);
+    model.set("n", value);
+    model.save_changes();
+    showN();
+  });
+  run.addEventListener("click", () => model.send({ t: "run" }));
+  runN.addEventListener("click", () => model.send({ t: "run_n" }));
+  reset.addEventListener("click", () => model.send({ t: "reset" }));
+
+  model.on("change:steps", drawControls);
+  model.on("change:modes", drawControls);
+  model.on("change:faults", showFaults);
+  model.on("change:title", showTitle);
+  model.on("change:backends", showBackends);
+  model.on("change:backend", showBackends);
+  model.on("change:n", showN);
+  model.on("change:progress", showProgress);
+  model.on("change:busy", showBusy);
+  model.on("change:status", () => (status.innerHTML = model.get("status")));
+  showTitle();
+  drawControls();
+  showBackends();
+  showN();
+  showProgress();
+  showBusy();
+  status.innerHTML = model.get("status");
+  renderHistory({ model, el: history });
+  return renderDiagram({ model, el: diagram });
+}
+
+const VIEWS = { diagram: renderDiagram, history: renderHistory, lab: renderLab };
+
 function render(context) {
-  return context.model.get("kind") === "history" ? renderHistory(context) : renderDiagram(context);
+  return (VIEWS[context.model.get("kind")] || renderDiagram)(context);
 }
 
 export default { render };
