@@ -247,7 +247,10 @@ class TestConcurrentRecoveries:
         """Two recover() calls racing over the same journal: every run is claimed by exactly one."""
         child = children.start("forever", journal_file, service, "--concurrency", 10)
         children.wait_ready(child)
-        time.sleep(0.1)
+        # Kill it with runs in flight: on a loaded machine the first may take a while to be journalled.
+        deadline = time.monotonic() + 30
+        while not unfinished(journal_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
         child.kill()
         child.wait()
         pending = set(unfinished(journal_file))
