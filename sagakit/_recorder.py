@@ -68,9 +68,9 @@ __all__ = [
     "deliver",
     "deliver_after_failure",
     "error_text",
-    "rollback_outcome",
     "pack_times",
     "pending_after",
+    "rollback_outcome",
     "stage_plan",
     "undo_order",
 ]
@@ -176,8 +176,7 @@ def deliver(observers: list[Observer], event: Event) -> None:
 
     An observer that raises is removed from ``observers`` (the run's own list) with a
     :class:`RuntimeWarning`: a broken sink never breaks a saga. Every backend delivers events
-    through this function (the local engine's inlined fast path calls
-    :func:`deliver_after_failure` the same way), so they all treat observers alike.
+    through this function, so they all treat observers alike.
     """
     observer = None
     try:
@@ -329,7 +328,7 @@ class Recorder:
 
     def finish(self, *, definition: Saga | None, backend: str, status: RunStatus, result: Any,
                error: BaseException | None, original: BaseException | None, at: float, started_at: float,
-               duration_ms: float, steps_completed: int, info: dict[str, Any] | None = None) -> Run:
+               duration_ms: float, steps_completed: int) -> Run:
         """Record ``run_finished`` and build the :class:`~sagakit.Run`."""
         self.record("run_finished", at, None, -1, None, 0, started_at, duration_ms, error, self.injected, result,
                     status)
@@ -339,4 +338,4 @@ class Recorder:
             self.run_id, self.saga_name, definition, self.correlation_id, backend, status, result, error, original,
             self.failed_step, events, tuple(self.atoms) if trace else None,
             pack_times(self.times) if trace else None, tuple(self.objects) if trace else None, started_at,
-            duration_ms, {} if info is None else info, steps_completed, self.compensations_run, self.injected)
+            duration_ms, {}, steps_completed, self.compensations_run, self.injected)
