@@ -252,6 +252,17 @@ class StructlogEvents(Sink):
                     duration_ms=round(duration, 3),
                 )
             return
+        if (kind is _K.COMPENSATION_SUCCEEDED or kind is _K.COMPENSATION_STARTED) and not event.injected and (
+            kind is _K.COMPENSATION_SUCCEEDED or data is None or not self.capture_payloads
+        ):
+            # A rollback's common events, likewise (their fields in the order of the general case).
+            if duration is None:
+                method(name, step=event.step, index=event.index, phase=event.phase, attempt=event.attempt,
+                       compensation_reason=state.reason)
+            else:
+                method(name, step=event.step, index=event.index, phase=event.phase, attempt=event.attempt,
+                       compensation_reason=state.reason, duration_ms=round(duration, 3))
+            return
         compensation = _NAMES[kind][2]
         fields: dict[str, Any] = {
             "step": event.step,
