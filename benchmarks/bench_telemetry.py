@@ -353,6 +353,12 @@ async def timings() -> None:
         except ValueError:
             pass
 
+    twins = {
+        "full telemetry, simple": "hand-written, same telemetry, simple",
+        "full telemetry, batch": "hand-written, same telemetry, batch",
+        "full, sagakit alone": "hand-written, do-nothing back ends",
+    }
+    timed_order = [timed for name in sagas for timed in (name, twins.get(name)) if timed is not None]
     results: dict[tuple[str, str], list[float]] = {}
     for _ in range(ROUNDS):
         for index, workload in enumerate(("W1", "W2")):
@@ -360,7 +366,10 @@ async def timings() -> None:
             automatic(False)
             hand = (lambda: hand_written({}, hand1, None)) if workload == "W1" else (lambda: hand_w2(hand2))
             results.setdefault((workload, "hand-written"), []).append(await per_call_us(hand, PER_ROUND))
-            for name, pair in sagas.items():
+            steps = hand1 if workload == "W1" else hand2
+            # Each hand-written twin runs right after the sagakit variant it is compared with,
+            # so that a burst of load on the shared machine hits both of a pair alike.
+            for name in timed_order:
                 # Earlier variants' spans and runs would only make the collector's passes longer,
                 # and their garbage is collected here, not during the next variant's timing.
                 pipes.flush()
@@ -369,16 +378,13 @@ async def timings() -> None:
                     w2.history.clear()
                 gc.collect()
                 automatic(name == "automatic, nobody listening")
-                run = pair[index].run
-                results.setdefault((workload, name), []).append(await per_call_us(lambda r=run: r({}), PER_ROUND))
-            automatic(False)
-            # After sagakit's variants, so that "no telemetry" follows a run leaving no garbage.
-            steps = hand1 if workload == "W1" else hand2
-            for name, instrumented in telemetry_hands.items():
-                pipes.flush()
-                gc.collect()
-                results.setdefault((workload, name), []).append(
-                    await per_call_us(lambda h=instrumented, s=steps: hand_instrumented(h, s), PER_ROUND))
+                if name in telemetry_hands:
+                    timed = await per_call_us(
+                        lambda h=telemetry_hands[name], s=steps: hand_instrumented(h, s), PER_ROUND)
+                else:
+                    run = sagas[name][index].run
+                    timed = await per_call_us(lambda r=run: r({}), PER_ROUND)
+                results.setdefault((workload, name), []).append(timed)
             automatic(True)
     for workload in ("W1", "W2"):
         base = median(results[(workload, "no telemetry")])
