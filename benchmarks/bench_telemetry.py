@@ -26,7 +26,9 @@ methods return at once), counting the calls. Their cost over "no telemetry" is s
 share; the rest of each real variant is the OpenTelemetry SDK's or structlog's, printed per
 span, per measurement and per log line. The hand-written saga is split the same way (its own
 code against the same do-nothing back ends), so that each full run reads as own work plus
-back ends, side by side.
+back ends, side by side. "hand-written + sagakit's sink work" has sagakit's three sinks (on
+do-nothing back ends) handle one step event before each of the hand-written saga's log lines,
+with no sagakit engine: how much that alone slows the same back-end calls.
 
 Every timed variant starts from a collected heap: the garbage of the variant before it (its
 spans, its runs) is not collected on its successor's clock.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import time
@@ -53,7 +56,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 import sagakit as sk
-from sagakit.telemetry import DURATION_BUCKETS, automatic, instrument
+from sagakit._recorder import deliver
+from sagakit.events import Event, EventKind
+from sagakit.telemetry import DURATION_BUCKETS, Telemetry, automatic, instrument
 
 ROUNDS = 7
 PER_ROUND = 300
@@ -139,6 +144,55 @@ class NullLogger:
         Calls.log_lines += 1
 
     info = warning = error = debug
+
+
+class Interleaved:
+    """A logger that, before each log line, has sagakit's three sinks (on do-nothing back ends)
+    handle one step event: the hand-written saga then runs sagakit's per-event work between its
+    own telemetry calls, with none of the engine, to show what that alone does to the calls."""
+
+    def __init__(self, inner: Any, sinks: tuple[Any, ...] | None = None) -> None:
+        self.inner = inner
+        if sinks is None:
+            sinks = Telemetry(tracer_provider=NullTracerProvider(), meter_provider=NullMeterProvider(),
+                              logger=NullLogger()).sinks
+            deliver(list(sinks), _event(EventKind.RUN_STARTED, data={}, info={"backend": "local"}))
+        self.sinks = sinks
+        data: dict[str, Any] = {}
+        fields = {"step": "s1", "index": 1, "phase": "forward", "attempt": 1, "data": data}
+        self.events = itertools.cycle([
+            _event(EventKind.STEP_STARTED, **fields),
+            _event(EventKind.STEP_SUCCEEDED, **fields, duration_ms=0.01, status="succeeded", started_at=1.0),
+        ])
+
+    def bind(self, **fields: Any) -> Interleaved:
+        return Interleaved(self.inner.bind(**fields), self.sinks)
+
+    def _log(self, level: str, event: str, **fields: Any) -> Any:
+        step_event = next(self.events)
+        for sink in self.sinks:
+            sink(step_event)
+        return getattr(self.inner, level)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> Any:
+        return self._log("debug", event, **fields)
+
+    def info(self, event: str, **fields: Any) -> Any:
+        return self._log("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> Any:
+        return self._log("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> Any:
+        return self._log("error", event, **fields)
+
+
+def _event(kind: EventKind, **fields: Any) -> Event:
+    values: dict[str, Any] = {"run_id": "interleaved", "saga": "interleaved", "at": 1.0, "step": None, "index": -1,
+                              "phase": None, "attempt": 0, "started_at": None, "duration_ms": None, "error": None,
+                              "injected": False, "data": None, "status": None, "correlation_id": None, "info": None}
+    values.update(fields)
+    return Event(kind=kind, **values)
 
 
 class Pipelines:
@@ -327,6 +381,10 @@ async def timings() -> None:
             "hand", pipes.tracer_provider(batch=True), pipes.meter_provider()),
         "hand-written, do-nothing back ends": HandTelemetry("hand", NullTracerProvider(), NullMeterProvider(),
                                                             NullLogger()),
+        "hand-written + sagakit's sink work, simple": HandTelemetry(
+            "hand", pipes.tracer_provider(), pipes.meter_provider(), Interleaved(null_logger())),
+        "hand-written + sagakit's sink work, do-nothing": HandTelemetry(
+            "hand", NullTracerProvider(), NullMeterProvider(), Interleaved(NullLogger())),
     }
 
     # Sanity runs: the full pipeline and the hand-written one trace every step and rollback alike.
@@ -357,6 +415,8 @@ async def timings() -> None:
         "full telemetry, simple": "hand-written, same telemetry, simple",
         "full telemetry, batch": "hand-written, same telemetry, batch",
         "full, sagakit alone": "hand-written, do-nothing back ends",
+        "spans, sagakit alone": "hand-written + sagakit's sink work, simple",
+        "metrics, sagakit alone": "hand-written + sagakit's sink work, do-nothing",
     }
     timed_order = [timed for name in sagas for timed in (name, twins.get(name)) if timed is not None]
     results: dict[tuple[str, str], list[float]] = {}
@@ -419,6 +479,12 @@ async def timings() -> None:
             print(f"  per run, {flavour}: sagakit's own work {own:.1f} + back ends {full - own:.1f};"
                   f" hand-written's own work {hand_own:.1f} + back ends {same - hand_own:.1f};"
                   f" back ends alike: {(same - hand_own + own) / same:.2f}x")
+        alone = median(results[(workload, "hand-written, same telemetry, simple")]) - hand_own
+        busy = (median(results[(workload, "hand-written + sagakit's sink work, simple")])
+                - median(results[(workload, "hand-written + sagakit's sink work, do-nothing")]))
+        print(f"  back ends of the hand-written saga (simple): {alone:.1f} alone, {busy:.1f} with sagakit's sink work"
+              f" run between its calls ({(busy / alone - 1) * 100:+.0f} %; sagakit's own runs cost them"
+              f" {((median(results[(workload, 'full telemetry, simple')]) - own) / alone - 1) * 100:+.0f} %)")
         engine = median(results[(workload, "a do-nothing observer")]) - base
         print(f"  where the time goes ({workload}, µs/saga over no telemetry; the engine's part of any observer"
               f" is {engine:.1f}):")
