@@ -49,7 +49,7 @@ MASK = "[REDACTED]"
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 # A run of ASCII digits (single spaces or dashes between them) that no other digit touches:
 # letters, dots and underscores around a card number do not hide it.
-_CARD_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
+_CARD_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}+(?![0-9])")
 _SEPARATOR = re.compile(r"[ -]")
 #: How deep payloads are walked for display; what lies deeper is shown as ``...``.
 _DISPLAY_DEPTH = 32
@@ -325,11 +325,18 @@ def _card_end(groups: Sequence[str], start: int) -> int | None:
     """The last group of the longest run of whole digit groups from ``start`` that is a card number."""
     found = None
     length = 0
+    # The Luhn sum of the digits so far, and the same with every digit's doubling swapped:
+    # appending a digit shifts the others by one place, so each sum becomes the other's.
+    plain = swapped = 0
     for end in range(start, len(groups)):
         length += len(groups[end])
         if length > 19:
             break
-        if length >= 13 and _luhn_valid("".join(groups[start : end + 1])):
+        for char in groups[end]:
+            value = ord(char) - 48
+            doubled = value * 2 - 9 if value > 4 else value * 2
+            plain, swapped = value + swapped, doubled + plain
+        if length >= 13 and plain % 10 == 0:
             found = end
     return found
 
@@ -391,14 +398,20 @@ def _safe_repr(value: Any) -> str:
 
 
 def _pair_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
-    """``key=value``, ``key: value`` and ``"key": "value"`` where ``key`` contains a sensitive word."""
+    """``key=value``, ``key: value`` and ``"key": "value"`` where ``key`` contains a sensitive word.
+
+    The pattern runs in time linear in the text, whatever the text: a key is tried only where a
+    run of key characters starts (never from inside one), the sensitive word is looked for once
+    per run, and every unbounded quantifier is possessive, so no character is handed back to
+    another quantifier to try again. ``tests/telemetry/test_redaction.py`` checks that shape.
+    """
     if not words:
         return None
     # A word matches with any separators between its letters (api_key, api.key, api-key, apiKey).
     alternatives = "|".join(r"[._-]?".join(re.escape(char) for char in word) for word in words)
-    key = rf"[\w.-]*(?:{alternatives})[\w.-]*"
-    value = r"""(?:(?:bearer|basic|token|digest)\s+)?(?:"[^"]*"|'[^']*'|[^\s,;&)}\]]+)"""
-    return re.compile(rf"""((?i:\b{key})["']?\s*[:=]\s*)(?i:{value})""")
+    key = rf"(?<![\w.-])(?=[\w.-]*?(?:{alternatives}))[\w.-]++"
+    value = r"""(?:(?:bearer|basic|token|digest)\s++)?(?:"[^"]*+"|'[^']*+'|[^\s,;&)}\]]++)"""
+    return re.compile(rf"""((?i:{key})["']?\s*+[:=]\s*+)(?i:{value})""")
 
 
 _DEFAULT: Redactor | None = None
