@@ -119,6 +119,12 @@ class TestSecretsAndText:
         """key=value pairs, auth headers and Luhn-valid card numbers, even when never seen."""
         assert Redactor().scrub(text) == expected
 
+    def test_a_value_masked_as_a_known_secret_is_not_masked_again(self) -> None:
+        """``token=<secret>`` with the secret known: one mask, not a mask cut at its "]" and masked again."""
+        error = ValueError("card declined (token=tok_9f8e7d)")
+        assert Redactor().message(error, {"tok_9f8e7d"}) == f"card declined (token={MASK})"
+        assert Redactor().scrub(f"token={MASK}, password={MASK}") == f"token={MASK}, password={MASK}"
+
     def test_a_broken_str_is_described_by_type(self) -> None:
         """An exception whose __str__ raises still gets a message."""
 
@@ -306,6 +312,19 @@ class TestFuzz:
             assert secret in found
         scrubbed = redactor.scrub(shown, found)
         assert all(secret not in scrubbed for secret in expected)
+
+    def test_payload_strings_remembered_as_clean_hold_nothing_to_mask(self) -> None:
+        """Redacting the same payload again masks it alike; only short clean texts are remembered, boundedly."""
+        redactor = Redactor()
+        payload = {"note": "password=hunter2", "card": "x", "lines": [f"sku-{i}" for i in range(6000)],
+                   "ref": "paid 4111 1111 1111 1111", "long": "q" * 300}
+        first = redactor.redact(payload)
+        assert redactor.redact(payload) == first
+        assert first["note"] == f"password={MASK}" and first["ref"] == f"paid {MASK}"
+        remembered = redactor._clean
+        assert 0 < len(remembered) <= redaction._CLEAN_CACHE_LIMIT
+        assert all(redactor.scrub(text) == text and len(text) <= redaction._CLEAN_TEXT_LIMIT for text in remembered)
+        assert "password=hunter2" not in remembered and "q" * 300 not in remembered
 
     def test_long_adversarial_inputs_finish(self) -> None:
         """Inputs built to make regular expressions backtrack are scrubbed in one pass."""
