@@ -6,7 +6,8 @@ error quoting the card and ``token=...`` (careless code), steps 1-4 are compensa
 are those of a production set-up: ``sagakit.telemetry.instrument`` with payload capture on (an
 SDK ``TracerProvider`` exporting to memory through a ``SimpleSpanProcessor``, and a structlog
 logger rendering JSON into a sink that drops the text), with or without a ``SqliteJournal``
-(a file in a temporary folder). "redaction off" is the same run with a redactor that masks
+(a file in a temporary folder); the first row leaves payload capture off (the default: only
+error text is scrubbed). "redaction off" is the same run with a redactor that masks
 nothing and hunts for nothing (its methods hand values back as they are) and the journal made
 with ``redact=False``: the hand-written baseline of "no masking at all". The ratio is what
 masking every payload and scrubbing every error text costs on top. Rounds interleave the
@@ -102,13 +103,13 @@ def null_logger() -> Any:
     ).bind()
 
 
-def w3(name: str, redactor: Redactor | None) -> tuple[sk.Saga, InMemorySpanExporter]:
+def w3(name: str, redactor: Redactor | None, capture: bool = True) -> tuple[sk.Saga, InMemorySpanExporter]:
     steps = [sk.step(passing, undo, name=f"s{i}") for i in range(STEPS - 1)] + [sk.step(careless, name="charge")]
     saga = sk.Saga(name, steps, redact=redactor)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrument(saga, tracer_provider=provider, metrics=False, logger=null_logger(), capture_payloads=True)
+    instrument(saga, tracer_provider=provider, metrics=False, logger=null_logger(), capture_payloads=capture)
     return saga, exporter
 
 
@@ -125,12 +126,16 @@ async def per_run_us(saga: sk.Saga, exporter: InMemorySpanExporter, journal: Sql
 
 async def saga_runs(folder: Path) -> list[tuple[str, float, float, float]]:
     variants = {"off": w3("w3_off", NoRedaction()), "on": w3("w3_on", None)}
+    bare = {"off": w3("w3_bare_off", NoRedaction(), capture=False), "on": w3("w3_bare_on", None, capture=False)}
     journals = {
         "off": SqliteJournal(folder / "off.db", redact=False),
         "on": SqliteJournal(folder / "on.db"),
     }
-    results: dict[str, list[float]] = {f"{where} {key}": [] for where in ("telemetry", "journal") for key in variants}
+    workloads = ("errors only", "telemetry", "journal")
+    results: dict[str, list[float]] = {f"{where} {key}": [] for where in workloads for key in variants}
     for _ in range(ROUNDS):
+        for key, (saga, exporter) in bare.items():
+            results[f"errors only {key}"].append(await per_run_us(saga, exporter, None))
         for key, (saga, exporter) in variants.items():
             results[f"telemetry {key}"].append(await per_run_us(saga, exporter, None))
         for key, (saga, exporter) in variants.items():
@@ -140,7 +145,11 @@ async def saga_runs(folder: Path) -> list[tuple[str, float, float, float]]:
     written = {key: (folder / f"{key}.db").read_bytes() + _wal(folder / f"{key}.db") for key in journals}
     assert CARD.encode() in written["off"] and CARD.encode() not in written["on"], "the variants are what they say"
     rows: list[tuple[str, float, float, float]] = []
-    for where, label in (("telemetry", "telemetry sinks"), ("journal", "telemetry sinks + SQLite journal")):
+    for where, label in (
+        ("errors only", "spans + logs, payloads not captured"),
+        ("telemetry", "spans + logs capturing payloads"),
+        ("journal", "the same + SQLite journal"),
+    ):
         off, on = median(results[f"{where} off"]), median(results[f"{where} on"])
         ratios = [b / a for a, b in zip(results[f"{where} off"], results[f"{where} on"], strict=True)]
         rows.append((label, off, on, statistics.median(ratios)))
