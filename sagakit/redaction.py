@@ -86,7 +86,9 @@ def _luhn_valid(digits: str) -> bool:
 class Redactor:
     """Masks sensitive values in payloads and scrubs secrets from text.
 
-    A redactor is immutable and cheap to share; build variants with :meth:`with_keys`.
+    A redactor is immutable and cheap to share; build variants with :meth:`with_keys`. It
+    remembers which keys it found sensitive and which short payload strings it found nothing
+    to mask in (both bounded), so that payloads repeating the same keys and texts cost less.
 
     Args:
         keys: the sensitive key words (default :data:`DEFAULT_SENSITIVE_KEYS`). A mapping key
