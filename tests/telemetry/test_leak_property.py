@@ -141,17 +141,21 @@ def diagram_view_outputs(run: sk.Run) -> dict[str, str]:
 
 
 def lab_outputs(saga: sk.Saga) -> str:
-    """What the saga's Lab shows of its last run: status line, history table, diagram and its state."""
+    """What the saga's Lab shows of its last run: its SVG, its view's whole synced state (status,
+    history rows, diagram) and the inspector of every step and compensation, asked for by message."""
     lab = saga.lab(charts=False)
     try:
         lab.show_run(len(saga.history))
         lab.flush()
-        state = lab.diagram.get_state()
-        shown = [str(lab.status.value), lab.svg, repr(state), repr(lab.history.get_state()),
-                 repr(lab._repr_mimebundle_())]
+        view = lab.widget
+        shown = [lab.svg, repr(view.get_state()), repr(lab._repr_mimebundle_())]
+        for step in saga.step_names:
+            for phase in ("forward", "compensate"):
+                view._handle_custom_msg({"t": "inspect", "step": step, "phase": phase}, [])
+                shown.append(view.inspector)
     finally:
         lab.close()
-    assert "compensated" in state["state"]["c"]  # the caption does describe the run
+    assert "compensated" in shown[1]  # the Lab does describe the run
     return "\n".join(shown)
 
 
