@@ -24,13 +24,21 @@ Where the time goes: the "sagakit alone" variants run the same sinks against bac
 do nothing (a tracer whose spans record nothing, the API's no-op meter, a logger whose
 methods return at once), counting the calls. Their cost over "no telemetry" is sagakit's own
 share; the rest of each real variant is the OpenTelemetry SDK's or structlog's, printed per
-span, per measurement and per log line.
+span, per measurement and per log line. The hand-written saga is split the same way (its own
+code against the same do-nothing back ends), so that each full run reads as own work plus
+back ends, side by side. "hand-written + sagakit's sink work" has sagakit's three sinks (on
+do-nothing back ends) handle one step event before each of the hand-written saga's log lines,
+with no sagakit engine: how much that alone slows the same back-end calls.
+
+Every timed variant starts from a collected heap: the garbage of the variant before it (its
+spans, its runs) is not collected on its successor's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import time
@@ -48,7 +56,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 import sagakit as sk
-from sagakit.telemetry import DURATION_BUCKETS, automatic, instrument
+from sagakit._recorder import deliver
+from sagakit.events import Event, EventKind
+from sagakit.telemetry import DURATION_BUCKETS, Telemetry, automatic, instrument
 
 ROUNDS = 7
 PER_ROUND = 300
@@ -136,6 +146,55 @@ class NullLogger:
     info = warning = error = debug
 
 
+class Interleaved:
+    """A logger that, before each log line, has sagakit's three sinks (on do-nothing back ends)
+    handle one step event: the hand-written saga then runs sagakit's per-event work between its
+    own telemetry calls, with none of the engine, to show what that alone does to the calls."""
+
+    def __init__(self, inner: Any, sinks: tuple[Any, ...] | None = None) -> None:
+        self.inner = inner
+        if sinks is None:
+            sinks = Telemetry(tracer_provider=NullTracerProvider(), meter_provider=NullMeterProvider(),
+                              logger=NullLogger()).sinks
+            deliver(list(sinks), _event(EventKind.RUN_STARTED, data={}, info={"backend": "local"}))
+        self.sinks = sinks
+        data: dict[str, Any] = {}
+        fields = {"step": "s1", "index": 1, "phase": "forward", "attempt": 1, "data": data}
+        self.events = itertools.cycle([
+            _event(EventKind.STEP_STARTED, **fields),
+            _event(EventKind.STEP_SUCCEEDED, **fields, duration_ms=0.01, status="succeeded", started_at=1.0),
+        ])
+
+    def bind(self, **fields: Any) -> Interleaved:
+        return Interleaved(self.inner.bind(**fields), self.sinks)
+
+    def _log(self, level: str, event: str, **fields: Any) -> Any:
+        step_event = next(self.events)
+        for sink in self.sinks:
+            sink(step_event)
+        return getattr(self.inner, level)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> Any:
+        return self._log("debug", event, **fields)
+
+    def info(self, event: str, **fields: Any) -> Any:
+        return self._log("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> Any:
+        return self._log("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> Any:
+        return self._log("error", event, **fields)
+
+
+def _event(kind: EventKind, **fields: Any) -> Event:
+    values: dict[str, Any] = {"run_id": "interleaved", "saga": "interleaved", "at": 1.0, "step": None, "index": -1,
+                              "phase": None, "attempt": 0, "started_at": None, "duration_ms": None, "error": None,
+                              "injected": False, "data": None, "status": None, "correlation_id": None, "info": None}
+    values.update(fields)
+    return Event(kind=kind, **values)
+
+
 class Pipelines:
     """SDK pipelines of the benchmark's own (nothing global), cleared between rounds."""
 
@@ -177,7 +236,7 @@ class HandTelemetry:
     observers, no redaction, no trace.
     """
 
-    def __init__(self, name: str, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+    def __init__(self, name: str, tracer_provider: Any, meter_provider: Any, logger: Any = None) -> None:
         self.name = name
         self.tracer = tracer_provider.get_tracer("hand")
         meter = meter_provider.get_meter("hand")
@@ -190,7 +249,7 @@ class HandTelemetry:
                                                    explicit_bucket_boundaries_advisory=advisory)
         self.step_duration = meter.create_histogram("sagakit.step.duration", unit="s",
                                                     explicit_bucket_boundaries_advisory=advisory)
-        self.logger = null_logger()
+        self.logger = null_logger() if logger is None else logger
 
     def _fail(self, span: Any, error: BaseException) -> None:
         kind = type(error).__qualname__
@@ -320,6 +379,12 @@ async def timings() -> None:
         "hand-written, same telemetry, simple": HandTelemetry("hand", pipes.tracer_provider(), pipes.meter_provider()),
         "hand-written, same telemetry, batch": HandTelemetry(
             "hand", pipes.tracer_provider(batch=True), pipes.meter_provider()),
+        "hand-written, do-nothing back ends": HandTelemetry("hand", NullTracerProvider(), NullMeterProvider(),
+                                                            NullLogger()),
+        "hand-written + sagakit's sink work, simple": HandTelemetry(
+            "hand", pipes.tracer_provider(), pipes.meter_provider(), Interleaved(null_logger())),
+        "hand-written + sagakit's sink work, do-nothing": HandTelemetry(
+            "hand", NullTracerProvider(), NullMeterProvider(), Interleaved(NullLogger())),
     }
 
     # Sanity runs: the full pipeline and the hand-written one trace every step and rollback alike.
@@ -346,6 +411,14 @@ async def timings() -> None:
         except ValueError:
             pass
 
+    twins = {
+        "full telemetry, simple": "hand-written, same telemetry, simple",
+        "full telemetry, batch": "hand-written, same telemetry, batch",
+        "full, sagakit alone": "hand-written, do-nothing back ends",
+        "spans, sagakit alone": "hand-written + sagakit's sink work, simple",
+        "metrics, sagakit alone": "hand-written + sagakit's sink work, do-nothing",
+    }
+    timed_order = [timed for name in sagas for timed in (name, twins.get(name)) if timed is not None]
     results: dict[tuple[str, str], list[float]] = {}
     for _ in range(ROUNDS):
         for index, workload in enumerate(("W1", "W2")):
@@ -353,22 +426,25 @@ async def timings() -> None:
             automatic(False)
             hand = (lambda: hand_written({}, hand1, None)) if workload == "W1" else (lambda: hand_w2(hand2))
             results.setdefault((workload, "hand-written"), []).append(await per_call_us(hand, PER_ROUND))
-            for name, pair in sagas.items():
-                # Earlier variants' spans and runs would only make the collector's passes longer.
+            steps = hand1 if workload == "W1" else hand2
+            # Each hand-written twin runs right after the sagakit variant it is compared with,
+            # so that a burst of load on the shared machine hits both of a pair alike.
+            for name in timed_order:
+                # Earlier variants' spans and runs would only make the collector's passes longer,
+                # and their garbage is collected here, not during the next variant's timing.
                 pipes.flush()
                 for w1, w2 in sagas.values():
                     w1.history.clear()
                     w2.history.clear()
+                gc.collect()
                 automatic(name == "automatic, nobody listening")
-                run = pair[index].run
-                results.setdefault((workload, name), []).append(await per_call_us(lambda r=run: r({}), PER_ROUND))
-            automatic(False)
-            # After sagakit's variants, so that "no telemetry" follows a run leaving no garbage.
-            steps = hand1 if workload == "W1" else hand2
-            for name, instrumented in telemetry_hands.items():
-                pipes.flush()
-                results.setdefault((workload, name), []).append(
-                    await per_call_us(lambda h=instrumented, s=steps: hand_instrumented(h, s), PER_ROUND))
+                if name in telemetry_hands:
+                    timed = await per_call_us(
+                        lambda h=telemetry_hands[name], s=steps: hand_instrumented(h, s), PER_ROUND)
+                else:
+                    run = sagas[name][index].run
+                    timed = await per_call_us(lambda r=run: r({}), PER_ROUND)
+                results.setdefault((workload, name), []).append(timed)
             automatic(True)
     for workload in ("W1", "W2"):
         base = median(results[(workload, "no telemetry")])
@@ -385,9 +461,30 @@ async def timings() -> None:
         for flavour in ("simple", "batch"):
             full = median(results[(workload, f"full telemetry, {flavour}")])
             same = median(results[(workload, f"hand-written, same telemetry, {flavour}")])
+            rounds = [f / h for f, h in zip(results[(workload, f"full telemetry, {flavour}")],
+                                            results[(workload, f"hand-written, same telemetry, {flavour}")],
+                                            strict=True)]
             print(f"  full telemetry / hand-written with the same telemetry, {flavour} span processor ="
                   f" {full:.1f} / {same:.1f} = {full / same:.2f}x ({'within' if full / same <= 1.25 else 'OVER'}"
-                  " the 1.25x target)")
+                  f" the 1.25x target); per round {' '.join(f'{r:.2f}' for r in rounds)},"
+                  f" median {median(rounds):.2f}x")
+        # The same split for both: each side's own work (measured against do-nothing back ends)
+        # and what the real back ends add to it. If the back ends cost sagakit what they cost
+        # the hand-written saga, the ratio would be the "back ends alike" one.
+        own = median(results[(workload, "full, sagakit alone")])
+        hand_own = median(results[(workload, "hand-written, do-nothing back ends")])
+        for flavour in ("simple", "batch"):
+            full = median(results[(workload, f"full telemetry, {flavour}")])
+            same = median(results[(workload, f"hand-written, same telemetry, {flavour}")])
+            print(f"  per run, {flavour}: sagakit's own work {own:.1f} + back ends {full - own:.1f};"
+                  f" hand-written's own work {hand_own:.1f} + back ends {same - hand_own:.1f};"
+                  f" back ends alike: {(same - hand_own + own) / same:.2f}x")
+        alone = median(results[(workload, "hand-written, same telemetry, simple")]) - hand_own
+        busy = (median(results[(workload, "hand-written + sagakit's sink work, simple")])
+                - median(results[(workload, "hand-written + sagakit's sink work, do-nothing")]))
+        print(f"  back ends of the hand-written saga (simple): {alone:.1f} alone, {busy:.1f} with sagakit's sink work"
+              f" run between its calls ({(busy / alone - 1) * 100:+.0f} %; sagakit's own runs cost them"
+              f" {((median(results[(workload, 'full telemetry, simple')]) - own) / alone - 1) * 100:+.0f} %)")
         engine = median(results[(workload, "a do-nothing observer")]) - base
         print(f"  where the time goes ({workload}, µs/saga over no telemetry; the engine's part of any observer"
               f" is {engine:.1f}):")

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from sagakit._checks import describe
+
 if TYPE_CHECKING:
     from sagakit.events import Observer
     from sagakit.saga import Saga
@@ -77,7 +79,7 @@ _modules = sys.modules
 def set_automatic(enabled: bool) -> bool:
     """Turn automatic telemetry on or off for the process; returns the previous setting."""
     if not isinstance(enabled, bool):
-        raise TypeError(f"automatic telemetry: expected a bool, got {enabled!r}")
+        raise TypeError(f"telemetry.automatic enabled: expected True, False or None, got {describe(enabled)}")
     previous, _AUTO.enabled = _AUTO.enabled, enabled
     return previous
 

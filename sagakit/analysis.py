@@ -64,8 +64,7 @@ def _bundle(spec: dict[str, Any], alt: Any) -> dict[str, Any]:
     if major > 5:
         # The charts here use nothing Vega-Lite 6 added: labelled 5, every notebook front-end draws them.
         shown = {**spec, "$schema": _VEGA_LITE_5}
-    bundle: dict[str, Any] = {"application/vnd.vegalite.v5+json": shown} if major >= 5 else {
-        f"application/vnd.vegalite.v{major}+json": spec}
+    bundle: dict[str, Any] = {"application/vnd.vegalite.v5+json": shown}  # altair >= 5 is required
     try:
         import vl_convert
     except ImportError:
@@ -204,7 +203,7 @@ def timeline(run: Run, *, width: int = 520, height: int | None = None) -> Any:
     # A zero-length attempt (a fault injected before any work) still gets a visible sliver;
     # the tooltip keeps its true duration.
     span = max(float(frame["end_ms"].max()) if len(frame) else 0.0, 1e-3)
-    frame = frame.assign(end_shown=frame[["end_ms"]].max(axis=1).clip(lower=frame["start_ms"] + span * 0.006))
+    frame = frame.assign(end_shown=frame["end_ms"].clip(lower=frame["start_ms"] + span * 0.006))
     order = list(dict.fromkeys(frame.sort_values("index", kind="stable")["step"].tolist()))
     present = [bar for bar in _BAR_COLOURS if bar in set(frame["bar"].tolist())]
     chart = (

@@ -49,11 +49,18 @@ MASK = "[REDACTED]"
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 # A run of ASCII digits (single spaces or dashes between them) that no other digit touches:
 # letters, dots and underscores around a card number do not hide it.
-_CARD_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
+_CARD_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}+(?![0-9])")
 _SEPARATOR = re.compile(r"[ -]")
 #: How deep payloads are walked for display; what lies deeper is shown as ``...``.
 _DISPLAY_DEPTH = 32
 _KEY_CACHE_LIMIT = 4096
+# Payload strings found clean are remembered (up to this many, this long): see _scrub_text.
+_CLEAN_CACHE_LIMIT = 4096
+_CLEAN_TEXT_LIMIT = 256
+# Exact types whose values are shown as they are (bool is no subclass concern here: exact).
+_PLAIN_TYPES = frozenset({type(None), bool, int, float})
+# Exact types of values that are a secret only under a sensitive key (they hold nothing).
+_LEAF_TYPES = frozenset({type(None), bool, int, float, str, bytes})
 # Scalars whose text can be a secret; bools and None never are.
 _SCALARS = (str, int, float, bytes)
 # Exception arguments that cannot carry a secret under a key.
@@ -79,7 +86,9 @@ def _luhn_valid(digits: str) -> bool:
 class Redactor:
     """Masks sensitive values in payloads and scrubs secrets from text.
 
-    A redactor is immutable and cheap to share; build variants with :meth:`with_keys`.
+    A redactor is immutable and cheap to share; build variants with :meth:`with_keys`. It
+    remembers which keys it found sensitive and which short payload strings it found nothing
+    to mask in (both bounded), so that payloads repeating the same keys and texts cost less.
 
     Args:
         keys: the sensitive key words (default :data:`DEFAULT_SENSITIVE_KEYS`). A mapping key
@@ -98,7 +107,7 @@ class Redactor:
         TypeError: a key word is not a non-empty string.
     """
 
-    __slots__ = ("_key_cache", "_pair_pattern", "_words", "cards", "keys", "mask", "min_secret_length")
+    __slots__ = ("_clean", "_key_cache", "_pair_pattern", "_words", "cards", "keys", "mask", "min_secret_length")
 
     def __init__(
         self,
@@ -123,7 +132,8 @@ class Redactor:
         self.cards = bool(cards)
         self._words = tuple(dict.fromkeys(_normalise(word) for word in words if _normalise(word)))
         self._key_cache: dict[str, bool] = {}
-        self._pair_pattern = _pair_pattern(self._words)
+        self._clean: set[str] = set()
+        self._pair_pattern = _pair_pattern(self._words, mask)
 
     def with_keys(self, *keys: str) -> Redactor:
         """A redactor like this one that also treats ``keys`` as sensitive."""
@@ -161,6 +171,11 @@ class Redactor:
         return self._redact(value, 0, set())
 
     def _redact(self, value: Any, depth: int, active: set[int]) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self._scrub_text(value)
+        if kind in _PLAIN_TYPES:
+            return value
         if value is None or isinstance(value, bool | int | float):
             return value
         if isinstance(value, str):
@@ -169,6 +184,8 @@ class Redactor:
             return "..."  # masks whatever lies deeper, secrets included
         active.add(id(value))
         try:
+            if kind is dict:
+                return self._redact_dict(value, depth, active)
             if isinstance(value, Mapping):
                 return {
                     key: self.mask if self.is_sensitive(key) else self._redact(item, depth + 1, active)
@@ -190,6 +207,24 @@ class Redactor:
             return self.scrub(_safe_repr(value), self.secrets(value))
         finally:
             active.discard(id(value))
+
+    def _redact_dict(self, value: dict[Any, Any], depth: int, active: set[int]) -> dict[Any, Any]:
+        # The common case, written out: plain and already-clean leaves cost no call.
+        known, clean, mask = self._key_cache, self._clean, self.mask
+        shown: dict[Any, Any] = {}
+        for key, item in value.items():
+            sensitive = known.get(key) if type(key) is str else None
+            if sensitive is None:
+                sensitive = self.is_sensitive(key)
+            if sensitive:
+                shown[key] = mask
+                continue
+            kind = type(item)
+            if kind in _PLAIN_TYPES or (kind is str and item in clean):
+                shown[key] = item
+            else:
+                shown[key] = self._redact(item, depth + 1, active)
+        return shown
 
     def secrets(self, *values: Any) -> frozenset[str]:
         """The text of every value found under a sensitive key in ``values`` (nested).
@@ -233,10 +268,41 @@ class Redactor:
             if id(value) in seen:
                 continue
             seen.add(id(value))
+            kind = type(value)
+            if kind is dict:  # the common case, written out: leaves under plain keys are skipped
+                known = self._key_cache
+                for key, item in value.items():
+                    if sensitive:
+                        stack.append((item, True))
+                        continue
+                    flag = known.get(key) if type(key) is str else None
+                    if flag is None:
+                        flag = key is not None and self.is_sensitive(key)
+                    if flag or type(item) not in _LEAF_TYPES:
+                        stack.append((item, flag))
+                continue
+            if kind is list or kind is tuple:
+                stack.extend((item, sensitive) for item in value if sensitive or type(item) not in _LEAF_TYPES)
+                continue
             for key, item in _children(value):
                 stack.append((item, sensitive or (key is not None and self.is_sensitive(key))))
 
     # -- text ---------------------------------------------------------------------------
+
+    def _scrub_text(self, text: str) -> str:
+        """:meth:`scrub` of a payload's string, remembering short texts found clean.
+
+        Payloads repeat the same strings run after run (names, states, currencies); only texts
+        in which nothing was found to mask are remembered, so the memory holds no secret the
+        redactor knows how to recognise.
+        """
+        clean = self._clean
+        if text in clean:
+            return text
+        scrubbed = self.scrub(text)
+        if scrubbed == text and len(text) <= _CLEAN_TEXT_LIMIT and len(clean) < _CLEAN_CACHE_LIMIT:
+            clean.add(text)
+        return scrubbed
 
     def scrub(self, text: str, secrets: Iterable[str] = ()) -> str:
         """``text`` with the known ``secrets``, sensitive ``key=value`` pairs and card numbers masked."""
@@ -325,11 +391,18 @@ def _card_end(groups: Sequence[str], start: int) -> int | None:
     """The last group of the longest run of whole digit groups from ``start`` that is a card number."""
     found = None
     length = 0
+    # The Luhn sum of the digits so far, and the same with every digit's doubling swapped:
+    # appending a digit shifts the others by one place, so each sum becomes the other's.
+    plain = swapped = 0
     for end in range(start, len(groups)):
         length += len(groups[end])
         if length > 19:
             break
-        if length >= 13 and _luhn_valid("".join(groups[start : end + 1])):
+        for char in groups[end]:
+            value = ord(char) - 48
+            doubled = value * 2 - 9 if value > 4 else value * 2
+            plain, swapped = value + swapped, doubled + plain
+        if length >= 13 and plain % 10 == 0:
             found = end
     return found
 
@@ -390,15 +463,25 @@ def _safe_repr(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-def _pair_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
-    """``key=value``, ``key: value`` and ``"key": "value"`` where ``key`` contains a sensitive word."""
+def _pair_pattern(words: Sequence[str], mask: str = MASK) -> re.Pattern[str] | None:
+    """``key=value``, ``key: value`` and ``"key": "value"`` where ``key`` contains a sensitive word.
+
+    The pattern runs in time linear in the text, whatever the text: a key is tried only where a
+    run of key characters starts (never from inside one), the sensitive word is looked for once
+    per run, and every unbounded quantifier is possessive, so no character is handed back to
+    another quantifier to try again. ``tests/telemetry/test_redaction.py`` checks that shape.
+    """
     if not words:
         return None
     # A word matches with any separators between its letters (api_key, api.key, api-key, apiKey).
     alternatives = "|".join(r"[._-]?".join(re.escape(char) for char in word) for word in words)
-    key = rf"[\w.-]*(?:{alternatives})[\w.-]*"
-    value = r"""(?:(?:bearer|basic|token|digest)\s+)?(?:"[^"]*"|'[^']*'|[^\s,;&)}\]]+)"""
-    return re.compile(rf"""((?i:\b{key})["']?\s*[:=]\s*)(?i:{value})""")
+    key = rf"(?<![\w.-])(?=[\w.-]*?(?:{alternatives}))[\w.-]++"
+    value = r"""(?:(?:bearer|basic|token|digest)\s++)?(?:"[^"]*+"|'[^']*+'|[^\s,;&)}\]]++)"""
+    if mask:
+        # A value already masked (a known secret replaced first) is taken whole, not cut at
+        # the mask's own "]" and masked again.
+        value = rf"""(?:{re.escape(mask)}(?![^\s,;&)}}\]])|{value})"""
+    return re.compile(rf"""((?i:{key})["']?\s*+[:=]\s*+)(?i:{value})""")
 
 
 _DEFAULT: Redactor | None = None

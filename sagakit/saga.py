@@ -121,7 +121,7 @@ class Saga:
             _bind_journal(journal, self)
         self.faults = FaultPlan(faults, steps=self.step_names, saga=name)
         self._history = RunHistory()
-        # The local engine's per-stage plan, built on the first run (see engine._stage_plan).
+        # The local engine's per-stage plan, built on the first run (see sagakit._recorder.stage_plan).
         self._plan: tuple[Any, ...] | None = None
 
     # -- definition -------------------------------------------------------------------

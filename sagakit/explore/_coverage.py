@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from sagakit.explore._shared import steps_by_modes_text
 from sagakit.faults import COMPENSATION_MODES
 
 if TYPE_CHECKING:
@@ -140,19 +141,12 @@ class Coverage:
     def to_text(self) -> str:
         """A steps-by-modes table of statuses (``VIOLATED`` in capitals, ``-`` where the
         point cannot exist), for a terminal."""
-        names = list(self.saga.step_names)
-        width = max(len("step"), *(len(name) for name in names))
-        cell = max(len("not explored"), *(len(mode) for mode in self.modes))
-        lines = [self.summary(), ""]
-        lines.append("  ".join(["step".ljust(width), *(mode.ljust(cell) for mode in self.modes)]).rstrip())
-        for name in names:
-            row = [name.ljust(width)]
-            for mode in self.modes:
-                value = self.status(name, mode)
-                text = "-" if value == "n/a" else value.upper() if value == "violated" else value
-                row.append(text.ljust(cell))
-            lines.append("  ".join(row).rstrip())
-        return "\n".join(lines)
+        def cell(name: str, mode: str) -> str:
+            value = self.status(name, mode)
+            return "-" if value == "n/a" else value
+
+        table = steps_by_modes_text(list(self.saga.step_names), self.modes, cell, "not explored")
+        return "\n".join([self.summary(), "", *table])
 
     def to_svg(self) -> str | None:
         """The saga's diagram with each step coloured by the worst status of its forward

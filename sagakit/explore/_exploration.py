@@ -42,6 +42,7 @@ from sagakit.explore._shared import (
     derived_saga,
     run_pooled,
     stage_positions,
+    steps_by_modes_text,
 )
 from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike
 from sagakit.runs import Run, RunHistory, error_message
@@ -547,18 +548,10 @@ class Exploration:
 
     def to_text(self) -> str:
         """The matrix as plain text."""
-        names = list(self.saga.step_names)
         matrix = self.matrix()
-        width = max(len("step"), *(len(name) for name in names))
-        cell = max(len("compensation_failed"), *(len(mode) for mode in self.modes))
-        lines = [self._summary(), ""]
-        lines.append("  ".join(["step".ljust(width), *(mode.ljust(cell) for mode in self.modes)]).rstrip())
-        for name in names:
-            row = [name.ljust(width)]
-            for mode in self.modes:
-                value = str(matrix.loc[name, mode])
-                row.append((value.upper() if value == "violated" else value).ljust(cell))
-            lines.append("  ".join(row).rstrip())
+        table = steps_by_modes_text(list(self.saga.step_names), self.modes,
+                                    lambda name, mode: str(matrix.loc[name, mode]), "compensation_failed")
+        lines = [self._summary(), "", *table]
         lines.extend(self._footnotes())
         return "\n".join(lines)
 

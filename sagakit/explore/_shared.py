@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sagakit.saga import Saga
 
 __all__ = [
+    "steps_by_modes_text",
     "check_saga",
     "Progress",
     "check_optional_callable",
@@ -28,6 +29,22 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def steps_by_modes_text(names: Sequence[str], modes: Sequence[str], cell: Callable[[str, str], str],
+                        widest: str) -> list[str]:
+    """A plain-text table, one row per step and one column per mode, ``cell(step, mode)`` in each
+    (``violated`` in capitals); columns are as wide as ``widest`` or the longest mode."""
+    width = max(len("step"), *(len(name) for name in names))
+    column = max(len(widest), *(len(mode) for mode in modes))
+    lines = ["  ".join(["step".ljust(width), *(mode.ljust(column) for mode in modes)]).rstrip()]
+    for name in names:
+        row = [name.ljust(width)]
+        for mode in modes:
+            value = cell(name, mode)
+            row.append((value.upper() if value == "violated" else value).ljust(column))
+        lines.append("  ".join(row).rstrip())
+    return lines
 
 
 def check_saga(saga: object, what: str) -> None:

@@ -9,8 +9,6 @@ every public name here.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -210,25 +208,13 @@ class DiagramState:
 # -- error text ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _error_message_takes_run() -> bool:
-    from sagakit.runs import error_message
-
-    try:
-        return "run" in inspect.signature(error_message).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def error_text(error: BaseException | None, run: Run | None = None) -> str | None:
     """The text shown for an error: always through ``sagakit.runs.error_message`` (redacted)."""
     from sagakit.runs import error_message
 
     if error is None:
         return None
-    if _error_message_takes_run():
-        return error_message(error, run=run)  # type: ignore[call-arg]
-    return error_message(error)
+    return error_message(error, run=run)
 
 
 def run_caption(run: Run) -> str:

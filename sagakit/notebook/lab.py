@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sagakit._checks import check_positive_int, check_seconds
 from sagakit.events import Event, EventKind
 from sagakit.faults import FAULT_MODES, Fault, FaultPlan
 from sagakit.notebook.diagram import (
@@ -134,11 +135,9 @@ class Lab:
                     raise TypeError(f"Lab backends[{label!r}]: expected a sagakit.Backend or None, got {backend!r}")
         if context is not None and not callable(context):
             raise TypeError(f"Lab context: expected a function returning a WorkflowContext, got {context!r}")
-        for name, value, low in (("runs", runs, 1), ("history_rows", history_rows, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Lab {name}: expected an int >= {low}, got {value!r}")
-        if isinstance(throttle, bool) or not isinstance(throttle, int | float) or throttle < 0:
-            raise ValueError(f"Lab throttle: expected seconds >= 0, got {throttle!r}")
+        check_positive_int(runs, "Lab runs")
+        check_positive_int(history_rows, "Lab history_rows")
+        check_seconds(throttle, "Lab throttle", allow_zero=True)
         widgets = _widgets()
         self.saga = saga
         self.backends = dict(backends) if backends is not None else None
@@ -310,9 +309,7 @@ class Lab:
 
     async def run_n(self, n: int | None = None) -> list[Run]:
         """Run the saga ``n`` times (default: the N control) in sequence, with progress."""
-        count = self.widget.n if n is None else n
-        if isinstance(count, bool) or count < 1:
-            raise ValueError(f"Lab.run_n n: expected an int >= 1, got {n!r}")
+        count = check_positive_int(self.widget.n if n is None else n, "Lab.run_n n")
         self._set_progress(0, count)
         runs: list[Run] = []
         self._busy = True

@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sagakit import _process
+from sagakit._checks import describe
 from sagakit.events import Event
 from sagakit.redaction import Redactor
 from sagakit.telemetry._automatic import process_observers
@@ -187,6 +188,11 @@ def instrument(*sagas: Saga, **options: Any) -> Telemetry:
     Raises:
         TypeError: something in ``sagas`` is not a saga, or an option is unknown.
     """
+    from sagakit.saga import Saga
+
+    for position, saga in enumerate(sagas):
+        if not isinstance(saga, Saga):
+            raise TypeError(f"instrument sagas[{position}]: expected a sagakit.Saga, got {describe(saga)}")
     telemetry = Telemetry(**options)
     if not sagas:
         telemetry.attach_process()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
+from sagakit._checks import check_positive_int
 from sagakit.redaction import Redactor, default_redactor
 
 if TYPE_CHECKING:
@@ -154,9 +155,7 @@ def payload_text(redactor: Redactor, data: Any, limit: int) -> str:
 
 def check_limit(value: object, owner: str) -> int:
     """Validate a ``max_payload_chars`` option."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TypeError(f"{owner} max_payload_chars: expected an int >= 1, got {value!r}")
-    return value
+    return check_positive_int(value, f"{owner} max_payload_chars")
 
 
 def stacktrace(error: BaseException, kind: str, message: str) -> str:

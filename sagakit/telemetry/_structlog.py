@@ -64,17 +64,21 @@ _RUN_LEVELS = {"completed": "info", "compensated": "warning", "cancelled": "warn
 
 
 class _RunLog:
-    """What one run's log events share: a logger bound to the run's identity, once per run.
+    """What one run's log events share: a logger bound to the run's identity, once per run,
+    and per event kind the name and bound method it is written with.
 
     Binding once means each event passes only its own fields: the identity fields are not
-    copied into a fresh dict per event.
+    copied into a fresh dict per event. Resolving each kind's method once per run (its
+    level, whether that level is enabled, whether the kind is written at all) leaves one
+    lookup per event.
     """
 
-    __slots__ = ("enabled", "log", "log_compensations", "payloads", "reason")
+    __slots__ = ("log", "log_compensations", "methods", "payloads", "reason")
 
-    def __init__(self, log: Any, enabled: Any, payloads: RunPayloads, log_compensations: bool) -> None:
+    def __init__(self, log: Any, methods: dict[EventKind, tuple[str, Any]], payloads: RunPayloads,
+                 log_compensations: bool) -> None:
         self.log = log
-        self.enabled = enabled
+        self.methods = methods
         self.payloads = payloads
         self.log_compensations = log_compensations
         self.reason: str | None = None
@@ -97,6 +101,20 @@ class _Unbindable:
             return method(event, **fields, **kw)
 
         return call
+
+
+class _Deferred:
+    """A level method the logger lacks, looked up again when an event of that level comes
+    (so that a logger without ``warning`` fails only if a warning is written)."""
+
+    __slots__ = ("level", "logger")
+
+    def __init__(self, logger: Any, level: str) -> None:
+        self.logger = logger
+        self.level = level
+
+    def __call__(self, event: str, **fields: Any) -> Any:
+        return getattr(self.logger, self.level)(event, **fields)
 
 
 class StructlogEvents(Sink):
@@ -184,24 +202,39 @@ class StructlogEvents(Sink):
         enabled = log.is_enabled_for if callable(getattr(type(log), "is_enabled_for", None)) else None
         payloads = RunPayloads(self.redactor_for(event.saga))
         payloads.add(event.data)
-        self._runs[event.run_id] = _RunLog(log, enabled, payloads, self.logs_compensations(event.saga))
+        log_compensations = self.logs_compensations(event.saga)
+        self._runs[event.run_id] = _RunLog(log, self._methods(log, enabled, log_compensations), payloads,
+                                           log_compensations)
         if enabled is None or enabled(10):
             if self.capture_payloads:
                 log.debug("saga_started", data=payload_text(payloads.redactor, event.data, self.max_payload_chars))
             else:
                 log.debug("saga_started")
 
+    def _methods(self, log: Any, enabled: Any, log_compensations: bool) -> dict[EventKind, tuple[str, Any]]:
+        """Per event kind written for a run: its name and the bound method that writes it."""
+        by_level = {
+            level: getattr(log, level, None) or _Deferred(log, level)
+            for level, number in _LEVEL_NUMBERS.items()
+            if enabled is None or enabled(number)
+        }
+        step_events = self.step_events
+        return {
+            kind: (name, by_level[level])
+            for kind, (name, level, compensation) in _NAMES.items()
+            if level in by_level and (log_compensations if compensation else step_events)
+        }
+
     def _step_event(self, event: Event, state: _RunLog) -> None:
-        kind = event.kind
-        name, level, compensation = _NAMES[kind]
         data = event.data
-        if data is not None:
-            state.payloads.add(data)
-        if not (state.log_compensations if compensation else self.step_events):
+        payloads = state.payloads
+        if data is not None and data is not payloads.last:
+            payloads.add(data)
+        kind = event.kind
+        written = state.methods.get(kind)
+        if written is None:  # not written for this run (its level is off, or its kind is)
             return
-        if state.enabled is not None and not state.enabled(_LEVEL_NUMBERS[level]):
-            return
-        method = getattr(state.log, level)
+        name, method = written
         duration = event.duration_ms
         if kind is _K.STEP_STARTED or (
             kind is _K.STEP_SUCCEEDED and not event.injected and (data is None or not self.capture_payloads)
@@ -219,6 +252,18 @@ class StructlogEvents(Sink):
                     duration_ms=round(duration, 3),
                 )
             return
+        if (kind is _K.COMPENSATION_SUCCEEDED or kind is _K.COMPENSATION_STARTED) and not event.injected and (
+            kind is _K.COMPENSATION_SUCCEEDED or data is None or not self.capture_payloads
+        ):
+            # A rollback's common events, likewise (their fields in the order of the general case).
+            if duration is None:
+                method(name, step=event.step, index=event.index, phase=event.phase, attempt=event.attempt,
+                       compensation_reason=state.reason)
+            else:
+                method(name, step=event.step, index=event.index, phase=event.phase, attempt=event.attempt,
+                       compensation_reason=state.reason, duration_ms=round(duration, 3))
+            return
+        compensation = _NAMES[kind][2]
         fields: dict[str, Any] = {
             "step": event.step,
             "index": event.index,

@@ -202,23 +202,21 @@ class OtelTracing(Sink):
             return
         # The run's identity (saga, run id) is on the root: children inherit it through the
         # trace, and every attribute costs time on every attempt.
+        step, phase, attempt, data = event.step, event.phase, event.attempt, event.data
         attributes: dict[str, Any] = {
-            "sagakit.step": event.step,
+            "sagakit.step": step,
             "sagakit.index": event.index,
-            "sagakit.phase": event.phase,
-            "sagakit.attempt": event.attempt,
+            "sagakit.phase": phase,
+            "sagakit.attempt": attempt,
         }
-        state.payloads.add(event.data)
+        payloads = state.payloads
+        if data is not None and data is not payloads.last:
+            payloads.add(data)
         if self.capture_payloads:
-            attributes["sagakit.input"] = payload_text(state.payloads.redactor, event.data, self.max_payload_chars)
-        span = self.tracer.start_span(
-            f"{event.step}.{event.phase}",
-            context=state.context,
-            kind=_INTERNAL,
-            attributes=attributes,
-            start_time=_ns(event.at),
+            attributes["sagakit.input"] = payload_text(payloads.redactor, data, self.max_payload_chars)
+        state.open[(step, phase, attempt)] = self.tracer.start_span(
+            f"{step}.{phase}", context=state.context, kind=_INTERNAL, attributes=attributes, start_time=int(event.at * 1e9)
         )
-        state.open[(event.step, event.phase, event.attempt)] = span
 
     def _attempt_ended(self, event: Event, state: _RunSpans) -> None:
         span = state.open.pop((event.step, event.phase, event.attempt), None)
@@ -228,14 +226,14 @@ class OtelTracing(Sink):
             span.set_attribute("sagakit.injected", True)
         if event.error is not None:
             self._record_error(span, event.error, state, event.at)
-        elif event.data is not None:
-            state.payloads.add(event.data)
+        elif (data := event.data) is not None:
+            payloads = state.payloads
+            if data is not payloads.last:
+                payloads.add(data)
             if self.capture_payloads:
-                span.set_attribute(
-                    "sagakit.output", payload_text(state.payloads.redactor, event.data, self.max_payload_chars)
-                )
+                span.set_attribute("sagakit.output", payload_text(payloads.redactor, data, self.max_payload_chars))
         span.set_attribute(_UNSET_ATTRIBUTE, event.status or "unknown")
-        span.end(end_time=_ns(event.at))
+        span.end(end_time=int(event.at * 1e9))
 
     def _rollback_started(self, event: Event, state: _RunSpans) -> None:
         attributes: dict[str, Any] = {}

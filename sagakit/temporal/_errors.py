@@ -22,6 +22,7 @@ import json
 import sys
 from typing import Any
 
+from sagakit._recorder import error_text
 from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, SagaError, StepTimeout
 
 __all__ = ["RemoteStepError", "describe_error", "rebuild_error"]
@@ -71,7 +72,7 @@ def describe_error(error: BaseException) -> ErrorInfo:
     info: ErrorInfo = {
         "type": cls.__qualname__,
         "module": cls.__module__,
-        "message": str(error),
+        "message": error_text(error),
         "args": _json_args(error.args),
     }
     if isinstance(error, InjectedFault):
@@ -141,7 +142,7 @@ def _rebuild(info: ErrorInfo, memo: dict[int, BaseException] | None) -> BaseExce
             error = cls(*args) if isinstance(args, list) else cls(message)
         except Exception:
             error = None
-        if error is not None and str(error) == message:
+        if error is not None and error_text(error) == message:
             return error
     remote = _remote_type(module, name.rsplit(".", 1)[-1])(message)
     return remote

@@ -36,6 +36,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from sagakit._recorder import error_text
 from sagakit.context import WorkflowContext
 from sagakit.errors import InjectedFault, StepTimeout
 from sagakit.policies import AnyStepFunction, Policy, TimeoutPrimitive, invoke, is_async_callable
@@ -203,7 +204,7 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         if retryable and not local:
             await _report(info, step_name, phase, recorder.records, changes)
         raise ApplicationError(
-            str(error),
+            error_text(error),
             {"error": describe_error(error), "attempts": recorder.records, "metadata": changes,
              "retry": retryable and local},
             type=type(error).__name__,

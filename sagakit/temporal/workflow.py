@@ -402,7 +402,7 @@ class SagaWorkflow:
                 self._failed_step = step["name"]
                 raise _StepFailed({
                     "type": "TypeError", "module": "builtins", "args": None,
-                    "message": unmergeable_branch_message(self._spec["saga"], step["name"], _json_type(output)),
+                    "message": unmergeable_branch_message(self._spec["saga"], step["name"], type(output).__name__),
                 })
             merged.update(output)
         return merged
@@ -549,10 +549,6 @@ def _compensates(entry: tuple[dict[str, Any], Any]) -> bool:
 def _type_name(error: dict[str, Any]) -> str:
     """The unqualified type name of an error's JSON description."""
     return str(error["type"]).rsplit(".", 1)[-1]
-
-
-def _json_type(value: Any) -> str:
-    return "list" if isinstance(value, list) else type(value).__name__
 
 
 async def _wait_through_cancellation(tasks: list[asyncio.Task[Any]]) -> bool:

@@ -247,10 +247,11 @@ class TestConcurrentRecoveries:
         """Two recover() calls racing over the same journal: every run is claimed by exactly one."""
         child = children.start("forever", journal_file, service, "--concurrency", 10)
         children.wait_ready(child)
-        # Kill it with runs in flight: on a loaded machine the first may take a while to be journalled.
+        # Kill once runs are in flight (recorded started, not finished): on a busy machine that
+        # can take longer than any fixed pause.
         deadline = time.monotonic() + 30
         while not unfinished(journal_file) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
         child.kill()
         child.wait()
         pending = set(unfinished(journal_file))

@@ -84,11 +84,26 @@ class TestControls:
             Lab(order_saga, backends={"local": object()})  # type: ignore[dict-item]
         with pytest.raises(ValueError, match="Lab runs"):
             Lab(order_saga, runs=0)
+        with pytest.raises(ValueError, match="Lab throttle: expected a finite number of seconds >= 0, got nan"):
+            Lab(order_saga, throttle=float("nan"))
+        with pytest.raises(TypeError, match="Lab throttle: expected a number of seconds >= 0, got str"):
+            Lab(order_saga, throttle="0.1")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"sagakit\.Saga"):
             Lab("order")  # type: ignore[arg-type]
 
 
 class TestRunning:
+    async def test_run_n_names_a_bad_count(self, order_saga: sagakit.Saga) -> None:
+        """run_n refuses what is not an int >= 1 before anything runs, naming its argument."""
+        lab = order_saga.lab(data={})
+        with pytest.raises(TypeError, match=r"Lab\.run_n n: expected an int >= 1, got str"):
+            await lab.run_n("3")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"Lab\.run_n n: expected an int >= 1, got float"):
+            await lab.run_n(2.5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"Lab\.run_n n: expected an int >= 1, got 0"):
+            await lab.run_n(0)
+        assert len(order_saga.history) == 0
+
     async def test_click_run_fails_the_chosen_step_and_compensates_earlier_ones(self, order_saga: sagakit.Saga) -> None:
         """Run after selecting ``fail`` in the middle: that step failed, the earlier compensated."""
         lab = order_saga.lab(data={})

@@ -157,12 +157,19 @@ class TestAutomatic:
     def test_automatic_takes_and_returns_a_bool(self) -> None:
         """automatic() reports the setting; anything but a bool is a TypeError naming it."""
         assert automatic() is True
-        with pytest.raises(TypeError, match="automatic telemetry: expected a bool"):
+        with pytest.raises(TypeError, match=r"telemetry\.automatic enabled: expected True, False or None, got str"):
             automatic("off")  # type: ignore[arg-type]
 
 
 class TestInstrumentEverySaga:
     """instrument() with no sagas: every saga of the process, existing and future, until detached."""
+
+    def test_something_else_than_a_saga_is_named(self) -> None:
+        """instrument(5) names the argument and its position, and instruments nothing."""
+        saga = sagakit.Saga("kept", [noop_step("a")])
+        with pytest.raises(TypeError, match=r"instrument sagas\[1\]: expected a sagakit\.Saga, got int 5"):
+            instrument(saga, 5)  # type: ignore[arg-type]
+        assert saga._request(None, None, None, (), None).observers == ()
 
     async def test_existing_and_future_sagas_until_detached(self, tracer_provider: Any, span_exporter: Any) -> None:
         """A saga made before and one made after instrument() are traced; detach() stops both."""

@@ -87,7 +87,8 @@ NEIGHBOURS = [c for c in string.printable if not c.isdigit()] + ["é", "\u00a0",
 SECRET_ALPHABET = string.ascii_letters + string.digits + "-_.!@$%^*+="
 #: The sinks searched in every example.
 SINKS = (
-    "repr", "str", "runs frame", "steps frame", "run diagram", "saga diagram", "structlog events",
+    "repr", "str", "runs frame", "steps frame", "run diagram", "saga diagram", "diagram view state",
+    "diagram view inspector and replay", "Lab HTML and widget state", "structlog events",
     "span attributes and events", "journal file bytes (with -wal)", "parquet", "exploration frame",
     "exploration HTML",
 )
@@ -119,6 +120,45 @@ def saga_for(placement: str, blob: Any, secret: str, card: str, neighbour: str) 
     return sk.Saga("checkout", [sk.step(reserve, compensate=release), sk.step(charge)])
 
 
+def diagram_view_outputs(run: sk.Run) -> dict[str, str]:
+    """What the notebook's diagram view of ``run`` sends: its synced state, then the inspector of
+    every step and compensation and the replay frames, asked for as the front-end asks (messages)."""
+    from sagakit.notebook.widget import diagram_view
+
+    view = diagram_view(run)
+    shown = [repr(view.get_state())]
+    try:
+        for step in run.definition.step_names:  # type: ignore[union-attr]
+            for phase in ("forward", "compensate"):
+                view._handle_custom_msg({"t": "inspect", "step": step, "phase": phase}, [])
+                shown.append(view.inspector)
+        view._handle_custom_msg({"t": "replay"}, [])
+        shown.append(repr(view.replay))
+    finally:
+        view.close()
+    assert "input" in shown[1]  # the inspector showed the first step's attempt, not nothing
+    return {"diagram view state": shown[0], "diagram view inspector and replay": "\n".join(shown[1:])}
+
+
+def lab_outputs(saga: sk.Saga) -> str:
+    """What the saga's Lab shows of its last run: its SVG, its view's whole synced state (status,
+    history rows, diagram) and the inspector of every step and compensation, asked for by message."""
+    lab = saga.lab(charts=False)
+    try:
+        lab.show_run(len(saga.history))
+        lab.flush()
+        view = lab.widget
+        shown = [lab.svg, repr(view.get_state()), repr(lab._repr_mimebundle_())]
+        for step in saga.step_names:
+            for phase in ("forward", "compensate"):
+                view._handle_custom_msg({"t": "inspect", "step": step, "phase": phase}, [])
+                shown.append(view.inspector)
+    finally:
+        lab.close()
+    assert "compensated" in shown[1]  # the Lab does describe the run
+    return "\n".join(shown)
+
+
 def search(outputs: dict[str, str], secrets: list[str]) -> dict[str, list[str]]:
     return {where: found for where, text in outputs.items() if (found := [s for s in secrets if s in text])}
 
@@ -141,6 +181,7 @@ async def test_no_sink_shows_a_secret(
     """Whatever the shape and wherever the secret, no sink shows it (the card in any of its forms)."""
     require(module_available("opentelemetry.sdk"), "opentelemetry-sdk (pip install 'sagakit[otel]')")
     require(module_available("pyarrow"), "pyarrow (pip install 'sagakit[parquet]')")
+    require(module_available("anywidget"), "anywidget (pip install 'sagakit[notebook]')")
     carried = card if placement == "card in the error" and holder == "dict" else secret
     blob = shape(holder, wrappers, carried)
     saga = saga_for(placement, blob, secret, card, neighbour)
@@ -166,11 +207,16 @@ async def test_no_sink_shows_a_secret(
     outputs["steps frame"] = run.steps.to_csv() + saga.history.steps.to_csv()
     outputs["run diagram"] = repr(run._repr_mimebundle_())
     outputs["saga diagram"] = repr(saga._repr_mimebundle_())
+    outputs.update(diagram_view_outputs(run))
+    outputs["Lab HTML and widget state"] = lab_outputs(saga)
     outputs["structlog events"] = repr(logs) + structlog.processors.JSONRenderer(default=repr)(None, "", {"e": logs})
     outputs["span attributes and events"] = capture.frame().to_csv()
     exploration = await saga.explore({"order": 1, "blob": blob})
-    outputs["exploration frame"] = exploration.scenarios.to_csv()
-    outputs["exploration HTML"] = exploration.to_html()
+    outputs["exploration frame"] = "\n".join(
+        frame.to_csv() for frame in (exploration.scenarios, exploration.violations, exploration.matrix(),
+                                     exploration.history.runs, exploration.history.steps)
+    )
+    outputs["exploration HTML"] = exploration.to_html() + exploration.to_text() + repr(exploration)
     assert set(outputs) == set(SINKS)
     if holder == "dict" and len(wrappers) < 3:  # shown, not cut: the mask is there, not an empty string
         assert "[REDACTED]" in outputs["span attributes and events"]
@@ -181,7 +227,7 @@ async def test_no_sink_shows_a_secret(
 def test_the_property_covers_every_shape_placement_and_sink() -> None:
     """The README's counts: the shapes, placements and sinks the property test draws from."""
     assert (len(HOLDERS), len(WRAPPERS), len(PLACEMENTS), len(CARDS), len(NEIGHBOURS), len(SINKS)) == (
-        5, 3, 4, 4, len(string.printable) - 10 + 5, 12
+        5, 3, 4, 4, len(string.printable) - 10 + 5, 15
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import re._constants as _sre
+import re._parser
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 from telemetry_support import noop_step
 
 import sagakit
+from sagakit import redaction
 from sagakit.redaction import DEFAULT_SENSITIVE_KEYS, MASK, Redactor, as_redactor, default_redactor
 from sagakit.runs import error_message
 
@@ -114,6 +118,12 @@ class TestSecretsAndText:
     def test_free_text_patterns(self, text: str, expected: str) -> None:
         """key=value pairs, auth headers and Luhn-valid card numbers, even when never seen."""
         assert Redactor().scrub(text) == expected
+
+    def test_a_value_masked_as_a_known_secret_is_not_masked_again(self) -> None:
+        """``token=<secret>`` with the secret known: one mask, not a mask cut at its "]" and masked again."""
+        error = ValueError("card declined (token=tok_9f8e7d)")
+        assert Redactor().message(error, {"tok_9f8e7d"}) == f"card declined (token={MASK})"
+        assert Redactor().scrub(f"token={MASK}, password={MASK}") == f"token={MASK}, password={MASK}"
 
     def test_a_broken_str_is_described_by_type(self) -> None:
         """An exception whose __str__ raises still gets a message."""
@@ -303,8 +313,111 @@ class TestFuzz:
         scrubbed = redactor.scrub(shown, found)
         assert all(secret not in scrubbed for secret in expected)
 
+    def test_payload_strings_remembered_as_clean_hold_nothing_to_mask(self) -> None:
+        """Redacting the same payload again masks it alike; only short clean texts are remembered, boundedly."""
+        redactor = Redactor()
+        payload = {"note": "password=hunter2", "card": "x", "lines": [f"sku-{i}" for i in range(6000)],
+                   "ref": "paid 4111 1111 1111 1111", "long": "q" * 300}
+        first = redactor.redact(payload)
+        assert redactor.redact(payload) == first
+        assert first["note"] == f"password={MASK}" and first["ref"] == f"paid {MASK}"
+        remembered = redactor._clean
+        assert 0 < len(remembered) <= redaction._CLEAN_CACHE_LIMIT
+        assert all(redactor.scrub(text) == text and len(text) <= redaction._CLEAN_TEXT_LIMIT for text in remembered)
+        assert "password=hunter2" not in remembered and "q" * 300 not in remembered
+
     def test_long_adversarial_inputs_finish(self) -> None:
         """Inputs built to make regular expressions backtrack are scrubbed in one pass."""
         redactor = Redactor()
         for text in ("1 " * 20_000, "1 4111" * 5_000, "password=" * 5_000, "4" * 100_000):
             assert isinstance(redactor.scrub(text), str)
+
+
+# Inputs of 200 kB that made the key=value pattern try every start inside a long run of key
+# characters (quadratic), or every split of a run around a sensitive word (cubic).
+_ADVERSARIAL = {
+    "dashed digits": ("1-" * 100_000, "1-" * 100_000),  # no run of 13 to 19 ones passes the Luhn check
+    "chained pairs": ("a=" * 100_000, "a=" * 100_000),
+    "dotted keys": ("key." * 50_000, "key." * 50_000),
+    "dotted sensitive keys": ("token." * 33_334, "token." * 33_334),
+    "sensitive key far from its separator": ("token." * 33_334 + "=hunter2", "token." * 33_334 + "=" + MASK),
+    "sensitive pairs": ("token= " * 28_572, f"token= {MASK} " * 14_286),
+    "open quotes": ('token="' * 28_572, f"token={MASK}" * 14_286),
+}
+
+
+def _unbounded_repeats(tree: Any, in_lookaround: bool = False, nested: bool = False) -> Any:
+    """``(opcode, in_lookaround, nested)`` for each unbounded quantifier of a parsed pattern."""
+    for op, arg in tree:
+        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
+            unbounded = arg[1] == _sre.MAXREPEAT
+            if unbounded:
+                yield op, in_lookaround, nested
+            yield from _unbounded_repeats(arg[2], in_lookaround, nested or unbounded)
+        elif op is _sre.SUBPATTERN:
+            yield from _unbounded_repeats(arg[3], in_lookaround, nested)
+        elif op is _sre.BRANCH:
+            for branch in arg[1]:
+                yield from _unbounded_repeats(branch, in_lookaround, nested)
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
+            yield from _unbounded_repeats(arg[1], True, nested)
+        elif op is _sre.ATOMIC_GROUP:
+            yield from _unbounded_repeats(arg, in_lookaround, nested)
+
+
+def _scrub_patterns() -> dict[str, re.Pattern[str]]:
+    with_extra_keys = Redactor(extra_keys=["iban", "x.y-z"])
+    return {
+        "key=value, default keys": Redactor()._pair_pattern,  # type: ignore[dict-item]
+        "key=value, extra keys": with_extra_keys._pair_pattern,  # type: ignore[dict-item]
+        "card numbers": redaction._CARD_LIKE,
+    }
+
+
+class TestLinearTime:
+    """Scrubbing takes time linear in the text, whatever the text.
+
+    Not timed here (timing is for ``benchmarks/bench_redaction.py``, which scrubs n, 2n, 4n and
+    8n kB of each adversarial input): the patterns are shown to have the shape that makes a
+    backtracking engine linear, and 200 kB adversarial messages are scrubbed right.
+    """
+
+    @pytest.mark.parametrize("name", list(_scrub_patterns()))
+    def test_no_quantifier_hands_characters_back(self, name: str) -> None:
+        """No unbounded quantifier inside another, and every one outside a lookaround is possessive.
+
+        A possessive quantifier never gives back what it took, so no later part of the pattern
+        can make it try again with fewer characters: from a given start, each character is
+        read a bounded number of times. Lookarounds are atomic in Python's engine.
+        """
+        tree = re._parser.parse(_scrub_patterns()[name].pattern)
+        repeats = list(_unbounded_repeats(tree))
+        assert repeats, "the pattern has quantifiers to check"
+        assert not [r for r in repeats if r[2]], "an unbounded quantifier inside another"
+        assert all(op is _sre.POSSESSIVE_REPEAT for op, in_lookaround, _ in repeats if not in_lookaround)
+
+    @pytest.mark.parametrize("name", list(_scrub_patterns()))
+    def test_a_match_is_tried_only_where_a_run_starts(self, name: str) -> None:
+        """Each pattern opens with a look-behind refusing the characters its first quantifier takes.
+
+        So a key is tried from the start of a run of key characters only, never from each of its
+        characters, and the scans from all starts add up to the length of the text. (For card
+        numbers a start after a separator is possible, but only once the run before it held
+        fewer than 13 digits: such a scan is short.)
+        """
+        tree = re._parser.parse(_scrub_patterns()[name].pattern)
+        while tree[0][0] is _sre.SUBPATTERN:  # the captured key, and its (?i:) scope
+            tree = tree[0][1][3]
+        op, arg = tree[0]
+        assert op is _sre.ASSERT_NOT and arg[0] == -1, "the pattern opens with a negative look-behind"
+        refused, rest = arg[1], tree[1:]
+        consumer = next(item for item in rest if item[0] not in (_sre.ASSERT, _sre.ASSERT_NOT))
+        taken = consumer[1][2] if consumer[0] is _sre.POSSESSIVE_REPEAT else [consumer]
+        assert list(refused) == list(taken)
+
+    @pytest.mark.parametrize("name", list(_ADVERSARIAL))
+    def test_200_kb_adversarial_messages_are_scrubbed(self, name: str) -> None:
+        """Each adversarial message comes back scrubbed right (with the old pattern this never ended)."""
+        text, expected = _ADVERSARIAL[name]
+        assert len(text) >= 199_000
+        assert Redactor().scrub(text) == expected

@@ -341,8 +341,10 @@ class TestConfiguration:
 
     def test_rejects_a_bad_payload_limit(self) -> None:
         """max_payload_chars must be a positive int."""
-        with pytest.raises(TypeError, match="max_payload_chars"):
+        with pytest.raises(ValueError, match="OtelTracing max_payload_chars: expected an int >= 1, got 0"):
             OtelTracing(max_payload_chars=0)
+        with pytest.raises(TypeError, match="OtelTracing max_payload_chars: expected an int >= 1, got str"):
+            OtelTracing(max_payload_chars="80")  # type: ignore[arg-type]
 
     def test_attach_wants_a_saga(self) -> None:
         """attach() names what it expected."""

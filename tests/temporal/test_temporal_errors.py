@@ -52,6 +52,20 @@ class TestRebuild:
         assert rebuild_error(dict(info), memo) is rebuild_error(dict(info), memo)
 
 
+    def test_an_error_whose_str_raises_is_described_with_a_placeholder(self) -> None:
+        """A step's exception whose __str__ raises still travels (as locally): the description
+        carries a placeholder instead of failing, and comes back as itself, with its args."""
+        info = describe_error(Unprintable("card 4111"))
+        assert info["message"] == "<Unprintable: message unavailable>"
+        rebuilt = _round_trip(Unprintable("card 4111"))
+        assert type(rebuilt) is Unprintable and rebuilt.args == ("card 4111",)
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
 class TestJsonCheck:
     def test_plain_json_passes(self) -> None:
         """Nested dicts, lists and tuples of scalars are fine."""
