@@ -45,7 +45,7 @@ docs: setup ## the documentation site in site/, built with --strict (notebooks e
 docs-serve: setup ## the documentation site on 127.0.0.1:$(DOCS_PORT), rebuilt on change
 	$(PY) scripts/docs.py serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
-other-pythons: ## the suite on every other interpreter this machine offers (3.12)
+other-pythons: ## the suite on every other interpreter this machine offers (3.12, 3.13)
 	@bash scripts/other-pythons.sh
 
 bench: setup system-deps ## speed and memory, next to hand-written baselines

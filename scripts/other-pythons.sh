@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Run the suite on every other CPython this machine offers (3.12): Debian's, pyenv's, or
+# Run the suite on every other CPython this machine offers (3.12, 3.13): Debian's, pyenv's, or
 # one on PATH. Each gets its own virtual environment (.venv-py3.X). The browser scenarios run
 # once, on the main interpreter: they test the front-end, not the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 found=0
-for version in 3.12; do
+for version in 3.12 3.13; do
     python=""
     # pyenv's shims answer for every version but run only the selected one: try each for real.
     for candidate in "/usr/bin/python$version" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python"$version" \

@@ -92,6 +92,15 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self._virtual_now = later
         self._keep_resolution(later)
 
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Wait for the default executor's threads in real time, however long they take.
+
+        ``asyncio.Runner`` passes a timeout (recent Pythons, 3.13 among them), which on this clock would expire at
+        once (the clock jumps ahead while the loop only waits for the threads) and leave them
+        running past the loop; the threads' work is real, so the wait is too.
+        """
+        await super().shutdown_default_executor()
+
     def _keep_resolution(self, now: float) -> None:
         # A timer is due when ``when < time() + resolution``. Far from zero (a simulated
         # clock set to a past date reads millions of seconds below it) adding the clock's

@@ -46,8 +46,11 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 def create_service(path: str | Path) -> None:
-    with connect(path) as connection:
+    connection = connect(path)
+    try:
         connection.executescript(SERVICE_SCHEMA)
+    finally:
+        connection.close()
 
 
 def items(path: str | Path) -> list[tuple[str, str, str]]:
