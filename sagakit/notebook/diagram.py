@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sagakit.events import Event, EventKind
 from sagakit.notebook.diagram_state import (
     DiagramState,
+    error_summary,
     error_text,
     fault_hints,
     fault_note,
@@ -63,6 +64,7 @@ __all__ = [
     "DiagramTemplate",
     "DiagramWarning",
     "Renderer",
+    "error_summary",
     "error_text",
     "fault_hints",
     "fault_note",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DiagramState",
+    "error_summary",
     "error_text",
     "fault_hints",
     "fault_note",
@@ -232,6 +233,14 @@ def run_caption(run: Run) -> str:
 
 
 # -- fault notes ------------------------------------------------------------------------------
+
+
+def error_summary(error: BaseException, run: Run | None = None) -> str:
+    """``Type: message`` (redacted, as :func:`error_text`), or the bare type name for an error
+    without a message, such as a ``CancelledError``."""
+    from sagakit._recorder import error_line
+
+    return error_line(type(error).__name__, error_text(error, run) or "")
 
 
 def fault_note(fault: Any) -> str:

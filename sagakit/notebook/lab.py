@@ -41,6 +41,7 @@ from sagakit.events import Event, EventKind
 from sagakit.faults import FAULT_MODES, Fault, FaultPlan
 from sagakit.notebook.diagram import (
     DiagramState,
+    error_summary,
     error_text,
     fault_hints,
     layout,
@@ -666,10 +667,11 @@ def _status_html(run: Run) -> str:
     if run.failed_step is not None:
         parts.append(f": step <code>{html.escape(run.failed_step)}</code> failed")
     if error is not None:
-        parts.append(f" — {html.escape(type(error).__name__)}: {html.escape(error_text(error, run) or '')}")
+        parts.append(f" — {html.escape(error_summary(error, run))}")
     if run.status == "compensation_failed" and run.error is not None and run.error is not error:
-        parts.append(f"; then {html.escape(type(run.error).__name__)}: {html.escape(error_text(run.error, run) or '')}")
+        parts.append(f"; then {html.escape(error_summary(run.error, run))}")
     if run.compensations_run:
-        parts.append(f" · {run.compensations_run} compensations")
+        count = run.compensations_run
+        parts.append(f" · {count} compensation{'' if count == 1 else 's'}")
     parts.append(f" · {run.duration_ms:.1f} ms")
     return '<span style="color:#c62828">' + "".join(parts) + "</span>"

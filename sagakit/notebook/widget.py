@@ -36,7 +36,15 @@ import anywidget
 import traitlets
 
 from sagakit.events import END_KINDS, Event, EventKind
-from sagakit.notebook.diagram import DiagramState, DiagramTemplate, StepShape, error_text, format_ms, run_caption
+from sagakit.notebook.diagram import (
+    DiagramState,
+    DiagramTemplate,
+    StepShape,
+    error_summary,
+    error_text,
+    format_ms,
+    run_caption,
+)
 
 if TYPE_CHECKING:
     from sagakit.runs import Run
@@ -288,7 +296,7 @@ def history_rows(runs: Sequence[Run], first_number: int) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for number, run in zip(range(first_number + len(runs) - 1, first_number - 1, -1), reversed(runs), strict=True):
         error = run.original_error if run.original_error is not None else run.error
-        message = "" if error is None else f"{type(error).__name__}: {error_text(error, run) or ''}"
+        message = "" if error is None else error_summary(error, run)
         if len(message) > 90:
             message = message[:87] + "..."
         rows.append([number, run.status, run.failed_step or "", message, f"{run.duration_ms:.1f}", run.backend,
@@ -417,8 +425,9 @@ def inspector_html(run: Run | None, step: str, phase: str, state: DiagramState |
                  "</tr></thead><tbody>")
     for event in attempts:
         if event.error is not None:
-            detail = (f"<b>{e(type(event.error).__name__)}</b>: {e(error_text(event.error, run) or '')}"
-                      f"<pre>{e(_frames(event.error))}</pre>")
+            text = error_text(event.error, run)
+            detail = (f"<b>{e(type(event.error).__name__)}</b>" + (f": {e(text)}" if text else "")
+                      + f"<pre>{e(_frames(event.error))}</pre>")
         elif event.kind is _K.STEP_SUCCEEDED:
             detail = f"<pre>{e(_payload(run, event.data))}</pre>"
         else:

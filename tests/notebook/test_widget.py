@@ -110,6 +110,24 @@ class TestInspector:
 
 
 class TestReplayAndHistory:
+    async def test_an_error_without_a_message_reads_as_its_type(self) -> None:
+        """A cancelled run's CancelledError has no message: its history row says ``CancelledError``,
+        not ``CancelledError:``; the Lab's status counts one compensation in the singular."""
+        saga = sagakit.Saga("pay", [sagakit.step(make_step("reserve"), compensate=make_step("release")),
+                                    sagakit.step(make_step("charge"))])
+        with pytest.raises(asyncio.CancelledError):
+            await saga.run({}, faults={"charge": "cancel"})
+        run = saga.history.last
+        assert run is not None and run.status == "cancelled"
+        [row] = widget.history_rows([run], 1)
+        assert row[3] == "CancelledError"
+        saga.faults = {"charge": "fail"}
+        lab = saga.lab(data={}, charts=False)
+        await lab.run()
+        lab.flush()
+        status = html.unescape(lab.widget.status)
+        assert "InjectedFault: injected fault" in status and " 1 compensation " in status
+
     async def test_replay_has_one_frame_per_event(self, order_saga: sagakit.Saga) -> None:
         """Replay frames step through every event; each frame names only the steps it changed."""
         lab = order_saga.lab(data={}, charts=False)
