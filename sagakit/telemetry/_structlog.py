@@ -227,9 +227,7 @@ class StructlogEvents(Sink):
 
     def _step_event(self, event: Event, state: _RunLog) -> None:
         data = event.data
-        payloads = state.payloads
-        if data is not None and data is not payloads.last:
-            payloads.add(data)
+        state.payloads.add(data)
         kind = event.kind
         written = state.methods.get(kind)
         if written is None:  # not written for this run (its level is off, or its kind is)
@@ -251,17 +249,6 @@ class StructlogEvents(Sink):
                     attempt=event.attempt,
                     duration_ms=round(duration, 3),
                 )
-            return
-        if (kind is _K.COMPENSATION_SUCCEEDED or kind is _K.COMPENSATION_STARTED) and not event.injected and (
-            kind is _K.COMPENSATION_SUCCEEDED or data is None or not self.capture_payloads
-        ):
-            # A rollback's common events, likewise (their fields in the order of the general case).
-            if duration is None:
-                method(name, step=event.step, index=event.index, phase=event.phase, attempt=event.attempt,
-                       compensation_reason=state.reason)
-            else:
-                method(name, step=event.step, index=event.index, phase=event.phase, attempt=event.attempt,
-                       compensation_reason=state.reason, duration_ms=round(duration, 3))
             return
         compensation = _NAMES[kind][2]
         fields: dict[str, Any] = {

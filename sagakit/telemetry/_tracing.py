@@ -210,12 +210,11 @@ class OtelTracing(Sink):
             "sagakit.attempt": attempt,
         }
         payloads = state.payloads
-        if data is not None and data is not payloads.last:
-            payloads.add(data)
+        payloads.add(data)
         if self.capture_payloads:
             attributes["sagakit.input"] = payload_text(payloads.redactor, data, self.max_payload_chars)
         state.open[(step, phase, attempt)] = self.tracer.start_span(
-            f"{step}.{phase}", context=state.context, kind=_INTERNAL, attributes=attributes, start_time=int(event.at * 1e9)
+            f"{step}.{phase}", context=state.context, kind=_INTERNAL, attributes=attributes, start_time=_ns(event.at)
         )
 
     def _attempt_ended(self, event: Event, state: _RunSpans) -> None:
@@ -228,12 +227,11 @@ class OtelTracing(Sink):
             self._record_error(span, event.error, state, event.at)
         elif (data := event.data) is not None:
             payloads = state.payloads
-            if data is not payloads.last:
-                payloads.add(data)
+            payloads.add(data)
             if self.capture_payloads:
                 span.set_attribute("sagakit.output", payload_text(payloads.redactor, data, self.max_payload_chars))
         span.set_attribute(_UNSET_ATTRIBUTE, event.status or "unknown")
-        span.end(end_time=int(event.at * 1e9))
+        span.end(end_time=_ns(event.at))
 
     def _rollback_started(self, event: Event, state: _RunSpans) -> None:
         attributes: dict[str, Any] = {}
