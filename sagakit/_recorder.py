@@ -8,18 +8,10 @@ Every backend records a run through this module, so that they all agree:
   all deliver through it.
 - **The trace.** :class:`Recorder` keeps a run's events, and builds the :class:`~sagakit.Run`
   with :meth:`Recorder.finish`.
-- **Rollback bookkeeping.** :func:`undo_order`, :func:`pending_after`, :func:`rollback_outcome` and
-  :func:`compensation_error` (with :func:`compensation_message`) are the rules: compensate the
-  steps to undo on failure first, then the completed steps newest first; a compensation failure
-  stops the rollback (unless the saga continues) and lists the steps left ``pending``, but a
-  compensation interrupted by ``KeyboardInterrupt``, ``SystemExit`` or its own cancellation
-  fails without stopping it; a failed compensation makes the run ``compensation_failed``, else a
-  rollback started by an error is ``compensated`` (even if a cancellation came meanwhile), else
-  (a cancellation) ``cancelled``; after the rollback, any cancellation or interruption
-  propagates. They are pure and deterministic: the Temporal workflow imports them into its
-  sandbox, applied to its JSON descriptions of errors.
-- **Texts.** :func:`error_text` is how an error reads in messages; an exception whose
-  ``__str__`` raises reads as a placeholder, so no exception, however broken, loses a run.
+
+The rules of what a run does once a step failed (undo order, skip or compensate, stop or go
+on, the final status) are not here but in :mod:`sagakit._driver`, the one driver every backend
+follows; the texts of errors are in :mod:`sagakit.errors`.
 
 Three places of the local engine append a success row to the trace themselves (each measured
 to be worth it: W2 costs 10–20% more without them): the plain step without a fault
@@ -51,9 +43,9 @@ import math
 import struct
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from sagakit.errors import CompensationError, CompensationFailure
+from sagakit.errors import error_text
 from sagakit.events import Event, EventKind, Observer
 from sagakit.runs import Run, RunStatus
 from sagakit.steps import Stage, Step
@@ -61,111 +53,14 @@ from sagakit.steps import Stage, Step
 if TYPE_CHECKING:
     from sagakit.saga import Saga
 
-__all__ = [
-    "Recorder",
-    "compensation_error",
-    "compensation_message",
-    "deliver",
-    "deliver_after_failure",
-    "error_text",
-    "pack_times",
-    "pending_after",
-    "rollback_outcome",
-    "stage_plan",
-    "undo_order",
-]
+__all__ = ["Recorder", "deliver", "deliver_after_failure", "pack_times", "stage_plan"]
 
-_T = TypeVar("_T")
-_E = TypeVar("_E")
 _NAN = math.nan
 _KIND = {kind.value: kind for kind in EventKind}
 _new_event = tuple.__new__
 _new_run = object.__new__
 _PACKERS: dict[int, Callable[..., bytes]] = {}
 _RUN_STARTED = ("run_started", None, -1, None, 0, False, None)
-
-
-# -- texts --------------------------------------------------------------------------------
-
-
-def error_text(error: BaseException) -> str:
-    """``str(error)``, or a placeholder naming its type when its ``__str__`` raises."""
-    try:
-        return str(error)
-    except Exception:
-        return f"<{type(error).__name__}: message unavailable>"
-
-
-def error_line(kind: str, text: str) -> str:
-    """``Kind: text``, or the bare type name for an error without a message."""
-    return f"{kind}: {text}" if text else kind
-
-
-def compensation_message(
-    saga: str, failures: Sequence[tuple[str, str, str]], original: tuple[str, str] | None, pending: Sequence[str]
-) -> str:
-    """The message of a :class:`~sagakit.CompensationError`.
-
-    Args:
-        saga: the saga's name.
-        failures: per failed compensation, its step, its error's type name and its error's text.
-        original: the type name and text of the error that started the rollback, if any.
-        pending: the steps left uncompensated.
-    """
-    parts = [f"{step!r} ({error_line(kind, text)})" for step, kind, text in failures]
-    message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
-    if original is not None:
-        message += f"; rollback was started by {error_line(*original)}"
-    if pending:
-        message += "; left uncompensated: " + ", ".join(repr(name) for name in pending)
-    return message
-
-
-# -- the rules of rollback (pure: the Temporal workflow uses them too) ----------------------
-
-
-def unmergeable_branch_message(saga: str, step: str, type_name: str) -> str:
-    """The ``TypeError`` message for a parallel branch whose output (of type ``type_name``)
-    cannot be merged into the stage's output."""
-    return (
-        f"saga {saga!r}: parallel branch {step!r} returned {type_name}; parallel branches must return a dict "
-        "(or None to pass their input through) so that their outputs can be merged"
-    )
-
-
-def undo_order(undo_on_failure: Sequence[_T], completed: Sequence[_T]) -> list[_T]:
-    """What a rollback compensates, in order: the failed steps that ask to be compensated
-    (``compensate_on_failure``) first, then the completed steps, newest first."""
-    undo = list(undo_on_failure)
-    undo.extend(reversed(completed))
-    return undo
-
-
-def pending_after(undo: Sequence[_T], position: int, compensates: Callable[[_T], bool]) -> list[_T]:
-    """The entries of ``undo`` after ``position`` that have a compensation: what a rollback
-    that stops at ``position`` leaves uncompensated."""
-    return [entry for entry in undo[position + 1 :] if compensates(entry)]
-
-
-def rollback_outcome(compensation_failure: _E | None, original: _E | None, interrupt: _E | None) -> tuple[RunStatus, _E | None]:
-    """A rolled-back run's status and error, from what the rollback produced.
-
-    A failed compensation wins (``compensation_failed``, the compensation error); else a rollback
-    started by an error is ``compensated`` with that error, even if a cancellation came while it
-    ran; else the run was ``cancelled``, with the interruption as its error.
-    """
-    if compensation_failure is not None:
-        return "compensation_failed", compensation_failure
-    if original is not None:
-        return "compensated", original
-    return "cancelled", interrupt
-
-
-def compensation_error(
-    saga: str, original: BaseException | None, failures: Sequence[CompensationFailure], pending: Sequence[str]
-) -> CompensationError:
-    """The :class:`~sagakit.CompensationError` of a rollback in which ``failures`` happened."""
-    return CompensationError(saga=saga, original=original, failures=failures, pending=pending)
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -256,7 +151,6 @@ class Recorder:
         failed_step: the step whose failure started the rollback.
         compensations_run: how many compensations started.
         injected: whether failure injection fired.
-        interrupt: a cancellation or interruption to re-raise once the run is recorded.
     """
 
     __slots__ = (
@@ -266,7 +160,6 @@ class Recorder:
         "events",
         "failed_step",
         "injected",
-        "interrupt",
         "objects",
         "observers",
         "run_id",
@@ -291,7 +184,6 @@ class Recorder:
         self.failed_step: str | None = None
         self.compensations_run = 0
         self.injected = False
-        self.interrupt: BaseException | None = None
 
     def start(self, at: float, data: Any, info: Mapping[str, Any]) -> None:
         """Record ``run_started``; an unobserved run shares one trace row for it."""
@@ -328,8 +220,8 @@ class Recorder:
 
     def finish(self, *, definition: Saga | None, backend: str, status: RunStatus, result: Any,
                error: BaseException | None, original: BaseException | None, at: float, started_at: float,
-               duration_ms: float, steps_completed: int) -> Run:
-        """Record ``run_finished`` and build the :class:`~sagakit.Run`."""
+               duration_ms: float, steps_completed: int, info: dict[str, Any] | None = None) -> Run:
+        """Record ``run_finished`` and build the :class:`~sagakit.Run` (``info``: its facts, if any)."""
         self.record("run_finished", at, None, -1, None, 0, started_at, duration_ms, error, self.injected, result,
                     status)
         events = self.events
@@ -338,4 +230,4 @@ class Recorder:
             self.run_id, self.saga_name, definition, self.correlation_id, backend, status, result, error, original,
             self.failed_step, events, tuple(self.atoms) if trace else None,
             pack_times(self.times) if trace else None, tuple(self.objects) if trace else None, started_at,
-            duration_ms, {}, steps_completed, self.compensations_run, self.injected)
+            duration_ms, {} if info is None else info, steps_completed, self.compensations_run, self.injected)

@@ -22,28 +22,36 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sagakit import policies
-from sagakit._recorder import (
-    Recorder,
-    compensation_error,
-    error_text,
-    pending_after,
+from sagakit._driver import (
+    Rollback,
+    StageFailed,
+    blamed_step,
+    merge_outputs,
+    parallel_stage,
     rollback_outcome,
-    stage_plan,
     undo_order,
+    wait_through_cancellation,
+)
+from sagakit._recorder import Recorder, stage_plan
+from sagakit.context import WorkflowContext
+from sagakit.errors import (
+    CompensationError,
+    CompensationFailure,
+    InjectedFault,
+    StepTimeout,
+    error_text,
     unmergeable_branch_message,
 )
-from sagakit.context import WorkflowContext
-from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, StepTimeout
-from sagakit.events import Observer
+from sagakit.events import Event, Observer
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
-from sagakit.runs import Run, RunStatus
+from sagakit.runs import Run, RunStatus, run_counts
 from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
 
-__all__ = ["Backend", "LocalBackend", "RunRequest", "epoch_offset", "new_run_id"]
+__all__ = ["Backend", "LocalBackend", "Resumption", "RunRequest", "epoch_offset", "new_run_id"]
 
 #: Added to the event loop's clock (``time.monotonic`` by default) to get epoch seconds.
 _EPOCH_OFFSET = time.time() - time.monotonic()
@@ -85,7 +93,11 @@ os.register_at_fork(after_in_child=_RUN_ID_RANDOM.seed)
 
 @dataclass(slots=True)
 class RunRequest:
-    """Everything a backend needs to run a saga once. Treat it as read-only."""
+    """Everything a backend needs to run a saga once. Treat it as read-only.
+
+    ``resume`` is set when the run is not new but carried on from where a journal left it
+    (see :class:`Resumption`); only the local backend takes such requests.
+    """
 
     saga: Saga
     data: Any
@@ -93,6 +105,51 @@ class RunRequest:
     faults: FaultPlan
     observers: tuple[Observer, ...]
     run_id: str
+    resume: Resumption | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Resumption:
+    """Where a recorded run stands, for the engine to carry it on (crash recovery, or a resume).
+
+    Built from a journal's records by :mod:`sagakit.journal`; the engine emits ``run_resumed``
+    and goes on from here with the same rules as a fresh run, recording into the same run.
+
+    Attributes:
+        events: the run's recorded events so far; they open the resumed run's record.
+        started_at: when the run started (epoch seconds).
+        info: the finished run's ``info``.
+        status: the status the run had (``None``: it was interrupted).
+        number: which resumption of the run this is (1 for the first).
+        stage: the first stage still to run forward.
+        data: that stage's input.
+        completed: the completed steps not yet compensated, in completion order, with the
+            data their compensation receives.
+        rolling_back: the run is to roll back (from where its rollback stands).
+        rollback_recorded: ``rollback_started`` is already in the record.
+        original: the error that started the rollback (or will start it).
+        failed_step: the step blamed for it.
+        undo_on_failure: failed steps to compensate first (``compensate_on_failure``), with
+            their input.
+        failures: compensations that already failed for good in this rollback.
+        stopped: the rollback had already stopped at a failed compensation.
+    """
+
+    events: list[Event]
+    started_at: float
+    info: dict[str, Any]
+    status: str | None = None
+    number: int = 1
+    stage: int = 0
+    data: Any = None
+    completed: list[tuple[Step, int, Any]]
+    rolling_back: bool = False
+    rollback_recorded: bool = False
+    original: BaseException | None = None
+    failed_step: str | None = None
+    undo_on_failure: list[tuple[Step, int, Any]]
+    failures: list[CompensationFailure]
+    stopped: bool = False
 
 
 @runtime_checkable
@@ -109,8 +166,9 @@ class Backend(Protocol):
     async def run(self, request: RunRequest) -> Run: ...
 
 
-class _Scope:
-    """One step phase run through a policy: counts its attempts and open timeouts."""
+class _StepScope:
+    """The :class:`~sagakit.policies.AttemptScope` of one step phase run through a policy:
+    counts its attempts and open timeouts, and records each attempt in the run."""
 
     __slots__ = ("deadlines", "execution", "fault", "index", "kinds", "n", "phase", "step", "timeout_error")
 
@@ -199,7 +257,7 @@ class _Execution(Recorder):
         attempt: int,
         started: float,
         injected: bool,
-        scope: _Scope | None,
+        scope: _StepScope | None,
     ) -> None:
         """Record the event ending a failed or cancelled attempt.
 
@@ -230,7 +288,7 @@ class _Execution(Recorder):
         fn: AnyStepFunction,
         data: Any,
         context: WorkflowContext,
-        scope: _Scope | None,
+        scope: _StepScope | None,
     ) -> Any:
         """Call ``fn`` once as attempt ``attempt``: inject the fault, record start and end."""
         context.attempt = attempt
@@ -292,7 +350,7 @@ class _Execution(Recorder):
                 result = await self.attempt(step, index, "forward", _FORWARD_KINDS, fault, 1, forward, data,
                                             context, None)
             else:
-                context._scope = _Scope(self, step, index, "forward", fault)
+                context._scope = _StepScope(self, step, index, "forward", fault)
                 result = await forward(data, context)
         except BaseException:
             if step.compensate_on_failure and step.compensate is not None:
@@ -304,44 +362,24 @@ class _Execution(Recorder):
         return result
 
     async def parallel(self, stage: Parallel, first_index: int, data: Any, completed: list[_Undo]) -> Any:
-        loop = asyncio.get_running_loop()
-        outputs: dict[str, Any] = {}
-        failures: list[tuple[Step, BaseException]] = []
-
-        async def branch(step: Step, index: int) -> None:
-            try:
-                outputs[step.name] = await self.forward(step, index, data, completed)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                failures.append((step, exc))
-                raise
-
-        tasks = [loop.create_task(branch(step, first_index + i)) for i, step in enumerate(stage.steps)]
+        """Run a parallel stage the one way (:func:`sagakit._driver.parallel_stage`); its output."""
+        steps = stage.steps
+        failure: StageFailed | None = None
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            await _wait_through_cancellation(tasks)
-            raise
-        if failures:
-            for task in tasks:
-                task.cancel()
-            if await _wait_through_cancellation(tasks):
+            outputs = await parallel_stage(
+                [self.forward(step, first_index + i, data, completed) for i, step in enumerate(steps)], asyncio.wait
+            )
+        except StageFailed as failed:
+            failure = failed
+        if failure is not None:  # raised here, not in the handler: the step's error keeps its own context
+            if failure.cancelled:
                 self.cancelled = True
-            step, error = failures[0]
-            self.failed_step = step.name
-            raise error
-        for task in tasks:
-            task.result()
-        merged: dict[str, Any] = {}
-        for step in stage.steps:
-            output = outputs[step.name]
-            if not isinstance(output, Mapping):
-                self.failed_step = step.name
-                raise TypeError(unmergeable_branch_message(self.saga_name, step.name, type(output).__name__))
-            merged.update(output)
+            self.failed_step = steps[failure.position].name
+            raise failure.error
+        merged, unmergeable = merge_outputs(outputs)
+        if unmergeable is not None:
+            name = self.failed_step = steps[unmergeable].name
+            raise TypeError(unmergeable_branch_message(self.saga_name, name, type(outputs[unmergeable]).__name__))
         return merged
 
     def undo_on_failure(self, step: Step, index: int, data: Any, context: WorkflowContext) -> None:
@@ -350,26 +388,73 @@ class _Execution(Recorder):
             self.undo_failed = []
         self.undo_failed.append((step, index, data, context))
 
-    async def rollback(self, undo: Sequence[_Undo], original: BaseException | None) -> CompensationError | None:
-        """Compensate ``undo`` in order (see :func:`~sagakit._recorder.undo_order`); return the
+    def resume(self, resumption: Resumption) -> list[_Undo]:
+        """Open a resumed run's record with what the journal had, tell ``run_resumed``, and
+        return the completed steps to carry on from (see :class:`Resumption`)."""
+        if self.events is None:  # the run's record is a list of events from its start
+            self.events = []
+            self.observers = []
+        self.events.extend(resumption.events)
+        self.failed_step = resumption.failed_step
+        now = _EPOCH_OFFSET + self.clock()
+        self.record("run_resumed", now, None, -1, None, resumption.number, None, None, None, False, None,
+                    resumption.status)
+        context = self.context
+        self.undo_failed = [(step, index, data, context._for_step(step.name))
+                            for step, index, data in resumption.undo_on_failure] or None
+        return [(step, index, data, context._for_step(step.name)) for step, index, data in resumption.completed]
+
+    def rollback_for(self, failure: BaseException | None, completed: list[_Undo], resumption: Resumption | None,
+                     ) -> tuple[Rollback[_Undo, CompensationFailure], BaseException | None, BaseException | None, bool]:
+        """The rollback after ``failure`` (or the one ``resumption`` carries on): the driver, the
+        original error, the interruption to propagate, and whether to record ``rollback_started``."""
+        original = interrupt = None
+        prior: Sequence[CompensationFailure] = ()
+        stopped = False
+        announce = True
+        if failure is not None:
+            _drop_internal_frames(failure)
+            if self.failed_step is None:  # stopped between two stages
+                steps = self.saga.steps
+                self.failed_step = blamed_step(None, steps[len(completed)].name if len(completed) < len(steps) else None)
+            if isinstance(failure, _INTERRUPTS):
+                interrupt = failure
+            else:
+                original = failure
+        elif resumption is not None:
+            original = resumption.original
+            prior = resumption.failures
+            stopped = resumption.stopped
+            announce = not resumption.rollback_recorded
+        rollback: Rollback[_Undo, CompensationFailure] = Rollback(
+            undo_order(self.undo_failed or (), completed), _compensates, stop=not self.continue_on_failure,
+            failures=prior, stopped=stopped,
+        )
+        return rollback, original, interrupt, announce
+
+    async def rollback(self, rollback: Rollback[_Undo, CompensationFailure], original: BaseException | None,
+                       announce: bool) -> CompensationError | None:
+        """Carry out ``rollback`` (the driver says what comes next); return the
         :class:`~sagakit.CompensationError` if a compensation failed.
 
-        A compensation interrupted by ``KeyboardInterrupt``, ``SystemExit`` or a cancellation
-        of its own counts as failed, and the rollback goes on regardless: the interruption is
-        kept in ``self.interrupt`` and re-raised once the run is recorded.
+        Each compensation's record is committed (when the run has a settling observer, such
+        as a journal) before the next one starts.
         """
         clock = self.clock
-        self.record("rollback_started", _EPOCH_OFFSET + clock(), self.failed_step, -1, None, 0, None, None, original,
-                    False, None, "rolling_back")
-        failures: list[CompensationFailure] = []
-        pending: list[str] = []
+        if announce:
+            self.record("rollback_started", _EPOCH_OFFSET + clock(), self.failed_step, -1, None, 0, None, None,
+                        original, False, None, "rolling_back")
         faults = self.compensate_faults
         observers, events = self.observers, self.events
         atoms, times, objects = self.atoms, self.times, self.objects
-        stop = not self.continue_on_failure
-        for position, (step, index, data, context) in enumerate(undo):
-            compensate = step.compensate
+        settling = bool(self.settlers)
+        if settling:
+            settling = await self.settle_quietly()
+        # The driver's walk (sagakit._driver.Rollback), inlined: in undo order, a step without a
+        # compensation recorded as skipped; the driver decides what a failure means.
+        for position, (step, index, data, context) in enumerate(() if rollback.stopped else rollback.undo):
             name = step.name
+            compensate = step.compensate
             if compensate is None:
                 now = _EPOCH_OFFSET + clock()
                 self.record("compensation_skipped", now, name, index, "compensate", 0, now, 0.0, None, False, data,
@@ -382,7 +467,7 @@ class _Execution(Recorder):
             fault = faults.get(name) if faults is not _NO_FAULTS else None
             try:
                 if isinstance(compensate, Policy):
-                    context._scope = _Scope(self, step, index, "compensate", fault)
+                    context._scope = _StepScope(self, step, index, "compensate", fault)
                     await compensate(data, context)
                 elif fault is not None:
                     await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data,
@@ -413,19 +498,32 @@ class _Execution(Recorder):
                         self.succeeded(name, index, "compensate", _COMPENSATE_KINDS, 1, started, output)
             except BaseException as exc:
                 _drop_internal_frames(exc)
-                failures.append(CompensationFailure(name, exc))
                 if not isinstance(exc, Exception):
-                    if self.interrupt is None:
-                        self.interrupt = exc
-                elif stop:
-                    pending = [entry[0].name for entry in pending_after(undo, position, _compensates)]
+                    rollback.interrupted(CompensationFailure(name, exc), exc)
+                elif rollback.failed(CompensationFailure(name, exc), position):
                     break
-        if not failures:
+            if settling:
+                settling = await self.settle_quietly()
+        if not rollback.failures:
             return None
-        return compensation_error(self.saga_name, original, failures, pending)
+        return CompensationError(saga=self.saga_name, original=original, failures=rollback.failures,
+                                 pending=[entry[0].name for entry in rollback.pending])
+
+    async def settle_quietly(self) -> bool:
+        """Settle during a rollback; return whether to go on settling.
+
+        A rollback never stops for its record: if the journal cannot commit, the remaining
+        compensations still run, and the end of the run reports the journal's error.
+        """
+        try:
+            await self.settle()
+        except Exception:
+            return False
+        return True
 
 
 def _compensates(entry: _Undo) -> bool:
+    """Whether a rollback entry has a compensation to run (the driver skips the others)."""
     return entry[0].compensate is not None
 
 
@@ -439,25 +537,6 @@ async def _cancel_run(task: asyncio.Task[Any] | None, phase: str) -> None:
         await asyncio.sleep(0)
     if task is not None:
         task.cancel()
-
-
-async def _wait_through_cancellation(tasks: Sequence[asyncio.Future[Any]]) -> bool:
-    """Wait until every task is done, even if this task is cancelled meanwhile.
-
-    Returns whether a cancellation arrived while waiting (the caller re-raises it).
-    """
-    cancelled = False
-    pending = [task for task in tasks if not task.done()]
-    while pending:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            cancelled = True
-        pending = [task for task in pending if not task.done()]
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # mark retrieved: the error is reported through the run
-    return cancelled
 
 
 class _Resume:
@@ -513,7 +592,7 @@ async def _shielded(coro: Coroutine[Any, Any, Any]) -> tuple[Any, bool]:
 async def _shielded_rest(coro: Coroutine[Any, Any, Any], pending: Any) -> tuple[Any, bool]:
     """The rest of :func:`_shielded`, once ``coro`` has suspended waiting for ``pending``."""
     task = asyncio.ensure_future(_carry_on(_Resume(coro, pending)))
-    cancelled = await _wait_through_cancellation([task])
+    cancelled = await wait_through_cancellation([task], asyncio.wait)
     return task.result(), cancelled
 
 
@@ -558,105 +637,116 @@ class LocalBackend:
         atoms = execution.atoms
         times = execution.times
         objects = execution.objects
-        observers = execution.observers
-        run_started = clock()
-        run_started_at = _EPOCH_OFFSET + run_started
-        data = request.data
-        events = execution.events
-        # Its info is a dict of its own: picklable, and not watched by the garbage collector.
-        execution.start(run_started_at, data, {"backend": "local"})
-        completed: list[_Undo] = []
         settlers = execution.settlers
         facts = execution.context._run
         forward_faults = execution.forward_faults
-        status: RunStatus
-        error: BaseException | None = None
-        original: BaseException | None = None
-        interrupt: BaseException | None = None
+        plan = stage_plan(saga)
+        resumption = request.resume
+        completed: list[_Undo]
+        if resumption is None:
+            run_started = clock()
+            run_started_at = _EPOCH_OFFSET + run_started
+            data = request.data
+            # Its info is a dict of its own: picklable, and not watched by the garbage collector.
+            execution.start(run_started_at, data, {"backend": "local"})
+            completed = []
+            forward = True
+        else:
+            run_started_at = resumption.started_at
+            run_started = run_started_at - _EPOCH_OFFSET
+            completed = execution.resume(resumption)
+            data = resumption.data
+            plan = plan[resumption.stage :]
+            forward = not resumption.rolling_back
+        observers = execution.observers
+        events = execution.events
+        failure: BaseException | None = None
         result: Any = None
-        try:
-            if settlers:
-                await execution.settle()
-            for stage, index, row in stage_plan(saga):
-                if type(stage) is Step:
-                    name = stage.name
-                    # run_context._for_step(name), inlined
-                    context = _new_context(WorkflowContext)
-                    context._run = facts
-                    context.step = name
-                    context.phase = "forward"
-                    context.attempt = 1
-                    context._scope = None
-                    fault = forward_faults.get(name) if forward_faults is not _NO_FAULTS else None
-                    try:
-                        if row is not None and fault is None:
-                            # The plain-step fast path, the hot path of every saga: attempt()
-                            # without its coroutine and, for an unobserved run, the trace row the
-                            # stage plan built (see sagakit._recorder, invariants 1, 2 and 4).
-                            if observers is None:
-                                started = clock()
-                            else:
-                                started = execution.begin(name, index, "forward", _FORWARD_KINDS, 1, data)
-                            try:
-                                output = stage.action(data, context)
-                                if type(output) is _Coroutine or hasattr(output, "__await__"):
-                                    output = await output
-                            except BaseException as exc:
-                                execution.record_attempt_error(exc, stage, index, "forward", _FORWARD_KINDS, 1,
-                                                               started, False, None)
-                                raise
-                            if output is not None:
-                                data = output
-                            if events is None:
-                                ended = clock()
-                                atoms.append(row)
-                                times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started, (ended - started) * 1000.0)
-                                objects += (None, data, None)
-                            else:
-                                execution.succeeded(name, index, "forward", _FORWARD_KINDS, 1, started, data)
-                        else:
-                            if stage.plain:
-                                output = await execution.attempt(stage, index, "forward", _FORWARD_KINDS, fault, 1,
-                                                                 stage.action, data, context, None)
-                            else:
-                                context._scope = _Scope(execution, stage, index, "forward", fault)
-                                output = await stage.forward(data, context)
-                            if output is not None:
-                                data = output
-                    except BaseException:
-                        execution.failed_step = name
-                        if stage.compensate_on_failure and stage.compensate is not None:
-                            execution.undo_on_failure(stage, index, data, context)
-                        raise
-                    completed.append((stage, index, data, context))
-                else:
-                    data = await execution.parallel(stage, index, data, completed)  # type: ignore[arg-type]
+        if forward:
+            try:
                 if settlers:
                     await execution.settle()
-            result = data
+                for stage, index, row in plan:
+                    if type(stage) is Step:
+                        name = stage.name
+                        # run_context._for_step(name), inlined
+                        context = _new_context(WorkflowContext)
+                        context._run = facts
+                        context.step = name
+                        context.phase = "forward"
+                        context.attempt = 1
+                        context._scope = None
+                        fault = forward_faults.get(name) if forward_faults is not _NO_FAULTS else None
+                        try:
+                            if row is not None and fault is None:
+                                # The plain-step fast path, the hot path of every saga: attempt()
+                                # without its coroutine and, for an unobserved run, the trace row the
+                                # stage plan built (see sagakit._recorder, invariants 1, 2 and 4).
+                                if observers is None:
+                                    started = clock()
+                                else:
+                                    started = execution.begin(name, index, "forward", _FORWARD_KINDS, 1, data)
+                                try:
+                                    output = stage.action(data, context)
+                                    if type(output) is _Coroutine or hasattr(output, "__await__"):
+                                        output = await output
+                                except BaseException as exc:
+                                    execution.record_attempt_error(exc, stage, index, "forward", _FORWARD_KINDS, 1,
+                                                                   started, False, None)
+                                    raise
+                                if output is not None:
+                                    data = output
+                                if events is None:
+                                    ended = clock()
+                                    atoms.append(row)
+                                    times += (_EPOCH_OFFSET + ended, _EPOCH_OFFSET + started,
+                                              (ended - started) * 1000.0)
+                                    objects += (None, data, None)
+                                else:
+                                    execution.succeeded(name, index, "forward", _FORWARD_KINDS, 1, started, data)
+                            else:
+                                if stage.plain:
+                                    output = await execution.attempt(stage, index, "forward", _FORWARD_KINDS, fault,
+                                                                     1, stage.action, data, context, None)
+                                else:
+                                    context._scope = _StepScope(execution, stage, index, "forward", fault)
+                                    output = await stage.forward(data, context)
+                                if output is not None:
+                                    data = output
+                        except BaseException:
+                            execution.failed_step = name
+                            if stage.compensate_on_failure and stage.compensate is not None:
+                                execution.undo_on_failure(stage, index, data, context)
+                            raise
+                        completed.append((stage, index, data, context))
+                    else:
+                        data = await execution.parallel(stage, index, data, completed)  # type: ignore[arg-type]
+                    if settlers:
+                        await execution.settle()
+                result = data
+            except BaseException as exc:
+                failure = exc
+        original: BaseException | None = None
+        interrupt: BaseException | None = None
+        error: BaseException | None = None
+        status: RunStatus
+        if forward and failure is None:
             status = "completed"
-        except BaseException as exc:
-            _drop_internal_frames(exc)
-            if execution.failed_step is None and completed:
-                execution.failed_step = completed[-1][0].name
-            if isinstance(exc, _INTERRUPTS):
-                interrupt = exc
-            else:
-                original = exc
-            undo = undo_order(execution.undo_failed or (), completed)
+        else:
+            rollback, original, interrupt, announce = execution.rollback_for(failure, completed, resumption)
             # _shielded(execution.rollback(...)), its first step inlined: a rollback whose
             # compensations never wait costs no task.
-            rollback = execution.rollback(undo, original)
+            coroutine = execution.rollback(rollback, original, announce)
             try:
-                pending = rollback.send(None)
+                pending = coroutine.send(None)
             except StopIteration as stop:
                 compensation_failure, cancelled_meanwhile = stop.value, False
             else:
-                compensation_failure, cancelled_meanwhile = await _shielded_rest(rollback, pending)
+                compensation_failure, cancelled_meanwhile = await _shielded_rest(coroutine, pending)
             # After its rollback, a cancellation always propagates: one that came meanwhile, or
             # while a parallel stage wound down, or a compensation's own interruption.
             if interrupt is None:
-                interrupt = execution.interrupt
+                interrupt = rollback.interrupt
             if interrupt is None and (cancelled_meanwhile or execution.cancelled):
                 interrupt = asyncio.CancelledError()
             status, error = rollback_outcome(compensation_failure, original, interrupt)
@@ -664,7 +754,10 @@ class LocalBackend:
         duration_ms = (ended - run_started) * 1000.0
         run = execution.finish(definition=saga, backend=self.name, status=status, result=result, error=error,
                                original=original, at=_EPOCH_OFFSET + ended, started_at=run_started_at,
-                               duration_ms=duration_ms, steps_completed=len(completed))
+                               duration_ms=duration_ms, steps_completed=len(completed),
+                               info=None if resumption is None else resumption.info)
+        if resumption is not None:  # the counts span the whole record, not only what this part did
+            run.steps_completed, run.compensations_run, run.injected = run_counts(run.events)
         if settlers:
             settle_failure = None
             try:

@@ -44,6 +44,56 @@ __all__ = [
 ]
 
 
+# -- texts: how errors read in messages (pure: the Temporal workflow builds the same texts) --
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, raw, or a placeholder naming its type when its ``__str__`` raises.
+
+    No exception, however broken, loses a run. What sagakit *shows* of an error (frames,
+    diagrams, exports) goes through the run's redactor on top: see
+    :func:`sagakit.runs.error_message`.
+    """
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__}: message unavailable>"
+
+
+def error_line(kind: str, text: str) -> str:
+    """``Kind: text``, or the bare type name for an error without a message."""
+    return f"{kind}: {text}" if text else kind
+
+
+def compensation_message(
+    saga: str, failures: Sequence[tuple[str, str, str]], original: tuple[str, str] | None, pending: Sequence[str]
+) -> str:
+    """The message of a :class:`CompensationError`.
+
+    Args:
+        saga: the saga's name.
+        failures: per failed compensation, its step, its error's type name and its error's text.
+        original: the type name and text of the error that started the rollback, if any.
+        pending: the steps left uncompensated.
+    """
+    parts = [f"{step!r} ({error_line(kind, text)})" for step, kind, text in failures]
+    message = f"saga {saga!r}: compensation failed for " + ", ".join(parts)
+    if original is not None:
+        message += f"; rollback was started by {error_line(*original)}"
+    if pending:
+        message += "; left uncompensated: " + ", ".join(repr(name) for name in pending)
+    return message
+
+
+def unmergeable_branch_message(saga: str, step: str, type_name: str) -> str:
+    """The ``TypeError`` message for a parallel branch whose output (of type ``type_name``)
+    cannot be merged into the stage's output."""
+    return (
+        f"saga {saga!r}: parallel branch {step!r} returned {type_name}; parallel branches must return a dict "
+        "(or None to pass their input through) so that their outputs can be merged"
+    )
+
+
 class SagaError(Exception):
     """Root of every exception sagakit raises."""
 
@@ -149,10 +199,6 @@ class CompensationError(SagaError):
         self.failures = tuple(failures)
         self.pending = tuple(pending)
         self.step = self.failures[0].step if self.failures else None
-        # Imported here: the run recorder builds this error, and owns how its message reads
-        # (the Temporal workflow builds the same message from JSON).
-        from sagakit._recorder import compensation_message, error_line, error_text
-
         message = compensation_message(
             saga,
             [(failure.step, type(failure.error).__name__, error_text(failure.error)) for failure in self.failures],

@@ -12,6 +12,10 @@ A run emits, in order::
       compensation_started / compensation_succeeded | compensation_failed | compensation_cancelled
       compensation_skipped                                              (steps without compensation)
     run_finished
+
+A run carried on later from its journal (crash recovery, or an operator's resume) goes on in
+the same record with ``run_resumed``, then the events of what it did from there, and a new
+``run_finished``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class EventKind(enum.StrEnum):
     COMPENSATION_CANCELLED = "compensation_cancelled"
     COMPENSATION_SKIPPED = "compensation_skipped"
     RUN_FINISHED = "run_finished"
+    RUN_RESUMED = "run_resumed"
 
 
 #: Kinds that end one attempt (or record a skip): each is one row of ``RunHistory.steps``.
@@ -78,7 +83,8 @@ class Event(NamedTuple):
             (``step_succeeded``), what a compensation receives (``compensation_started``),
             the result (``run_finished``).
         status: ``succeeded``, ``failed``, ``cancelled`` or ``skipped`` for events ending an
-            attempt; the run's status for ``run_finished``.
+            attempt; the run's status for ``run_finished``; for ``run_resumed``, the status the
+            run had (``None`` when it was interrupted), its ``attempt`` counting resumptions.
         correlation_id: the caller's correlation id.
         info: extra facts (``run_started`` carries ``backend``; a backend may add more).
     """

@@ -89,14 +89,31 @@ async def call_step_function(fn: AnyStepFunction, data: Any, context: WorkflowCo
     return result
 
 
+class AttemptScope(Protocol):
+    """What a policy reports each attempt to while a backend runs a step phase.
+
+    A backend sets one on the step's context (``context._scope``) for a phase run through a
+    policy: the local engine's ``_StepScope``, a Temporal activity's ``_ActivityScope``.
+    Policies call :meth:`attempt` for every call of a plain function, so that each call is one
+    recorded attempt; a :class:`TimeoutPrimitive` registers its deadline in ``deadlines`` so that
+    a cancellation at that deadline is recorded as a :class:`~sagakit.StepTimeout`
+    (``timeout_error``) rather than a cancellation.
+    """
+
+    deadlines: list[tuple[float, float]]
+    timeout_error: StepTimeout | None
+
+    async def attempt(self, fn: AnyStepFunction, data: Any, context: WorkflowContext, /) -> Any: ...
+
+
 async def invoke(fn: AnyStepFunction, data: Any, context: WorkflowContext | None) -> Any:
     """Call ``fn``: policies directly, plain functions as one recorded attempt when in a run."""
     if isinstance(fn, Policy):
         return await fn(data, context)
-    scope = context._scope if context is not None else None
+    scope: AttemptScope | None = context._scope if context is not None else None
     if scope is None:
         return await call_step_function(fn, data, context)
-    return await scope.attempt(fn, data, context)
+    return await scope.attempt(fn, data, context)  # type: ignore[arg-type]  # a scope is set in a run
 
 
 def _check_function(fn: object, what: str) -> None:

@@ -114,6 +114,15 @@ _NAN = math.nan
 _new_event = tuple.__new__
 
 
+def run_counts(events: Sequence[Event]) -> tuple[int, int, bool]:
+    """A run's ``steps_completed``, ``compensations_run`` and ``injected``, from its events."""
+    steps_completed = len(_completed_steps((e.kind, e.step, e.phase) for e in events))
+    compensations_run = len(
+        {e.step for e in events if e.kind is EventKind.COMPENSATION_SUCCEEDED or e.kind is EventKind.COMPENSATION_FAILED}
+    )
+    return steps_completed, compensations_run, any(e.injected for e in events)
+
+
 def _rows(flat: Sequence[Any], width: int) -> Iterator[tuple[Any, ...]]:
     """``flat`` in tuples of ``width``."""
     return zip(*[iter(flat)] * width, strict=True)
@@ -185,15 +194,7 @@ class Run:
         injected: bool | None = None,
     ) -> None:
         if steps_completed is None or compensations_run is None or injected is None:
-            steps_completed = len(_completed_steps((e.kind, e.step, e.phase) for e in events))
-            compensations_run = len(
-                {
-                    e.step
-                    for e in events
-                    if e.kind is EventKind.COMPENSATION_SUCCEEDED or e.kind is EventKind.COMPENSATION_FAILED
-                }
-            )
-            injected = any(e.injected for e in events)
+            steps_completed, compensations_run, injected = run_counts(events)
         self._fill(run_id, saga, definition, correlation_id, backend, status, result, error, original_error,
               failed_step, events, None, None, None, started_at, duration_ms, info if info is not None else {},
               steps_completed, compensations_run, injected)

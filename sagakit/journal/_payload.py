@@ -16,7 +16,7 @@ import json.encoder
 from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any, Protocol, runtime_checkable
 
-from sagakit._recorder import error_text
+from sagakit.errors import error_text
 from sagakit.redaction import Redactor, as_redactor, attributes
 
 __all__ = [

@@ -59,6 +59,7 @@ _K = EventKind
 _STEP_STARTED = _K.STEP_STARTED
 _RUN_STARTED = _K.RUN_STARTED
 _RUN_FINISHED = _K.RUN_FINISHED
+_RUN_RESUMED = _K.RUN_RESUMED
 # Events whose payload is stored: the run's input, a completed step's output (what its
 # compensation receives) and the run's result.
 _PAYLOAD_KINDS = frozenset({_K.RUN_STARTED, _K.STEP_SUCCEEDED, _K.RUN_FINISHED})
@@ -487,6 +488,11 @@ class SqliteJournal:
             info = event.info or {}
             batch.started.append((run_id, event.saga, event.correlation_id, str(info.get("backend", "local")),
                                   _info_text(info), event.at, owner.host, owner.pid, owner.started))
+            ACTIVE_RUNS.add(run_id)
+            run.token = _CURRENT_RUN.set(run_id)
+        elif kind is _RUN_RESUMED:
+            # The run is unfinished again until its new end: a crash meanwhile leaves it to recover().
+            batch.finished.append((None, None, None, run_id))
             ACTIVE_RUNS.add(run_id)
             run.token = _CURRENT_RUN.set(run_id)
         elif kind is _RUN_FINISHED:

@@ -238,7 +238,7 @@ def run_caption(run: Run) -> str:
 def error_summary(error: BaseException, run: Run | None = None) -> str:
     """``Type: message`` (redacted, as :func:`error_text`), or the bare type name for an error
     without a message, such as a ``CancelledError``."""
-    from sagakit._recorder import error_line
+    from sagakit.errors import error_line
 
     return error_line(type(error).__name__, error_text(error, run) or "")
 

@@ -22,8 +22,7 @@ import json
 import sys
 from typing import Any
 
-from sagakit._recorder import error_text
-from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, SagaError, StepTimeout
+from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, SagaError, StepTimeout, error_text
 
 __all__ = ["RemoteStepError", "describe_error", "rebuild_error"]
 

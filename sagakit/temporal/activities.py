@@ -36,9 +36,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from sagakit._recorder import error_text
 from sagakit.context import WorkflowContext
-from sagakit.errors import InjectedFault, StepTimeout
+from sagakit.errors import InjectedFault, StepTimeout, error_text
 from sagakit.policies import AnyStepFunction, Policy, TimeoutPrimitive, invoke, is_async_callable
 from sagakit.saga import Saga
 from sagakit.steps import Step
@@ -51,8 +50,9 @@ from sagakit.temporal.workflow import SIGNAL_ATTEMPTS
 __all__ = ["saga_activities"]
 
 
-class _Recorder:
-    """Plays the local engine's per-step scope inside one activity attempt.
+class _ActivityScope:
+    """The :class:`~sagakit.policies.AttemptScope` of one activity attempt: plays the local
+    engine's per-step scope.
 
     Policies call ``attempt()`` for every call of a plain function (see
     ``sagakit.policies.invoke``); each call is recorded with its own times, error and
@@ -168,15 +168,18 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         local = bool(call.get("local"))
         number = int(call.get("attempt") or info.attempt) if local else info.attempt
         # Attempts before this Temporal attempt each recorded at least one call.
-        recorder = _Recorder(step_name, phase, fault, base=number - 1)
+        recorder = _ActivityScope(step_name, phase, fault, base=number - 1)
         context._scope = recorder
         data = call.get("data")
         error: Exception
+        interrupt: BaseException | None = None
         heartbeat = _heartbeat(info.heartbeat_timeout)
         try:
             result = await invoke(rest, data, context) if uses_policy else await recorder.attempt(rest, data, context)
-        except asyncio.CancelledError:
-            if _cancel_requested():
+        except asyncio.CancelledError as exc:
+            if not _cancel_requested():
+                interrupt = exc  # the step cancelled itself: an interruption, as locally
+            else:
                 changes = _portable(_changes(before, context.metadata))
                 if local:
                     # The workflow waits for this answer: the cancelled attempt travels in it.
@@ -185,7 +188,9 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
                                            type="CancelledError", non_retryable=True,
                                            category=ApplicationErrorCategory.BENIGN) from None
                 await _report(info, step_name, phase, recorder.records, changes, cancelled=True)
-            raise
+                raise
+        except (KeyboardInterrupt, SystemExit) as exc:
+            interrupt = exc
         except Exception as exc:
             error = exc
             retryable = retry is not None and isinstance(exc, retry.on) and number < retry.attempts
@@ -200,6 +205,15 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+        if interrupt is not None:
+            # Never retried, like an interruption in the local engine; the workflow's driver
+            # treats it as one (a compensation's counts as failed and the rollback goes on).
+            raise ApplicationError(
+                error_text(interrupt) or type(interrupt).__name__,
+                {"error": describe_error(interrupt), "attempts": recorder.records,
+                 "metadata": _portable(_changes(before, context.metadata)), "interrupt": True},
+                type=type(interrupt).__name__, non_retryable=True, category=ApplicationErrorCategory.BENIGN,
+            ) from None
         changes = _portable(_changes(before, context.metadata))
         if retryable and not local:
             await _report(info, step_name, phase, recorder.records, changes)

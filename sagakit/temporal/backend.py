@@ -252,11 +252,12 @@ class TemporalBackend:
                 await self._follow(handle, result_task, stream)
             except asyncio.CancelledError as exc:
                 interrupt = exc
-                # Cancel the workflow, which compensates, and wait for it through further cancellations.
-                await asyncio.shield(_cancel(handle))
-                while not result_task.done():
+                # Cancel the workflow, which compensates, and wait for it through further
+                # cancellations; a workflow no worker ever ran has nothing to undo: end it.
+                wind_down = asyncio.ensure_future(_wind_down(handle, result_task, self.poll_interval))
+                while not wind_down.done():
                     with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.shield(result_task)
+                        await asyncio.shield(wind_down)
         outcome = result_task.result()
         if isinstance(outcome.get("metadata"), dict):
             _update_in_place(request.context.metadata, outcome["metadata"])
@@ -314,6 +315,43 @@ def _update_in_place(metadata: dict[str, Any], final: dict[str, Any]) -> None:
 async def _cancel(handle: WorkflowHandle[Any, Any]) -> None:
     with contextlib.suppress(Exception):  # already finished: nothing to cancel
         await handle.cancel()
+
+
+#: Seconds a cancelled workflow may take to show that a worker runs it before it is ended.
+_UNSTARTED_GRACE = 2.0
+
+
+async def _wind_down(handle: WorkflowHandle[Any, Any], result: asyncio.Future[dict[str, Any]],
+                     poll_interval: float) -> None:
+    """After the caller's cancellation: ask the workflow to cancel (it compensates), and wait for
+    its outcome. A workflow that no worker ever ran (none polls its task queue, or each one fails
+    its workflow task, such as a worker without the payload key) would keep the caller waiting
+    forever with nothing to undo: once it has had a moment to start, it is terminated."""
+    await _cancel(handle)
+    deadline = time.monotonic() + _UNSTARTED_GRACE
+    while not result.done():
+        await asyncio.wait([result], timeout=max(poll_interval, 0.05))
+        if result.done() or time.monotonic() < deadline:
+            continue
+        if not await _ever_ran(handle):
+            with contextlib.suppress(Exception):  # it ended meanwhile: its outcome follows
+                await handle.terminate(reason="sagakit: cancelled by its caller before any worker ran it")
+            await asyncio.wait([result])
+            return
+        deadline = float("inf")  # a worker runs it: its rollback decides when it ends
+
+
+async def _ever_ran(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether a worker ever completed one of the workflow's tasks (so it may have acted)."""
+    from temporalio.api.enums.v1 import EventType
+
+    try:
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                return True
+    except Exception:
+        return True  # cannot tell: keep waiting, as for a workflow that runs
+    return False
 
 
 async def _outcome(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:

@@ -63,14 +63,19 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    # Pure functions of their arguments: no clock, no randomness, no I/O.
-    from sagakit._recorder import (
-        compensation_message,
-        pending_after,
+    # The one driver of every backend, and the texts of errors: pure, no clock, no randomness, no I/O.
+    from sagakit._driver import (
+        SKIP,
+        Rollback,
+        StageFailed,
+        blamed_step,
+        merge_outputs,
+        parallel_stage,
         rollback_outcome,
         undo_order,
-        unmergeable_branch_message,
+        wait_through_cancellation,
     )
+    from sagakit.errors import compensation_message, unmergeable_branch_message
 
 __all__ = ["EVENTS_QUERY", "OUTCOME_QUERY", "SIGNAL_ATTEMPTS", "WORKFLOW_NAME", "SagaWorkflow"]
 
@@ -78,14 +83,23 @@ WORKFLOW_NAME = "sagakit.saga"
 EVENTS_QUERY = "sagakit.events"
 OUTCOME_QUERY = "sagakit.outcome"
 SIGNAL_ATTEMPTS = "sagakit.attempts"
+#: Seconds of the timer that lets the server record local activities before the workflow ends.
+_COMMIT_PAUSE = 0.001
 
 
 class _StepFailed(Exception):
-    """A step phase failed for good; ``error`` is its JSON description."""
+    """A step phase failed for good; ``error`` is its JSON description.
 
-    def __init__(self, error: dict[str, Any]) -> None:
+    ``interrupt``: the step function was interrupted on its worker (``KeyboardInterrupt``,
+    ``SystemExit``, or a cancellation it raised itself), which the driver treats as the local
+    engine treats an interruption: never retried; a compensation's counts as failed and the
+    rollback goes on.
+    """
+
+    def __init__(self, error: dict[str, Any], interrupt: bool = False) -> None:
         super().__init__(error.get("message", ""))
         self.error = error
+        self.interrupt = interrupt
 
 
 class _CompletedThenCancelled(asyncio.CancelledError):
@@ -124,6 +138,8 @@ class SagaWorkflow:
         self._failed_step: str | None = None
         self._metadata: dict[str, Any] = {}
         self._cancelled = False  # a cancellation came while the workflow could not stop
+        # Local activities ran since the workflow last waited on the server (see _settle_locals).
+        self._unsettled = False
 
     # -- the event record ---------------------------------------------------------------
 
@@ -306,7 +322,7 @@ class SagaWorkflow:
                     if details[0].get("retry"):
                         attempt = await self._again(name, phase, retry, attempt)
                         continue
-                    raise _StepFailed(self._error(details[0]["error"])) from None
+                    raise _StepFailed(self._error(details[0]["error"]), bool(details[0].get("interrupt"))) from None
                 if isinstance(cause, TimeoutError):
                     # The worker died (no heartbeat) or hung past the backstop: report a StepTimeout.
                     if cause.type == TimeoutType.HEARTBEAT and heartbeat is not None:
@@ -331,6 +347,8 @@ class SagaWorkflow:
                 raise _StepFailed(self._error(error)) from None
             self._merge(report.get("metadata"))
             self._record(name, phase, report["attempts"], report["result"] if report["result"] is not None else data)
+            if local:
+                self._unsettled = True
             if interrupted:
                 raise _CompletedThenCancelled(report["result"])
             return report["result"]
@@ -353,58 +371,42 @@ class SagaWorkflow:
 
     async def _parallel(self, stage: dict[str, Any], data: Any, completed: list[tuple[dict[str, Any], Any]],
                         undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
-        outputs: dict[str, Any] = {}
-        failures: list[tuple[str, _StepFailed]] = []
+        """Run a parallel stage the one way (:func:`sagakit._driver.parallel_stage`); its output."""
+        steps = stage["steps"]
         # Every branch starts from the metadata as of the stage's start; their changes merge as they end.
         metadata = dict(self._metadata)
 
-        async def branch(step: dict[str, Any]) -> None:
+        async def branch(step: dict[str, Any]) -> Any:
             try:
                 result = await self._call(step, "forward", data, metadata)
             except _CompletedThenCancelled as exc:
-                output = data if exc.result is None else exc.result
-                outputs[step["name"]] = output
-                completed.append((step, output))
+                completed.append((step, data if exc.result is None else exc.result))
                 raise asyncio.CancelledError() from None
-            except _StepFailed as exc:
-                failures.append((step["name"], exc))
-                if step["compensate_on_failure"] and step["compensate"] is not None:
-                    undo_failed.append((step, data))
-                raise
-            except asyncio.CancelledError:
+            except (_StepFailed, asyncio.CancelledError):
                 if step["compensate_on_failure"] and step["compensate"] is not None:
                     undo_failed.append((step, data))
                 raise
             output = data if result is None else result
-            outputs[step["name"]] = output
             completed.append((step, output))
+            return output
 
-        tasks = [asyncio.create_task(branch(step)) for step in stage["steps"]]
+        failure: StageFailed | None = None
         try:
-            await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            await _wait_through_cancellation(tasks)
-            raise
-        if failures:
-            for task in tasks:
-                task.cancel()
-            if await _wait_through_cancellation(tasks):
+            outputs = await parallel_stage([branch(step) for step in steps], workflow.wait)
+        except StageFailed as failed:
+            failure = failed
+        if failure is not None:
+            if failure.cancelled:
                 self._cancelled = True  # propagates once the run is rolled back
-            name, error = failures[0]
-            self._failed_step = name
-            raise error
-        merged: dict[str, Any] = {}
-        for step in stage["steps"]:
-            output = outputs[step["name"]]
-            if not isinstance(output, dict):
-                self._failed_step = step["name"]
-                raise _StepFailed({
-                    "type": "TypeError", "module": "builtins", "args": None,
-                    "message": unmergeable_branch_message(self._spec["saga"], step["name"], type(output).__name__),
-                })
-            merged.update(output)
+            self._failed_step = steps[failure.position]["name"]
+            raise failure.error
+        merged, unmergeable = merge_outputs(outputs)
+        if unmergeable is not None:
+            name = self._failed_step = steps[unmergeable]["name"]
+            raise _StepFailed({
+                "type": "TypeError", "module": "builtins", "args": None,
+                "message": unmergeable_branch_message(self._spec["saga"], name, type(outputs[unmergeable]).__name__),
+            })
         return merged
 
     # -- the saga -----------------------------------------------------------------------
@@ -418,7 +420,9 @@ class SagaWorkflow:
         completed: list[tuple[dict[str, Any], Any]] = []
         undo_failed: list[tuple[dict[str, Any], Any]] = []
         original: dict[str, Any] | None = None
+        interrupt: dict[str, Any] | None = None  # a step interrupted on its worker
         cancelled = False
+        steps = [step for stage in spec["stages"] for step in stage["steps"]]
         try:
             for stage in spec["stages"]:
                 if stage["parallel"]:
@@ -431,6 +435,7 @@ class SagaWorkflow:
                     if exc.result is not None:
                         data = exc.result
                     completed.append((step, data))
+                    self._failed_step = step["name"]
                     raise asyncio.CancelledError() from None
                 except BaseException:
                     self._failed_step = step["name"]
@@ -440,38 +445,64 @@ class SagaWorkflow:
                 if result is not None:
                     data = result
                 completed.append((step, data))
+            if await self._commit_locals():
+                raise asyncio.CancelledError()  # it came before the run's end was recorded: roll back
         except _StepFailed as exc:
-            original = exc.error
+            if exc.interrupt:
+                interrupt = exc.error
+            else:
+                original = exc.error
         except asyncio.CancelledError:
             cancelled = True
         else:
             self._outcome = {"status": "completed", "result": data, "error": None, "metadata": self._metadata,
                              **self._compact()}
             return self._outcome
-        if self._failed_step is None and completed:
-            self._failed_step = completed[-1][0]["name"]
-        undo = undo_order(undo_failed, completed)
-        rollback = asyncio.create_task(self._rollback(undo, original))
-        if await _wait_through_cancellation([rollback]) or self._cancelled:
+        if self._failed_step is None:
+            self._failed_step = blamed_step(None, steps[len(completed)]["name"] if len(completed) < len(steps) else None)
+        rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]] = Rollback(
+            undo_order(undo_failed, completed), _compensates, stop=not spec["continue_on_compensation_failure"])
+        task = asyncio.create_task(self._rollback(rollback, original if original is not None else interrupt))
+        if await wait_through_cancellation([task], workflow.wait) or self._cancelled:
             cancelled = True
-        status, error = rollback_outcome(rollback.result(), original, None)
+        if await self._commit_locals():
+            cancelled = True
+        status, error = rollback_outcome(task.result(), original, interrupt)
         self._outcome = {"status": status, "result": None, "error": error, "metadata": self._metadata,
                          **self._compact()}
         if cancelled:
             # After its rollback, a cancellation always propagates; the outcome stays queryable.
             raise asyncio.CancelledError()
-        kind = "SagaCompensated" if status == "compensated" else "SagaCompensationFailed"
+        kind = {"compensated": "SagaCompensated", "cancelled": "SagaInterrupted"}.get(status, "SagaCompensationFailed")
         message = error["message"] if error is not None else status
         raise ApplicationError(f"saga {spec['saga']!r} {status}: {message}", self._outcome, type=kind,
                                non_retryable=True)
 
-    async def _rollback(self, undo: list[tuple[dict[str, Any], Any]],
+    async def _commit_locals(self) -> bool:
+        """Before the workflow ends, let the server record the local activities that ran since it
+        last waited on it; return whether a cancellation arrived meanwhile.
+
+        Local activities are recorded with the workflow task that ran them. If a cancellation
+        request arrives during that task, and the task would end the workflow, the server refuses
+        the task and the workflow replays without those local activities, though their effects
+        happened. A short timer ends the task with a command that is never refused: the local
+        activities are recorded, and a cancellation that came meanwhile is delivered here.
+        """
+        if not self._unsettled:
+            return False
+        self._unsettled = False
+        try:
+            await workflow.sleep(_COMMIT_PAUSE)
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    async def _rollback(self, rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]],
                         original: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Carry out ``rollback`` (the driver says what comes next); the compensation error, if any."""
         self._event("rollback_started", step=self._failed_step, error=original, status="rolling_back")
-        failures: list[dict[str, Any]] = []
-        pending: list[str] = []
-        for position, (step, data) in enumerate(undo):
-            if step["compensate"] is None:
+        for action, (step, data) in rollback:
+            if action is SKIP:
                 now = self._now()
                 self._event("compensation_skipped", step=step["name"], index=step["index"], phase="compensate",
                             attempt=0, at=now, started_at=now, duration_ms=0.0, data=data, status="skipped")
@@ -479,22 +510,24 @@ class SagaWorkflow:
             try:
                 await self._call(step, "compensate", data)
             except _StepFailed as exc:
-                failures.append({"step": step["name"], "error": exc.error})
-                if not self._spec["continue_on_compensation_failure"]:
-                    pending = [later[0]["name"] for later in pending_after(undo, position, _compensates)]
-                    break
-        if not failures:
+                failure = {"step": step["name"], "error": exc.error}
+                if exc.interrupt:
+                    rollback.interrupted(failure, exc.error)
+                else:
+                    rollback.failed(failure)
+        if not rollback.failures:
             return None
         saga = self._spec["saga"]
+        pending = [entry[0]["name"] for entry in rollback.pending]
         message = compensation_message(
             saga,
-            [(f["step"], _type_name(f["error"]), f["error"]["message"]) for f in failures],
+            [(f["step"], _type_name(f["error"]), f["error"]["message"]) for f in rollback.failures],
             None if original is None else (_type_name(original), original["message"]),
             pending,
         )
         return self._error({
             "type": "CompensationError", "module": "sagakit.errors", "message": message, "args": None,
-            "fields": {"saga": saga, "original": original, "failures": failures, "pending": pending},
+            "fields": {"saga": saga, "original": original, "failures": rollback.failures, "pending": pending},
         })
 
 
@@ -549,19 +582,3 @@ def _compensates(entry: tuple[dict[str, Any], Any]) -> bool:
 def _type_name(error: dict[str, Any]) -> str:
     """The unqualified type name of an error's JSON description."""
     return str(error["type"]).rsplit(".", 1)[-1]
-
-
-async def _wait_through_cancellation(tasks: list[asyncio.Task[Any]]) -> bool:
-    """Wait until every task is done, even through cancellations; return whether one came."""
-    cancelled = False
-    pending = [task for task in tasks if not task.done()]
-    while pending:
-        try:
-            await workflow.wait(pending)
-        except asyncio.CancelledError:
-            cancelled = True
-        pending = [task for task in pending if not task.done()]
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()
-    return cancelled
