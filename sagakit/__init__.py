@@ -17,9 +17,11 @@ from sagakit.errors import (
     InjectedFault,
     JournalError,
     PayloadError,
+    ResumeRefused,
     RunInterrupted,
     SagaDefinitionError,
     SagaError,
+    SagaStuck,
     StepTimeout,
     UnknownStepError,
 )
@@ -35,13 +37,13 @@ from sagakit.policies import (
 from sagakit.redaction import Redactor
 from sagakit.runs import RUN_COLUMNS, STEP_COLUMNS, Run, RunHistory
 from sagakit.saga import CompensationPrimitive, Saga
-from sagakit.steps import Parallel, Step, parallel, step
+from sagakit.steps import FORWARD_RETRY, Parallel, Step, StepKind, parallel, step
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and editors
     from sagakit.explore import Exploration, Latency
-    from sagakit.journal import RecordedError, SqliteJournal, recover
+    from sagakit.journal import RecordedError, SqliteJournal, recover, recover_sync
     from sagakit.temporal import RemoteStepError
 
 # Optional parts, imported on first use so that `import sagakit` stays light.
@@ -52,6 +54,7 @@ _LAZY = {
     "RemoteStepError": "sagakit.temporal",
     "SqliteJournal": "sagakit.journal",
     "recover": "sagakit.journal",
+    "recover_sync": "sagakit.journal",
 }
 
 
@@ -78,6 +81,7 @@ __all__ = [
     "EventKind",
     "Exploration",
     "FAULT_MODES",
+    "FORWARD_RETRY",
     "FallbackPrimitive",
     "Fault",
     "FaultError",
@@ -93,6 +97,7 @@ __all__ = [
     "RecordedError",
     "Redactor",
     "RemoteStepError",
+    "ResumeRefused",
     "RetryPolicy",
     "RetryPrimitive",
     "Run",
@@ -103,10 +108,12 @@ __all__ = [
     "Saga",
     "SagaDefinitionError",
     "SagaError",
+    "SagaStuck",
     "SequentialPrimitive",
     "SettlingObserver",
     "SqliteJournal",
     "Step",
+    "StepKind",
     "StepTimeout",
     "TimeoutPrimitive",
     "UnknownStepError",
@@ -114,5 +121,6 @@ __all__ = [
     "__version__",
     "parallel",
     "recover",
+    "recover_sync",
     "step",
 ]

@@ -20,6 +20,11 @@ The rules, all here:
 - **How the run ends** (:func:`rollback_outcome`): a failed compensation makes the run
   ``compensation_failed``; else a rollback started by an error is ``compensated`` (even if a
   cancellation came while it ran); else (a cancellation) ``cancelled``.
+- **Forward recovery** (:func:`forward_outcome`): once the pivot has succeeded, the stages after
+  it run to their end, each step retried under its forward policy, shielded from cancellation
+  (which propagates after). A step that runs out of its policy, or is interrupted, leaves the
+  run ``stuck``: nothing is compensated, the pending step and its last error are kept. A
+  failure before the pivot, or at it, rolls back.
 - **Which step is blamed** (:func:`blamed_step`): the step in flight when the run stopped, else
   the step the run was about to start.
 - **A parallel stage** (:func:`parallel_stage`, :func:`merge_outputs`): branches run
@@ -41,6 +46,7 @@ __all__ = [
     "Rollback",
     "StageFailed",
     "blamed_step",
+    "forward_outcome",
     "merge_outputs",
     "parallel_stage",
     "rollback_outcome",
@@ -58,6 +64,9 @@ COMPENSATE: Literal["compensate"] = "compensate"
 Action = Literal["skip", "compensate"]
 #: A run's status once its rollback has ended.
 Outcome = Literal["compensated", "compensation_failed", "cancelled"]
+#: A run's status once its forward recovery has ended.
+ForwardOutcome = Literal["completed", "stuck"]
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
 
 
 def undo_order(undo_on_failure: Sequence[E], completed: Sequence[E]) -> list[E]:
@@ -161,6 +170,25 @@ def rollback_outcome(compensation_failure: _S | None, original: _S | None, inter
     if original is not None:
         return "compensated", original
     return "cancelled", interrupt
+
+
+def forward_outcome(failure: _S | None, stuck: Callable[[Any], Any], interrupted: Callable[[Any], bool] | None = None,
+                    ) -> tuple[ForwardOutcome, Any, _S | None, _S | None]:
+    """A run's status, error, original error and interruption once its forward recovery ended.
+
+    No failure: ``completed``. A failure (the pending step's last error, after its forward
+    policy ran out): ``stuck``, with ``stuck(failure)`` as the run's error and the failure as
+    its original error; an interruption among them (``KeyboardInterrupt``, ``SystemExit``, a
+    cancellation the step raised itself; ``interrupted`` tells them apart where errors are
+    descriptions) still leaves the run stuck, and also propagates once it is recorded.
+    """
+    if failure is None:
+        return "completed", None, None, None
+    if interrupted is None:
+        is_interrupt = isinstance(failure, _INTERRUPTS)
+    else:
+        is_interrupt = interrupted(failure)
+    return "stuck", stuck(failure), failure, failure if is_interrupt else None
 
 
 # -- parallel stages ------------------------------------------------------------------------

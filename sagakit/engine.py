@@ -26,6 +26,7 @@ from sagakit._driver import (
     Rollback,
     StageFailed,
     blamed_step,
+    forward_outcome,
     merge_outputs,
     parallel_stage,
     rollback_outcome,
@@ -38,6 +39,7 @@ from sagakit.errors import (
     CompensationError,
     CompensationFailure,
     InjectedFault,
+    SagaStuck,
     StepTimeout,
     error_text,
     unmergeable_branch_message,
@@ -46,7 +48,7 @@ from sagakit.events import Event, Observer
 from sagakit.faults import Fault, FaultPlan
 from sagakit.policies import AnyStepFunction, Policy
 from sagakit.runs import Run, RunStatus, run_counts
-from sagakit.steps import Parallel, Step
+from sagakit.steps import Parallel, Stage, Step
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -133,6 +135,8 @@ class Resumption:
             their input.
         failures: compensations that already failed for good in this rollback.
         stopped: the rollback had already stopped at a failed compensation.
+        attempts: per ``(step, phase)``, how many attempts the record holds, so that the
+            resumed run numbers its attempts on from there.
     """
 
     events: list[Event]
@@ -150,6 +154,7 @@ class Resumption:
     undo_on_failure: list[tuple[Step, int, Any]]
     failures: list[CompensationFailure]
     stopped: bool = False
+    attempts: dict[tuple[str, str], int]
 
 
 @runtime_checkable
@@ -208,6 +213,7 @@ class _Execution(Recorder):
         "context",
         "continue_on_failure",
         "forward_faults",
+        "prior_attempts",
         "saga",
         "settlers",
         "task",
@@ -239,6 +245,8 @@ class _Execution(Recorder):
             [obs for obs in observers if callable(getattr(obs, "settle", None))] if observers else _NO_SETTLERS
         )
         self.undo_failed: list[_Undo] | None = None
+        # Per (step, phase), the attempts a resumed run had already recorded.
+        self.prior_attempts: dict[tuple[str, str], int] | None = None
         # A cancellation that arrived while the engine waited for something it would not
         # leave (a parallel stage winding down): it propagates once the run is rolled back.
         self.cancelled = False
@@ -345,12 +353,15 @@ class _Execution(Recorder):
         context = self.context._for_step(step.name)
         fault = self.forward_faults.get(step.name) if self.forward_faults else None
         forward = step.forward
+        # A resumed run numbers a step's attempts on from those it already recorded.
+        base = self.prior_attempts.get((step.name, "forward"), 0) if self.prior_attempts else 0
         try:
             if step.plain:
-                result = await self.attempt(step, index, "forward", _FORWARD_KINDS, fault, 1, forward, data,
+                result = await self.attempt(step, index, "forward", _FORWARD_KINDS, fault, base + 1, forward, data,
                                             context, None)
             else:
-                context._scope = _StepScope(self, step, index, "forward", fault)
+                scope = context._scope = _StepScope(self, step, index, "forward", fault)
+                scope.n = base
                 result = await forward(data, context)
         except BaseException:
             if step.compensate_on_failure and step.compensate is not None:
@@ -396,6 +407,7 @@ class _Execution(Recorder):
             self.observers = []
         self.events.extend(resumption.events)
         self.failed_step = resumption.failed_step
+        self.prior_attempts = resumption.attempts
         now = _EPOCH_OFFSET + self.clock()
         self.record("run_resumed", now, None, -1, None, resumption.number, None, None, None, False, None,
                     resumption.status)
@@ -403,6 +415,37 @@ class _Execution(Recorder):
         self.undo_failed = [(step, index, data, context._for_step(step.name))
                             for step, index, data in resumption.undo_on_failure] or None
         return [(step, index, data, context._for_step(step.name)) for step, index, data in resumption.completed]
+
+    async def carry_forward(self, stages: Sequence[tuple[Stage, int, Any]], data: Any, completed: list[_Undo],
+                            ) -> tuple[Any, BaseException | None]:
+        """Forward recovery: run the stages after the pivot, each step under its forward policy.
+
+        Returns the saga's output and ``None``, or the failure of the step that ran out of its
+        policy (or was interrupted), which leaves the run stuck. The caller shields this from
+        cancellation: once past the pivot, the saga completes.
+        """
+        try:
+            for stage, index, _ in stages:
+                if type(stage) is Step:
+                    try:
+                        data = await self.forward(stage, index, data, completed)
+                    except BaseException:
+                        self.failed_step = stage.name
+                        raise
+                else:
+                    data = await self.parallel(stage, index, data, completed)  # type: ignore[arg-type]
+                if self.settlers:
+                    await self.settle()
+        except BaseException as exc:
+            _drop_internal_frames(exc)
+            if self.failed_step is None:  # the journal refused the record of a completed stage
+                self.failed_step = stage.steps[0].name if isinstance(stage, Parallel) else stage.name
+            return data, exc
+        return data, None
+
+    def stuck_error(self, failure: BaseException) -> SagaStuck:
+        """The :class:`~sagakit.SagaStuck` of a run whose pending step failed with ``failure``."""
+        return SagaStuck(saga=self.saga_name, step=self.failed_step, original=failure, pivot=self.saga.pivot)
 
     def rollback_for(self, failure: BaseException | None, completed: list[_Undo], resumption: Resumption | None,
                      ) -> tuple[Rollback[_Undo, CompensationFailure], BaseException | None, BaseException | None, bool]:
@@ -465,13 +508,15 @@ class _Execution(Recorder):
             context._scope = None
             self.compensations_run += 1
             fault = faults.get(name) if faults is not _NO_FAULTS else None
+            base = self.prior_attempts.get((name, "compensate"), 0) if self.prior_attempts else 0
             try:
                 if isinstance(compensate, Policy):
-                    context._scope = _StepScope(self, step, index, "compensate", fault)
+                    scope = context._scope = _StepScope(self, step, index, "compensate", fault)
+                    scope.n = base
                     await compensate(data, context)
-                elif fault is not None:
-                    await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, 1, compensate, data,
-                                       context, None)
+                elif fault is not None or base:
+                    await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, base + 1, compensate,
+                                       data, context, None)
                 else:
                     # attempt() without a fault, minus its coroutine: a rollback's common case.
                     context.attempt = 1
@@ -641,6 +686,8 @@ class LocalBackend:
         facts = execution.context._run
         forward_faults = execution.forward_faults
         plan = stage_plan(saga)
+        # After the pivot, the stages run to their end whatever comes (forward recovery, below).
+        after_pivot = saga.forward_from
         resumption = request.resume
         completed: list[_Undo]
         if resumption is None:
@@ -648,7 +695,8 @@ class LocalBackend:
             run_started_at = _EPOCH_OFFSET + run_started
             data = request.data
             # Its info is a dict of its own: picklable, and not watched by the garbage collector.
-            execution.start(run_started_at, data, {"backend": "local"})
+            info = {"backend": "local"} if not saga._kinds else {"backend": "local", "kinds": saga._kinds}
+            execution.start(run_started_at, data, info)
             completed = []
             forward = True
         else:
@@ -656,8 +704,15 @@ class LocalBackend:
             run_started = run_started_at - _EPOCH_OFFSET
             completed = execution.resume(resumption)
             data = resumption.data
-            plan = plan[resumption.stage :]
             forward = not resumption.rolling_back
+            if after_pivot is not None and resumption.stage > after_pivot:
+                after_pivot = resumption.stage
+            plan = plan[resumption.stage :]
+            if after_pivot is not None:
+                after_pivot -= resumption.stage
+        tail: Sequence[tuple[Stage, int, Any]] = ()
+        if after_pivot is not None:
+            plan, tail = plan[:after_pivot], plan[after_pivot:]
         observers = execution.observers
         events = execution.events
         failure: BaseException | None = None
@@ -730,7 +785,20 @@ class LocalBackend:
         interrupt: BaseException | None = None
         error: BaseException | None = None
         status: RunStatus
-        if forward and failure is None:
+        if forward and failure is None and tail:
+            # Past the pivot: forward recovery, shielded from cancellation like a rollback.
+            carry = execution.carry_forward(tail, data, completed)
+            try:
+                pending = carry.send(None)
+            except StopIteration as stop:
+                (data, stuck), cancelled_meanwhile = stop.value, False
+            else:
+                (data, stuck), cancelled_meanwhile = await _shielded_rest(carry, pending)
+            status, error, original, interrupt = forward_outcome(stuck, execution.stuck_error)
+            if interrupt is None and cancelled_meanwhile:
+                interrupt = asyncio.CancelledError()
+            result = data if status == "completed" else None
+        elif forward and failure is None:
             status = "completed"
         else:
             rollback, original, interrupt, announce = execution.rollback_for(failure, completed, resumption)
@@ -755,7 +823,8 @@ class LocalBackend:
         run = execution.finish(definition=saga, backend=self.name, status=status, result=result, error=error,
                                original=original, at=_EPOCH_OFFSET + ended, started_at=run_started_at,
                                duration_ms=duration_ms, steps_completed=len(completed),
-                               info=None if resumption is None else resumption.info)
+                               info=resumption.info if resumption is not None else
+                               {"kinds": saga._kinds} if saga._kinds else None)
         if resumption is not None:  # the counts span the whole record, not only what this part did
             run.steps_completed, run.compensations_run, run.injected = run_counts(run.events)
         if settlers:

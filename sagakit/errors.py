@@ -11,8 +11,10 @@ keep working::
     ├── StepTimeout(SagaError, TimeoutError)         a step ran past its timeout
     ├── InjectedFault(SagaError)                     raised by failure injection, never by user code
     ├── CompensationError(SagaError)                 rollback could not undo everything
+    ├── SagaStuck(SagaError)                         a step after the pivot ran out of retries
     ├── JournalError(SagaError)                      a journal file cannot be used or written
     ├── PayloadError(SagaError, TypeError)           a step's data cannot be stored in the journal
+    ├── ResumeRefused(SagaError, ValueError)         a recorded run cannot be resumed (nothing changed)
     └── RunInterrupted(SagaError)                    a run's process stopped; recover() rolled it back
 
 Type errors in a definition (a non-callable action, a tuple of the wrong size) are raised as
@@ -36,9 +38,11 @@ __all__ = [
     "InjectedFault",
     "JournalError",
     "PayloadError",
+    "ResumeRefused",
     "RunInterrupted",
     "SagaDefinitionError",
     "SagaError",
+    "SagaStuck",
     "StepTimeout",
     "UnknownStepError",
 ]
@@ -241,6 +245,40 @@ def _failures_as_exception(failures: Sequence[CompensationFailure]) -> BaseExcep
     return BaseExceptionGroup(text, errors)
 
 
+class SagaStuck(SagaError):
+    """A step after the pivot failed for good: the run can neither complete nor roll back.
+
+    Once the pivot has succeeded the saga must complete, so nothing was compensated. The run
+    ends ``stuck``; fix the cause, then resume it from its journal
+    (``await journal.resume(run_id, saga)``, or ``python -m sagakit resume``).
+
+    Attributes:
+        saga: the saga's name.
+        step: the pending step: the one that ran out of its forward policy.
+        original: its last error (or the interruption that stopped it).
+        pivot: the pivot the run had passed.
+    """
+
+    def __init__(self, *, saga: str, step: str | None, original: BaseException, pivot: str | None) -> None:
+        self.saga = saga
+        self.step = step
+        self.original = original
+        self.pivot = pivot
+        past = f" after its pivot {pivot!r}" if pivot else ""
+        super().__init__(
+            f"saga {saga!r} is stuck at step {step!r}{past} ({error_line(type(original).__name__, error_text(original))})"
+            "; nothing was compensated. Fix the cause, then resume the run from its journal"
+        )
+        self.__cause__ = original
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_saga_stuck, (self.saga, self.step, self.original, self.pivot))
+
+
+def _rebuild_saga_stuck(saga: str, step: str | None, original: BaseException, pivot: str | None) -> SagaStuck:
+    return SagaStuck(saga=saga, step=step, original=original, pivot=pivot)
+
+
 class JournalError(SagaError):
     """A journal file cannot be used, or could not record a run's progress.
 
@@ -281,6 +319,24 @@ class PayloadError(SagaError, TypeError):
         )
 
 
+class ResumeRefused(SagaError, ValueError):
+    """A recorded run cannot be resumed: it is unknown, finished, still running elsewhere, or
+    the saga given does not match it. Nothing was changed.
+
+    Attributes:
+        run_id: the run.
+        reason: why (the message without the run id).
+    """
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"cannot resume run {run_id}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ResumeRefused, (self.run_id, self.reason))
+
+
 class RunInterrupted(SagaError):
     """The process running a saga stopped (crash, kill, kernel restart) before the run finished.
 
@@ -293,3 +349,6 @@ class RunInterrupted(SagaError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"run {run_id} was interrupted before it finished; recover() rolled it back")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RunInterrupted, (self.run_id,))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from sagakit._checks import check_seconds, describe
@@ -166,6 +167,18 @@ class _Jitter(wait_base):  # type: ignore[misc]
         return RETRY_RANDOM.get().uniform(0, self.limit) if self.limit else 0.0
 
 
+class _Deadline(stop_base):  # type: ignore[misc]
+    """Stop retrying once ``seconds`` have passed since the call began, on the loop's clock
+    (tenacity's ``stop_after_delay`` reads the wall clock, which a simulated loop does not move)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self.loop = loop
+        self.until = loop.time() + seconds
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return bool(self.loop.time() >= self.until)
+
+
 class Policy:
     """Base of the policies: a step function wrapping another one.
 
@@ -203,6 +216,9 @@ class RetryPolicy:
         jitter: the most random seconds added to each wait.
         on: the exception types that are retried; others fail the step at once. Only
             subclasses of ``Exception``: a cancellation or an interrupt is never retried.
+        deadline: seconds after the first attempt started past which no retry starts
+            (``None``: attempts alone bound it). Measured on the event loop's clock, so a
+            simulated run's virtual time counts.
     """
 
     max_retries: int = 3
@@ -210,6 +226,7 @@ class RetryPolicy:
     max_delay: float = 10.0
     jitter: float = 0.1
     on: tuple[type[Exception], ...] = (Exception,)
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
@@ -220,6 +237,8 @@ class RetryPolicy:
             seconds = check_seconds(getattr(self, field_name), field_name, allow_zero=True, error=SagaDefinitionError)
             object.__setattr__(self, field_name, seconds)
         object.__setattr__(self, "on", exception_types(self.on, "on"))
+        if self.deadline is not None:
+            object.__setattr__(self, "deadline", check_seconds(self.deadline, "deadline", error=SagaDefinitionError))
 
     @property
     def attempts(self) -> int:
@@ -237,6 +256,8 @@ class RetryPrimitive(Policy):
         max_delay: the longest wait between attempts (see :class:`RetryPolicy`).
         jitter: the most random seconds added to each wait (see :class:`RetryPolicy`).
         on: the exception types that are retried (see :class:`RetryPolicy`).
+        deadline: seconds after the first attempt past which no retry starts (see
+            :class:`RetryPolicy`).
     """
 
     __slots__ = ("inner", "policy")
@@ -250,6 +271,7 @@ class RetryPrimitive(Policy):
         max_delay: float = 10.0,
         jitter: float = 0.1,
         on: type[Exception] | tuple[type[Exception], ...] = (Exception,),
+        deadline: float | None = None,
     ) -> None:
         _check_function(fn, "RetryPrimitive")
         self.inner = fn
@@ -259,6 +281,7 @@ class RetryPrimitive(Policy):
             max_delay=max_delay,
             jitter=jitter,
             on=on if isinstance(on, tuple) else (on,),
+            deadline=deadline,
         )
 
     @classmethod
@@ -270,8 +293,11 @@ class RetryPrimitive(Policy):
 
     async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
         policy = self.policy
+        stop: stop_base = stop_after_attempt(policy.attempts)
+        if policy.deadline is not None:
+            stop = stop | _Deadline(asyncio.get_running_loop(), policy.deadline)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
+            stop=stop,
             wait=wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay) + _Jitter(policy.jitter),
             retry=retry_if_exception_type(policy.on),
             reraise=True,

@@ -6,6 +6,7 @@ import array
 import bisect
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RUN_COLUMNS", "STEP_COLUMNS", "Run", "RunHistory", "RunStatus", "error_message", "run_redactor"]
 
-RunStatus = Literal["completed", "compensated", "compensation_failed", "cancelled"]
+RunStatus = Literal["completed", "compensated", "compensation_failed", "cancelled", "stuck"]
 
 #: The columns of ``RunHistory.runs``, in order.
 RUN_COLUMNS: tuple[str, ...] = (
@@ -36,6 +37,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "steps_completed",
     "compensations_run",
     "injected",
+    "resumed",
 )
 
 #: The columns of ``RunHistory.steps`` (and ``Run.steps``), in order.
@@ -43,6 +45,7 @@ STEP_COLUMNS: tuple[str, ...] = (
     "run_id",
     "saga",
     "step",
+    "kind",
     "index",
     "phase",
     "attempt",
@@ -112,6 +115,7 @@ _KIND = {kind.value: kind for kind in EventKind}
 _NAN = math.nan
 
 _new_event = tuple.__new__
+_STEP = operator.itemgetter(TRACE_ATOMS.index("step"))
 
 
 def run_counts(events: Sequence[Event]) -> tuple[int, int, bool]:
@@ -137,16 +141,20 @@ class Run:
         definition: the :class:`~sagakit.Saga` that ran.
         correlation_id: the caller's correlation id.
         backend: ``"local"``, or the backend that ran it (``"temporal"``).
-        status: ``completed``, ``compensated``, ``compensation_failed`` or ``cancelled``.
+        status: ``completed``, ``compensated``, ``compensation_failed``, ``cancelled``, or
+            ``stuck`` (a step after the pivot failed for good; nothing was compensated).
         result: the saga's result (``None`` unless completed).
         error: what ``execute()`` raised: the step's original error, or a
-            :class:`~sagakit.CompensationError`; for a cancelled run, the cancellation.
-        original_error: the error that started the rollback, if any.
-        failed_step: the step whose failure started the rollback, if any.
+            :class:`~sagakit.CompensationError`, or for a stuck run a
+            :class:`~sagakit.SagaStuck`; for a cancelled run, the cancellation.
+        original_error: the error that started the rollback (or left the run stuck), if any.
+        failed_step: the step whose failure started the rollback (or the pending step of a
+            stuck run), if any.
         events: every event of the run, in order.
         started_at: epoch seconds (UTC) when it started.
         duration_ms: how long it took.
-        info: backend facts (a Temporal run records its ``workflow_id``).
+        info: backend facts (a Temporal run records its ``workflow_id``); ``resumed``: how
+            often the run was carried on from its journal, ``recovered``: after a crash.
     """
 
     __slots__ = (
@@ -326,6 +334,14 @@ class Run:
                 failed_step = event.step
                 original = event.error
                 break
+        if last.status == "stuck":  # the pending step: the last whose forward attempt did not succeed
+            for event in reversed(events):
+                if event.phase == "forward" and event.kind in (EventKind.STEP_FAILED, EventKind.STEP_CANCELLED):
+                    failed_step, original = event.step, event.error
+                    break
+        resumed = sum(1 for event in events if event.kind is EventKind.RUN_RESUMED)
+        if resumed:
+            info = {**(info or {}), "resumed": resumed}
         return cls(
             run_id=first.run_id,
             saga=first.saga,
@@ -422,8 +438,11 @@ def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
     ids: list[str] = []
     sagas: list[str] = []
     ends: list[int] = []  # per run, the event position where it ends
+    kinds: list[str | None] = []
+    kinds_of: dict[int, Callable[[Any], str | None]] = {}  # per definition: step name -> kind
     for run in runs:
         run_atoms, run_times, run_objects = run._trace()
+        kinds.extend(map(_kind_of(run, kinds_of), map(_STEP, run_atoms)))
         atoms += run_atoms
         times.extend(run_times)
         objects += run_objects
@@ -438,6 +457,7 @@ def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
     by_name.update({name: objects[i::_OBJECTS] for i, name in enumerate(TRACE_OBJECTS)})
     by_name["run_id"], by_name["saga"] = ids, sagas
     keep = [kind in END_KINDS for kind in by_name["kind"]]
+    by_name["step_kind"] = kinds
     positions = list(itertools.compress(range(len(keep)), keep))
     by_name = {name: list(itertools.compress(column, keep)) for name, column in by_name.items()}
     errors = by_name["error"]
@@ -455,6 +475,7 @@ def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
             "run_id": pd.array(by_name["run_id"], dtype="string"),
             "saga": pd.array(by_name["saga"], dtype="string"),
             "step": pd.array(by_name["step"], dtype="string"),
+            "kind": pd.array(by_name["step_kind"], dtype="string"),
             "index": pd.array(by_name["index"], dtype="int64"),
             "phase": pd.array(by_name["phase"], dtype="string"),
             "attempt": pd.array(by_name["attempt"], dtype="int64"),
@@ -469,6 +490,28 @@ def _steps_frame(runs: Iterable[Run]) -> pd.DataFrame:
         columns=list(STEP_COLUMNS),
     )
     return frame
+
+
+def _kind_of(run: Run, cache: dict[int, Callable[[Any], str | None]]) -> Callable[[Any], str | None]:
+    """``step name -> kind`` for ``run``'s steps: from its saga, else from what it recorded
+    (``info["kinds"]`` lists the steps that are not ``compensatable``)."""
+    definition = run.definition
+    if definition is not None:
+        found = cache.get(id(definition))
+        if found is None:
+            found = cache[id(definition)] = {member.name: member.kind for member in definition.steps}.get
+        return found
+    recorded = run.info.get("kinds") if run.info else None
+    if not recorded:
+        return _COMPENSATABLE
+    return lambda name: recorded.get(name, "compensatable") if name is not None else None
+
+
+def _compensatable(name: Any) -> str | None:
+    return "compensatable" if name is not None else None
+
+
+_COMPENSATABLE = _compensatable
 
 
 def _timestamps(values: Sequence[float | None]) -> Any:
@@ -498,6 +541,7 @@ def _runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
             "steps_completed": pd.array([r.steps_completed for r in runs], dtype="int64"),
             "compensations_run": pd.array([r.compensations_run for r in runs], dtype="int64"),
             "injected": pd.array([r.injected for r in runs], dtype="bool"),
+            "resumed": pd.array([r.info.get("resumed", 0) if r.info else 0 for r in runs], dtype="int64"),
         },
         columns=list(RUN_COLUMNS),
     )

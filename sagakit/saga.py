@@ -27,7 +27,7 @@ _LOCAL = LocalBackend()
 #: What defines a saga: read-only once built (``Saga.replace`` makes a changed copy).
 _DEFINITION = frozenset(
     {"name", "stages", "steps", "step_names", "continue_on_compensation_failure", "log_compensations",
-     "redactor", "journal"}
+     "redactor", "journal", "pivot", "forward_from"}
 )
 #: What ``Saga.replace`` can change: the constructor's arguments.
 _CHANGES = ("name", "stages", "continue_on_compensation_failure", "log_compensations", "observers", "faults",
@@ -37,7 +37,7 @@ _CHANGES = ("name", "stages", "continue_on_compensation_failure", "log_compensat
 class Saga:
     """A saga: stages run in order, each undone by its compensation if a later one fails.
 
-    The definition (``name``, ``stages``, ``steps``, ``step_names``,
+    The definition (``name``, ``stages``, ``steps``, ``step_names``, ``pivot``,
     ``continue_on_compensation_failure``, ``log_compensations``, ``redactor``, ``journal``)
     is read-only once built, so nothing derived from it can go stale: :meth:`replace` returns
     a changed copy. What belongs to running it stays mutable: ``faults`` (the plan the Lab
@@ -47,7 +47,8 @@ class Saga:
         name: the saga's name, used in events, frames, spans and diagrams.
         stages: steps in order. Each is a :func:`~sagakit.step`, a
             :func:`~sagakit.parallel` stage, an ``(action, compensation)`` tuple (the
-            compensation may be ``None``), or a bare callable (nothing to undo).
+            compensation may be ``None``), or a bare callable (nothing to undo). At most one
+            step is the pivot (``step(..., kind="pivot")``); the steps after it are retriable.
         continue_on_compensation_failure: when a compensation raises, go on compensating the
             remaining steps (``True``) or stop there (``False``, the default). Either way the
             run ends with :class:`~sagakit.CompensationError`; nothing is swallowed.
@@ -71,6 +72,11 @@ class Saga:
     stages: tuple[Stage, ...]
     steps: tuple[Step, ...]
     step_names: tuple[str, ...]
+    #: The pivot step's name (``step(..., kind="pivot")``), or ``None``.
+    pivot: str | None
+    #: The position in ``stages`` of the first stage after the pivot (``None`` without one):
+    #: from there a failure is retried forward, never rolled back.
+    forward_from: int | None
     continue_on_compensation_failure: bool
     log_compensations: bool
     redactor: Any
@@ -112,6 +118,14 @@ class Saga:
         define(self, "stages", stage_tuple)
         define(self, "steps", steps)
         define(self, "step_names", tuple(s.name for s in steps))
+        pivot = next((number for number, stage in enumerate(stage_tuple)
+                      if isinstance(stage, Step) and stage.kind == "pivot"), None)
+        define(self, "pivot", None if pivot is None else stage_tuple[pivot].name)
+        # The position of the first stage after the pivot: from there the run recovers forward.
+        define(self, "forward_from", None if pivot is None else pivot + 1)
+        # The steps that are not compensatable, recorded with each run (its info) so that a
+        # run read back without its saga still knows them.
+        self._kinds: dict[str, str] = {s.name: s.kind for s in steps if s.kind != "compensatable"}
         define(self, "continue_on_compensation_failure", continue_on_compensation_failure)
         define(self, "log_compensations", log_compensations)
         define(self, "journal", journal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import unicodedata
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 from sagakit._checks import check_bool, check_seconds
 from sagakit._checks import describe as _describe
@@ -19,7 +19,27 @@ from sagakit.policies import (
     callable_name,
 )
 
-__all__ = ["Parallel", "Stage", "StageLike", "Step", "check_name", "coerce_stages", "parallel", "step"]
+__all__ = [
+    "FORWARD_RETRY",
+    "Parallel",
+    "Stage",
+    "StageLike",
+    "Step",
+    "StepKind",
+    "check_name",
+    "coerce_stages",
+    "parallel",
+    "step",
+]
+
+#: What a step is in the saga's recovery (see :func:`step`).
+StepKind = Literal["compensatable", "pivot", "retriable", "readonly"]
+_KINDS: tuple[str, ...] = get_args(StepKind)
+
+#: The forward policy of a retriable step that gives none (``retry=``): up to 5 retries with
+#: exponential backoff from 0.2 s (at most 5 s apart, plus up to 0.1 s of jitter), and none
+#: started once 60 s have passed since the first attempt. When it runs out, the run is ``stuck``.
+FORWARD_RETRY = RetryPolicy(max_retries=5, initial_delay=0.2, max_delay=5.0, jitter=0.1, deadline=60.0)
 
 
 def check_name(name: object, what: str) -> str:
@@ -84,6 +104,7 @@ class Step:
         timeout: seconds per attempt, or ``None``.
         compensate_on_failure: run the compensation (with the step's input) even when the
             step itself failed, for outcomes that may have happened anyway (a timeout).
+        kind: ``"compensatable"``, ``"pivot"``, ``"retriable"`` or ``"readonly"`` (see :func:`step`).
     """
 
     __slots__ = (
@@ -91,6 +112,7 @@ class Step:
         "compensate",
         "compensate_on_failure",
         "forward",
+        "kind",
         "name",
         "plain",
         "retry",
@@ -101,6 +123,7 @@ class Step:
     compensate: AnyStepFunction | None
     compensate_on_failure: bool
     forward: AnyStepFunction
+    kind: StepKind
     name: str
     plain: bool
     retry: RetryPolicy | None
@@ -115,6 +138,7 @@ class Step:
         retry: int | RetryPolicy | None = None,
         timeout: float | None = None,
         compensate_on_failure: bool = False,
+        kind: StepKind = "compensatable",
     ) -> None:
         label = f"step {name!r}" if isinstance(name, str) else "step"
         _check_callable(action, f"{label} action")
@@ -134,11 +158,13 @@ class Step:
         if timeout is not None:
             timeout = check_seconds(timeout, f"{label} timeout", error=SagaDefinitionError)
         check_bool(compensate_on_failure, f"{label} compensate_on_failure")
+        _check_kind(kind, label, compensate)
         forward: AnyStepFunction = action
         if timeout is not None:
             forward = TimeoutPrimitive(forward, timeout)
-        if retry is not None and retry.max_retries > 0:
-            forward = RetryPrimitive.from_policy(forward, retry)
+        policy = FORWARD_RETRY if retry is None and kind == "retriable" else retry
+        if policy is not None and policy.max_retries > 0:
+            forward = RetryPrimitive.from_policy(forward, policy)
         set_ = object.__setattr__
         set_(self, "action", action)
         set_(self, "compensate", compensate)
@@ -146,6 +172,7 @@ class Step:
         set_(self, "retry", retry)
         set_(self, "timeout", timeout)
         set_(self, "compensate_on_failure", compensate_on_failure)
+        set_(self, "kind", kind)
         set_(self, "forward", forward)
         # The engine calls a plain action directly as the step's one attempt; policies record
         # their own attempts.
@@ -160,7 +187,7 @@ class Step:
         Raises:
             TypeError: a change names no argument of :func:`step`, or a value is invalid.
         """
-        fields = ("action", "compensate", "name", "retry", "timeout", "compensate_on_failure")
+        fields = ("action", "compensate", "name", "retry", "timeout", "compensate_on_failure", "kind")
         unknown = [key for key in changes if key not in fields]
         if unknown:
             raise TypeError(f"Step.replace: unknown change {unknown[0]!r}; expected any of " + ", ".join(fields))
@@ -174,6 +201,7 @@ class Step:
             retry=values["retry"],
             timeout=values["timeout"],
             compensate_on_failure=values["compensate_on_failure"],
+            kind=values["kind"],
         )
 
     def __repr__(self) -> str:
@@ -187,6 +215,8 @@ class Step:
             parts.append(f"timeout={self.timeout:g}")
         if self.compensate_on_failure:
             parts.append("compensate_on_failure=True")
+        if self.kind != "compensatable":
+            parts.append(f"kind={self.kind!r}")
         return f"step({', '.join(parts)})"
 
 
@@ -198,8 +228,24 @@ def step(
     retry: int | RetryPolicy | None = None,
     timeout: float | None = None,
     compensate_on_failure: bool = False,
+    kind: StepKind = "compensatable",
 ) -> Step:
     """Build a saga step.
+
+    The kinds of steps (Garcia-Molina and Salem's backward and forward recovery, in the terms
+    of Richardson's *Microservices Patterns*):
+
+    ==================  ===========================================================================
+    ``compensatable``   the default: undone by its compensation when a later step fails.
+    ``pivot``           the go/no-go point, at most one per saga, never compensated. A failure
+                        before it or at it rolls back; once it has succeeded the saga must
+                        complete.
+    ``retriable``       every step after the pivot (sagakit makes them so): retried under its
+                        forward policy (``retry=``, else :data:`FORWARD_RETRY`), never compensated.
+                        When the policy runs out the run ends ``stuck``, resumable from a journal.
+    ``readonly``        changes nothing, so there is nothing to undo: no compensation needed
+                        (and none flagged as missing).
+    ==================  ===========================================================================
 
     Args:
         action: ``fn(data, context) -> data``, ``async def`` or plain ``def``; returning
@@ -209,6 +255,11 @@ def step(
         retry: retries after the first attempt (an int), or a :class:`RetryPolicy`.
         timeout: seconds each attempt may take before it fails with ``StepTimeout``.
         compensate_on_failure: also compensate when this step itself fails (with its input).
+        kind: the step's kind (above); only ``compensatable`` steps have a compensation.
+
+    Raises:
+        SagaDefinitionError: the kind is unknown, or a pivot, retriable or read-only step has a
+            compensation (the message names the step).
     """
     return Step(
         action,
@@ -217,7 +268,25 @@ def step(
         retry=retry,
         timeout=timeout,
         compensate_on_failure=compensate_on_failure,
+        kind=kind,
     )
+
+
+_NO_COMPENSATION = {
+    "pivot": "the pivot is the point of no return: once it succeeds the saga completes, so nothing undoes it",
+    "retriable": "a retriable step is retried until it succeeds and never undone",
+    "readonly": "a read-only step changes nothing, so there is nothing to undo",
+}
+
+
+def _check_kind(kind: object, label: str, compensate: object) -> None:
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise SagaDefinitionError(f"{label} kind: expected one of {', '.join(map(repr, _KINDS))}, got {kind!r}")
+    if compensate is not None and kind != "compensatable":
+        raise SagaDefinitionError(
+            f"{label} is {kind!r} and has a compensation: {_NO_COMPENSATION[kind]}. Remove compensate=..., "
+            "or make it a compensatable step"
+        )
 
 
 class Parallel:
@@ -326,4 +395,54 @@ def coerce_stages(stages: object, saga: str) -> tuple[Stage, ...]:
                     f"and {position}; give one of them step(..., name=...)"
                 )
             names[member.name] = position
+    return _with_kinds(tuple(result), saga)
+
+
+def _with_kinds(stages: tuple[Stage, ...], saga: str) -> tuple[Stage, ...]:
+    """Check the saga's step kinds and make every step after the pivot retriable.
+
+    Raises:
+        SagaDefinitionError: naming the step: a second pivot, a pivot in a parallel stage, a
+            retriable step before the pivot (or in a saga without one), a compensation after
+            the pivot.
+    """
+    pivot: str | None = None
+    result: list[Stage] = []
+    for position, stage in enumerate(stages):
+        members = stage.steps if isinstance(stage, Parallel) else (stage,)
+        for member in members:
+            where = f"saga {saga!r} stage {position}: step {member.name!r}"
+            if member.kind == "pivot":
+                if pivot is not None:
+                    raise SagaDefinitionError(
+                        f"{where} is a second pivot (the first is {pivot!r}); a saga has at most one pivot, "
+                        "its go/no-go point"
+                    )
+                if isinstance(stage, Parallel):
+                    raise SagaDefinitionError(
+                        f"{where} is a pivot in a parallel stage; the pivot must be a stage of its own, so "
+                        "that the saga knows when it has passed it"
+                    )
+            elif member.kind == "retriable" and pivot is None:
+                raise SagaDefinitionError(
+                    f"{where} is retriable but comes before any pivot; retriable steps follow the pivot "
+                    "(step(..., kind='pivot')). Before it, steps are compensatable or read-only"
+                )
+            elif pivot is not None and member.compensate is not None:
+                raise SagaDefinitionError(
+                    f"{where} comes after the pivot {pivot!r} and has a compensation; steps after the pivot are "
+                    "retriable: retried until they succeed, never undone. Remove compensate=..., or move the step "
+                    "before the pivot"
+                )
+        if pivot is not None:
+            stage = _retriable(stage)
+        result.append(stage)
+        if isinstance(stage, Step) and stage.kind == "pivot":
+            pivot = stage.name
     return tuple(result)
+
+
+def _retriable(stage: Stage) -> Stage:
+    if isinstance(stage, Parallel):
+        return Parallel([_retriable(member) for member in stage.steps], name=stage.name)  # type: ignore[misc]
+    return stage if stage.kind == "retriable" else stage.replace(kind="retriable")

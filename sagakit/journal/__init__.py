@@ -41,7 +41,7 @@ from sagakit.journal._history import (
     read_runs,
 )
 from sagakit.journal._payload import JsonSerializer, Serializer
-from sagakit.journal._recovery import Recovery, SkippedRun, recover
+from sagakit.journal._recovery import Recovery, SkippedRun, recover, recover_sync
 from sagakit.journal._sqlite import JournalRun, JournalStats, SqliteJournal
 
 __all__ = [
@@ -65,4 +65,5 @@ __all__ = [
     "load_history",
     "read_runs",
     "recover",
+    "recover_sync",
 ]

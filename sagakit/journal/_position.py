@@ -15,6 +15,9 @@ How the records are read:
   ``TypeError`` the engine raised.
 - The step *blamed* for an interruption is the step in flight (the first of that stage not
   completed), as the engine names it (:func:`sagakit._driver.blamed_step`).
+- A run that had passed its pivot goes on *forward* from the first stage that did not complete,
+  with the recorded output of the stage before it: it is never rolled back. A run stopped
+  before its pivot, or in it, rolls back (a failure at the pivot rolls back, as in the engine).
 - A compensation *succeeded* when its last call did; it *failed for good* when its last call
   failed and the rollback moved on (or its attempts add up to a failure); otherwise it was in
   flight, and runs again (at least once, with the same idempotency key).
@@ -59,32 +62,39 @@ def position(record: RecordedRun, saga: Saga, *, retry_failed: bool = False) -> 
     stage_of = {member.name: number for number, stage in enumerate(saga.stages)
                 for member in (stage.steps if isinstance(stage, Parallel) else (stage,))}
     completed: dict[str, tuple[int, int, Any, bool]] = {}  # name -> (position, index, data, stored)
-    attempts: dict[str, list[int]] = {}  # name -> positions of the events ending its forward attempts
-    compensations: dict[str, list[int]] = {}  # name -> positions of its compensation events
+    # name -> positions of the events of its last call: the ends of its forward attempts, or its
+    # compensation's events (each call of a step, or of a compensation, belongs to one part of
+    # the record: the run's start, or one resumption)
+    attempts: dict[str, list[int]] = {}
+    compensations: dict[str, list[int]] = {}
     skipped: set[str] = set()
     rollback: Event | None = None
     resumptions = 0
+    counted: dict[tuple[str, str], int] = {}
     for at, event in enumerate(events):
         kind = event.kind
         name = event.step or ""
+        if kind in _FORWARD_ENDS or kind in _COMPENSATION_ENDS:
+            key = (name, "forward" if kind in _FORWARD_ENDS else "compensate")
+            counted[key] = max(counted.get(key, 0), event.attempt)
         if kind in _FORWARD_ENDS:
-            attempts.setdefault(name, []).append(at)
+            _add_call_position(attempts, name, at, resumptions)
             if kind is _K.STEP_SUCCEEDED:
                 completed[name] = (at, event.index, event.data, record.payload_states[at] == "stored")
         elif kind is _K.COMPENSATION_SKIPPED:
             skipped.add(name)
         elif event.phase == "compensate":
-            compensations.setdefault(name, []).append(at)
+            _add_call_position(compensations, name, at, resumptions)
         elif kind is _K.ROLLBACK_STARTED and rollback is None:
             rollback = event
         elif kind is _K.RUN_RESUMED:
             resumptions += 1
     done = {name: entry for name, entry in completed.items()
-            if _forward_done(events, attempts[name], steps.get(name), stage_of)}
+            if _forward_done(events, attempts[name][1:], steps.get(name), stage_of)}
     compensated: set[str] = set(skipped)
     failed: dict[str, BaseException] = {}
     for name, positions in compensations.items():
-        verdict, error = _compensation_outcome(events, positions, steps.get(name))
+        verdict, error = _compensation_outcome(events, positions[1:], steps.get(name))
         if verdict == SUCCEEDED:
             compensated.add(name)
         elif verdict == FAILED and not retry_failed:
@@ -129,13 +139,14 @@ def position(record: RecordedRun, saga: Saga, *, retry_failed: bool = False) -> 
     remaining = [(_resumable_step(saga, steps.get(name), name, stored), step_index, value)
                  for name, step_index, value, stored in entries if name not in compensated and name not in failed]
     failures = [CompensationFailure(name, error) for name, error in failed.items()]
-    failures.sort(key=lambda failure: compensations[failure.step][-1])
+    failures.sort(key=lambda failure: compensations[failure.step][-1])  # in the order they ran
     resumption = Resumption(
         events=list(events),
         started_at=events[0].at,
-        info={**record.info, "recovered": True} if record.status is None else dict(record.info),
+        info={**record.info, **({"recovered": True} if record.status is None else {}), "resumed": resumptions + 1},
         status=record.status,
         number=resumptions + 1,
+        attempts=counted,
         completed=remaining,
         undo_on_failure=undo_on_failure,
         failures=failures,
@@ -147,14 +158,26 @@ def position(record: RecordedRun, saga: Saga, *, retry_failed: bool = False) -> 
         resumption.stopped = bool(failures) and not saga.continue_on_compensation_failure
         return resumption
     unstored = any(not stored for _, _, _, stored in entries)
-    if stopped_at is None and not unstored and set(done) >= set(steps):
-        resumption.stage = stage_number  # every stage completed: only the run's end is missing
+    past_pivot = saga.forward_from is not None and stage_number >= saga.forward_from and original is None
+    if past_pivot or (stopped_at is None and not unstored and set(done) >= set(steps)):
+        # Past the pivot the run only ever goes forward: from the first stage that did not
+        # complete, with the recorded output before it (or, every stage done, to its end).
+        resumption.stage = stage_number
         resumption.data = data
         return resumption
     resumption.rolling_back = True
     resumption.original = original if original is not None else RunInterrupted(record.run_id)
     resumption.failed_step = blamed_step(stopped_at, None)
     return resumption
+
+
+def _add_call_position(table: dict[str, list[int]], name: str, at: int, part: int) -> None:
+    """Record event ``at`` for ``name``'s call in part ``part`` of the record: a call in a later
+    part (a resumption called it again) replaces the earlier call."""
+    entry = table.get(name)
+    if entry is None or entry[0] != part:
+        table[name] = entry = [part]
+    entry.append(at)
 
 
 def _resumable_step(saga: Saga, step: Step | None, name: str, stored: bool) -> Step:
@@ -201,9 +224,8 @@ def _compensation_outcome(events: Sequence[Event], positions: Sequence[int],
     """How a step's compensation ended, from its recorded events: ``SUCCEEDED``, ``FAILED``
     (for good) or ``None`` (in flight, or never started), with the failure's error.
 
-    Every call of the compensation (a rollback's, or a resumption's) starts again at attempt 1;
-    only the last call counts. A compensation that is a policy ended when the rollback moved
-    on to something else after its last attempt, or when its attempts add up to the whole.
+    ``positions`` are its last call's. A compensation that is a policy ended when the rollback
+    moved on to something else after its last attempt, or when its attempts add up to the whole.
     """
     ends = [p for p in positions if events[p].kind in _COMPENSATION_ENDS]
     if not ends or positions[-1] != ends[-1]:
@@ -216,8 +238,7 @@ def _compensation_outcome(events: Sequence[Event], positions: Sequence[int],
     name = last.step
     if any(later.step != name or later.kind is _K.RUN_FINISHED for later in events[ends[-1] + 1 :]):
         return verdict, last.error  # compensations run one after another: the rollback moved on
-    call = ends[max((i for i, p in enumerate(ends) if events[p].attempt <= 1), default=0) :]
-    whole = _whole(compensate, [events[p].kind is _K.COMPENSATION_SUCCEEDED for p in call])
+    whole = _whole(compensate, [events[p].kind is _K.COMPENSATION_SUCCEEDED for p in ends])
     return (whole, last.error) if whole in (SUCCEEDED, FAILED) else (None, None)
 
 

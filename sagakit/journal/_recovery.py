@@ -43,9 +43,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sagakit._checks import check_bool, check_observers, check_positive_int
+from sagakit._sync import run_sync
 from sagakit.context import WorkflowContext
 from sagakit.engine import LocalBackend, RunRequest
-from sagakit.errors import JournalError
+from sagakit.errors import JournalError, ResumeRefused
 from sagakit.events import Observer
 from sagakit.faults import FaultPlan
 from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, owner_alive
@@ -67,7 +68,10 @@ if TYPE_CHECKING:
 
     from sagakit.saga import Saga
 
-__all__ = ["Recovery", "SkippedRun", "recover"]
+__all__ = ["RESUMABLE", "Recovery", "SkippedRun", "recover", "recover_sync", "resume"]
+
+#: The statuses of finished runs an operator can resume once the cause is fixed.
+RESUMABLE = ("stuck", "compensation_failed")
 
 # Runs claimed and read per transaction (SQLite limits the parameters of one statement).
 _CHUNK = 500
@@ -177,6 +181,80 @@ async def recover(
     finally:
         if owned:
             target.close()
+
+
+def recover_sync(
+    journal: SqliteJournal | str | os.PathLike[str],
+    sagas: Iterable[Saga] | Mapping[str, Saga],
+    *,
+    force: bool = False,
+    retry_failed: bool = False,
+    concurrency: int = 64,
+    observers: Iterable[Observer] = (),
+) -> Recovery:
+    """:func:`recover` from synchronous code, also inside a running loop (a notebook cell)."""
+    return run_sync(lambda: recover(journal, sagas, force=force, retry_failed=retry_failed,
+                                    concurrency=concurrency, observers=observers))
+
+
+async def resume(journal: SqliteJournal, run_id: str, saga: Saga, *, observers: Iterable[Observer] = ()) -> Run:
+    """Finish one run that needs an operator, after its cause was fixed: see :meth:`SqliteJournal.resume`."""
+    if not isinstance(run_id, str) or not run_id:
+        raise TypeError(f"resume run_id: expected a run id (a non-empty str), got {run_id!r}")
+    from sagakit.saga import Saga
+
+    if not isinstance(saga, Saga):
+        raise TypeError(f"resume saga: expected the sagakit.Saga the run belongs to, got {type(saga).__name__}")
+    extra = check_observers(observers, "resume observers")
+    journal.bind(saga)
+    rows = await journal._call(functools.partial(_run_row, path=journal.path, run_id=run_id))
+    if not rows:
+        raise ResumeRefused(run_id, f"journal {journal.path} has no run {run_id!r}")
+    _, saga_name, status, host, pid, started = rows[0]
+    owner = Owner(host or "", pid or 0, started or "")
+    if saga_name != saga.name:
+        raise ResumeRefused(run_id, f"it is a run of saga {saga_name!r}, not of {saga.name!r}")
+    if status is None and owner_alive(owner, run_id):
+        place = "this process" if owner.pid == os.getpid() else f"process {owner.pid} on {owner.host}"
+        raise ResumeRefused(run_id, f"it is still running in {place}")
+    if status is not None and status not in RESUMABLE:
+        raise ResumeRefused(run_id, f"it ended {status}: there is nothing left to do (resumable: an interrupted run, "
+                                    f"or one that ended {' or '.join(RESUMABLE)})")
+    records, unreadable = await journal._call(functools.partial(
+        read_each_run, path=journal.path, serializer=journal.serializer, run_ids=[run_id]))
+    if unreadable:
+        raise unreadable[run_id]
+    record = records[0]
+    mismatch = _mismatch(record, saga)
+    if mismatch is not None:
+        raise ResumeRefused(run_id, f"its recorded steps do not match saga {saga.name!r}: {mismatch}")
+    claimed, _ = await journal._call(functools.partial(_claim_each, path=journal.path, runs=[(run_id, status, owner)]))
+    if not claimed:
+        raise ResumeRefused(run_id, "another process took it over meanwhile")
+    try:
+        return await _recover_run(journal, record, saga, extra, retry_failed=True)
+    finally:
+        ACTIVE_RUNS.discard(run_id)
+
+
+def _run_row(connection: sqlite3.Connection, *, path: Path, run_id: str) -> list[Any]:
+    try:
+        return connection.execute("SELECT run_id, saga, status, owner_host, owner_pid, owner_started FROM runs"
+                                  " WHERE run_id = ?", (run_id,)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(path, f"cannot read run {run_id} ({exc})") from exc
+
+
+def _mismatch(record: RecordedRun, saga: Saga) -> str | None:
+    """How ``record``'s steps differ from ``saga``'s, or ``None`` when the saga can carry it on."""
+    names = saga.step_names
+    for event in record.events:
+        if event.step is None or event.index < 0:
+            continue
+        if event.index >= len(names) or names[event.index] != event.step:
+            have = names[event.index] if event.index < len(names) else "no step"
+            return f"step {event.step!r} was step {event.index} of the run, the saga has {have!r} there"
+    return None
 
 
 async def _recover_all(

@@ -46,8 +46,10 @@ from sagakit.journal._payload import (
     masked_dumps,
     unstorable_type,
 )
+from sagakit._sync import run_sync
+from sagakit.events import Observer
 from sagakit.redaction import Redactor
-from sagakit.runs import RunHistory
+from sagakit.runs import Run, RunHistory
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -612,6 +614,35 @@ class SqliteJournal:
             live = status is None and owner_alive(owner, run_id)
             result.append(JournalRun(run_id, saga, correlation_id, status, started_at, attention_text, owner, live))
         return result
+
+    async def resume(self, run_id: str, saga: Saga, *, observers: Iterable[Observer] = ()) -> Run:
+        """Finish a run that needs an operator, once its cause is fixed; returns the finished run.
+
+        A ``stuck`` run retries its pending step and goes on forward; a ``compensation_failed``
+        run retries its failed compensations and goes on with the rollback; an interrupted run
+        (its process died) is carried on as :func:`sagakit.recover` would. Nothing that already
+        succeeded runs again. The run continues in the same record (a ``run_resumed`` event, then
+        what it did), counted in ``run.info["resumed"]`` and the ``resumed`` column, and is added
+        to ``saga.history``.
+
+        Args:
+            run_id: the run (``python -m sagakit runs`` lists them).
+            saga: the saga the run belongs to, with the same steps.
+            observers: also send the resumed run's events to these observers.
+
+        Raises:
+            ResumeRefused: the run is unknown, ended ``completed``, ``compensated`` or
+                ``cancelled``, still runs in another process, or ``saga`` does not match its
+                recorded steps. Nothing was changed.
+            JournalError: the journal cannot be read or written.
+        """
+        from sagakit.journal._recovery import resume
+
+        return await resume(self, run_id, saga, observers=observers)
+
+    def resume_sync(self, run_id: str, saga: Saga, *, observers: Iterable[Observer] = ()) -> Run:
+        """:meth:`resume` from synchronous code, also inside a running loop (a notebook cell)."""
+        return run_sync(lambda: self.resume(run_id, saga, observers=observers))
 
     def history(self, **options: Any) -> RunHistory:
         """The finished runs in this journal; see :func:`load_history`."""

@@ -220,6 +220,8 @@ class TemporalBackend:
                                                      for member in stage["steps"] if member["forward"]["local"]]}
         if traces_steps(self.client):
             info["step_spans"] = "workers"
+        if saga._kinds:
+            info["kinds"] = saga._kinds
         stream = _Stream(request, info)
         # run_started comes first so that the run's root span (if traced) is the workflow's parent.
         stream.emit(Event(EventKind.RUN_STARTED, request.run_id, saga.name, started, None, -1, None, 0, None,

@@ -11,10 +11,10 @@ import sagakit as sk
 
 RUN_COLUMNS = [
     "run_id", "saga", "correlation_id", "backend", "status", "failed_step", "error_type", "error_message",
-    "started_at", "duration_ms", "steps_completed", "compensations_run", "injected",
+    "started_at", "duration_ms", "steps_completed", "compensations_run", "injected", "resumed",
 ]
 STEP_COLUMNS = [
-    "run_id", "saga", "step", "index", "phase", "attempt", "status", "started_at", "ended_at", "duration_ms",
+    "run_id", "saga", "step", "kind", "index", "phase", "attempt", "status", "started_at", "ended_at", "duration_ms",
     "error_type", "error_message", "injected",
 ]
 
