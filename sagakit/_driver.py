@@ -184,10 +184,7 @@ def forward_outcome(failure: _S | None, stuck: Callable[[Any], Any], interrupted
     """
     if failure is None:
         return "completed", None, None, None
-    if interrupted is None:
-        is_interrupt = isinstance(failure, _INTERRUPTS)
-    else:
-        is_interrupt = interrupted(failure)
+    is_interrupt = isinstance(failure, _INTERRUPTS) if interrupted is None else interrupted(failure)
     return "stuck", stuck(failure), failure, failure if is_interrupt else None
 
 

@@ -303,6 +303,22 @@ def check_serializer(serializer: object, what: str) -> None:
         raise TypeError(f"{what}: expected an object with dumps(value) and loads(payload), got {serializer!r}")
 
 
+_FINISHED = ("completed", "compensated", "compensation_failed", "cancelled", "stuck")
+
+
+def _statuses(status: object) -> frozenset[str] | None:
+    if status is None:
+        return None
+    wanted = (status,) if isinstance(status, str) else status
+    if not isinstance(wanted, Iterable) or not all(isinstance(item, str) for item in wanted):
+        raise TypeError(f"load_history status: expected a status or an iterable of statuses, got {status!r}")
+    chosen = frozenset(wanted)
+    unknown = sorted(chosen - set(_FINISHED))
+    if unknown or not chosen:
+        raise ValueError(f"load_history status: expected any of {', '.join(_FINISHED)}, got {status!r}")
+    return chosen
+
+
 def run_from_record(record: RecordedRun, definition: Saga | None = None) -> Run:
     """The :class:`~sagakit.Run` a finished record stands for."""
     return Run.from_events(record.events, definition=definition, backend=record.backend, info=dict(record.info))
@@ -315,8 +331,12 @@ def load_history(
     sagas: Iterable[Saga] | Mapping[str, Saga] | None = None,
     payloads: bool = True,
     serializer: Serializer | None = None,
+    status: str | Iterable[str] | None = None,
 ) -> RunHistory:
     """The finished runs recorded in a journal, as a :class:`~sagakit.RunHistory`.
+
+    ``load_history(path, status=("stuck", "compensation_failed")).runs`` is the DataFrame of the
+    runs that need an operator (see :meth:`SqliteJournal.resume`).
 
     The ``runs`` and ``steps`` frames are the ones the runs had when they ran, so an analysis
     survives a kernel restart. Errors come back as :class:`RecordedError` (same type name,
@@ -329,6 +349,7 @@ def load_history(
         sagas: definitions to attach to the runs (``run.definition``), matched by name.
         payloads: decode stored payloads (``run.result``, event ``data``); ``False`` is faster.
         serializer: the serializer the journal was written with (default JSON).
+        status: only the runs that ended with this status (or any of these statuses).
 
     Raises:
         JournalError: the file is missing, damaged, not a journal or from a newer sagakit; for
@@ -340,6 +361,7 @@ def load_history(
     if not isinstance(payloads, bool):
         raise TypeError(f"load_history payloads: expected True or False, got {payloads!r}")
     check_serializer(serializer, "load_history serializer")
+    statuses = _statuses(status)
     name = None
     if saga is not None:
         name = saga if isinstance(saga, str) else getattr(saga, "name", None)
@@ -364,6 +386,8 @@ def load_history(
     runs = []
     for record in records:
         if record.status is None or (name is not None and record.saga != name):
+            continue
+        if statuses is not None and record.status not in statuses:
             continue
         if record.events[-1].kind is not _K.RUN_FINISHED:
             continue

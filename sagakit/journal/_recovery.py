@@ -108,8 +108,8 @@ class Recovery:
 
     @property
     def needs_attention(self) -> list[Run]:
-        """Recovered runs whose compensation failed: a person must look at them."""
-        return [run for run in self.runs if run.status == "compensation_failed"]
+        """Recovered runs whose compensation failed or that are stuck: a person must look at them."""
+        return [run for run in self.runs if run.status in RESUMABLE]
 
     @property
     def ok(self) -> bool:
@@ -146,8 +146,10 @@ async def recover(
             runs of other sagas are skipped and reported.
         force: also recover runs whose process still seems alive. Only for when you know it
             no longer runs them (a process on another host, a run abandoned in this one).
-        retry_failed: also retry the failed compensations of runs that ended
-            ``compensation_failed`` (after you fixed what made them fail).
+        retry_failed: also carry on the runs that need an operator, after you fixed their
+            cause: those that ended ``compensation_failed`` retry their failed compensations,
+            those that ended ``stuck`` their pending step (as :meth:`SqliteJournal.resume` does
+            for one run).
         concurrency: how many runs are rolled back at once (their records share commits);
             each run's compensations still run one at a time, in reverse order.
         observers: also send the recovery's events to these observers.
@@ -266,7 +268,7 @@ async def _recover_all(
     concurrency: int,
     observers: Sequence[Observer],
 ) -> Recovery:
-    where = "status IS NULL" + (" OR status = 'compensation_failed'" if retry_failed else "")
+    where = "status IS NULL" + (" OR status IN ('compensation_failed', 'stuck')" if retry_failed else "")
     rows, lost_rows = await journal._call(functools.partial(_unfinished_runs, path=journal.path, where=where))
     damaged_runs: dict[str, JournalError] = {}
     skipped: list[SkippedRun] = []

@@ -18,8 +18,9 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from sagakit._sync import run_sync
 from sagakit.errors import JournalError, PayloadError
-from sagakit.events import Event, EventKind
+from sagakit.events import Event, EventKind, Observer
 from sagakit.journal._file import (
     ACTIVE_RUNS,
     FINISH_RUN,
@@ -46,8 +47,6 @@ from sagakit.journal._payload import (
     masked_dumps,
     unstorable_type,
 )
-from sagakit._sync import run_sync
-from sagakit.events import Observer
 from sagakit.redaction import Redactor
 from sagakit.runs import Run, RunHistory
 
@@ -281,7 +280,8 @@ class JournalRun(NamedTuple):
         correlation_id: the caller's correlation id.
         status: the final status, or ``None`` while the run is unfinished.
         started_at: epoch seconds.
-        attention: why the run needs a person (its compensation failed), else ``None``.
+        attention: why the run needs a person (a compensation failed, or a step after the pivot
+            is stuck), else ``None``.
         owner: the process that ran (or last recovered) it.
         live: whether that process may still be running it (an unfinished run that is not
             live was interrupted and is waiting for :func:`sagakit.recover`).
@@ -499,7 +499,8 @@ class SqliteJournal:
             run.token = _CURRENT_RUN.set(run_id)
         elif kind is _RUN_FINISHED:
             status = event.status
-            batch.finished.append((status, event.at, message if status == "compensation_failed" else None, run_id))
+            needs_attention = status == "compensation_failed" or status == "stuck"
+            batch.finished.append((status, event.at, message if needs_attention else None, run_id))
             ACTIVE_RUNS.discard(run_id)
             self._runs.pop(run_id, None)
             self._poisoned.pop(run_id, None)
@@ -589,7 +590,7 @@ class SqliteJournal:
 
         Args:
             unfinished: only runs without a recorded end (in flight, or interrupted).
-            attention: only runs whose rollback failed (``compensation_failed``).
+            attention: only runs that need an operator (``compensation_failed`` or ``stuck``).
         """
         for name, value in (("unfinished", unfinished), ("attention", attention)):
             if not isinstance(value, bool):
@@ -598,7 +599,7 @@ class SqliteJournal:
         if unfinished:
             clauses.append("status IS NULL")
         if attention:
-            clauses.append("status = 'compensation_failed'")
+            clauses.append("status IN ('compensation_failed', 'stuck')")
         where = f" WHERE {' OR '.join(clauses)}" if clauses else ""
         query = (
             "SELECT run_id, saga, correlation_id, status, started_at, attention, owner_host, owner_pid, owner_started"
@@ -644,10 +645,22 @@ class SqliteJournal:
         """:meth:`resume` from synchronous code, also inside a running loop (a notebook cell)."""
         return run_sync(lambda: self.resume(run_id, saga, observers=observers))
 
-    def history(self, **options: Any) -> RunHistory:
-        """The finished runs in this journal; see :func:`load_history`."""
+    def history(
+        self,
+        *,
+        saga: str | Saga | None = None,
+        sagas: Iterable[Saga] | Mapping[str, Saga] | None = None,
+        payloads: bool = True,
+        status: str | Iterable[str] | None = None,
+    ) -> RunHistory:
+        """The finished runs in this journal; see :func:`load_history` for the arguments.
+
+        ``journal.history(status=("stuck", "compensation_failed")).runs`` is the DataFrame of
+        the runs that need an operator.
+        """
         self._call_sync(lambda connection: None)  # let queued records land first
-        return load_history(self.path, serializer=self.serializer, **options)
+        return load_history(self.path, saga=saga, sagas=sagas, payloads=payloads, serializer=self.serializer,
+                            status=status)
 
     # -- lifetime ---------------------------------------------------------------------------
 
