@@ -89,6 +89,14 @@ def compensation_message(
     return message
 
 
+def stuck_message(saga: str, step: str | None, pivot: str | None, kind: str, text: str) -> str:
+    """The message of a :class:`SagaStuck`: the pending step ``step`` last failed with an error
+    of type ``kind`` reading ``text``."""
+    past = f" after its pivot {pivot!r}" if pivot else ""
+    return (f"saga {saga!r} is stuck at step {step!r}{past} ({error_line(kind, text)}); nothing was compensated. "
+            "Fix the cause, then resume the run from its journal")
+
+
 def unmergeable_branch_message(saga: str, step: str, type_name: str) -> str:
     """The ``TypeError`` message for a parallel branch whose output (of type ``type_name``)
     cannot be merged into the stage's output."""
@@ -264,11 +272,7 @@ class SagaStuck(SagaError):
         self.step = step
         self.original = original
         self.pivot = pivot
-        past = f" after its pivot {pivot!r}" if pivot else ""
-        super().__init__(
-            f"saga {saga!r} is stuck at step {step!r}{past} ({error_line(type(original).__name__, error_text(original))})"
-            "; nothing was compensated. Fix the cause, then resume the run from its journal"
-        )
+        super().__init__(stuck_message(saga, step, pivot, type(original).__name__, error_text(original)))
         self.__cause__ = original
 
     def __reduce__(self) -> tuple[Any, ...]:

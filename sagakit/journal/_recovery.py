@@ -227,9 +227,9 @@ async def resume(journal: SqliteJournal, run_id: str, saga: Saga, *, observers: 
     if unreadable:
         raise unreadable[run_id]
     record = records[0]
-    mismatch = _mismatch(record, saga)
-    if mismatch is not None:
-        raise ResumeRefused(run_id, f"its recorded steps do not match saga {saga.name!r}: {mismatch}")
+    different = mismatch(record, saga)
+    if different is not None:
+        raise ResumeRefused(run_id, f"its recorded steps do not match saga {saga.name!r}: {different}")
     claimed, _ = await journal._call(functools.partial(_claim_each, path=journal.path, runs=[(run_id, status, owner)]))
     if not claimed:
         raise ResumeRefused(run_id, "another process took it over meanwhile")
@@ -247,7 +247,7 @@ def _run_row(connection: sqlite3.Connection, *, path: Path, run_id: str) -> list
         raise JournalError(path, f"cannot read run {run_id} ({exc})") from exc
 
 
-def _mismatch(record: RecordedRun, saga: Saga) -> str | None:
+def mismatch(record: RecordedRun, saga: Saga) -> str | None:
     """How ``record``'s steps differ from ``saga``'s, or ``None`` when the saga can carry it on."""
     names = saga.step_names
     for event in record.events:

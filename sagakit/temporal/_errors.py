@@ -5,7 +5,8 @@ is a description (type, module, message, arguments, and the structured fields of
 errors). The caller rebuilds the closest exception it can:
 
 * sagakit's errors (``InjectedFault``, ``StepTimeout``, ``CompensationError`` with its
-  ``failures`` and ``pending``) are rebuilt from their fields, so messages match exactly;
+  ``failures`` and ``pending``, ``SagaStuck`` with its pending step and last error) are rebuilt
+  from their fields, so messages match exactly;
 * built-in exceptions (``ValueError``, ``KeyError``...) are rebuilt from their arguments;
 * an exception class the caller has already imported (same module and name) is rebuilt from
   its arguments when that reproduces the same message;
@@ -22,7 +23,15 @@ import json
 import sys
 from typing import Any
 
-from sagakit.errors import CompensationError, CompensationFailure, InjectedFault, SagaError, StepTimeout, error_text
+from sagakit.errors import (
+    CompensationError,
+    CompensationFailure,
+    InjectedFault,
+    SagaError,
+    SagaStuck,
+    StepTimeout,
+    error_text,
+)
 
 __all__ = ["RemoteStepError", "describe_error", "rebuild_error"]
 
@@ -78,6 +87,9 @@ def describe_error(error: BaseException) -> ErrorInfo:
         info["fields"] = {"step": error.step, "mode": error.mode}
     elif isinstance(error, StepTimeout):
         info["fields"] = {"step": error.step, "timeout": error.timeout}
+    elif isinstance(error, SagaStuck):
+        info["fields"] = {"saga": error.saga, "step": error.step, "pivot": error.pivot,
+                          "original": describe_error(error.original)}
     elif isinstance(error, CompensationError):
         info["fields"] = {
             "saga": error.saga,
@@ -116,6 +128,9 @@ def _rebuild(info: ErrorInfo, memo: dict[int, BaseException] | None) -> BaseExce
                 return InjectedFault(fields["step"], fields["mode"])
             if name == "StepTimeout":
                 return StepTimeout(fields["step"], float(fields["timeout"]))
+            if name == "SagaStuck":
+                return SagaStuck(saga=fields["saga"], step=fields["step"], pivot=fields.get("pivot"),
+                                 original=rebuild_error(fields["original"], memo) or RemoteStepError(message))
             if name == "CompensationError":
                 return CompensationError(
                     saga=fields["saga"],

@@ -8,7 +8,10 @@ the same :class:`~sagakit.Saga` object the workers register.
 Policies map as follows. A step's ``retry=`` (or an outermost ``RetryPrimitive``) becomes
 Temporal's retry policy: ``maximum_attempts = max_retries + 1``, ``initial_interval =
 initial_delay``, ``backoff_coefficient = 2``, ``maximum_interval = max_delay`` (Temporal has
-no jitter option; its own scheduling adds some). A step's ``timeout=`` (or a
+no jitter option; its own scheduling adds some); a ``deadline`` stops retries started after it,
+measured from the first attempt (the activity refuses to be retried past it; a local phase's
+retries, driven by the workflow, stop likewise). The saga's pivot travels as ``pivot`` and
+``forward_from`` (the first stage after it). A step's ``timeout=`` (or a
 ``TimeoutPrimitive`` right under that retry) is enforced per attempt inside the activity,
 raising ``StepTimeout`` exactly as locally; the activity's ``start_to_close_timeout`` is that
 timeout plus a grace period, a backstop for an attempt that never reports (a worker that dies
@@ -91,13 +94,14 @@ def attempt_bound(fn: AnyStepFunction) -> int:
 
 def _retry_options(retry: RetryPolicy | None) -> dict[str, Any]:
     if retry is None:
-        return {"maximum_attempts": 1, "initial_interval": 1.0, "maximum_interval": 1.0}
+        return {"maximum_attempts": 1, "initial_interval": 1.0, "maximum_interval": 1.0, "deadline": None}
     # Temporal needs a positive interval no longer than the maximum.
     initial = max(retry.initial_delay, 0.001)
     return {
         "maximum_attempts": retry.attempts,
         "initial_interval": initial,
         "maximum_interval": max(retry.max_delay, initial),
+        "deadline": retry.deadline,
     }
 
 
@@ -150,6 +154,8 @@ def saga_shape(saga: Saga, *, activity_timeout: float, local: Callable[[Step], b
         "saga": saga.name,
         "continue_on_compensation_failure": saga.continue_on_compensation_failure,
         "stages": stages,
+        "pivot": saga.pivot,
+        "forward_from": saga.forward_from,
     }
 
 

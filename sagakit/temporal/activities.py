@@ -59,14 +59,15 @@ class _ActivityScope:
     whether a fault was injected.
     """
 
-    __slots__ = ("base", "deadlines", "fault", "n", "phase", "records", "step", "timeout_error")
+    __slots__ = ("base", "deadlines", "fault", "n", "offset", "phase", "records", "step", "timeout_error")
     # base: the Temporal attempt number minus one; each record carries the Temporal attempt.
 
-    def __init__(self, step: str, phase: str, fault: dict[str, Any] | None, base: int) -> None:
+    def __init__(self, step: str, phase: str, fault: dict[str, Any] | None, base: int, offset: int = 0) -> None:
         self.step = step
         self.phase = phase
         self.fault = fault
         self.base = base
+        self.offset = offset  # attempts a resumed run had already recorded: context.attempt goes on from them
         self.n = 0
         self.records: list[dict[str, Any]] = []
         self.deadlines: list[tuple[float, float]] = []
@@ -91,7 +92,7 @@ class _ActivityScope:
 
     async def attempt(self, fn: AnyStepFunction, data: Any, context: WorkflowContext) -> Any:
         self.n += 1
-        context.attempt = self.base + self.n
+        context.attempt = self.offset + self.base + self.n
         loop = asyncio.get_running_loop()
         started = time.time()
         injected = False
@@ -168,7 +169,7 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
         local = bool(call.get("local"))
         number = int(call.get("attempt") or info.attempt) if local else info.attempt
         # Attempts before this Temporal attempt each recorded at least one call.
-        recorder = _ActivityScope(step_name, phase, fault, base=number - 1)
+        recorder = _ActivityScope(step_name, phase, fault, base=number - 1, offset=int(call.get("offset") or 0))
         context._scope = recorder
         data = call.get("data")
         error: Exception
@@ -193,7 +194,8 @@ def _phase_activity(saga: Saga, step: Step, phase: str, fn: AnyStepFunction) -> 
             interrupt = exc
         except Exception as exc:
             error = exc
-            retryable = retry is not None and isinstance(exc, retry.on) and number < retry.attempts
+            retryable = retry is not None and isinstance(exc, retry.on) and number < retry.attempts and (
+                local or retry.deadline is None or time.time() - info.scheduled_time.timestamp() < retry.deadline)
         else:
             changes = _changes(before, context.metadata)
             problem = _serialisation_problem(result, step_name, phase, changes)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -31,14 +31,17 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
-from sagakit._checks import check_seconds
+from sagakit._checks import check_observers, check_seconds
+from sagakit._process import run_observers
 from sagakit._recorder import deliver
-from sagakit.engine import RunRequest
+from sagakit.context import WorkflowContext
+from sagakit.engine import Resumption, RunRequest
 from sagakit.events import Event, EventKind, Observer
+from sagakit.faults import FaultPlan
 from sagakit.runs import Run
 from sagakit.saga import Saga
 from sagakit.steps import Step
-from sagakit.temporal._errors import RemoteStepError, rebuild_error
+from sagakit.temporal._errors import RemoteStepError, describe_error, rebuild_error
 from sagakit.temporal._json import json_problem
 from sagakit.temporal._shape import draw_faults, rewind_faults, saga_shape
 from sagakit.temporal._tracing import caller_context, traces_steps
@@ -54,7 +57,7 @@ _KINDS = {kind.value: kind for kind in EventKind}
 _LIVE_ONLY = (EventKind.STEP_STARTED, EventKind.COMPENSATION_STARTED)
 _ENDS = (EventKind.STEP_SUCCEEDED, EventKind.STEP_FAILED, EventKind.STEP_CANCELLED, EventKind.COMPENSATION_SUCCEEDED,
          EventKind.COMPENSATION_FAILED, EventKind.COMPENSATION_CANCELLED)
-_END_OF_RUN = {"completed", "compensated", "compensation_failed", "cancelled"}
+_END_OF_RUN = {"completed", "compensated", "compensation_failed", "cancelled", "stuck"}
 #: Temporal's default workflow task timeout (seconds), which local steps must stay well under.
 WORKFLOW_TASK_TIMEOUT = 10.0
 
@@ -206,14 +209,72 @@ class TemporalBackend:
             problem = json_problem(value, f"saga {saga.name!r} {label}")
             if problem is not None:
                 raise TypeError(problem)
+        if request.resume is not None:
+            spec["resume"] = _resume_spec(request.resume)
         return spec, saved
+
+    async def resume(self, run: Run, saga: Saga | None = None, *, observers: Iterable[Observer] = ()) -> Run:
+        """Finish a Temporal run that ended ``stuck`` or ``compensation_failed``, once its cause is fixed.
+
+        The equivalent of :meth:`sagakit.SqliteJournal.resume` for runs of this backend: a new
+        workflow (``<workflow id>/resume-<n>``) carries the run on from where its record stands,
+        under the same driver: a stuck run retries its pending step and goes on forward, a
+        ``compensation_failed`` run retries its failed compensations and goes on with the
+        rollback. Nothing that already succeeded runs again. The returned run holds the whole
+        record (``run_resumed``, then what the resumption did), counts the resumption in
+        ``info["resumed"]``, and is added to the saga's history.
+
+        Args:
+            run: the finished run, as this backend returned it (or a later resumption of it).
+            saga: its saga (default: ``run.definition``).
+            observers: also send the resumed run's events to these observers.
+
+        Raises:
+            ResumeRefused: ``run`` did not run on Temporal, did not end stuck or
+                ``compensation_failed``, or ``saga`` does not match its recorded steps.
+        """
+        from sagakit.errors import ResumeRefused
+        from sagakit.journal._history import RecordedRun
+        from sagakit.journal._position import position
+        from sagakit.journal._recovery import RESUMABLE, mismatch
+
+        if not isinstance(run, Run):
+            raise TypeError(f"TemporalBackend.resume run: expected a sagakit.Run, got {type(run).__name__}")
+        saga = run.definition if saga is None else saga
+        if not isinstance(saga, Saga):
+            raise TypeError(f"TemporalBackend.resume saga: expected the sagakit.Saga run {run.run_id} belongs to, "
+                            f"got {type(saga).__name__}")
+        if run.backend != self.name:
+            raise ResumeRefused(run.run_id, f"it ran on the {run.backend!r} backend; resume it there (a journaled "
+                                            "local run: SqliteJournal.resume)")
+        if run.status not in RESUMABLE:
+            raise ResumeRefused(run.run_id, f"it ended {run.status}: there is nothing left to do (resumable: "
+                                            f"{' or '.join(RESUMABLE)})")
+        extra = check_observers(observers, "TemporalBackend.resume observers")
+        events = list(run.events)
+        record = RecordedRun(run.run_id, run.saga, run.correlation_id, run.backend, dict(run.info), run.status,
+                             events, ["stored"] * len(events))
+        different = mismatch(record, saga)
+        if saga.name != run.saga or different is not None:
+            raise ResumeRefused(run.run_id, f"its recorded steps do not match saga {saga.name!r}: "
+                                            f"{different or f'it is a run of saga {run.saga!r}'}")
+        resumption = position(record, saga, retry_failed=True)
+        context = WorkflowContext(run.correlation_id)._derive(run.run_id, saga.name)
+        request = RunRequest(saga, None, context, FaultPlan(saga=saga.name),
+                             run_observers(saga, (*saga.observers, *extra)), run.run_id, resume=resumption)
+        return await self.run(request)
 
     async def run(self, request: RunRequest) -> Run:
         """Run ``request`` as a workflow; see the module docstring."""
         saga = request.saga
         spec, saved = self._input(request)
-        workflow_id = self.workflow_id(request)
-        started = time.time()
+        resumption = request.resume
+        if resumption is None:
+            workflow_id = self.workflow_id(request)
+            started = time.time()
+        else:
+            workflow_id = f"{resumption.info.get('workflow_id') or self.workflow_id(request)}/resume-{resumption.number}"
+            started = resumption.started_at
         info: dict[str, Any] = {"backend": self.name, "workflow_id": workflow_id, "workflow_run_id": None,
                                 "task_queue": self.task_queue, "namespace": self.client.namespace,
                                 "local_activities": [member["name"] for stage in spec["stages"]
@@ -223,9 +284,14 @@ class TemporalBackend:
         if saga._kinds:
             info["kinds"] = saga._kinds
         stream = _Stream(request, info)
-        # run_started comes first so that the run's root span (if traced) is the workflow's parent.
-        stream.emit(Event(EventKind.RUN_STARTED, request.run_id, saga.name, started, None, -1, None, 0, None,
-                          None, None, False, request.data, None, request.context.correlation_id, info))
+        if resumption is not None:
+            # The record so far opens the resumed run; the workflow tells run_resumed, then what it does.
+            stream.events.extend(resumption.events)
+            info["resumed"] = resumption.number
+        else:
+            # run_started comes first so that the run's root span (if traced) is the workflow's parent.
+            stream.emit(Event(kind=EventKind.RUN_STARTED, run_id=request.run_id, saga=saga.name, at=started,
+                              data=request.data, correlation_id=request.context.correlation_id, info=info))
         try:
             with caller_context(stream.observers, request.run_id):
                 handle = await self.client.start_workflow(
@@ -303,6 +369,25 @@ class TemporalBackend:
                 continue
             stream.extend(fresh, since)
             await stream.settle()
+
+
+def _resume_spec(resumption: Resumption) -> dict[str, Any]:
+    """Where a recorded run stands, as the workflow's JSON (see ``SagaWorkflow._resume``)."""
+    return {
+        "number": resumption.number,
+        "status": resumption.status,
+        "stage": resumption.stage,
+        "data": resumption.data,
+        "completed": [[step.name, data] for step, _, data in resumption.completed],
+        "rolling_back": resumption.rolling_back,
+        "rollback_recorded": resumption.rollback_recorded,
+        "original": describe_error(resumption.original) if resumption.original is not None else None,
+        "failed_step": resumption.failed_step,
+        "undo_on_failure": [[step.name, data] for step, _, data in resumption.undo_on_failure],
+        "failures": [{"step": failure.step, "error": describe_error(failure.error)} for failure in resumption.failures],
+        "stopped": resumption.stopped,
+        "attempts": [[name, phase, count] for (name, phase), count in resumption.attempts.items()],
+    }
 
 
 def _update_in_place(metadata: dict[str, Any], final: dict[str, Any]) -> None:

@@ -38,10 +38,16 @@ attempt shows up. The caller reads the events live with the ``sagakit.events`` q
 gets them all at the end in the outcome.
 
 Outcome. A completed saga returns the outcome. A saga that rolled back fails the workflow
-with an ``ApplicationError`` (type ``SagaCompensated`` or ``SagaCompensationFailed``) whose
-details carry the outcome, so Temporal shows it as failed. A cancelled workflow compensates
-its completed steps, shielded from the cancellation, then ends as cancelled; its outcome is
-kept for the ``sagakit.outcome`` query.
+with an ``ApplicationError`` (type ``SagaCompensated``, ``SagaCompensationFailed``, or
+``SagaInterrupted`` when a step was interrupted on its worker) whose details carry the outcome,
+so Temporal shows it as failed; a saga stuck past its pivot fails it likewise (``SagaStuck``).
+A cancelled workflow compensates its completed steps, shielded from the cancellation (or, past
+the pivot, runs its remaining steps to their end), then ends as cancelled; its outcome is kept
+for the ``sagakit.outcome`` query.
+
+The driver. What happens after a failure is decided by :mod:`sagakit._driver`, the same as the
+local engine and ``recover()`` follow: the rollback's order, skips, stop-or-go-on, pending steps
+and outcome; the parallel stages' wind-down; forward recovery past the pivot.
 """
 
 from __future__ import annotations
@@ -69,13 +75,14 @@ with workflow.unsafe.imports_passed_through():
         Rollback,
         StageFailed,
         blamed_step,
+        forward_outcome,
         merge_outputs,
         parallel_stage,
         rollback_outcome,
         undo_order,
         wait_through_cancellation,
     )
-    from sagakit.errors import compensation_message, unmergeable_branch_message
+    from sagakit.errors import compensation_message, stuck_message, unmergeable_branch_message
 
 __all__ = ["EVENTS_QUERY", "OUTCOME_QUERY", "SIGNAL_ATTEMPTS", "WORKFLOW_NAME", "SagaWorkflow"]
 
@@ -138,8 +145,10 @@ class SagaWorkflow:
         self._failed_step: str | None = None
         self._metadata: dict[str, Any] = {}
         self._cancelled = False  # a cancellation came while the workflow could not stop
-        # Local activities ran since the workflow last waited on the server (see _settle_locals).
+        # Local activities ran since the workflow last waited on the server (see _commit_locals).
         self._unsettled = False
+        # Per (step, phase): attempts a resumed run's record already holds.
+        self._bases: dict[tuple[str, str], int] = {}
 
     # -- the event record ---------------------------------------------------------------
 
@@ -289,14 +298,17 @@ class SagaWorkflow:
         heartbeat = None if local else spec.get("heartbeat_timeout")
         if heartbeat is not None:
             heartbeat = min(heartbeat, options["start_to_close"])
-        self._phases[(name, phase)] = _Attempts(step["index"], data, options["start_to_close"], heartbeat)
+        state = self._phases[(name, phase)] = _Attempts(step["index"], data, options["start_to_close"], heartbeat)
+        # A resumed run numbers attempts on from those its record holds.
+        offset = state.n = self._bases.get((name, phase), 0)
         self._begin(name, phase)
         faults = spec["faults_" + phase]
         retry = options["retry"]
         context = dict(spec["context"])
         context["metadata"] = self._metadata if metadata is None else metadata
-        call = {"data": data, "context": context, "fault": faults.get(name)}
+        call = {"data": data, "context": context, "fault": faults.get(name), "offset": offset}
         attempt = 1
+        first = self._now()  # a retry deadline counts from here
         while True:
             if local:
                 call.update(local=True, attempt=attempt)
@@ -319,7 +331,7 @@ class SagaWorkflow:
                     self._record(name, phase, details[0]["attempts"])
                     if interrupted or details[0].get("cancelled"):
                         raise asyncio.CancelledError() from None
-                    if details[0].get("retry"):
+                    if details[0].get("retry") and _before_deadline(retry, first, self._now()):
                         attempt = await self._again(name, phase, retry, attempt)
                         continue
                     raise _StepFailed(self._error(details[0]["error"]), bool(details[0].get("interrupt"))) from None
@@ -340,7 +352,8 @@ class SagaWorkflow:
                 self._close(name, phase, "failed", error)
                 if interrupted:
                     raise asyncio.CancelledError() from None
-                if local and isinstance(cause, TimeoutError) and attempt < retry["maximum_attempts"]:
+                if (local and isinstance(cause, TimeoutError) and attempt < retry["maximum_attempts"]
+                        and _before_deadline(retry, first, self._now())):
                     # Temporal retries a timed-out regular activity; a local one is retried here alike.
                     attempt = await self._again(name, phase, retry, attempt)
                     continue
@@ -423,29 +436,15 @@ class SagaWorkflow:
         interrupt: dict[str, Any] | None = None  # a step interrupted on its worker
         cancelled = False
         steps = [step for stage in spec["stages"] for step in stage["steps"]]
+        forward_from = spec.get("forward_from")
+        resume = spec.get("resume")
+        if resume is not None:
+            return await self._resume(resume, {step["name"]: step for step in steps})
+        stages = spec["stages"] if forward_from is None else spec["stages"][:forward_from]
         try:
-            for stage in spec["stages"]:
-                if stage["parallel"]:
-                    data = await self._parallel(stage, data, completed, undo_failed)
-                    continue
-                step = stage["steps"][0]
-                try:
-                    result = await self._call(step, "forward", data)
-                except _CompletedThenCancelled as exc:
-                    if exc.result is not None:
-                        data = exc.result
-                    completed.append((step, data))
-                    self._failed_step = step["name"]
-                    raise asyncio.CancelledError() from None
-                except BaseException:
-                    self._failed_step = step["name"]
-                    if step["compensate_on_failure"] and step["compensate"] is not None:
-                        undo_failed.append((step, data))
-                    raise
-                if result is not None:
-                    data = result
-                completed.append((step, data))
-            if await self._commit_locals():
+            for stage in stages:
+                data = await self._stage(stage, data, completed, undo_failed)
+            if forward_from is None and await self._commit_locals():
                 raise asyncio.CancelledError()  # it came before the run's end was recorded: roll back
         except _StepFailed as exc:
             if exc.interrupt:
@@ -455,6 +454,8 @@ class SagaWorkflow:
         except asyncio.CancelledError:
             cancelled = True
         else:
+            if forward_from is not None:
+                return await self._recover_forward(spec["stages"][forward_from:], data, completed)
             self._outcome = {"status": "completed", "result": data, "error": None, "metadata": self._metadata,
                              **self._compact()}
             return self._outcome
@@ -462,7 +463,13 @@ class SagaWorkflow:
             self._failed_step = blamed_step(None, steps[len(completed)]["name"] if len(completed) < len(steps) else None)
         rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]] = Rollback(
             undo_order(undo_failed, completed), _compensates, stop=not spec["continue_on_compensation_failure"])
-        task = asyncio.create_task(self._rollback(rollback, original if original is not None else interrupt))
+        return await self._roll_back(rollback, original, interrupt, cancelled, announce=True)
+
+    async def _roll_back(self, rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]],
+                         original: dict[str, Any] | None, interrupt: dict[str, Any] | None, cancelled: bool,
+                         announce: bool) -> dict[str, Any]:
+        """Carry ``rollback`` out, shielded from cancellation, and end the workflow with its outcome."""
+        task = asyncio.create_task(self._rollback(rollback, original if original is not None else interrupt, announce))
         if await wait_through_cancellation([task], workflow.wait) or self._cancelled:
             cancelled = True
         if await self._commit_locals():
@@ -475,8 +482,93 @@ class SagaWorkflow:
             raise asyncio.CancelledError()
         kind = {"compensated": "SagaCompensated", "cancelled": "SagaInterrupted"}.get(status, "SagaCompensationFailed")
         message = error["message"] if error is not None else status
-        raise ApplicationError(f"saga {spec['saga']!r} {status}: {message}", self._outcome, type=kind,
+        raise ApplicationError(f"saga {self._spec['saga']!r} {status}: {message}", self._outcome, type=kind,
                                non_retryable=True)
+
+    async def _resume(self, resume: dict[str, Any], steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Carry on a run that ended stuck or ``compensation_failed`` from where its record stands
+        (see ``TemporalBackend.resume``): forward past the pivot, or on with the rollback."""
+        self._event("run_resumed", attempt=resume["number"], status=resume["status"])
+        self._bases = {(name, phase): count for name, phase, count in resume["attempts"]}
+        completed = [(steps[name], data) for name, data in resume["completed"]]
+        if not resume["rolling_back"]:
+            stages = self._spec["stages"][resume["stage"]:]
+            return await self._recover_forward(stages, resume["data"], completed)
+        self._failed_step = resume["failed_step"]
+        undo_failed = [(steps[name], data) for name, data in resume["undo_on_failure"]]
+        rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]] = Rollback(
+            undo_order(undo_failed, completed), _compensates, stop=not self._spec["continue_on_compensation_failure"],
+            failures=[self._error_in(failure) for failure in resume["failures"]], stopped=resume["stopped"])
+        original = resume["original"]
+        return await self._roll_back(rollback, self._error(original) if original is not None else None, None, False,
+                                     announce=not resume["rollback_recorded"])
+
+    def _error_in(self, failure: dict[str, Any]) -> dict[str, Any]:
+        return {"step": failure["step"], "error": self._error(failure["error"])}
+
+    async def _stage(self, stage: dict[str, Any], data: Any, completed: list[tuple[dict[str, Any], Any]],
+                     undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
+        """Run one stage forward; its output."""
+        if stage["parallel"]:
+            return await self._parallel(stage, data, completed, undo_failed)
+        step = stage["steps"][0]
+        try:
+            result = await self._call(step, "forward", data)
+        except _CompletedThenCancelled as exc:
+            if exc.result is not None:
+                data = exc.result
+            completed.append((step, data))
+            self._failed_step = step["name"]
+            raise asyncio.CancelledError() from None
+        except BaseException:
+            self._failed_step = step["name"]
+            if step["compensate_on_failure"] and step["compensate"] is not None:
+                undo_failed.append((step, data))
+            raise
+        if result is not None:
+            data = result
+        completed.append((step, data))
+        return data
+
+    async def _recover_forward(self, stages: list[dict[str, Any]], data: Any,
+                               completed: list[tuple[dict[str, Any], Any]]) -> dict[str, Any]:
+        """Past the pivot: run the remaining stages to their end, shielded from cancellation (the
+        driver's forward recovery), and end ``completed`` or ``stuck``."""
+
+        async def rest() -> tuple[Any, _StepFailed | None]:
+            output = data
+            try:
+                for stage in stages:
+                    output = await self._stage(stage, output, completed, [])
+            except _StepFailed as exc:
+                return output, exc
+            return output, None
+
+        task = asyncio.create_task(rest())
+        cancelled = await wait_through_cancellation([task], workflow.wait)
+        output, failure = task.result()
+        if await self._commit_locals():
+            cancelled = True  # past the pivot a cancellation never undoes anything: it only propagates
+        status, error, _, _ = forward_outcome(failure, self._stuck_error, lambda exc: bool(exc.interrupt))
+        self._outcome = {"status": status, "result": output if status == "completed" else None, "error": error,
+                         "metadata": self._metadata, **self._compact()}
+        if cancelled:
+            raise asyncio.CancelledError()
+        if status == "completed":
+            return self._outcome
+        message = error["message"] if error is not None else status
+        raise ApplicationError(f"saga {self._spec['saga']!r} stuck: {message}", self._outcome, type="SagaStuck",
+                               non_retryable=True)
+
+    def _stuck_error(self, failure: _StepFailed) -> dict[str, Any]:
+        """The description of the run's :class:`~sagakit.SagaStuck` after ``failure``."""
+        original = failure.error
+        saga, pivot = self._spec["saga"], self._spec.get("pivot")
+        return self._error({
+            "type": "SagaStuck", "module": "sagakit.errors", "args": None,
+            "message": stuck_message(saga, self._failed_step, pivot, _type_name(original), original["message"]),
+            "fields": {"saga": saga, "step": self._failed_step, "pivot": pivot, "original": original},
+        })
 
     async def _commit_locals(self) -> bool:
         """Before the workflow ends, let the server record the local activities that ran since it
@@ -498,9 +590,10 @@ class SagaWorkflow:
         return False
 
     async def _rollback(self, rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]],
-                        original: dict[str, Any] | None) -> dict[str, Any] | None:
+                        original: dict[str, Any] | None, announce: bool = True) -> dict[str, Any] | None:
         """Carry out ``rollback`` (the driver says what comes next); the compensation error, if any."""
-        self._event("rollback_started", step=self._failed_step, error=original, status="rolling_back")
+        if announce:
+            self._event("rollback_started", step=self._failed_step, error=original, status="rolling_back")
         for action, (step, data) in rollback:
             if action is SKIP:
                 now = self._now()
@@ -573,6 +666,12 @@ async def _settle(handle: workflow.ActivityHandle[Any]) -> bool:
             interrupted = True
             handle.cancel()
     return interrupted
+
+
+def _before_deadline(retry: dict[str, Any], first: float, now: float) -> bool:
+    """Whether a retry may still start: the phase's retry deadline (if any) has not passed."""
+    deadline = retry.get("deadline")
+    return deadline is None or now - first < deadline
 
 
 def _compensates(entry: tuple[dict[str, Any], Any]) -> bool:
