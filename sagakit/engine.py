@@ -9,6 +9,8 @@ from cancellation, before it lets the error or the cancellation go on.
 from __future__ import annotations
 
 import asyncio
+import dis
+import functools
 import itertools
 import math
 import os
@@ -424,6 +426,7 @@ class _Execution(Recorder):
         policy (or was interrupted), which leaves the run stuck. The caller shields this from
         cancellation: once past the pivot, the saga completes.
         """
+        await asyncio.sleep(0)  # into a task of its own before any step binds to the current task
         try:
             for stage, index, _ in stages:
                 if type(stage) is Step:
@@ -493,6 +496,11 @@ class _Execution(Recorder):
         settling = bool(self.settlers)
         if settling:
             settling = await self.settle_quietly()
+        # The rollback starts inline in the run's task (see LocalBackend.run) and moves to a task
+        # of its own, shielded from the run's cancellation, when it first suspends. A compensation
+        # that may suspend must start in that task: what it binds to the current task before
+        # suspending (an asyncio.timeout, a TaskGroup) must be the task that goes on running it.
+        inline_task = asyncio.current_task()
         # The driver's walk (sagakit._driver.Rollback), inlined: in undo order, a step without a
         # compensation recorded as skipped; the driver decides what a failure means.
         for position, (step, index, data, context) in enumerate(() if rollback.stopped else rollback.undo):
@@ -503,6 +511,10 @@ class _Execution(Recorder):
                 self.record("compensation_skipped", now, name, index, "compensate", 0, now, 0.0, None, False, data,
                             "skipped")
                 continue
+            if inline_task is not None and _may_suspend(compensate):
+                if asyncio.current_task() is inline_task:
+                    await asyncio.sleep(0)  # moves the rollback to its own task (_shielded_rest)
+                inline_task = None
             # A compensation sees the same context as its step.
             context.phase = "compensate"
             context._scope = None
@@ -527,6 +539,9 @@ class _Execution(Recorder):
                     try:
                         output = compensate(data, context)
                         if type(output) is _Coroutine or hasattr(output, "__await__"):
+                            if inline_task is not None and asyncio.current_task() is inline_task and (
+                                    type(output) is not _Coroutine or _code_may_suspend(output.cr_code)):
+                                await asyncio.sleep(0)  # a plain def returned an awaitable: start it moved
                             output = await output
                     except BaseException as exc:
                         self.record_attempt_error(exc, step, index, "compensate", _COMPENSATE_KINDS, 1, started,
@@ -564,6 +579,35 @@ class _Execution(Recorder):
             await self.settle()
         except Exception:
             return False
+        return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_may_suspend(code: types.CodeType) -> bool:
+    return any(instruction.opname in _SUSPENDING for instruction in dis.get_instructions(code))
+
+
+_SUSPENDING = frozenset({"GET_AWAITABLE", "SEND", "YIELD_VALUE", "YIELD_FROM", "BEFORE_ASYNC_WITH", "GET_AITER"})
+
+
+def _may_suspend(fn: Any) -> bool:
+    """Whether calling ``fn`` may suspend: a policy, or an ``async def`` whose body awaits.
+
+    A plain ``def`` (which may still return an awaitable: see the rollback) and an ``async def``
+    that never awaits run to their end without giving the loop control.
+    """
+    if isinstance(fn, Policy):
+        return True
+    if not policies.is_async_callable(fn):
+        return False
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return True
+    try:
+        return _code_may_suspend(code)
+    except TypeError:  # pragma: no cover - an unhashable code object does not exist
         return True
 
 

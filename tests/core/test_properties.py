@@ -2,8 +2,10 @@
 
 Each example builds a saga of plain, retried and timed steps (some in parallel stages), with
 injected faults, compensations that succeed, raise an error or raise a ``BaseException``, an
-observer or none, and cancels the run at a random point. What the step functions saw is the
-reference: the run must agree with it, and an observer must see exactly ``run.events``.
+observer or none, and cancels the run at a random point. Some sagas have a pivot: the steps
+after it are retriable. What the step functions saw is the reference: the run must agree with
+it, and an observer must see exactly ``run.events``. Once the pivot has completed no
+compensation ever runs; before it every rollback invariant holds.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class StepSpec:
     flakes: int = 0  # retry: attempts that fail before one succeeds
     retries: int = 0  # retry: max_retries
     slow: bool = False  # timeout: the action outlives its timeout
+    after_pivot: bool = False  # retriable: retried under its forward policy, never compensated
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class SagaSpec:
     continue_on_failure: bool
     observed: bool
     cancel_after: int | None  # loop iterations before the run is cancelled
+    pivot: str | None = None  # the pivot step's name (a stage of its own)
 
 
 @st.composite
@@ -87,17 +91,32 @@ def step_specs(draw: st.DrawFn, name: str) -> StepSpec:
 def saga_specs(draw: st.DrawFn) -> SagaSpec:
     counter = 0
     stages = []
-    for _ in range(draw(st.integers(1, 8))):
+    count = draw(st.integers(1, 8))
+    pivot_at = draw(st.none() | st.none() | st.integers(0, count))
+    pivot = None
+    for position in range(count + (pivot_at is not None)):
+        if position == pivot_at:
+            counter += 1
+            pivot = f"s{counter}"
+            fault = draw(st.sampled_from(["none"] * 4 + ["fail"]))
+            stages.append((StepSpec(pivot, "pivot", "none", fault, draw(st.integers(0, 2))),))
+            continue
         members = []
         for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
             counter += 1
-            members.append(draw(step_specs(f"s{counter}")))
+            member = draw(step_specs(f"s{counter}"))
+            if pivot is not None:  # retriable: no compensation; its forward policy retries it
+                fault = "none" if member.fault == "fail_compensation" else member.fault
+                member = StepSpec(member.name, member.kind, "none", fault, member.yields, member.flakes,
+                                  member.retries or draw(st.integers(0, 2)), member.slow, after_pivot=True)
+            members.append(member)
         stages.append(tuple(members))
     return SagaSpec(
         stages=tuple(stages),
         continue_on_failure=draw(st.booleans()),
         observed=draw(st.booleans()),
         cancel_after=draw(st.none() | st.integers(1, 40)),  # 1: once the run has started
+        pivot=pivot,
     )
 
 
@@ -145,6 +164,13 @@ def build(spec: SagaSpec, seen: Seen) -> sk.Saga:
                 raise interrupt
 
         undo = None if step.compensation == "none" else compensate
+        if step.kind == "pivot":
+            return sk.step(action, name=step.name, kind="pivot")
+        if step.after_pivot:
+            policy = sk.RetryPolicy(max_retries=step.retries, initial_delay=0, max_delay=0, jitter=0)
+            function = plain if step.kind == "plain_sync" else action
+            timeout = (0.005 if step.slow else 5.0) if step.kind == "timeout" else None
+            return sk.step(function, name=step.name, retry=policy, timeout=timeout, kind="retriable")
         if step.kind == "plain_sync":
             return sk.step(plain, undo, name=step.name)
         if step.kind == "retry":
@@ -233,6 +259,7 @@ def test_rollback_invariants(spec: SagaSpec) -> None:
     event(f"raised={type(raised).__name__}")
     steps = {s.name: s for stage in spec.stages for s in stage}
     completed = [name for name in seen.finished if steps[name].fault != "fail_after"]
+    event("pivot: " + ("none" if spec.pivot is None else "passed" if spec.pivot in completed else "not passed"))
 
     # The trace: what observers saw is run.events, plus the start events (told, not kept).
     assert run.events[0].kind is K.RUN_STARTED and run.events[-1].kind is K.RUN_FINISHED
@@ -242,6 +269,26 @@ def test_rollback_invariants(spec: SagaSpec) -> None:
         assert kept == run.events
     assert run.completed_steps == completed
     assert run.steps_completed == len(completed)
+
+    if spec.pivot is not None and spec.pivot in completed:
+        # Past the pivot: forward recovery only. Nothing is compensated, whatever happens.
+        assert seen.compensations == []
+        assert not any(e.phase == "compensate" for e in run.events)
+        assert run.status in ("completed", "stuck")
+        if outcome.cancel_sent:  # the rest ran to its end, shielded; then the cancellation propagates
+            assert isinstance(raised, asyncio.CancelledError)
+        else:
+            assert raised is None
+        if run.status == "completed":
+            assert sorted(completed) == sorted(steps)
+            assert run.result == dict.fromkeys(completed, True)
+        else:
+            assert isinstance(run.error, sk.SagaStuck)
+            assert run.error.step == run.failed_step and run.failed_step not in completed
+            assert steps[run.failed_step].after_pivot
+            assert run.error.original is run.original_error
+            assert run.result is None
+        return
 
     # What propagates: a cancellation or a compensation's interruption, after the rollback.
     if outcome.cancel_sent or seen.interrupts:

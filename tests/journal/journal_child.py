@@ -38,7 +38,8 @@ async def run_forever(journal: sagakit.SqliteJournal, service: str, concurrency:
 
 async def run_once(journal: sagakit.SqliteJournal, service: str, saga_name: str, exit_on: str | None,
                    pad: int = 0) -> None:
-    saga = journal_service.order_saga() if saga_name == "order" else journal_service.checkout_saga()
+    saga = {"order": journal_service.order_saga, "checkout": journal_service.checkout_saga,
+            "shipment": journal_service.pivot_saga}[saga_name]()
     if exit_on:
 
         def crash(event: Event) -> None:
@@ -64,12 +65,18 @@ async def write(journal: sagakit.SqliteJournal, service: str, runs: int, parquet
 
 async def recover(journal: sagakit.SqliteJournal) -> None:
     ready()
-    await sagakit.recover(journal, [journal_service.order_saga(), journal_service.checkout_saga()])
+    await sagakit.recover(journal, [journal_service.order_saga(), journal_service.checkout_saga(),
+                                    journal_service.pivot_saga()])
+
+
+async def resume(journal: sagakit.SqliteJournal, run_id: str) -> None:
+    ready()
+    await journal.resume(run_id, journal_service.pivot_saga())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["forever", "once", "write", "recover"])
+    parser.add_argument("mode", choices=["forever", "once", "write", "recover", "resume"])
     parser.add_argument("journal")
     parser.add_argument("service")
     parser.add_argument("--seed", type=int, default=0)
@@ -80,6 +87,7 @@ def main() -> None:
     parser.add_argument("--pad", type=int, default=0, help="once mode: add this many 8-byte units to the input")
     parser.add_argument("--durability", default="full")
     parser.add_argument("--parquet", default=None, help="write mode: save the history there too")
+    parser.add_argument("--run-id", default=None, help="resume mode: the run to resume")
     options = parser.parse_args()
     journal = sagakit.SqliteJournal(options.journal, durability=options.durability)
     if options.mode == "forever":
@@ -88,6 +96,8 @@ def main() -> None:
         asyncio.run(run_once(journal, options.service, options.saga, options.exit_on, options.pad))
     elif options.mode == "write":
         asyncio.run(write(journal, options.service, options.runs, options.parquet))
+    elif options.mode == "resume":
+        asyncio.run(resume(journal, options.run_id))
     else:
         asyncio.run(recover(journal))
     journal.close()

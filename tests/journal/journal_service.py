@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ SERVICE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS undone (key TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS forward_calls (key TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
 
 #: Set in a child's environment to slow compensations down (so that a kill lands during recovery).
@@ -36,6 +38,12 @@ BROKEN_SAYS = "SAGAKIT_TEST_BROKEN_SAYS"
 EXIT_AT = "SAGAKIT_TEST_EXIT_AT"
 #: Set to a step name to end the process abruptly right after that step's compensation acted.
 EXIT_IN_COMPENSATION = "SAGAKIT_TEST_EXIT_IN_COMPENSATION"
+#: Set to ``<step>:<n>`` to make that step's first ``n`` attempts fail (before acting).
+FLAKY = "SAGAKIT_TEST_FLAKY"
+#: Set to ``<step>:before``/``<step>:after``: the process SIGKILLs itself in that step.
+KILL_AT = "SAGAKIT_TEST_KILL_AT"
+#: Set to a step name to make that step wait a minute before acting (a run that stays in flight).
+HOLD = "SAGAKIT_TEST_HOLD"
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -75,19 +83,40 @@ def snapshot(path: str | Path) -> tuple[list[Any], list[Any], list[Any]]:
         connection.close()
 
 
-def _make_step(name: str, *, jitter: float) -> sagakit.Step:
+def _kill_at(point: str) -> None:
+    if os.environ.get(EXIT_AT) == point:
+        os._exit(17)
+    if os.environ.get(KILL_AT) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _flaky(name: str, attempt: int) -> None:
+    planned = os.environ.get(FLAKY, "")
+    if planned.partition(":")[0] == name and attempt <= int(planned.partition(":")[2] or 0):
+        raise ConnectionError(f"{name} is unavailable (attempt {attempt})")
+
+
+def _make_step(name: str, *, jitter: float, kind: str = "compensatable") -> sagakit.Step:
     async def action(data: dict[str, Any], context: WorkflowContext) -> dict[str, Any]:
         if jitter:
             await asyncio.sleep(random.random() * jitter)
-        if os.environ.get(EXIT_AT) == f"{name}:before":
-            os._exit(17)
+        if os.environ.get(HOLD) == name:
+            await asyncio.sleep(60)
+        _kill_at(f"{name}:before")
+        _flaky(name, context.attempt)
         connection = connect(data["service"])
         try:
-            connection.execute("INSERT INTO items VALUES (?, ?, ?)", (context.idempotency_key, context.run_id, name))
+            # Idempotent, as a well-behaved step is: a step that acted but whose completion a crash
+            # kept from the journal runs again (at least once), and acts once.
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?)",
+                               (context.idempotency_key, context.run_id, name))
+            connection.execute("INSERT INTO forward_calls VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1",
+                               (context.idempotency_key,))
+            connection.execute("COMMIT")
         finally:
             connection.close()
-        if os.environ.get(EXIT_AT) == f"{name}:after":
-            os._exit(17)
+        _kill_at(f"{name}:after")
         return {**data, name: context.idempotency_key}
 
     async def compensate(data: dict[str, Any], context: WorkflowContext) -> None:
@@ -112,6 +141,9 @@ def _make_step(name: str, *, jitter: float) -> sagakit.Step:
             os._exit(17)
 
     action.__name__ = name
+    if kind != "compensatable":
+        return step(action, name=name, kind=kind, retry=sagakit.RetryPolicy(max_retries=2, initial_delay=0.001,
+                                                                            jitter=0.0))  # type: ignore[arg-type]
     return step(action, compensate=compensate, name=name, compensate_on_failure=True)
 
 
@@ -137,9 +169,29 @@ def checkout_saga(*, name: str = "checkout") -> Saga:
     return Saga(name, [_make_step("reserve", jitter=0), _make_step("charge", jitter=0), _make_step("ship", jitter=0)])
 
 
+def pivot_saga(*, name: str = "shipment") -> Saga:
+    """reserve -> capture (the pivot) -> [label | notify] -> ship: forward recovery past capture."""
+    return Saga(name, [
+        _make_step("reserve", jitter=0),
+        _make_step("capture", jitter=0, kind="pivot"),
+        parallel(_make_step("label", jitter=0, kind="retriable"), _make_step("notify", jitter=0, kind="retriable")),
+        _make_step("ship", jitter=0, kind="retriable"),
+    ])
+
+
 #: For ``python -m sagakit recover --journal PATH journal_service:order``.
 order = order_saga()
 checkout = checkout_saga()
+shipment = pivot_saga()
+
+
+def forward_calls(path: str | Path) -> dict[str, int]:
+    """How many times each forward step (by idempotency key) acted."""
+    connection = connect(path)
+    try:
+        return {key.rpartition(":")[2]: n for key, n in connection.execute("SELECT key, n FROM forward_calls")}
+    finally:
+        connection.close()
 
 
 def calls(path: str | Path) -> dict[str, int]:
