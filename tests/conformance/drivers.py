@@ -1,10 +1,11 @@
 """The table's backends: each driver runs a row and returns one normalized observation per run.
 
 An observation (:func:`observe`) is what a user can see of a run, without times and ids:
-status, failed step, error and original error (type name and message), what the call raised,
-the result, every step attempt and compensation in order (step, index, phase, attempt,
-status, error type and message, injected), the completed and compensated steps, the steps
-frame's columns and dtypes, and the world: the ledger's lines for the run in order (with the
+status, failed step, error and original error (type name and message, and the module of
+their classes), what the call raised, the result, every step attempt and compensation in
+order (step, index, phase, attempt, status, error type and message, injected), the completed
+and compensated steps, the run's counters (steps completed, compensations run, injected), the
+columns and dtypes of its steps and runs frames, and the world: the ledger's lines for the run in order (with the
 data each call received) and the effects left standing.
 
 :func:`expected` turns the local engine's observation into what another backend must give:
@@ -56,6 +57,10 @@ def _error(error: BaseException | None) -> tuple[str, str] | None:
     return type(error).__name__, str(error)
 
 
+def _module(error: BaseException | None) -> str | None:
+    return type(error).__module__ if error is not None else None
+
+
 def _rows(run: sk.Run) -> list[tuple[Any, ...]]:
     frame = run.steps[STEP_FIELDS].astype(object)
     return [tuple(row) for row in frame.where(frame.notna(), None).itertuples(index=False)]
@@ -86,7 +91,12 @@ def observe(run: sk.Run | None, correlation_id: str, raised: BaseException | Non
         "steps": _rows(run) if run is not None else [],
         "completed": run.completed_steps if run is not None else [],
         "compensated": run.compensated_steps if run is not None else [],
+        # Where the error classes come from: the user's own (rebuilt across Temporal), or stand-ins.
+        "classes": (_module(run.error), _module(run.original_error)) if run is not None else (None, None),
+        "counts": (run.steps_completed, run.compensations_run, run.injected) if run is not None else None,
         "frame": [(column, str(dtype)) for column, dtype in run.steps.dtypes.items()] if run is not None else [],
+        "runs_frame": [(column, str(dtype)) for column, dtype in sk.RunHistory([run]).runs.dtypes.items()]
+        if run is not None else [],
         "world": ledger,
         "standing": _standing(ledger),
     }
@@ -427,6 +437,9 @@ def expected(backend: str, row: Row, references: list[Observation], observed: li
       one the crash cut short before recovery called it again.
     * With no crash point the child runs to its end: the observation is the run as the journal
       recorded it (the exception ``saga.run`` raised in the child is not the parent's).
+    * The journal keeps an error's type name and message, not its class: errors read back are
+      ``RecordedError`` subclasses of the same name; the errors ``recover()`` makes itself
+      (``RunInterrupted``, ``CompensationError``) are sagakit's own.
     """
     targets = [_expected_run(backend, row, reference, seen) for reference, seen in zip(references, observed,
                                                                                      strict=True)]
@@ -443,8 +456,10 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
     if backend != "crash":
         return target
     point = row.crash_point
+    read_back = "sagakit.journal._history"  # the journal keeps an error's type name and text, not its class
     if point is None:
         target["raised"] = None
+        target["classes"] = tuple(read_back if module is not None else None for module in reference["classes"])
         return target
     mid_rollback = isinstance(point, Point) and point.phase == "compensate"
     # What recover() itself raises: the caller's timeout, or an interrupted compensation it ran.
@@ -455,12 +470,17 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
     target["raised"] = "TimeoutError" if row.timeout_at else (interrupts[0] if interrupts else None)
     if mid_rollback:
         assert isinstance(point, Point)
+        # recover() raises a CompensationError of its own; the original error is read back.
+        error_type = reference["error"][0] if reference["error"] else None
+        target["classes"] = ("sagakit.errors" if error_type == "CompensationError" else read_back,
+                             read_back if reference["original"] is not None else None)
         position = reference["world"].index((point.step, "compensate", 1, "call", _call_data(reference, point)))
         target["world"] = [*reference["world"][:position + 1], *reference["world"][position:]]
         return target
     in_flight = _in_flight(row, point)
     run_id_error = ("RunInterrupted", str(sk.RunInterrupted(observed["run_id"]))) if observed.get("run_id") else None
     target["original"] = run_id_error
+    target["classes"] = ("sagakit.errors", "sagakit.errors")  # both made by recover() itself
     if reference["status"] == "compensation_failed":
         target["error"] = ("CompensationError", _with_original(reference["error"][1], run_id_error))
     else:

@@ -110,11 +110,13 @@ async def test_every_backend_gives_the_same_run(row: Row, backend: str, temporal
     """The row's run on this backend is the local engine's run (up to the documented differences)."""
     observations = await _observe(row, backend, temporal, tmp_path)
     assert len(observations) == row.runs
-    if backend == "local" or row.temporal_queue is not None:
+    if row.temporal_queue is not None:
+        assert not observations[0]["blocked"], "the caller stayed blocked through two task.cancel()s"
+        assert observations[0]["world"] == [] and observations[0]["steps"] == []
+    if backend == "local" or row.temporal_queue is not None or "local" in row.xfail:
+        # No local run to compare with: the engine's own cell, a run only Temporal can have, or
+        # a row on which the engine is known wrong (then the row's expect stands in for its run).
         _check_expect(row, observations)
-        if row.temporal_queue is not None:
-            assert not observations[0]["blocked"], "the caller stayed blocked through two task.cancel()s"
-            assert observations[0]["world"] == [] and observations[0]["steps"] == []
         return
     references = await drivers.run_local(row, drivers.cell_id(row, "reference"))
     for number, (seen, want) in enumerate(zip(observations, drivers.expected(backend, row, references, observations),
