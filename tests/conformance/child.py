@@ -10,18 +10,18 @@ observer. A row without a crash point runs to its end; the child then exits norm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import sagakit as sk
 from conformance import world
 from conformance.drivers import wait_recorded
 from conformance.table import ROWS, SAGAS, Row, fresh_faults
 from conformance.world import Point
-
-import sagakit as sk
 
 
 def _killer(row: Row, journal: Path) -> Any:
@@ -60,13 +60,11 @@ async def _main(row: Row, journal_path: Path, base: str) -> None:
         observers.append(observer)
 
     async def one(correlation_id: str) -> None:
-        try:
-            await saga.run(dict(row.input), sk.WorkflowContext(correlation_id), faults=fresh_faults(row),
-                           observers=observers, journal=journal)
         # The run re-raises a cancellation or an interruption after its rollback: the run is
         # recorded; what the call raised is no concern of the parent's.
-        except BaseException:
-            pass
+        with contextlib.suppress(BaseException):
+            await saga.run(dict(row.input), sk.WorkflowContext(correlation_id), faults=fresh_faults(row),
+                           observers=observers, journal=journal)
 
     try:
         await asyncio.gather(*(one(correlation_id) for correlation_id in correlation_ids))

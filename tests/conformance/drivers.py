@@ -28,11 +28,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import sagakit as sk
 from conformance import world
 from conformance.table import SAGAS, Row, fresh_faults
 from conformance.world import Point
-
-import sagakit as sk
 
 __all__ = ["expected", "run_crash", "run_local", "run_temporal"]
 
@@ -182,9 +181,7 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
             # kept as what the call raised (a KeyboardInterrupt must not reach the event loop).
             except BaseException as exc:
                 raised = exc
-        if raised is None and deadline.expired():
-            raised = TimeoutError()
-        elif isinstance(raised, asyncio.CancelledError) and deadline.expired():
+        if (raised is None and deadline.expired()) or (isinstance(raised, asyncio.CancelledError) and deadline.expired()):
             raised = TimeoutError()
         return observe(_last_run(saga, correlation_id), correlation_id, raised, row)
 
@@ -273,7 +270,7 @@ async def run_unreachable(row: Row, base: str, backend: Any) -> list[Observation
     assert started.event.is_set(), f"the workflow never started: {task}"
     handle = backend.client.get_workflow_handle(f"{row.name}/{correlation_id}")
     blocked = False
-    for grace in (2.0, 5.0):
+    for grace in (1.0, 3.0):
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=grace)
         if done:

@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import sagakit as sk
 from conformance import world
 from conformance.world import Point
-
-import sagakit as sk
 
 __all__ = ["BACKENDS", "ROWS", "SAGAS", "TEMPORAL", "Expect", "P", "Row", "S", "fresh_faults"]
 
