@@ -3,40 +3,45 @@
 **A row** (:class:`conformance.table.Row`) is a scenario written as data: a saga shape built
 from a few named steps (plain ones, ``retry=``, ``timeout=``, ``compensate_on_failure``,
 parallel stages, steps without a compensation, ``RetryPrimitive`` compensations, the seed's
-tuple form, ``continue_on_compensation_failure``), what each step and compensation does (fail,
-fail after acting, raise ``SystemExit``/``KeyboardInterrupt``/``CancelledError``, return a list,
-hang...), the input, the injected faults, where a caller cancels the run or its timeout expires,
-where the crash child is SIGKILLed, and what the local engine's run must be. The steps act on a
-*world*, a ledger file every process appends to (:mod:`conformance.world`).
+tuple form, ``continue_on_compensation_failure``; a step kind for issue 22's pivots), what each
+step and compensation does (fail, fail after acting, raise ``SystemExit``/``KeyboardInterrupt``/
+``CancelledError``, return a list, hang...), the input, the injected faults, where a caller
+cancels the run or its timeout expires, where the crash child is SIGKILLed, and what the local
+engine's run must be. The steps act on a *world*: a ledger file every process appends to
+(:mod:`conformance.world`).
 
 **The backends** (:mod:`conformance.drivers`), one cell each, with ids ``row-name[backend]``:
 
 * ``local``: ``saga.run(...)`` on the local asyncio engine;
-* ``crash``: a child process runs the row on a real SQLite journal and is SIGKILLed at the
+* ``crash``: a child process runs the row on a real SQLite journal and SIGKILLs itself at the
   row's crash point; the test process then calls ``sagakit.recover()`` and observes the
-  recovered run (a row without a crash point: the run as the journal recorded it);
-* ``temporal`` and ``temporal-local``: the Temporal backend on a real dev server, with the
+  recovered run (a row without a crash point: the run as the journal recorded it, and
+  ``recover()`` must find nothing to do);
+* ``temporal`` and ``temporal-local``: the Temporal backend on the session's dev server, the
   steps as regular activities, and as local activities.
 
-**The same run** means equal observations: status, failed step, error and original error
-(type name and message; types survive Temporal and the journal), what the call raised, the
-result, every step attempt and compensation in order with its attempt number, status, error
-and ``injected`` flag, the completed and compensated steps, the steps frame's columns and
-dtypes, and the world: every call with the data it received, every effect and undo, in order,
-and the effects left standing. The ``local`` cell checks the engine's run against the row's
-``expect``; every other cell runs the row locally too and must equal that run. Branches of
-one parallel stage run at once, so their lines are compared sorted within the stage.
+**The same run** means equal observations: status, failed step, error and original error (type
+name, message, and where the class comes from: user classes survive Temporal), what the call
+raised, the result, every step attempt and compensation in order with its attempt number,
+status, error and ``injected`` flag, the completed and compensated steps, the run's counters,
+the columns and dtypes of its frames, and the world: every call with the data it received,
+every effect and undo, in order, and the effects left standing. The ``local`` cell checks the
+engine's run against the row's ``expect``; every other cell runs the row locally too and must
+equal that run. Branches of one parallel stage run at once, so their lines are compared sorted
+within the stage.
 
-**Explicit differences** (see :func:`conformance.drivers.expected`), all on the crash backend,
+**Explicit differences** (:func:`conformance.drivers.expected`), all on the crash backend,
 because a crash is not a cancellation: ``recover()`` raises only what happens during the
 recovery; a crash before the rollback is on record ends ``compensated`` with
 ``RunInterrupted`` (where a cancelled engine run says ``cancelled``) and leaves the attempt in
 flight without a record (its outcome is unknown); a compensation cut short by the crash is
-called once more. Rows that run on some backends only say why (issue 21's defect 7 is about
-a run no worker executes).
+called once more; errors read back from the journal are ``RecordedError`` stand-ins of the same
+name. Rows that run on some backends only, or are compared with their ``expect`` only (the
+engine itself is wrong there), say why in the table.
 
-Cells that fail today because of a defect of issue 21 are ``xfail(strict=True)`` on exactly
-that backend, with the defect's number: they flip (and fail, as XPASS) once it is fixed.
+Cells that fail today because of a known defect are ``xfail(strict=True)`` on exactly that
+backend, with the defect's number in issue 21 (or "not in issue 21" for what this table found):
+they flip, and fail as XPASS, once it is fixed.
 """
 
 from __future__ import annotations
