@@ -168,8 +168,7 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
         task = asyncio.current_task()
         assert task is not None
         raised: BaseException | None = None
-        async with contextlib.AsyncExitStack() as stack:
-            deadline = await stack.enter_async_context(asyncio.timeout(None))
+        async with asyncio.timeout(None) as deadline:
             if row.cancel_at is not None:
                 world.arm(correlation_id, row.cancel_at, _cancel(task, loop))
             for point in row.timeout_at:
@@ -181,8 +180,8 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
             # kept as what the call raised (a KeyboardInterrupt must not reach the event loop).
             except BaseException as exc:
                 raised = exc
-        if (raised is None and deadline.expired()) or (isinstance(raised, asyncio.CancelledError) and deadline.expired()):
-            raised = TimeoutError()
+        if deadline.expired() and isinstance(raised, asyncio.CancelledError):
+            raised = TimeoutError()  # what ``async with asyncio.timeout(...)`` raises to its caller
         return observe(_last_run(saga, correlation_id), correlation_id, raised, row)
 
     with _armed([f"{base}#{n}" for n in range(row.runs)]):
@@ -355,8 +354,7 @@ async def _recover(row: Row, correlation_ids: list[str], journal: Path) -> tuple
     loop = asyncio.get_running_loop()
     raised: BaseException | None = None
     recovery = None
-    async with contextlib.AsyncExitStack() as stack:
-        deadline = await stack.enter_async_context(asyncio.timeout(None))
+    async with asyncio.timeout(None) as deadline:
         for correlation_id in correlation_ids:
             for point in row.timeout_at:
                 world.arm(correlation_id, point, _expire(deadline, loop))
@@ -364,7 +362,7 @@ async def _recover(row: Row, correlation_ids: list[str], journal: Path) -> tuple
             recovery = await sk.recover(journal, [saga])
         except BaseException as exc:
             raised = exc
-    if isinstance(raised, asyncio.CancelledError) and deadline.expired():
+    if deadline.expired() and isinstance(raised, asyncio.CancelledError):
         raised = TimeoutError()
     return recovery, raised
 
