@@ -44,6 +44,8 @@ QUEUE = "sagakit-conformance"
 NOBODY = "sagakit-conformance-nobody"
 #: A task queue polled by a worker whose payload key is not the caller's.
 WRONG_KEY = "sagakit-conformance-wrong-key"
+#: Where an error read back from a journal comes from: its type name and text are kept, not its class.
+READ_BACK = "sagakit.journal._history"
 #: The longest any one call of a driver may take: a hang must fail the cell, not stall the table.
 GUARD = 60.0
 
@@ -451,24 +453,23 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
     if backend != "crash":
         return target
     point = row.crash_point
-    read_back = "sagakit.journal._history"  # the journal keeps an error's type name and text, not its class
     if point is None:
         target["raised"] = None
-        target["classes"] = tuple(read_back if module is not None else None for module in reference["classes"])
+        target["classes"] = tuple(READ_BACK if module is not None else None for module in reference["classes"])
         return target
     mid_rollback = isinstance(point, Point) and point.phase == "compensate"
     # What recover() itself raises: the caller's timeout, or an interrupted compensation it ran.
     rerun = _compensations_after(reference, point) if mid_rollback else [
-        row for row in reference["steps"] if row[2] == "compensate"]
-    interrupts = ["CancelledError" if row[4] == "cancelled" else row[5] for row in rerun
-                  if row[4] == "cancelled" or row[5] in INTERRUPTS]
+        line for line in reference["steps"] if line[2] == "compensate"]
+    interrupts = ["CancelledError" if line[4] == "cancelled" else line[5] for line in rerun
+                  if line[4] == "cancelled" or line[5] in INTERRUPTS]
     target["raised"] = "TimeoutError" if row.timeout_at else (interrupts[0] if interrupts else None)
     if mid_rollback:
         assert isinstance(point, Point)
         # recover() raises a CompensationError of its own; the original error is read back.
         error_type = reference["error"][0] if reference["error"] else None
-        target["classes"] = ("sagakit.errors" if error_type == "CompensationError" else read_back,
-                             read_back if reference["original"] is not None else None)
+        target["classes"] = ("sagakit.errors" if error_type == "CompensationError" else READ_BACK,
+                             READ_BACK if reference["original"] is not None else None)
         position = reference["world"].index((point.step, "compensate", 1, "call", _call_data(reference, point)))
         target["world"] = [*reference["world"][:position + 1], *reference["world"][position:]]
         return target
@@ -481,9 +482,9 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
     else:
         target["status"] = "compensated"
         target["error"] = run_id_error
-    target["steps"] = [r for r in reference["steps"]
-                       if not (r[2] == "forward" and r[0] in in_flight and not (
-                           r[4] == "succeeded" and r[0] in row.kill_once_recorded))]
+    target["steps"] = [line for line in reference["steps"]
+                       if not (line[2] == "forward" and line[0] in in_flight and not (
+                           line[4] == "succeeded" and line[0] in row.kill_once_recorded))]
     target["world"] = [e for e in reference["world"] if not (e[0] in in_flight and e[3] == "cancelled")]
     return target
 
@@ -496,9 +497,9 @@ def _call_data(reference: Observation, point: Point) -> Any:
 
 
 def _compensations_after(reference: Observation, point: Point) -> list[tuple[Any, ...]]:
-    rows = [row for row in reference["steps"] if row[2] == "compensate"]
-    start = next(i for i, row in enumerate(rows) if row[0] == point.step)
-    return rows[start:]
+    lines = [line for line in reference["steps"] if line[2] == "compensate"]
+    start = next(i for i, line in enumerate(lines) if line[0] == point.step)
+    return lines[start:]
 
 
 def _in_flight(row: Row, point: Point | str) -> set[str]:

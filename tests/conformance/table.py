@@ -241,9 +241,9 @@ D7 = "issue 21 defect 7: a Temporal run no worker can execute cannot be cancelle
 D8 = "issue 21 defect 8: under recover(), a RetryPrimitive compensation sees attempt 1 on every call"
 D9 = "issue 21 defect 9: a crash-recovered run blames the last completed step, not the step in flight"
 # Found by this table; not in issue 21.
-INTERRUPT_AS_FAILURE = ("not in issue 21: on Temporal (regular and local activities), a step that raises SystemExit, "
-                        "KeyboardInterrupt or CancelledError itself is reported as a bare ApplicationError failure: the "
-                        "run ends compensated instead of cancelled, and nothing is re-raised to the caller")
+INTERRUPT_AS_FAILURE = ("not in issue 21: on Temporal (regular and local activities), a step that raises "
+                        "SystemExit, KeyboardInterrupt or CancelledError itself is reported as a bare ApplicationError "
+                        "failure: the run ends compensated instead of cancelled, and nothing is re-raised")
 BRANCH_INTERRUPT_ESCAPES = ("not in issue 21: a parallel branch that raises SystemExit or KeyboardInterrupt ends the "
                             "engine's event loop itself (asyncio re-raises them from the branch's task): the run is "
                             "neither rolled back nor recorded")
@@ -309,35 +309,47 @@ ROWS: tuple[Row, ...] = (
         faults={"a": sk.Fault("none", delay=0.05)}),
     Row("fault-seeded-probability", RETRYING, Expect("completed", standing=("a", "b", "c")),
         faults={"b": sk.Fault("fail", probability=0.5, seed=7)}),  # fires on attempts 1 and 2, not 3
+    # In the rows a caller cancels, the step in flight stays a regular activity on
+    # temporal-local (``regular``): with every step local, they would all meet defect 1.
     Row("cancel-mid-step", LINEAR, Expect("cancelled", "c", "CancelledError", ("b", "a"), ("sync_step",),
                                           raised="CancelledError"),
         cancel_at=Point("c"), regular=("c",), xfail={"crash": D9}),
     # -- issue 21 ---------------------------------------------------------------------------------
+    # 1: cancelled mid-saga after a, b and c took effect, every step a local activity.
     Row("d1-cancel-after-three-steps", ABCD,
         Expect("cancelled", "d", "CancelledError", ("c", "b", "a"), raised="CancelledError"),
         cancel_at=Point("d"), xfail={"temporal-local": D1, "crash": D9}),
+    # 2: the last stage is parallel, a branch returns a list; SIGKILL as the rollback begins, once
+    # the journal holds both branches' completions.
     Row("d2-last-stage-branch-returns-list", LAST_PARALLEL,
         Expect("compensated", "p1", "TypeError", ("p1", "p2", "a")),
         behave={"p1": "list", "p2": "sleep:0.05"}, kill_at="rollback_started", kill_once_recorded=("p1", "p2"),
         xfail={"crash": D2}),
+    # 3: the compensation of b is interrupted, three ways; the engine goes on with a.
     *(Row(f"d3-compensation-interrupted-{kind}", ABC,
           Expect("compensation_failed", "c", "CompensationError", ("a",), ("b",), raised=raised),
           behave={"c": "raise", "b:compensate": kind}, kill_at=Point("b", "compensate"),
           xfail={"crash": f"{D3}; {LOST_ROLLBACK}", "temporal": D3_TEMPORAL, "temporal-local": D3_TEMPORAL})
       for kind, raised in (("keyboard", "KeyboardInterrupt"), ("exit", "SystemExit"), ("cancel", "CancelledError"))),
+    # 4: five runs killed in c, recovered together; run 0's compensation of b is interrupted
+    # while the other four are in theirs. Run 0 was cancelled before that interruption, so the
+    # cancellation is what its call raises.
     Row("d4-five-recoveries-one-interrupted", ABC,
-        # Run 0 was cancelled before its compensation's interruption: the cancellation is what propagates.
         (Expect("compensation_failed", "c", "CompensationError", ("a",), ("b",), raised="CancelledError"),
          *(Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="CancelledError"),) * 4),
-        behave={"c": "hang", "b:compensate": "sleep:0.1+keyboard@0|sleep:0.3"}, cancel_at=Point("c"), runs=5, regular=("c",),
-        xfail={"crash": f"{D4}; {D3}; {D9}", "temporal": D3_TEMPORAL, "temporal-local": D3_TEMPORAL}),
+        behave={"c": "hang", "b:compensate": "sleep:0.1+keyboard@0|sleep:0.3"}, cancel_at=Point("c"), runs=5,
+        regular=("c",), xfail={"crash": f"{D4}; {D3}; {D9}", "temporal": D3_TEMPORAL, "temporal-local": D3_TEMPORAL}),
+    # 5: the caller's asyncio.timeout() expires in c (around saga.run), or in the compensation of
+    # b (around recover(), after a crash in c); the compensation must finish either way.
     Row("d5-timeout-around-recover", ABC,
         Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="TimeoutError"),
         behave={"c": "hang", "b:compensate": "sleep:0.3"}, timeout_at=(Point("c"), Point("b", "compensate")),
         kill_at=Point("c"), regular=("c",), xfail={"crash": f"{D5}; {D9}"}),
+    # 6: a step with retry=2 raises SystemExit: one call, no retry.
     Row("d6-step-exit-not-retried", (S("a"), S("b", retry=2)),
         Expect("cancelled", "b", "SystemExit", ("a",), raised="SystemExit"),
-        behave={"b": "exit"}, xfail={"temporal": f"{D6}; {INTERRUPT_AS_FAILURE}", "temporal-local": INTERRUPT_AS_FAILURE}),
+        behave={"b": "exit"},
+        xfail={"temporal": f"{D6}; {INTERRUPT_AS_FAILURE}", "temporal-local": INTERRUPT_AS_FAILURE}),
     Row("step-keyboard-interrupt", ABC, Expect("cancelled", "b", "KeyboardInterrupt", ("a",),
                                                raised="KeyboardInterrupt"),
         behave={"b": "keyboard"}, xfail=dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)),
@@ -349,18 +361,24 @@ ROWS: tuple[Row, ...] = (
         behave={"p2": "sleep:0.05+exit", "p3": "hang"},
         xfail={"local": BRANCH_INTERRUPT_ESCAPES, "crash": BRANCH_INTERRUPT_ESCAPES,
                **dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)}),
-    # No worker ever runs the workflow, so whether its steps would be local activities never matters.
-    Row("d7-cancel-run-without-worker", ABC, Expect("cancelled", error="CancelledError", raised="CancelledError"),
+    # 7: a run no worker can execute, cancelled by its caller. Temporal only: no worker ever runs
+    # the workflow, so whether its steps would be local activities never matters either.
+    Row("d7-cancel-run-without-worker", ABC,
+        Expect("cancelled", error="CancelledError", raised="CancelledError"),
         backends=("temporal",), temporal_queue="nobody", xfail={"temporal": D7}),
-    Row("d7-cancel-run-with-wrong-key-worker", ABC, Expect("cancelled", error="CancelledError", raised="CancelledError"),
+    Row("d7-cancel-run-with-wrong-key-worker", ABC,
+        Expect("cancelled", error="CancelledError", raised="CancelledError"),
         backends=("temporal",), temporal_queue="wrong-key", xfail={"temporal": D7}),
+    # 8: b's compensation is a RetryPrimitive that fails twice: attempts 1, 2, 3.
     Row("d8-retried-compensation-attempts", (S("a"), S("b", compensation_retry=2), S("c")),
         Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="CancelledError"),
         behave={"c": "hang", "b:compensate": "flaky:2"}, cancel_at=Point("c"), regular=("c",),
         xfail={"crash": f"{D8}; {D9}"}),
+    # 9: interrupted (cancelled, or SIGKILLed) in c, after c took effect: c is the step to blame.
     Row("d9-crash-blames-step-in-flight", ABCD,
         Expect("cancelled", "c", "CancelledError", ("b", "a"), ("c",), raised="CancelledError"),
         cancel_at=Point("c", moment="after"), regular=("c",), xfail={"crash": D9}),
+    # Not in issue 21: SIGKILL in the compensation of b, after c's compensation succeeded.
     Row("crash-mid-rollback", ABCD, Expect("compensated", "d", "ValueError", ("c", "b", "a")),
         behave={"d": "raise"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
 )

@@ -12,8 +12,8 @@ What a step does beyond taking effect is its *behaviour*, given per saga (see
 :func:`action`): ``raise``, ``declined``, ``keyerror``, ``flaky:N``, ``sleep:S``, ``hang``,
 ``list``, ``raise_after``, ``after:<step>``, and the interruptions ``exit`` (``SystemExit``),
 ``keyboard`` (``KeyboardInterrupt``) and ``cancel`` (the function raises ``CancelledError``
-itself); ``x+y`` does ``x``, then ``y``. ``<behaviour>@N`` applies only to run ``N`` of a row that starts several runs, and
-``x@0|y`` means ``x`` in run 0, ``y`` in the others.
+itself); ``x+y`` does ``x``, then ``y``. ``<behaviour>@N`` applies only to run ``N`` of a
+row that starts several runs, and ``x@0|y`` means ``x`` in run 0, ``y`` in the others.
 
 *Points* (:class:`Point`) are where a run is interrupted from outside: a test arms a point
 for a correlation id with a hook (cancel the caller's task, or SIGKILL the crash child), and
