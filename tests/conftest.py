@@ -11,8 +11,9 @@ from testsupport import IN_CI, ROOT, require, stop_process
 
 __all__ = ["IN_CI", "ROOT", "output_dir", "require", "stop_process"]
 
-# ``pytester`` drives the sagakit pytest plugin in tests/testing.
-pytest_plugins = ["pytester"]
+# ``pytester`` drives the sagakit pytest plugin in tests/testing; ``temporal_server`` is the
+# session's Temporal dev server, shared by tests/temporal and tests/conformance.
+pytest_plugins = ["pytester", "temporal_server"]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Sagas both backends run in the conformance suite; their behaviour is driven by the input.
+"""Sagas the Temporal tests run on both backends; their behaviour is driven by the input.
 
 Every step and compensation appends ``(step, phase, attempt, data)`` to ``CALLS[correlation
 id]`` and then does what ``data["plan"][<step>]`` (or ``[<step>:compensate]``) says:
@@ -97,22 +97,16 @@ def blocking_step(data: Any, context: sk.WorkflowContext) -> Any:
     return {**data, "blocking": "done"}
 
 
-def _linear(name: str, continue_on_failure: bool) -> sk.Saga:
-    return sk.Saga(
-        name,
-        [
-            sk.step(_forward("a"), compensate=_compensation("a")),
-            sk.step(_forward("b"), compensate=_compensation("b")),
-            sk.step(sync_step),
-            sk.step(_forward("c"), compensate=_compensation("c")),
-            sk.step(_forward("d"), compensate=_compensation("d")),
-        ],
-        continue_on_compensation_failure=continue_on_failure,
-    )
-
-
-linear = _linear("linear", False)
-linear_continue = _linear("linear_continue", True)
+linear = sk.Saga(
+    "linear",
+    [
+        sk.step(_forward("a"), compensate=_compensation("a")),
+        sk.step(_forward("b"), compensate=_compensation("b")),
+        sk.step(sync_step),
+        sk.step(_forward("c"), compensate=_compensation("c")),
+        sk.step(_forward("d"), compensate=_compensation("d")),
+    ],
+)
 
 fanout = sk.Saga(
     "fanout",
@@ -127,14 +121,6 @@ fanout = sk.Saga(
     ],
 )
 
-ambiguous = sk.Saga(
-    "ambiguous",
-    [
-        sk.step(_forward("a"), compensate=_compensation("a")),
-        sk.step(_forward("b"), compensate=_compensation("b"), timeout=0.4, compensate_on_failure=True),
-    ],
-)
-
 retrying = sk.Saga(
     "retrying",
     [
@@ -146,16 +132,6 @@ retrying = sk.Saga(
         ),
         sk.step(_forward("c"), compensate=_compensation("c")),
     ],
-)
-
-seed_form = sk.CompensationPrimitive(
-    [
-        (sk.RetryPrimitive(_forward("a"), max_retries=2, initial_delay=0.05, jitter=0.0), _compensation("a")),
-        (sk.TimeoutPrimitive(_forward("b"), timeout=0.4), _compensation("b")),
-        (sk.FallbackPrimitive(_forward("c"), _forward("c_fallback")), None),
-        (_forward("d"), _compensation("d")),
-    ],
-    name="seed_form",
 )
 
 def _noting(name: str, phase: str) -> Any:
@@ -206,4 +182,4 @@ blocking = sk.Saga(
     ],
 )
 
-ALL = [linear, linear_continue, fanout, ambiguous, retrying, seed_form, notes, blocking]
+ALL = [linear, fanout, retrying, notes, blocking]

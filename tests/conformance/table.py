@@ -1,0 +1,387 @@
+"""The conformance table: scenarios as data, one frozen :class:`Row` each.
+
+A row names a saga shape (a few named steps, see :class:`S` and :class:`P`), what each step
+and compensation does (``behave``, see :mod:`conformance.world`), the input, the injected
+faults, where a caller interrupts the run, where the crash child is SIGKILLed, and the
+outcome the local engine must give (``expect``). :data:`SAGAS` holds one saga per row, built
+the same way in every process that needs it (the test process, the crash child, the
+in-process Temporal worker), so each backend runs the very same definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sagakit as sk
+from conformance import world
+from conformance.world import Point
+
+__all__ = ["BACKENDS", "ROWS", "SAGAS", "TEMPORAL", "Expect", "P", "Row", "S", "fresh_faults"]
+
+Backend = Literal["local", "crash", "temporal", "temporal-local"]
+#: Every backend a row runs on, in the order the cells are listed.
+BACKENDS: tuple[Backend, ...] = ("local", "crash", "temporal", "temporal-local")
+TEMPORAL: tuple[Backend, ...] = ("temporal", "temporal-local")
+
+
+@dataclass(frozen=True, slots=True)
+class S:
+    """One step of a row's saga.
+
+    Attributes:
+        name: the step's name (its action is ``world.action(name, ...)``).
+        compensate: whether it has a compensation.
+        retry: ``step(retry=...)``: retries after the first attempt (short, jitter-free backoff).
+        timeout: ``step(timeout=...)`` in seconds.
+        compensate_on_failure: ``step(compensate_on_failure=True)``.
+        compensation_retry: wrap the compensation in ``RetryPrimitive(max_retries=...)``.
+        plain: a plain ``def`` action (runs on a thread on a Temporal worker).
+        seed: wrap the action as the seed's tuple form does: ``retry`` (``RetryPrimitive``, 2
+            retries), ``timeout`` (``TimeoutPrimitive``, 0.4 s) or ``fallback``
+            (``FallbackPrimitive`` to ``<name>_fallback``); only in ``seed_form`` rows.
+        kind: the step kind of issue 22 (``pivot``, ``retriable``, ``readonly``); ``None`` is
+            today's compensatable step. Passed to ``sagakit.step(kind=...)`` when given.
+    """
+
+    name: str
+    compensate: bool = True
+    retry: int | None = None
+    timeout: float | None = None
+    compensate_on_failure: bool = False
+    compensation_retry: int | None = None
+    plain: bool = False
+    seed: Literal["retry", "timeout", "fallback"] | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class P:
+    """A parallel stage of a row's saga."""
+
+    steps: tuple[S, ...]
+
+    def __init__(self, *steps: S) -> None:
+        object.__setattr__(self, "steps", steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What the local engine's run of a row must be (the other backends must then equal it).
+
+    The steps of one parallel stage are listed sorted, whatever order they ran in (see
+    :func:`conformance.drivers.observe`).
+
+    Attributes:
+        status: the run's status.
+        failed_step: the step blamed for the rollback.
+        error: the type name of ``run.error``.
+        compensated: the compensations that succeeded, in order.
+        standing: the steps whose effect stands in the world at the end, sorted.
+        raised: the type name of what ``saga.run`` raised (a cancellation or interruption
+            re-raised after the rollback), or ``None``.
+        message_has: a text ``run.error``'s message contains.
+    """
+
+    status: str
+    failed_step: str | None = None
+    error: str | None = None
+    compensated: tuple[str, ...] = ()
+    standing: tuple[str, ...] = ()
+    raised: str | None = None
+    message_has: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One scenario of the table.
+
+    Attributes:
+        name: the row's id, also its saga's name.
+        shape: the stages, in order.
+        expect: the local engine's run (one per run for rows with several ``runs``).
+        behave: what steps (``"b"``) and compensations (``"b:compensate"``) do, see
+            :mod:`conformance.world`.
+        input: the saga's input.
+        faults: ``run(..., faults=...)`` (built fresh for every run: a seeded fault's draws
+            start over).
+        cancel_at: the caller cancels the run (``task.cancel()``) when it reaches this point,
+            on every backend; the crash child is SIGKILLed there instead.
+        timeout_at: the caller's ``asyncio.timeout()`` around the call expires when the call
+            reaches one of these points (around ``saga.run`` locally and on Temporal, around
+            ``recover()`` on the crash backend).
+        kill_at: the crash backend only: SIGKILL the child at this point, or on this event kind
+            (through an observer), while the other backends run through. A point in a step's
+            forward phase must be where the other backends are interrupted (``cancel_at`` or
+            ``timeout_at``): a crash there stands for that interruption.
+        kill_once_recorded: before that SIGKILL, wait until the journal holds these steps'
+            completions (the writer commits on its own thread: this pins the interleaving).
+        runs: how many runs start at once (correlation ids ``<cell>#0`` ... ``#n-1``).
+        continue_on_compensation_failure: the saga's option.
+        seed_form: build the saga with ``CompensationPrimitive`` tuples, as the seed does.
+        regular: steps that stay regular activities on the ``temporal-local`` backend.
+        backends: where the row runs (every backend unless a comment says why not).
+        xfail: backend -> why that cell fails today (a defect, by number in issue 21).
+        temporal_queue: ``nobody`` (no worker polls the task queue) or ``wrong-key`` (the
+            worker's payload key differs from the caller's): the run cannot be executed.
+    """
+
+    name: str
+    shape: tuple[S | P, ...]
+    expect: Expect | tuple[Expect, ...]
+    behave: Mapping[str, str] = field(default_factory=dict)
+    input: Mapping[str, Any] = field(default_factory=lambda: {"order": 7})
+    faults: Mapping[str, sk.FaultLike] = field(default_factory=dict)
+    cancel_at: Point | None = None
+    timeout_at: tuple[Point, ...] = ()
+    kill_at: Point | str | None = None
+    kill_once_recorded: tuple[str, ...] = ()
+    runs: int = 1
+    continue_on_compensation_failure: bool = False
+    seed_form: bool = False
+    regular: tuple[str, ...] = ()
+    backends: tuple[Backend, ...] = BACKENDS
+    xfail: Mapping[Backend, str] = field(default_factory=dict)
+    temporal_queue: Literal["nobody", "wrong-key"] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kill_at, Point) and self.kill_at.phase == "forward":
+            interrupted = {self.cancel_at, *self.timeout_at}
+            if Point(self.kill_at.step) not in {Point(p.step) for p in interrupted if p is not None}:
+                raise ValueError(f"row {self.name}: a crash in a step's forward phase must be where the other "
+                                 "backends are interrupted (cancel_at or timeout_at)")
+        expectations = self.expect if isinstance(self.expect, tuple) else (self.expect,)
+        if len(expectations) not in (1, self.runs):
+            raise ValueError(f"row {self.name}: expected one Expect, or one per run")
+
+    @property
+    def crash_point(self) -> Point | str | None:
+        """Where the crash child dies: ``kill_at``, else where the caller would cancel."""
+        return self.kill_at if self.kill_at is not None else self.cancel_at
+
+    def expected(self, run: int) -> Expect:
+        """The local engine's run number ``run``."""
+        return self.expect[run] if isinstance(self.expect, tuple) else self.expect
+
+    def stage_of(self) -> dict[str, int]:
+        """Each step's stage number."""
+        return {member.name: number for number, stage in enumerate(self.shape)
+                for member in (stage.steps if isinstance(stage, P) else (stage,))}
+
+    def parallel_steps(self) -> dict[str, int]:
+        """The steps of parallel stages, with their stage number."""
+        return {member.name: number for number, stage in enumerate(self.shape) if isinstance(stage, P)
+                for member in stage.steps}
+
+
+def fresh_faults(row: Row) -> dict[str, sk.FaultLike]:
+    """The row's faults for one run: a seeded fault starts its draws over."""
+    return {name: dataclasses.replace(fault) if isinstance(fault, sk.Fault) else fault
+            for name, fault in row.faults.items()}
+
+
+_RETRY = {"initial_delay": 0.05, "max_delay": 0.1, "jitter": 0.0}
+
+
+def _step(spec: S, plan: Mapping[str, str], seed_form: bool) -> Any:
+    act: Any = (world.plain_action if spec.plain else world.action)(spec.name, plan)
+    undo: Any = world.compensation(spec.name, plan) if spec.compensate else None
+    if undo is not None and spec.compensation_retry is not None:
+        undo = sk.RetryPrimitive(undo, max_retries=spec.compensation_retry, **_RETRY)
+    if spec.seed == "retry":
+        act = sk.RetryPrimitive(act, max_retries=2, **_RETRY)
+    elif spec.seed == "timeout":
+        act = sk.TimeoutPrimitive(act, timeout=0.4)
+    elif spec.seed == "fallback":
+        act = sk.FallbackPrimitive(act, world.action(f"{spec.name}_fallback", plan))
+    if seed_form:
+        return (act, undo)
+    options: dict[str, Any] = {}
+    if spec.retry is not None:
+        options["retry"] = sk.RetryPolicy(max_retries=spec.retry, **_RETRY)
+    if spec.kind is not None:
+        options["kind"] = spec.kind
+    return sk.step(act, compensate=undo, name=spec.name, timeout=spec.timeout,
+                   compensate_on_failure=spec.compensate_on_failure, **options)
+
+
+def build_saga(row: Row) -> sk.Saga:
+    """The row's saga: named after the row, its functions behaving as the row says."""
+    stages = [sk.parallel(*(_step(member, row.behave, False) for member in stage.steps)) if isinstance(stage, P)
+              else _step(stage, row.behave, row.seed_form) for stage in row.shape]
+    if row.seed_form:
+        return sk.CompensationPrimitive(stages, row.continue_on_compensation_failure, name=row.name)
+    return sk.Saga(row.name, stages, continue_on_compensation_failure=row.continue_on_compensation_failure)
+
+
+# -- shapes ---------------------------------------------------------------------------------
+
+LINEAR = (S("a"), S("b"), S("sync_step", plain=True, compensate=False), S("c"), S("d"))
+FANOUT = (S("a"), P(S("p1"), S("p2"), S("p3", compensate=False)), S("c"))
+ABC = (S("a"), S("b"), S("c"))
+ABCD = (S("a"), S("b"), S("c"), S("d"))
+RETRYING = (S("a"), S("b", retry=2), S("c"))
+SEED = (S("a", seed="retry"), S("b", seed="timeout"), S("c", seed="fallback", compensate=False), S("d"))
+LAST_PARALLEL = (S("a"), P(S("p1"), S("p2")))
+
+LINEAR_DONE = ("a", "b", "c", "d", "sync_step")
+
+# Why cells fail today, by the defect's number in issue 21.
+D1 = "issue 21 defect 1: with local activities, a run cancelled mid-saga compensates nothing"
+D2 = ("issue 21 defect 2: recover() merges a parallel stage skipping a branch's list output, so a run the "
+      "engine rolls back is recorded completed")
+D3 = "issue 21 defect 3: an interrupted compensation stops the rollback (the engine goes on with the rest)"
+D3_TEMPORAL = (D3 + "; Temporal reports it as a bare ApplicationError")
+D4 = "issue 21 defect 4: under recover(), one run's interrupted compensation cuts the other runs' off mid-call"
+D5 = "issue 21 defect 5: recover()'s rollback is not shielded: a caller's timeout cancels a compensation mid-call"
+D6 = "issue 21 defect 6: Temporal (regular activities) retries a step that raised SystemExit"
+D7 = "issue 21 defect 7: a Temporal run no worker can execute cannot be cancelled by its caller"
+D8 = "issue 21 defect 8: under recover(), a RetryPrimitive compensation sees attempt 1 on every call"
+D9 = "issue 21 defect 9: a crash-recovered run blames the last completed step, not the step in flight"
+# Found by this table; not in issue 21.
+INTERRUPT_AS_FAILURE = ("not in issue 21: on Temporal (regular and local activities), a step that raises "
+                        "SystemExit, KeyboardInterrupt or CancelledError itself is reported as a bare ApplicationError "
+                        "failure: the run ends compensated instead of cancelled, and nothing is re-raised")
+BRANCH_INTERRUPT_ESCAPES = ("not in issue 21: a parallel branch that raises SystemExit or KeyboardInterrupt ends the "
+                            "engine's event loop itself (asyncio re-raises them from the branch's task): the run is "
+                            "neither rolled back nor recorded")
+LOST_ROLLBACK = ("not in issue 21: the engine journals its rollback only when the run ends (no settle before or "
+                 "between compensations), so a crash mid-rollback loses the failure, the rollback's start and the "
+                 "compensations done; recover() then reports RunInterrupted and blames the wrong step")
+
+ROWS: tuple[Row, ...] = (
+    # -- migrated from tests/temporal/test_temporal_conformance.py --------------------------------
+    Row("completes", LINEAR, Expect("completed", standing=LINEAR_DONE)),
+    Row("parallel-merges", FANOUT, Expect("completed", standing=("a", "c", "p1", "p2", "p3")),
+        behave={"p2": "sleep:0.05", "p3": "sleep:0.1"}),
+    Row("fails-at-a", LINEAR, Expect("compensated", "a", "ValueError"), behave={"a": "raise"}),
+    Row("fails-at-b", LINEAR, Expect("compensated", "b", "ValueError", ("a",)), behave={"b": "raise"},
+        kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("fails-at-c", LINEAR, Expect("compensated", "c", "ValueError", ("b", "a"), ("sync_step",)),
+        behave={"c": "raise"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("fails-at-d", LINEAR, Expect("compensated", "d", "ValueError", ("c", "b", "a"), ("sync_step",)),
+        behave={"d": "raise"}, kill_at=Point("c", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("user-error-type", LINEAR, Expect("compensated", "b", "PaymentDeclined", ("a",), message_has="declined"),
+        behave={"b": "declined"}, kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("builtin-error-args", LINEAR,
+        Expect("compensated", "c", "KeyError", ("b", "a"), ("sync_step",), message_has="'c'"),
+        behave={"c": "keyerror"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("parallel-branch-fails", FANOUT, Expect("compensated", "p2", "ValueError", ("p1", "a")),
+        behave={"p2": "after:p1", "p3": "hang"}, kill_at=Point("p1", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("fails-after-parallel", FANOUT, Expect("compensated", "c", "ValueError", ("p1", "p2", "a"), ("p3",)),
+        behave={"p2": "sleep:0.05", "p3": "sleep:0.1", "c": "raise"}, kill_at=Point("p2", "compensate"),
+        xfail={"crash": LOST_ROLLBACK}),
+    Row("branch-returns-list", FANOUT, Expect("compensated", "p1", "TypeError", ("p1", "p2", "a"), ("p3",),
+                                              message_has="'p1' returned list"),
+        behave={"p1": "list", "p2": "sleep:0.05", "p3": "sleep:0.1"}, kill_at=Point("p2", "compensate"),
+        xfail={"crash": LOST_ROLLBACK}),
+    Row("timeout-compensates-on-failure", (S("a"), S("b", timeout=0.4, compensate_on_failure=True)),
+        Expect("compensated", "b", "StepTimeout", ("b", "a")),
+        behave={"b": "hang"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("compensation-fails-and-stops", LINEAR, Expect("compensation_failed", "d", "CompensationError", ("c",),
+                                                       ("a", "b", "sync_step"), message_has="left uncompensated: 'a'"),
+        behave={"d": "raise", "b:compensate": "raise"}, kill_at=Point("c", "compensate"),
+        xfail={"crash": LOST_ROLLBACK}),
+    Row("compensation-fails-and-goes-on", LINEAR,
+        Expect("compensation_failed", "d", "CompensationError", ("a",), ("b", "c", "sync_step")),
+        behave={"d": "raise", "b:compensate": "raise", "c:compensate": "keyerror"},
+        continue_on_compensation_failure=True, kill_at=Point("c", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("retry-then-success", RETRYING, Expect("completed", standing=("a", "b", "c")), behave={"b": "flaky:2"}),
+    Row("retries-spent", RETRYING, Expect("compensated", "b", "ConnectionError", ("a",)), behave={"b": "flaky:5"},
+        kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("seed-form", SEED, Expect("compensated", "d", "ValueError", ("b", "a"), ("c_fallback",)),
+        behave={"a": "flaky:1", "c": "raise", "d": "raise"}, seed_form=True, kill_at=Point("b", "compensate"),
+        xfail={"crash": LOST_ROLLBACK}),
+    Row("seed-form-timeout", SEED, Expect("compensated", "b", "StepTimeout", ("a",)), behave={"b": "hang"},
+        seed_form=True, kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("fault-fail", LINEAR, Expect("compensated", "b", "InjectedFault", ("a",)), faults={"b": "fail"},
+        kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    Row("fault-fail-after", LINEAR, Expect("compensated", "b", "InjectedFault", ("a",), ("b",)),
+        faults={"b": "fail_after"}, kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+    # No crash point: an injected fault belongs to the run's call, not to its journal, so the
+    # compensations recover() runs after a crash act for real.
+    Row("fault-fail-compensation", LINEAR,
+        Expect("compensation_failed", "d", "CompensationError", ("c",), ("a", "b", "sync_step")),
+        behave={"d": "raise"}, faults={"b": "fail_compensation"}),
+    Row("fault-delay-only", LINEAR, Expect("completed", standing=LINEAR_DONE),
+        faults={"a": sk.Fault("none", delay=0.05)}),
+    Row("fault-seeded-probability", RETRYING, Expect("completed", standing=("a", "b", "c")),
+        faults={"b": sk.Fault("fail", probability=0.5, seed=7)}),  # fires on attempts 1 and 2, not 3
+    # In the rows a caller cancels, the step in flight stays a regular activity on
+    # temporal-local (``regular``): with every step local, they would all meet defect 1.
+    Row("cancel-mid-step", LINEAR, Expect("cancelled", "c", "CancelledError", ("b", "a"), ("sync_step",),
+                                          raised="CancelledError"),
+        cancel_at=Point("c"), regular=("c",), xfail={"crash": D9}),
+    # -- issue 21 ---------------------------------------------------------------------------------
+    # 1: cancelled mid-saga after a, b and c took effect, every step a local activity.
+    Row("d1-cancel-after-three-steps", ABCD,
+        Expect("cancelled", "d", "CancelledError", ("c", "b", "a"), raised="CancelledError"),
+        cancel_at=Point("d"), xfail={"temporal-local": D1, "crash": D9}),
+    # 2: the last stage is parallel, a branch returns a list; SIGKILL as the rollback begins, once
+    # the journal holds both branches' completions.
+    Row("d2-last-stage-branch-returns-list", LAST_PARALLEL,
+        Expect("compensated", "p1", "TypeError", ("p1", "p2", "a")),
+        behave={"p1": "list", "p2": "sleep:0.05"}, kill_at="rollback_started", kill_once_recorded=("p1", "p2"),
+        xfail={"crash": D2}),
+    # 3: the compensation of b is interrupted, three ways; the engine goes on with a.
+    *(Row(f"d3-compensation-interrupted-{kind}", ABC,
+          Expect("compensation_failed", "c", "CompensationError", ("a",), ("b",), raised=raised),
+          behave={"c": "raise", "b:compensate": kind}, kill_at=Point("b", "compensate"),
+          xfail={"crash": f"{D3}; {LOST_ROLLBACK}", "temporal": D3_TEMPORAL, "temporal-local": D3_TEMPORAL})
+      for kind, raised in (("keyboard", "KeyboardInterrupt"), ("exit", "SystemExit"), ("cancel", "CancelledError"))),
+    # 4: five runs killed in c, recovered together; run 0's compensation of b is interrupted
+    # while the other four are in theirs. Run 0 was cancelled before that interruption, so the
+    # cancellation is what its call raises.
+    Row("d4-five-recoveries-one-interrupted", ABC,
+        (Expect("compensation_failed", "c", "CompensationError", ("a",), ("b",), raised="CancelledError"),
+         *(Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="CancelledError"),) * 4),
+        behave={"c": "hang", "b:compensate": "sleep:0.1+keyboard@0|sleep:0.3"}, cancel_at=Point("c"), runs=5,
+        regular=("c",), xfail={"crash": f"{D4}; {D3}; {D9}", "temporal": D3_TEMPORAL, "temporal-local": D3_TEMPORAL}),
+    # 5: the caller's asyncio.timeout() expires in c (around saga.run), or in the compensation of
+    # b (around recover(), after a crash in c); the compensation must finish either way.
+    Row("d5-timeout-around-recover", ABC,
+        Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="TimeoutError"),
+        behave={"c": "hang", "b:compensate": "sleep:0.3"}, timeout_at=(Point("c"), Point("b", "compensate")),
+        kill_at=Point("c"), regular=("c",), xfail={"crash": f"{D5}; {D9}"}),
+    # 6: a step with retry=2 raises SystemExit: one call, no retry.
+    Row("d6-step-exit-not-retried", (S("a"), S("b", retry=2)),
+        Expect("cancelled", "b", "SystemExit", ("a",), raised="SystemExit"),
+        behave={"b": "exit"},
+        xfail={"temporal": f"{D6}; {INTERRUPT_AS_FAILURE}", "temporal-local": INTERRUPT_AS_FAILURE}),
+    Row("step-keyboard-interrupt", ABC, Expect("cancelled", "b", "KeyboardInterrupt", ("a",),
+                                               raised="KeyboardInterrupt"),
+        behave={"b": "keyboard"}, xfail=dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)),
+    Row("step-cancels-itself", ABC, Expect("cancelled", "b", "CancelledError", ("a",), raised="CancelledError"),
+        behave={"b": "cancel"}, xfail=dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)),
+    # The engine's own run is wrong here (the xfail on "local"): the other cells check the row's
+    # expect instead of comparing with it.
+    Row("parallel-branch-exits", FANOUT, Expect("cancelled", "p2", "SystemExit", ("p1", "a"), raised="SystemExit"),
+        behave={"p2": "sleep:0.05+exit", "p3": "hang"},
+        xfail={"local": BRANCH_INTERRUPT_ESCAPES, "crash": BRANCH_INTERRUPT_ESCAPES,
+               **dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)}),
+    # 7: a run no worker can execute, cancelled by its caller. Temporal only: no worker ever runs
+    # the workflow, so whether its steps would be local activities never matters either.
+    Row("d7-cancel-run-without-worker", ABC,
+        Expect("cancelled", error="CancelledError", raised="CancelledError"),
+        backends=("temporal",), temporal_queue="nobody", xfail={"temporal": D7}),
+    Row("d7-cancel-run-with-wrong-key-worker", ABC,
+        Expect("cancelled", error="CancelledError", raised="CancelledError"),
+        backends=("temporal",), temporal_queue="wrong-key", xfail={"temporal": D7}),
+    # 8: b's compensation is a RetryPrimitive that fails twice: attempts 1, 2, 3.
+    Row("d8-retried-compensation-attempts", (S("a"), S("b", compensation_retry=2), S("c")),
+        Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="CancelledError"),
+        behave={"c": "hang", "b:compensate": "flaky:2"}, cancel_at=Point("c"), regular=("c",),
+        xfail={"crash": f"{D8}; {D9}"}),
+    # 9: interrupted (cancelled, or SIGKILLed) in c, after c took effect: c is the step to blame.
+    Row("d9-crash-blames-step-in-flight", ABCD,
+        Expect("cancelled", "c", "CancelledError", ("b", "a"), ("c",), raised="CancelledError"),
+        cancel_at=Point("c", moment="after"), regular=("c",), xfail={"crash": D9}),
+    # Not in issue 21: SIGKILL in the compensation of b, after c's compensation succeeded.
+    Row("crash-mid-rollback", ABCD, Expect("compensated", "d", "ValueError", ("c", "b", "a")),
+        behave={"d": "raise"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+)
+
+#: One saga per row, by row name.
+SAGAS: dict[str, sk.Saga] = {row.name: build_saga(row) for row in ROWS}
