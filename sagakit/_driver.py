@@ -197,6 +197,10 @@ class _Wait(Protocol):
     def __call__(self, fs: Sequence[asyncio.Future[Any]], *, return_when: str = ...) -> Awaitable[Any]: ...
 
 
+class _BranchFailed(Exception):
+    """What a failed branch's task ends with; the failure itself is in the stage's list."""
+
+
 class StageFailed(Exception):
     """A branch of a parallel stage failed; the stage has wound down.
 
@@ -251,7 +255,9 @@ async def parallel_stage(branches: Sequence[Awaitable[Any]], wait: _Wait) -> lis
             raise
         except BaseException as exc:
             failures.append((position, exc))
-            raise
+            # Not the error itself: a KeyboardInterrupt or SystemExit raised out of a task stops the
+            # event loop. The stage raises it where the run can roll back first.
+            raise _BranchFailed() from None
 
     tasks = [asyncio.ensure_future(branch(position, work)) for position, work in enumerate(branches)]
     try:

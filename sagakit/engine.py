@@ -9,8 +9,6 @@ from cancellation, before it lets the error or the cancellation go on.
 from __future__ import annotations
 
 import asyncio
-import dis
-import functools
 import itertools
 import math
 import os
@@ -48,7 +46,7 @@ from sagakit.errors import (
 )
 from sagakit.events import Event, Observer
 from sagakit.faults import Fault, FaultPlan
-from sagakit.policies import AnyStepFunction, Policy
+from sagakit.policies import AnyStepFunction, Policy, code_may_suspend
 from sagakit.runs import Run, RunStatus, run_counts
 from sagakit.steps import Parallel, Stage, Step
 
@@ -511,7 +509,7 @@ class _Execution(Recorder):
                 self.record("compensation_skipped", now, name, index, "compensate", 0, now, 0.0, None, False, data,
                             "skipped")
                 continue
-            if inline_task is not None and _may_suspend(compensate):
+            if inline_task is not None and step.compensation_suspends:
                 if asyncio.current_task() is inline_task:
                     await asyncio.sleep(0)  # moves the rollback to its own task (_shielded_rest)
                 inline_task = None
@@ -539,8 +537,9 @@ class _Execution(Recorder):
                     try:
                         output = compensate(data, context)
                         if type(output) is _Coroutine or hasattr(output, "__await__"):
-                            if inline_task is not None and asyncio.current_task() is inline_task and (
-                                    type(output) is not _Coroutine or _code_may_suspend(output.cr_code)):
+                            if (inline_task is not None and step.compensation_suspends is None
+                                    and asyncio.current_task() is inline_task
+                                    and (type(output) is not _Coroutine or code_may_suspend(output.cr_code))):
                                 await asyncio.sleep(0)  # a plain def returned an awaitable: start it moved
                             output = await output
                     except BaseException as exc:
@@ -579,35 +578,6 @@ class _Execution(Recorder):
             await self.settle()
         except Exception:
             return False
-        return True
-
-
-@functools.lru_cache(maxsize=4096)
-def _code_may_suspend(code: types.CodeType) -> bool:
-    return any(instruction.opname in _SUSPENDING for instruction in dis.get_instructions(code))
-
-
-_SUSPENDING = frozenset({"GET_AWAITABLE", "SEND", "YIELD_VALUE", "YIELD_FROM", "BEFORE_ASYNC_WITH", "GET_AITER"})
-
-
-def _may_suspend(fn: Any) -> bool:
-    """Whether calling ``fn`` may suspend: a policy, or an ``async def`` whose body awaits.
-
-    A plain ``def`` (which may still return an awaitable: see the rollback) and an ``async def``
-    that never awaits run to their end without giving the loop control.
-    """
-    if isinstance(fn, Policy):
-        return True
-    if not policies.is_async_callable(fn):
-        return False
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)
-    if not isinstance(code, types.CodeType):
-        return True
-    try:
-        return _code_may_suspend(code)
-    except TypeError:  # pragma: no cover - an unhashable code object does not exist
         return True
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dis
 import functools
 import inspect
 import random
 import threading
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
@@ -36,6 +38,7 @@ __all__ = [
     "StepFunction",
     "TimeoutPrimitive",
     "callable_name",
+    "may_suspend",
 ]
 
 
@@ -115,6 +118,32 @@ async def invoke(fn: AnyStepFunction, data: Any, context: WorkflowContext | None
     if scope is None:
         return await call_step_function(fn, data, context)
     return await scope.attempt(fn, data, context)  # type: ignore[arg-type]  # a scope is set in a run
+
+
+@functools.lru_cache(maxsize=4096)
+def code_may_suspend(code: types.CodeType) -> bool:
+    """Whether a function with this code may suspend: it awaits (or iterates or enters
+    asynchronously) somewhere in its body."""
+    return any(instruction.opname in _SUSPENDING for instruction in dis.get_instructions(code))
+
+
+_SUSPENDING = frozenset({"GET_AWAITABLE", "SEND", "YIELD_VALUE", "YIELD_FROM", "BEFORE_ASYNC_WITH", "GET_AITER"})
+
+
+def may_suspend(fn: object) -> bool:
+    """Whether calling ``fn`` may suspend: a policy, or an ``async def`` whose body awaits.
+
+    A plain ``def`` (which may still return an awaitable, checked when it does) and an
+    ``async def`` that never awaits run to their end without giving the loop control.
+    """
+    if isinstance(fn, Policy):
+        return True
+    if not callable(fn) or not is_async_callable(fn):
+        return False
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
+    return not isinstance(code, types.CodeType) or code_may_suspend(code)
 
 
 def _check_function(fn: object, what: str) -> None:

@@ -118,12 +118,15 @@ _new_event = tuple.__new__
 _STEP = operator.itemgetter(TRACE_ATOMS.index("step"))
 
 
+# Each compensation that ran ends with one of these (a cancelled one ran too, as the engine counts).
+_COMPENSATION_ENDS = frozenset({EventKind.COMPENSATION_SUCCEEDED, EventKind.COMPENSATION_FAILED,
+                                EventKind.COMPENSATION_CANCELLED})
+
+
 def run_counts(events: Sequence[Event]) -> tuple[int, int, bool]:
     """A run's ``steps_completed``, ``compensations_run`` and ``injected``, from its events."""
     steps_completed = len(_completed_steps((e.kind, e.step, e.phase) for e in events))
-    compensations_run = len(
-        {e.step for e in events if e.kind is EventKind.COMPENSATION_SUCCEEDED or e.kind is EventKind.COMPENSATION_FAILED}
-    )
+    compensations_run = len({e.step for e in events if e.kind in _COMPENSATION_ENDS})
     return steps_completed, compensations_run, any(e.injected for e in events)
 
 

@@ -17,6 +17,8 @@ from sagakit.policies import (
     RetryPrimitive,
     TimeoutPrimitive,
     callable_name,
+    is_async_callable,
+    may_suspend,
 )
 
 __all__ = [
@@ -111,6 +113,7 @@ class Step:
         "action",
         "compensate",
         "compensate_on_failure",
+        "compensation_suspends",
         "forward",
         "kind",
         "name",
@@ -122,6 +125,7 @@ class Step:
     action: AnyStepFunction
     compensate: AnyStepFunction | None
     compensate_on_failure: bool
+    compensation_suspends: bool | None
     forward: AnyStepFunction
     kind: StepKind
     name: str
@@ -174,6 +178,11 @@ class Step:
         set_(self, "compensate_on_failure", compensate_on_failure)
         set_(self, "kind", kind)
         set_(self, "forward", forward)
+        # Whether the compensation may give the loop control: a rollback starts such a one in a
+        # task of its own (see the engine's rollback). ``None``: a plain function, which may
+        # still return an awaitable (checked when it does).
+        set_(self, "compensation_suspends", None if compensate is not None and not is_async_callable(compensate)
+             and not isinstance(compensate, Policy) else compensate is not None and may_suspend(compensate))
         # The engine calls a plain action directly as the step's one attempt; policies record
         # their own attempts.
         set_(self, "plain", not isinstance(forward, Policy))

@@ -413,7 +413,8 @@ async def _wind_down(handle: WorkflowHandle[Any, Any], result: asyncio.Future[di
     """After the caller's cancellation: ask the workflow to cancel (it compensates), and wait for
     its outcome. A workflow that no worker ever ran (none polls its task queue, or each one fails
     its workflow task, such as a worker without the payload key) would keep the caller waiting
-    forever with nothing to undo: once it has had a moment to start, it is terminated."""
+    forever with nothing to undo: once it has had a moment to start, it is terminated. A workflow
+    whose task is in progress may be running local activities: it is waited for."""
     await _cancel(handle)
     deadline = time.monotonic() + _UNSTARTED_GRACE
     while not result.done():
@@ -429,16 +430,26 @@ async def _wind_down(handle: WorkflowHandle[Any, Any], result: asyncio.Future[di
 
 
 async def _ever_ran(handle: WorkflowHandle[Any, Any]) -> bool:
-    """Whether a worker ever completed one of the workflow's tasks (so it may have acted)."""
+    """Whether a worker may have acted for the workflow: it completed one of its tasks, or one is
+    in progress (local activities run inside a task, before it completes) and none ever failed
+    (a task that fails before any completed is a worker that cannot run the workflow at all)."""
     from temporalio.api.enums.v1 import EventType
 
+    task_open = failed = False
     try:
         async for event in handle.fetch_history_events():
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            kind = event.event_type
+            if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
                 return True
+            if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                task_open = True
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                task_open, failed = False, True  # its workers cannot run it (a payload key, a missing saga)
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                task_open = False
     except Exception:
         return True  # cannot tell: keep waiting, as for a workflow that runs
-    return False
+    return task_open and not failed
 
 
 async def _outcome(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:

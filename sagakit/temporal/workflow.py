@@ -469,7 +469,7 @@ class SagaWorkflow:
                          original: dict[str, Any] | None, interrupt: dict[str, Any] | None, cancelled: bool,
                          announce: bool) -> dict[str, Any]:
         """Carry ``rollback`` out, shielded from cancellation, and end the workflow with its outcome."""
-        task = asyncio.create_task(self._rollback(rollback, original if original is not None else interrupt, announce))
+        task = asyncio.create_task(self._rollback(rollback, original, announce))
         if await wait_through_cancellation([task], workflow.wait) or self._cancelled:
             cancelled = True
         if await self._commit_locals():

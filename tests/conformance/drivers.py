@@ -382,8 +382,11 @@ def _observe_recovery(row: Row, base: str, journal: Path, crashed: bool) -> list
         return [observe(_last_run_in(history, cid), cid, None, row) for cid in correlation_ids]
     if recovery is not None:
         recovered = {run.correlation_id: run for run in recovery.runs}
-    else:  # recover() raised: the runs it finished are in the journal, the others are unfinished
+    else:
+        # recover() raised (an interruption, after every run was recorded): the runs it finished
+        # are in the saga's history, as the engine left them; any other is in the journal.
         recovered = {run.correlation_id: run for run in sk.RunHistory.from_journal(journal, sagas=[saga])}
+        recovered.update((run.correlation_id, run) for run in saga.history if run.correlation_id in correlation_ids)
     return [observe(recovered.get(cid), cid, raised, row, status="unfinished") for cid in correlation_ids]
 
 
@@ -416,8 +419,14 @@ def wait_recorded(journal: Path, steps: tuple[str, ...], runs: int) -> None:
 def expected(backend: str, row: Row, references: list[Observation], observed: list[Observation]) -> list[Observation]:
     """What ``backend`` must observe of each run, given the local engine's observations of them.
 
-    Temporal (regular and local activities) must give the very same run. The crash backend
-    differs in these ways, each because a crash is not a cancellation:
+    Temporal (regular and local activities) must give the very same run, but for one thing:
+    an interruption raised by a step function on a worker (``KeyboardInterrupt``, ``SystemExit``,
+    a cancellation it raised itself) is recorded exactly as locally (the run rolls back, the
+    run's status and errors are the same), but it is not raised in the caller: the caller's
+    process was not interrupted (the Backend protocol propagates the caller's own cancellation
+    only). A cancellation by the caller propagates after the rollback, as locally.
+
+    The crash backend differs in these ways, each because a crash is not a cancellation:
 
     * The journal records a run's progress, not its exceptions: ``recover()`` raises nothing
       for what happened before the crash; it raises the caller's timeout, or an interruption of
@@ -434,6 +443,9 @@ def expected(backend: str, row: Row, references: list[Observation], observed: li
       one the crash cut short before recovery called it again.
     * With no crash point the child runs to its end: the observation is the run as the journal
       recorded it (the exception ``saga.run`` raised in the child is not the parent's).
+    * Unless the record shows what started the rollback (``cause_on_record``: a parallel stage
+      whose outputs cannot merge): then ``recover()`` fails the run as the engine did, with the
+      same error, and the run is the engine's.
     * The journal keeps an error's type name and message, not its class: errors read back are
       ``RecordedError`` subclasses of the same name; the errors ``recover()`` makes itself
       (``RunInterrupted``, ``CompensationError``) are sagakit's own.
@@ -451,6 +463,8 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
     target = dict(reference)
     target["run_id"] = observed["run_id"]
     if backend != "crash":
+        if target["raised"] is not None and not (row.cancel_at or row.timeout_at):
+            target["raised"] = None  # a worker's interruption is the run's, not the caller's
         return target
     point = row.crash_point
     if point is None:
@@ -473,6 +487,8 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
         position = reference["world"].index((point.step, "compensate", 1, "call", _call_data(reference, point)))
         target["world"] = [*reference["world"][:position + 1], *reference["world"][position:]]
         return target
+    if row.cause_on_record:
+        return target  # recover() finds the engine's own reason in the record: the very same run
     in_flight = _in_flight(row, point)
     run_id_error = ("RunInterrupted", str(sk.RunInterrupted(observed["run_id"]))) if observed.get("run_id") else None
     target["original"] = run_id_error

@@ -124,6 +124,11 @@ class Row:
         regular: steps that stay regular activities on the ``temporal-local`` backend.
         backends: where the row runs (every backend unless a comment says why not).
         xfail: backend -> why that cell fails today (a defect, by number in issue 21).
+        cause_on_record: the crash backend: the journal holds what started the rollback (every
+            completion of a parallel stage whose outputs cannot merge), so ``recover()`` fails the
+            run exactly as the engine did, with the engine's own error.
+        expect_on: backend -> the run that backend must give instead of the local engine's, where
+            the backend itself cannot do otherwise (the comment on the row says why).
         temporal_queue: ``nobody`` (no worker polls the task queue) or ``wrong-key`` (the
             worker's payload key differs from the caller's): the run cannot be executed.
     """
@@ -144,6 +149,8 @@ class Row:
     regular: tuple[str, ...] = ()
     backends: tuple[Backend, ...] = BACKENDS
     xfail: Mapping[Backend, str] = field(default_factory=dict)
+    expect_on: Mapping[Backend, Expect] = field(default_factory=dict)
+    cause_on_record: bool = False
     temporal_queue: Literal["nobody", "wrong-key"] | None = None
 
     def __post_init__(self) -> None:
@@ -161,8 +168,10 @@ class Row:
         """Where the crash child dies: ``kill_at``, else where the caller would cancel."""
         return self.kill_at if self.kill_at is not None else self.cancel_at
 
-    def expected(self, run: int) -> Expect:
-        """The local engine's run number ``run``."""
+    def expected(self, run: int, backend: Backend = "local") -> Expect:
+        """The local engine's run number ``run`` (or what ``backend`` must give, see ``expect_on``)."""
+        if backend in self.expect_on:
+            return self.expect_on[backend]
         return self.expect[run] if isinstance(self.expect, tuple) else self.expect
 
     def stage_of(self) -> dict[str, int]:
@@ -228,29 +237,6 @@ LAST_PARALLEL = (S("a"), P(S("p1"), S("p2")))
 
 LINEAR_DONE = ("a", "b", "c", "d", "sync_step")
 
-# Why cells fail today, by the defect's number in issue 21.
-D1 = "issue 21 defect 1: with local activities, a run cancelled mid-saga compensates nothing"
-D2 = ("issue 21 defect 2: recover() merges a parallel stage skipping a branch's list output, so a run the "
-      "engine rolls back is recorded completed")
-D3 = "issue 21 defect 3: an interrupted compensation stops the rollback (the engine goes on with the rest)"
-D3_TEMPORAL = (D3 + "; Temporal reports it as a bare ApplicationError")
-D4 = "issue 21 defect 4: under recover(), one run's interrupted compensation cuts the other runs' off mid-call"
-D5 = "issue 21 defect 5: recover()'s rollback is not shielded: a caller's timeout cancels a compensation mid-call"
-D6 = "issue 21 defect 6: Temporal (regular activities) retries a step that raised SystemExit"
-D7 = "issue 21 defect 7: a Temporal run no worker can execute cannot be cancelled by its caller"
-D8 = "issue 21 defect 8: under recover(), a RetryPrimitive compensation sees attempt 1 on every call"
-D9 = "issue 21 defect 9: a crash-recovered run blames the last completed step, not the step in flight"
-# Found by this table; not in issue 21.
-INTERRUPT_AS_FAILURE = ("not in issue 21: on Temporal (regular and local activities), a step that raises "
-                        "SystemExit, KeyboardInterrupt or CancelledError itself is reported as a bare ApplicationError "
-                        "failure: the run ends compensated instead of cancelled, and nothing is re-raised")
-BRANCH_INTERRUPT_ESCAPES = ("not in issue 21: a parallel branch that raises SystemExit or KeyboardInterrupt ends the "
-                            "engine's event loop itself (asyncio re-raises them from the branch's task): the run is "
-                            "neither rolled back nor recorded")
-LOST_ROLLBACK = ("not in issue 21: the engine journals its rollback only when the run ends (no settle before or "
-                 "between compensations), so a crash mid-rollback loses the failure, the rollback's start and the "
-                 "compensations done; recover() then reports RunInterrupted and blames the wrong step")
-
 ROWS: tuple[Row, ...] = (
     # -- migrated from tests/temporal/test_temporal_conformance.py --------------------------------
     Row("completes", LINEAR, Expect("completed", standing=LINEAR_DONE)),
@@ -258,48 +244,44 @@ ROWS: tuple[Row, ...] = (
         behave={"p2": "sleep:0.05", "p3": "sleep:0.1"}),
     Row("fails-at-a", LINEAR, Expect("compensated", "a", "ValueError"), behave={"a": "raise"}),
     Row("fails-at-b", LINEAR, Expect("compensated", "b", "ValueError", ("a",)), behave={"b": "raise"},
-        kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        kill_at=Point("a", "compensate")),
     Row("fails-at-c", LINEAR, Expect("compensated", "c", "ValueError", ("b", "a"), ("sync_step",)),
-        behave={"c": "raise"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        behave={"c": "raise"}, kill_at=Point("b", "compensate")),
     Row("fails-at-d", LINEAR, Expect("compensated", "d", "ValueError", ("c", "b", "a"), ("sync_step",)),
-        behave={"d": "raise"}, kill_at=Point("c", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        behave={"d": "raise"}, kill_at=Point("c", "compensate")),
     Row("user-error-type", LINEAR, Expect("compensated", "b", "PaymentDeclined", ("a",), message_has="declined"),
-        behave={"b": "declined"}, kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        behave={"b": "declined"}, kill_at=Point("a", "compensate")),
     Row("builtin-error-args", LINEAR,
         Expect("compensated", "c", "KeyError", ("b", "a"), ("sync_step",), message_has="'c'"),
-        behave={"c": "keyerror"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        behave={"c": "keyerror"}, kill_at=Point("b", "compensate")),
     Row("parallel-branch-fails", FANOUT, Expect("compensated", "p2", "ValueError", ("p1", "a")),
-        behave={"p2": "after:p1", "p3": "hang"}, kill_at=Point("p1", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        behave={"p2": "after:p1", "p3": "hang"}, kill_at=Point("p1", "compensate")),
     Row("fails-after-parallel", FANOUT, Expect("compensated", "c", "ValueError", ("p1", "p2", "a"), ("p3",)),
-        behave={"p2": "sleep:0.05", "p3": "sleep:0.1", "c": "raise"}, kill_at=Point("p2", "compensate"),
-        xfail={"crash": LOST_ROLLBACK}),
+        behave={"p2": "sleep:0.05", "p3": "sleep:0.1", "c": "raise"}, kill_at=Point("p2", "compensate")),
     Row("branch-returns-list", FANOUT, Expect("compensated", "p1", "TypeError", ("p1", "p2", "a"), ("p3",),
                                               message_has="'p1' returned list"),
-        behave={"p1": "list", "p2": "sleep:0.05", "p3": "sleep:0.1"}, kill_at=Point("p2", "compensate"),
-        xfail={"crash": LOST_ROLLBACK}),
+        behave={"p1": "list", "p2": "sleep:0.05", "p3": "sleep:0.1"}, kill_at=Point("p2", "compensate")),
     Row("timeout-compensates-on-failure", (S("a"), S("b", timeout=0.4, compensate_on_failure=True)),
         Expect("compensated", "b", "StepTimeout", ("b", "a")),
-        behave={"b": "hang"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        behave={"b": "hang"}, kill_at=Point("b", "compensate")),
     Row("compensation-fails-and-stops", LINEAR, Expect("compensation_failed", "d", "CompensationError", ("c",),
                                                        ("a", "b", "sync_step"), message_has="left uncompensated: 'a'"),
-        behave={"d": "raise", "b:compensate": "raise"}, kill_at=Point("c", "compensate"),
-        xfail={"crash": LOST_ROLLBACK}),
+        behave={"d": "raise", "b:compensate": "raise"}, kill_at=Point("c", "compensate")),
     Row("compensation-fails-and-goes-on", LINEAR,
         Expect("compensation_failed", "d", "CompensationError", ("a",), ("b", "c", "sync_step")),
         behave={"d": "raise", "b:compensate": "raise", "c:compensate": "keyerror"},
-        continue_on_compensation_failure=True, kill_at=Point("c", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        continue_on_compensation_failure=True, kill_at=Point("c", "compensate")),
     Row("retry-then-success", RETRYING, Expect("completed", standing=("a", "b", "c")), behave={"b": "flaky:2"}),
     Row("retries-spent", RETRYING, Expect("compensated", "b", "ConnectionError", ("a",)), behave={"b": "flaky:5"},
-        kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        kill_at=Point("a", "compensate")),
     Row("seed-form", SEED, Expect("compensated", "d", "ValueError", ("b", "a"), ("c_fallback",)),
-        behave={"a": "flaky:1", "c": "raise", "d": "raise"}, seed_form=True, kill_at=Point("b", "compensate"),
-        xfail={"crash": LOST_ROLLBACK}),
+        behave={"a": "flaky:1", "c": "raise", "d": "raise"}, seed_form=True, kill_at=Point("b", "compensate")),
     Row("seed-form-timeout", SEED, Expect("compensated", "b", "StepTimeout", ("a",)), behave={"b": "hang"},
-        seed_form=True, kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        seed_form=True, kill_at=Point("a", "compensate")),
     Row("fault-fail", LINEAR, Expect("compensated", "b", "InjectedFault", ("a",)), faults={"b": "fail"},
-        kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        kill_at=Point("a", "compensate")),
     Row("fault-fail-after", LINEAR, Expect("compensated", "b", "InjectedFault", ("a",), ("b",)),
-        faults={"b": "fail_after"}, kill_at=Point("a", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        faults={"b": "fail_after"}, kill_at=Point("a", "compensate")),
     # No crash point: an injected fault belongs to the run's call, not to its journal, so the
     # compensations recover() runs after a crash act for real.
     Row("fault-fail-compensation", LINEAR,
@@ -313,23 +295,28 @@ ROWS: tuple[Row, ...] = (
     # temporal-local (``regular``): with every step local, they would all meet defect 1.
     Row("cancel-mid-step", LINEAR, Expect("cancelled", "c", "CancelledError", ("b", "a"), ("sync_step",),
                                           raised="CancelledError"),
-        cancel_at=Point("c"), regular=("c",), xfail={"crash": D9}),
+        cancel_at=Point("c"), regular=("c",)),
     # -- issue 21 ---------------------------------------------------------------------------------
-    # 1: cancelled mid-saga after a, b and c took effect, every step a local activity.
+    # 1: cancelled mid-saga after a, b and c took effect, every step a local activity. Temporal
+    # delivers a cancellation to a workflow at the end of its workflow task, and a local activity
+    # in flight holds that task: the cancellation cannot reach d there (it waits for it), so d
+    # ends by its local-activity timeout and the run rolls back with that StepTimeout; what
+    # defect 1 lost, the compensation of a, b and c, must happen.
     Row("d1-cancel-after-three-steps", ABCD,
         Expect("cancelled", "d", "CancelledError", ("c", "b", "a"), raised="CancelledError"),
-        cancel_at=Point("d"), xfail={"temporal-local": D1, "crash": D9}),
+        cancel_at=Point("d"),
+        expect_on={"temporal-local": Expect("compensated", "d", "StepTimeout", ("c", "b", "a"),
+                                            raised="CancelledError")}),
     # 2: the last stage is parallel, a branch returns a list; SIGKILL as the rollback begins, once
     # the journal holds both branches' completions.
     Row("d2-last-stage-branch-returns-list", LAST_PARALLEL,
         Expect("compensated", "p1", "TypeError", ("p1", "p2", "a")),
         behave={"p1": "list", "p2": "sleep:0.05"}, kill_at="rollback_started", kill_once_recorded=("p1", "p2"),
-        xfail={"crash": D2}),
+        cause_on_record=True),
     # 3: the compensation of b is interrupted, three ways; the engine goes on with a.
     *(Row(f"d3-compensation-interrupted-{kind}", ABC,
           Expect("compensation_failed", "c", "CompensationError", ("a",), ("b",), raised=raised),
-          behave={"c": "raise", "b:compensate": kind}, kill_at=Point("b", "compensate"),
-          xfail={"crash": f"{D3}; {LOST_ROLLBACK}", "temporal": D3_TEMPORAL, "temporal-local": D3_TEMPORAL})
+          behave={"c": "raise", "b:compensate": kind}, kill_at=Point("b", "compensate"))
       for kind, raised in (("keyboard", "KeyboardInterrupt"), ("exit", "SystemExit"), ("cancel", "CancelledError"))),
     # 4: five runs killed in c, recovered together; run 0's compensation of b is interrupted
     # while the other four are in theirs. Run 0 was cancelled before that interruption, so the
@@ -338,49 +325,45 @@ ROWS: tuple[Row, ...] = (
         (Expect("compensation_failed", "c", "CompensationError", ("a",), ("b",), raised="CancelledError"),
          *(Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="CancelledError"),) * 4),
         behave={"c": "hang", "b:compensate": "sleep:0.1+keyboard@0|sleep:0.3"}, cancel_at=Point("c"), runs=5,
-        regular=("c",), xfail={"crash": f"{D4}; {D3}; {D9}", "temporal": D3_TEMPORAL, "temporal-local": D3_TEMPORAL}),
+        regular=("c",)),
     # 5: the caller's asyncio.timeout() expires in c (around saga.run), or in the compensation of
     # b (around recover(), after a crash in c); the compensation must finish either way.
     Row("d5-timeout-around-recover", ABC,
         Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="TimeoutError"),
         behave={"c": "hang", "b:compensate": "sleep:0.3"}, timeout_at=(Point("c"), Point("b", "compensate")),
-        kill_at=Point("c"), regular=("c",), xfail={"crash": f"{D5}; {D9}"}),
+        kill_at=Point("c"), regular=("c",)),
     # 6: a step with retry=2 raises SystemExit: one call, no retry.
     Row("d6-step-exit-not-retried", (S("a"), S("b", retry=2)),
         Expect("cancelled", "b", "SystemExit", ("a",), raised="SystemExit"),
-        behave={"b": "exit"},
-        xfail={"temporal": f"{D6}; {INTERRUPT_AS_FAILURE}", "temporal-local": INTERRUPT_AS_FAILURE}),
+        behave={"b": "exit"}),
     Row("step-keyboard-interrupt", ABC, Expect("cancelled", "b", "KeyboardInterrupt", ("a",),
                                                raised="KeyboardInterrupt"),
-        behave={"b": "keyboard"}, xfail=dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)),
+        behave={"b": "keyboard"}),
     Row("step-cancels-itself", ABC, Expect("cancelled", "b", "CancelledError", ("a",), raised="CancelledError"),
-        behave={"b": "cancel"}, xfail=dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)),
+        behave={"b": "cancel"}),
     # The engine's own run is wrong here (the xfail on "local"): the other cells check the row's
     # expect instead of comparing with it.
     Row("parallel-branch-exits", FANOUT, Expect("cancelled", "p2", "SystemExit", ("p1", "a"), raised="SystemExit"),
-        behave={"p2": "sleep:0.05+exit", "p3": "hang"},
-        xfail={"local": BRANCH_INTERRUPT_ESCAPES, "crash": BRANCH_INTERRUPT_ESCAPES,
-               **dict.fromkeys(TEMPORAL, INTERRUPT_AS_FAILURE)}),
+        behave={"p2": "sleep:0.05+exit", "p3": "hang"}),
     # 7: a run no worker can execute, cancelled by its caller. Temporal only: no worker ever runs
     # the workflow, so whether its steps would be local activities never matters either.
     Row("d7-cancel-run-without-worker", ABC,
         Expect("cancelled", error="CancelledError", raised="CancelledError"),
-        backends=("temporal",), temporal_queue="nobody", xfail={"temporal": D7}),
+        backends=("temporal",), temporal_queue="nobody"),
     Row("d7-cancel-run-with-wrong-key-worker", ABC,
         Expect("cancelled", error="CancelledError", raised="CancelledError"),
-        backends=("temporal",), temporal_queue="wrong-key", xfail={"temporal": D7}),
+        backends=("temporal",), temporal_queue="wrong-key"),
     # 8: b's compensation is a RetryPrimitive that fails twice: attempts 1, 2, 3.
     Row("d8-retried-compensation-attempts", (S("a"), S("b", compensation_retry=2), S("c")),
         Expect("cancelled", "c", "CancelledError", ("b", "a"), raised="CancelledError"),
-        behave={"c": "hang", "b:compensate": "flaky:2"}, cancel_at=Point("c"), regular=("c",),
-        xfail={"crash": f"{D8}; {D9}"}),
+        behave={"c": "hang", "b:compensate": "flaky:2"}, cancel_at=Point("c"), regular=("c",)),
     # 9: interrupted (cancelled, or SIGKILLed) in c, after c took effect: c is the step to blame.
     Row("d9-crash-blames-step-in-flight", ABCD,
         Expect("cancelled", "c", "CancelledError", ("b", "a"), ("c",), raised="CancelledError"),
-        cancel_at=Point("c", moment="after"), regular=("c",), xfail={"crash": D9}),
+        cancel_at=Point("c", moment="after"), regular=("c",)),
     # Not in issue 21: SIGKILL in the compensation of b, after c's compensation succeeded.
     Row("crash-mid-rollback", ABCD, Expect("compensated", "d", "ValueError", ("c", "b", "a")),
-        behave={"d": "raise"}, kill_at=Point("b", "compensate"), xfail={"crash": LOST_ROLLBACK}),
+        behave={"d": "raise"}, kill_at=Point("b", "compensate")),
 )
 
 #: One saga per row, by row name.
