@@ -21,8 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
-from tenacity.stop import stop_base
+from tenacity import RetryCallState, wait_exponential
 from tenacity.wait import wait_base
 
 from sagakit._checks import check_seconds, describe
@@ -192,19 +191,19 @@ class _Jitter(wait_base):  # type: ignore[misc]
     def __init__(self, limit: float) -> None:
         self.limit = limit
 
-    def __call__(self, retry_state: RetryCallState) -> float:
+    def __call__(self, retry_state: RetryCallState | None) -> float:
         return RETRY_RANDOM.get().uniform(0, self.limit) if self.limit else 0.0
 
 
-class _Deadline(stop_base):  # type: ignore[misc]
-    """Stop retrying once ``seconds`` have passed since the call began, on the loop's clock
+class _Deadline:
+    """No retry starts once ``seconds`` have passed since the call began, on the loop's clock
     (tenacity's ``stop_after_delay`` reads the wall clock, which a simulated loop does not move)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self.loop = loop
         self.until = loop.time() + seconds
 
-    def __call__(self, retry_state: RetryCallState) -> bool:
+    def passed(self) -> bool:
         return bool(self.loop.time() >= self.until)
 
 
@@ -322,20 +321,26 @@ class RetryPrimitive(Policy):
 
     async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
         policy = self.policy
-        stop: stop_base = stop_after_attempt(policy.attempts)
-        if policy.deadline is not None:
-            stop = stop | _Deadline(asyncio.get_running_loop(), policy.deadline)
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay) + _Jitter(policy.jitter),
-            retry=retry_if_exception_type(policy.on),
-            reraise=True,
-            sleep=asyncio.sleep,
-        )
-        async for attempt in retrying:
-            with attempt:
+        deadline = _Deadline(asyncio.get_running_loop(), policy.deadline) if policy.deadline is not None else None
+        backoff: wait_base | None = None
+        state: RetryCallState | None = None
+        number = 1
+        while True:
+            try:
                 return await invoke(self.inner, data, context)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+            except policy.on:
+                if number >= policy.attempts or (deadline is not None and deadline.passed()):
+                    raise
+            # tenacity's backoff (exponential, capped, with jitter) for the wait after attempt ``number``.
+            if backoff is None or state is None:
+                backoff = wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay) + _Jitter(
+                    policy.jitter)
+                state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only wait strategies read it
+            state.attempt_number = number
+            delay = backoff(state)
+            if delay:
+                await asyncio.sleep(delay)
+            number += 1
 
     def __repr__(self) -> str:
         return f"RetryPrimitive({callable_name(self.inner)}, max_retries={self.policy.max_retries})"
