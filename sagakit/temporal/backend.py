@@ -187,6 +187,11 @@ class TemporalBackend:
 
     def _input(self, request: RunRequest) -> tuple[dict[str, Any], list[Any]]:
         saga = request.saga
+        # Checked before the faults draw, so that a refused run leaves flaky faults as they were.
+        for label, value in (("data", request.data), ("context.metadata", request.context.metadata)):
+            problem = json_problem(value, f"saga {saga.name!r} {label}")
+            if problem is not None:
+                raise TypeError(problem)
         local = set(self.local_steps(saga))
         forward, compensate, saved = draw_faults(saga, request.faults)
         spec = saga_shape(saga, activity_timeout=self.activity_timeout, local=lambda member: member.name in local,
@@ -202,17 +207,22 @@ class TemporalBackend:
             faults_compensate=compensate,
             heartbeat_timeout=self.heartbeat_timeout,
         )
-        for label, value in (("data", request.data), ("context.metadata", request.context.metadata)):
-            problem = json_problem(value, f"saga {saga.name!r} {label}")
-            if problem is not None:
-                raise TypeError(problem)
         return spec, saved
+
+    def _workflow_id(self, request: RunRequest) -> str:
+        workflow_id: object = self.workflow_id(request)
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise TypeError(
+                f"TemporalBackend workflow_id: the callable returned {type(workflow_id).__name__} {workflow_id!r} "
+                f"for a run of saga {request.saga.name!r}; expected a non-empty str (the Temporal workflow id)"
+            )
+        return workflow_id
 
     async def run(self, request: RunRequest) -> Run:
         """Run ``request`` as a workflow; see the module docstring."""
         saga = request.saga
+        workflow_id = self._workflow_id(request)  # before the faults draw: a refused run draws nothing
         spec, saved = self._input(request)
-        workflow_id = self.workflow_id(request)
         started = time.time()
         info: dict[str, Any] = {"backend": self.name, "workflow_id": workflow_id, "workflow_run_id": None,
                                 "task_queue": self.task_queue, "namespace": self.client.namespace,

@@ -119,10 +119,13 @@ class TestCancellation:
 
 class TestSerialisation:
     async def test_unserialisable_input_fails_before_the_workflow_starts(self, backend: Any) -> None:
-        """A set in the input: TypeError naming where and what, and no run at all."""
+        """A set in the input: TypeError naming where and what, no run at all, no fault draw spent."""
         before = len(S.linear.history)
+        flaky = sk.Fault("fail", probability=0.5, seed=3)
         with pytest.raises(TypeError, match=r"saga 'linear' data\['items'\]\[1\] is a set"):
-            await S.linear.run({"items": [1, {2, 3}]}, backend=backend)
+            await S.linear.run({"items": [1, {2, 3}]}, faults={"a": flaky}, backend=backend)
+        fresh = sk.Fault("fail", probability=0.5, seed=3)
+        assert [flaky.fires() for _ in range(32)] == [fresh.fires() for _ in range(32)]
         with pytest.raises(TypeError, match=r"context.metadata\[.when.\] is a object"):
             await S.linear.run({}, sk.WorkflowContext("m", {"when": object()}), backend=backend)
         assert len(S.linear.history) == before
@@ -158,6 +161,23 @@ class TestRunFacts:
         run = await S.linear.run({}, sk.WorkflowContext(cid), backend=backend)
         assert run.info["workflow_id"] == cid
         S.CALLS.pop(cid, None)
+
+    @pytest.mark.parametrize("made", [5, "", None])
+    async def test_a_workflow_id_that_is_not_a_str_is_named(self, client: Any, made: Any) -> None:
+        """A workflow_id callable returning no usable id: a TypeError naming the argument, what
+        it returned and what was expected; nothing starts, and no fault draw is spent."""
+        from sagakit.temporal import TemporalBackend
+
+        backend = TemporalBackend(client, task_queue="sagakit-tests", workflow_id=lambda request: made)
+        flaky = sk.Fault("fail", probability=0.5, seed=3)
+        before = len(S.linear.history)
+        expected = (rf"TemporalBackend workflow_id: the callable returned {type(made).__name__} {made!r} for a run "
+                    r"of saga 'linear'; expected a non-empty str \(the Temporal workflow id\)")
+        with pytest.raises(TypeError, match=expected):
+            await S.linear.run({}, faults={"a": flaky}, backend=backend)
+        assert len(S.linear.history) == before
+        fresh = sk.Fault("fail", probability=0.5, seed=3)
+        assert [flaky.fires() for _ in range(32)] == [fresh.fires() for _ in range(32)]
 
     async def test_bad_backend_arguments_are_named(self, client: Any) -> None:
         """Wrong arguments raise naming the argument."""
