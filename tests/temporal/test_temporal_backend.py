@@ -62,6 +62,55 @@ class TestLiveEvents:
         assert S.linear.history.last is run
 
 
+    @staticmethod
+    def counting_client(client: Any) -> tuple[Any, list[str]]:
+        """A client on the same connection that notes the name of every query it sends."""
+        from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
+
+        sent: list[str] = []
+
+        class Counting(OutboundInterceptor):
+            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+                sent.append(input.query)
+                return await super().query_workflow(input)
+
+        class Counter(Interceptor):
+            def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+                return Counting(next)
+
+        return Client(client.service_client, namespace=client.namespace, interceptors=[Counter()]), sent
+
+    async def test_a_run_in_one_workflow_task_is_not_queried(self, client: Any, worker: Any) -> None:
+        """Local steps without retries run in one workflow task, which answers no query until
+        the run ends (then by replaying the whole history): the caller sends none, and the
+        observer still gets every event, in order, once the run ends."""
+        from sagakit.temporal import TemporalBackend
+
+        counting, sent = self.counting_client(client)
+        seen: list[sk.Event] = []
+        backend = TemporalBackend(counting, task_queue="sagakit-tests", local_activities=True, poll_interval=0.01)
+        run = await S.linear.run({"plan": {"c": "sleep:0.3", "d": "raise"}}, sk.WorkflowContext("one-task-1"),
+                                 backend=backend, observers=[seen.append])
+        assert run.status == "compensated" and run.compensated_steps == ["c", "b", "a"]
+        assert sent == []
+        assert [e for e in seen if e.kind not in (sk.EventKind.STEP_STARTED, sk.EventKind.COMPENSATION_STARTED)] \
+            == run.events
+        assert [e.step for e in seen if e.kind is sk.EventKind.STEP_STARTED] == ["a", "b", "sync_step", "c", "d"]
+        S.CALLS.pop("one-task-1", None)
+
+    async def test_a_run_with_regular_activities_is_queried_while_it_runs(self, client: Any, worker: Any) -> None:
+        """A regular activity ends the workflow task, so the caller polls for events meanwhile."""
+        from sagakit.temporal import TemporalBackend
+
+        counting, sent = self.counting_client(client)
+        backend = TemporalBackend(counting, task_queue="sagakit-tests", poll_interval=0.05)
+        run = await S.linear.run({"plan": {"c": "sleep:0.5"}}, sk.WorkflowContext("queried-1"), backend=backend,
+                                 observers=[lambda event: None])
+        assert run.status == "completed"
+        assert sent and set(sent) == {"sagakit.events"}
+        S.CALLS.pop("queried-1", None)
+
+
 class TestCancellation:
     async def test_cancelling_the_caller_compensates_completed_steps(self, backend: Any, client: Any) -> None:
         """Cancel while c runs: b and a are compensated, the run is cancelled, CancelledError propagates."""
