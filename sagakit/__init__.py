@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sagakit._version import __version__
 from sagakit.context import WorkflowContext
 from sagakit.engine import Backend, LocalBackend, RunRequest
 from sagakit.errors import (
@@ -38,8 +39,6 @@ from sagakit.redaction import Redactor
 from sagakit.runs import RUN_COLUMNS, STEP_COLUMNS, Run, RunHistory
 from sagakit.saga import CompensationPrimitive, Saga
 from sagakit.steps import FORWARD_RETRY, Parallel, Step, StepKind, parallel, step
-
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and editors
     from sagakit.explore import Exploration, Latency

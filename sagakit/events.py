@@ -131,11 +131,3 @@ class SettlingObserver(Observer, Protocol):
 
     async def settle(self) -> None: ...
 
-
-def __getattr__(name: str) -> Any:
-    # Delivery moved to the run recorder, which every backend shares; the old name still works.
-    if name in ("deliver", "deliver_after_failure"):
-        from sagakit import _recorder
-
-        return getattr(_recorder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -116,15 +116,38 @@ def as_fault(value: FaultLike, *, step: str | None = None) -> Fault:
     )
 
 
+def _names(names: Iterable[str], what: str, alternative: str) -> tuple[str, ...]:
+    expected = f"expected step names (an iterable of str){' ' + alternative if alternative else ''}"
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise TypeError(f"FaultPlan {what}: {expected}, got {names!r}")
+    names = tuple(names)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(f"FaultPlan {what}: {expected}, got {names!r}")
+    return names
+
+
 class FaultPlan(MutableMapping[str, Fault]):
     """A mutable mapping from step names to the faults to inject.
 
-    A plan bound to a saga (``saga.faults``) refuses names the saga does not have, and tells
-    its watchers (such as the Lab's controls) about every change. A bare mode string is
-    shorthand for ``Fault(mode)``: ``plan["charge_payment"] = "fail_after"``.
+    A plan bound to a saga (``saga.faults``) refuses names the saga does not have, and
+    compensation faults (``fail_compensation``, ``cancel_compensation``) on steps that have
+    no compensation, since they could never fire; it tells its watchers (such as the Lab's
+    controls) about every change. A bare mode string is shorthand for ``Fault(mode)``:
+    ``plan["charge_payment"] = "fail_after"``.
+
+    Args:
+        faults: the initial faults, a mapping (or pairs) of step names to faults or mode strings.
+        steps: the step names the plan may name, or ``None`` for any name.
+        saga: the saga's name, for error messages.
+        uncompensated: the steps that have no compensation, which refuse compensation faults.
+
+    Raises:
+        TypeError: ``steps``, ``saga`` or ``uncompensated`` is of the wrong type.
+        FaultError: a fault is invalid or can never fire on its step.
+        UnknownStepError: a name is not one of ``steps``.
     """
 
-    __slots__ = ("_faults", "_saga", "_steps", "_watchers")
+    __slots__ = ("_faults", "_saga", "_steps", "_uncompensated", "_watchers")
 
     def __init__(
         self,
@@ -132,18 +155,16 @@ class FaultPlan(MutableMapping[str, Fault]):
         *,
         steps: Iterable[str] | None = None,
         saga: str | None = None,
+        uncompensated: Iterable[str] = (),
     ) -> None:
         if steps is not None:
-            if isinstance(steps, str | bytes) or not isinstance(steps, Iterable):
-                raise TypeError(f"FaultPlan steps: expected step names (an iterable of str) or None, got {steps!r}")
-            steps = tuple(steps)
-            if not all(isinstance(name, str) for name in steps):
-                raise TypeError(f"FaultPlan steps: expected step names (an iterable of str) or None, got {steps!r}")
+            steps = _names(steps, "steps", "or None")
         if saga is not None and not isinstance(saga, str):
             raise TypeError(f"FaultPlan saga: expected the saga's name (a str) or None, got {saga!r}")
         self._faults: dict[str, Fault] = {}
         self._steps: tuple[str, ...] | None = steps
         self._saga = saga
+        self._uncompensated: frozenset[str] = frozenset(_names(uncompensated, "uncompensated", ""))
         self._watchers: list[Callable[[FaultPlan], None]] = []
         if faults is not None:
             if isinstance(faults, str | bytes) or not isinstance(faults, Mapping | Iterable):
@@ -163,7 +184,17 @@ class FaultPlan(MutableMapping[str, Fault]):
         return name
 
     def _set(self, name: str, fault: FaultLike) -> None:
-        self._faults[self._check_name(name)] = as_fault(fault, step=name)
+        checked = as_fault(fault, step=self._check_name(name))
+        if checked.mode in COMPENSATION_MODES and name in self._uncompensated:
+            where = f" of saga {self._saga!r}" if self._saga else ""
+            can = [step for step in self._steps or () if step not in self._uncompensated]
+            raise FaultError(
+                f"fault plan: step {name!r}{where} has no compensation, so a {checked.mode!r} fault "
+                "could never fire; plan 'fail' or 'fail_after' to fail the step itself, or the "
+                f"compensation fault on a step that has one"
+                + (": " + ", ".join(repr(step) for step in can) if can else " (this saga has none)")
+            )
+        self._faults[name] = checked
 
     def __getitem__(self, name: str) -> Fault:
         return self._faults[name]
@@ -193,13 +224,14 @@ class FaultPlan(MutableMapping[str, Fault]):
 
     def replace(self, faults: Mapping[str, FaultLike]) -> None:
         """Swap the whole plan for ``faults`` at once (validated first; one notification)."""
-        checked = FaultPlan(faults, steps=self._steps, saga=self._saga)
+        checked = FaultPlan(faults, steps=self._steps, saga=self._saga, uncompensated=self._uncompensated)
         self._faults = dict(checked._faults)
         self._notify()
 
-    def bound(self, steps: Iterable[str], saga: str | None = None) -> FaultPlan:
-        """A copy of this plan checked against ``steps`` (raises on unknown names)."""
-        return FaultPlan(self._faults, steps=steps, saga=saga)
+    def bound(self, steps: Iterable[str], saga: str | None = None, *, uncompensated: Iterable[str] = ()) -> FaultPlan:
+        """A copy of this plan checked against ``steps`` (raises on unknown names) and, when
+        given, against the steps without a compensation (raises on a compensation fault there)."""
+        return FaultPlan(self._faults, steps=steps, saga=saga, uncompensated=uncompensated)
 
     def watch(self, callback: Callable[[FaultPlan], None]) -> Callable[[], None]:
         """Call ``callback(plan)`` after every change; returns a function that stops it."""

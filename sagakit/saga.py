@@ -133,7 +133,9 @@ class Saga:
         if journal is not None:
             self._observers.append(journal)
             _bind_journal(journal, self)
-        self.faults = FaultPlan(faults, steps=self.step_names, saga=name)
+        # Compensation faults on these could never fire: the fault plan refuses them.
+        self._uncompensated = tuple(member.name for member in steps if member.compensate is None)
+        self.faults = FaultPlan(faults, steps=self.step_names, saga=name, uncompensated=self._uncompensated)
         self._history = RunHistory()
         # The local engine's per-stage plan, built on the first run (see sagakit._recorder.stage_plan).
         self._plan: tuple[Any, ...] | None = None
@@ -203,7 +205,7 @@ class Saga:
 
     @faults.setter
     def faults(self, plan: Mapping[str, FaultLike] | None) -> None:
-        checked = FaultPlan(plan, steps=self.step_names, saga=self.name)
+        checked = FaultPlan(plan, steps=self.step_names, saga=self.name, uncompensated=self._uncompensated)
         current = getattr(self, "_faults", None)
         if current is None:
             self._faults = checked
@@ -280,7 +282,9 @@ class Saga:
             context = WorkflowContext._for_run(run_id, self.name)
         elif not isinstance(context, WorkflowContext):
             raise TypeError(f"saga {self.name!r} context: expected a WorkflowContext or None, got {describe(context)}")
-        plan = self._faults if faults is None else FaultPlan(faults, steps=self.step_names, saga=self.name)
+        plan = self._faults if faults is None else FaultPlan(
+            faults, steps=self.step_names, saga=self.name, uncompensated=self._uncompensated
+        )
         if not observers and journal is None and observers is not None:
             return RunRequest(self, data, context, plan, run_observers(self, self._observers), run_id)
         extra = check_observers(observers, f"saga {self.name!r} observers")

@@ -129,11 +129,36 @@ def journal_path(path: object, what: str = "journal") -> Path:
     return Path(text).expanduser()
 
 
-def damaged(path: Path, exc: BaseException) -> JournalError:
-    """The error for a journal SQLite reports as damaged or not a database."""
+def damaged(path: Path, exc: BaseException | str) -> JournalError:
+    """The error for a journal SQLite reports as damaged or not a database (``exc``: why)."""
     return JournalError(
         path, f"the file is damaged or is not a SQLite database ({exc}); " + DAMAGED_ADVICE.format(path=path)
     )
+
+
+#: The first 16 bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a non-empty file that does not start with SQLite's header, before SQLite sees it.
+
+    SQLite itself refuses most such files, but takes a 1-byte file for an empty database and
+    would write a journal over it. An empty file stays acceptable, deliberately: it holds
+    nothing to lose (``touch sagas.db``), and a journal's own file is never empty, since
+    switching a new database to WAL mode writes its first page there.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_HEADER))
+    except OSError:
+        return  # unreadable: sqlite3.connect reports it, with its own reason
+    if head and head != _SQLITE_HEADER:
+        if len(head) < len(_SQLITE_HEADER):
+            why = f"it is {len(head)} byte{'s' if len(head) != 1 else ''} long, shorter than SQLite's 16-byte header"
+        else:
+            why = "it does not start with SQLite's header"
+        raise damaged(path, f"file is not a database: {why}")
 
 
 def _create_file(path: Path) -> None:
@@ -192,7 +217,8 @@ def connect(path: Path, *, write: bool, busy_timeout: float = 5.0) -> sqlite3.Co
     """Open (and for writing, create or upgrade) the journal at ``path``.
 
     Every problem is a :class:`JournalError` naming the file and what to do; a file that is
-    not a sagakit journal, is damaged or comes from a newer sagakit is never written to.
+    not a sagakit journal, is damaged or comes from a newer sagakit is never written to. An
+    empty file is a new journal (for writing) or holds no runs (for reading).
     """
     if path.is_dir():
         raise JournalError(path, "is a directory; give the path of a file inside it, such as sagas.db")
@@ -219,6 +245,8 @@ def connect(path: Path, *, write: bool, busy_timeout: float = 5.0) -> sqlite3.Co
             )
         if not exists:
             _create_file(path)
+    if exists:
+        _check_header(path)
     try:
         connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

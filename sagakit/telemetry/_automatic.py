@@ -17,21 +17,56 @@ from opentelemetry import metrics, trace
 
 from sagakit._recorder import deliver
 from sagakit.events import Event, EventKind, Observer
+from sagakit.redaction import Redactor
 from sagakit.telemetry._capture import SpanCapture
-from sagakit.telemetry._common import RUN_SAGA, Sink
+from sagakit.telemetry._common import DEFAULT_PAYLOAD_CHARS, RUN_SAGA, Sink, SinkGroup
+from sagakit.telemetry._metrics import OtelMetrics
+from sagakit.telemetry._structlog import StructlogEvents
+from sagakit.telemetry._tracing import OtelTracing
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
-    from sagakit.telemetry import Telemetry
 
-__all__ = ["RunTelemetry", "build", "is_sagakit_telemetry", "process_observers"]
+__all__ = ["RunTelemetry", "build", "is_sagakit_telemetry", "make_sinks", "process_observers"]
 
 _RUN_STARTED = EventKind.RUN_STARTED
 _NO_TRACES = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
 _NO_METRICS = (metrics.NoOpMeterProvider, metrics._internal._ProxyMeterProvider)
 
 
-class RunTelemetry:
+def make_sinks(
+    *,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    logger: Any = None,
+    traces: bool = True,
+    metrics: bool = True,
+    logs: bool = True,
+    capture_payloads: bool = False,
+    max_payload_chars: int,
+    redactor: Redactor | None = None,
+) -> tuple[OtelTracing | None, OtelMetrics | None, StructlogEvents | None]:
+    """The tracing, metrics and log sinks asked for (``None`` for one not asked for), as
+    :class:`~sagakit.telemetry.Telemetry` documents its arguments."""
+    tracing = (
+        OtelTracing(
+            tracer_provider, redactor=redactor, capture_payloads=capture_payloads, max_payload_chars=max_payload_chars
+        )
+        if traces
+        else None
+    )
+    measures = OtelMetrics(meter_provider) if metrics else None
+    events = (
+        StructlogEvents(
+            logger, redactor=redactor, capture_payloads=capture_payloads, max_payload_chars=max_payload_chars
+        )
+        if logs
+        else None
+    )
+    return tracing, measures, events
+
+
+class RunTelemetry(SinkGroup):
     """One run's view of a process-wide telemetry: its sinks, isolated, and its saga."""
 
     __slots__ = ("saga", "sinks")
@@ -66,14 +101,11 @@ class RunTelemetry:
 
 def is_sagakit_telemetry(observer: object) -> bool:
     """Whether ``observer`` makes sagakit's own spans, metrics or log events."""
-    from sagakit.telemetry import Telemetry
-
-    return isinstance(observer, Sink | Telemetry | SpanCapture | RunTelemetry)
+    return isinstance(observer, Sink | SinkGroup | SpanCapture)
 
 
-def process_observers(telemetry: Telemetry) -> Callable[[Saga, tuple[Observer, ...]], tuple[Observer, ...]]:
-    """The ``sagakit._process`` factory that shows every run to ``telemetry``'s sinks."""
-    sinks = telemetry.sinks
+def process_observers(sinks: tuple[Sink, ...]) -> Callable[[Saga, tuple[Observer, ...]], tuple[Observer, ...]]:
+    """The ``sagakit._process`` factory that shows every run to ``sinks``."""
 
     def observers(saga: Saga, given: tuple[Observer, ...]) -> tuple[Observer, ...]:
         for observer in given:
@@ -94,17 +126,16 @@ def build(
     application configured it (unconfigured, structlog prints every event to standard
     output: sagakit does not decide that for an application).
     """
-    from sagakit.telemetry import Telemetry
-
     traces = tracer_provider is not None and not isinstance(tracer_provider, _NO_TRACES)
     measures = meter_provider is not None and not isinstance(meter_provider, _NO_METRICS)
     if not (traces or measures or structlog_configured):
         return None
-    telemetry = Telemetry(
+    sinks = make_sinks(
         tracer_provider=tracer_provider if traces else None,
         meter_provider=meter_provider if measures else None,
         traces=traces,
         metrics=measures,
         logs=structlog_configured,
+        max_payload_chars=DEFAULT_PAYLOAD_CHARS,
     )
-    return process_observers(telemetry)
+    return process_observers(tuple(sink for sink in sinks if sink is not None))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sagakit.events import Event
     from sagakit.saga import Saga
 
-__all__ = ["DEFAULT_PAYLOAD_CHARS", "RUN_SAGA", "RunPayloads", "Sink", "error_type", "payload_text", "record_error"]
+__all__ = ["DEFAULT_PAYLOAD_CHARS", "RUN_SAGA", "RunPayloads", "Sink", "SinkGroup", "error_type", "payload_text", "record_error"]
 
 #: The saga whose ``run_started`` is being delivered by process-wide telemetry, which is not
 #: attached to sagas: sinks read its ``redactor`` and ``log_compensations`` from here then.
@@ -25,6 +25,13 @@ RUN_SAGA: ContextVar[Saga | None] = ContextVar("sagakit_run_saga", default=None)
 
 #: How many characters of a payload are kept when payload capture is on.
 DEFAULT_PAYLOAD_CHARS = 1024
+
+
+class SinkGroup:
+    """Base of the observers that pass events on to sagakit's own sinks (``Telemetry``,
+    one run's view of the process-wide telemetry): a run that has one is already observed."""
+
+    __slots__ = ()
 
 
 class Sink:

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from sagakit.telemetry import Telemetry, instrument
+from sagakit.telemetry._telemetry import Telemetry, instrument
 
 __all__ = ["SagakitInstrumentor"]
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from opentelemetry import metrics
 
-from sagakit import __version__
+from sagakit._version import __version__
 from sagakit.events import Event, EventKind
 from sagakit.telemetry._common import Sink
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from sagakit import __version__
+from sagakit._version import __version__
 from sagakit.events import Event, EventKind
 from sagakit.telemetry._common import (
     DEFAULT_PAYLOAD_CHARS,

@@ -37,7 +37,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from sagakit import __version__
+from sagakit._version import __version__
 from sagakit.events import Observer
 
 __all__ = ["PHASE_ATTRIBUTE", "StepSpans", "caller_context", "traces_steps", "tracing_interceptors"]

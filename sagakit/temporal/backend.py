@@ -9,7 +9,10 @@ the workflow id in ``run.info``), and the run is added to ``saga.history``.
 While the workflow runs, and only when the run has observers (the Lab, a journal,
 telemetry), the backend polls the workflow's ``sagakit.events`` query every
 ``poll_interval`` seconds and passes new events on, in order; runs without observers cost
-no queries. ``run_started`` and ``run_finished`` come from the caller's side, so a run's
+no queries. A workflow answers queries only between workflow tasks, and a run whose steps are
+all local activities without retries is one workflow task from start to end: its observers
+get its events when it ends, and it makes no queries (each would be answered only after the
+run, by a replay of its whole history on a worker). ``run_started`` and ``run_finished`` come from the caller's side, so a run's
 duration is what the caller waited. ``run.info["local_activities"]`` lists the steps that
 ran as local activities (see ``local_activities``). As with the local engine, ``step_started`` and
 ``compensation_started`` go to the observers only; ``run.events`` keeps the rest.
@@ -28,7 +31,7 @@ from datetime import timedelta
 from typing import Any, TypeAlias
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import QueryRejectCondition, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
 from sagakit._checks import check_observers, check_seconds
@@ -190,6 +193,11 @@ class TemporalBackend:
 
     def _input(self, request: RunRequest) -> tuple[dict[str, Any], list[Any]]:
         saga = request.saga
+        # Checked before the faults draw, so that a refused run leaves flaky faults as they were.
+        for label, value in (("data", request.data), ("context.metadata", request.context.metadata)):
+            problem = json_problem(value, f"saga {saga.name!r} {label}")
+            if problem is not None:
+                raise TypeError(problem)
         local = set(self.local_steps(saga))
         forward, compensate, saved = draw_faults(saga, request.faults)
         spec = saga_shape(saga, activity_timeout=self.activity_timeout, local=lambda member: member.name in local,
@@ -205,13 +213,18 @@ class TemporalBackend:
             faults_compensate=compensate,
             heartbeat_timeout=self.heartbeat_timeout,
         )
-        for label, value in (("data", request.data), ("context.metadata", request.context.metadata)):
-            problem = json_problem(value, f"saga {saga.name!r} {label}")
-            if problem is not None:
-                raise TypeError(problem)
         if request.resume is not None:
             spec["resume"] = _resume_spec(request.resume)
         return spec, saved
+
+    def _workflow_id(self, request: RunRequest) -> str:
+        workflow_id: object = self.workflow_id(request)
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise TypeError(
+                f"TemporalBackend workflow_id: the callable returned {type(workflow_id).__name__} {workflow_id!r} "
+                f"for a run of saga {request.saga.name!r}; expected a non-empty str (the Temporal workflow id)"
+            )
+        return workflow_id
 
     async def resume(self, run: Run, saga: Saga | None = None, *, observers: Iterable[Observer] = ()) -> Run:
         """Finish a Temporal run that ended ``stuck`` or ``compensation_failed``, once its cause is fixed.
@@ -267,13 +280,13 @@ class TemporalBackend:
     async def run(self, request: RunRequest) -> Run:
         """Run ``request`` as a workflow; see the module docstring."""
         saga = request.saga
+        workflow_id = self._workflow_id(request)  # before the faults draw: a refused run draws nothing
         spec, saved = self._input(request)
         resumption = request.resume
         if resumption is None:
-            workflow_id = self.workflow_id(request)
             started = time.time()
         else:
-            workflow_id = f"{resumption.info.get('workflow_id') or self.workflow_id(request)}/resume-{resumption.number}"
+            workflow_id = f"{resumption.info.get('workflow_id') or workflow_id}/resume-{resumption.number}"
             started = resumption.started_at
         info: dict[str, Any] = {"backend": self.name, "workflow_id": workflow_id, "workflow_run_id": None,
                                 "task_queue": self.task_queue, "namespace": self.client.namespace,
@@ -317,7 +330,7 @@ class TemporalBackend:
         with caller_context(stream.observers, request.run_id):
             result_task = asyncio.ensure_future(_outcome(handle))
             try:
-                await self._follow(handle, result_task, stream)
+                await self._follow(handle, result_task, stream, live=_answers_queries(spec))
             except asyncio.CancelledError as exc:
                 interrupt = exc
                 # Cancel the workflow, which compensates, and wait for it through further
@@ -353,9 +366,10 @@ class TemporalBackend:
         return run
 
     async def _follow(self, handle: WorkflowHandle[Any, Any], result: asyncio.Future[dict[str, Any]],
-                      stream: _Stream) -> None:
-        """Wait for the outcome; meanwhile, if anyone listens, pass events on as they come."""
-        if not stream.observers:
+                      stream: _Stream, *, live: bool) -> None:
+        """Wait for the outcome; meanwhile, if anyone listens and the workflow can answer
+        (``live``), pass events on as they come."""
+        if not stream.observers or not live:
             await asyncio.shield(result)
             return
         while not result.done():
@@ -364,7 +378,9 @@ class TemporalBackend:
                 break
             since = stream.received
             try:
-                fresh = await handle.query(EVENTS_QUERY, since)
+                # A workflow that has ended would answer by replaying its history on a worker;
+                # its outcome, coming anyway, carries every event.
+                fresh = await handle.query(EVENTS_QUERY, since, reject_condition=QueryRejectCondition.NOT_OPEN)
             except Exception:  # not yet picked up by a worker, or the worker is busy: next time
                 continue
             stream.extend(fresh, since)
@@ -388,6 +404,18 @@ def _resume_spec(resumption: Resumption) -> dict[str, Any]:
         "stopped": resumption.stopped,
         "attempts": [[name, phase, count] for (name, phase), count in resumption.attempts.items()],
     }
+
+
+def _answers_queries(spec: dict[str, Any]) -> bool:
+    """Whether the workflow of ``spec`` may end a workflow task before the run ends, and so
+    answer queries meanwhile: it has a regular activity to wait for, or a local step whose
+    retries wait on a timer. Local steps without retries run back to back in one task."""
+    for stage in spec["stages"]:
+        for member in stage["steps"]:
+            for phase in (member["forward"], member.get("compensate")):
+                if phase is not None and (not phase["local"] or phase["retry"]["maximum_attempts"] > 1):
+                    return True
+    return False
 
 
 def _update_in_place(metadata: dict[str, Any], final: dict[str, Any]) -> None:

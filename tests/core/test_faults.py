@@ -67,7 +67,15 @@ class TestModes:
         assert run.status == "completed"
         durations = dict(zip(run.steps.step, run.steps.duration_ms, strict=True))
         assert durations["b"] >= 45.0
-        assert durations["a"] < 45.0
+
+    def test_delay_adds_exactly_its_latency_to_its_step_only(self) -> None:
+        """On a virtual clock (real time does not count) the delay is the whole of the step's
+        duration, and the other steps take none of it."""
+        history = build([]).simulate(1, {}, faults={"b": sk.Fault("none", delay=0.05)})
+        steps = history.steps
+        durations = dict(zip(steps.step, steps.duration_ms, strict=True))
+        assert durations == {"a": 0.0, "b": pytest.approx(50.0, abs=1e-3), "c": 0.0}  # float seconds since 1970
+        assert history.runs["duration_ms"].tolist() == [pytest.approx(50.0, abs=1e-3)]
 
     async def test_fault_is_checked_per_attempt(self) -> None:
         """With retries, a flaky fault fails some attempts and the step can still succeed."""
@@ -141,6 +149,42 @@ class TestPlans:
         plan = sk.FaultPlan({"a": "fail_after"})
         assert plan["a"] == sk.Fault("fail_after")
         assert "fail_after" in repr(plan)
+
+    @pytest.mark.parametrize("mode", ["fail_compensation", "cancel_compensation"])
+    async def test_compensation_fault_on_a_step_without_compensation_is_refused(self, mode: str) -> None:
+        """A compensation fault on a step with nothing to undo could never fire: every way of
+        planning it (the saga's plan, one run's plan, the constructor) refuses it, naming the
+        step and the steps that could take it, and the plan in force is left as it was."""
+        log: list[str] = []
+
+        async def ship(data: Any, context: sk.WorkflowContext) -> Any:
+            log.append("ship")
+            return data
+
+        saga = sk.Saga("f", [*build(log).stages, sk.step(ship)])
+        saga.faults["a"] = "fail"
+        with pytest.raises(sk.FaultError, match=rf"step 'ship' of saga 'f' has no compensation, so a '{mode}'") as caught:
+            saga.faults["ship"] = mode
+        assert "'a', 'b', 'c'" in str(caught.value) and isinstance(caught.value, ValueError)
+        with pytest.raises(sk.FaultError, match=r"'ship'.*no compensation"):
+            saga.faults = {"ship": mode}
+        assert dict(saga.faults) == {"a": sk.Fault("fail")}
+        with pytest.raises(sk.FaultError, match=r"'ship'.*no compensation"):
+            await saga.run({}, faults={"ship": sk.Fault(mode)})  # type: ignore[arg-type]
+        with pytest.raises(sk.FaultError, match=r"'ship'.*no compensation"):
+            saga.replace(faults={"ship": mode})
+        assert log == []  # nothing ran
+        with pytest.raises(sk.FaultError, match=r"'ship'.*no compensation.*\(this saga has none\)"):
+            sk.Saga("g", [ship], faults={"ship": mode})
+
+    async def test_forward_faults_on_a_step_without_compensation_are_accepted(self) -> None:
+        """Only the compensation modes are refused there: ``fail`` still fails the step."""
+        async def ship(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        saga = sk.Saga("g", [ship])
+        run = await saga.run({}, faults={"ship": "fail_after"})
+        assert run.status == "compensated" and run.failed_step == "ship"
 
     async def test_fault_delay_is_cancellable(self) -> None:
         """A run waiting in an injected delay can be cancelled and still rolls back."""

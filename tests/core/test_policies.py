@@ -113,17 +113,26 @@ class TestTimeout:
             await sk.TimeoutPrimitive(hang, timeout=0.05)({}, None)
 
     async def test_plain_def_step_timeout_is_enforced(self) -> None:
-        """A 300 ms plain def step with timeout=0.05 fails with StepTimeout and rolls back."""
+        """A plain def step that outlives timeout=0.05 (it blocks until the test lets it go)
+        fails with StepTimeout and rolls back."""
         undone: list[str] = []
+        release = threading.Event()
 
         def first(data: Any, context: sk.WorkflowContext) -> Any:
             return data
 
+        def blocked(data: Any, context: sk.WorkflowContext) -> Any:
+            release.wait(60)
+            return data
+
         saga = sk.Saga("s", [sk.step(first, compensate=lambda d, c: undone.append("first")),
-                             sk.step(slow_sync, timeout=0.05)])
-        run = await saga.run({})
+                             sk.step(blocked, timeout=0.05)])
+        try:
+            run = await saga.run({})
+        finally:
+            release.set()  # the thread cannot be interrupted: let it end
         assert run.status == "compensated"
-        assert isinstance(run.error, sk.StepTimeout) and run.error.step == "slow_sync"
+        assert isinstance(run.error, sk.StepTimeout) and run.error.step == "blocked"
         assert undone == ["first"]
 
     async def test_plain_def_runs_on_a_worker_thread_under_a_timeout(self) -> None:

@@ -315,5 +315,9 @@ class TestFaultPlanArguments:
             sk.FaultPlan(steps=[1, 2])  # type: ignore[list-item]
         with pytest.raises(TypeError, match="FaultPlan saga: expected the saga's name"):
             sk.FaultPlan(saga=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"FaultPlan uncompensated: expected step names \(an iterable of str\), got 'b'"):
+            sk.FaultPlan(uncompensated="b")
+        with pytest.raises(sk.FaultError, match="step 'b' has no compensation"):
+            sk.FaultPlan({"b": "fail_compensation"}, uncompensated=["b"])
         with pytest.raises(TypeError, match=r"FaultPlan\.watch callback: expected a callable"):
             sk.FaultPlan().watch("print")  # type: ignore[arg-type]

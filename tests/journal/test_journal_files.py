@@ -118,6 +118,22 @@ class TestBadFiles:
             assert ".recover" in str(info.value) and str(journal_file) in str(info.value)
         assert digest(journal_file) == before
 
+    @pytest.mark.parametrize("content", [b"x", b"\x00", b"S", b"notes", b"SQLite format 3", b"x" * 39])
+    def test_a_few_bytes_that_are_not_sqlite_are_refused_and_left_alone(self, journal_file: Path, content: bytes) -> None:
+        """A file shorter than SQLite's header (SQLite took one byte for an empty database and
+        wrote a journal over it) or not starting with it is refused by every use, saying why."""
+        journal_file.write_bytes(content)
+        for use in every_use(journal_file):
+            with pytest.raises(JournalError, match="damaged or is not a SQLite database") as info:
+                use()
+            plural = "byte" if len(content) == 1 else "bytes"
+            why = (f"it is {len(content)} {plural} long, shorter than SQLite's 16-byte header" if len(content) < 16
+                   else "it does not start with SQLite's header")
+            assert why in str(info.value)
+            assert str(journal_file) in str(info.value)
+        assert journal_file.read_bytes() == content
+        assert not Path(f"{journal_file}-wal").exists()
+
     @pytest.mark.parametrize("cut", [0.5, 4096])
     def test_a_truncated_journal_is_reported_as_damaged_and_left_alone(self, full_journal: Path, cut: float) -> None:
         """Half the file, or its last page, gone: every use refuses it and writes nothing."""
@@ -154,7 +170,10 @@ class TestBadFiles:
         assert digest(full_journal) == before
 
     def test_an_empty_file_becomes_a_journal(self, journal_file: Path) -> None:
-        """A zero-byte file (say, made by touch) holds nothing to protect: it is initialised."""
+        """A zero-byte file (say, made by touch) holds nothing to protect: it is initialised,
+        deliberately (one byte more is refused, see above); read, it is not a journal yet."""
         journal_file.touch()
+        with pytest.raises(JournalError, match="is empty: it is not a sagakit journal"):
+            sagakit.RunHistory.from_journal(journal_file)
         with sagakit.SqliteJournal(journal_file) as journal:
             assert journal.runs() == []

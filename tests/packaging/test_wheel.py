@@ -8,6 +8,7 @@ runtime dependencies: no test tools, no extras.
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -78,10 +79,12 @@ def test_the_wheel_registers_the_pytest_plugin_and_the_instrumentor(wheel: Path)
 def test_import_and_cli_work_in_a_fresh_environment(fresh_python: Path) -> None:
     """``import sagakit`` and ``python -m sagakit --help`` work with only the runtime dependencies."""
     outside = {"cwd": fresh_python.parent, "env": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
-    imported = subprocess.run([str(fresh_python), "-c", "import sagakit, sys; print(sagakit.__version__, sagakit.__file__)"],
+    shown = "import sagakit, importlib.metadata as m; print(sagakit.__version__, m.version('sagakit'), sagakit.__file__)"
+    imported = subprocess.run([str(fresh_python), "-c", shown],
                               capture_output=True, text=True, check=True, **outside)  # type: ignore[call-overload]
-    version, location = imported.stdout.split()
-    assert version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    version, metadata_version, location = imported.stdout.split()
+    written = runpy.run_path(str(ROOT / "sagakit" / "_version.py"))["__version__"]
+    assert version == metadata_version == written  # the wheel's metadata reads sagakit/_version.py
     assert str(ROOT) not in location  # the installed copy, not the checkout
     helped = subprocess.run([str(fresh_python), "-m", "sagakit", "--help"], capture_output=True, text=True, **outside)  # type: ignore[call-overload]
     assert helped.returncode == 0, helped.stderr

@@ -164,12 +164,13 @@ class TestAutomatic:
 class TestInstrumentEverySaga:
     """instrument() with no sagas: every saga of the process, existing and future, until detached."""
 
-    def test_something_else_than_a_saga_is_named(self) -> None:
+    async def test_something_else_than_a_saga_is_named(self, tracer_provider: Any, span_exporter: Any) -> None:
         """instrument(5) names the argument and its position, and instruments nothing."""
         saga = sagakit.Saga("kept", [noop_step("a")])
         with pytest.raises(TypeError, match=r"instrument sagas\[1\]: expected a sagakit\.Saga, got int 5"):
-            instrument(saga, 5)  # type: ignore[arg-type]
-        assert saga._request(None, None, None, (), None).observers == ()
+            instrument(saga, 5, tracer_provider=tracer_provider)  # type: ignore[arg-type]
+        await saga.run({})
+        assert span_exporter.get_finished_spans() == ()
 
     async def test_existing_and_future_sagas_until_detached(self, tracer_provider: Any, span_exporter: Any) -> None:
         """A saga made before and one made after instrument() are traced; detach() stops both."""
@@ -192,18 +193,22 @@ class TestInstrumentEverySaga:
         span_exporter.clear()
         await before.run({})
         assert span_exporter.get_finished_spans() == ()
-        assert before._request({}, None, None, (), None).observers == ()
 
     async def test_a_saga_with_its_own_sinks_is_not_traced_twice(self, tracer_provider: Any, span_exporter: Any) -> None:
         """A run already observed by a sagakit sink or a SpanCapture gets nothing more."""
         saga = sagakit.Saga("order", [noop_step("a")])
         own = OtelTracing(tracer_provider)
-        own.attach(saga)
+        leave = own.attach(saga)
         everywhere = instrument(tracer_provider=tracer_provider, metrics=False, logs=False)
         try:
             await saga.run({})
             assert [span.name for span in span_exporter.get_finished_spans()] == ["a.forward", "order.execute"]
-            assert saga._request({}, None, None, [SpanCapture()], None).observers[-1].__class__ is SpanCapture
+            leave()  # the saga's own sink gone, a SpanCapture given for one run is the run's only sink
+            span_exporter.clear()
+            with SpanCapture() as capture:
+                await saga.run({}, observers=[capture])
+            assert list(capture.frame()["name"]) == ["order.execute", "a.forward"]
+            assert span_exporter.get_finished_spans() == ()
         finally:
             everywhere.detach()
 
@@ -251,12 +256,15 @@ class TestInstrumentEverySaga:
         assert any("broken sink" in str(w.message) for w in caught)
         assert [span.name for span in span_exporter.get_finished_spans()] == ["a.forward", "order.execute"]
 
-    def test_telemetry_detach_also_leaves_the_process(self) -> None:
+    async def test_telemetry_detach_also_leaves_the_process(self, tracer_provider: Any, span_exporter: Any) -> None:
         """A Telemetry attached to the process is gone from it after detach()."""
-        telemetry = Telemetry(traces=False, metrics=False, logs=False)
+        telemetry = Telemetry(tracer_provider=tracer_provider, metrics=False, logs=False)
         telemetry.attach_process()
         saga = sagakit.Saga("order", [noop_step("a")])
-        assert len(saga._request({}, None, None, (), None).observers) == 1
+        await saga.run({})
+        assert [span.name for span in span_exporter.get_finished_spans()] == ["a.forward", "order.execute"]
         telemetry.detach()
-        assert saga._request({}, None, None, (), None).observers == ()
+        span_exporter.clear()
+        await saga.run({})
+        assert span_exporter.get_finished_spans() == ()
 

@@ -120,6 +120,12 @@ def saga_for(placement: str, blob: Any, secret: str, card: str, neighbour: str) 
     return sk.Saga("checkout", [sk.step(reserve, compensate=release), sk.step(charge)])
 
 
+def from_front_end(view: Any, content: dict[str, Any]) -> None:
+    """Deliver ``content`` to ``view`` as a custom message from its front-end arrives: through
+    its comm, as the kernel's comm manager hands it over."""
+    view.comm.handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
 def diagram_view_outputs(run: sk.Run) -> dict[str, str]:
     """What the notebook's diagram view of ``run`` sends: its synced state, then the inspector of
     every step and compensation and the replay frames, asked for as the front-end asks (messages)."""
@@ -130,9 +136,9 @@ def diagram_view_outputs(run: sk.Run) -> dict[str, str]:
     try:
         for step in run.definition.step_names:  # type: ignore[union-attr]
             for phase in ("forward", "compensate"):
-                view._handle_custom_msg({"t": "inspect", "step": step, "phase": phase}, [])
+                from_front_end(view, {"t": "inspect", "step": step, "phase": phase})
                 shown.append(view.inspector)
-        view._handle_custom_msg({"t": "replay"}, [])
+        from_front_end(view, {"t": "replay"})
         shown.append(repr(view.replay))
     finally:
         view.close()
@@ -151,7 +157,7 @@ def lab_outputs(saga: sk.Saga) -> str:
         shown = [lab.svg, repr(view.get_state()), repr(lab._repr_mimebundle_())]
         for step in saga.step_names:
             for phase in ("forward", "compensate"):
-                view._handle_custom_msg({"t": "inspect", "step": step, "phase": phase}, [])
+                from_front_end(view, {"t": "inspect", "step": step, "phase": phase})
                 shown.append(view.inspector)
     finally:
         lab.close()

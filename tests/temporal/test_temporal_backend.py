@@ -62,6 +62,55 @@ class TestLiveEvents:
         assert S.linear.history.last is run
 
 
+    @staticmethod
+    def counting_client(client: Any) -> tuple[Any, list[str]]:
+        """A client on the same connection that notes the name of every query it sends."""
+        from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
+
+        sent: list[str] = []
+
+        class Counting(OutboundInterceptor):
+            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+                sent.append(input.query)
+                return await super().query_workflow(input)
+
+        class Counter(Interceptor):
+            def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+                return Counting(next)
+
+        return Client(client.service_client, namespace=client.namespace, interceptors=[Counter()]), sent
+
+    async def test_a_run_in_one_workflow_task_is_not_queried(self, client: Any, worker: Any) -> None:
+        """Local steps without retries run in one workflow task, which answers no query until
+        the run ends (then by replaying the whole history): the caller sends none, and the
+        observer still gets every event, in order, once the run ends."""
+        from sagakit.temporal import TemporalBackend
+
+        counting, sent = self.counting_client(client)
+        seen: list[sk.Event] = []
+        backend = TemporalBackend(counting, task_queue="sagakit-tests", local_activities=True, poll_interval=0.01)
+        run = await S.linear.run({"plan": {"c": "sleep:0.3", "d": "raise"}}, sk.WorkflowContext("one-task-1"),
+                                 backend=backend, observers=[seen.append])
+        assert run.status == "compensated" and run.compensated_steps == ["c", "b", "a"]
+        assert sent == []
+        assert [e for e in seen if e.kind not in (sk.EventKind.STEP_STARTED, sk.EventKind.COMPENSATION_STARTED)] \
+            == run.events
+        assert [e.step for e in seen if e.kind is sk.EventKind.STEP_STARTED] == ["a", "b", "sync_step", "c", "d"]
+        S.CALLS.pop("one-task-1", None)
+
+    async def test_a_run_with_regular_activities_is_queried_while_it_runs(self, client: Any, worker: Any) -> None:
+        """A regular activity ends the workflow task, so the caller polls for events meanwhile."""
+        from sagakit.temporal import TemporalBackend
+
+        counting, sent = self.counting_client(client)
+        backend = TemporalBackend(counting, task_queue="sagakit-tests", poll_interval=0.05)
+        run = await S.linear.run({"plan": {"c": "sleep:0.5"}}, sk.WorkflowContext("queried-1"), backend=backend,
+                                 observers=[lambda event: None])
+        assert run.status == "completed"
+        assert sent and set(sent) == {"sagakit.events"}
+        S.CALLS.pop("queried-1", None)
+
+
 class TestCancellation:
     async def test_cancelling_the_caller_compensates_completed_steps(self, backend: Any, client: Any) -> None:
         """Cancel while c runs: b and a are compensated, the run is cancelled, CancelledError propagates."""
@@ -119,10 +168,13 @@ class TestCancellation:
 
 class TestSerialisation:
     async def test_unserialisable_input_fails_before_the_workflow_starts(self, backend: Any) -> None:
-        """A set in the input: TypeError naming where and what, and no run at all."""
+        """A set in the input: TypeError naming where and what, no run at all, no fault draw spent."""
         before = len(S.linear.history)
+        flaky = sk.Fault("fail", probability=0.5, seed=3)
         with pytest.raises(TypeError, match=r"saga 'linear' data\['items'\]\[1\] is a set"):
-            await S.linear.run({"items": [1, {2, 3}]}, backend=backend)
+            await S.linear.run({"items": [1, {2, 3}]}, faults={"a": flaky}, backend=backend)
+        fresh = sk.Fault("fail", probability=0.5, seed=3)
+        assert [flaky.fires() for _ in range(32)] == [fresh.fires() for _ in range(32)]
         with pytest.raises(TypeError, match=r"context.metadata\[.when.\] is a object"):
             await S.linear.run({}, sk.WorkflowContext("m", {"when": object()}), backend=backend)
         assert len(S.linear.history) == before
@@ -158,6 +210,23 @@ class TestRunFacts:
         run = await S.linear.run({}, sk.WorkflowContext(cid), backend=backend)
         assert run.info["workflow_id"] == cid
         S.CALLS.pop(cid, None)
+
+    @pytest.mark.parametrize("made", [5, "", None])
+    async def test_a_workflow_id_that_is_not_a_str_is_named(self, client: Any, made: Any) -> None:
+        """A workflow_id callable returning no usable id: a TypeError naming the argument, what
+        it returned and what was expected; nothing starts, and no fault draw is spent."""
+        from sagakit.temporal import TemporalBackend
+
+        backend = TemporalBackend(client, task_queue="sagakit-tests", workflow_id=lambda request: made)
+        flaky = sk.Fault("fail", probability=0.5, seed=3)
+        before = len(S.linear.history)
+        expected = (rf"TemporalBackend workflow_id: the callable returned {type(made).__name__} {made!r} for a run "
+                    r"of saga 'linear'; expected a non-empty str \(the Temporal workflow id\)")
+        with pytest.raises(TypeError, match=expected):
+            await S.linear.run({}, faults={"a": flaky}, backend=backend)
+        assert len(S.linear.history) == before
+        fresh = sk.Fault("fail", probability=0.5, seed=3)
+        assert [flaky.fires() for _ in range(32)] == [fresh.fires() for _ in range(32)]
 
     async def test_bad_backend_arguments_are_named(self, client: Any) -> None:
         """Wrong arguments raise naming the argument."""
@@ -227,8 +296,10 @@ class TestLocalActivities:
         assert run.status == "compensated" and run.failed_step == "c"
         assert isinstance(run.error, sk.StepTimeout) and str(run.error) == "step 'c' timed out after 0.5s"
         assert run.compensated_steps == ["b", "a"]
-        assert run.duration_ms < 10_000
         assert ("c", "cancelled") in [(step, phase) for step, phase, _, _ in S.CALLS.pop("too-long-1")]
+        # Stopped at its own limit, not by the workflow task timing out (and the task run again).
+        history = await client.get_workflow_handle(run.info["workflow_id"]).fetch_history()
+        assert not [e for e in history.events if e.HasField("workflow_task_timed_out_event_attributes")]
 
     async def test_local_retries_are_recorded_in_order_and_replay(self, client: Any, worker: Any) -> None:
         """b flakes twice as a local activity: three attempts in order; the history replays cleanly."""

@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -79,11 +78,9 @@ def test_sigterm_stops_the_worker_cleanly(temporal_address: str, subprocess_env:
         line = worker.stderr.readline()  # blocks until the worker announces itself
         assert "serving durable on task queue 'sigterm-q'" in line
         worker.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        assert worker.wait(timeout=30) == 0
+        assert worker.wait(timeout=120) == 0  # a hang guard, not a speed target
         rest = worker.stderr.read()
         assert "stopped" in rest, rest
-        assert time.monotonic() - started < 30
     finally:
         if worker.poll() is None:
             worker.kill()
