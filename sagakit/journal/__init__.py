@@ -13,11 +13,14 @@ so a thousand concurrent sagas share their commits instead of paying one ``fsync
 Reading back: :func:`load_history` (``RunHistory.from_journal``) rebuilds the runs of a
 journal as :class:`~sagakit.Run` objects, so ``runs`` and ``steps`` frames survive a kernel
 restart; :func:`history_to_parquet` and :func:`history_from_parquet` share an analysis
-without payloads. :func:`recover` rolls back the runs a crash left unfinished.
+without payloads. :func:`recover` carries on the runs a crash left unfinished (rolled back, or
+forward past their pivot), and :meth:`SqliteJournal.resume` finishes a run that needs an
+operator (``stuck``, ``compensation_failed``).
 
 The package's private modules: ``_sqlite`` (the writer), ``_file`` (schema, checks, process
-liveness), ``_payload`` (serializers and masking), ``_history`` (reading back) and
-``_recovery``.
+liveness), ``_payload`` (serializers and masking), ``_history`` (reading back), ``_carry``
+(claiming a run and handing it to the engine) and ``_recovery``. Where a recorded run stands is
+read by the core's ``sagakit._resume``, which the Temporal backend's resume shares.
 
 Secrets: payloads are redacted before they are stored (values under sensitive keys are
 replaced by ``[REDACTED]``, see :mod:`sagakit.redaction`), and error messages are scrubbed.

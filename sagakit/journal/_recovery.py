@@ -7,7 +7,7 @@ the machine lost power, or the notebook kernel was restarted. :func:`recover` fi
 1. claims it in the journal, so that two recoveries never work on the same run (the claims of
    up to 500 runs share one transaction; in a damaged file, one transaction per run);
 2. works out from the recorded events and the saga's definition where the run stood
-   (:mod:`sagakit.journal._position`): which steps completed and with what data, which
+   (:mod:`sagakit._resume`): which steps completed and with what data, which
    compensations already succeeded or failed, and which step was in flight;
 3. hands the run to the local engine, which carries it on under the same driver as any run
    (:mod:`sagakit._driver`): ``run_resumed`` in the same record, then the rollback from where
@@ -43,23 +43,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sagakit._checks import check_bool, check_observers, check_positive_int
+from sagakit._resume import RESUMABLE
 from sagakit._sync import run_sync
-from sagakit.context import WorkflowContext
-from sagakit.engine import LocalBackend, RunRequest
-from sagakit.errors import JournalError, ResumeRefused
+from sagakit.errors import JournalError
 from sagakit.events import Observer
-from sagakit.faults import FaultPlan
-from sagakit.journal._file import ACTIVE_RUNS, Owner, current_owner, owner_alive
+from sagakit.journal._carry import carry_on, claim_each
+from sagakit.journal._file import ACTIVE_RUNS, Owner, owner_alive
 from sagakit.journal._history import (
     RecordedRun,
     damage_report,
-    damaged_run,
-    is_damage,
     read_each_run,
     runs_rows,
     saga_definitions,
 )
-from sagakit.journal._position import position
 from sagakit.journal._sqlite import SqliteJournal
 from sagakit.runs import Run
 
@@ -68,14 +64,10 @@ if TYPE_CHECKING:
 
     from sagakit.saga import Saga
 
-__all__ = ["RESUMABLE", "Recovery", "SkippedRun", "recover", "recover_sync", "resume"]
-
-#: The statuses of finished runs an operator can resume once the cause is fixed.
-RESUMABLE = ("stuck", "compensation_failed")
+__all__ = ["Recovery", "SkippedRun", "recover", "recover_sync"]
 
 # Runs claimed and read per transaction (SQLite limits the parameters of one statement).
 _CHUNK = 500
-_ENGINE = LocalBackend()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,66 +191,6 @@ def recover_sync(
                                     concurrency=concurrency, observers=observers))
 
 
-async def resume(journal: SqliteJournal, run_id: str, saga: Saga, *, observers: Iterable[Observer] = ()) -> Run:
-    """Finish one run that needs an operator, after its cause was fixed: see :meth:`SqliteJournal.resume`."""
-    if not isinstance(run_id, str) or not run_id:
-        raise TypeError(f"resume run_id: expected a run id (a non-empty str), got {run_id!r}")
-    from sagakit.saga import Saga
-
-    if not isinstance(saga, Saga):
-        raise TypeError(f"resume saga: expected the sagakit.Saga the run belongs to, got {type(saga).__name__}")
-    extra = check_observers(observers, "resume observers")
-    journal.bind(saga)
-    rows = await journal._call(functools.partial(_run_row, path=journal.path, run_id=run_id))
-    if not rows:
-        raise ResumeRefused(run_id, f"journal {journal.path} has no run {run_id!r}")
-    _, saga_name, status, host, pid, started = rows[0]
-    owner = Owner(host or "", pid or 0, started or "")
-    if saga_name != saga.name:
-        raise ResumeRefused(run_id, f"it is a run of saga {saga_name!r}, not of {saga.name!r}")
-    if status is None and owner_alive(owner, run_id):
-        place = "this process" if owner.pid == os.getpid() else f"process {owner.pid} on {owner.host}"
-        raise ResumeRefused(run_id, f"it is still running in {place}")
-    if status is not None and status not in RESUMABLE:
-        raise ResumeRefused(run_id, f"it ended {status}: there is nothing left to do (resumable: an interrupted run, "
-                                    f"or one that ended {' or '.join(RESUMABLE)})")
-    records, unreadable = await journal._call(functools.partial(
-        read_each_run, path=journal.path, serializer=journal.serializer, run_ids=[run_id]))
-    if unreadable:
-        raise unreadable[run_id]
-    record = records[0]
-    different = mismatch(record, saga)
-    if different is not None:
-        raise ResumeRefused(run_id, f"its recorded steps do not match saga {saga.name!r}: {different}")
-    claimed, _ = await journal._call(functools.partial(_claim_each, path=journal.path, runs=[(run_id, status, owner)]))
-    if not claimed:
-        raise ResumeRefused(run_id, "another process took it over meanwhile")
-    try:
-        return await _recover_run(journal, record, saga, extra, retry_failed=True)
-    finally:
-        ACTIVE_RUNS.discard(run_id)
-
-
-def _run_row(connection: sqlite3.Connection, *, path: Path, run_id: str) -> list[Any]:
-    try:
-        return connection.execute("SELECT run_id, saga, status, owner_host, owner_pid, owner_started FROM runs"
-                                  " WHERE run_id = ?", (run_id,)).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise JournalError(path, f"cannot read run {run_id} ({exc})") from exc
-
-
-def mismatch(record: RecordedRun, saga: Saga) -> str | None:
-    """How ``record``'s steps differ from ``saga``'s, or ``None`` when the saga can carry it on."""
-    names = saga.step_names
-    for event in record.events:
-        if event.step is None or event.index < 0:
-            continue
-        if event.index >= len(names) or names[event.index] != event.step:
-            have = names[event.index] if event.index < len(names) else "no step"
-            return f"step {event.step!r} was step {event.index} of the run, the saga has {have!r} there"
-    return None
-
-
 async def _recover_all(
     journal: SqliteJournal,
     definitions: Mapping[str, Saga],
@@ -297,7 +229,7 @@ async def _recover_all(
     async def one(record: RecordedRun, saga: Saga) -> Run | SkippedRun | None:
         async with limit:
             try:
-                return await _recover_run(journal, record, saga, observers, retry_failed)
+                return await carry_on(journal, record, saga, observers, retry_failed)
             except JournalError as exc:
                 return SkippedRun(record.run_id, saga.name, f"could not be recovered: {exc}")
             except BaseException as exc:  # the run is recorded: see interrupts above
@@ -308,7 +240,7 @@ async def _recover_all(
         part = eligible[chunk : chunk + _CHUNK]
         # One transaction claims them all, so that two recoveries never share a run.
         claims = [(r, s, o) for r, _, s, o in part]
-        claimed_ids, unclaimable = await journal._call(functools.partial(_claim_each, path=journal.path, runs=claims))
+        claimed_ids, unclaimable = await journal._call(functools.partial(claim_each, path=journal.path, runs=claims))
         claimed = set(claimed_ids)
         damaged_runs.update(unclaimable)
         skipped.extend(SkippedRun(run_id, saga.name, "another recovery took it over meanwhile")
@@ -349,60 +281,3 @@ def _unfinished_runs(connection: sqlite3.Connection, *, path: Path, where: str) 
     )
 
 
-def _claim_each(
-    connection: sqlite3.Connection, *, path: Path, runs: Sequence[tuple[str, str | None, Owner]]
-) -> tuple[list[str], dict[str, JournalError]]:
-    """:func:`_claim` all ``runs`` at once or, in a damaged file, one by one; also the runs that could not be."""
-    try:
-        return _claim(connection, runs=runs), {}
-    except sqlite3.DatabaseError as exc:
-        if not is_damage(exc):
-            raise JournalError(path, f"cannot claim runs for recovery ({exc}); try again") from exc
-    claimed: list[str] = []
-    failed: dict[str, JournalError] = {}
-    for run in runs:
-        try:
-            claimed.extend(_claim(connection, runs=[run]))
-        except sqlite3.DatabaseError as exc:
-            if not is_damage(exc):
-                raise JournalError(path, f"cannot claim runs for recovery ({exc}); try again") from exc
-            failed[run[0]] = damaged_run(path, run[0], f"it cannot be claimed for recovery ({exc})")
-    return claimed, failed
-
-
-def _claim(connection: sqlite3.Connection, *, runs: Sequence[tuple[str, str | None, Owner]]) -> list[str]:
-    """Make this process the owner of ``runs``, except those someone changed since we looked."""
-    me = current_owner()
-    claimed = []
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for run_id, status, previous in runs:
-            cursor = connection.execute(
-                "UPDATE runs SET owner_host = ?, owner_pid = ?, owner_started = ? WHERE run_id = ? AND status IS ?"
-                " AND coalesce(owner_host, '') = ? AND coalesce(owner_pid, 0) = ?"
-                " AND coalesce(owner_started, '') = ?",
-                (me.host, me.pid, me.started, run_id, status, previous.host, previous.pid, previous.started),
-            )
-            if cursor.rowcount == 1:
-                claimed.append(run_id)
-        # Marked active before the claim is visible, so that another recovery in this
-        # process takes these runs for live ones.
-        ACTIVE_RUNS.update(claimed)
-        connection.execute("COMMIT")
-    except BaseException:
-        ACTIVE_RUNS.difference_update(claimed)
-        if connection.in_transaction:  # SQLite may have rolled back already
-            connection.execute("ROLLBACK")
-        raise
-    return claimed
-
-
-async def _recover_run(journal: SqliteJournal, record: RecordedRun, saga: Saga, observers: Sequence[Observer],
-                       retry_failed: bool) -> Run:
-    """Carry ``record`` on from where it stands, on the local engine: the same driver, shielding
-    and rules as any run, recorded into the same run in the journal."""
-    resumption = position(record, saga, retry_failed=retry_failed)
-    context = WorkflowContext(correlation_id=record.correlation_id)._derive(record.run_id, saga.name)
-    request = RunRequest(saga, None, context, FaultPlan(saga=saga.name), (journal, *observers), record.run_id,
-                         resume=resumption)
-    return await _ENGINE.run(request)

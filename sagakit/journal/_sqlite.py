@@ -637,7 +637,7 @@ class SqliteJournal:
                 recorded steps. Nothing was changed.
             JournalError: the journal cannot be read or written.
         """
-        from sagakit.journal._recovery import resume
+        from sagakit.journal._carry import resume
 
         return await resume(self, run_id, saga, observers=observers)
 

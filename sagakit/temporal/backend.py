@@ -246,10 +246,8 @@ class TemporalBackend:
             ResumeRefused: ``run`` did not run on Temporal, did not end stuck or
                 ``compensation_failed``, or ``saga`` does not match its recorded steps.
         """
+        from sagakit._resume import RESUMABLE, Record, mismatch, position
         from sagakit.errors import ResumeRefused
-        from sagakit.journal._history import RecordedRun
-        from sagakit.journal._position import position
-        from sagakit.journal._recovery import RESUMABLE, mismatch
 
         if not isinstance(run, Run):
             raise TypeError(f"TemporalBackend.resume run: expected a sagakit.Run, got {type(run).__name__}")
@@ -265,9 +263,8 @@ class TemporalBackend:
                                             f"{' or '.join(RESUMABLE)})")
         extra = check_observers(observers, "TemporalBackend.resume observers")
         events = list(run.events)
-        record = RecordedRun(run.run_id, run.saga, run.correlation_id, run.backend, dict(run.info), run.status,
-                             events, ["stored"] * len(events))
-        different = mismatch(record, saga)
+        record = Record(run.run_id, run.status, dict(run.info), events, [True] * len(events))
+        different = mismatch(events, saga)
         if saga.name != run.saga or different is not None:
             raise ResumeRefused(run.run_id, f"its recorded steps do not match saga {saga.name!r}: "
                                             f"{different or f'it is a run of saga {run.saga!r}'}")

@@ -170,12 +170,7 @@ class TestLowLayers:
         """The root is the public face: modules below it import what they need from its modules."""
         assert [name for name, targets in GRAPH.items() if "sagakit" in targets] == []
 
-    @pytest.mark.parametrize("module", [
-        pytest.param(name, marks=pytest.mark.xfail(
-            strict=True, reason="errors.py still takes its messages from _recorder: they move into errors.py"))
-        if name == "sagakit.errors" else name
-        for name in DEFINITIONS
-    ])
+    @pytest.mark.parametrize("module", DEFINITIONS)
     def test_definitions_import_only_definitions(self, module: str) -> None:
         """What defines a saga imports, at any level, only other definitions; errors.py and
         events.py stand at the bottom and import nothing of sagakit but each other."""
@@ -212,7 +207,7 @@ class TestIntegrations:
 
 
 class TestCycles:
-    @pytest.mark.xfail(strict=True, reason="errors.py -> _recorder and the notebook modules' cycles are still open")
+    @pytest.mark.xfail(strict=True, reason="the notebook modules' cycles are still open")
     def test_every_cycle_goes_through_a_convenience_method(self) -> None:
         """Without the lazy imports of Saga's and Run's convenience methods (and the package's
         lazy names), the whole graph, function-level imports included, has no cycle."""

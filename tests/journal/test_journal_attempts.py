@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sagakit import FallbackPrimitive, RetryPrimitive, SequentialPrimitive, TimeoutPrimitive
-from sagakit.journal._attempts import FAILED, OPEN, SUCCEEDED, whole_outcomes
+from sagakit._attempts import FAILED, OPEN, SUCCEEDED, whole_outcomes
 from sagakit.policies import Policy
 
 

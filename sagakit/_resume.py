@@ -1,14 +1,16 @@
-"""Where a recorded run stands: a journal's records read back into the engine's :class:`Resumption`.
+"""Where a recorded run stands: its events read back into a :class:`~sagakit.engine.Resumption`.
 
-:func:`sagakit.recover` (and a resume) does not roll a run back itself: it works out from the
-run's records where the run stood when its process stopped, and hands that to the local engine,
-which carries the run on with the same driver as any run (:mod:`sagakit._driver`). This module
-is that reading. It is pure: records and a saga in, a :class:`~sagakit.engine.Resumption` out.
+:func:`sagakit.recover`, :meth:`sagakit.SqliteJournal.resume` and
+:meth:`sagakit.temporal.TemporalBackend.resume` do not roll a run back, or forward, themselves:
+they work out from the run's record where the run stood when it stopped, and hand that to a
+backend, which carries the run on with the same driver as any run (:mod:`sagakit._driver`). This
+module is that reading, shared by the journal and Temporal. It is pure: a record and a saga in,
+a :class:`~sagakit.engine.Resumption` out.
 
 How the records are read:
 
 - A step *completed* when the events ending its attempts add up to the whole step (for a
-  policy, see :mod:`sagakit.journal._attempts`), or the run moved past its stage.
+  policy, see :mod:`sagakit._attempts`), or the run moved past its stage.
 - The stages complete in order; the first stage that did not is where the run stopped. A
   parallel stage whose branches all completed merges their outputs by the driver's rule, so a
   branch that returned something else than a mapping fails the stage there, with the same
@@ -26,28 +28,63 @@ How the records are read:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sagakit._attempts import FAILED, SUCCEEDED, whole_outcomes
 from sagakit._driver import blamed_step, merge_outputs
 from sagakit.engine import Resumption
 from sagakit.errors import CompensationFailure, RunInterrupted, unmergeable_branch_message
 from sagakit.events import Event, EventKind
-from sagakit.journal._attempts import FAILED, SUCCEEDED, whole_outcomes
-from sagakit.journal._history import RecordedRun
 from sagakit.policies import Policy
 from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
 
-__all__ = ["position"]
+__all__ = ["RESUMABLE", "Record", "mismatch", "position"]
+
+#: The statuses of finished runs an operator can resume once the cause is fixed.
+RESUMABLE = ("stuck", "compensation_failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A run's record, as read back from wherever it was kept.
+
+    Attributes:
+        run_id: the run.
+        status: its recorded status (``None``: it never recorded an end).
+        info: its facts (``run.info``).
+        events: its events, in order (start-of-attempt events other than compensations' may
+            be missing: nothing here needs them).
+        stored: per event, whether its payload was kept (a journal could not serialise some).
+    """
+
+    run_id: str
+    status: str | None
+    info: Mapping[str, Any]
+    events: Sequence[Event]
+    stored: Sequence[bool]
+
+
+def mismatch(events: Sequence[Event], saga: Saga) -> str | None:
+    """How a record's steps differ from ``saga``'s, or ``None`` when the saga can carry it on."""
+    names = saga.step_names
+    for event in events:
+        if event.step is None or event.index < 0:
+            continue
+        if event.index >= len(names) or names[event.index] != event.step:
+            have = names[event.index] if event.index < len(names) else "no step"
+            return f"step {event.step!r} was step {event.index} of the run, the saga has {have!r} there"
+    return None
 
 _K = EventKind
 _FORWARD_ENDS = (_K.STEP_SUCCEEDED, _K.STEP_FAILED, _K.STEP_CANCELLED)
 _COMPENSATION_ENDS = (_K.COMPENSATION_SUCCEEDED, _K.COMPENSATION_FAILED, _K.COMPENSATION_CANCELLED)
 
 
-def position(record: RecordedRun, saga: Saga, *, retry_failed: bool = False) -> Resumption:
+def position(record: Record, saga: Saga, *, retry_failed: bool = False) -> Resumption:
     """Where ``record`` stands, for the engine to carry it on.
 
     Args:
@@ -80,7 +117,7 @@ def position(record: RecordedRun, saga: Saga, *, retry_failed: bool = False) -> 
         if kind in _FORWARD_ENDS:
             _add_call_position(attempts, name, at, resumptions)
             if kind is _K.STEP_SUCCEEDED:
-                completed[name] = (at, event.index, event.data, record.payload_states[at] == "stored")
+                completed[name] = (at, event.index, event.data, record.stored[at])
         elif kind is _K.COMPENSATION_SKIPPED:
             skipped.add(name)
         elif event.phase == "compensate":
