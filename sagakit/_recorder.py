@@ -61,6 +61,13 @@ _new_event = tuple.__new__
 _new_run = object.__new__
 _PACKERS: dict[int, Callable[..., bytes]] = {}
 _RUN_STARTED = ("run_started", None, -1, None, 0, False, None)
+# The field order the positional builders here (and in runs._build_events) rely on: a field added
+# to Event anywhere but at its end must change them too, and this line stops the import first.
+_EVENT_ORDER = ("kind", "run_id", "saga", "at", "step", "index", "phase", "attempt", "started_at", "duration_ms",
+                "error", "injected", "data", "status", "correlation_id", "info")
+if Event._fields != _EVENT_ORDER:  # pragma: no cover - a guard for whoever changes Event
+    raise ImportError(f"sagakit._recorder builds Event positionally in the order {_EVENT_ORDER}; Event's fields "
+                      f"are now {Event._fields}: update the builders")
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -212,6 +219,7 @@ class Recorder:
              data: Any, status: str | None, info: Mapping[str, Any] | None = None) -> Event:
         """Hand one event (``record``'s arguments) to the observers, and return it. Start-of-
         attempt events are only told, not kept (invariant 3)."""
+        # Positional on purpose (once per event of an observed run); _EVENT_ORDER pins the order.
         event: Event = _new_event(Event, (_KIND[kind], self.run_id, self.saga_name, at, step, index, phase, attempt,
                                           started_at, duration_ms, error, injected, data, status,
                                           self.correlation_id, info))
@@ -227,7 +235,9 @@ class Recorder:
         events = self.events
         trace = events is None
         return _new_run(Run)._fill(
-            self.run_id, self.saga_name, definition, self.correlation_id, backend, status, result, error, original,
-            self.failed_step, events, tuple(self.atoms) if trace else None,
-            pack_times(self.times) if trace else None, tuple(self.objects) if trace else None, started_at,
-            duration_ms, {} if info is None else info, steps_completed, self.compensations_run, self.injected)
+            run_id=self.run_id, saga=self.saga_name, definition=definition, correlation_id=self.correlation_id,
+            backend=backend, status=status, result=result, error=error, original_error=original,
+            failed_step=self.failed_step, events=events, atoms=tuple(self.atoms) if trace else None,
+            times=pack_times(self.times) if trace else None, objects=tuple(self.objects) if trace else None,
+            started_at=started_at, duration_ms=duration_ms, info={} if info is None else info,
+            steps_completed=steps_completed, compensations_run=self.compensations_run, injected=self.injected)

@@ -499,6 +499,7 @@ class _Execution(Recorder):
         # that may suspend must start in that task: what it binds to the current task before
         # suspending (an asyncio.timeout, a TaskGroup) must be the task that goes on running it.
         inline_task = asyncio.current_task()
+        prior = self.prior_attempts  # a resumed run numbers attempts on from its record
         # The driver's walk (sagakit._driver.Rollback), inlined: in undo order, a step without a
         # compensation recorded as skipped; the driver decides what a failure means.
         for position, (step, index, data, context) in enumerate(() if rollback.stopped else rollback.undo):
@@ -518,7 +519,7 @@ class _Execution(Recorder):
             context._scope = None
             self.compensations_run += 1
             fault = faults.get(name) if faults is not _NO_FAULTS else None
-            base = self.prior_attempts.get((name, "compensate"), 0) if self.prior_attempts else 0
+            base = prior.get((name, "compensate"), 0) if prior is not None else 0
             try:
                 if isinstance(compensate, Policy):
                     scope = context._scope = _StepScope(self, step, index, "compensate", fault)

@@ -206,12 +206,15 @@ class Run:
     ) -> None:
         if steps_completed is None or compensations_run is None or injected is None:
             steps_completed, compensations_run, injected = run_counts(events)
-        self._fill(run_id, saga, definition, correlation_id, backend, status, result, error, original_error,
-              failed_step, events, None, None, None, started_at, duration_ms, info if info is not None else {},
-              steps_completed, compensations_run, injected)
+        self._fill(run_id=run_id, saga=saga, definition=definition, correlation_id=correlation_id, backend=backend,
+                   status=status, result=result, error=error, original_error=original_error, failed_step=failed_step,
+                   events=events, atoms=None, times=None, objects=None, started_at=started_at,
+                   duration_ms=duration_ms, info=info if info is not None else {}, steps_completed=steps_completed,
+                   compensations_run=compensations_run, injected=injected)
 
     def _fill(
         self,
+        *,
         run_id: str,
         saga: str,
         definition: Saga | None,
@@ -233,7 +236,7 @@ class Run:
         compensations_run: int,
         injected: bool,
     ) -> Run:
-        """Set every attribute of ``run``, positionally: the engine's fast path, one call per run.
+        """Set every attribute of ``run``, by name: the engine's one call per run (no ``__init__``).
 
         Either ``events`` is given, or the same events as a trace: ``atoms``, ``times`` and
         ``objects``: one row of ``TRACE_ATOMS`` per event, and ``TRACE_TIMES`` and

@@ -364,13 +364,33 @@ class Saga:
         run = await self.run(data, context, faults=faults, observers=observers, journal=journal, backend=backend)
         return run.raise_for_status()
 
-    def run_sync(self, data: Any = None, context: WorkflowContext | None = None, **options: Any) -> Run:
+    def run_sync(
+        self,
+        data: Any = None,
+        context: WorkflowContext | None = None,
+        *,
+        faults: Mapping[str, FaultLike] | None = None,
+        observers: Iterable[Observer] = (),
+        journal: Observer | str | os.PathLike[str] | None = None,
+        backend: Backend | None = None,
+    ) -> Run:
         """:meth:`run` from synchronous code, also inside a running loop (a notebook cell)."""
-        return run_sync(lambda: self.run(data, context, **options))
+        return run_sync(lambda: self.run(data, context, faults=faults, observers=observers, journal=journal,
+                                         backend=backend))
 
-    def execute_sync(self, data: Any = None, context: WorkflowContext | None = None, **options: Any) -> Any:
+    def execute_sync(
+        self,
+        data: Any = None,
+        context: WorkflowContext | None = None,
+        *,
+        faults: Mapping[str, FaultLike] | None = None,
+        observers: Iterable[Observer] = (),
+        journal: Observer | str | os.PathLike[str] | None = None,
+        backend: Backend | None = None,
+    ) -> Any:
         """:meth:`execute` from synchronous code, also inside a running loop."""
-        return run_sync(lambda: self.execute(data, context, **options))
+        return run_sync(lambda: self.execute(data, context, faults=faults, observers=observers, journal=journal,
+                                             backend=backend))
 
     # -- notebooks and analysis (implemented in their own modules, imported lazily) ------
 

@@ -157,9 +157,11 @@ def read_runs(
                     "with another serializer? pass the same one (serializer=...)",
                 ) from exc
         error = recorded_error(error_type, error_module, error_message) if error_type is not None else None
-        run.events.append(Event(event_kind, run_id, run.saga, at, step, index, phase, attempt, started_at,
-                                duration_ms, error, bool(injected), data, status, run.correlation_id,
-                                run.info if event_kind is _K.RUN_STARTED else None))
+        run.events.append(Event(kind=event_kind, run_id=run_id, saga=run.saga, at=at, step=step, index=index,
+                                phase=phase, attempt=attempt, started_at=started_at, duration_ms=duration_ms,
+                                error=error, injected=bool(injected), data=data, status=status,
+                                correlation_id=run.correlation_id,
+                                info=run.info if event_kind is _K.RUN_STARTED else None))
         run.payload_states.append(payload_state)
         order[run_id] = position
     return sorted((run for run in runs.values() if run.events), key=lambda run: order[run.run_id])
@@ -522,8 +524,10 @@ def history_from_parquet(path: str | os.PathLike[str], *, sagas: Iterable[Saga] 
          error_type, error_module, error_message, injected, status) = values
         error = recorded_error(error_type, error_module, error_message) if error_type is not None else None
         grouped.setdefault(run_id, []).append(
-            Event(_KIND_OF[kind], run_id, saga, at, step, index, phase, attempt, started_at, duration_ms, error,
-                  injected, None, status, correlation_id, {"backend": backend} if kind == "run_started" else None)
+            Event(kind=_KIND_OF[kind], run_id=run_id, saga=saga, at=at, step=step, index=index, phase=phase,
+                  attempt=attempt, started_at=started_at, duration_ms=duration_ms, error=error, injected=injected,
+                  status=status, correlation_id=correlation_id,
+                  info={"backend": backend} if kind == "run_started" else None)
         )
         backends[run_id] = backend
     return RunHistory(

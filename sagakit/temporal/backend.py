@@ -316,9 +316,9 @@ class TemporalBackend:
                 )
         except BaseException as refused:  # nothing ran: end the run for the observers, and raise
             ended = time.time()
-            stream.emit(Event(EventKind.RUN_FINISHED, request.run_id, saga.name, ended, None, -1, None, 0, started,
-                              (ended - started) * 1000.0, refused, False, None, "cancelled",
-                              request.context.correlation_id, None))
+            stream.emit(Event(kind=EventKind.RUN_FINISHED, run_id=request.run_id, saga=saga.name, at=ended,
+                              started_at=started, duration_ms=(ended - started) * 1000.0, error=refused,
+                              status="cancelled", correlation_id=request.context.correlation_id))
             raise
         info["workflow_run_id"] = handle.result_run_id
         await stream.settle()
@@ -350,9 +350,10 @@ class TemporalBackend:
             error = interrupt if interrupt is not None else asyncio.CancelledError()
         if error is None and outcome.get("failure"):
             error = RemoteStepError(outcome["failure"])
-        stream.emit(Event(EventKind.RUN_FINISHED, request.run_id, saga.name, ended, None, -1, None, 0, started,
-                          (ended - started) * 1000.0, error, any(e.injected for e in stream.events),
-                          outcome.get("result"), status, request.context.correlation_id, None))
+        stream.emit(Event(kind=EventKind.RUN_FINISHED, run_id=request.run_id, saga=saga.name, at=ended,
+                          started_at=started, duration_ms=(ended - started) * 1000.0, error=error,
+                          injected=any(e.injected for e in stream.events), data=outcome.get("result"), status=status,
+                          correlation_id=request.context.correlation_id))
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(stream.settle())
         run = Run.from_events(stream.events, definition=saga, backend=self.name, info=info)
@@ -529,10 +530,11 @@ class _Stream:
             if values is not None and "ref" in item:
                 item["data"] = values[item["ref"]]
             self.emit(Event(
-                _KINDS[item["kind"]], self.run_id, self.saga, item["at"], item.get("step"), item.get("index", -1),
-                item.get("phase"), item.get("attempt", 0), item.get("started_at"), item.get("duration_ms"),
-                self.error(item.get("error")), bool(item.get("injected", False)), item.get("data"),
-                item.get("status"), self.correlation_id, None,
+                kind=_KINDS[item["kind"]], run_id=self.run_id, saga=self.saga, at=item["at"], step=item.get("step"),
+                index=item.get("index", -1), phase=item.get("phase"), attempt=item.get("attempt", 0),
+                started_at=item.get("started_at"), duration_ms=item.get("duration_ms"),
+                error=self.error(item.get("error")), injected=bool(item.get("injected", False)),
+                data=item.get("data"), status=item.get("status"), correlation_id=self.correlation_id,
             ))
 
     def attempts(self) -> dict[tuple[str, str], int]:

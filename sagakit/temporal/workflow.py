@@ -39,7 +39,7 @@ gets them all at the end in the outcome.
 
 Outcome. A completed saga returns the outcome. A saga that rolled back fails the workflow
 with an ``ApplicationError`` (type ``SagaCompensated``, ``SagaCompensationFailed``, or
-``SagaInterrupted`` when a step was interrupted on its worker) whose details carry the outcome,
+``SagaCancelled`` when a step was interrupted on its worker) whose details carry the outcome,
 so Temporal shows it as failed; a saga stuck past its pivot fails it likewise (``SagaStuck``).
 A cancelled workflow compensates its completed steps, shielded from the cancellation (or, past
 the pivot, runs its remaining steps to their end), then ends as cancelled; its outcome is kept
@@ -480,7 +480,7 @@ class SagaWorkflow:
         if cancelled:
             # After its rollback, a cancellation always propagates; the outcome stays queryable.
             raise asyncio.CancelledError()
-        kind = {"compensated": "SagaCompensated", "cancelled": "SagaInterrupted"}.get(status, "SagaCompensationFailed")
+        kind = {"compensated": "SagaCompensated", "cancelled": "SagaCancelled"}.get(status, "SagaCompensationFailed")
         message = error["message"] if error is not None else status
         raise ApplicationError(f"saga {self._spec['saga']!r} {status}: {message}", self._outcome, type=kind,
                                non_retryable=True)
