@@ -90,8 +90,10 @@ WORKFLOW_NAME = "sagakit.saga"
 EVENTS_QUERY = "sagakit.events"
 OUTCOME_QUERY = "sagakit.outcome"
 SIGNAL_ATTEMPTS = "sagakit.attempts"
-#: Seconds of the timer that lets the server record local activities before the workflow ends.
-_COMMIT_PAUSE = 0.001
+#: The longest history a workflow's first task can see: its start, the task's scheduling, a
+#: cancellation request, the task's start. More means an earlier task of this run did not
+#: complete (the server refused it, or its worker died), and local activities it ran are lost.
+_FRESH_START = 4
 
 
 class _StepFailed(Exception):
@@ -145,8 +147,6 @@ class SagaWorkflow:
         self._failed_step: str | None = None
         self._metadata: dict[str, Any] = {}
         self._cancelled = False  # a cancellation came while the workflow could not stop
-        # Local activities ran since the workflow last waited on the server (see _commit_locals).
-        self._unsettled = False
         # Per (step, phase): attempts a resumed run's record already holds.
         self._bases: dict[tuple[str, str], int] = {}
 
@@ -360,8 +360,6 @@ class SagaWorkflow:
                 raise _StepFailed(self._error(error)) from None
             self._merge(report.get("metadata"))
             self._record(name, phase, report["attempts"], report["result"] if report["result"] is not None else data)
-            if local:
-                self._unsettled = True
             if interrupted:
                 raise _CompletedThenCancelled(report["result"])
             return report["result"]
@@ -442,10 +440,11 @@ class SagaWorkflow:
             return await self._resume(resume, {step["name"]: step for step in steps})
         stages = spec["stages"] if forward_from is None else spec["stages"][:forward_from]
         try:
-            for stage in stages:
-                data = await self._stage(stage, data, completed, undo_failed)
-            if forward_from is None and await self._commit_locals():
-                raise asyncio.CancelledError()  # it came before the run's end was recorded: roll back
+            if self._lost_local_work(spec):
+                data = await self._rerun(stages, data, completed, undo_failed)
+            else:
+                for stage in stages:
+                    data = await self._stage(stage, data, completed, undo_failed)
         except _StepFailed as exc:
             if exc.interrupt:
                 interrupt = exc.error
@@ -471,8 +470,6 @@ class SagaWorkflow:
         """Carry ``rollback`` out, shielded from cancellation, and end the workflow with its outcome."""
         task = asyncio.create_task(self._rollback(rollback, original, announce))
         if await wait_through_cancellation([task], workflow.wait) or self._cancelled:
-            cancelled = True
-        if await self._commit_locals():
             cancelled = True
         status, error = rollback_outcome(task.result(), original, interrupt)
         self._outcome = {"status": status, "result": None, "error": error, "metadata": self._metadata,
@@ -545,10 +542,8 @@ class SagaWorkflow:
             return output, None
 
         task = asyncio.create_task(rest())
-        cancelled = await wait_through_cancellation([task], workflow.wait)
+        cancelled = await wait_through_cancellation([task], workflow.wait)  # past the pivot it only propagates
         output, failure = task.result()
-        if await self._commit_locals():
-            cancelled = True  # past the pivot a cancellation never undoes anything: it only propagates
         status, error, _, _ = forward_outcome(failure, self._stuck_error, lambda exc: bool(exc.interrupt))
         self._outcome = {"status": status, "result": output if status == "completed" else None, "error": error,
                          "metadata": self._metadata, **self._compact()}
@@ -570,24 +565,41 @@ class SagaWorkflow:
             "fields": {"saga": saga, "step": self._failed_step, "pivot": pivot, "original": original},
         })
 
-    async def _commit_locals(self) -> bool:
-        """Before the workflow ends, let the server record the local activities that ran since it
-        last waited on it; return whether a cancellation arrived meanwhile.
-
-        Local activities are recorded with the workflow task that ran them. If a cancellation
-        request arrives during that task, and the task would end the workflow, the server refuses
-        the task and the workflow replays without those local activities, though their effects
-        happened. A short timer ends the task with a command that is never refused: the local
-        activities are recorded, and a cancellation that came meanwhile is delivered here.
-        """
-        if not self._unsettled:
+    def _lost_local_work(self, spec: dict[str, Any]) -> bool:
+        """Whether an earlier workflow task of this run may have run local activities whose
+        records were lost: it did not complete (the server refused it because a cancellation
+        arrived while it ran, or its worker died), and the saga has local steps."""
+        if workflow.info().get_current_history_length() <= _FRESH_START:
             return False
-        self._unsettled = False
-        try:
-            await workflow.sleep(_COMMIT_PAUSE)
-        except asyncio.CancelledError:
-            return True
-        return False
+        return any(member["forward"]["local"] for stage in spec["stages"] for member in stage["steps"])
+
+    async def _rerun(self, stages: list[dict[str, Any]], data: Any, completed: list[tuple[dict[str, Any], Any]],
+                     undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
+        """Run the stages forward shielded from cancellation, then let a cancellation that came
+        meanwhile roll the run back.
+
+        Local activities are recorded with the workflow task that ran them. When the server
+        refuses a task that was ending the workflow (a cancellation arrived while it ran), the
+        workflow starts over without those records, though the local steps' effects happened,
+        and the cancellation now comes first. Acting on it at once would cancel the first step
+        and leave the others' effects behind. Instead the steps run again (as Temporal runs a
+        lost task's local activities again: idempotent steps act once) up to where the lost task
+        had taken them, and the cancellation then rolls everything back.
+        """
+
+        async def forward() -> Any:
+            output = data
+            for stage in stages:
+                output = await self._stage(stage, output, completed, undo_failed)
+            return output
+
+        task = asyncio.create_task(forward())
+        if await wait_through_cancellation([task], workflow.wait):
+            self._cancelled = True  # propagates once the run is rolled back
+        output = task.result()  # a step's failure: the rollback follows
+        if self._cancelled:
+            raise asyncio.CancelledError()
+        return output
 
     async def _rollback(self, rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]],
                         original: dict[str, Any] | None, announce: bool = True) -> dict[str, Any] | None:
