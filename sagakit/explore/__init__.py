@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from sagakit.explore._clock import VirtualClockLoop, run_on_virtual_clock
 from sagakit.explore._coverage import COVERAGE_STATUSES, Coverage
-from sagakit.explore._exploration import EXPLORE_MODES, OUTCOMES, Exploration, explore
+from sagakit.explore._exploration import (
+    EXPLORE_MODES,
+    MAX_BUDGET,
+    OUTCOMES,
+    Exploration,
+    explore,
+    explore_sync,
+    replay,
+    replay_sync,
+)
 from sagakit.explore._scenario import MODE_ORDER, Counterexample, Scenario, ScenarioResult
 from sagakit.explore._simulation import DEFAULT_START, Latency, LatencyLike, simulate
 
@@ -22,6 +31,7 @@ __all__ = [
     "COVERAGE_STATUSES",
     "DEFAULT_START",
     "EXPLORE_MODES",
+    "MAX_BUDGET",
     "MODE_ORDER",
     "OUTCOMES",
     "Counterexample",
@@ -33,6 +43,9 @@ __all__ = [
     "ScenarioResult",
     "VirtualClockLoop",
     "explore",
+    "explore_sync",
+    "replay",
+    "replay_sync",
     "run_on_virtual_clock",
     "simulate",
 ]

@@ -18,7 +18,8 @@ from sagakit.context import WorkflowContext
 from sagakit.events import Observer
 from sagakit.explore._shared import resolve
 from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike, as_fault
-from sagakit.runs import Run
+from sagakit.policies import RETRY_RANDOM
+from sagakit.runs import Run, run_redactor
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -36,6 +37,7 @@ __all__ = [
     "ScenarioResult",
     "as_schedule",
     "check_invariant",
+    "scrubbed",
     "draw_schedule",
     "run_scenario",
     "shrink",
@@ -167,23 +169,49 @@ class ScenarioResult:
     def violated(self) -> bool:
         return self.holds is False
 
+    def ran(self) -> str:
+        """What the run did, in one line: steps, compensations, statuses."""
+        return describe_run(self.run)
+
 
 async def check_invariant(
-    invariant: Callable[[Any, Run], Any] | None, world: Any, run: Run, label: str
+    invariant: Callable[..., Any] | None, world: Any, outcome: Any, label: str, what: str = "scenario"
 ) -> tuple[bool | None, str | None]:
-    """``invariant(world, run)``: ``(holds, violation message)``; other errors propagate, noted."""
+    """``invariant(world, outcome)``: ``(holds, violation message)``; other errors propagate, noted.
+
+    The message is raw: the caller scrubs it (see :func:`scrubbed`) before it is kept.
+    """
     if invariant is None:
         return None, None
     try:
-        verdict = await resolve(invariant(world, run))
+        verdict = await resolve(invariant(world, outcome))
     except AssertionError as exc:
         return False, str(exc) or "AssertionError raised by the invariant"
     except Exception as exc:
-        exc.add_note(f"sagakit: raised by the invariant while checking scenario {label!r}")
+        exc.add_note(f"sagakit: raised by the invariant while checking {what} {label!r}")
         raise
     if verdict is None or bool(verdict):
         return True, None
     return False, "the invariant returned False"
+
+
+def scrubbed(text: str | None, runs: Iterable[Run], *extra: Any) -> str | None:
+    """``text`` with the secrets ``runs`` carried (and any found in ``extra``) masked.
+
+    Each run's saga's redactor masks the values its payloads carried under sensitive keys,
+    sensitive ``key=value`` pairs and card numbers: an invariant's message is shown in frames,
+    HTML, text and test output, and a message such as ``f"charged {card}"`` must not carry
+    the card there.
+    """
+    if text is None:
+        return None
+    for run in runs:
+        redactor = run_redactor(run)
+        secrets = redactor.payload_secrets(event.data for event in run.events)
+        if extra:
+            secrets |= redactor.secrets(*extra)
+        text = redactor.scrub(text, secrets)
+    return text
 
 
 async def run_scenario(
@@ -205,6 +233,8 @@ async def run_scenario(
     state = await resolve(world()) if world is not None else None
     cid = correlation_id if correlation_id is not None else f"explore {scenario.index}: {label}"
     context = WorkflowContext(correlation_id=cid, world=state)
+    # Retry jitter from a generator of the scenario's own: a replay waits the same backoff.
+    jitter = RETRY_RANDOM.set(random.Random(f"sagakit explore: {label}"))
     try:
         run = await derived.run(data, context, faults=scenario.run_plan(), observers=observers)
     except asyncio.CancelledError:
@@ -224,9 +254,11 @@ async def run_scenario(
             raise
         if run.error is not None:  # its traceback would keep this frame, and the world, alive
             run.error.__traceback__ = None
+    finally:
+        RETRY_RANDOM.reset(jitter)
     run.definition = saga
     holds, violation = await check_invariant(invariant, state, run, label)
-    return ScenarioResult(scenario, run, holds, violation)
+    return ScenarioResult(scenario, run, holds, scrubbed(violation, (run,), data))
 
 
 # ---------------------------------------------------------------------------------------

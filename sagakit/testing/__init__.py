@@ -13,6 +13,13 @@ and the fixtures ``sagakit_seed`` and ``sagakit_budget``. Nothing here needs a n
 
 from __future__ import annotations
 
-from sagakit.testing._assertions import InvariantViolated, assert_invariant, replay, replay_line
+from sagakit.testing._assertions import (
+    InvariantViolated,
+    assert_invariant,
+    assert_invariant_sync,
+    replay,
+    replay_line,
+    replay_sync,
+)
 
-__all__ = ["InvariantViolated", "assert_invariant", "replay", "replay_line"]
+__all__ = ["InvariantViolated", "assert_invariant", "assert_invariant_sync", "replay", "replay_line", "replay_sync"]

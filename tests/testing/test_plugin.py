@@ -112,3 +112,34 @@ def test_the_seed_option_repeats_the_same_scenarios(pytester: pytest.Pytester) -
     exhaustive = next(i for i, (a, b) in enumerate(zip(drawn[0], drawn[2], strict=False)) if a != b)
     assert exhaustive > 10 and len(drawn[0]) - exhaustive > 20
     assert 0 < len(drawn[3]) - exhaustive <= 5 and drawn[3] == drawn[0][: len(drawn[3])]
+
+
+def test_the_failure_output_carries_no_secret(pytester: pytest.Pytester) -> None:
+    """A card that travelled under ``card`` and is repeated by the invariant's message appears nowhere in
+    the session's output: the violation line masks it, the replay line names the input ``data``."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_card=SHOP
+        + textwrap.dedent(
+            """
+            CARD = "4111 1111 1111 1111"
+
+
+            def no_charge_without_an_order(world, run):
+                leaked = [order for order in world.charges if order not in world.orders]
+                assert not leaked, f"card {CARD} charged without an order: {leaked}"
+
+
+            def test_card():
+                asyncio.run(sagakit.testing.assert_invariant(
+                    order_saga(), {**ORDER, "card": CARD}, world=Shop, invariant=no_charge_without_an_order))
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sagakit-seed=2", "--sagakit-budget=20")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str() + result.stderr.str()
+    assert "4111 1111 1111 1111" not in output.replace("CARD = \"4111 1111 1111 1111\"", "")
+    assert "4111111111111111" not in output
+    assert "violation:      card [REDACTED] charged without an order: [7]" in output
+    assert "replay:         await sagakit.testing.replay(saga, data, faults={'charge_payment': 'fail_after'}" in output
