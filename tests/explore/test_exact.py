@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from explore_shop import ORDER, Shop, Trail, no_money_without_an_order, order_saga, trail_saga
 
 import sagakit as sk
-from sagakit.explore import MAX_BUDGET, Counterexample, ScenarioResult, explore, explore_sync
+from sagakit.explore import MAX_BUDGET, Counterexample, ScenarioResult, explore, explore_sync, replay
 
 FAN_OUT = textwrap.dedent(
     """
@@ -89,6 +90,36 @@ class TestExactInAnyProcess:
         exploration = await explore(saga, {}, modes=("fail_after",), progress=False)
         again = await exploration.replay(exploration.results[0])
         assert again.run.duration_ms == exploration.results[0].run.duration_ms > 0
+
+
+class TestOutsideCancellation:
+    @pytest.mark.parametrize("clock", ["virtual", "real"])
+    async def test_a_planned_cancel_that_has_not_fired_does_not_swallow_the_callers(self, clock: str) -> None:
+        """A scenario plans ``cancel`` on a later step; the caller cancels while an earlier step is in
+        flight: the caller's cancellation propagates (after the rollback), it is not taken for the plan's."""
+        started = threading.Event()
+        undone: list[str] = []
+
+        async def first(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        async def undo_first(data: Any, context: sk.WorkflowContext) -> None:
+            undone.append("first")
+
+        async def hang(data: Any, context: sk.WorkflowContext) -> Any:
+            started.set()
+            await asyncio.Event().wait()
+
+        async def later(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        saga = sk.Saga("planned", [sk.step(first, undo_first), sk.step(hang), sk.step(later)])
+        task = asyncio.ensure_future(replay(saga, {}, faults={"later": "cancel"}, clock=clock))  # type: ignore[arg-type]
+        assert await asyncio.to_thread(started.wait, 60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert undone == ["first"]
 
 
 class TestBudget:

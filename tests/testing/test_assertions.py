@@ -94,7 +94,7 @@ class TestSyncTwins:
             order_saga(fixed=True), ORDER, world=Shop, invariant=no_money_without_an_order, budget=10, seed=3
         )
         assert passed.ok
-        with pytest.raises(sagakit.testing.InvariantViolated, match="minimal faults: {'charge_payment': 'fail_after'}"):
+        with pytest.raises(sagakit.testing.InvariantViolated, match=r"minimal faults: \{'charge_payment': 'fail_after'\}"):
             sagakit.testing.assert_invariant_sync(
                 order_saga(), ORDER, world=Shop, invariant=no_money_without_an_order, budget=10, seed=3
             )
