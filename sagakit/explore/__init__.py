@@ -12,7 +12,19 @@ drawn from a seed. Both leave the saga untouched: their runs use a copy of it.
 
 from __future__ import annotations
 
+from sagakit.explore._anomaly import ANOMALIES, Anomaly
 from sagakit.explore._clock import VirtualClockLoop, run_on_virtual_clock
+from sagakit.explore._concurrent import (
+    CHECKS,
+    ConcurrentCounterexample,
+    ConcurrentExploration,
+    Interleaving,
+    InterleavingResult,
+    explore_concurrent,
+    explore_concurrent_sync,
+    replay_interleaving,
+    replay_interleaving_sync,
+)
 from sagakit.explore._coverage import COVERAGE_STATUSES, Coverage
 from sagakit.explore._exploration import (
     EXPLORE_MODES,
@@ -24,27 +36,47 @@ from sagakit.explore._exploration import (
     replay,
     replay_sync,
 )
+from sagakit.explore._interleave import Performed
+from sagakit.explore._report import Timeline
 from sagakit.explore._scenario import MODE_ORDER, Counterexample, Scenario, ScenarioResult
 from sagakit.explore._simulation import DEFAULT_START, Latency, LatencyLike, simulate
+from sagakit.explore._world import ABSENT, KEYS, Access, World
 
 __all__ = [
+    "ABSENT",
+    "ANOMALIES",
+    "CHECKS",
     "COVERAGE_STATUSES",
     "DEFAULT_START",
     "EXPLORE_MODES",
+    "KEYS",
     "MAX_BUDGET",
     "MODE_ORDER",
     "OUTCOMES",
+    "Access",
+    "Anomaly",
+    "ConcurrentCounterexample",
+    "ConcurrentExploration",
     "Counterexample",
     "Coverage",
     "Exploration",
+    "Interleaving",
+    "InterleavingResult",
     "Latency",
     "LatencyLike",
+    "Performed",
     "Scenario",
     "ScenarioResult",
+    "Timeline",
     "VirtualClockLoop",
+    "World",
     "explore",
+    "explore_concurrent",
+    "explore_concurrent_sync",
     "explore_sync",
     "replay",
+    "replay_interleaving",
+    "replay_interleaving_sync",
     "replay_sync",
     "run_on_virtual_clock",
     "simulate",

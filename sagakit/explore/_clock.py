@@ -100,6 +100,21 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self._idle_waiters.append(waiter)
         return waiter
 
+    def quiet(self) -> bool | None:
+        """``None`` if anything but the caller is ready to run now; else whether timers are pending.
+
+        What :meth:`idle` tells, without the round trip through the selector: a scheduler that
+        has just been woken checks it first. (It reads the base loop's queues, which this
+        subclass shares; where they are missing it answers ``None``, and the caller waits.)
+        """
+        ready = getattr(self, "_ready", None)
+        scheduled = getattr(self, "_scheduled", None)
+        if ready is None or scheduled is None or ready:
+            return None
+        if scheduled and scheduled[0].when() <= self._virtual_now + self._clock_resolution:
+            return None  # a timer is due: it runs before time moves
+        return bool(scheduled)
+
     def _wake_idle_waiters(self, timeout: float | None) -> bool:
         waiters = self._idle_waiters
         if not waiters:

@@ -84,18 +84,19 @@ class _Settings:
 # exploration
 
 
-def _check_modes(modes: object, search: str) -> tuple[str, ...]:
+def check_modes(modes: object, search: str, what: str = "explore") -> tuple[str, ...]:
+    """``modes`` checked, in matrix order (the search's default for ``None``)."""
     if modes is None:
         return EXPLORE_MODES if search == "exhaustive" else MODE_ORDER
     if isinstance(modes, str):
         modes = (modes,)
     if not isinstance(modes, Sequence | set | frozenset) or not modes:
-        raise TypeError(f"explore modes: expected a non-empty list of modes from {MODE_ORDER}, got {modes!r}")
+        raise TypeError(f"{what} modes: expected a non-empty list of modes from {MODE_ORDER}, got {modes!r}")
     checked: list[str] = []
     for mode in modes:
         if mode not in MODE_ORDER:
             raise FaultError(
-                f"explore modes: unknown mode {mode!r}; expected some of "
+                f"{what} modes: unknown mode {mode!r}; expected some of "
                 + ", ".join(repr(known) for known in MODE_ORDER)
             )
         if mode not in checked:
@@ -116,7 +117,7 @@ def _compensation_trigger(saga: Saga, step: Step, positions: Mapping[str, int]) 
     return stage.steps[0].name if isinstance(stage, Parallel) else stage.name
 
 
-def _plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[list[Scenario], dict[tuple[str, str], str]]:
+def plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[list[Scenario], dict[tuple[str, str], str]]:
     """Every exhaustive scenario to run, and why the missing matrix cells are missing."""
     positions = stage_positions(saga)
     forward = [mode for mode in modes if mode not in COMPENSATION_MODES]
@@ -244,8 +245,8 @@ def _prepare(
 ) -> _Job:
     """Every argument of :func:`explore` checked, before anything runs."""
     check_saga(saga, what)
-    checked_search = check_search(search)
-    checked_modes = _check_modes(modes, checked_search)
+    checked_search = check_search(search, what)
+    checked_modes = check_modes(modes, checked_search, what)
     check_optional_callable(world, f"{what} world", "a factory callable returning a fresh world")
     check_optional_callable(invariant, f"{what} invariant", "a callable invariant(world, run)")
     for flag, name in ((pairs, "pairs"), (record_history, "record_history"), (shrink, "shrink")):
@@ -300,7 +301,7 @@ async def _run(job: _Job, bar: Progress) -> Exploration:
     """The exploration itself, on whatever loop it is awaited on (a virtual clock's)."""
     saga, settings = job.saga, job.settings
     fresh_data = copier(settings.data, "explore")
-    planned, missing = _plan_scenarios(saga, job.modes, job.pairs)
+    planned, missing = plan_scenarios(saga, job.modes, job.pairs)
     scenarios: Iterable[Scenario | None] = planned
     if settings.search == "random":
         seen = {scenario.faults for scenario in planned}
@@ -331,7 +332,7 @@ async def _run(job: _Job, bar: Progress) -> Exploration:
 
 
 def _planned_total(job: _Job) -> int:
-    planned, _ = _plan_scenarios(job.saga, job.modes, job.pairs)
+    planned, _ = plan_scenarios(job.saga, job.modes, job.pairs)
     return len(planned) + job.settings.budget
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "draw_schedule",
     "run_scenario",
     "shrink",
+    "simpler_faults",
 ]
 
 #: Every mode exploration knows, simplest first (the order shrinking prefers).
@@ -308,7 +309,7 @@ def draw_schedule(
 # shrinking
 
 
-def _simpler(fault: Fault) -> list[Fault]:
+def simpler_faults(fault: Fault) -> list[Fault]:
     """Faults simpler than ``fault``, simplest first: plain, then plain simpler modes, then
     without its delay or its flakiness."""
     candidates: list[Fault] = []
@@ -346,7 +347,7 @@ async def shrink(
         if changed:
             continue
         for position, (name, fault) in enumerate(current):
-            for simpler in _simpler(fault):
+            for simpler in simpler_faults(fault):
                 candidate = (*current[:position], (name, simpler), *current[position + 1 :])
                 tried += 1
                 if await resolve(violates(candidate)):
@@ -357,9 +358,9 @@ async def shrink(
     return current, tried
 
 
-def check_search(search: object) -> Literal["exhaustive", "random"]:
+def check_search(search: object, what: str = "explore") -> Literal["exhaustive", "random"]:
     if search not in ("exhaustive", "random"):
-        raise ValueError(f"explore search: expected 'exhaustive' or 'random', got {search!r}")
+        raise ValueError(f"{what} search: expected 'exhaustive' or 'random', got {search!r}")
     return search  # type: ignore[return-value]
 
 
