@@ -532,8 +532,7 @@ def result_of(job: _Job, execution: Execution, index: int, kind: str) -> Interle
     shown = Shown(execution.runs, [spec.data() for spec in job.setup.runs])
     anomalies: tuple[Anomaly, ...] = ()
     if execution.violated:
-        found = classify(execution.actions, execution.accesses, execution.invariant_keys,
-                         lambda value, key: shown.value(value, key))
+        found = _anomalies(execution, lambda value, key: shown.value(value, key))
         anomalies = tuple(dataclasses.replace(a, explanation=shown.text(a.explanation)) for a in found)
     interleaving = Interleaving(tuple(s.name for s, _ in job.specs), execution.faults, execution.order)
     return InterleavingResult(
@@ -576,73 +575,94 @@ async def _attempt(job: _Job, faults: tuple[Schedule, ...], chooser: Chooser) ->
     return await execute(job.setup, faults, chooser)
 
 
-async def _violating_with(
-    job: _Job, faults: tuple[Schedule, ...], guide: Sequence[ActionKey], bound: int, spent: list[int]
-) -> Execution | None:
-    """An execution under ``faults`` that violates: the guide's order first, then every order
-    with at most ``bound`` context switches (within the shrinking budget)."""
-    spent[0] += 1
-    guided = await _attempt(job, faults, Guided(guide))
-    if guided.violated:
-        return guided
-    return await _bounded(job, faults, bound, spent)
+def _anomalies(execution: Execution, text: Callable[[Any, Any], str] | None = None) -> tuple[Anomaly, ...]:
+    """The anomalies of a violating execution, up to the action after which it was violated."""
+    actions, accesses = execution.actions, execution.accesses
+    if execution.violated_after is not None:
+        last = execution.violated_after
+        actions = actions[: last + 1]
+        accesses = [access for access in accesses if access.action <= last]
+    if text is None:
+        return classify(actions, accesses, execution.invariant_keys)
+    return classify(actions, accesses, execution.invariant_keys, text)
 
 
-async def _bounded(job: _Job, faults: tuple[Schedule, ...], bound: int, spent: list[int]) -> Execution | None:
-    search = Bounded(bound)
-    while spent[0] < _SHRINK_LIMIT:
-        spent[0] += 1
-        execution = await _attempt(job, faults, search.walk())
-        if execution.violated and switches(execution.order) <= bound:
-            return execution
-        if not search.advance():
-            return None
-    return None
+def _story(execution: Execution) -> tuple[str, str]:
+    """The anomaly (kind and key) that explains an execution's violation."""
+    found = _anomalies(execution)
+    return (found[0].kind, repr(found[0].key)) if found else ("invariant violated", "None")
+
+
+class _Shrinking:
+    """One violation being shrunk: what must stay the same, and the executions spent."""
+
+    def __init__(self, job: _Job, story: tuple[str, str]) -> None:
+        self.job = job
+        self.story = story
+        self.spent = 0
+
+    def keeps(self, execution: Execution) -> bool:
+        """Whether ``execution`` still violates the invariant, with the same anomaly."""
+        return execution.violated and _story(execution) == self.story
+
+    async def attempt(self, faults: tuple[Schedule, ...], chooser: Chooser) -> Execution:
+        self.spent += 1
+        return await execute(self.job.setup, faults, chooser)
+
+    async def with_faults(self, faults: tuple[Schedule, ...], guide: Sequence[ActionKey], bound: int
+                          ) -> Execution | None:
+        """An execution under ``faults`` that keeps the violation: the guide's order first, then
+        every order with at most ``bound`` context switches (within the shrinking budget)."""
+        guided = await self.attempt(faults, Guided(guide))
+        if self.keeps(guided):
+            return guided
+        return await self.bounded(faults, bound)
+
+    async def bounded(self, faults: tuple[Schedule, ...], bound: int) -> Execution | None:
+        search = Bounded(bound)
+        while self.spent < _SHRINK_LIMIT:
+            execution = await self.attempt(faults, search.walk())
+            if self.keeps(execution) and switches(execution.order) <= bound:
+                return execution
+            if not search.advance():
+                return None
+        return None
 
 
 async def shrink_execution(job: _Job, execution: Execution) -> tuple[Execution, int]:
     """The violation with the fewest faults, then the fewest context switches, found from
-    ``execution`` (greedy over faults, then an exhaustive search by increasing switches)."""
-    spent = [0]
+    ``execution``, with the same anomaly (greedy over the faults, then an exhaustive search by
+    increasing number of switches); and how many executions that took."""
+    shrinking = _Shrinking(job, _story(execution))
     current = execution
     changed = True
-    while changed and spent[0] < _SHRINK_LIMIT:
+    while changed and shrinking.spent < _SHRINK_LIMIT:
         changed = False
         faults = current.faults
-        for run, schedule in enumerate(faults):
+        candidates: list[tuple[Schedule, ...]] = []
+        for run, schedule in enumerate(faults):  # without one fault
             for position in range(len(schedule)):
-                smaller = (*faults[:run], schedule[:position] + schedule[position + 1:], *faults[run + 1:])
-                found = await _violating_with(job, smaller, current.order, switches(current.order), spent)
-                if found is not None:
-                    current, changed = found, True
-                    break
-            if changed:
-                break
-        if changed:
-            continue
-        for run, schedule in enumerate(faults):
+                candidates.append((*faults[:run], schedule[:position] + schedule[position + 1:], *faults[run + 1:]))
+        for run, schedule in enumerate(faults):  # with one fault simpler
             for position, (name, fault) in enumerate(schedule):
                 for simpler in simpler_faults(fault):
                     edited = (*schedule[:position], (name, simpler), *schedule[position + 1:])
-                    candidate = (*faults[:run], edited, *faults[run + 1:])
-                    found = await _violating_with(job, candidate, current.order, switches(current.order), spent)
-                    if found is not None:
-                        current, changed = found, True
-                        break
-                if changed:
-                    break
-            if changed:
+                    candidates.append((*faults[:run], edited, *faults[run + 1:]))
+        for candidate in candidates:
+            found = await shrinking.with_faults(candidate, current.order, switches(current.order))
+            if found is not None:
+                current, changed = found, True
                 break
     # Then the fewest context switches for those faults: every order with 0, 1, 2 ... of them.
     lowest = max(len({key[0] for key in current.order}) - 1, 0)
     for bound in range(lowest, switches(current.order)):
-        if spent[0] >= _SHRINK_LIMIT:
+        if shrinking.spent >= _SHRINK_LIMIT:
             break
-        found = await _bounded(job, current.faults, bound, spent)
+        found = await shrinking.bounded(current.faults, bound)
         if found is not None:
             current = found
             break
-    return current, spent[0]
+    return current, shrinking.spent
 
 
 def _signature(job: _Job, result: InterleavingResult) -> tuple[Any, ...]:

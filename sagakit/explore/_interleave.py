@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sagakit.context import WorkflowContext
 from sagakit.events import Observer
-from sagakit.explore._scenario import Schedule, check_invariant, scrubbed
+from sagakit.explore._scenario import Schedule, check_invariant, end_planned_cancellations, scrubbed
 from sagakit.explore._shared import derived_saga, resolve
 from sagakit.explore._world import Access, Footprint, Tracker, World, tracked, tracking
 from sagakit.faults import Fault
@@ -347,18 +347,16 @@ async def _one_run(
     try:
         run = await gated.run(spec.data(), context, faults=plan, observers=observers)
     except asyncio.CancelledError:
-        task = asyncio.current_task()
         # The engine puts the run in the history and raises in one go, nothing runs between.
         run = gated.history[-1]
-        fired = any(event.injected for event in run.events)
         current = _CURRENT.get()
-        if task is None or not fired or (current is not None and current.scheduler.free):
+        if current is not None and current.scheduler.free:  # the exploration is winding down
             raise
-        task.uncancel()
-        if task.cancelling():
-            raise
+        await end_planned_cancellations(run, tuple(plan.items()), delivered=True)
         if run.error is not None:
             run.error.__traceback__ = None
+    else:
+        await end_planned_cancellations(run, tuple(plan.items()), delivered=False)
     run.definition = spec.saga
     outcomes[number] = run
 

@@ -9,6 +9,7 @@ carry their own seed, and each run gets fresh copies of them, so a scenario repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "check_invariant",
     "scrubbed",
     "draw_schedule",
+    "end_planned_cancellations",
     "run_scenario",
     "shrink",
     "simpler_faults",
@@ -215,6 +217,34 @@ def scrubbed(text: str | None, runs: Iterable[Run], *extra: Any) -> str | None:
     return text
 
 
+async def end_planned_cancellations(run: Run, faults: Schedule, *, delivered: bool) -> None:
+    """End the cancellations that ``run``'s own ``cancel`` faults requested of this task.
+
+    A ``cancel`` fault cancels the task running the saga. Usually the run meets the
+    cancellation and raises it (``delivered``: one has reached us); but an action that fails
+    without ever waiting ends the run first, and the request stays pending on the task. Either
+    way it was planned, so it ends here, while a cancellation from elsewhere (a caller's
+    timeout), which may have come before the planned one fired or instead of it, propagates.
+    """
+    task = asyncio.current_task()
+    fired = {event.step for event in run.events if event.injected}
+    planned = sum(1 for name, fault in faults if fault.mode.startswith("cancel") and name in fired)
+    if task is None or (delivered and planned == 0):
+        if delivered:
+            raise asyncio.CancelledError
+        return
+    for _ in range(planned):
+        if not task.cancelling():
+            break
+        if not delivered:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)  # a request still pending is delivered here
+        delivered = False
+        task.uncancel()
+    if task.cancelling():  # a cancellation from elsewhere too
+        raise asyncio.CancelledError
+
+
 async def run_scenario(
     saga: Saga,
     derived: Saga,
@@ -239,22 +269,15 @@ async def run_scenario(
     try:
         run = await derived.run(data, context, faults=scenario.run_plan(), observers=observers)
     except asyncio.CancelledError:
-        task = asyncio.current_task()
         # The engine puts the run in the history and raises in one go, nothing runs between.
         run = derived.history[-1]
-        if task is None or run.correlation_id != cid:
+        if run.correlation_id != cid:
             raise
-        # Only the cancellations its own faults caused end here: one from outside (a caller's
-        # timeout) may have come before the planned one fired, or instead of it.
-        fired = {event.step for event in run.events if event.injected}
-        cancels = [name for name, fault in scenario.faults if fault.mode.startswith("cancel") and name in fired]
-        for _ in cancels:
-            if task.cancelling():
-                task.uncancel()
-        if task.cancelling():  # a cancellation from elsewhere too
-            raise
+        await end_planned_cancellations(run, scenario.faults, delivered=True)
         if run.error is not None:  # its traceback would keep this frame, and the world, alive
             run.error.__traceback__ = None
+    else:
+        await end_planned_cancellations(run, scenario.faults, delivered=False)
     finally:
         RETRY_RANDOM.reset(jitter)
     run.definition = saga

@@ -231,3 +231,25 @@ class TestSecrets:
             assert CARD not in text and CARD.replace(" ", "") not in text
             assert PASSWORD not in text
         assert "charged card [REDACTED] (password [REDACTED]) without an order: [7]" in exploration.to_text()
+
+
+class TestCancelFaults:
+    async def test_a_cancel_on_a_step_that_fails_without_waiting_ends_with_the_run(self) -> None:
+        """A ``cancel`` fault on an action that raises before it ever waits leaves the cancellation pending on the
+        task (the run ends failed first): the exploration ends it there, instead of dying of it later."""
+
+        async def first(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        async def undo(data: Any, context: sk.WorkflowContext) -> None:
+            pass
+
+        async def boom(data: Any, context: sk.WorkflowContext) -> Any:
+            raise ValueError("boom")
+
+        saga = sk.Saga("fails-at-once", [sk.step(first, undo), sk.step(boom)])
+        exploration = await explore(saga, {}, modes=("cancel",), progress=False)
+        assert list(exploration.scenarios["status"]) == ["compensated", "cancelled", "compensated"]
+        again = await replay(saga, {}, faults={"boom": "cancel"}, clock="real")
+        assert again.run.status == "compensated"
+        assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
