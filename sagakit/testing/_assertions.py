@@ -13,7 +13,13 @@ from sagakit.runs import Run
 from sagakit.testing._settings import DEFAULT_BUDGET, Record, session
 
 if TYPE_CHECKING:
-    from sagakit.explore import Counterexample, Exploration, ScenarioResult
+    from sagakit.explore import (
+        ConcurrentCounterexample,
+        ConcurrentExploration,
+        Counterexample,
+        Exploration,
+        ScenarioResult,
+    )
     from sagakit.saga import Saga
 
 __all__ = [
@@ -27,17 +33,20 @@ __all__ = [
 
 
 class InvariantViolated(AssertionError):
-    """An invariant failed under some fault schedules.
+    """An invariant failed under some fault schedules (or some interleavings of concurrent runs).
 
     Attributes:
-        exploration: the :class:`~sagakit.explore.Exploration` that found it (``None`` for
-            a :func:`replay`).
+        exploration: the :class:`~sagakit.explore.Exploration` (or
+            :class:`~sagakit.explore.ConcurrentExploration`) that found it (``None`` for a replay).
         counterexamples: the minimal counterexamples, in the order found.
         seed: the random search's seed (repeat it with ``--sagakit-seed``).
     """
 
     def __init__(
-        self, message: str, exploration: Exploration | None = None, counterexamples: Sequence[Counterexample] = ()
+        self,
+        message: str,
+        exploration: Exploration | ConcurrentExploration | None = None,
+        counterexamples: Sequence[Counterexample | ConcurrentCounterexample] = (),
     ) -> None:
         super().__init__(message)
         self.exploration = exploration
