@@ -87,9 +87,6 @@ class Dpor:
     def walk(self) -> Walk:
         return Walk(self)
 
-    def dependent(self, first: Performed, second: Performed) -> bool:
-        return _dependent(first.key, first.footprint, second.key, second.footprint, self.every_action)
-
     def advance(self, actions: Sequence[Performed]) -> bool:
         """Learn from an execution's actions; set up the next one. False when the walk is over."""
         if self.reduce:
@@ -111,28 +108,50 @@ class Dpor:
     def _races(self, actions: Sequence[Performed]) -> None:
         stack = self.stack
         count = min(len(actions), len(stack))
-        before = [0] * count  # happens-before predecessors of each action, as bits
+        every_action = self.every_action
+        # Happens-before as bit sets: ``before[j]`` holds the actions ordered before action j,
+        # ``after[i]`` the actions ordered after action i; ``racing[j]`` the earlier actions of
+        # other runs that action j depends on directly.
+        before = [0] * count
+        after = [0] * count
+        racing = [0] * count
         for j in range(count):
+            later = actions[j]
             bits = 0
-            later = actions[j]
-            for i in range(j):
-                if self.dependent(actions[i], later):
-                    bits |= (1 << i) | before[i]
-            before[j] = bits
-        for j in range(max(self.fresh, 1), count):
-            later = actions[j]
+            direct = 0
             for i in range(j):
                 earlier = actions[i]
-                if earlier.run == later.run or not self.dependent(earlier, later):
-                    continue
-                if any((before[j] >> k) & 1 and (before[k] >> i) & 1 for k in range(i + 1, j)):
+                if earlier.run == later.run:
+                    bits |= (1 << i) | before[i]
+                elif _dependent(earlier.key, earlier.footprint, later.key, later.footprint, every_action):
+                    bits |= (1 << i) | before[i]
+                    direct |= 1 << i
+            before[j] = bits
+            racing[j] = direct
+            flag = 1 << j
+            while bits:
+                low = bits & -bits
+                after[low.bit_length() - 1] |= flag
+                bits ^= low
+        for j in range(max(self.fresh, 1), count):
+            candidates = racing[j]
+            while candidates:
+                low = candidates & -candidates
+                candidates ^= low
+                i = low.bit_length() - 1
+                between = ((1 << j) - 1) & ~((1 << (i + 1)) - 1)
+                if before[j] & after[i] & between:
                     continue  # ordered through another action: not a race of these two
-                # Reversing the race: what ran after ``earlier`` without depending on it, then ``later``.
-                reversal = [k for k in range(i + 1, j) if not (before[k] >> i) & 1] + [j]
-                members = 0
-                for k in reversal:
-                    members |= 1 << k
-                initials = [actions[k].key for k in reversal if not before[k] & members]
+                # Reversing the race: what ran after action i without depending on it, then action j.
+                members = (between & ~after[i]) | (1 << j)
+                initials = []
+                rest = members
+                while rest:
+                    bit = rest & -rest
+                    rest ^= bit
+                    k = bit.bit_length() - 1
+                    if not before[k] & members:
+                        initials.append(actions[k].key)
                 node = stack[i]
                 if any(key in node.backtrack for key in initials):
                     continue
