@@ -27,8 +27,6 @@ from sagakit.explore._concurrent import (
 )
 from sagakit.explore._coverage import COVERAGE_STATUSES, Coverage
 from sagakit.explore._exploration import (
-    EXPLORE_MODES,
-    MAX_BUDGET,
     OUTCOMES,
     Exploration,
     explore,
@@ -37,6 +35,7 @@ from sagakit.explore._exploration import (
     replay_sync,
 )
 from sagakit.explore._interleave import Performed
+from sagakit.explore._planning import EXPLORE_MODES, MAX_BUDGET
 from sagakit.explore._report import Timeline
 from sagakit.explore._scenario import MODE_ORDER, Counterexample, Scenario, ScenarioResult
 from sagakit.explore._simulation import DEFAULT_START, Latency, LatencyLike, simulate
