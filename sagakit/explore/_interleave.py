@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sagakit.context import WorkflowContext
 from sagakit.events import Observer
-from sagakit.explore._scenario import Schedule, check_invariant, end_planned_cancellations, scrubbed
+from sagakit.explore._scenario import Schedule, SeededOnUse, check_invariant, end_planned_cancellations, scrubbed
 from sagakit.explore._shared import derived_saga, resolve
 from sagakit.explore._world import Access, Footprint, Tracker, World, tracked, tracking
 from sagakit.faults import Fault
@@ -325,10 +326,8 @@ async def execute(
     return execution
 
 
-def _jitter(number: int, faults: Schedule) -> Any:
-    import random
-
-    return random.Random(f"sagakit interleaving: {number}: {faults!r}")
+def _jitter(number: int, faults: Schedule) -> random.Random:
+    return SeededOnUse(f"sagakit interleaving: {number}: {faults!r}")
 
 
 def _fresh(fault: Fault) -> Fault:

@@ -29,6 +29,7 @@ __all__ = [
     "MODE_ORDER",
     "Counterexample",
     "Schedule",
+    "SeededOnUse",
     "check_search",
     "describe_run",
     "find_counterexamples",
@@ -217,6 +218,27 @@ def scrubbed(text: str | None, runs: Iterable[Run], *extra: Any) -> str | None:
     return text
 
 
+class SeededOnUse(random.Random):
+    """A generator seeded from ``text`` when first drawn from: most scenarios never retry, and
+    seeding costs more than the rest of a short run's bookkeeping."""
+
+    def __init__(self, text: str) -> None:  # no seeding yet: see random()
+        self._text: str | None = text
+
+    def _ready(self) -> None:
+        if self._text is not None:
+            text, self._text = self._text, None
+            self.seed(text)
+
+    def random(self) -> float:
+        self._ready()
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:
+        self._ready()
+        return super().getrandbits(k)
+
+
 async def end_planned_cancellations(run: Run, faults: Schedule, *, delivered: bool) -> None:
     """End the cancellations that ``run``'s own ``cancel`` faults requested of this task.
 
@@ -227,8 +249,11 @@ async def end_planned_cancellations(run: Run, faults: Schedule, *, delivered: bo
     timeout), which may have come before the planned one fired or instead of it, propagates.
     """
     task = asyncio.current_task()
-    fired = {event.step for event in run.events if event.injected}
-    planned = sum(1 for name, fault in faults if fault.mode.startswith("cancel") and name in fired)
+    if not delivered and (task is None or not task.cancelling()):
+        return  # nothing pending: the common case, without reading the run's events
+    cancelling = [name for name, fault in faults if fault.mode.startswith("cancel")]
+    fired = {event.step for event in run.events if event.injected} if cancelling else set()
+    planned = sum(1 for name in cancelling if name in fired)
     if task is None or (delivered and planned == 0):
         if delivered:
             raise asyncio.CancelledError
@@ -265,7 +290,7 @@ async def run_scenario(
     cid = correlation_id if correlation_id is not None else f"explore {scenario.index}: {label}"
     context = WorkflowContext(correlation_id=cid, world=state)
     # Retry jitter from a generator of the scenario's own: a replay waits the same backoff.
-    jitter = RETRY_RANDOM.set(random.Random(f"sagakit explore: {label}"))
+    jitter = RETRY_RANDOM.set(SeededOnUse(f"sagakit explore: {label}"))
     try:
         run = await derived.run(data, context, faults=scenario.run_plan(), observers=observers)
     except asyncio.CancelledError:
