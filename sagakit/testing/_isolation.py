@@ -68,12 +68,16 @@ async def assert_isolated(
         world: a factory for the shared :class:`~sagakit.explore.World` (or dict).
         invariant: ``invariant(world, runs)``: returns ``False`` or raises ``AssertionError``
             when violated.
-        modes, pairs, depth, max_faults, reduce, check: as for
-            :func:`~sagakit.explore.explore_concurrent`.
+        modes: the fault modes, as for :func:`~sagakit.explore.explore_concurrent`.
+        pairs: also faults on two runs at once.
         search: ``"exhaustive"`` (the default) or ``"random"``.
         budget: exhaustive: the most interleavings (default 10,000); random: the schedules
             drawn (``--sagakit-budget``, else 200).
         seed: the random search's seed (the session's, else a fresh one).
+        depth: the PCT depth of drawn schedules.
+        max_faults: the most faults a drawn plan puts on one run.
+        reduce: partial-order reduction.
+        check: ``"end"`` or ``"every action"``.
 
     Returns:
         The :class:`~sagakit.explore.ConcurrentExploration`, when the invariant held in every
