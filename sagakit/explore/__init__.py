@@ -7,7 +7,15 @@ is an :class:`Exploration`, which shrinks each violation to a minimal
 :class:`Counterexample`, replays any :class:`Scenario` exactly, and reports its
 :class:`Coverage` of the saga's failure points. :func:`simulate` runs a saga many times on a
 virtual clock (:class:`VirtualClockLoop`) with per-step :class:`Latency` and flaky faults
-drawn from a seed. Both leave the saga untouched: their runs use a copy of it.
+drawn from a seed. Both leave the saga untouched: their runs use a copy of it. Both run on the
+virtual clock, so that the same seed gives the same events in any process.
+
+:func:`explore_concurrent` runs several sagas against one shared :class:`World` (a mapping that
+records who read and wrote what), interleaving their steps and compensations on a deterministic
+scheduler, exhaustively (with partial-order reduction) or at random from a seed, with faults;
+each violation is named (:data:`ANOMALIES`: lost update, dirty read, fuzzy read), shrunk to a
+:class:`ConcurrentCounterexample`, and kept as an :class:`Interleaving` (plain data) that
+:func:`replay_interleaving` reproduces exactly. Every coroutine here has a ``_sync`` twin.
 """
 
 from __future__ import annotations
