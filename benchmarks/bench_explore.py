@@ -11,6 +11,12 @@
    hand-written asyncio saga injecting the same modes.
 4. Shrinking: the time to shrink a planted three-fault violation in a 20-step saga from a
    schedule with a fault on every step (target: under 5 s).
+5. Concurrent exploration: interleavings per second for 2 runs of a 5-step saga on the virtual
+   clock, and the exhaustive 2 x 5 search (252 interleavings before reduction; target: under
+   1 s), against a hand-written enumeration of the same orders calling the same step functions
+   directly; the number of interleavings with and without partial-order reduction for 2 x 5 and
+   3 x 4, on keys of each run's own and on one shared key.
+6. The tracked World outside exploration: a read and a write, against a dict.
 
 Run: ``.venv/bin/python benchmarks/bench_explore.py``. Prints medians.
 """
@@ -20,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+import timeit
 from collections.abc import Callable
 from typing import Any
 
 import sagakit
-from sagakit.explore import explore, run_on_virtual_clock
+from sagakit.explore import World, explore, explore_concurrent_sync, run_on_virtual_clock
 
 STEPS = 10
 LATENCY = 0.1
@@ -306,6 +313,134 @@ def bench_shrink() -> None:
     print(f"  ratio sagakit / hand-written: {seconds / hand:.1f}x the time")
 
 
+# -- 5. concurrent exploration --------------------------------------------------------------
+
+
+def bumping_saga(steps: int, *, shared: bool) -> sagakit.Saga:
+    """``steps`` steps, each adding one to a key: the run's own (``(run, step)``) or one shared key."""
+
+    def make(i: int) -> sagakit.Step:
+        async def bump(data: dict[str, Any], context: sagakit.WorkflowContext) -> None:
+            key = "shared" if shared else (data["run"], i)
+            context.world[key] = context.world.get(key, 0) + 1
+
+        bump.__name__ = f"s{i}"
+        return sagakit.step(bump)
+
+    return sagakit.Saga(f"bump{steps}", [make(i) for i in range(steps)])
+
+
+def concurrent_count(runs: int, steps: int, *, shared: bool, reduce: bool) -> tuple[int, float]:
+    saga = bumping_saga(steps, shared=shared)
+    started = time.perf_counter()
+    exploration = explore_concurrent_sync([(saga, {"run": n}) for n in range(runs)], world=World, modes=(),
+                                          reduce=reduce, budget=100_000)
+    assert exploration.complete
+    return len(exploration), time.perf_counter() - started
+
+
+def hand_interleavings(runs: int, steps: int) -> int:
+    """Every order of ``runs`` x ``steps`` step calls, each on a fresh dict, by hand: the orders
+    generated once each (no duplicates to filter), the step functions called directly (no saga
+    engine, no scheduler, no record of reads and writes)."""
+
+    async def bump(world: dict[Any, int], key: Any) -> None:
+        world[key] = world.get(key, 0) + 1
+
+    def orders(left: list[int]) -> Any:
+        if not any(left):
+            yield ()
+            return
+        for run, remaining in enumerate(left):
+            if remaining:
+                left[run] -= 1
+                for rest in orders(left):
+                    yield (run, *rest)
+                left[run] += 1
+
+    async def main() -> int:
+        count = 0
+        for order in orders([steps] * runs):
+            world: dict[Any, int] = {}
+            for _ in order:
+                await bump(world, "shared")
+            count += 1
+        return count
+
+    return run_on_virtual_clock(main, start=0.0)
+
+
+def engine_only(runs: int, steps: int, interleavings: int) -> float:
+    """The saga engine's share: ``runs`` runs of the saga, one after another, ``interleavings`` times,
+    each time on a fresh dict (no scheduler, no gates, no record of reads and writes)."""
+    saga = bumping_saga(steps, shared=True)
+
+    async def main() -> None:
+        for _ in range(interleavings):
+            world: dict[Any, int] = {}
+            for run in range(runs):
+                await saga.run({"run": run}, sagakit.WorkflowContext(world=world))
+        saga.history.clear()
+
+    started = time.perf_counter()
+    run_on_virtual_clock(main, start=0.0)
+    return time.perf_counter() - started
+
+
+def bench_concurrent() -> None:
+    repeat = 5
+    rounds: list[list[float]] = [[], [], [], []]
+    counts = {}
+    for _ in range(repeat):  # interleaved, so that load from elsewhere falls on all alike
+        count, seconds = concurrent_count(2, 5, shared=True, reduce=False)
+        rounds[0].append(seconds)
+        counts["full"] = count
+        count, seconds = concurrent_count(2, 5, shared=True, reduce=True)
+        rounds[1].append(seconds)
+        counts["reduced"] = count
+        started = time.perf_counter()
+        hand = hand_interleavings(2, 5)
+        rounds[2].append(time.perf_counter() - started)
+        rounds[3].append(engine_only(2, 5, counts["full"]))
+    full_s, reduced_s, hand_s, engine_s = (statistics.median(times) for times in rounds)
+    print(f"concurrent exploration, 2 runs x 5 steps on one shared key, exhaustive (median of {repeat}):")
+    print(f"  sagakit, no reduction       {counts['full'] / full_s:10,.0f} interleavings/s  ({counts['full']} in "
+          f"{full_s * 1000:.0f} ms; target < 1 s: {'met' if full_s < 1 else 'MISSED'})")
+    print(f"  sagakit, with reduction     {counts['reduced'] / reduced_s:10,.0f} interleavings/s  "
+          f"({counts['reduced']} in {reduced_s * 1000:.0f} ms: every order conflicts)")
+    print(f"  hand-written enumeration    {hand / hand_s:10,.0f} interleavings/s  ({hand} in {hand_s * 1000:.1f} ms; "
+          "steps called directly, no engine, no record)")
+    print(f"  the same runs through saga.run, one after another, no scheduler: {engine_s * 1000:.0f} ms "
+          f"({engine_s / full_s:.0%} of the exploration)")
+    print(f"  ratio sagakit / hand-written: {hand_s / full_s:.4f}x the rate")
+    print("interleavings explored, with and without partial-order reduction (no faults):")
+    for runs, steps in ((2, 5), (3, 4)):
+        for shared in (False, True):
+            reduced, reduced_s = concurrent_count(runs, steps, shared=shared, reduce=True)
+            full, full_s = concurrent_count(runs, steps, shared=shared, reduce=False)
+            keys = "one shared key" if shared else "keys of their own"
+            print(f"  {runs} x {steps}, {keys:<18} without {full:7,} ({full_s:6.2f} s)   with {reduced:7,} "
+                  f"({reduced_s:6.2f} s)")
+
+
+# -- 6. the World outside exploration ---------------------------------------------------------
+
+
+def bench_world() -> None:
+    world, plain = World(stock=1), {"stock": 1}
+    number = 1_000_000
+    statements = ('world["stock"]', 'plain["stock"]', 'world["stock"] = 2', 'plain["stock"] = 2')
+    rounds: list[list[float]] = [[] for _ in statements]
+    for _ in range(5):  # interleaved rounds
+        for position, statement in enumerate(statements):
+            seconds = timeit.timeit(statement, globals={"world": world, "plain": plain}, number=number)
+            rounds[position].append(seconds)
+    read, read_dict, write, write_dict = (statistics.median(times) / number * 1e9 for times in rounds)
+    print("World outside exploration, per access (median of 5 x 1,000,000):")
+    print(f"  read   World {read:6.1f} ns   dict {read_dict:6.1f} ns   {read / read_dict:.1f}x")
+    print(f"  write  World {write:6.1f} ns   dict {write_dict:6.1f} ns   {write / write_dict:.1f}x")
+
+
 if __name__ == "__main__":
     bench_explore()
     print()
@@ -314,3 +449,7 @@ if __name__ == "__main__":
     bench_random_search()
     print()
     bench_shrink()
+    print()
+    bench_concurrent()
+    print()
+    bench_world()

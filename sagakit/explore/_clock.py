@@ -8,6 +8,7 @@ which is the thirty lines of :class:`VirtualClockLoop`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import math
 import selectors
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from sagakit._sync import in_running_loop, unwrap
 
-__all__ = ["VirtualClockLoop", "run_on_virtual_clock"]
+__all__ = ["VirtualClockLoop", "on_virtual_clock", "run_on_virtual_clock"]
 
 T = TypeVar("T")
 
@@ -29,13 +30,17 @@ _RESOLUTION = time.get_clock_info("monotonic").resolution
 class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
     """The platform's selector, except that a timed wait with no I/O ready jumps the clock."""
 
-    def __init__(self, jump: Callable[[float], None]) -> None:
+    def __init__(self, jump: Callable[[float], None], idle: Callable[[float | None], bool]) -> None:
         super().__init__()
         self._jump = jump
+        self._idle = idle
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
         if ready or timeout == 0:
+            return ready
+        if self._idle(timeout):
+            # Someone waits for the loop to go idle: wake them before time moves on.
             return ready
         if timeout is None:
             # No timer is pending: only the outside (a thread, a socket) can wake the
@@ -76,12 +81,51 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, start: float = 0.0) -> None:
         self._virtual_now = float(start)
-        super().__init__(_JumpingSelector(self._jump))
+        self._idle_waiters: list[asyncio.Future[bool]] = []
+        super().__init__(_JumpingSelector(self._jump, self._wake_idle_waiters))
         self._keep_resolution(self._virtual_now)
 
     def time(self) -> float:
         """The virtual clock's reading, in seconds."""
         return self._virtual_now
+
+    def idle(self) -> asyncio.Future[bool]:
+        """A future resolved the next time nothing is ready to run, before the clock moves.
+
+        Its result says whether timers are pending (``False``: only the outside, a thread or
+        a socket, could wake the loop). A scheduler awaits it to know that every task has
+        gone as far as it can without time passing or being let through.
+        """
+        waiter = self.create_future()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    def quiet(self) -> bool | None:
+        """``None`` if anything but the caller is ready to run now; else whether timers are pending.
+
+        What :meth:`idle` tells, without the round trip through the selector: a scheduler that
+        has just been woken checks it first. (It reads the base loop's queues, which this
+        subclass shares; where they are missing it answers ``None``, and the caller waits.)
+        """
+        ready = getattr(self, "_ready", None)
+        scheduled = getattr(self, "_scheduled", None)
+        if ready is None or scheduled is None or ready:
+            return None
+        if scheduled and scheduled[0].when() <= self._virtual_now + self._clock_resolution:
+            return None  # a timer is due: it runs before time moves
+        return bool(scheduled)
+
+    def _wake_idle_waiters(self, timeout: float | None) -> bool:
+        waiters = self._idle_waiters
+        if not waiters:
+            return False
+        self._idle_waiters = []
+        woke = False
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(timeout is not None)
+                woke = True
+        return woke
 
     def _jump(self, seconds: float) -> None:
         now = self._virtual_now
@@ -138,4 +182,65 @@ def run_on_virtual_clock(make: Callable[[], Coroutine[Any, Any, T]], *, start: f
     worker = threading.Thread(target=thread_main, name="sagakit-simulate", daemon=True)
     worker.start()
     worker.join()
+    return unwrap(outcome)  # type: ignore[no-any-return]
+
+
+async def on_virtual_clock(make: Callable[[], Coroutine[Any, Any, T]], *, virtual: bool = True) -> T:
+    """Await the coroutine ``make()`` returns on a virtual clock, from any running loop.
+
+    On a :class:`VirtualClockLoop` (or with ``virtual=False``) it is simply awaited here.
+    Elsewhere it runs on a fresh :class:`VirtualClockLoop` (starting at the caller's
+    ``time.monotonic()``, so that recorded times read as now) on a worker thread, with a copy
+    of the caller's context variables, while the caller's loop stays free. Cancelling the
+    caller cancels the work on its loop, waits for it to wind down (runs roll back, shielded),
+    then propagates the cancellation.
+    """
+    loop = asyncio.get_running_loop()
+    if not virtual or getattr(loop, "virtual_clock", False):
+        return await make()
+    finished = loop.create_future()
+    context = contextvars.copy_context()
+    outcome: dict[str, Any] = {}
+    handle: dict[str, Any] = {}
+    guard = threading.Lock()
+
+    async def main() -> T:
+        with guard:
+            handle["loop"], handle["task"] = asyncio.get_running_loop(), asyncio.current_task()
+            stop = handle.get("stop", False)
+        if stop:  # cancelled before it began
+            raise asyncio.CancelledError
+        return await make()
+
+    def settle() -> None:
+        if not finished.done():
+            finished.set_result(None)
+
+    def thread_main() -> None:
+        try:
+            with asyncio.Runner(loop_factory=lambda: VirtualClockLoop(time.monotonic())) as runner:
+                outcome["result"] = runner.run(main(), context=context)
+        except BaseException as exc:  # handed back to the caller's loop
+            outcome["error"] = exc
+        finally:
+            with contextlib.suppress(RuntimeError):  # the caller's loop has closed: nobody waits
+                loop.call_soon_threadsafe(settle)
+
+    threading.Thread(target=thread_main, name="sagakit-virtual-clock", daemon=True).start()
+    cancelled = False
+    while not finished.done():
+        try:
+            await asyncio.wait((finished,))
+        except asyncio.CancelledError:
+            cancelled = True
+            with guard:
+                task = handle.get("task")
+                if task is None:
+                    handle["stop"] = True
+                else:
+                    with contextlib.suppress(RuntimeError):  # its loop is closing: the work is over
+                        handle["loop"].call_soon_threadsafe(task.cancel)
+    if cancelled:
+        outcome.clear()  # the work's own outcome (its cancellation, say) gives way to the caller's
+        raise asyncio.CancelledError
     return unwrap(outcome)  # type: ignore[no-any-return]

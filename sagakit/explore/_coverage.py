@@ -71,12 +71,8 @@ class Coverage:
         self.saga = saga
         self.modes = tuple(modes)
         # Compared by step and mode: a flaky or delayed fault is explained by its plain form.
-        violating = [frozenset((name, fault.mode) for name, fault in s) for s in minimal]
-        violating += [frozenset((n, f.mode) for n, f in r.scenario.faults) for r in results if r.holds is False]
-        blamed: set[tuple[str, str]] = set()
-        for schedule in set(violating):
-            if not any(other < schedule for other in violating):
-                blamed.update(schedule)
+        violating = {frozenset((name, fault.mode) for name, fault in s) for s in minimal}
+        violating |= {frozenset((n, f.mode) for n, f in r.scenario.faults) for r in results if r.holds is False}
         points: dict[tuple[str, str], list[int]] = {}
         for member in saga.steps:
             for mode in self.modes:
@@ -86,12 +82,15 @@ class Coverage:
             if not result.scenario.faults:
                 continue
             fired = {(event.step, event.phase) for event in result.run.events if event.injected and event.step}
+            schedule = frozenset((name, fault.mode) for name, fault in result.scenario.faults)
+            # A violation that a smaller violating schedule explains is not blamed on its faults.
+            blamed = result.holds is False and not any(other < schedule for other in violating)
             for name, fault in result.scenario.faults:
                 counts = points.setdefault((name, fault.mode), [0, 0, 0])
                 counts[0] += 1
                 if (name, fault.phase) in fired:
                     counts[1] += 1
-                    counts[2] += result.holds is False and (name, fault.mode) in blamed
+                    counts[2] += blamed
         keys = list(points)
         tallies = [points[key] for key in keys]
         self.frame: pd.DataFrame = pd.DataFrame(

@@ -11,8 +11,10 @@ never reach ``saga.history``, the saga's observers or its journal (unless asked)
 
 from __future__ import annotations
 
+import asyncio
 import html
-import random
+import itertools
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,18 +22,23 @@ from typing import TYPE_CHECKING, Any, Literal
 from sagakit._checks import check_bool, check_observers, check_positive_int, check_seconds, describe
 from sagakit.errors import FaultError, UnknownStepError
 from sagakit.events import Observer
+from sagakit.explore._clock import on_virtual_clock, run_on_virtual_clock
 from sagakit.explore._coverage import Coverage
+from sagakit.explore._planning import (
+    CLOCKS,
+    check_budget,
+    check_modes,
+    check_seed,
+    draw_scenarios,
+    plan_scenarios,
+)
 from sagakit.explore._scenario import (
-    MODE_ORDER,
     Counterexample,
     Scenario,
     ScenarioResult,
-    Schedule,
     as_schedule,
     check_search,
-    draw_schedule,
     find_counterexamples,
-    modes_for,
     run_scenario,
 )
 from sagakit.explore._shared import (
@@ -41,22 +48,17 @@ from sagakit.explore._shared import (
     copier,
     derived_saga,
     run_pooled,
-    stage_positions,
     steps_by_modes_text,
 )
-from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike
+from sagakit.faults import FaultLike
 from sagakit.runs import Run, RunHistory, error_message
-from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from sagakit.saga import Saga
 
-__all__ = ["EXPLORE_MODES", "OUTCOMES", "Exploration", "explore"]
-
-#: The fault modes :func:`explore` knows, in matrix order.
-EXPLORE_MODES: tuple[str, ...] = ("fail", "fail_after", "fail_compensation")
+__all__ = ["OUTCOMES", "Exploration", "explore", "explore_sync", "replay", "replay_sync"]
 
 #: What a scenario can come to, worst last: a run status, or ``violated`` (the invariant failed).
 OUTCOMES: tuple[str, ...] = ("completed", "compensated", "cancelled", "compensation_failed", "violated")
@@ -74,122 +76,123 @@ class _Settings:
     world: Callable[[], Any] | None
     invariant: Callable[[Any, Run], Any] | None
     observers: tuple[Observer, ...]
+    virtual: bool = True
 
 # ---------------------------------------------------------------------------------------
 # exploration
 
 
-def _check_modes(modes: object, search: str) -> tuple[str, ...]:
-    if modes is None:
-        return EXPLORE_MODES if search == "exhaustive" else MODE_ORDER
-    if isinstance(modes, str):
-        modes = (modes,)
-    if not isinstance(modes, Sequence | set | frozenset) or not modes:
-        raise TypeError(f"explore modes: expected a non-empty list of modes from {MODE_ORDER}, got {modes!r}")
-    checked: list[str] = []
-    for mode in modes:
-        if mode not in MODE_ORDER:
-            raise FaultError(
-                f"explore modes: unknown mode {mode!r}; expected some of "
-                + ", ".join(repr(known) for known in MODE_ORDER)
-            )
-        if mode not in checked:
-            checked.append(mode)
-    return tuple(sorted(checked, key=MODE_ORDER.index))
-
-
-def _compensation_trigger(saga: Saga, step: Step, positions: Mapping[str, int]) -> str | None:
-    """The step whose ``fail`` makes ``step``'s compensation run first in the rollback.
-
-    That is the first step of the stage after ``step``'s: ``step`` has completed and is the
-    newest step to compensate. Steps of the last stage have none.
-    """
-    following = positions[step.name] + 1
-    if following >= len(saga.stages):
-        return None
-    stage = saga.stages[following]
-    return stage.steps[0].name if isinstance(stage, Parallel) else stage.name
-
-
-def _plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[list[Scenario], dict[tuple[str, str], str]]:
-    """Every exhaustive scenario to run, and why the missing matrix cells are missing."""
-    positions = stage_positions(saga)
-    forward = [mode for mode in modes if mode not in COMPENSATION_MODES]
-    scenarios: list[Scenario] = [Scenario(0, "baseline", ())]
-    seen: set[frozenset[tuple[str, str]]] = {frozenset()}
-    missing: dict[tuple[str, str], str] = {}
-
-    def add(kind: Literal["single", "pair"], faults: tuple[tuple[str, str], ...]) -> None:
-        key = frozenset(faults)
-        if key not in seen:
-            seen.add(key)
-            schedule = tuple((name, Fault(mode)) for name, mode in faults)  # type: ignore[arg-type]
-            scenarios.append(Scenario(len(scenarios), kind, schedule))
-
-    for member in saga.steps:
-        for mode in modes:
-            if mode not in COMPENSATION_MODES:
-                add("single", ((member.name, mode),))
-            elif member.compensate is None:
-                missing[(member.name, mode)] = "no compensation"
-            else:
-                trigger = _compensation_trigger(saga, member, positions)
-                if trigger is None:
-                    missing[(member.name, mode)] = "nothing after it can fail"
-                else:
-                    add("single", ((member.name, mode), (trigger, "fail")))
-    if pairs:
-        compensating = [mode for mode in modes if mode in COMPENSATION_MODES]
-        choices = {
-            member.name: forward + (compensating if member.compensate is not None else []) for member in saga.steps
-        }
-        names = saga.step_names
-        for i, first in enumerate(names):
-            for second in names[i + 1 :]:
-                same_stage = positions[first] == positions[second]
-                for first_mode in choices[first]:
-                    for second_mode in choices[second]:
-                        if _pair_takes_effect(first_mode, second_mode, same_stage):
-                            add("pair", ((first, first_mode), (second, second_mode)))
-    return scenarios, missing
-
-
-def _pair_takes_effect(first: str, second: str, same_stage: bool) -> bool:
-    """Whether faults on two steps (``first`` before ``second``) can both take effect.
-
-    A forward fault stops the saga, so a fault on a later stage never fires; a compensation
-    fault fires only when a forward fault after it starts a rollback. Branches of one
-    parallel stage run side by side, so there both may fire.
-    """
-    if first in COMPENSATION_MODES:
-        return second not in COMPENSATION_MODES
-    return same_stage
-
-
-def _draw_scenarios(
-    saga: Saga,
-    modes: tuple[str, ...],
-    budget: int,
-    seed: int,
-    first_index: int,
-    seen: set[Schedule],
-    max_faults: int,
-    max_delay: float,
-    flaky: float,
-) -> list[Scenario]:
-    """``budget`` drawn schedules (repeats of earlier ones left out), each from its own seed."""
-    choices = modes_for(saga, modes)
-    drawn: list[Scenario] = []
-    for position in range(budget):
-        own_seed = (seed * 1_000_003 + position) % 2**63
-        schedule = draw_schedule(saga, random.Random(own_seed), choices, max_faults, max_delay, flaky)
-        if schedule and schedule not in seen:
-            seen.add(schedule)
-            drawn.append(Scenario(first_index + len(drawn), "random", schedule, own_seed))
-    return drawn
-
-
 _Outcome = ScenarioResult
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """An exploration's arguments, checked: what :func:`_run` needs."""
+
+    saga: Saga
+    modes: tuple[str, ...]
+    pairs: bool
+    shrink: bool
+    limit: int
+    max_faults: int
+    max_delay: float
+    flaky: float
+    record_history: bool
+    settings: _Settings
+
+
+def _prepare(
+    saga: Saga,
+    data: Any,
+    *,
+    world: object,
+    invariant: object,
+    modes: object,
+    pairs: object,
+    search: object,
+    budget: object,
+    seed: object,
+    max_faults: object,
+    max_delay: object,
+    flaky: object,
+    shrink: object,
+    concurrency: object,
+    observers: object,
+    record_history: object,
+    clock: object,
+    what: str = "explore",
+) -> _Job:
+    """Every argument of :func:`explore` checked, before anything runs."""
+    check_saga(saga, what)
+    checked_search = check_search(search, what)
+    checked_modes = check_modes(modes, checked_search, what)
+    check_optional_callable(world, f"{what} world", "a factory callable returning a fresh world")
+    check_optional_callable(invariant, f"{what} invariant", "a callable invariant(world, run)")
+    for flag, name in ((pairs, "pairs"), (record_history, "record_history"), (shrink, "shrink")):
+        check_bool(flag, f"{what} {name}")
+    limit = check_positive_int(concurrency, f"{what} concurrency")
+    draws = check_budget(budget, f"{what} budget")
+    check_positive_int(max_faults, f"{what} max_faults")
+    checked_seed = check_seed(seed, f"{what} seed")
+    delay = check_seconds(max_delay, f"{what} max_delay", allow_zero=True)
+    if isinstance(flaky, bool) or not isinstance(flaky, int | float):
+        raise TypeError(f"{what} flaky: expected a share from 0 to 1, got {describe(flaky)}")
+    if not 0 <= flaky <= 1:
+        raise ValueError(f"{what} flaky: expected a share from 0 to 1, got {flaky!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"{what} clock: expected 'virtual' or 'real', got {describe(clock)}")
+    extra = check_observers(observers, f"{what} observers")
+    copier(data, what)  # refuses input that cannot be copied, naming it
+    settings = _Settings(
+        checked_search, checked_seed, draws if checked_search == "random" else 0, data, world,  # type: ignore[arg-type]
+        invariant, extra, clock == "virtual",  # type: ignore[arg-type]
+    )
+    return _Job(saga, checked_modes, bool(pairs), bool(shrink), limit, max_faults, delay, float(flaky),  # type: ignore[arg-type]
+                bool(record_history), settings)
+
+
+async def _run(job: _Job, bar: Progress) -> Exploration:
+    """The exploration itself, on whatever loop it is awaited on (a virtual clock's)."""
+    saga, settings = job.saga, job.settings
+    fresh_data = copier(settings.data, "explore")
+    planned, missing = plan_scenarios(saga, job.modes, job.pairs)
+    scenarios: Iterable[Scenario | None] = planned
+    if settings.search == "random":
+        seen = {scenario.faults for scenario in planned}
+        scenarios = itertools.chain(planned, draw_scenarios(
+            saga, job.modes, settings.budget, settings.seed, len(planned), seen, job.max_faults, job.max_delay,
+            job.flaky,
+        ))
+    derived = derived_saga(saga)
+    outcomes: dict[int, ScenarioResult] = {}
+
+    async def one(scenario: Scenario | None) -> bool:
+        if scenario is None:  # a repeated draw: let the loop breathe (and a cancellation in)
+            await asyncio.sleep(0)
+            return False
+        outcomes[scenario.index] = await run_scenario(
+            saga, derived, scenario, fresh_data(), settings.world, settings.invariant, settings.observers
+        )
+        return True
+
+    await run_pooled(scenarios, one, job.limit, bar)
+    results = [outcomes[index] for index in sorted(outcomes)]
+    found: list[Counterexample] = []
+    if job.shrink and settings.invariant is not None:
+        found = await find_counterexamples(
+            saga, derived, results, fresh_data, settings.world, settings.invariant, settings.observers
+        )
+    return Exploration(saga, job.modes, results, missing, settings.invariant is not None, found, settings)
+
+
+def _planned_total(job: _Job) -> int:
+    planned, _ = plan_scenarios(job.saga, job.modes, job.pairs)
+    return len(planned) + job.settings.budget
+
+
+def _finish(job: _Job, exploration: Exploration) -> Exploration:
+    if job.record_history:
+        job.saga.history.extend(exploration.runs)
+    return exploration
 
 
 async def explore(
@@ -211,6 +214,7 @@ async def explore(
     progress: bool | Callable[[int, int], Any] | None = None,
     observers: Iterable[Observer] = (),
     record_history: bool = False,
+    clock: Literal["virtual", "real"] = "virtual",
 ) -> Exploration:
     """Run ``saga`` under fault scenarios and check ``invariant`` after each run.
 
@@ -233,14 +237,25 @@ async def explore(
     With ``search="random"`` come, after those, ``budget`` drawn schedules of any size (up
     to ``max_faults`` faults on distinct steps, any of ``modes``, some flaky, some delayed),
     each drawn from a seed made of ``seed`` and its position: the same ``seed`` draws the
-    same scenarios. Every violation is then shrunk (``shrink=True``) to a minimal schedule
-    that still violates the invariant: see :attr:`Exploration.counterexamples`.
+    same scenarios. They are drawn as the search goes, not all beforehand. Every violation is
+    then shrunk (``shrink=True``) to a minimal schedule that still violates the invariant:
+    see :attr:`Exploration.counterexamples`.
 
     Each scenario gets a fresh world from ``world()`` (steps reach it as ``context.world``),
     a deep copy of ``data``, and a run with that fault plan only (``saga.faults`` is not used).
     Then ``invariant(world, run)`` decides: returning ``False`` or raising
-    ``AssertionError`` is a violation (the assertion's message is kept); ``True`` or
-    ``None`` means it holds. Any other exception from the invariant stops the exploration.
+    ``AssertionError`` is a violation (the assertion's message is kept, secrets masked);
+    ``True`` or ``None`` means it holds. Any other exception from the invariant stops the
+    exploration.
+
+    **Exact.** The runs execute on a virtual clock (a :class:`VirtualClockLoop`, on a worker
+    thread when the caller's loop is an ordinary one, which stays free meanwhile): delays,
+    timeouts and retry backoff cost no real time, and the order of events follows from the
+    scenario alone, so the same seed gives the same events in the same order in any process.
+    Retry jitter draws from a generator seeded by the scenario. World factories, steps,
+    invariants and observers therefore run on that thread and loop: a world should be built
+    by its factory, not borrowed from the caller's loop. ``clock="real"`` runs everything on
+    the caller's loop in real time instead (and is exact only without delays).
 
     Args:
         saga: the saga to explore; it is not changed, and its runs here are not added to
@@ -254,18 +269,19 @@ async def explore(
         pairs: also explore pairs of faults.
         search: ``"exhaustive"`` (single faults, and pairs if asked) or ``"random"`` (those,
             then ``budget`` drawn schedules).
-        budget: how many schedules random search draws.
+        budget: how many schedules random search draws (at most :data:`MAX_BUDGET`).
         seed: the random search's seed; ``None`` draws one (see :attr:`Exploration.seed`).
         max_faults: the most faults a drawn schedule has.
-        max_delay: the longest delay, in seconds, a drawn fault adds (``0``: none; delays
-            are real time on the running loop).
+        max_delay: the longest delay, in seconds, a drawn fault adds (``0``: none).
         flaky: the share of drawn faults that fire with probability 0.5, under a seed.
         shrink: reduce each violation to a minimal counterexample.
         concurrency: how many scenarios run at once.
         progress: ``None`` shows a bar in a notebook only; ``True`` also prints to stderr
-            elsewhere; ``False`` shows nothing; a callable receives ``(done, total)``.
+            elsewhere; ``False`` shows nothing; a callable receives ``(done, total)`` (on the
+            exploration's thread).
         observers: extra observers for every scenario's run.
         record_history: also append the runs to ``saga.history``.
+        clock: ``"virtual"`` (exact, the default) or ``"real"``.
 
     Returns:
         The :class:`Exploration`: one row per scenario, the matrix, counterexamples, coverage.
@@ -274,56 +290,131 @@ async def explore(
         TypeError, ValueError: an argument is invalid (the message names it).
         FaultError: an unknown mode.
     """
-    check_saga(saga, "explore")
-    checked_search = check_search(search)
-    checked_modes = _check_modes(modes, checked_search)
-    check_optional_callable(world, "explore world", "a factory callable returning a fresh world")
-    check_optional_callable(invariant, "explore invariant", "a callable invariant(world, run)")
-    for flag, what in ((pairs, "pairs"), (record_history, "record_history"), (shrink, "shrink")):
-        check_bool(flag, f"explore {what}")
-    limit = check_positive_int(concurrency, "explore concurrency")
-    check_positive_int(budget, "explore budget")
-    check_positive_int(max_faults, "explore max_faults")
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**32)
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"explore seed: expected an int >= 0 or None, got {describe(seed)}")
-    elif seed < 0:
-        raise ValueError(f"explore seed: expected an int >= 0 or None, got {seed!r}")
-    check_seconds(max_delay, "explore max_delay", allow_zero=True)
-    if isinstance(flaky, bool) or not isinstance(flaky, int | float):
-        raise TypeError(f"explore flaky: expected a share from 0 to 1, got {describe(flaky)}")
-    if not 0 <= flaky <= 1:
-        raise ValueError(f"explore flaky: expected a share from 0 to 1, got {flaky!r}")
-    extra = check_observers(observers, "explore observers")
-    fresh_data = copier(data, "explore")
-    scenarios, missing = _plan_scenarios(saga, checked_modes, pairs)
-    if checked_search == "random":
-        seen = {scenario.faults for scenario in scenarios}
-        scenarios += _draw_scenarios(
-            saga, checked_modes, budget, seed, len(scenarios), seen, max_faults, float(max_delay), float(flaky)
-        )
-    derived = derived_saga(saga)
-    bar = Progress(progress, len(scenarios), "explore")
-    outcomes: list[ScenarioResult | None] = [None] * len(scenarios)
-
-    async def one(scenario: Scenario) -> None:
-        outcomes[scenario.index] = await run_scenario(saga, derived, scenario, fresh_data(), world, invariant, extra)
-
+    job = _prepare(
+        saga, data, world=world, invariant=invariant, modes=modes, pairs=pairs, search=search, budget=budget,
+        seed=seed, max_faults=max_faults, max_delay=max_delay, flaky=flaky, shrink=shrink, concurrency=concurrency,
+        observers=observers, record_history=record_history, clock=clock,
+    )
+    bar = Progress(progress, _planned_total(job), "explore")
     try:
-        await run_pooled(scenarios, one, min(limit, len(scenarios)), bar)
+        exploration = await on_virtual_clock(lambda: _run(job, bar), virtual=job.settings.virtual)
     except BaseException:
         bar.close(ok=False)
         raise
     bar.close()
-    results = [outcome for outcome in outcomes if outcome is not None]
-    found: list[Counterexample] = []
-    if shrink and invariant is not None:
-        found = await find_counterexamples(saga, derived, results, fresh_data, world, invariant, extra)
-    if record_history:
-        saga.history.extend(outcome.run for outcome in results)
-    settings = _Settings(checked_search, seed, budget if checked_search == "random" else 0, data, world, invariant, extra)
-    return Exploration(saga, checked_modes, results, missing, invariant is not None, found, settings)
+    return _finish(job, exploration)
+
+
+def explore_sync(
+    saga: Saga,
+    data: Any = None,
+    *,
+    world: Callable[[], Any] | None = None,
+    invariant: Callable[[Any, Run], Any] | None = None,
+    modes: Sequence[str] | str | None = None,
+    pairs: bool = False,
+    search: Literal["exhaustive", "random"] = "exhaustive",
+    budget: int = 200,
+    seed: int | None = None,
+    max_faults: int = 4,
+    max_delay: float = 0.0,
+    flaky: float = 0.2,
+    shrink: bool = True,
+    concurrency: int = 8,
+    progress: bool | Callable[[int, int], Any] | None = None,
+    observers: Iterable[Observer] = (),
+    record_history: bool = False,
+    clock: Literal["virtual", "real"] = "virtual",
+) -> Exploration:
+    """:func:`explore` from synchronous code, also inside a running loop (a notebook cell).
+
+    Same arguments and result. Outside a loop it runs on a fresh loop of this thread;
+    inside one, on a worker thread's loop while this call blocks (nothing is patched).
+    """
+    job = _prepare(
+        saga, data, world=world, invariant=invariant, modes=modes, pairs=pairs, search=search, budget=budget,
+        seed=seed, max_faults=max_faults, max_delay=max_delay, flaky=flaky, shrink=shrink, concurrency=concurrency,
+        observers=observers, record_history=record_history, clock=clock, what="explore",
+    )
+    bar = Progress(progress, _planned_total(job), "explore")
+    try:
+        exploration = run_on_virtual_clock(lambda: _run(job, bar), start=time.monotonic(),
+                                           virtual=job.settings.virtual)
+    except BaseException:
+        bar.close(ok=False)
+        raise
+    bar.close()
+    return _finish(job, exploration)
+
+
+def _replay_job(
+    saga: Saga, data: Any, faults: object, world: object, invariant: object, observers: object, clock: object,
+    what: str,
+) -> tuple[Scenario, _Settings]:
+    check_saga(saga, what)
+    if isinstance(faults, str | bytes) or not isinstance(faults, Mapping):
+        raise TypeError(f"{what} faults: expected a fault plan (a mapping of step name to a Fault or a mode), "
+                        f"got {describe(faults)}")
+    check_optional_callable(world, f"{what} world", "a factory callable returning a fresh world")
+    check_optional_callable(invariant, f"{what} invariant", "a callable invariant(world, run)")
+    extra = check_observers(observers, f"{what} observers")
+    if clock not in CLOCKS:
+        raise ValueError(f"{what} clock: expected 'virtual' or 'real', got {describe(clock)}")
+    copier(data, what)
+    scenario = Scenario(-1, "replay", as_schedule(saga, faults))
+    settings = _Settings("exhaustive", 0, 0, data, world, invariant, extra, clock == "virtual")  # type: ignore[arg-type]
+    return scenario, settings
+
+
+async def _replay_scenario(saga: Saga, scenario: Scenario, settings: _Settings) -> ScenarioResult:
+    return await run_scenario(
+        saga, derived_saga(saga), scenario, copier(settings.data, "replay")(), settings.world, settings.invariant,
+        settings.observers, f"replay: {scenario.label}",
+    )
+
+
+async def replay(
+    saga: Saga,
+    data: Any = None,
+    *,
+    faults: Mapping[str, FaultLike],
+    world: Callable[[], Any] | None = None,
+    invariant: Callable[[Any, Run], Any] | None = None,
+    observers: Iterable[Observer] = (),
+    clock: Literal["virtual", "real"] = "virtual",
+) -> ScenarioResult:
+    """Run ``saga`` once under the fault plan ``faults`` exactly as :func:`explore` runs a scenario.
+
+    A fresh world from ``world()``, a deep copy of ``data``, the run kept out of
+    ``saga.history``, on the virtual clock (see :func:`explore`), then ``invariant(world, run)``.
+    Given a plan from an exploration (``scenario.plan``), in this process or another, it gives
+    the same outcome and the same events in the same order.
+
+    Returns:
+        The :class:`ScenarioResult` (``violated`` says whether the invariant failed).
+
+    Raises:
+        TypeError, ValueError: an argument is invalid (the message names it).
+        UnknownStepError: the plan names a step the saga lacks.
+    """
+    scenario, settings = _replay_job(saga, data, faults, world, invariant, observers, clock, "replay")
+    return await on_virtual_clock(lambda: _replay_scenario(saga, scenario, settings), virtual=settings.virtual)
+
+
+def replay_sync(
+    saga: Saga,
+    data: Any = None,
+    *,
+    faults: Mapping[str, FaultLike],
+    world: Callable[[], Any] | None = None,
+    invariant: Callable[[Any, Run], Any] | None = None,
+    observers: Iterable[Observer] = (),
+    clock: Literal["virtual", "real"] = "virtual",
+) -> ScenarioResult:
+    """:func:`replay` from synchronous code, also inside a running loop (a notebook cell)."""
+    scenario, settings = _replay_job(saga, data, faults, world, invariant, observers, clock, "replay")
+    return run_on_virtual_clock(lambda: _replay_scenario(saga, scenario, settings), start=time.monotonic(),
+                                virtual=settings.virtual)
 
 
 _COLOURS = {
@@ -464,28 +555,22 @@ class Exploration:
             raise ValueError(f"scenario: expected a scenario number from 0 to {len(self._outcomes) - 1}, got {number!r}")
         return self._outcomes[number].scenario
 
-    async def replay(
-        self, scenario: Scenario | int | Mapping[str, FaultLike], *, observers: Iterable[Observer] = ()
-    ) -> ScenarioResult:
-        """Run a scenario again, exactly: same fault schedule (flaky faults from the start of
-        their seeded draws), a fresh world, the same input, the invariant checked again.
-
-        Args:
-            scenario: a :class:`Scenario` (from :attr:`results` or :attr:`counterexamples`),
-                a scenario number, or a fault plan (step -> fault or mode).
-            observers: observers for the replayed run (to watch it on a diagram, say).
-
-        Returns:
-            The :class:`ScenarioResult`: same outcome and same order of events as before.
-        """
+    def _chosen(self, scenario: object, what: str) -> Scenario:
+        if isinstance(scenario, bool):
+            raise TypeError(f"{what} scenario: expected a Scenario, a ScenarioResult, a Counterexample, a scenario "
+                            f"number or a fault plan, got {describe(scenario)}")
         if isinstance(scenario, int):
-            chosen = self.scenario(scenario)
-        elif isinstance(scenario, Scenario):
-            chosen = scenario
-        elif isinstance(scenario, Mapping):
-            chosen = Scenario(-1, "replay", as_schedule(self.saga, scenario))
-        else:
-            raise TypeError(f"replay: expected a Scenario, a scenario number or a fault plan, got {scenario!r}")
+            return self.scenario(scenario)
+        if isinstance(scenario, Scenario):
+            return scenario
+        if isinstance(scenario, ScenarioResult | Counterexample):
+            return scenario.scenario
+        if isinstance(scenario, Mapping):
+            return Scenario(-1, "replay", as_schedule(self.saga, scenario))
+        raise TypeError(f"{what} scenario: expected a Scenario, a ScenarioResult, a Counterexample, a scenario "
+                        f"number or a fault plan, got {describe(scenario)}")
+
+    async def _replay(self, chosen: Scenario, observers: tuple[Observer, ...]) -> ScenarioResult:
         settings = self._settings
         fresh = copier(settings.data, "replay")
         return await run_scenario(
@@ -493,16 +578,46 @@ class Exploration:
             (*settings.observers, *observers), f"replay: {chosen.label}",
         )
 
-    async def shrink(self, scenario: Scenario | int | Mapping[str, FaultLike]) -> Counterexample:
-        """Reduce a violating scenario (or fault plan) to a minimal one that still violates.
+    async def replay(
+        self,
+        scenario: Scenario | ScenarioResult | Counterexample | int | Mapping[str, FaultLike],
+        *,
+        observers: Iterable[Observer] = (),
+    ) -> ScenarioResult:
+        """Run a scenario again, exactly: same fault schedule (flaky faults from the start of
+        their seeded draws), a fresh world, the same input, the invariant checked again, on
+        the exploration's clock.
 
-        Raises:
-            ValueError: the exploration had no invariant, or the scenario does not violate it.
+        Args:
+            scenario: a :class:`Scenario`, a :class:`ScenarioResult` (from :attr:`results`),
+                a :class:`Counterexample` (from :attr:`counterexamples`: its minimal
+                scenario), a scenario number, or a fault plan (step -> fault or mode).
+            observers: observers for the replayed run (to watch it on a diagram, say).
+
+        Returns:
+            The :class:`ScenarioResult`: same outcome and same order of events as before.
         """
+        chosen = self._chosen(scenario, "replay")
+        extra = check_observers(observers, "replay observers")
+        return await on_virtual_clock(lambda: self._replay(chosen, extra), virtual=self._settings.virtual)
+
+    def replay_sync(
+        self,
+        scenario: Scenario | ScenarioResult | Counterexample | int | Mapping[str, FaultLike],
+        *,
+        observers: Iterable[Observer] = (),
+    ) -> ScenarioResult:
+        """:meth:`replay` from synchronous code, also inside a running loop (a notebook cell)."""
+        chosen = self._chosen(scenario, "replay")
+        extra = check_observers(observers, "replay observers")
+        return run_on_virtual_clock(lambda: self._replay(chosen, extra), start=time.monotonic(),
+                                    virtual=self._settings.virtual)
+
+    async def _shrink(self, chosen: Scenario) -> Counterexample:
         settings = self._settings
         if settings.invariant is None:
             raise ValueError("shrink: this exploration has no invariant to violate")
-        first = await self.replay(scenario)
+        first = await self._replay(chosen, ())
         if not first.violated:
             raise ValueError(f"shrink: scenario {first.scenario.label!r} does not violate the invariant")
         found = await find_counterexamples(
@@ -510,6 +625,30 @@ class Exploration:
             settings.invariant, settings.observers,
         )
         return found[0]
+
+    async def shrink(
+        self, scenario: Scenario | ScenarioResult | Counterexample | int | Mapping[str, FaultLike]
+    ) -> Counterexample:
+        """Reduce a violating scenario (or fault plan) to a minimal one that still violates.
+
+        Raises:
+            ValueError: the exploration had no invariant, or the scenario does not violate it.
+        """
+        chosen = self._chosen(scenario, "shrink")
+        return await on_virtual_clock(lambda: self._shrink(chosen), virtual=self._settings.virtual)
+
+    def shrink_sync(
+        self, scenario: Scenario | ScenarioResult | Counterexample | int | Mapping[str, FaultLike]
+    ) -> Counterexample:
+        """:meth:`shrink` from synchronous code, also inside a running loop (a notebook cell)."""
+        chosen = self._chosen(scenario, "shrink")
+        return run_on_virtual_clock(lambda: self._shrink(chosen), start=time.monotonic(),
+                                    virtual=self._settings.virtual)
+
+    @property
+    def data(self) -> Any:
+        """The input every scenario's run received (a deep copy each)."""
+        return self._settings.data
 
     @property
     def coverage(self) -> Coverage:

@@ -9,6 +9,7 @@ carry their own seed, and each run gets fresh copies of them, so a scenario repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from sagakit.context import WorkflowContext
 from sagakit.events import Observer
 from sagakit.explore._shared import resolve
 from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike, as_fault
-from sagakit.runs import Run
+from sagakit.policies import RETRY_RANDOM
+from sagakit.runs import Run, run_redactor
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -27,6 +29,7 @@ __all__ = [
     "MODE_ORDER",
     "Counterexample",
     "Schedule",
+    "SeededOnUse",
     "check_search",
     "describe_run",
     "find_counterexamples",
@@ -36,9 +39,12 @@ __all__ = [
     "ScenarioResult",
     "as_schedule",
     "check_invariant",
+    "scrubbed",
     "draw_schedule",
+    "end_planned_cancellations",
     "run_scenario",
     "shrink",
+    "simpler_faults",
 ]
 
 #: Every mode exploration knows, simplest first (the order shrinking prefers).
@@ -167,23 +173,101 @@ class ScenarioResult:
     def violated(self) -> bool:
         return self.holds is False
 
+    def ran(self) -> str:
+        """What the run did, in one line: steps, compensations, statuses."""
+        return describe_run(self.run)
+
 
 async def check_invariant(
-    invariant: Callable[[Any, Run], Any] | None, world: Any, run: Run, label: str
+    invariant: Callable[..., Any] | None, world: Any, outcome: Any, label: str, what: str = "scenario"
 ) -> tuple[bool | None, str | None]:
-    """``invariant(world, run)``: ``(holds, violation message)``; other errors propagate, noted."""
+    """``invariant(world, outcome)``: ``(holds, violation message)``; other errors propagate, noted.
+
+    The message is raw: the caller scrubs it (see :func:`scrubbed`) before it is kept.
+    """
     if invariant is None:
         return None, None
     try:
-        verdict = await resolve(invariant(world, run))
+        verdict = await resolve(invariant(world, outcome))
     except AssertionError as exc:
         return False, str(exc) or "AssertionError raised by the invariant"
     except Exception as exc:
-        exc.add_note(f"sagakit: raised by the invariant while checking scenario {label!r}")
+        exc.add_note(f"sagakit: raised by the invariant while checking {what} {label!r}")
         raise
     if verdict is None or bool(verdict):
         return True, None
     return False, "the invariant returned False"
+
+
+def scrubbed(text: str | None, runs: Iterable[Run], *extra: Any) -> str | None:
+    """``text`` with the secrets ``runs`` carried (and any found in ``extra``) masked.
+
+    Each run's saga's redactor masks the values its payloads carried under sensitive keys,
+    sensitive ``key=value`` pairs and card numbers: an invariant's message is shown in frames,
+    HTML, text and test output, and a message such as ``f"charged {card}"`` must not carry
+    the card there.
+    """
+    if text is None:
+        return None
+    for run in runs:
+        redactor = run_redactor(run)
+        secrets = redactor.payload_secrets(event.data for event in run.events)
+        if extra:
+            secrets |= redactor.secrets(*extra)
+        text = redactor.scrub(text, secrets)
+    return text
+
+
+class SeededOnUse(random.Random):
+    """A generator seeded from ``text`` when first drawn from: most scenarios never retry, and
+    seeding costs more than the rest of a short run's bookkeeping."""
+
+    def __init__(self, text: str) -> None:  # no seeding yet: see random()
+        self._text: str | None = text
+
+    def _ready(self) -> None:
+        if self._text is not None:
+            text, self._text = self._text, None
+            self.seed(text)
+
+    def random(self) -> float:
+        self._ready()
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:
+        self._ready()
+        return super().getrandbits(k)
+
+
+async def end_planned_cancellations(run: Run, faults: Schedule, *, delivered: bool) -> None:
+    """End the cancellations that ``run``'s own ``cancel`` faults requested of this task.
+
+    A ``cancel`` fault cancels the task running the saga. Usually the run meets the
+    cancellation and raises it (``delivered``: one has reached us); but an action that fails
+    without ever waiting ends the run first, and the request stays pending on the task. Either
+    way it was planned, so it ends here, while a cancellation from elsewhere (a caller's
+    timeout), which may have come before the planned one fired or instead of it, propagates.
+    """
+    task = asyncio.current_task()
+    if not delivered and (task is None or not task.cancelling()):
+        return  # nothing pending: the common case, without reading the run's events
+    cancelling = [name for name, fault in faults if fault.mode.startswith("cancel")]
+    fired = {event.step for event in run.events if event.injected} if cancelling else set()
+    planned = sum(1 for name in cancelling if name in fired)
+    if task is None or (delivered and planned == 0):
+        if delivered:
+            raise asyncio.CancelledError
+        return
+    for _ in range(planned):
+        if not task.cancelling():
+            break
+        if not delivered:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)  # a request still pending is delivered here
+        delivered = False
+        task.uncancel()
+    if task.cancelling():  # a cancellation from elsewhere too
+        raise asyncio.CancelledError
 
 
 async def run_scenario(
@@ -205,28 +289,25 @@ async def run_scenario(
     state = await resolve(world()) if world is not None else None
     cid = correlation_id if correlation_id is not None else f"explore {scenario.index}: {label}"
     context = WorkflowContext(correlation_id=cid, world=state)
+    # Retry jitter from a generator of the scenario's own: a replay waits the same backoff.
+    jitter = RETRY_RANDOM.set(SeededOnUse(f"sagakit explore: {label}"))
     try:
         run = await derived.run(data, context, faults=scenario.run_plan(), observers=observers)
     except asyncio.CancelledError:
-        task = asyncio.current_task()
         # The engine puts the run in the history and raises in one go, nothing runs between.
         run = derived.history[-1]
-        if task is None or run.correlation_id != cid:
+        if run.correlation_id != cid:
             raise
-        cancels = [name for name, fault in scenario.faults if fault.mode.startswith("cancel")]
-        if len(cancels) > 1:  # which of them fired (one alone must have, to get here)
-            fired = {event.step for event in run.events if event.injected}
-            cancels = [name for name in cancels if name in fired]
-        for _ in cancels:
-            if task.cancelling():
-                task.uncancel()
-        if task.cancelling():  # a cancellation from elsewhere too
-            raise
+        await end_planned_cancellations(run, scenario.faults, delivered=True)
         if run.error is not None:  # its traceback would keep this frame, and the world, alive
             run.error.__traceback__ = None
+    else:
+        await end_planned_cancellations(run, scenario.faults, delivered=False)
+    finally:
+        RETRY_RANDOM.reset(jitter)
     run.definition = saga
     holds, violation = await check_invariant(invariant, state, run, label)
-    return ScenarioResult(scenario, run, holds, violation)
+    return ScenarioResult(scenario, run, holds, scrubbed(violation, (run,), data))
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,7 +357,7 @@ def draw_schedule(
 # shrinking
 
 
-def _simpler(fault: Fault) -> list[Fault]:
+def simpler_faults(fault: Fault) -> list[Fault]:
     """Faults simpler than ``fault``, simplest first: plain, then plain simpler modes, then
     without its delay or its flakiness."""
     candidates: list[Fault] = []
@@ -314,7 +395,7 @@ async def shrink(
         if changed:
             continue
         for position, (name, fault) in enumerate(current):
-            for simpler in _simpler(fault):
+            for simpler in simpler_faults(fault):
                 candidate = (*current[:position], (name, simpler), *current[position + 1 :])
                 tried += 1
                 if await resolve(violates(candidate)):
@@ -325,9 +406,9 @@ async def shrink(
     return current, tried
 
 
-def check_search(search: object) -> Literal["exhaustive", "random"]:
+def check_search(search: object, what: str = "explore") -> Literal["exhaustive", "random"]:
     if search not in ("exhaustive", "random"):
-        raise ValueError(f"explore search: expected 'exhaustive' or 'random', got {search!r}")
+        raise ValueError(f"{what} search: expected 'exhaustive' or 'random', got {search!r}")
     return search  # type: ignore[return-value]
 
 

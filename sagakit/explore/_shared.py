@@ -138,6 +138,13 @@ class Progress:
             sys.stderr.write(f"\r{self.label}: {done}/{self.total}")
             sys.stderr.flush()
 
+    def finish(self, done: int) -> None:
+        """End at ``done`` of ``done``: the work turned out smaller than ``total``."""
+        self.total = done
+        if self.bar is not None:
+            self.bar.max = max(done, 1)
+        self.update(done)
+
     def close(self, ok: bool = True) -> None:
         if self.bar is not None:
             self.bar.bar_style = "success" if ok else "danger"
@@ -164,11 +171,15 @@ def _notebook_bar(total: int, label: str) -> Any:
     return bar
 
 
-async def run_pooled(items: Iterable[T], work: Callable[[T], Awaitable[None]], limit: int, bar: Progress) -> None:
-    """``work(item)`` for every item, at most ``limit`` at a time, ticking ``bar``.
+async def run_pooled(
+    items: Iterable[T], work: Callable[[T], Awaitable[bool | None]], limit: int, bar: Progress
+) -> int:
+    """``work(item)`` for every item, at most ``limit`` at a time, ticking ``bar``; the count done.
 
-    The first error cancels the other workers, waits for them (their runs roll back,
-    shielded, before their tasks end) and propagates.
+    Items are taken from ``items`` one at a time as workers free up, so a lazy iterable is
+    drawn as it goes. An item whose work returns ``False`` is not counted. The first error
+    cancels the other workers, waits for them (their runs roll back, shielded, before their
+    tasks end) and propagates.
     """
     pending = iter(items)
     done = 0
@@ -176,7 +187,8 @@ async def run_pooled(items: Iterable[T], work: Callable[[T], Awaitable[None]], l
     async def worker() -> None:
         nonlocal done
         for item in pending:
-            await work(item)
+            if await work(item) is False:
+                continue
             done += 1
             bar.update(done)
 
@@ -191,3 +203,6 @@ async def run_pooled(items: Iterable[T], work: Callable[[T], Awaitable[None]], l
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         raise
+    if done != bar.total:  # fewer than planned (repeated draws left out): end the bar full
+        bar.finish(done)
+    return done

@@ -6,29 +6,47 @@ import ast
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from sagakit._sync import run_sync
 from sagakit.faults import FaultLike
+from sagakit.redaction import Redactor, default_redactor
 from sagakit.runs import Run
 from sagakit.testing._settings import DEFAULT_BUDGET, Record, session
 
 if TYPE_CHECKING:
-    from sagakit.explore import Counterexample, Exploration
+    from sagakit.explore import (
+        ConcurrentCounterexample,
+        ConcurrentExploration,
+        Counterexample,
+        Exploration,
+        ScenarioResult,
+    )
     from sagakit.saga import Saga
 
-__all__ = ["InvariantViolated", "assert_invariant", "replay", "replay_line"]
+__all__ = [
+    "InvariantViolated",
+    "assert_invariant",
+    "assert_invariant_sync",
+    "replay",
+    "replay_line",
+    "replay_sync",
+]
 
 
 class InvariantViolated(AssertionError):
-    """An invariant failed under some fault schedules.
+    """An invariant failed under some fault schedules (or some interleavings of concurrent runs).
 
     Attributes:
-        exploration: the :class:`~sagakit.explore.Exploration` that found it (``None`` for
-            a :func:`replay`).
+        exploration: the :class:`~sagakit.explore.Exploration` (or
+            :class:`~sagakit.explore.ConcurrentExploration`) that found it (``None`` for a replay).
         counterexamples: the minimal counterexamples, in the order found.
         seed: the random search's seed (repeat it with ``--sagakit-seed``).
     """
 
     def __init__(
-        self, message: str, exploration: Exploration | None = None, counterexamples: Sequence[Counterexample] = ()
+        self,
+        message: str,
+        exploration: Exploration | ConcurrentExploration | None = None,
+        counterexamples: Sequence[Counterexample | ConcurrentCounterexample] = (),
     ) -> None:
         super().__init__(message)
         self.exploration = exploration
@@ -49,8 +67,17 @@ def _source_name(value: Any, fallback: str) -> str:
     return fallback
 
 
-def _data_source(data: Any) -> str:
-    """``data`` as a literal when it reads back equal and is short, else ``data``."""
+def _data_source(data: Any, redactor: Redactor | None = None) -> str:
+    """``data`` as a literal when it reads back equal, is short and holds no secret, else ``data``.
+
+    A replay line is printed in test output, where a card number or a password must not
+    appear: input that ``redactor`` (the saga's) would mask is named, not written out.
+    """
+    try:
+        if (redactor or default_redactor()).redact(data) != data:
+            return "data"
+    except Exception:  # a value that cannot be compared is not written out either
+        return "data"
     text = repr(data)
     if len(text) > 160:
         return "data"
@@ -62,11 +89,20 @@ def _data_source(data: Any) -> str:
 
 
 def replay_line(
-    plan: str, data: Any, world: Callable[[], Any] | None, invariant: Callable[..., Any] | None, saga: str = "saga"
+    plan: str,
+    data: Any,
+    world: Callable[[], Any] | None,
+    invariant: Callable[..., Any] | None,
+    saga: str = "saga",
+    redactor: Redactor | None = None,
 ) -> str:
-    """The one line that replays fault plan ``plan`` (Python source) with :func:`replay`."""
+    """The one line that replays fault plan ``plan`` (Python source) with :func:`replay`.
+
+    ``data`` is written out when it is a short literal without secrets (by ``redactor``,
+    default the default one); else the line names it ``data``.
+    """
     return (
-        f"await sagakit.testing.replay({saga}, {_data_source(data)}, faults={plan}, "
+        f"await sagakit.testing.replay({saga}, {_data_source(data, redactor)}, faults={plan}, "
         f"world={_source_name(world, 'world')}, invariant={_source_name(invariant, 'invariant')})"
     )
 
@@ -119,6 +155,7 @@ async def assert_invariant(
         InvariantViolated: an ``AssertionError`` listing each minimal counterexample with
             its violation, what ran, and the line that replays it, and the seed.
     """
+    __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
     from sagakit.explore import explore
 
     if invariant is None or not callable(invariant):
@@ -152,6 +189,34 @@ async def assert_invariant(
     raise InvariantViolated(_message(exploration, data, world, invariant), exploration, exploration.counterexamples)
 
 
+def assert_invariant_sync(
+    saga: Saga,
+    data: Any = None,
+    *,
+    world: Callable[[], Any] | None = None,
+    invariant: Callable[[Any, Run], Any],
+    pairs: bool = True,
+    search: Literal["exhaustive", "random"] = "random",
+    budget: int | None = None,
+    seed: int | None = None,
+    modes: Sequence[str] | str | None = None,
+    max_faults: int = 4,
+    max_delay: float = 0.0,
+    flaky: float = 0.2,
+    concurrency: int = 8,
+) -> Exploration:
+    """:func:`assert_invariant` from synchronous code (a plain test function, a notebook cell).
+
+    Same arguments, result and failure; inside a running loop the exploration runs on a
+    worker thread while this call blocks (nothing is patched).
+    """
+    __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
+    return run_sync(lambda: assert_invariant(
+        saga, data, world=world, invariant=invariant, pairs=pairs, search=search, budget=budget, seed=seed,
+        modes=modes, max_faults=max_faults, max_delay=max_delay, flaky=flaky, concurrency=concurrency,
+    ))
+
+
 def _message(exploration: Exploration, data: Any, world: Any, invariant: Any) -> str:
     name = _source_name(invariant, "the invariant")
     total, bad = len(exploration), sum(1 for result in exploration.results if result.violated)
@@ -173,13 +238,22 @@ def _message(exploration: Exploration, data: Any, world: Any, invariant: Any) ->
             f"  minimal faults: {scenario.plan_text}",
             f"  violation:      {_indented(example.violation)}",
             f"  ran:            {example.ran()}",
-            f"  replay:         {replay_line(scenario.plan_text, exploration._settings.data, world, invariant)}",
+            "  replay:         "
+            + replay_line(scenario.plan_text, exploration.data, world, invariant, redactor=exploration.saga.redactor),
         ]
     return "\n".join(lines)
 
 
 def _indented(text: str) -> str:
     return text.replace("\n", "\n" + " " * 18)
+
+
+def _replayed(saga: Saga, result: ScenarioResult) -> Run:
+    __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
+    if result.violated:
+        raise InvariantViolated(f"saga {saga.name!r} under {result.scenario.label}: {result.violation}\n"
+                                f"  ran: {result.ran()}")
+    return result.run
 
 
 async def replay(
@@ -193,7 +267,9 @@ async def replay(
     """Run ``saga`` once under ``faults`` exactly as an exploration did, and check ``invariant``.
 
     The run gets a fresh world from ``world()`` and a deep copy of ``data``; it stays out of
-    ``saga.history``. A ``cancel`` fault's cancellation ends with the run, as in exploration.
+    ``saga.history``; it runs on the virtual clock, as exploration does
+    (:func:`sagakit.explore.replay`). A ``cancel`` fault's cancellation ends with the run, as
+    in exploration.
 
     Returns:
         The run, when the invariant holds.
@@ -201,16 +277,22 @@ async def replay(
     Raises:
         InvariantViolated: the invariant was violated (the message says how and what ran).
     """
-    from sagakit.explore._scenario import Scenario, as_schedule, describe_run, run_scenario
-    from sagakit.explore._shared import copier, derived_saga
+    __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
+    from sagakit.explore import replay as replay_scenario
 
-    scenario = Scenario(-1, "replay", as_schedule(saga, faults))
-    result = await run_scenario(
-        saga, derived_saga(saga), scenario, copier(data, "replay")(), world, invariant,
-        correlation_id=f"replay: {scenario.label}",
-    )
-    if result.violated:
-        raise InvariantViolated(
-            f"saga {saga.name!r} under {scenario.label}: {result.violation}\n  ran: {describe_run(result.run)}"
-        )
-    return result.run
+    return _replayed(saga, await replay_scenario(saga, data, faults=faults, world=world, invariant=invariant))
+
+
+def replay_sync(
+    saga: Saga,
+    data: Any = None,
+    *,
+    faults: Mapping[str, FaultLike],
+    world: Callable[[], Any] | None = None,
+    invariant: Callable[[Any, Run], Any] | None = None,
+) -> Run:
+    """:func:`replay` from synchronous code, also inside a running loop (a notebook cell)."""
+    __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
+    from sagakit.explore import replay_sync as replay_scenario
+
+    return _replayed(saga, replay_scenario(saga, data, faults=faults, world=world, invariant=invariant))

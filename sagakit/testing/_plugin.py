@@ -139,9 +139,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     for record in show:
         terminalreporter.write_line("")
-        terminalreporter.write_line(
-            f"{record.test or '(outside a test)'}: saga {record.saga!r}, {record.scenarios} scenarios "
-            f"({record.search}, seed {record.seed}), {record.violations} violate the invariant"
-        )
-        if record.exploration is not None:
-            terminalreporter.write_line(record.exploration.coverage.to_text())
+        where = record.test or "(outside a test)"
+        if record.search.startswith("concurrent"):
+            terminalreporter.write_line(
+                f"{where}: {record.saga}, {record.scenarios} interleavings ({record.search}, seed {record.seed}), "
+                f"{record.violations} violate the invariant"
+            )
+        else:
+            terminalreporter.write_line(
+                f"{where}: saga {record.saga!r}, {record.scenarios} scenarios "
+                f"({record.search}, seed {record.seed}), {record.violations} violate the invariant"
+            )
+        coverage = getattr(record.exploration, "coverage", None)
+        if coverage is not None:
+            terminalreporter.write_line(coverage.to_text())
+        elif record.exploration is not None:  # a concurrent exploration: its anomalies
+            terminalreporter.write_line(record.exploration.to_text())

@@ -18,7 +18,9 @@ DEFAULT_BUDGET = 200
 @dataclass(frozen=True, slots=True)
 class Record:
     """One exploration an assertion ran: the test, the outcome, and the exploration itself
-    when its coverage is to be printed."""
+    when its coverage (or, for concurrent runs, its anomalies) is to be printed. For a
+    concurrent exploration ``saga`` lists the runs, ``scenarios`` counts interleavings and
+    ``search`` starts with ``concurrent``."""
 
     test: str | None
     saga: str

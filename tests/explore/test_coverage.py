@@ -91,3 +91,31 @@ class TestDisplay:
         bundle = coverage._repr_mimebundle_()
         assert bundle["text/plain"] == coverage.to_text()
         assert 'class="sagakit-coverage"' in bundle["text/html"] and "never reached" in bundle["text/html"]
+
+
+def undo_of_b_failed(world: Trail, run: object) -> None:
+    """Violated whenever b's compensation failed."""
+    events = getattr(run, "events", ())
+    failed = {e.step for e in events if e.kind.value == "compensation_failed"}
+    assert "b" not in failed, "b's compensation failed"
+
+
+class TestViolationCounts:
+    async def test_scenarios_a_smaller_violating_schedule_explains_are_not_counted(self) -> None:
+        """``violations`` counts what the docs say: violating scenarios where the point fired and no smaller
+        violating schedule explains the violation. A larger schedule that contains the cause counts for
+        nothing, for the cause's point as for its extra faults."""
+        saga = trail_saga("abc", continue_on_compensation_failure=True)
+        exploration = await explore(saga, {}, world=Trail, invariant=undo_of_b_failed,
+                                    modes=("fail", "fail_compensation"), progress=False)
+        cause = await exploration.replay({"b": "fail_compensation", "c": "fail"})
+        larger = await exploration.replay({"a": "fail_compensation", "b": "fail_compensation", "c": "fail"})
+        assert cause.violated and larger.violated
+        assert {e.step for e in larger.run.events if e.injected} - {None} == {"a", "b", "c"}  # every fault fired
+        coverage = Coverage(saga, exploration.modes, [*exploration.results, larger])
+        frame = coverage.frame.set_index(["step", "mode"])
+        assert frame.loc[("b", "fail_compensation"), "violations"] == 1  # the single scenario, not the larger one
+        assert frame.loc[("b", "fail_compensation"), "fired"] == 2
+        assert frame.loc[("a", "fail_compensation"), "violations"] == 0
+        assert coverage.status("a", "fail_compensation") == "explored"
+        assert coverage.status("b", "fail_compensation") == "violated"

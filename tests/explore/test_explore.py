@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -319,9 +320,11 @@ class TestIsolation:
         assert len(exploration) == 7
         assert most == 3
 
-    async def test_cancellation_rolls_back_and_propagates(self) -> None:
-        """Cancelling an exploration cancels its runs; their completed steps are compensated first."""
-        started = asyncio.Event()
+    @pytest.mark.parametrize("clock", ["virtual", "real"])
+    async def test_cancellation_rolls_back_and_propagates(self, clock: str) -> None:
+        """Cancelling an exploration cancels its runs, on either clock; their completed steps are
+        compensated first."""
+        started = threading.Event()  # set on the exploration's thread, waited for on this one
         shops: list[Shop] = []
 
         async def hang(data: Any, context: sk.WorkflowContext) -> None:
@@ -333,8 +336,10 @@ class TestIsolation:
             return shops[-1]
 
         saga = sk.Saga("hangs", [sk.step(_reserve, compensate=_release), sk.step(hang)])
-        task = asyncio.ensure_future(saga.explore(ORDER, world=make_world, modes=("fail",), concurrency=1, progress=False))
-        await started.wait()
+        task = asyncio.ensure_future(
+            saga.explore(ORDER, world=make_world, modes=("fail",), concurrency=1, progress=False, clock=clock)
+        )
+        assert await asyncio.to_thread(started.wait, 60)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -112,3 +112,134 @@ def test_the_seed_option_repeats_the_same_scenarios(pytester: pytest.Pytester) -
     exhaustive = next(i for i, (a, b) in enumerate(zip(drawn[0], drawn[2], strict=False)) if a != b)
     assert exhaustive > 10 and len(drawn[0]) - exhaustive > 20
     assert 0 < len(drawn[3]) - exhaustive <= 5 and drawn[3] == drawn[0][: len(drawn[3])]
+
+
+def test_the_failure_output_carries_no_secret(pytester: pytest.Pytester) -> None:
+    """A card that travelled under ``card`` and is repeated by the invariant's message appears nowhere in
+    the session's output: the violation line masks it, the replay line names the input ``data``."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_card=SHOP
+        + textwrap.dedent(
+            """
+            CARD = "4111 1111 1111 1111"
+
+
+            def no_charge_without_an_order(world, run):
+                leaked = [order for order in world.charges if order not in world.orders]
+                assert not leaked, f"card {CARD} charged without an order: {leaked}"
+
+
+            def test_card():
+                asyncio.run(sagakit.testing.assert_invariant(
+                    order_saga(), {**ORDER, "card": CARD}, world=Shop, invariant=no_charge_without_an_order))
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sagakit-seed=2", "--sagakit-budget=20")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str() + result.stderr.str()
+    assert "4111 1111 1111 1111" not in output.replace("CARD = \"4111 1111 1111 1111\"", "")
+    assert "4111111111111111" not in output
+    assert "violation:      card [REDACTED] charged without an order: [7]" in output
+    assert "replay:         await sagakit.testing.replay(saga, data, faults={'charge_payment': 'fail_after'}" in output
+
+
+ISOLATION_SHOP = (Path(__file__).resolve().parents[1] / "explore" / "isolation_shop.py").read_text()
+
+
+def test_a_concurrent_violation_reports_the_anomaly_and_a_replay_that_reproduces_it(pytester: pytest.Pytester) -> None:
+    """assert_isolated fails with each anomaly's name, its minimal interleaving and the line that replays it;
+    that line, run in another session, fails with the same anomaly. A card kept in the world and repeated
+    by the invariant's message appears nowhere in the output."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_orders=ISOLATION_SHOP
+        + textwrap.dedent(
+            """
+            import asyncio
+            import sagakit.testing
+
+            CARD = "4111 1111 1111 1111"
+
+
+            def shop_with_card():
+                world = shop()
+                world["card"] = CARD
+                return world
+
+
+            def no_oversell_of_card(world, runs):
+                assert len(world["orders"]) + world["stock"] == 1, f"oversold; card {world['card']}"
+
+
+            def test_two_orders_for_the_last_item():
+                asyncio.run(sagakit.testing.assert_isolated(two_orders("naive"), world=shop_with_card,
+                                                            invariant=no_oversell_of_card, modes=()))
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "counterexample 1 of 1: lost update (no faults; 2 context switches, 0 faults;" in output
+    assert "anomaly:        run 0's step 'check_stock' read 'stock' = 1" in output
+    assert "violation:      oversold; card [REDACTED]" in output
+    assert "4111 1111 1111 1111" not in output.replace('CARD = "4111 1111 1111 1111"', "")
+    assert "test_two_orders_for_the_last_item: run 0 (order-naive), run 1 (order-naive), 6 interleavings (concurrent " \
+        "exhaustive" in output  # the session summary
+    replay = re.search(r"replay: +(await sagakit\.testing\.replay_interleaving\(runs, .*\))$", output, re.MULTILINE)
+    assert replay is not None, output
+    pytester.makepyfile(
+        test_replay=ISOLATION_SHOP
+        + textwrap.dedent(
+            """
+            import asyncio
+            import sagakit.testing
+            from test_orders import no_oversell_of_card, shop_with_card
+
+            runs = two_orders("naive")
+            world, invariant = shop_with_card, no_oversell_of_card
+
+
+            def test_replay():
+                async def main():
+            """
+        )
+        + f"        {replay.group(1).replace('world=shop_with_card', 'world=world').replace('invariant=no_oversell_of_card', 'invariant=invariant')}\n\n"
+        + "    asyncio.run(main())\n"
+    )
+    replayed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_replay.py")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["*InvariantViolated: run 0 (order-naive), run 1 (order-naive) in the order *lost update*"])
+
+
+def test_the_seed_and_budget_options_apply_to_random_concurrent_search(pytester: pytest.Pytester) -> None:
+    """--sagakit-seed and --sagakit-budget set a random concurrent search: one seed draws the same
+    interleavings twice, another seed others, the budget how many."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_random=ISOLATION_SHOP
+        + textwrap.dedent(
+            """
+            import asyncio, json
+            import sagakit.testing
+
+
+            def test_random_orders():
+                exploration = asyncio.run(sagakit.testing.assert_isolated(
+                    two_orders("locked"), world=shop, invariant=both, search="random"))
+                with open("orders.json", "w") as file:
+                    json.dump(list(exploration.interleavings["order"]), file)
+            """
+        )
+    )
+    drawn = []
+    for seed, budget in ((3, 30), (3, 30), (4, 30), (3, 7)):
+        pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--sagakit-seed={seed}", f"--sagakit-budget={budget}"
+        ).assert_outcomes(passed=1)
+        drawn.append(json.loads((pytester.path / "orders.json").read_text()))
+    assert drawn[0] == drawn[1] and len(drawn[0]) == 30
+    assert drawn[0] != drawn[2]
+    assert drawn[3] == drawn[0][:7]
