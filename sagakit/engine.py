@@ -833,6 +833,15 @@ class LocalBackend:
             if interrupt is None and (cancelled_meanwhile or execution.cancelled):
                 interrupt = asyncio.CancelledError()
             status, error = rollback_outcome(compensation_failure, original, interrupt)
+        task = execution.task
+        if task is not None and interrupt is None and task.cancelling():
+            # A `cancel` fault fired in an action that then failed without waiting: its
+            # cancellation is still pending on this task. It belongs to this run, and propagates
+            # after the rollback like any cancellation, rather than at the caller's next await.
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError as exc:
+                interrupt = exc
         ended = clock()
         duration_ms = (ended - run_started) * 1000.0
         run = execution.finish(definition=saga, backend=self.name, status=status, result=result, error=error,

@@ -273,6 +273,26 @@ class TestCancelModes:
         undone = [(e.step, e.injected) for e in run.events if e.kind is sk.EventKind.COMPENSATION_SUCCEEDED]
         assert undone == [("b", False), ("a", True)]
 
+    async def test_cancel_of_an_action_that_fails_without_waiting_propagates_from_the_run(self) -> None:
+        """The action raises before its cancellation could land: the run rolls back for its error,
+        then ``run()`` raises the cancellation, which is not left pending for the caller's next
+        await."""
+        log: list[str] = []
+
+        def refuses(data: Any, context: sk.WorkflowContext) -> Any:
+            log.append("refuses")
+            raise ValueError("refused")
+
+        saga = self.build(log).replace(stages=[self.build(log).stages[0], sk.step(refuses)])
+        with pytest.raises(asyncio.CancelledError):
+            await saga.run({}, faults={"refuses": "cancel"})
+        task = asyncio.current_task()
+        assert task is not None and task.uncancel() == 0
+        await asyncio.sleep(0)  # no cancellation left pending on the caller
+        run = saga.history[-1]
+        assert run.status == "compensated" and isinstance(run.error, ValueError)
+        assert log == ["a", "refuses", "undo_a started", "undo_a done"]
+
     def test_cancel_modes_act_on_their_phase(self) -> None:
         """``cancel_compensation`` is a compensation fault; ``cancel`` a forward one."""
         assert sk.Fault("cancel").phase == "forward"
