@@ -24,32 +24,48 @@ from conformance.table import ROWS, SAGAS, Row, fresh_faults
 from conformance.world import Point
 
 
-def _killer(row: Row, journal: Path) -> Any:
-    """What to call when a run reaches the crash point: the last run to get there kills the process."""
+def _killer(row: Row, journal: Path) -> tuple[Any, Any]:
+    """What to call when a run reaches the crash point: the last run to get there kills the process.
+
+    Two forms: a plain function for an observer (the completions it waits for are committed
+    already), and a coroutine function for a point in a step, which lets the event loop go on
+    while the journal commits the completions the row waits for (the journal hands a turn's
+    records to its writer on the loop's next turn).
+    """
     arrived = 0
 
-    def reached() -> bool:
+    def last() -> bool:
         nonlocal arrived
         arrived += 1
-        if arrived == row.runs:
+        return arrived == row.runs
+
+    def reached() -> bool:
+        if last():
             if row.kill_once_recorded:
                 wait_recorded(journal, row.kill_once_recorded, row.runs)
             os.kill(os.getpid(), signal.SIGKILL)
         return True  # the others wait, in flight, for the kill
 
-    return reached
+    async def reached_in_step() -> bool:
+        if last():
+            if row.kill_once_recorded:
+                await asyncio.to_thread(wait_recorded, journal, row.kill_once_recorded, row.runs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+    return reached, reached_in_step
 
 
 async def _main(row: Row, journal_path: Path, base: str) -> None:
     saga = SAGAS[row.name]
     journal = sk.SqliteJournal(journal_path)
     point = row.crash_point
-    reached = _killer(row, journal_path)
+    reached, reached_in_step = _killer(row, journal_path)
     observers: list[Any] = []
     correlation_ids = [f"{base}#{number}" for number in range(row.runs)]
     if isinstance(point, Point):
         for correlation_id in correlation_ids:
-            world.arm(correlation_id, point, reached)
+            world.arm(correlation_id, point, reached_in_step)
     elif point is not None:
         kind = point
 

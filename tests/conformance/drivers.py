@@ -172,7 +172,9 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
         raised: BaseException | None = None
         async with asyncio.timeout(None) as deadline:
             if row.cancel_at is not None:
-                world.arm(correlation_id, row.cancel_at, _cancel(task, loop))
+                # Past the pivot the run is shielded: the call in flight goes on, nothing to wait for.
+                waits = row.cancel_at.step not in row.past_pivot()
+                world.arm(correlation_id, row.cancel_at, _cancel(task, loop, waits))
             for point in row.timeout_at:
                 world.arm(correlation_id, point, _expire(deadline, loop))
             try:
@@ -190,12 +192,13 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
         return list(await asyncio.gather(*(one(n) for n in range(row.runs))))
 
 
-def _cancel(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Callable[[], bool]:
-    """A hook that cancels the caller's task, as ``task.cancel()`` would; the call then waits for it."""
+def _cancel(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, waits: bool = True) -> Callable[[], bool]:
+    """A hook that cancels the caller's task, as ``task.cancel()`` would; the call then waits for
+    the cancellation to reach it (``waits``), or goes on."""
 
     def hook() -> bool:
         loop.call_soon_threadsafe(task.cancel)
-        return True
+        return waits
 
     return hook
 
@@ -471,6 +474,8 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
         target["raised"] = None
         target["classes"] = tuple(READ_BACK if module is not None else None for module in reference["classes"])
         return target
+    if isinstance(point, Point) and point.step in row.past_pivot():
+        return _carried_forward(row, point, target)
     mid_rollback = isinstance(point, Point) and point.phase == "compensate"
     # What recover() itself raises: the caller's timeout, or an interrupted compensation it ran.
     rerun = _compensations_after(reference, point) if mid_rollback else [
@@ -502,6 +507,27 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
                        if not (line[2] == "forward" and line[0] in in_flight and not (
                            line[4] == "succeeded" and line[0] in row.kill_once_recorded))]
     target["world"] = [e for e in reference["world"] if not (e[0] in in_flight and e[3] == "cancelled")]
+    return target
+
+
+def _carried_forward(row: Row, point: Point, target: Observation) -> Observation:
+    """The crash backend's run after a crash past the pivot: the engine's run, carried forward.
+
+    ``recover()`` raises only the caller's timeout; the errors it records are made by the
+    recovering engine, so they are the engine's own. The call the crash cut short left no
+    record, and the recovered run calls that step again with the same attempt number: the
+    world shows one more call, and if the call had acted (``after``), one more effect.
+    """
+    target["raised"] = "TimeoutError" if row.timeout_at else None
+    world_lines = target["world"]
+    calls = [number for number, (step, phase, attempt, event, _) in enumerate(world_lines)
+             if (step, phase, event) == (point.step, "forward", "call") and point.attempt in (None, attempt)]
+    assert calls, f"the reference run never reached {point}"
+    cut_short = world_lines[calls[0]]
+    lines = [cut_short] + ([(point.step, "forward", cut_short[2], "did", None)] if point.moment == "after" else [])
+    target["world"] = [*world_lines[:calls[0]], *lines, *world_lines[calls[0]:]]
+    target = _scheduler_order(target, row)
+    target["standing"] = _standing(target["world"])
     return target
 
 

@@ -114,8 +114,11 @@ class Row:
             ``recover()`` on the crash backend).
         kill_at: the crash backend only: SIGKILL the child at this point, or on this event kind
             (through an observer), while the other backends run through. A point in a step's
-            forward phase must be where the other backends are interrupted (``cancel_at`` or
-            ``timeout_at``): a crash there stands for that interruption.
+            forward phase up to the pivot must be where the other backends are interrupted
+            (``cancel_at`` or ``timeout_at``): a crash there stands for that interruption. Past
+            the pivot it need not be: ``recover()`` carries the run forward to the run the others
+            made (the other branches of a parallel stage must be in ``kill_once_recorded``, so
+            that the call the crash cut short is the only one).
         kill_once_recorded: before that SIGKILL, wait until the journal holds these steps'
             completions (the writer commits on its own thread: this pins the interleaving).
         runs: how many runs start at once (correlation ids ``<cell>#0`` ... ``#n-1``).
@@ -154,14 +157,28 @@ class Row:
     temporal_queue: Literal["nobody", "wrong-key"] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.kill_at, Point) and self.kill_at.phase == "forward":
+        point = self.crash_point
+        if isinstance(point, Point) and point.phase == "forward" and point.step not in self.past_pivot():
             interrupted = {self.cancel_at, *self.timeout_at}
-            if Point(self.kill_at.step) not in {Point(p.step) for p in interrupted if p is not None}:
-                raise ValueError(f"row {self.name}: a crash in a step's forward phase must be where the other "
-                                 "backends are interrupted (cancel_at or timeout_at)")
+            if Point(point.step) not in {Point(p.step) for p in interrupted if p is not None}:
+                raise ValueError(f"row {self.name}: a crash in a step's forward phase, up to the pivot, must be where "
+                                 "the other backends are interrupted (cancel_at or timeout_at)")
+        if isinstance(point, Point) and point.step in self.past_pivot():
+            siblings = {name for name, stage in self.stage_of().items() if stage == self.stage_of()[point.step]}
+            if point.phase != "forward" or siblings - {point.step} - set(self.kill_once_recorded):
+                raise ValueError(f"row {self.name}: a crash past the pivot is in a step's forward phase, and the "
+                                 "other branches of its stage have their completion recorded (kill_once_recorded)")
         expectations = self.expect if isinstance(self.expect, tuple) else (self.expect,)
         if len(expectations) not in (1, self.runs):
             raise ValueError(f"row {self.name}: expected one Expect, or one per run")
+
+    def past_pivot(self) -> frozenset[str]:
+        """The steps after the pivot (retriable), if the row's saga has one."""
+        stages = [stage.steps if isinstance(stage, P) else (stage,) for stage in self.shape]
+        pivot = next((number for number, members in enumerate(stages) if members[0].kind == "pivot"), None)
+        if pivot is None:
+            return frozenset()
+        return frozenset(member.name for members in stages[pivot + 1:] for member in members)
 
     @property
     def crash_point(self) -> Point | str | None:
@@ -236,6 +253,27 @@ SEED = (S("a", seed="retry"), S("b", seed="timeout"), S("c", seed="fallback", co
 LAST_PARALLEL = (S("a"), P(S("p1"), S("p2")))
 
 LINEAR_DONE = ("a", "b", "c", "d", "sync_step")
+
+# Issue 22's kinds: a compensatable step, a read-only one, the pivot, then retriable steps (ship
+# says so, mail and close are made so by the pivot), one parallel stage of them; close is a
+# plain def (a thread on a Temporal worker) under the default FORWARD_RETRY, which never
+# retries here. Every retriable step that fails retries once, quickly: on Temporal each retry
+# waits for a server timer.
+PIVOTED = (S("a"), S("check", compensate=False, kind="readonly"), S("pay", compensate=False, kind="pivot"),
+           S("ship", compensate=False, kind="retriable", retry=1),
+           P(S("mail", compensate=False, retry=1), S("label", compensate=False, kind="retriable", retry=1)),
+           S("close", compensate=False, plain=True))
+PIVOTED_DONE = ("a", "check", "close", "label", "mail", "pay", "ship")
+PIVOT_PAID = ("a", "check", "pay")  # standing when a run is stuck at ship
+
+# Defects of forward recovery the table found (the crash cells they fail).
+_BRANCH_AGAIN = ("recover() carries a run forward from the first stage not complete, and runs every branch of "
+                 "that parallel stage again: label's completion was in the journal before the SIGKILL, yet the "
+                 "recovered run calls label again (attempt 2, its effect twice), where a completed action must "
+                 "run once")
+_FRESH_BUDGET = ("recover() numbers ship's attempts on from the record (the killed attempt 2 is made again) but "
+                 "gives ship's forward policy its whole budget again: the recovered run makes attempts 1, 2 and 3 "
+                 "of a step with max_retries=1, where the engine's run stops, stuck, after attempt 2")
 
 ROWS: tuple[Row, ...] = (
     # -- migrated from tests/temporal/test_temporal_conformance.py --------------------------------
@@ -364,6 +402,78 @@ ROWS: tuple[Row, ...] = (
     # Not in issue 21: SIGKILL in the compensation of b, after c's compensation succeeded.
     Row("crash-mid-rollback", ABCD, Expect("compensated", "d", "ValueError", ("c", "b", "a")),
         behave={"d": "raise"}, kill_at=Point("b", "compensate")),
+    # -- issue 22: step kinds and forward recovery --------------------------------------------------
+    # SIGKILL once ship acted, before its completion was recorded: recover() runs it again.
+    Row("pivot-completes", PIVOTED, Expect("completed", standing=PIVOTED_DONE),
+        kill_at=Point("ship", moment="after")),
+    # Up to the pivot, a failure rolls back: the compensatable step ...
+    Row("pivot-compensatable-fail", PIVOTED, Expect("compensated", "a", "InjectedFault"), faults={"a": "fail"}),
+    Row("pivot-compensatable-fail-after", PIVOTED, Expect("compensated", "a", "InjectedFault", standing=("a",)),
+        faults={"a": "fail_after"}),
+    # (no crash point: the injected fault is the run's call's, see fault-fail-compensation)
+    Row("pivot-compensatable-fail-compensation", PIVOTED,
+        Expect("compensation_failed", "pay", "CompensationError", standing=("a", "check")),
+        behave={"pay": "raise"}, faults={"a": "fail_compensation"}),
+    # ... the read-only step (nothing to undo: skipped) ...
+    Row("pivot-readonly-fail", PIVOTED, Expect("compensated", "check", "InjectedFault", ("a",)),
+        faults={"check": "fail"}, kill_at=Point("a", "compensate")),
+    Row("pivot-readonly-fail-after", PIVOTED, Expect("compensated", "check", "InjectedFault", ("a",), ("check",)),
+        faults={"check": "fail_after"}, kill_at=Point("a", "compensate")),
+    # ... and the pivot itself (its lost response leaves its effect: nothing undoes a pivot).
+    Row("pivot-fails", PIVOTED, Expect("compensated", "pay", "PaymentDeclined", ("a",), ("check",),
+                                       message_has="declined"),
+        behave={"pay": "declined"}, kill_at=Point("a", "compensate")),
+    Row("pivot-fail-after", PIVOTED, Expect("compensated", "pay", "InjectedFault", ("a",), ("check", "pay")),
+        faults={"pay": "fail_after"}, kill_at=Point("a", "compensate")),
+    # Cancelled (SIGKILLed) in the pivot, before and after it acted: rolled back.
+    Row("pivot-cancelled-in-pivot", PIVOTED,
+        Expect("cancelled", "pay", "CancelledError", ("a",), ("check",), raised="CancelledError"),
+        cancel_at=Point("pay"), regular=("pay",)),
+    Row("pivot-cancelled-after-pivot-acted", PIVOTED,
+        Expect("cancelled", "pay", "CancelledError", ("a",), ("check", "pay"), raised="CancelledError"),
+        cancel_at=Point("pay", moment="after"), regular=("pay",)),
+    # Past the pivot: a caller's cancellation lets the run complete, then propagates. SIGKILLed
+    # right after the pivot (before ship acted), recover() carries the run forward.
+    Row("pivot-cancelled-past-pivot", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
+        cancel_at=Point("ship")),
+    # The caller's timeout expires past the pivot: around saga.run, or around recover() after a
+    # SIGKILL there. On Temporal a caller's timeout is a cancellation (the row above).
+    Row("pivot-timeout-past-pivot", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="TimeoutError"),
+        timeout_at=(Point("ship"),), kill_at=Point("ship"), backends=("local", "crash")),
+    # A retriable step fails once, then succeeds forward; SIGKILLed during its retry.
+    Row("pivot-retriable-flaky", PIVOTED, Expect("completed", standing=PIVOTED_DONE), behave={"ship": "flaky:1"},
+        kill_at=Point("ship", attempt=2)),
+    # It fails for good: stuck, nothing compensated; SIGKILLed during its retry.
+    Row("pivot-retriable-stuck", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID,
+                                                 message_has="ValueError: ship refused"),
+        behave={"ship": "raise"}, kill_at=Point("ship", attempt=2),
+        xfail={"crash": _FRESH_BUDGET}),
+    # Injected faults belong to the run's call (no crash point): every attempt fails, stuck.
+    Row("pivot-retriable-fail", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID),
+        faults={"ship": "fail"}),
+    Row("pivot-retriable-fail-after", PIVOTED,
+        Expect("stuck", "ship", "SagaStuck", standing=(*PIVOT_PAID, "ship", "ship")), faults={"ship": "fail_after"}),
+    # A hard interruption past the pivot leaves the run stuck, then propagates (not retried).
+    Row("pivot-retriable-exit", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="SystemExit"),
+        behave={"ship": "exit"}),
+    Row("pivot-retriable-keyboard", PIVOTED,
+        Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="KeyboardInterrupt"),
+        behave={"ship": "keyboard"}),
+    # The parallel stage of retriable steps: a branch flakes, and is SIGKILLed in its retry once
+    # label's completion is recorded ...
+    Row("pivot-parallel-flaky", PIVOTED, Expect("completed", standing=PIVOTED_DONE), behave={"mail": "flaky:1"},
+        kill_at=Point("mail", attempt=2), kill_once_recorded=("label",), xfail={"crash": _BRANCH_AGAIN}),
+    # ... fails for good once label completed, or once label completed raises SystemExit ...
+    Row("pivot-parallel-stuck", PIVOTED, Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship")),
+        behave={"mail": "wait:label+raise"}),
+    Row("pivot-parallel-exit", PIVOTED,
+        Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship"), raised="SystemExit"),
+        behave={"mail": "wait:label+exit"}),
+    # ... and the caller cancels while mail is in flight (mail had acted, label completed): the
+    # run completes; SIGKILLed there, recover() calls mail again.
+    Row("pivot-parallel-cancelled", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
+        behave={"mail": "wait:label"}, cancel_at=Point("mail", moment="after"), kill_once_recorded=("label",),
+        xfail={"crash": _BRANCH_AGAIN}),
 )
 
 #: One saga per row, by row name.
