@@ -1,6 +1,9 @@
 """The crash backend's child process: run one row on a real journal, and die at its crash point.
 
-Usage: ``python -m conformance.child ROW JOURNAL CELL``. The child starts the row's runs (the
+Usage: ``python -m conformance.child ROW JOURNAL CELL``, or ``python -m conformance.child`` and
+then ``["ROW", "JOURNAL", "CELL"]`` as one JSON line on its standard input (so that a child can be
+started, and pay for its imports, before the cell that uses it; it exits quietly if its input
+closes first). The child starts the row's runs (the
 correlation ids ``CELL#0`` ...) on the SQLite journal ``JOURNAL`` and SIGKILLs itself, with
 ``os.kill(os.getpid(), SIGKILL)``, once every run has reached the row's crash point: a point
 in a step or compensation (see :mod:`conformance.world`), or an event kind, seen by an
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -89,7 +93,13 @@ async def _main(row: Row, journal_path: Path, base: str) -> None:
 
 
 def main() -> None:
-    name, journal, base = sys.argv[1:4]
+    if len(sys.argv) > 1:
+        name, journal, base = sys.argv[1:4]
+    else:
+        line = sys.stdin.readline()
+        if not line:
+            return  # a spare child no cell needed
+        name, journal, base = json.loads(line)
     row = next(row for row in ROWS if row.name == name)
     asyncio.run(_main(row, Path(journal), base))
     if row.crash_point is not None:

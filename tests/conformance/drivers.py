@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -24,7 +25,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +172,10 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
         assert task is not None
         raised: BaseException | None = None
         async with asyncio.timeout(None) as deadline:
-            if row.cancel_at is not None:
-                # Past the pivot the run is shielded: the call in flight goes on, nothing to wait for.
-                waits = row.cancel_at.step not in row.past_pivot()
-                world.arm(correlation_id, row.cancel_at, _cancel(task, loop, waits))
+            if row.cancel_at is not None and row.cancel_at.step in row.past_pivot():
+                world.arm(correlation_id, row.cancel_at, _cancel_past_pivot(task, loop, backend))
+            elif row.cancel_at is not None:
+                world.arm(correlation_id, row.cancel_at, _cancel(task, loop))
             for point in row.timeout_at:
                 world.arm(correlation_id, point, _expire(deadline, loop))
             try:
@@ -192,13 +193,32 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
         return list(await asyncio.gather(*(one(n) for n in range(row.runs))))
 
 
-def _cancel(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, waits: bool = True) -> Callable[[], bool]:
-    """A hook that cancels the caller's task, as ``task.cancel()`` would; the call then waits for
-    the cancellation to reach it (``waits``), or goes on."""
+def _cancel(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Callable[[], bool]:
+    """A hook that cancels the caller's task, as ``task.cancel()`` would; the call then waits for it."""
 
     def hook() -> bool:
         loop.call_soon_threadsafe(task.cancel)
-        return waits
+        return True
+
+    return hook
+
+
+def _cancel_past_pivot(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop,
+                       backend: Any) -> Callable[[], Awaitable[bool]]:
+    """A hook that cancels the caller's task past the pivot, where the call in flight is shielded
+    and goes on. On Temporal it goes on once the workflow's history holds the cancellation
+    request: the workflow then learns of it before the step ends, while it runs forward."""
+
+    async def hook() -> bool:
+        loop.call_soon_threadsafe(task.cancel)
+        if backend is not None:
+            from temporalio import activity
+
+            handle = backend.client.get_workflow_handle(activity.info().workflow_id)
+            async for event in handle.fetch_history_events(wait_new_event=True):
+                if event.HasField("workflow_execution_cancel_requested_event_attributes"):
+                    break
+        return False
 
     return hook
 
@@ -327,6 +347,32 @@ def child_environment() -> dict[str, str]:
     return environment
 
 
+_spare: subprocess.Popen[str] | None = None
+
+
+def _start_child() -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "conformance.child"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment())
+
+
+def _take_child() -> subprocess.Popen[str]:
+    """A crash child that has done its imports (started for the previous crash cell), and a
+    spare started for the next one: each crash cell then waits for no interpreter start."""
+    global _spare
+    child = _spare if _spare is not None and _spare.poll() is None else _start_child()
+    _spare = _start_child()
+    return child
+
+
+def stop_spare_child() -> None:
+    """End the spare crash child (at the end of the session)."""
+    global _spare
+    if _spare is not None:
+        _spare.kill()
+        _spare.communicate()
+        _spare = None
+
+
 async def run_crash(row: Row, base: str, directory: Path) -> list[Observation]:
     """Crash + recover: a child runs the row on a real journal and is SIGKILLed at the row's
     crash point; then ``sagakit.recover()`` finishes the runs, and each recovered run is observed.
@@ -335,12 +381,10 @@ async def run_crash(row: Row, base: str, directory: Path) -> list[Observation]:
     as the journal recorded it, and ``recover()`` must find nothing to do.
     """
     journal = directory / f"{row.name}.db"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "conformance.child", row.name, str(journal), base],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment(),
-    )
+    child = _take_child()
     try:
-        _, stderr = await asyncio.to_thread(child.communicate, timeout=GUARD)
+        _, stderr = await asyncio.to_thread(child.communicate, json.dumps([row.name, str(journal), base]) + "\n",
+                                            timeout=GUARD)
     finally:
         if child.poll() is None:
             child.kill()
@@ -452,6 +496,22 @@ def expected(backend: str, row: Row, references: list[Observation], observed: li
     * The journal keeps an error's type name and message, not its class: errors read back are
       ``RecordedError`` subclasses of the same name; the errors ``recover()`` makes itself
       (``RunInterrupted``, ``CompensationError``) are sagakit's own.
+
+    And past the pivot (forward recovery, see :func:`_carried_forward`), because there a crash
+    interrupts nothing that the engine would have stopped for:
+
+    * A crash in a step after the pivot (right after it, in a retry, in a branch of a parallel
+      stage) is carried forward by ``recover()``: the run must be the engine's, to the same
+      end (``completed`` or ``stuck``), with the same attempts and data, never rolled back.
+      The engine's run it is compared with went on uninterrupted, or through the caller's
+      cancellation or timeout at that point, which does not stop a run past its pivot.
+    * ``recover()`` raises only the caller's timeout (when the row sets one, it expires in the
+      recovery too): what the engine's call raised is not the recovering process's.
+    * The call the crash cut short left no record, so the recovered run makes it again, with
+      the same attempt number: the world shows one more call of that step, and if the call had
+      already acted (a crash ``after`` its effect, before its completion was recorded), one
+      more effect that stands. This is the at-least-once of recovery; every action whose
+      completion was recorded runs exactly once.
     """
     targets = [_expected_run(backend, row, reference, seen) for reference, seen in zip(references, observed,
                                                                                      strict=True)]

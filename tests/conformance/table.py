@@ -108,7 +108,9 @@ class Row:
         faults: ``run(..., faults=...)`` (built fresh for every run: a seeded fault's draws
             start over).
         cancel_at: the caller cancels the run (``task.cancel()``) when it reaches this point,
-            on every backend; the crash child is SIGKILLed there instead.
+            on every backend; the crash child is SIGKILLed there instead. Past the pivot the
+            call in flight is shielded and goes on (on Temporal, once the workflow's history
+            holds the cancellation request, so that the workflow learns of it mid-run).
         timeout_at: the caller's ``asyncio.timeout()`` around the call expires when the call
             reaches one of these points (around ``saga.run`` locally and on Temporal, around
             ``recover()`` on the crash backend).
@@ -126,7 +128,8 @@ class Row:
         seed_form: build the saga with ``CompensationPrimitive`` tuples, as the seed does.
         regular: steps that stay regular activities on the ``temporal-local`` backend.
         backends: where the row runs (every backend unless a comment says why not).
-        xfail: backend -> why that cell fails today (a defect, by number in issue 21).
+        xfail: backend -> why that cell fails today (a defect: by number in issue 21, or
+            described in full).
         cause_on_record: the crash backend: the journal holds what started the rollback (every
             completion of a parallel stage whose outputs cannot merge), so ``recover()`` fails the
             run exactly as the engine did, with the engine's own error.
@@ -263,6 +266,9 @@ PIVOTED = (S("a"), S("check", compensate=False, kind="readonly"), S("pay", compe
            S("ship", compensate=False, kind="retriable", retry=1),
            P(S("mail", compensate=False, retry=1), S("label", compensate=False, kind="retriable", retry=1)),
            S("close", compensate=False, plain=True))
+#: The same, where ship may retry twice.
+PIVOTED_PATIENT = tuple(S("ship", compensate=False, kind="retriable", retry=2) if stage == PIVOTED[3] else stage
+                        for stage in PIVOTED)
 PIVOTED_DONE = ("a", "check", "close", "label", "mail", "pay", "ship")
 PIVOT_PAID = ("a", "check", "pay")  # standing when a run is stuck at ship
 
@@ -271,6 +277,10 @@ _BRANCH_AGAIN = ("recover() carries a run forward from the first stage not compl
                  "that parallel stage again: label's completion was in the journal before the SIGKILL, yet the "
                  "recovered run calls label again (attempt 2, its effect twice), where a completed action must "
                  "run once")
+_CANCEL_LOST = ("a stuck run whose pending step raised CancelledError itself keeps it as run.original_error on the "
+                "local engine, but a run rebuilt from its events (Run.from_events: Temporal, and the journal's "
+                "record) has original_error None: the step_cancelled event carries no error, and from_events takes "
+                "a stuck run's original error from the last failed or cancelled forward event")
 _FRESH_BUDGET = ("recover() numbers ship's attempts on from the record (the killed attempt 2 is made again) but "
                  "gives ship's forward policy its whole budget again: the recovered run makes attempts 1, 2 and 3 "
                  "of a step with max_retries=1, where the engine's run stops, stuck, after attempt 2")
@@ -330,7 +340,8 @@ ROWS: tuple[Row, ...] = (
     Row("fault-seeded-probability", RETRYING, Expect("completed", standing=("a", "b", "c")),
         faults={"b": sk.Fault("fail", probability=0.5, seed=7)}),  # fires on attempts 1 and 2, not 3
     # In the rows a caller cancels, the step in flight stays a regular activity on
-    # temporal-local (``regular``): with every step local, they would all meet defect 1.
+    # temporal-local (``regular``): with every step local, they would all meet defect 1 (and
+    # past the pivot, the cancellation would reach the workflow only once every step ran).
     Row("cancel-mid-step", LINEAR, Expect("cancelled", "c", "CancelledError", ("b", "a"), ("sync_step",),
                                           raised="CancelledError"),
         cancel_at=Point("c"), regular=("c",)),
@@ -435,14 +446,14 @@ ROWS: tuple[Row, ...] = (
     # Past the pivot: a caller's cancellation lets the run complete, then propagates. SIGKILLed
     # right after the pivot (before ship acted), recover() carries the run forward.
     Row("pivot-cancelled-past-pivot", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
-        cancel_at=Point("ship")),
+        cancel_at=Point("ship"), regular=("ship",)),
     # The caller's timeout expires past the pivot: around saga.run, or around recover() after a
     # SIGKILL there. On Temporal a caller's timeout is a cancellation (the row above).
     Row("pivot-timeout-past-pivot", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="TimeoutError"),
         timeout_at=(Point("ship"),), kill_at=Point("ship"), backends=("local", "crash")),
-    # A retriable step fails once, then succeeds forward; SIGKILLed during its retry.
-    Row("pivot-retriable-flaky", PIVOTED, Expect("completed", standing=PIVOTED_DONE), behave={"ship": "flaky:1"},
-        kill_at=Point("ship", attempt=2)),
+    # A retriable step fails twice, then succeeds forward; SIGKILLed during its first retry.
+    Row("pivot-retriable-flaky", PIVOTED_PATIENT, Expect("completed", standing=PIVOTED_DONE),
+        behave={"ship": "flaky:2"}, kill_at=Point("ship", attempt=2)),
     # It fails for good: stuck, nothing compensated; SIGKILLed during its retry.
     Row("pivot-retriable-stuck", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID,
                                                  message_has="ValueError: ship refused"),
@@ -459,13 +470,20 @@ ROWS: tuple[Row, ...] = (
     Row("pivot-retriable-keyboard", PIVOTED,
         Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="KeyboardInterrupt"),
         behave={"ship": "keyboard"}),
+    Row("pivot-retriable-cancels-itself", PIVOTED,
+        Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="CancelledError"),
+        behave={"ship": "cancel"}, xfail={"crash": _CANCEL_LOST, "temporal": _CANCEL_LOST, "temporal-local": _CANCEL_LOST}),
     # The parallel stage of retriable steps: a branch flakes, and is SIGKILLed in its retry once
     # label's completion is recorded ...
     Row("pivot-parallel-flaky", PIVOTED, Expect("completed", standing=PIVOTED_DONE), behave={"mail": "flaky:1"},
         kill_at=Point("mail", attempt=2), kill_once_recorded=("label",), xfail={"crash": _BRANCH_AGAIN}),
-    # ... fails for good once label completed, or once label completed raises SystemExit ...
+    # ... fails for good once label completed; label acts but its response is lost, for good; mail
+    # raises SystemExit once label completed ...
     Row("pivot-parallel-stuck", PIVOTED, Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship")),
         behave={"mail": "wait:label+raise"}),
+    Row("pivot-parallel-fail-after", PIVOTED,
+        Expect("stuck", "label", "SagaStuck", standing=("a", "check", "label", "label", "mail", "pay", "ship")),
+        faults={"label": "fail_after"}),
     Row("pivot-parallel-exit", PIVOTED,
         Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship"), raised="SystemExit"),
         behave={"mail": "wait:label+exit"}),
@@ -473,6 +491,7 @@ ROWS: tuple[Row, ...] = (
     # run completes; SIGKILLed there, recover() calls mail again.
     Row("pivot-parallel-cancelled", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
         behave={"mail": "wait:label"}, cancel_at=Point("mail", moment="after"), kill_once_recorded=("label",),
+        regular=("mail",),
         xfail={"crash": _BRANCH_AGAIN}),
 )
 
