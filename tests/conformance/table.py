@@ -260,8 +260,8 @@ LINEAR_DONE = ("a", "b", "c", "d", "sync_step")
 # Issue 22's kinds: a compensatable step, a read-only one, the pivot, then retriable steps (ship
 # says so, mail and close are made so by the pivot), one parallel stage of them; close is a
 # plain def (a thread on a Temporal worker) under the default FORWARD_RETRY, which never
-# retries here. Every retriable step that fails retries once, quickly: on Temporal each retry
-# waits for a server timer.
+# retries here. Every retriable step that fails retries once (ship twice in PIVOTED_PATIENT),
+# quickly: on Temporal each retry waits for a server timer.
 PIVOTED = (S("a"), S("check", compensate=False, kind="readonly"), S("pay", compensate=False, kind="pivot"),
            S("ship", compensate=False, kind="retriable", retry=1),
            P(S("mail", compensate=False, retry=1), S("label", compensate=False, kind="retriable", retry=1)),
@@ -472,14 +472,16 @@ ROWS: tuple[Row, ...] = (
         behave={"ship": "keyboard"}),
     Row("pivot-retriable-cancels-itself", PIVOTED,
         Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="CancelledError"),
-        behave={"ship": "cancel"}, xfail={"crash": _CANCEL_LOST, "temporal": _CANCEL_LOST, "temporal-local": _CANCEL_LOST}),
+        behave={"ship": "cancel"},
+        xfail={"crash": _CANCEL_LOST, "temporal": _CANCEL_LOST, "temporal-local": _CANCEL_LOST}),
     # The parallel stage of retriable steps: a branch flakes, and is SIGKILLed in its retry once
     # label's completion is recorded ...
     Row("pivot-parallel-flaky", PIVOTED, Expect("completed", standing=PIVOTED_DONE), behave={"mail": "flaky:1"},
         kill_at=Point("mail", attempt=2), kill_once_recorded=("label",), xfail={"crash": _BRANCH_AGAIN}),
     # ... fails for good once label completed; label acts but its response is lost, for good; mail
     # raises SystemExit once label completed ...
-    Row("pivot-parallel-stuck", PIVOTED, Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship")),
+    Row("pivot-parallel-stuck", PIVOTED,
+        Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship")),
         behave={"mail": "wait:label+raise"}),
     Row("pivot-parallel-fail-after", PIVOTED,
         Expect("stuck", "label", "SagaStuck", standing=("a", "check", "label", "label", "mail", "pay", "ship")),
@@ -491,8 +493,7 @@ ROWS: tuple[Row, ...] = (
     # run completes; SIGKILLed there, recover() calls mail again.
     Row("pivot-parallel-cancelled", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
         behave={"mail": "wait:label"}, cancel_at=Point("mail", moment="after"), kill_once_recorded=("label",),
-        regular=("mail",),
-        xfail={"crash": _BRANCH_AGAIN}),
+        regular=("mail",), xfail={"crash": _BRANCH_AGAIN}),
 )
 
 #: One saga per row, by row name.

@@ -10,11 +10,12 @@ the Temporal worker's activities all land in the same place, in the order they h
 
 What a step does beyond taking effect is its *behaviour*, given per saga (see
 :func:`action`): ``raise``, ``declined``, ``keyerror``, ``flaky:N``, ``sleep:S``, ``hang``,
-``list``, ``raise_after``, ``after:<step>`` (wait until ``<step>`` of the run took effect, then
-raise), ``wait:<step>`` (wait until it took effect, then go on), and the interruptions ``exit`` (``SystemExit``),
-``keyboard`` (``KeyboardInterrupt``) and ``cancel`` (the function raises ``CancelledError``
-itself); ``x+y`` does ``x``, then ``y``. ``<behaviour>@N`` applies only to run ``N`` of a
-row that starts several runs, and ``x@0|y`` means ``x`` in run 0, ``y`` in the others.
+``list``, ``raise_after``, ``after:<step>`` (wait until ``<step>`` of the run took effect, in
+this process or, before a crash, in another; then raise), ``wait:<step>`` (the same wait, then
+go on), and the interruptions ``exit`` (``SystemExit``), ``keyboard`` (``KeyboardInterrupt``)
+and ``cancel`` (the function raises ``CancelledError`` itself); ``x+y`` does ``x``, then ``y``.
+``<behaviour>@N`` applies only to run ``N`` of a row that starts several runs, and ``x@0|y``
+means ``x`` in run 0, ``y`` in the others.
 
 *Points* (:class:`Point`) are where a run is interrupted from outside: a test arms a point
 for a correlation id with a hook (cancel the caller's task, or SIGKILL the crash child), and
@@ -55,7 +56,7 @@ class PaymentDeclined(Exception):
 @dataclass(frozen=True, slots=True)
 class Point:
     """A place in a run: ``step``'s ``phase``, ``before`` or ``after`` its effect took place, in
-    its attempt number ``attempt`` (``None``: its first call to get there, whatever the attempt)."""
+    its attempt number ``attempt`` (``None``: in any attempt)."""
 
     step: str
     phase: Phase = "forward"
