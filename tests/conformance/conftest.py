@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from conformance import world
-from conformance.drivers import QUEUE, WRONG_KEY
+from conformance.drivers import QUEUE, WRONG_KEY, stop_spare_child
 from conformance.table import SAGAS
 
 
@@ -26,7 +26,10 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path.touch()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(world.LEDGER, str(path))
-        yield path
+        try:
+            yield path
+        finally:
+            stop_spare_child()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -24,7 +25,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,9 @@ async def _drive(row: Row, base: str, backend: Any = None) -> list[Observation]:
         assert task is not None
         raised: BaseException | None = None
         async with asyncio.timeout(None) as deadline:
-            if row.cancel_at is not None:
+            if row.cancel_at is not None and row.cancel_at.step in row.past_pivot():
+                world.arm(correlation_id, row.cancel_at, _cancel_past_pivot(task, loop, backend))
+            elif row.cancel_at is not None:
                 world.arm(correlation_id, row.cancel_at, _cancel(task, loop))
             for point in row.timeout_at:
                 world.arm(correlation_id, point, _expire(deadline, loop))
@@ -196,6 +199,26 @@ def _cancel(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Callabl
     def hook() -> bool:
         loop.call_soon_threadsafe(task.cancel)
         return True
+
+    return hook
+
+
+def _cancel_past_pivot(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop,
+                       backend: Any) -> Callable[[], Awaitable[bool]]:
+    """A hook that cancels the caller's task past the pivot, where the call in flight is shielded
+    and goes on. On Temporal it goes on once the workflow's history holds the cancellation
+    request: the workflow then learns of it before the step ends, while it runs forward."""
+
+    async def hook() -> bool:
+        loop.call_soon_threadsafe(task.cancel)
+        if backend is not None:
+            from temporalio import activity
+
+            handle = backend.client.get_workflow_handle(activity.info().workflow_id)
+            async for event in handle.fetch_history_events(wait_new_event=True):
+                if event.HasField("workflow_execution_cancel_requested_event_attributes"):
+                    break
+        return False
 
     return hook
 
@@ -324,6 +347,32 @@ def child_environment() -> dict[str, str]:
     return environment
 
 
+_spare: subprocess.Popen[str] | None = None
+
+
+def _start_child() -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "conformance.child"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment())
+
+
+def _take_child() -> subprocess.Popen[str]:
+    """A crash child that has done its imports (started for the previous crash cell), and a
+    spare started for the next one: each crash cell then waits for no interpreter start."""
+    global _spare
+    child = _spare if _spare is not None and _spare.poll() is None else _start_child()
+    _spare = _start_child()
+    return child
+
+
+def stop_spare_child() -> None:
+    """End the spare crash child (at the end of the session)."""
+    global _spare
+    if _spare is not None:
+        _spare.kill()
+        _spare.communicate()
+        _spare = None
+
+
 async def run_crash(row: Row, base: str, directory: Path) -> list[Observation]:
     """Crash + recover: a child runs the row on a real journal and is SIGKILLed at the row's
     crash point; then ``sagakit.recover()`` finishes the runs, and each recovered run is observed.
@@ -332,12 +381,10 @@ async def run_crash(row: Row, base: str, directory: Path) -> list[Observation]:
     as the journal recorded it, and ``recover()`` must find nothing to do.
     """
     journal = directory / f"{row.name}.db"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "conformance.child", row.name, str(journal), base],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment(),
-    )
+    child = _take_child()
     try:
-        _, stderr = await asyncio.to_thread(child.communicate, timeout=GUARD)
+        _, stderr = await asyncio.to_thread(child.communicate, json.dumps([row.name, str(journal), base]) + "\n",
+                                            timeout=GUARD)
     finally:
         if child.poll() is None:
             child.kill()
@@ -449,6 +496,22 @@ def expected(backend: str, row: Row, references: list[Observation], observed: li
     * The journal keeps an error's type name and message, not its class: errors read back are
       ``RecordedError`` subclasses of the same name; the errors ``recover()`` makes itself
       (``RunInterrupted``, ``CompensationError``) are sagakit's own.
+
+    And past the pivot (forward recovery, see :func:`_carried_forward`), because there a crash
+    interrupts nothing that the engine would have stopped for:
+
+    * A crash in a step after the pivot (right after it, in a retry, in a branch of a parallel
+      stage) is carried forward by ``recover()``: the run must be the engine's, to the same
+      end (``completed`` or ``stuck``), with the same attempts and data, never rolled back.
+      The engine's run it is compared with went on uninterrupted, or through the caller's
+      cancellation or timeout at that point, which does not stop a run past its pivot.
+    * ``recover()`` raises only the caller's timeout (when the row sets one, it expires in the
+      recovery too): what the engine's call raised is not the recovering process's.
+    * The call the crash cut short left no record, so the recovered run makes it again, with
+      the same attempt number: the world shows one more call of that step, and if the call had
+      already acted (a crash ``after`` its effect, before its completion was recorded), one
+      more effect that stands. This is the at-least-once of recovery; every action whose
+      completion was recorded runs exactly once.
     """
     targets = [_expected_run(backend, row, reference, seen) for reference, seen in zip(references, observed,
                                                                                      strict=True)]
@@ -471,6 +534,8 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
         target["raised"] = None
         target["classes"] = tuple(READ_BACK if module is not None else None for module in reference["classes"])
         return target
+    if isinstance(point, Point) and point.step in row.past_pivot():
+        return _carried_forward(row, point, target)
     mid_rollback = isinstance(point, Point) and point.phase == "compensate"
     # What recover() itself raises: the caller's timeout, or an interrupted compensation it ran.
     rerun = _compensations_after(reference, point) if mid_rollback else [
@@ -502,6 +567,27 @@ def _expected_run(backend: str, row: Row, reference: Observation, observed: Obse
                        if not (line[2] == "forward" and line[0] in in_flight and not (
                            line[4] == "succeeded" and line[0] in row.kill_once_recorded))]
     target["world"] = [e for e in reference["world"] if not (e[0] in in_flight and e[3] == "cancelled")]
+    return target
+
+
+def _carried_forward(row: Row, point: Point, target: Observation) -> Observation:
+    """The crash backend's run after a crash past the pivot: the engine's run, carried forward.
+
+    ``recover()`` raises only the caller's timeout; the errors it records are made by the
+    recovering engine, so they are the engine's own. The call the crash cut short left no
+    record, and the recovered run calls that step again with the same attempt number: the
+    world shows one more call, and if the call had acted (``after``), one more effect.
+    """
+    target["raised"] = "TimeoutError" if row.timeout_at else None
+    world_lines = target["world"]
+    calls = [number for number, (step, phase, attempt, event, _) in enumerate(world_lines)
+             if (step, phase, event) == (point.step, "forward", "call") and point.attempt in (None, attempt)]
+    assert calls, f"the reference run never reached {point}"
+    cut_short = world_lines[calls[0]]
+    lines = [cut_short] + ([(point.step, "forward", cut_short[2], "did", None)] if point.moment == "after" else [])
+    target["world"] = [*world_lines[:calls[0]], *lines, *world_lines[calls[0]:]]
+    target = _scheduler_order(target, row)
+    target["standing"] = _standing(target["world"])
     return target
 
 

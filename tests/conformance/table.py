@@ -108,14 +108,19 @@ class Row:
         faults: ``run(..., faults=...)`` (built fresh for every run: a seeded fault's draws
             start over).
         cancel_at: the caller cancels the run (``task.cancel()``) when it reaches this point,
-            on every backend; the crash child is SIGKILLed there instead.
+            on every backend; the crash child is SIGKILLed there instead. Past the pivot the
+            call in flight is shielded and goes on (on Temporal, once the workflow's history
+            holds the cancellation request, so that the workflow learns of it mid-run).
         timeout_at: the caller's ``asyncio.timeout()`` around the call expires when the call
             reaches one of these points (around ``saga.run`` locally and on Temporal, around
             ``recover()`` on the crash backend).
         kill_at: the crash backend only: SIGKILL the child at this point, or on this event kind
             (through an observer), while the other backends run through. A point in a step's
-            forward phase must be where the other backends are interrupted (``cancel_at`` or
-            ``timeout_at``): a crash there stands for that interruption.
+            forward phase up to the pivot must be where the other backends are interrupted
+            (``cancel_at`` or ``timeout_at``): a crash there stands for that interruption. Past
+            the pivot it need not be: ``recover()`` carries the run forward to the run the others
+            made (the other branches of a parallel stage must be in ``kill_once_recorded``, so
+            that the call the crash cut short is the only one).
         kill_once_recorded: before that SIGKILL, wait until the journal holds these steps'
             completions (the writer commits on its own thread: this pins the interleaving).
         runs: how many runs start at once (correlation ids ``<cell>#0`` ... ``#n-1``).
@@ -123,7 +128,8 @@ class Row:
         seed_form: build the saga with ``CompensationPrimitive`` tuples, as the seed does.
         regular: steps that stay regular activities on the ``temporal-local`` backend.
         backends: where the row runs (every backend unless a comment says why not).
-        xfail: backend -> why that cell fails today (a defect, by number in issue 21).
+        xfail: backend -> why that cell fails today (a defect: by number in issue 21, or
+            described in full).
         cause_on_record: the crash backend: the journal holds what started the rollback (every
             completion of a parallel stage whose outputs cannot merge), so ``recover()`` fails the
             run exactly as the engine did, with the engine's own error.
@@ -154,14 +160,28 @@ class Row:
     temporal_queue: Literal["nobody", "wrong-key"] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.kill_at, Point) and self.kill_at.phase == "forward":
+        point = self.crash_point
+        if isinstance(point, Point) and point.phase == "forward" and point.step not in self.past_pivot():
             interrupted = {self.cancel_at, *self.timeout_at}
-            if Point(self.kill_at.step) not in {Point(p.step) for p in interrupted if p is not None}:
-                raise ValueError(f"row {self.name}: a crash in a step's forward phase must be where the other "
-                                 "backends are interrupted (cancel_at or timeout_at)")
+            if Point(point.step) not in {Point(p.step) for p in interrupted if p is not None}:
+                raise ValueError(f"row {self.name}: a crash in a step's forward phase, up to the pivot, must be where "
+                                 "the other backends are interrupted (cancel_at or timeout_at)")
+        if isinstance(point, Point) and point.step in self.past_pivot():
+            siblings = {name for name, stage in self.stage_of().items() if stage == self.stage_of()[point.step]}
+            if point.phase != "forward" or siblings - {point.step} - set(self.kill_once_recorded):
+                raise ValueError(f"row {self.name}: a crash past the pivot is in a step's forward phase, and the "
+                                 "other branches of its stage have their completion recorded (kill_once_recorded)")
         expectations = self.expect if isinstance(self.expect, tuple) else (self.expect,)
         if len(expectations) not in (1, self.runs):
             raise ValueError(f"row {self.name}: expected one Expect, or one per run")
+
+    def past_pivot(self) -> frozenset[str]:
+        """The steps after the pivot (retriable), if the row's saga has one."""
+        stages = [stage.steps if isinstance(stage, P) else (stage,) for stage in self.shape]
+        pivot = next((number for number, members in enumerate(stages) if members[0].kind == "pivot"), None)
+        if pivot is None:
+            return frozenset()
+        return frozenset(member.name for members in stages[pivot + 1:] for member in members)
 
     @property
     def crash_point(self) -> Point | str | None:
@@ -237,6 +257,34 @@ LAST_PARALLEL = (S("a"), P(S("p1"), S("p2")))
 
 LINEAR_DONE = ("a", "b", "c", "d", "sync_step")
 
+# Issue 22's kinds: a compensatable step, a read-only one, the pivot, then retriable steps (ship
+# says so, mail and close are made so by the pivot), one parallel stage of them; close is a
+# plain def (a thread on a Temporal worker) under the default FORWARD_RETRY, which never
+# retries here. Every retriable step that fails retries once (ship twice in PIVOTED_PATIENT),
+# quickly: on Temporal each retry waits for a server timer.
+PIVOTED = (S("a"), S("check", compensate=False, kind="readonly"), S("pay", compensate=False, kind="pivot"),
+           S("ship", compensate=False, kind="retriable", retry=1),
+           P(S("mail", compensate=False, retry=1), S("label", compensate=False, kind="retriable", retry=1)),
+           S("close", compensate=False, plain=True))
+#: The same, where ship may retry twice.
+PIVOTED_PATIENT = tuple(S("ship", compensate=False, kind="retriable", retry=2) if stage == PIVOTED[3] else stage
+                        for stage in PIVOTED)
+PIVOTED_DONE = ("a", "check", "close", "label", "mail", "pay", "ship")
+PIVOT_PAID = ("a", "check", "pay")  # standing when a run is stuck at ship
+
+# Defects of forward recovery the table found (the crash cells they fail).
+_BRANCH_AGAIN = ("recover() carries a run forward from the first stage not complete, and runs every branch of "
+                 "that parallel stage again: label's completion was in the journal before the SIGKILL, yet the "
+                 "recovered run calls label again (attempt 2, its effect twice), where a completed action must "
+                 "run once")
+_CANCEL_LOST = ("a stuck run whose pending step raised CancelledError itself keeps it as run.original_error on the "
+                "local engine, but a run rebuilt from its events (Run.from_events: Temporal, and the journal's "
+                "record) has original_error None: the step_cancelled event carries no error, and from_events takes "
+                "a stuck run's original error from the last failed or cancelled forward event")
+_FRESH_BUDGET = ("recover() numbers ship's attempts on from the record (the killed attempt 2 is made again) but "
+                 "gives ship's forward policy its whole budget again: the recovered run makes attempts 1, 2 and 3 "
+                 "of a step with max_retries=1, where the engine's run stops, stuck, after attempt 2")
+
 ROWS: tuple[Row, ...] = (
     # -- migrated from tests/temporal/test_temporal_conformance.py --------------------------------
     Row("completes", LINEAR, Expect("completed", standing=LINEAR_DONE)),
@@ -292,7 +340,8 @@ ROWS: tuple[Row, ...] = (
     Row("fault-seeded-probability", RETRYING, Expect("completed", standing=("a", "b", "c")),
         faults={"b": sk.Fault("fail", probability=0.5, seed=7)}),  # fires on attempts 1 and 2, not 3
     # In the rows a caller cancels, the step in flight stays a regular activity on
-    # temporal-local (``regular``): with every step local, they would all meet defect 1.
+    # temporal-local (``regular``): with every step local, they would all meet defect 1 (and
+    # past the pivot, the cancellation would reach the workflow only once every step ran).
     Row("cancel-mid-step", LINEAR, Expect("cancelled", "c", "CancelledError", ("b", "a"), ("sync_step",),
                                           raised="CancelledError"),
         cancel_at=Point("c"), regular=("c",)),
@@ -364,6 +413,87 @@ ROWS: tuple[Row, ...] = (
     # Not in issue 21: SIGKILL in the compensation of b, after c's compensation succeeded.
     Row("crash-mid-rollback", ABCD, Expect("compensated", "d", "ValueError", ("c", "b", "a")),
         behave={"d": "raise"}, kill_at=Point("b", "compensate")),
+    # -- issue 22: step kinds and forward recovery --------------------------------------------------
+    # SIGKILL once ship acted, before its completion was recorded: recover() runs it again.
+    Row("pivot-completes", PIVOTED, Expect("completed", standing=PIVOTED_DONE),
+        kill_at=Point("ship", moment="after")),
+    # Up to the pivot, a failure rolls back: the compensatable step ...
+    Row("pivot-compensatable-fail", PIVOTED, Expect("compensated", "a", "InjectedFault"), faults={"a": "fail"}),
+    Row("pivot-compensatable-fail-after", PIVOTED, Expect("compensated", "a", "InjectedFault", standing=("a",)),
+        faults={"a": "fail_after"}),
+    # (no crash point: the injected fault is the run's call's, see fault-fail-compensation)
+    Row("pivot-compensatable-fail-compensation", PIVOTED,
+        Expect("compensation_failed", "pay", "CompensationError", standing=("a", "check")),
+        behave={"pay": "raise"}, faults={"a": "fail_compensation"}),
+    # ... the read-only step (nothing to undo: skipped) ...
+    Row("pivot-readonly-fail", PIVOTED, Expect("compensated", "check", "InjectedFault", ("a",)),
+        faults={"check": "fail"}, kill_at=Point("a", "compensate")),
+    Row("pivot-readonly-fail-after", PIVOTED, Expect("compensated", "check", "InjectedFault", ("a",), ("check",)),
+        faults={"check": "fail_after"}, kill_at=Point("a", "compensate")),
+    # ... and the pivot itself (its lost response leaves its effect: nothing undoes a pivot).
+    Row("pivot-fails", PIVOTED, Expect("compensated", "pay", "PaymentDeclined", ("a",), ("check",),
+                                       message_has="declined"),
+        behave={"pay": "declined"}, kill_at=Point("a", "compensate")),
+    Row("pivot-fail-after", PIVOTED, Expect("compensated", "pay", "InjectedFault", ("a",), ("check", "pay")),
+        faults={"pay": "fail_after"}, kill_at=Point("a", "compensate")),
+    # Cancelled (SIGKILLed) in the pivot, before and after it acted: rolled back.
+    Row("pivot-cancelled-in-pivot", PIVOTED,
+        Expect("cancelled", "pay", "CancelledError", ("a",), ("check",), raised="CancelledError"),
+        cancel_at=Point("pay"), regular=("pay",)),
+    Row("pivot-cancelled-after-pivot-acted", PIVOTED,
+        Expect("cancelled", "pay", "CancelledError", ("a",), ("check", "pay"), raised="CancelledError"),
+        cancel_at=Point("pay", moment="after"), regular=("pay",)),
+    # Past the pivot: a caller's cancellation lets the run complete, then propagates. SIGKILLed
+    # right after the pivot (before ship acted), recover() carries the run forward.
+    Row("pivot-cancelled-past-pivot", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
+        cancel_at=Point("ship"), regular=("ship",)),
+    # The caller's timeout expires past the pivot: around saga.run, or around recover() after a
+    # SIGKILL there. On Temporal a caller's timeout is a cancellation (the row above).
+    Row("pivot-timeout-past-pivot", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="TimeoutError"),
+        timeout_at=(Point("ship"),), kill_at=Point("ship"), backends=("local", "crash")),
+    # A retriable step fails twice, then succeeds forward; SIGKILLed during its first retry.
+    Row("pivot-retriable-flaky", PIVOTED_PATIENT, Expect("completed", standing=PIVOTED_DONE),
+        behave={"ship": "flaky:2"}, kill_at=Point("ship", attempt=2)),
+    # It fails for good: stuck, nothing compensated; SIGKILLed during its retry.
+    Row("pivot-retriable-stuck", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID,
+                                                 message_has="ValueError: ship refused"),
+        behave={"ship": "raise"}, kill_at=Point("ship", attempt=2),
+        xfail={"crash": _FRESH_BUDGET}),
+    # Injected faults belong to the run's call (no crash point): every attempt fails, stuck.
+    Row("pivot-retriable-fail", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID),
+        faults={"ship": "fail"}),
+    Row("pivot-retriable-fail-after", PIVOTED,
+        Expect("stuck", "ship", "SagaStuck", standing=(*PIVOT_PAID, "ship", "ship")), faults={"ship": "fail_after"}),
+    # A hard interruption past the pivot leaves the run stuck, then propagates (not retried).
+    Row("pivot-retriable-exit", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="SystemExit"),
+        behave={"ship": "exit"}),
+    Row("pivot-retriable-keyboard", PIVOTED,
+        Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="KeyboardInterrupt"),
+        behave={"ship": "keyboard"}),
+    Row("pivot-retriable-cancels-itself", PIVOTED,
+        Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="CancelledError"),
+        behave={"ship": "cancel"},
+        xfail={"crash": _CANCEL_LOST, "temporal": _CANCEL_LOST, "temporal-local": _CANCEL_LOST}),
+    # The parallel stage of retriable steps: a branch flakes, and is SIGKILLed in its retry once
+    # label's completion is recorded ...
+    Row("pivot-parallel-flaky", PIVOTED, Expect("completed", standing=PIVOTED_DONE), behave={"mail": "flaky:1"},
+        kill_at=Point("mail", attempt=2), kill_once_recorded=("label",), xfail={"crash": _BRANCH_AGAIN}),
+    # ... fails for good once label completed; label acts but its response is lost, for good; mail
+    # raises SystemExit once label completed ...
+    Row("pivot-parallel-stuck", PIVOTED,
+        Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship")),
+        behave={"mail": "wait:label+raise"}),
+    Row("pivot-parallel-fail-after", PIVOTED,
+        Expect("stuck", "label", "SagaStuck", standing=("a", "check", "label", "label", "mail", "pay", "ship")),
+        faults={"label": "fail_after"}),
+    Row("pivot-parallel-exit", PIVOTED,
+        Expect("stuck", "mail", "SagaStuck", standing=("a", "check", "label", "pay", "ship"), raised="SystemExit"),
+        behave={"mail": "wait:label+exit"}),
+    # ... and the caller cancels while mail is in flight (mail had acted, label completed): the
+    # run completes; SIGKILLed there, recover() calls mail again.
+    Row("pivot-parallel-cancelled", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
+        behave={"mail": "wait:label"}, cancel_at=Point("mail", moment="after"), kill_once_recorded=("label",),
+        regular=("mail",), xfail={"crash": _BRANCH_AGAIN}),
 )
 
 #: One saga per row, by row name.

@@ -3,12 +3,13 @@
 **A row** (:class:`conformance.table.Row`) is a scenario written as data: a saga shape built
 from a few named steps (plain ones, ``retry=``, ``timeout=``, ``compensate_on_failure``,
 parallel stages, steps without a compensation, ``RetryPrimitive`` compensations, the seed's
-tuple form, ``continue_on_compensation_failure``; a step kind for issue 22's pivots), what each
-step and compensation does (fail, fail after acting, raise ``SystemExit``/``KeyboardInterrupt``/
-``CancelledError``, return a list, hang...), the input, the injected faults, where a caller
-cancels the run or its timeout expires, where the crash child is SIGKILLed, and what the local
-engine's run must be. The steps act on a *world*: a ledger file every process appends to
-(:mod:`conformance.world`).
+tuple form, ``continue_on_compensation_failure``, and issue 22's step kinds: read-only, the
+pivot, retriable steps and a parallel stage of them after it), what each step and
+compensation does (fail, fail after acting, flake, raise ``SystemExit``/``KeyboardInterrupt``/
+``CancelledError``, return a list, hang, wait for a sibling...), the input, the injected
+faults, where a caller cancels the run or its timeout expires, where (and in which attempt)
+the crash child is SIGKILLed, and what the local engine's run must be. The steps act on a
+*world*: a ledger file every process appends to (:mod:`conformance.world`).
 
 **The backends** (:mod:`conformance.drivers`), one cell each, with ids ``row-name[backend]``:
 
@@ -16,7 +17,8 @@ engine's run must be. The steps act on a *world*: a ledger file every process ap
 * ``crash``: a child process runs the row on a real SQLite journal and SIGKILLs itself at the
   row's crash point; the test process then calls ``sagakit.recover()`` and observes the
   recovered run (a row without a crash point: the run as the journal recorded it, and
-  ``recover()`` must find nothing to do);
+  ``recover()`` must find nothing to do). The child for the next crash cell is started, and
+  does its imports, while the current one runs;
 * ``temporal`` and ``temporal-local``: the Temporal backend on the session's dev server, the
   steps as regular activities, and as local activities.
 
@@ -25,10 +27,10 @@ name, message, and where the class comes from: user classes survive Temporal), w
 raised, the result, every step attempt and compensation in order with its attempt number,
 status, error and ``injected`` flag, the completed and compensated steps, the run's counters,
 the columns and dtypes of its frames, and the world: every call with the data it received,
-every effect and undo, in order, and the effects left standing. The ``local`` cell checks the
-engine's run against the row's ``expect``; every other cell runs the row locally too and must
-equal that run. Branches of one parallel stage run at once, so their lines are compared sorted
-within the stage.
+every effect and undo, in order, and the effects left standing (so an action that ran twice
+shows). The ``local`` cell checks the engine's run against the row's ``expect``; every other
+cell must equal the engine's run of the row (made once per session). Branches of one parallel
+stage run at once, so their lines are compared sorted within the stage.
 
 **Explicit differences** (:func:`conformance.drivers.expected`). On Temporal: an interruption
 raised by a step function on a worker (``KeyboardInterrupt``, ``SystemExit``, a cancellation it
@@ -39,19 +41,30 @@ only what happens during the recovery; a crash before the rollback is on record 
 leaves the attempt in flight without a record (its outcome is unknown), unless the record shows
 what started the rollback (``cause_on_record``); a compensation cut short by the crash is
 called once more; errors read back from the journal are ``RecordedError`` stand-ins of the same
-name. A row may give a backend its own expectation (``expect_on``) where the backend cannot do
-what the engine does, and says why: on ``temporal-local``, a caller's cancellation cannot reach
-a local activity in flight. Rows that run on some backends only say why in the table.
+name. Past the pivot (forward recovery): a crash there is carried forward by ``recover()`` to
+the very run the engine made (a caller's cancellation or timeout there does not stop the
+engine either), except that the call the crash cut short left no record and is made again
+with the same attempt number: one more call in the world and, if it had acted, one more
+effect (at least once). A row may give a backend its own expectation (``expect_on``) where the
+backend cannot do what the engine does, and says why: on ``temporal-local``, a caller's
+cancellation cannot reach a local activity in flight. Rows that run on some backends only say
+why in the table.
 
 Every issue 21 defect has rows here (``d1``...``d9``), and so do three defects the table found
 besides (a rollback the engine did not journal before compensating, a worker's interruption
 reported as a plain failure, a parallel branch's ``SystemExit`` stopping the event loop). A
 cell that fails because of a known defect is marked ``xfail(strict=True)`` on exactly that
-backend, with the reason, so that it flips once the defect is fixed; none is marked today.
+backend, with the reason, so that it flips once the defect is fixed. Three forward-recovery
+defects are marked today (the reasons are in :mod:`conformance.table`): ``recover()`` runs
+every branch of a parallel stage past the pivot again, those whose completion was recorded
+too; it gives a retriable step's policy its whole budget again after a crash in its retries;
+and a stuck run whose pending step raised ``CancelledError`` loses its original error when
+rebuilt from its events (Temporal, the journal).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +102,23 @@ def temporal(row: Row, backend: str, request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue("client")
 
 
+#: The local engine's run of each row, by row name: made once (by the row's ``local`` cell, or
+#: by the first cell that needs it) and compared with every other backend's.
+_ENGINE_RUNS: dict[str, list[Any]] = {}
+
+
+async def _engine_runs(row: Row) -> list[Any]:
+    if row.name not in _ENGINE_RUNS:
+        _ENGINE_RUNS[row.name] = await drivers.run_local(row, drivers.cell_id(row, "reference"))
+    return copy.deepcopy(_ENGINE_RUNS[row.name])
+
+
 async def _observe(row: Row, backend: str, temporal: Any, tmp_path: Path) -> list[Any]:
     base = drivers.cell_id(row, backend)
     if backend == "local":
-        return await drivers.run_local(row, base)
+        observations = await drivers.run_local(row, base)
+        _ENGINE_RUNS[row.name] = copy.deepcopy(observations)
+        return observations
     if backend == "crash":
         return await drivers.run_crash(row, base, tmp_path)
     if row.temporal_queue == "nobody":
@@ -130,7 +156,7 @@ async def test_every_backend_gives_the_same_run(row: Row, backend: str, temporal
         # or a backend that cannot do what the engine does (its own expect, explained on the row).
         _check_expect(row, observations, backend)
         return
-    references = await drivers.run_local(row, drivers.cell_id(row, "reference"))
+    references = await _engine_runs(row)
     for number, (seen, want) in enumerate(zip(observations, drivers.expected(backend, row, references, observations),
                                                strict=True)):
         assert seen == want, f"run {number}"

@@ -10,10 +10,12 @@ the Temporal worker's activities all land in the same place, in the order they h
 
 What a step does beyond taking effect is its *behaviour*, given per saga (see
 :func:`action`): ``raise``, ``declined``, ``keyerror``, ``flaky:N``, ``sleep:S``, ``hang``,
-``list``, ``raise_after``, ``after:<step>``, and the interruptions ``exit`` (``SystemExit``),
-``keyboard`` (``KeyboardInterrupt``) and ``cancel`` (the function raises ``CancelledError``
-itself); ``x+y`` does ``x``, then ``y``. ``<behaviour>@N`` applies only to run ``N`` of a
-row that starts several runs, and ``x@0|y`` means ``x`` in run 0, ``y`` in the others.
+``list``, ``raise_after``, ``after:<step>`` (wait until ``<step>`` of the run took effect, in
+this process or, before a crash, in another; then raise), ``wait:<step>`` (the same wait, then
+go on), and the interruptions ``exit`` (``SystemExit``), ``keyboard`` (``KeyboardInterrupt``)
+and ``cancel`` (the function raises ``CancelledError`` itself); ``x+y`` does ``x``, then ``y``.
+``<behaviour>@N`` applies only to run ``N`` of a row that starts several runs, and ``x@0|y``
+means ``x`` in run 0, ``y`` in the others.
 
 *Points* (:class:`Point`) are where a run is interrupted from outside: a test arms a point
 for a correlation id with a hook (cancel the caller's task, or SIGKILL the crash child), and
@@ -53,15 +55,22 @@ class PaymentDeclined(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Point:
-    """A place in a run: ``step``'s ``phase``, ``before`` or ``after`` its effect took place."""
+    """A place in a run: ``step``'s ``phase``, ``before`` or ``after`` its effect took place, in
+    its attempt number ``attempt`` (``None``: in any attempt)."""
 
     step: str
     phase: Phase = "forward"
     moment: Literal["before", "after"] = "before"
+    attempt: int | None = None
 
     def __str__(self) -> str:
         what = "compensation of " if self.phase == "compensate" else ""
-        return f"{self.moment} the {what}{self.step} took effect"
+        which = f" (attempt {self.attempt})" if self.attempt is not None else ""
+        return f"{self.moment} the {what}{self.step} took effect{which}"
+
+    def anywhen(self) -> Point:
+        """The same place, in whichever attempt gets there."""
+        return Point(self.step, self.phase, self.moment)
 
 
 _ARMED: dict[tuple[str, Point], Hook] = {}
@@ -128,7 +137,8 @@ async def _wait(correlation_id: str, step: str, phase: Phase, attempt: int, seco
 
 
 async def _reach(correlation_id: str, step: str, phase: Phase, attempt: int, moment: str) -> None:
-    hook = _ARMED.get((correlation_id, Point(step, phase, moment)))  # type: ignore[arg-type]
+    here = Point(step, phase, moment, attempt)  # type: ignore[arg-type]
+    hook = _ARMED.get((correlation_id, here)) or _ARMED.get((correlation_id, here.anywhen()))
     if hook is None:
         return
     wait = hook()
@@ -165,9 +175,11 @@ async def _before_effect(parts: list[str], cid: str, name: str, phase: Phase, at
             await _wait(cid, name, phase, attempt, float(argument))
         if kind == "hang":
             await _wait(cid, name, phase, attempt, HANG)
-        if kind == "after":
-            await _done(cid, argument).wait()
-            raise ValueError(f"{name} failed after {argument}")
+        if kind in ("after", "wait"):
+            if not _took_effect(cid, argument):  # in this process, or (before a crash) in another
+                await _done(cid, argument).wait()
+            if kind == "after":
+                raise ValueError(f"{name} failed after {argument}")
 
 
 def action(name: str, plan: Mapping[str, str]) -> Callable[[Any, sk.WorkflowContext], Awaitable[Any]]:
@@ -223,6 +235,10 @@ def compensation(name: str, plan: Mapping[str, str]) -> Callable[[Any, sk.Workfl
 
     undo.__name__ = undo.__qualname__ = f"undo_{name}"
     return undo
+
+
+def _took_effect(correlation_id: str, step: str) -> bool:
+    return any(entry[0] == step and entry[3] == "did" for entry in entries(correlation_id))
 
 
 def _done(correlation_id: str, step: str) -> asyncio.Event:
