@@ -141,6 +141,7 @@ def position(record: Record, saga: Saga, *, retry_failed: bool = False) -> Resum
     data = events[0].data
     stage_number = 0
     stopped_at: str | None = None
+    branches: dict[str, Any] = {}  # the completed branches of the first stage not complete
     original: BaseException | None = None
     undo_on_failure: list[tuple[Step, int, Any]] = []
     index = 0
@@ -160,6 +161,7 @@ def position(record: Record, saga: Saga, *, retry_failed: bool = False) -> Resum
                 data = outputs[0]
             index += len(members)
             continue
+        branches = {member.name: done[member.name][2] for member in members if member.name in done}
         for offset, member in enumerate(members):
             if member.name not in done:
                 if stopped_at is None:
@@ -184,6 +186,7 @@ def position(record: Record, saga: Saga, *, retry_failed: bool = False) -> Resum
         status=record.status,
         number=resumptions + 1,
         attempts=counted,
+        branches=branches,
         completed=remaining,
         undo_on_failure=undo_on_failure,
         failures=failures,

@@ -137,6 +137,8 @@ class Resumption:
         stopped: the rollback had already stopped at a failed compensation.
         attempts: per ``(step, phase)``, how many attempts the record holds, so that the
             resumed run numbers its attempts on from there.
+        branches: the outputs of the branches of ``stage`` (a parallel stage going on forward)
+            that had completed: they do not run again.
     """
 
     events: list[Event]
@@ -155,6 +157,7 @@ class Resumption:
     failures: list[CompensationFailure]
     stopped: bool = False
     attempts: dict[tuple[str, str], int]
+    branches: dict[str, Any]
 
 
 @runtime_checkable
@@ -207,6 +210,7 @@ class _Execution(Recorder):
     """The state of one local run: its recorder, and what the engine needs besides."""
 
     __slots__ = (
+        "branches_done",
         "cancelled",
         "clock",
         "compensate_faults",
@@ -245,8 +249,10 @@ class _Execution(Recorder):
             [obs for obs in observers if callable(getattr(obs, "settle", None))] if observers else _NO_SETTLERS
         )
         self.undo_failed: list[_Undo] | None = None
-        # Per (step, phase), the attempts a resumed run had already recorded.
+        # Per (step, phase), the attempts a resumed run had already recorded; the outputs of the
+        # branches of its first stage that had completed.
         self.prior_attempts: dict[tuple[str, str], int] | None = None
+        self.branches_done: Mapping[str, Any] | None = None
         # A cancellation that arrived while the engine waited for something it would not
         # leave (a parallel stage winding down): it propagates once the run is rolled back.
         self.cancelled = False
@@ -281,7 +287,11 @@ class _Execution(Recorder):
             if timeout is not None:
                 error = scope.timeout_error = StepTimeout(step.name, timeout)  # type: ignore[union-attr]
             else:
-                error, kind, status = None, kinds[3], "cancelled"
+                kind, status = kinds[3], "cancelled"
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    error = None  # cancelled from outside: the cancellation is the run's, not the step's
+                # else the step raised it itself: keep it, as for any error a step raises
         self.record(kind, _EPOCH_OFFSET + ended, step.name, index, phase, attempt, _EPOCH_OFFSET + started,
                     (ended - started) * 1000.0, error, injected, None, status)
 
@@ -372,21 +382,32 @@ class _Execution(Recorder):
         completed.append((step, index, result, context))
         return result
 
-    async def parallel(self, stage: Parallel, first_index: int, data: Any, completed: list[_Undo]) -> Any:
-        """Run a parallel stage the one way (:func:`sagakit._driver.parallel_stage`); its output."""
+    async def parallel(self, stage: Parallel, first_index: int, data: Any, completed: list[_Undo],
+                       done: Mapping[str, Any] | None = None) -> Any:
+        """Run a parallel stage the one way (:func:`sagakit._driver.parallel_stage`); its output.
+
+        ``done``: the outputs of branches that already completed (a resumed run): they do not
+        run again, and their outputs merge in their place.
+        """
         steps = stage.steps
+        running = [(i, step) for i, step in enumerate(steps) if not done or step.name not in done]
         failure: StageFailed | None = None
         try:
-            outputs = await parallel_stage(
-                [self.forward(step, first_index + i, data, completed) for i, step in enumerate(steps)], asyncio.wait
+            ran = await parallel_stage(
+                [self.forward(step, first_index + i, data, completed) for i, step in running], asyncio.wait
             )
         except StageFailed as failed:
             failure = failed
         if failure is not None:  # raised here, not in the handler: the step's error keeps its own context
             if failure.cancelled:
                 self.cancelled = True
-            self.failed_step = steps[failure.position].name
+            self.failed_step = running[failure.position][1].name
             raise failure.error
+        if done:
+            fresh = iter(ran)
+            outputs = [done[step.name] if step.name in done else next(fresh) for step in steps]
+        else:
+            outputs = ran
         merged, unmergeable = merge_outputs(outputs)
         if unmergeable is not None:
             name = self.failed_step = steps[unmergeable].name
@@ -408,6 +429,7 @@ class _Execution(Recorder):
         self.events.extend(resumption.events)
         self.failed_step = resumption.failed_step
         self.prior_attempts = resumption.attempts
+        self.branches_done = resumption.branches or None
         now = _EPOCH_OFFSET + self.clock()
         self.record("run_resumed", now, None, -1, None, resumption.number, None, None, None, False, None,
                     resumption.status)
@@ -425,6 +447,7 @@ class _Execution(Recorder):
         cancellation: once past the pivot, the saga completes.
         """
         await asyncio.sleep(0)  # into a task of its own before any step binds to the current task
+        done = self.branches_done
         try:
             for stage, index, _ in stages:
                 if type(stage) is Step:
@@ -434,7 +457,8 @@ class _Execution(Recorder):
                         self.failed_step = stage.name
                         raise
                 else:
-                    data = await self.parallel(stage, index, data, completed)  # type: ignore[arg-type]
+                    data = await self.parallel(stage, index, data, completed, done)  # type: ignore[arg-type]
+                done = None  # only the first stage of a resumed run can be part done
                 if self.settlers:
                     await self.settle()
         except BaseException as exc:

@@ -121,10 +121,11 @@ class _ActivityScope:
             if fires:
                 injected = True
                 raise InjectedFault(self.step, "fail_after")
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             timeout = self.expired_timeout(loop.time()) if self.deadlines else None
             if timeout is None:
-                self._add(started, "cancelled", None, injected)
+                # A cancellation the step raised itself is its error, as locally; the workflow's is not.
+                self._add(started, "cancelled", None if _cancel_requested() else exc, injected)
                 raise
             error = StepTimeout(self.step, timeout)
             self.timeout_error = error

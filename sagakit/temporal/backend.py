@@ -401,6 +401,7 @@ def _resume_spec(resumption: Resumption) -> dict[str, Any]:
         "failures": [{"step": failure.step, "error": describe_error(failure.error)} for failure in resumption.failures],
         "stopped": resumption.stopped,
         "attempts": [[name, phase, count] for (name, phase), count in resumption.attempts.items()],
+        "branches": dict(resumption.branches),
     }
 
 

@@ -381,9 +381,10 @@ class SagaWorkflow:
         return attempt + 1
 
     async def _parallel(self, stage: dict[str, Any], data: Any, completed: list[tuple[dict[str, Any], Any]],
-                        undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
-        """Run a parallel stage the one way (:func:`sagakit._driver.parallel_stage`); its output."""
-        steps = stage["steps"]
+                        undo_failed: list[tuple[dict[str, Any], Any]], done: dict[str, Any] | None = None) -> Any:
+        """Run a parallel stage the one way (:func:`sagakit._driver.parallel_stage`); its output.
+        ``done``: outputs of branches that already completed (a resumed run): they do not run again."""
+        running = [step for step in stage["steps"] if not done or step["name"] not in done]
         # Every branch starts from the metadata as of the stage's start; their changes merge as they end.
         metadata = dict(self._metadata)
 
@@ -403,14 +404,17 @@ class SagaWorkflow:
 
         failure: StageFailed | None = None
         try:
-            outputs = await parallel_stage([branch(step) for step in steps], workflow.wait)
+            ran = await parallel_stage([branch(step) for step in running], workflow.wait)
         except StageFailed as failed:
             failure = failed
         if failure is not None:
             if failure.cancelled:
                 self._cancelled = True  # propagates once the run is rolled back
-            self._failed_step = steps[failure.position]["name"]
+            self._failed_step = running[failure.position]["name"]
             raise failure.error
+        steps = stage["steps"]
+        fresh = iter(ran)
+        outputs = [done[step["name"]] if done and step["name"] in done else next(fresh) for step in steps]
         merged, unmergeable = merge_outputs(outputs)
         if unmergeable is not None:
             name = self._failed_step = steps[unmergeable]["name"]
@@ -490,7 +494,7 @@ class SagaWorkflow:
         completed = [(steps[name], data) for name, data in resume["completed"]]
         if not resume["rolling_back"]:
             stages = self._spec["stages"][resume["stage"]:]
-            return await self._recover_forward(stages, resume["data"], completed)
+            return await self._recover_forward(stages, resume["data"], completed, resume.get("branches") or None)
         self._failed_step = resume["failed_step"]
         undo_failed = [(steps[name], data) for name, data in resume["undo_on_failure"]]
         rollback: Rollback[tuple[dict[str, Any], Any], dict[str, Any]] = Rollback(
@@ -504,10 +508,10 @@ class SagaWorkflow:
         return {"step": failure["step"], "error": self._error(failure["error"])}
 
     async def _stage(self, stage: dict[str, Any], data: Any, completed: list[tuple[dict[str, Any], Any]],
-                     undo_failed: list[tuple[dict[str, Any], Any]]) -> Any:
-        """Run one stage forward; its output."""
+                     undo_failed: list[tuple[dict[str, Any], Any]], done: dict[str, Any] | None = None) -> Any:
+        """Run one stage forward; its output (``done``: branches already completed, see ``_parallel``)."""
         if stage["parallel"]:
-            return await self._parallel(stage, data, completed, undo_failed)
+            return await self._parallel(stage, data, completed, undo_failed, done)
         step = stage["steps"][0]
         try:
             result = await self._call(step, "forward", data)
@@ -528,15 +532,19 @@ class SagaWorkflow:
         return data
 
     async def _recover_forward(self, stages: list[dict[str, Any]], data: Any,
-                               completed: list[tuple[dict[str, Any], Any]]) -> dict[str, Any]:
+                               completed: list[tuple[dict[str, Any], Any]],
+                               done: dict[str, Any] | None = None) -> dict[str, Any]:
         """Past the pivot: run the remaining stages to their end, shielded from cancellation (the
-        driver's forward recovery), and end ``completed`` or ``stuck``."""
+        driver's forward recovery), and end ``completed`` or ``stuck``. ``done``: the outputs of
+        the branches of the first stage that a resumed run had completed (they do not run again)."""
 
         async def rest() -> tuple[Any, _StepFailed | None]:
             output = data
+            branches = done
             try:
                 for stage in stages:
-                    output = await self._stage(stage, output, completed, [])
+                    output = await self._stage(stage, output, completed, [], branches)
+                    branches = None
             except _StepFailed as exc:
                 return output, exc
             return output, None

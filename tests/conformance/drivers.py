@@ -512,6 +512,11 @@ def expected(backend: str, row: Row, references: list[Observation], observed: li
       already acted (a crash ``after`` its effect, before its completion was recorded), one
       more effect that stands. This is the at-least-once of recovery; every action whose
       completion was recorded runs exactly once.
+    * The step the crash caught gets its forward policy anew: its attempts are numbered on from
+      the record, but the ones made before the crash do not count against it (a recovery may
+      come long after, and ``RetryPolicy(deadline=...)`` counts from the call). Where the
+      engine's run ended ``stuck`` at that step, the recovered run makes the policy's whole
+      budget of attempts after the recorded ones.
     """
     targets = [_expected_run(backend, row, reference, seen) for reference, seen in zip(references, observed,
                                                                                      strict=True)]
@@ -586,8 +591,30 @@ def _carried_forward(row: Row, point: Point, target: Observation) -> Observation
     cut_short = world_lines[calls[0]]
     lines = [cut_short] + ([(point.step, "forward", cut_short[2], "did", None)] if point.moment == "after" else [])
     target["world"] = [*world_lines[:calls[0]], *lines, *world_lines[calls[0]:]]
+    if target["status"] == "stuck" and target["failed_step"] == point.step:
+        target = _fresh_budget(row, point, target)
     target = _scheduler_order(target, row)
     target["standing"] = _standing(target["world"])
+    return target
+
+
+def _fresh_budget(row: Row, point: Point, target: Observation) -> Observation:
+    """A step stuck in the engine's run, caught by the crash in one of its attempts: after the
+    recorded attempts, the recovered run makes the forward policy's whole budget again."""
+    policy = SAGAS[row.name].get_step(point.step).forward.policy  # type: ignore[attr-defined]
+    recorded = (point.attempt or 1) - 1
+    total = recorded + policy.attempts
+    steps = target["steps"]
+    mine = [n for n, line in enumerate(steps) if line[0] == point.step and line[2] == "forward"]
+    template = steps[mine[-1]]
+    extra = [(*template[:3], attempt, *template[4:]) for attempt in range(len(mine) + 1, total + 1)]
+    target["steps"] = [*steps[:mine[-1] + 1], *extra, *steps[mine[-1] + 1:]]
+    world_lines = target["world"]
+    calls = [n for n, line in enumerate(world_lines) if line[0] == point.step and line[1] == "forward"
+             and line[3] == "call"]
+    last = world_lines[calls[-1]]
+    more = [(last[0], last[1], attempt, "call", last[4]) for attempt in range(last[2] + 1, total + 1)]
+    target["world"] = [*world_lines[:calls[-1] + 1], *more, *world_lines[calls[-1] + 1:]]
     return target
 
 

@@ -273,18 +273,6 @@ PIVOTED_DONE = ("a", "check", "close", "label", "mail", "pay", "ship")
 PIVOT_PAID = ("a", "check", "pay")  # standing when a run is stuck at ship
 
 # Defects of forward recovery the table found (the crash cells they fail).
-_BRANCH_AGAIN = ("recover() carries a run forward from the first stage not complete, and runs every branch of "
-                 "that parallel stage again: label's completion was in the journal before the SIGKILL, yet the "
-                 "recovered run calls label again (attempt 2, its effect twice), where a completed action must "
-                 "run once")
-_CANCEL_LOST = ("a stuck run whose pending step raised CancelledError itself keeps it as run.original_error on the "
-                "local engine, but a run rebuilt from its events (Run.from_events: Temporal, and the journal's "
-                "record) has original_error None: the step_cancelled event carries no error, and from_events takes "
-                "a stuck run's original error from the last failed or cancelled forward event")
-_FRESH_BUDGET = ("recover() numbers ship's attempts on from the record (the killed attempt 2 is made again) but "
-                 "gives ship's forward policy its whole budget again: the recovered run makes attempts 1, 2 and 3 "
-                 "of a step with max_retries=1, where the engine's run stops, stuck, after attempt 2")
-
 ROWS: tuple[Row, ...] = (
     # -- migrated from tests/temporal/test_temporal_conformance.py --------------------------------
     Row("completes", LINEAR, Expect("completed", standing=LINEAR_DONE)),
@@ -457,8 +445,7 @@ ROWS: tuple[Row, ...] = (
     # It fails for good: stuck, nothing compensated; SIGKILLed during its retry.
     Row("pivot-retriable-stuck", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID,
                                                  message_has="ValueError: ship refused"),
-        behave={"ship": "raise"}, kill_at=Point("ship", attempt=2),
-        xfail={"crash": _FRESH_BUDGET}),
+        behave={"ship": "raise"}, kill_at=Point("ship", attempt=2)),
     # Injected faults belong to the run's call (no crash point): every attempt fails, stuck.
     Row("pivot-retriable-fail", PIVOTED, Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID),
         faults={"ship": "fail"}),
@@ -472,12 +459,11 @@ ROWS: tuple[Row, ...] = (
         behave={"ship": "keyboard"}),
     Row("pivot-retriable-cancels-itself", PIVOTED,
         Expect("stuck", "ship", "SagaStuck", standing=PIVOT_PAID, raised="CancelledError"),
-        behave={"ship": "cancel"},
-        xfail={"crash": _CANCEL_LOST, "temporal": _CANCEL_LOST, "temporal-local": _CANCEL_LOST}),
+        behave={"ship": "cancel"}),
     # The parallel stage of retriable steps: a branch flakes, and is SIGKILLed in its retry once
     # label's completion is recorded ...
     Row("pivot-parallel-flaky", PIVOTED, Expect("completed", standing=PIVOTED_DONE), behave={"mail": "flaky:1"},
-        kill_at=Point("mail", attempt=2), kill_once_recorded=("label",), xfail={"crash": _BRANCH_AGAIN}),
+        kill_at=Point("mail", attempt=2), kill_once_recorded=("label",)),
     # ... fails for good once label completed; label acts but its response is lost, for good; mail
     # raises SystemExit once label completed ...
     Row("pivot-parallel-stuck", PIVOTED,
@@ -493,7 +479,7 @@ ROWS: tuple[Row, ...] = (
     # run completes; SIGKILLed there, recover() calls mail again.
     Row("pivot-parallel-cancelled", PIVOTED, Expect("completed", standing=PIVOTED_DONE, raised="CancelledError"),
         behave={"mail": "wait:label"}, cancel_at=Point("mail", moment="after"), kill_once_recorded=("label",),
-        regular=("mail",), xfail={"crash": _BRANCH_AGAIN}),
+        regular=("mail",)),
 )
 
 #: One saga per row, by row name.
