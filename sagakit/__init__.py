@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sagakit.compare import RunComparison
 from sagakit.context import WorkflowContext
 from sagakit.engine import Backend, LocalBackend, RunRequest
 from sagakit.errors import (
@@ -96,6 +97,7 @@ __all__ = [
     "RetryPolicy",
     "RetryPrimitive",
     "Run",
+    "RunComparison",
     "RunHistory",
     "RunInterrupted",
     "RunRequest",

@@ -37,6 +37,7 @@ EXPECTED = [
     "RetryPolicy",
     "RetryPrimitive",
     "Run",
+    "RunComparison",
     "RunHistory",
     "RunInterrupted",
     "RunRequest",
