@@ -229,16 +229,17 @@ def _received_by_order(events: Sequence[Event], step: str) -> tuple[bool, Any]:
 
 
 def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState | None = None,
-                   *, in_flight: bool = False) -> dict[str, Any]:
+                   *, in_flight: bool = False, compensation: str | None = None) -> dict[str, Any]:
     """The inspector's content for one step (``phase`` ``forward``) or its compensation, as data.
 
     Keys: ``step``, ``phase``, ``title``, ``state`` (as drawn now), ``hint``, ``message``
     (when there are no attempts to show), ``run`` and ``key`` (the idempotency key),
     ``input`` (what the function received, redacted; ``None`` when unknown), and
     ``attempts``: per attempt ``[attempt, status, duration, injected, output, error type,
-    error message, frames]`` (output and error redacted).
+    error message, frames]`` (output and error redacted). ``compensation`` names the
+    compensation's function in the title.
     """
-    what = step if phase == "forward" else f"compensation of {step}"
+    what = step if phase == "forward" else f"compensation of {step}" + (f" ({compensation})" if compensation else "")
     shown: dict[str, Any] = {"step": step, "phase": phase, "title": what, "state": "", "hint": "", "message": "",
                              "run": "", "key": "", "input": None, "attempts": []}
     if state is not None:

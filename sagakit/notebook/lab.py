@@ -718,7 +718,8 @@ class Lab:
         runs = self.all_runs
         total = len(runs)
         first = max(0, total - self.history_rows)
-        journal_ids = frozenset(run.run_id for run in self._journal_runs)
+        live = {run.run_id for run in self.saga.history}
+        journal_ids = frozenset(run.run_id for run in self._journal_runs if run.run_id not in live)
         with self.widget.hold_sync():
             self.widget.rows = history_rows(runs[first:], first + 1, journal_ids)
             self.widget.total = total

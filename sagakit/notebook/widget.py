@@ -152,7 +152,9 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
                 self.inspector = {}
             return
         step, phase = self.inspected
-        self.inspector = inspector_data(self.run, step, phase, self.diagram_state, in_flight=in_flight)
+        undo = next((member.undo for member in self.template.steps if member.name == step), None)
+        self.inspector = inspector_data(self.run, step, phase, self.diagram_state, in_flight=in_flight,
+                                        compensation=undo if phase == "compensate" else None)
 
     def relayout(self, width: float | None) -> bool:
         """Wrap the diagram for rows of at most ``width`` points (none: one row); returns

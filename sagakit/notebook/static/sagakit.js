@@ -380,7 +380,7 @@ function renderDiagram({ model, el }) {
   }
 
   function zoom(factor, cx, cy) {
-    const next = Math.min(MAX_SCALE, Math.max(drawing.readable * 0.5, scale * factor));
+    const next = Math.min(MAX_SCALE, Math.max(drawing.readable, scale * factor));
     const x = cx ?? viewport.clientWidth / 2;
     const y = cy ?? viewport.clientHeight / 2;
     tx = x - ((x - tx) * next) / scale;
@@ -389,7 +389,7 @@ function renderDiagram({ model, el }) {
     fitted = false;
     focus = null;
     apply();
-    fitNote.textContent = scale < drawing.readable ? "Below the readable size: Fit brings it back." : "";
+    explainFit();
   }
 
   function bringIntoView(node) {
