@@ -49,7 +49,7 @@ class TestRunComparison:
         reserve = frame.iloc[0]
         assert reserve["output_a"] == reserve["output_b"] == "{'card': '[REDACTED]', 'reservation': 1}"
         assert not reserve["differs"] and reserve["duration_ms_a"] >= 0
-        assert "InjectedFault: injected fault 'fail' on step 'ship'" == frame.iloc[2]["error_b"]
+        assert frame.iloc[2]["error_b"] == "InjectedFault: injected fault 'fail' on step 'ship'"
         assert pd.isna(frame.iloc[3]["status_a"]) and frame.iloc[3]["status_b"] == "succeeded"
         assert "4111" not in frame.to_csv() and "4111" not in repr(comparison)
 
@@ -79,7 +79,7 @@ class TestRunComparison:
 
     def test_anything_but_runs_is_refused(self) -> None:
         """Comparing something that is not a Run names the argument and what was expected."""
-        with pytest.raises(TypeError, match="compare_runs b: expected a sagakit.Run, got str"):
+        with pytest.raises(TypeError, match=r"compare_runs b: expected a sagakit\.Run, got str"):
             compare_runs(sagakit.Run.from_events([
                 sagakit.Event(sagakit.EventKind.RUN_STARTED, "r", "s", 1.0),
                 sagakit.Event(sagakit.EventKind.RUN_FINISHED, "r", "s", 2.0, status="completed", duration_ms=1.0),

@@ -250,7 +250,7 @@ class TestPalette:
             assert f"g.step.state-{look.state} > path" in style and f"g.undo.state-{look.state} > path" in style
             assert f"--sk-{look.state}-fill: {look.dark.fill}" in theme
             assert ([look.state, look.label, look.meaning] in _palette.legend()) is look.in_legend
-        assert diagram.STATES == tuple(look.state for look in _palette.LOOKS)
+        assert tuple(look.state for look in _palette.LOOKS) == diagram.STATES
 
     def test_every_state_reads_at_wcag_aa_in_light_and_dark_themes(self) -> None:
         """Text in a box on its fill, and arrow colours on the page, are at least 4.5:1 in both themes."""

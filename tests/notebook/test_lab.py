@@ -101,18 +101,18 @@ class TestControls:
             Lab(order_saga, throttle=float("nan"))
         with pytest.raises(TypeError, match="Lab throttle: expected a number of seconds >= 0, got str"):
             Lab(order_saga, throttle="0.1")  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="Lab pace: expected seconds per event from 0 .off. to 5, got 9"):
+        with pytest.raises(ValueError, match=r"Lab pace: expected seconds per event from 0 \(off\) to 5, got 9"):
             Lab(order_saga, pace=9)
         with pytest.raises(TypeError, match="Lab charts: expected True or False"):
             Lab(order_saga, charts="yes")  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match="Lab journal: expected a sagakit.SqliteJournal or the path of one"):
+        with pytest.raises(TypeError, match=r"Lab journal: expected a sagakit\.SqliteJournal or the path of one"):
             Lab(order_saga, journal=42)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"sagakit\.Saga"):
             Lab("order")  # type: ignore[arg-type]
         lab = Lab(order_saga)
-        with pytest.raises(ValueError, match="Lab.inspect step: expected one of reserve_inventory, "):
+        with pytest.raises(ValueError, match=r"Lab\.inspect step: expected one of reserve_inventory, "):
             lab.inspect("nope")
-        with pytest.raises(ValueError, match="Lab.inspect phase: expected 'forward' or 'compensate', got 'back'"):
+        with pytest.raises(ValueError, match=r"Lab\.inspect phase: expected 'forward' or 'compensate', got 'back'"):
             lab.inspect("ship_order", "back")
 
 
@@ -402,7 +402,7 @@ class TestCharts:
         await asyncio.sleep(0.2)
         charts = lab.widget.charts
         assert "stopped while second ran" in charts["label"]
-        assert ["second", "forward"] == charts["timeline"]["bars"][1][:2]
+        assert charts["timeline"]["bars"][1][:2] == ["second", "forward"]
         assert charts["durations"]["steps"][0][0] == "first"
 
 
