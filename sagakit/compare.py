@@ -3,8 +3,9 @@
 ``run_a.compare(run_b)`` (or :func:`compare_runs`) gives a :class:`RunComparison`: its
 ``frame`` has one row per step and phase that either run reached, with the status, the
 number of attempts, the duration, the output and the error of each run next to each other
-(outputs and errors after the runs' redaction), and ``first_divergence`` names the first
-point where the runs differ.
+(outputs and errors after the runs' redaction), whether and in what the row differs
+(``differs``, ``difference``), and ``first_divergence`` names the first point where the runs
+differ.
 
 What counts as a divergence is what happened, in the saga's order: which steps ran forward,
 with which status and how many attempts, then which were compensated. Outputs differ between
@@ -43,6 +44,7 @@ COMPARE_COLUMNS: tuple[str, ...] = (
     "error_a",
     "error_b",
     "differs",
+    "difference",
 )
 
 _K = EventKind
@@ -177,7 +179,7 @@ class RunComparison:
                 _duration(one), _duration(two),
                 one.output if one else None, two.output if two else None,
                 one.error if one else None, two.error if two else None,
-                what is not None,
+                what is not None, what or "",
             ))
         self.first_divergence: Divergence | None = path or output
         self._frame: pd.DataFrame | None = None
@@ -194,7 +196,7 @@ class RunComparison:
             import pandas as pd
 
             dtypes = ("string", "string", "int64", "string", "string", "Int64", "Int64", "float64", "float64",
-                      "string", "string", "string", "string", "bool")
+                      "string", "string", "string", "string", "bool", "string")
             self._frame = pd.DataFrame(self._rows, columns=list(COMPARE_COLUMNS)).astype(
                 dict(zip(COMPARE_COLUMNS, dtypes, strict=True)))
         return self._frame

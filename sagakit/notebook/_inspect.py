@@ -236,12 +236,15 @@ def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState |
     (when there are no attempts to show), ``run`` and ``key`` (the idempotency key),
     ``input`` (what the function received, redacted; ``None`` when unknown), and
     ``attempts``: per attempt ``[attempt, status, duration, injected, output, error type,
-    error message, frames]`` (output and error redacted). ``compensation`` names the
-    compensation's function in the title.
+    error message, frames]`` (output and error redacted); ``other``: the phase to switch to
+    (``compensate`` for a step with a compensation, ``forward`` for a compensation, else
+    ``""``). ``compensation`` names the step's compensation (none: it has none).
     """
     what = step if phase == "forward" else f"compensation of {step}" + (f" ({compensation})" if compensation else "")
+    # The other phase to switch to: a step's compensation (when it has one), or the step.
+    other = "forward" if phase == "compensate" else ("compensate" if compensation else "")
     shown: dict[str, Any] = {"step": step, "phase": phase, "title": what, "state": "", "hint": "", "message": "",
-                             "run": "", "key": "", "input": None, "attempts": []}
+                             "run": "", "key": "", "input": None, "attempts": [], "other": other}
     if state is not None:
         current = state.states.get(step, "pending")
         if phase == "compensate":

@@ -173,11 +173,12 @@ def compare_data(comparison: RunComparison, numbers: tuple[int, int], states: tu
 
     frame = comparison.frame
     columns = [str(column) for column in frame.columns]
-    rows = [["" if pd.isna(value) else str(value) for value in row] for row in frame.itertuples(index=False, name=None)]
+    rows = [["" if pd.isna(value) else f"{value:.2f}" if isinstance(value, float) else str(value) for value in row]
+            for row in frame.itertuples(index=False, name=None)]
     first = comparison.first_divergence
     runs = (comparison.a, comparison.b)
     return {
-        "runs": [{"number": number, "status": STATUS_WORDS.get(run.status, run.status), "id": run.run_id[:8],
+        "runs": [{"number": number, "status": STATUS_WORDS.get(run.status, run.status), "id": run.run_id,
                   "state": state} for number, run, state in zip(numbers, runs, states, strict=True)],
         "first": None if first is None else {"step": first.step, "phase": first.phase, "what": first.what,
                                              "text": str(first)},

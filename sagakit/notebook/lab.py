@@ -763,6 +763,7 @@ class Lab:
             raise ValueError(f"Lab.inspect step: expected one of {', '.join(self._order)}, got {step!r}")
         if phase not in ("forward", "compensate"):
             raise ValueError(f"Lab.inspect phase: expected 'forward' or 'compensate', got {phase!r}")
+        self.flush()  # the run that just ended is the one to inspect
         self.widget.inspect(step, phase, in_flight=self._busy)
         return dict(self.widget.inspector)
 

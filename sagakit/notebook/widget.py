@@ -64,6 +64,8 @@ def static_bundle(template: DiagramTemplate, state: DiagramState, status: str = 
     A live view hides the output holding it (the ``sagakit-static`` class marks it).
     """
     svg = template.render(state)
+    if status and state.caption and status.lstrip("✖✔■ ") in state.caption:
+        status = ""  # the drawing's caption says it already
     caption = status or state.caption or ""
     text = f"{caption}\n" if caption else ""
     if template.renderer is None:
@@ -154,7 +156,7 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
         step, phase = self.inspected
         undo = next((member.undo for member in self.template.steps if member.name == step), None)
         self.inspector = inspector_data(self.run, step, phase, self.diagram_state, in_flight=in_flight,
-                                        compensation=undo if phase == "compensate" else None)
+                                        compensation=undo)
 
     def relayout(self, width: float | None) -> bool:
         """Wrap the diagram for rows of at most ``width`` points (none: one row); returns

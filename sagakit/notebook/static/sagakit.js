@@ -257,12 +257,13 @@ class Drawing {
     if (!entry || !entry.text) return;
     entry.full = note || entry.original || NBSP;
     entry.text.textContent = entry.full;
-    // A note longer than its box is cut with an ellipsis: the tooltip has it whole.
-    if (entry.box && entry.full.length > 8 && typeof entry.text.getComputedTextLength === "function") {
-      const room = entry.box.getBBox().width - 8;
-      let shown = entry.full;
+    // A step's note longer than its box is cut with an ellipsis: the tooltip has it whole. (Only
+    // when the box is laid out: a view scrolled out of a windowed notebook measures nothing.)
+    if (id.startsWith("step-") && entry.box && entry.full.length > 8 && typeof entry.text.getComputedTextLength === "function") {
       try {
-        while (shown.length > 4 && entry.text.getComputedTextLength() > room) {
+        const room = entry.box.getBBox().width - 8;
+        let shown = entry.full;
+        while (room > 20 && shown.length > 6 && entry.text.getComputedTextLength() > room) {
           shown = shown.slice(0, -2);
           entry.text.textContent = `${shown}\u2026`;
         }
@@ -452,8 +453,7 @@ function renderDiagram({ model, el }) {
     if (drag && drag.moved) return;
     const node = event.target.closest("[id^='step-'], [id^='undo-']");
     if (!node || !drawing.nodes.has(node.id)) return;
-    const undoLine = event.target.closest && event.target.closest(".undo-line");
-    const phase = node.id.startsWith("undo-") || undoLine ? "compensate" : "forward";
+    const phase = node.id.startsWith("undo-") ? "compensate" : "forward";
     send(model, { t: "inspect", step: node.id.slice(5), phase });
   });
   viewport.addEventListener(
@@ -582,6 +582,12 @@ function renderDiagram({ model, el }) {
     title.append(element("b", "", data.title));
     if (data.state) title.append(document.createTextNode(" \u00b7 "), element("span", "sagakit-inspector-state", data.state));
     inspector.append(close, title);
+    if (data.other) {
+      const other = button(data.other === "compensate" ? "its compensation \u21ba" : "the step \u2192", "sagakit-inspector-switch",
+        data.other === "compensate" ? "Inspect this step's compensation" : "Inspect the step this compensation undoes");
+      other.addEventListener("click", () => send(model, { t: "inspect", step: data.step, phase: data.other }));
+      title.append(document.createTextNode(" "), other);
+    }
     if (data.hint) inspector.append(element("div", "sagakit-hint", data.hint));
     if (data.message) {
       inspector.append(element("div", "sagakit-inspector-message", data.message));
@@ -920,21 +926,33 @@ function renderComparison(container, model, picks, redrawHistory) {
     container.append(head);
     container.append(element("div", "sagakit-compare-first", data.first ? data.first.text : "The two runs did the same, step for step (durations aside)."));
     const pair = element("div", "sagakit-compare-pair");
+    const drawings = [];
     for (const [letter, run] of [["a", a], ["b", b]]) {
       const side = element("div", `sagakit-compare-side sagakit-compare-${letter}`);
-      side.append(element("div", "sagakit-compare-label", `run ${letter} = run ${run.number} \u00b7 ${run.id} \u00b7 ${run.status}`));
+      side.append(element("div", "sagakit-compare-label", `run ${letter} = run ${run.number} \u00b7 ${run.status}`));
       const holder = element("div", "sagakit-compare-drawing");
       side.append(holder);
       pair.append(side);
       const drawing = new Drawing(holder, { keepIds: false });
       drawing.load(model.get("tree"));
       drawing.apply(run.state);
-      if (drawing.svg) {
-        drawing.svg.style.width = "100%";
-        drawing.svg.style.height = "auto";
-        drawing.svg.style.maxHeight = "360px";
-      }
+      drawings.push([drawing, holder]);
       side.append(element("div", "sagakit-compare-caption", run.state.c || ""));
+    }
+    container.append(pair);
+    // Side by side when both fit at a readable size, else one above the other; never smaller
+    // than readable (a drawing wider than its side scrolls).
+    const [first] = drawings;
+    const room = container.clientWidth - 40;
+    const sideBySide = first[0].width * first[0].readable * 2 + 24 <= room;
+    pair.classList.toggle("sagakit-side-by-side", sideBySide);
+    for (const [drawing, holder] of drawings) {
+      if (!drawing.svg) continue;
+      const width = (sideBySide ? room / 2 - 16 : room) || drawing.width;
+      const scale = Math.max(drawing.readable, Math.min(1, width / drawing.width));
+      drawing.svg.style.width = `${drawing.width * scale}px`;
+      drawing.svg.style.height = `${drawing.height * scale}px`;
+      holder.dataset.scale = String(scale);
     }
     container.append(pair);
     const table = element("table", "sagakit-compare-table");
@@ -943,22 +961,25 @@ function renderComparison(container, model, picks, redrawHistory) {
     for (const name of data.columns) headRow.append(element("th", "", name));
     thead.append(headRow);
     const body = element("tbody");
-    const differs = data.columns.indexOf("differs");
+    const hidden = ["differs", "difference", "index"].map((name) => data.columns.indexOf(name));
+    const difference = data.columns.indexOf("difference");
     const stepColumn = data.columns.indexOf("step");
     const phaseColumn = data.columns.indexOf("phase");
     for (const row of data.rows) {
-      let cls = row[differs] === "True" ? "sagakit-differs" : "";
+      const what = row[difference];
+      let cls = what === "output" ? "sagakit-differs-output" : what ? "sagakit-differs" : "";
       if (data.first && row[stepColumn] === data.first.step && row[phaseColumn] === data.first.phase) cls += " sagakit-first";
       const tr = element("tr", cls.trim());
+      if (what) tr.title = `differs: ${what}`;
       row.forEach((value, position) => {
-        if (position === differs) return;
+        if (hidden.includes(position)) return;
         const td = element("td", "", value);
         if (value.length > 40) td.title = value;
         tr.append(td);
       });
       body.append(tr);
     }
-    headRow.children[differs]?.remove();
+    headRow.replaceChildren(...data.columns.filter((_, position) => !hidden.includes(position)).map((name) => element("th", "", name)));
     table.append(thead, body);
     const scroller = element("div", "sagakit-compare-scroll");
     scroller.append(table);
