@@ -131,7 +131,7 @@ def diagram_view_outputs(run: sk.Run) -> dict[str, str]:
         for step in run.definition.step_names:  # type: ignore[union-attr]
             for phase in ("forward", "compensate"):
                 view._handle_custom_msg({"t": "inspect", "step": step, "phase": phase}, [])
-                shown.append(view.inspector)
+                shown.append(repr(view.inspector))
         view._handle_custom_msg({"t": "replay"}, [])
         shown.append(repr(view.replay))
     finally:
@@ -152,7 +152,7 @@ def lab_outputs(saga: sk.Saga) -> str:
         for step in saga.step_names:
             for phase in ("forward", "compensate"):
                 view._handle_custom_msg({"t": "inspect", "step": step, "phase": phase}, [])
-                shown.append(view.inspector)
+                shown.append(repr(view.inspector))
     finally:
         lab.close()
     assert "compensated" in shown[1]  # the Lab does describe the run
