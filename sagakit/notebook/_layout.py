@@ -75,7 +75,6 @@ _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)
 _TITLE = re.compile(r"<title>[^<]*</title>")
 _TEXT = re.compile(r"(<text[^>]*>)([^<]*)(</text>)")
 _SIZE = re.compile(r'<svg class="sagakit-svg" width="([\d.]+)pt" height="([\d.]+)pt"')
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
@@ -377,7 +376,6 @@ class DiagramTemplate:
         rows: how many stages each row holds.
         width: the drawing's width, in points (0 for the text fallback).
         height: the drawing's height, in points.
-        stage_edges: where each stage starts, left to right, in points (one row laid out).
         undo_lines: each step's compensation line as drawn before its compensation runs
             (``↺ <compensation>`` or ``no undo``).
     """
@@ -391,7 +389,6 @@ class DiagramTemplate:
     rows: tuple[int, ...] = ()
     width: float = 0.0
     height: float = 0.0
-    stage_edges: list[float] = field(default_factory=list)
     undo_lines: dict[str, str] = field(default_factory=dict)
     _tree: list[Any] | None = None
 
@@ -528,35 +525,48 @@ def layout(shape: Shape, *, name: str = "saga", width: float | None = None) -> D
         width: the most points a row may take: a saga wider than this is wrapped onto rows
             (none: one row, however wide).
 
-    Runs the layout program at most once per shape, renderer and wrapping (twice for the
-    first wrapped layout of a shape: the one-row layout measures where to wrap). Without a
-    renderer (or if it fails), returns a text template and warns once per process.
+    Runs the layout program at most once per shape, renderer and wrapping. Without a renderer
+    (or if it fails), returns a text template and warns once per process.
     """
-    base = _layout(shape, name, ())
-    if width is None or base.renderer is None or base.width <= width:
-        return base
-    rows = wrap_rows(base, width)
-    return base if len(rows) <= 1 else _layout(shape, name, rows)
+    rows = wrap_rows(shape, width) if width is not None else ()
+    return _layout(shape, name, rows if len(rows) > 1 else ())
 
 
-def wrap_rows(template: DiagramTemplate, width: float) -> tuple[int, ...]:
-    """How many stages each row holds when ``template`` (one row) is wrapped at ``width`` points."""
-    edges = template.stage_edges
-    if not edges:
-        return (len(template.shape),)
-    lead = edges[0]
-    pitches = [later - earlier for earlier, later in zip(edges, [*edges[1:], template.width], strict=True)]
-    rows: list[int] = []
-    used = lead
-    count = 0
-    for pitch in pitches:
-        if count and used + pitch > width:
-            rows.append(count)
-            used, count = lead, 0
-        used += pitch
-        count += 1
-    rows.append(count)
-    return tuple(rows)
+# What a stage takes in a row, in points, from the longest line in its boxes (11 pt Helvetica,
+# measured on laid-out diagrams and rounded up, so that a row comes out no wider than asked).
+_CHAR_POINTS = 7.1
+_STAGE_POINTS = 50.0
+_CLUSTER_POINTS = 30.0
+_LEAD_POINTS = 12.0
+_TAIL_POINTS = 8.0
+
+
+def _stage_points(is_parallel: bool, members: Sequence[StepShape]) -> float:
+    longest = max(max(len(member.name), len(_undo_line(member)), len(member.options), len(_RUN_NOTE_PLACEHOLDER))
+                  for member in members)
+    return _CHAR_POINTS * longest + _STAGE_POINTS + (_CLUSTER_POINTS if is_parallel else 0.0)
+
+
+def wrap_rows(shape: Shape, width: float) -> tuple[int, ...]:
+    """How many stages each row holds when ``shape`` is wrapped onto rows of ``width`` points.
+
+    Rows hold the same number of stages (the last may hold fewer): the layout puts the k-th
+    stage of every row in one column, as wide as the widest of them, so the most stages per
+    row whose columns fit ``width`` is chosen.
+    """
+    pitches = [_stage_points(is_parallel, members) for is_parallel, members in shape]
+    total = len(pitches)
+
+    def fits(per_row: int) -> bool:
+        columns = [max(pitches[start::per_row]) for start in range(per_row)]
+        return _LEAD_POINTS + _TAIL_POINTS + sum(columns) <= width
+
+    per_row = next((count for count in range(total, 1, -1) if fits(count)), 1)
+    # As many rows, filled evenly: 25 stages at 6 a row are 5 rows of 5, not a last row of 1.
+    balanced = -(-total // -(-total // per_row))
+    if fits(balanced):
+        per_row = balanced
+    return tuple([per_row] * (total // per_row) + ([total % per_row] if total % per_row else []))
 
 
 def _layout(shape: Shape, name: str, rows: tuple[int, ...]) -> DiagramTemplate:
@@ -620,30 +630,6 @@ def _retitle(svg: str, names: set[str]) -> str:
     return "".join(out)
 
 
-def _stage_edges(shape: Shape, svg: str) -> list[float]:
-    # Where each stage's boxes start (one row laid out): what wrapping measures rows with.
-    lefts: dict[str, float] = {}
-    matches = list(_ELEMENT.finditer(svg))
-    for number, match in enumerate(matches):
-        element_id = html.unescape(match.group(1))
-        if not element_id.startswith("step-"):
-            continue
-        end = matches[number + 1].start() if number + 1 < len(matches) else len(svg)
-        drawn = re.search(r' (?:d|points)="([^"]*)"', svg[match.end(): end])
-        if drawn is None:
-            continue
-        xs = [float(value) for value in _NUMBER.findall(drawn.group(1))[0::2]]
-        if xs:
-            lefts[element_id[5:]] = min(xs)
-    edges = []
-    for _, members in shape:
-        found = [lefts[member.name] for member in members if member.name in lefts]
-        if not found:
-            return []
-        edges.append(min(found))
-    return edges
-
-
 def _compile(shape: Shape, source: str, renderer: Renderer, svg: str) -> DiagramTemplate:
     svg = svg[svg.index("<svg"):]  # drop the XML prologue: the SVG is embedded in HTML too
     svg = _COMMENT.sub("", svg)  # graphviz's comments only make every live update bigger
@@ -656,7 +642,6 @@ def _compile(shape: Shape, source: str, renderer: Renderer, svg: str) -> Diagram
     size = _SIZE.search(svg)
     if size is not None:
         template.width, template.height = float(size.group(1)), float(size.group(2))
-    template.stage_edges = _stage_edges(shape, svg)
     matches = list(_ELEMENT.finditer(svg))
     cursor = 0
     for number, match in enumerate(matches):
