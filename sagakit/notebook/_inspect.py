@@ -23,7 +23,10 @@ from sagakit.notebook.diagram_state import DiagramState, error_text, format_ms, 
 if TYPE_CHECKING:
     from sagakit.runs import Run
 
-__all__ = ["inspector_data", "received", "replay_frames", "wire_state"]
+__all__ = ["IN_FLIGHT", "inspector_data", "received", "replay_frames", "wire_state"]
+
+#: What the inspector says of a step while a run is in flight.
+IN_FLIGHT = "A run is in flight: its attempts show here when it ends."
 
 _K = EventKind
 _PAYLOAD = reprlib.Repr()
@@ -252,7 +255,7 @@ def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState |
         shown["state"] = current.replace("-", " ")
         shown["hint"] = state.hints.get(step, "")
     if in_flight:
-        shown["message"] = "A run is in flight: its attempts show here when it ends."
+        shown["message"] = IN_FLIGHT
         return shown
     if run is None:
         shown["message"] = "No run yet: press Run to see this step's attempts."

@@ -49,7 +49,7 @@ from sagakit._checks import check_positive_int, check_seconds
 from sagakit._sync import run_sync as _run_sync
 from sagakit.events import Event
 from sagakit.faults import FAULT_MODES, Fault, FaultPlan
-from sagakit.notebook._inspect import replay_frames, wire_state
+from sagakit.notebook._inspect import IN_FLIGHT, replay_frames, wire_state
 from sagakit.notebook._layout import layout, saga_shape
 from sagakit.notebook._names import css_name
 from sagakit.notebook._panels import (
@@ -688,17 +688,27 @@ class Lab:
                 state(event)
             self._applied = len(events)
         widget = self.widget
-        widget.push(full=not self._busy)
         if self._busy:
+            # While a run is in flight the status line travels with the diagram's changes: one
+            # message per redraw.
             running = [name for name, value in state.states.items() if value in ("running", "compensating", "retrying")]
             text: list[list[str]] = [["", "running… "]]
             for number, name in enumerate(running):
                 text += [["", ", " if number else ""], ["code", name], ["", f" {state.states[name]}"]]
-            widget.status = {"level": "running", "text": text, "hints": []}
-            if widget.inspected is not None and widget.inspector.get("message") != (
-                    "A run is in flight: its attempts show here when it ends."):
+            widget.push(status={"level": "running", "text": text, "hints": []})
+            if widget.inspected is not None and widget.inspector.get("message") != IN_FLIGHT:
                 widget.refresh_inspector(in_flight=True)
-        elif self._last_run is not None and self._last_run is not self._reported:
+        else:
+            widget.push(full=True)
+            self._report()
+        if self._history_dirty:
+            self._history_dirty = False
+            self._draw_history()
+
+    def _report(self) -> None:
+        # A run that ended since the last redraw: the inspector, replay and status follow it.
+        widget = self.widget
+        if self._last_run is not None and self._last_run is not self._reported:
             self._reported = run = self._last_run
             self._shown = run
             self._shown_label = "latest run"
@@ -710,9 +720,6 @@ class Lab:
                     widget.status = batch_status(self._batch, self._hints.values())
                 else:
                     widget.status = run_status(run, self._hints.values())
-        if self._history_dirty:
-            self._history_dirty = False
-            self._draw_history()
 
     def _draw_history(self) -> None:
         runs = self.all_runs

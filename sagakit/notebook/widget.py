@@ -131,6 +131,7 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
         #: How many views of this widget are open in a browser now.
         self.views = 0
         self._caption = state.caption or ""
+        self._live_status: dict[str, Any] | None = None
         self._sent_version = state.version
         state.dirty = set()
         self.on_msg(self._on_message)
@@ -170,31 +171,35 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
             self.state = wire_state(template.steps, self.diagram_state)
         return True
 
-    def push(self, *, full: bool = False) -> bool:
-        """Send what changed since the last push (``full``: also sync the ``state`` trait).
+    def push(self, *, full: bool = False, status: dict[str, Any] | None = None) -> bool:
+        """Send what changed since the last push (``full``: also sync the ``state`` trait), in one
+        message with ``status`` (a live status line) when that changed too.
 
         Returns whether anything was sent.
         """
         state = self.diagram_state
-        sent = False
+        message: dict[str, Any] = {}
         if state.version != self._sent_version:
             self._sent_version = state.version
             dirty = state.dirty
-            message = delta(state, self.names if dirty is None else dirty)
+            changed = delta(state, self.names if dirty is None else dirty)
             state.dirty = set()
             if state.cleared:
                 state.cleared = False
-                message["r"] = 1
+                changed["r"] = 1
                 self._caption = ""
             if (state.caption or "") != self._caption:
-                self._caption = message["c"] = state.caption or ""
-            if any(message[key] for key in ("s", "n", "u", "un")) or "c" in message or "r" in message:
-                message["t"] = "d"
-                self.send(message)
-                sent = True
+                self._caption = changed["c"] = state.caption or ""
+            if any(changed[key] for key in ("s", "n", "u", "un")) or "c" in changed or "r" in changed:
+                message = changed
+        if status is not None and status != self._live_status:
+            self._live_status = message["st"] = status
+        if message:
+            message["t"] = "d"
+            self.send(message)
         if full:
             self.state = wire_state(self.template.steps, state)
-        return sent
+        return bool(message)
 
     def static_bundle(self, status: str = "") -> dict[str, Any]:
         """The static fallback of this view as drawn now (see :func:`static_bundle`)."""

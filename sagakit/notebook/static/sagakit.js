@@ -12,7 +12,6 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const NBSP = "\u00a0";
 const READABLE_PX = 11; // the smallest text the diagram is drawn at
 const MAX_SCALE = 4;
-const IN_FLIGHT = "A run is in flight: its attempts show here when it ends.";
 
 // -- building elements from data --------------------------------------------------------------
 
@@ -1170,8 +1169,8 @@ function renderLab({ model, el }) {
     root.classList.toggle("sagakit-running", busy);
   }
 
-  function showStatus() {
-    const data = model.get("status") || {};
+  function showStatus(live) {
+    const data = (live && live.level ? live : model.get("status")) || {};
     status.className = `sagakit-status sagakit-status-${data.level || "ready"}`;
     const line = element("div", "sagakit-status-line");
     line.append(richText(data.text));
@@ -1203,9 +1202,14 @@ function renderLab({ model, el }) {
     ["change:title", showTitle], ["change:journal", showTitle], ["change:legend", showLegend],
     ["change:backends", showBackends], ["change:backend", showBackends], ["change:n", showN],
     ["change:pace", showPace], ["change:progress", showProgress], ["change:busy", showBusy],
-    ["change:status", showStatus],
+    ["change:status", () => showStatus(null)],
   ];
   for (const [name, handler] of handlers) model.on(name, handler);
+  // While a run is in flight, its status line comes with the diagram's changes.
+  const onLiveStatus = (message) => {
+    if (message.t === "d" && message.st) showStatus(message.st);
+  };
+  model.on("msg:custom", onLiveStatus);
   showTitle();
   showLegend();
   drawControls();
@@ -1214,7 +1218,7 @@ function renderLab({ model, el }) {
   showPace();
   showProgress();
   showBusy();
-  showStatus();
+  showStatus(null);
   const picks = new Set();
   const table = renderHistory({ model, el: history }, picks);
   renderComparison(comparison, model, picks, table.draw);
@@ -1222,6 +1226,7 @@ function renderLab({ model, el }) {
   const view = renderDiagram({ model, el: diagram });
   return () => {
     for (const [name, handler] of handlers) model.off(name, handler);
+    model.off("msg:custom", onLiveStatus);
     forgetCharts();
     forgetTheme();
     view.cleanup();
