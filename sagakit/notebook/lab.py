@@ -37,12 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sagakit._checks import check_positive_int, check_seconds
@@ -50,6 +47,7 @@ from sagakit._sync import run_sync as _run_sync
 from sagakit.events import Event
 from sagakit.faults import FAULT_MODES, Fault, FaultPlan
 from sagakit.notebook._inspect import IN_FLIGHT, replay_frames, wire_state
+from sagakit.notebook._interrupts import InterruptStop
 from sagakit.notebook._layout import layout, saga_shape
 from sagakit.notebook._names import css_name
 from sagakit.notebook._panels import (
@@ -60,6 +58,7 @@ from sagakit.notebook._panels import (
     message_status,
     run_status,
 )
+from sagakit.notebook._runs import LabRuns
 from sagakit.notebook.diagram_state import DiagramState, error_summary, fault_hints, planned_notes, run_caption
 from sagakit.notebook.widget import LabView, publish
 from sagakit.policies import is_async_callable
@@ -180,21 +179,13 @@ class Lab:
         self.throttle = float(throttle)
         self.show_charts = charts
         self.task: asyncio.Task[Any] | None = None
-        self._journal, self._owns_journal = self._open_journal(journal)
-        self._journal_runs: list[Run] = []
+        self._runs = LabRuns(saga, journal)
         self._template = layout(saga_shape(saga), name=saga.name)
         self._names = set(saga.step_names)
         self._order = list(saga.step_names)
         self._state = DiagramState(self._template.steps, planned_notes(saga.faults))
         self._hints: dict[str, str] = {}
-        self._previous_sigint: Any = None
-        self._sigint_installed = False
-        self._sigint_handler: Callable[[int, Any], None] | None = None
-        try:  # the kernel's own loop (a Lab is made in a cell): SIGINT handling happens there
-            self._main_loop: asyncio.AbstractEventLoop | None = (
-                asyncio.get_running_loop() if threading.current_thread() is threading.main_thread() else None)
-        except RuntimeError:
-            self._main_loop = None
+        self._interrupts = InterruptStop(self.stop, lambda: self.task is not None and not self.task.done())
         self._redraw: asyncio.TimerHandle | None = None
         self._settle_timer: asyncio.TimerHandle | None = None
         self._history_dirty = True
@@ -226,7 +217,7 @@ class Lab:
         #: The panel: one anywidget view (marimo: ``mo.ui.anywidget(lab.widget)``).
         self.widget = LabView(self._template, self._state, title=saga.name, steps=steps, modes=FAULT_MODES,
                               runs=runs, backends=list(self.backends or ()), pace=float(pace or 0.0),
-                              journal=self._journal_label(), charts=charts)
+                              journal=self._runs.label, charts=charts)
         #: The diagram and the history are parts of the panel (the same view).
         self.diagram = self.history = self.widget
         widget = self.widget
@@ -241,38 +232,18 @@ class Lab:
         widget.on_views = self._on_views
         widget.observe(self._on_controls, names="faults")
         self._watch()
-        if self._journal is not None:
-            self._journal_runs = self._load_journal()
         self._on_faults(saga.faults)
         self.flush()
         if self.show_charts:
             self._draw_charts()
 
-    # -- the journal ------------------------------------------------------------------------
-
-    @staticmethod
-    def _open_journal(journal: Any) -> tuple[Any, bool]:
-        if journal is None:
-            return None, False
-        if isinstance(journal, str | os.PathLike):
-            from sagakit.journal import SqliteJournal
-
-            return SqliteJournal(journal), True
-        if not callable(getattr(journal, "history", None)) or not isinstance(getattr(journal, "path", None), Path):
-            raise TypeError(f"Lab journal: expected a sagakit.SqliteJournal or the path of one, got {journal!r}")
-        return journal, False
-
-    def _journal_label(self) -> str:
-        return "" if self._journal is None else Path(self._journal.path).name
-
-    def _load_journal(self) -> list[Run]:
-        return list(self._journal.history(saga=self.saga))
+    # -- the runs listed ------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Read the journal again: runs other processes recorded since appear in the history."""
-        if self._journal is None:
+        if self._runs.journal is None:
             return
-        self._journal_runs = self._load_journal()
+        self._runs.refresh()
         self._history_dirty = True
         self.flush()
 
@@ -280,11 +251,7 @@ class Lab:
     def all_runs(self) -> list[Run]:
         """The runs the history table numbers, oldest first: those read from the journal (not
         made by this kernel), then ``saga.history``."""
-        live = list(self.saga.history)
-        if not self._journal_runs:
-            return live
-        ids = {run.run_id for run in live}
-        return [run for run in self._journal_runs if run.run_id not in ids] + live
+        return self._runs.all()
 
     # -- watching the saga ------------------------------------------------------------------
 
@@ -356,8 +323,7 @@ class Lab:
             if handle is not None:
                 handle.cancel()
         self.widget.close()
-        if self._owns_journal and self._journal is not None:
-            self._journal.close()
+        self._runs.close()
 
     # -- running --------------------------------------------------------------------------
 
@@ -419,7 +385,7 @@ class Lab:
         # have shown this run in flight, and so whether the next one is worth observing.
         suspended: list[bool] = []
         probe = asyncio.get_running_loop().call_soon(suspended.append, True)
-        journal = self._journal if self._journal is not None and self.saga.journal is not self._journal else None
+        journal = self._runs.record_to
         try:
             run = await self.saga.run(self._input(), context, observers=(events.append,) if live else (),
                                       backend=self._backend(), journal=journal)
@@ -507,7 +473,7 @@ class Lab:
         task.add_done_callback(self._task_done)
         self.task = task
         self.widget.busy = True
-        self._catch_interrupts(loop)
+        self._interrupts.catch(loop)
         return task
 
     def stop(self) -> bool:
@@ -531,60 +497,6 @@ class Lab:
             loop.call_soon_threadsafe(task.cancel)
         return True
 
-    # A kernel interrupt is SIGINT, which ipykernel ignores while no cell runs: while a Lab run
-    # is in flight, it stops that run instead. Signal handlers belong to the main thread, and a
-    # click may be handled on another one (a kernel subshell), so the handler is installed,
-    # kept and removed from the main thread's loop.
-
-    def _on_main_thread(self, callback: Callable[[], None]) -> None:
-        if threading.current_thread() is threading.main_thread():
-            callback()
-        elif self._main_loop is not None and not self._main_loop.is_closed():
-            self._main_loop.call_soon_threadsafe(callback)
-
-    def _catch_interrupts(self, loop: asyncio.AbstractEventLoop) -> None:
-        def interrupted(_signum: int, _frame: Any) -> None:
-            loop.call_soon_threadsafe(self.stop)
-
-        self._sigint_handler = interrupted
-        self._on_main_thread(self._install_interrupt_handler)
-
-    def _install_interrupt_handler(self) -> None:
-        if self._sigint_installed or self._sigint_handler is None or self.task is None or self.task.done():
-            return
-        handler = self._sigint_handler
-        kernel = _kernel()
-        current = signal.getsignal(signal.SIGINT)
-        if kernel is not None and current is signal.default_int_handler and hasattr(kernel, "saved_sigint_handler"):
-            # Inside a kernel message handler: the kernel restores its saved handler when the
-            # handler returns, so that is the one to replace.
-            self._previous_sigint = kernel.saved_sigint_handler
-            kernel.saved_sigint_handler = handler
-        else:
-            self._previous_sigint = current
-            signal.signal(signal.SIGINT, handler)
-        self._sigint_installed = True
-
-    def _keep_catching_interrupts(self) -> None:
-        # Kernel message handlers save and restore the SIGINT handler around themselves; when
-        # they overlap, ours can be lost. Between handlers, put it back.
-        if not self._sigint_installed or self.task is None or self.task.done():
-            return
-        current = signal.getsignal(signal.SIGINT)
-        if current is not self._sigint_handler and current is not signal.default_int_handler:
-            self._previous_sigint = current
-            signal.signal(signal.SIGINT, self._sigint_handler)
-
-    def _release_interrupts(self) -> None:
-        if not self._sigint_installed:
-            return
-        self._sigint_installed = False
-        kernel = _kernel()
-        if kernel is not None and getattr(kernel, "saved_sigint_handler", None) is self._sigint_handler:
-            kernel.saved_sigint_handler = self._previous_sigint
-        if signal.getsignal(signal.SIGINT) is self._sigint_handler:
-            signal.signal(signal.SIGINT, self._previous_sigint)
-
     async def wait(self) -> Any:
         """Wait for the run started by the last click (if any) and return its outcome."""
         if self.task is None:
@@ -593,7 +505,7 @@ class Lab:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.widget.busy = False
-        self._on_main_thread(self._release_interrupts)
+        self._interrupts.release()
         if task.cancelled():
             self._busy = False
             last = self.saga.history.last
@@ -668,8 +580,7 @@ class Lab:
         self._redraw = None
         self.flush()
         if self._busy:  # keep colouring while a run is in flight
-            if self._sigint_handler is not None:
-                self._on_main_thread(self._keep_catching_interrupts)
+            self._interrupts.keep()
             self._schedule_draw()
 
     def flush(self) -> None:
@@ -725,8 +636,7 @@ class Lab:
         runs = self.all_runs
         total = len(runs)
         first = max(0, total - self.history_rows)
-        live = {run.run_id for run in self.saga.history}
-        journal_ids = frozenset(run.run_id for run in self._journal_runs if run.run_id not in live)
+        journal_ids = self._runs.from_journal()
         with self.widget.hold_sync():
             self.widget.rows = history_rows(runs[first:], first + 1, journal_ids)
             self.widget.total = total
@@ -930,12 +840,3 @@ class Lab:
 async def _as_coroutine(work: Awaitable[Any]) -> Any:
     return await work
 
-
-def _kernel() -> Any:
-    import sys
-
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return None
-    shell = ipython.get_ipython()
-    return getattr(shell, "kernel", None)
