@@ -871,6 +871,7 @@ function drawDurations(box, data, tip) {
 
 function renderCharts(container, model, tip) {
   function draw() {
+    tip.hide(); // the marks under the pointer are about to go
     const data = model.get("charts") || {};
     const show = model.get("show_charts");
     container.style.display = show ? "" : "none";
@@ -888,6 +889,7 @@ function renderCharts(container, model, tip) {
   }
   model.on("change:charts", draw);
   model.on("change:show_charts", draw);
+  container.addEventListener("pointerleave", () => tip.hide());
   let width = 0;
   const observer =
     typeof ResizeObserver === "function"
