@@ -188,6 +188,7 @@ class Lab:
         self._interrupts = InterruptStop(self.stop, lambda: self.task is not None and not self.task.done())
         self._redraw: asyncio.TimerHandle | None = None
         self._settle_timer: asyncio.TimerHandle | None = None
+        self._settle_at = 0.0
         self._history_dirty = True
         self._syncing = False
         self._last_progress = 0.0
@@ -560,7 +561,8 @@ class Lab:
         # A run (or a reset) shows live: a replay or a playback left open would freeze the
         # diagram on an old frame.
         widget = self.widget
-        if widget.replay or widget.playback:
+        if widget.replaying:
+            widget.replaying = False
             with widget.hold_sync():
                 widget.replay = {}
                 widget.playback = {}
@@ -735,18 +737,25 @@ class Lab:
 
     def _schedule_settle(self) -> None:
         # Charts and the static fallback cost a millisecond or more: draw them once things
-        # settle, not per run.
-        if self._settle_timer is not None:
-            self._settle_timer.cancel()
+        # settle (no run for a moment), not per run. One timer, pushed back by each run.
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._settle()
             return
-        self._settle_timer = loop.call_later(max(self.throttle, 0.1), self._settle)
+        self._settle_at = loop.time() + max(self.throttle, 0.1)
+        if self._settle_timer is None:
+            self._settle_timer = loop.call_at(self._settle_at, self._settle)
 
     def _settle(self) -> None:
         self._settle_timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and loop.time() < self._settle_at:  # a run came since: later
+            self._settle_timer = loop.call_at(self._settle_at, self._settle)
+            return
         if self._busy:
             return
         self.flush()
@@ -773,6 +782,7 @@ class Lab:
         frames["pace"] = pace
         frames["run"] = run.run_id
         self.widget.playback = frames
+        self.widget.replaying = True
 
     def _draw_charts(self) -> None:
         """Redraw the timeline of the run shown and the compensation durations by step."""

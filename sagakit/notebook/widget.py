@@ -125,6 +125,8 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
         self.run_events: Sequence[Event] | None = None
         #: The step and phase the inspector shows, if it is open.
         self.inspected: tuple[str, str] | None = None
+        #: Whether a replay (or a playback) may be showing instead of the live diagram.
+        self.replaying = False
         self.on_stop: Callable[[], object] | None = None
         self.on_live: Callable[[], None] | None = None
         self.on_views: Callable[[int], None] | None = None
@@ -214,8 +216,10 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
                          in_flight=self.busy)
         elif kind == "replay" and self.run is not None:
             self.replay = replay_frames(self.run, self.template, self.run_events)
+            self.replaying = True
         elif kind == "live":
             self.replay = {}
+            self.replaying = False
             self.push(full=True)
             if self.on_live is not None:
                 self.on_live()
