@@ -2,9 +2,10 @@
 
 Run with the project's virtual environment: ``python benchmarks/bench_notebook.py``.
 
-* Rendering: the first layout of a 50- and a 200-step saga (one ``dot`` call) next to the
-  hand-written floor, ``dot -Tsvg`` run directly on the same DOT source; then a re-render of
-  the cached layout (what every later display and every live update costs).
+* Rendering: the first layout of a 50- and a 200-step saga (one ``dot`` call, wrapped onto rows
+  as a static diagram is) next to the hand-written floor, ``dot -Tsvg`` run directly on the same
+  DOT source; then a re-render of the cached layout (what every later display and every live
+  update costs).
 * Live update: inside a real IPython kernel (so widget messages really are serialised and
   sent), the kernel-side cost and the message size of one event for a 50-step saga in the
   Lab, redrawn on every event (no throttling, the worst case), next to the baseline: the whole
@@ -58,7 +59,9 @@ def bench_rendering() -> None:
     print(f"  renderer: {renderer.kind if renderer else 'text'} ({renderer.path if renderer else '-'})")
     for count, repeats in ((50, 5), (200, 3)):
         saga = chain(count, f"render{count}")
-        source = diagram.saga_dot(saga)
+        # The same DOT source sagakit lays out: wrapped onto rows as a static diagram is.
+        shape = diagram.saga_shape(saga)
+        source = diagram.saga_dot(shape, rows=_layout.wrap_rows(shape, diagram.STATIC_WIDTH))
         floor = []
         for _ in range(repeats):
             started = time.perf_counter()

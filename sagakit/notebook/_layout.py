@@ -547,6 +547,7 @@ def _stage_points(is_parallel: bool, members: Sequence[StepShape]) -> float:
     return _CHAR_POINTS * longest + _STAGE_POINTS + (_CLUSTER_POINTS if is_parallel else 0.0)
 
 
+@functools.lru_cache(maxsize=256)
 def wrap_rows(shape: Shape, width: float) -> tuple[int, ...]:
     """How many stages each row holds when ``shape`` is wrapped onto rows of ``width`` points.
 
@@ -561,7 +562,9 @@ def wrap_rows(shape: Shape, width: float) -> tuple[int, ...]:
         columns = [max(pitches[start::per_row]) for start in range(per_row)]
         return _LEAD_POINTS + _TAIL_POINTS + sum(columns) <= width
 
-    per_row = next((count for count in range(total, 1, -1) if fits(count)), 1)
+    # No row holds more stages than the narrowest ones side by side would fill.
+    most = min(total, max(1, int((width - _LEAD_POINTS - _TAIL_POINTS) // min(pitches))))
+    per_row = next((count for count in range(most, 1, -1) if fits(count)), 1)
     # As many rows, filled evenly: 25 stages at 6 a row are 5 rows of 5, not a last row of 1.
     balanced = -(-total // -(-total // per_row))
     if fits(balanced):

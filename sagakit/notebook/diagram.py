@@ -68,6 +68,7 @@ __all__ = [
     "READABLE_POINTS",
     "RENDERERS",
     "STATES",
+    "STATIC_WIDTH",
     "DiagramState",
     "DiagramTemplate",
     "DiagramWarning",
