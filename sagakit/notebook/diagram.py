@@ -13,7 +13,8 @@ template whose step classes and notes are filled in at render time: a live updat
 join, never another ``dot`` call. Stable hooks for browsers and tests:
 
 * nodes ``id="step-<name>"`` with classes ``step``, ``no-compensation``, ``injected`` and
-  one ``state-<state>`` (see :data:`STATES`);
+  one ``state-<state>`` (see :data:`STATES`; how each looks, in light and dark themes, and its
+  legend entry: :data:`LOOKS`);
 * compensation edges ``id="undo-<name>"`` with classes ``undo`` and ``state-<state>``.
 
 The layout program is chosen by :func:`set_renderer` (default ``"auto"``, or the
@@ -46,7 +47,7 @@ from sagakit.notebook._layout import (
     saga_shape,
     set_renderer,
 )
-from sagakit.notebook._palette import STATES
+from sagakit.notebook._palette import LOOKS, STATES, Look, Shade
 from sagakit.notebook.diagram_state import (
     DiagramState,
     Outcome,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from sagakit.saga import Saga
 
 __all__ = [
+    "LOOKS",
     "READABLE_POINTS",
     "RENDERERS",
     "STATES",
@@ -72,8 +74,10 @@ __all__ = [
     "DiagramState",
     "DiagramTemplate",
     "DiagramWarning",
+    "Look",
     "Outcome",
     "Renderer",
+    "Shade",
     "StepShape",
     "error_summary",
     "error_text",

@@ -452,6 +452,8 @@ def test_after_run_all_the_lab_shows_a_rolled_back_and_a_stopped_run(page: Any) 
     assert "stopped while ship_order ran" in status and "3 steps compensated" in status
     assert "failed at" not in status and "CancelledError" not in status
     assert int(_lab(page).locator(".sagakit-zoom-level").inner_text().rstrip("%")) >= 75
+    cancelled = _lab(page).locator(".sagakit-legend-cancelled")  # a stopped step has its legend entry
+    assert cancelled.inner_text() == "cancelled" and "stopped" in (cancelled.get_attribute("title") or "")
 
 
 def test_the_lab_reads_at_wcag_aa_in_light_and_dark(page: Any, output_dir: Path) -> None:
@@ -514,6 +516,7 @@ def test_replay_steps_through_the_rollback_and_a_run_ends_it(page: Any, output_d
         (ROOT / "docs").mkdir(exist_ok=True)
         _lab(page).screenshot(path=str(ROOT / "docs" / "lab-rollback.png"))
     seek(0)
+    _inspect(page, "charge_payment")
     rows = _history_rows(page)
     _lab(page).locator(".sagakit-fault-charge_payment select").select_option("none")
     _lab(page).locator(".sagakit-run").click()
@@ -521,6 +524,10 @@ def test_replay_steps_through_the_rollback_and_a_run_ends_it(page: Any, output_d
     _lab(page).locator(".sagakit-replay.sagakit-open").wait_for(state="detached")
     _wait_for_class(page, "send_receipt", "state-succeeded")
     assert "state-succeeded" in _classes(page, "charge_payment")
+    # The open inspector follows the new run: its one attempt succeeded.
+    _lab(page).locator(".sagakit-inspector-state", has_text="succeeded").wait_for()
+    assert _lab(page).locator(".sagakit-inspector .sagakit-attempt").count() == 1
+    _lab(page).locator(".sagakit-inspector-close").click()
 
 
 def test_a_fast_rollback_is_played_back_at_the_chosen_pace(page: Any) -> None:
@@ -666,6 +673,7 @@ def test_steps_named_with_punctuation_or_entities_keep_their_own_classes_and_col
     names = _lab(page, NAMES)
     for step in ("a b", "a-b", "a.b", "a&amp;b"):
         assert "state-compensated" in _classes(page, step, NAMES), step
+    assert names.locator(".sagakit-step-name").first.get_attribute("title") == "a b"  # names cut keep a tooltip
     selectors = names.locator(".sagakit-step select")
     classes = names.locator(".sagakit-step").evaluate_all("rows => rows.map(r => r.className)")
     assert selectors.count() == 5 and len(set(classes)) == 5

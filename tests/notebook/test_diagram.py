@@ -246,16 +246,16 @@ class TestPalette:
     def test_every_state_is_one_entry_that_styles_the_svg_the_view_and_the_legend(self) -> None:
         """Each look gives its state's CSS rule, its theme variables and (unless edge-only) a legend entry."""
         style, theme = _palette.svg_style(), _palette.theme_css()
-        for look in _palette.LOOKS:
+        for look in diagram.LOOKS:
             assert f"g.step.state-{look.state} > path" in style and f"g.undo.state-{look.state} > path" in style
             assert f"--sk-{look.state}-fill: {look.dark.fill}" in theme
             assert ([look.state, look.label, look.meaning] in _palette.legend()) is look.in_legend
-        assert tuple(look.state for look in _palette.LOOKS) == diagram.STATES
+        assert tuple(look.state for look in diagram.LOOKS) == diagram.STATES
 
     def test_every_state_reads_at_wcag_aa_in_light_and_dark_themes(self) -> None:
         """Text in a box on its fill, and arrow colours on the page, are at least 4.5:1 in both themes."""
         pages = {"light": ("#ffffff", "#f6f7f9"), "dark": ("#111111", "#2b2b2b")}
-        for look in _palette.LOOKS:
+        for look in diagram.LOOKS:
             for theme, shade in (("light", look.light), ("dark", look.dark)):
                 assert _contrast(shade.text, shade.fill) >= 4.5, (look.state, theme, "text")
                 for page in pages[theme]:
