@@ -216,6 +216,7 @@ def _run_all(tab: Any, url: str, output_dir: Path, name: str) -> None:
 
 def _notebook_tab(chromium: Any, url: str, output_dir: Path, name: str) -> Iterator[Any]:
     tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.on("crash", lambda: print(f"the {name} tab crashed"))
     try:
         _run_all(tab, url, output_dir, name)
         yield tab
@@ -534,10 +535,13 @@ def test_a_fast_rollback_is_played_back_at_the_chosen_pace(page: Any) -> None:
     """With a pace chosen, a rollback too fast to see is played back once it ends: each
     compensation is seen in flight, then done, one after another; then the live view returns."""
     _set_pace(page, 0.1)
+    # What the two first steps show, recorded from the moment the playback starts.
     _lab(page).evaluate("""lab => { window.__seen = [];
         const watched = ['step-authorize_payment', 'step-reserve_inventory'].map(id => lab.querySelector(`[id="${id}"]`));
         const state = n => [...n.classList].find(c => c.startsWith('state-'));
-        window.__observer = new MutationObserver(() => window.__seen.push(watched.map(state).join(' ')));
+        const bar = lab.querySelector('.sagakit-replay');
+        window.__observer = new MutationObserver(() => {
+          if (bar.classList.contains('sagakit-playing')) window.__seen.push(watched.map(state).join(' ')); });
         watched.forEach(n => window.__observer.observe(n, {attributes: true, attributeFilter: ['class']})); }""")
     rows = _history_rows(page)
     _lab(page).locator(".sagakit-fault-charge_payment select").select_option("fail")

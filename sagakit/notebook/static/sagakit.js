@@ -169,6 +169,18 @@ function withTip(node, text, tip) {
 
 // -- a drawing of the saga, coloured by state -------------------------------------------------
 
+// How many characters fit on a text line of a step's box, from the box's own coordinates (an
+// average character is about 0.6 of the font size wide in Helvetica).
+function roomFor(text) {
+  const shape = text.parentNode.querySelector("path, polygon");
+  const drawn = shape && (shape.getAttribute("d") || shape.getAttribute("points"));
+  if (!drawn) return 0;
+  const xs = (drawn.match(/-?\d+(?:\.\d+)?/g) || []).map(Number).filter((_, i) => i % 2 === 0);
+  const width = Math.max(...xs) - Math.min(...xs);
+  const size = Number(text.getAttribute("font-size")) || 11;
+  return width > 0 ? Math.floor((width - 6) / (size * 0.6)) : 0;
+}
+
 class Drawing {
   constructor(container, { keepIds = true } = {}) {
     this.container = container;
@@ -222,7 +234,7 @@ class Drawing {
         node,
         base: [...node.classList].filter((c) => !c.startsWith("state-") && c !== "injected" && c !== "diverges").join(" "),
         text,
-        box: text && text.namespaceURI === SVG_NS ? text.parentNode.querySelector("path, polygon") : null,
+        room: isStep && text && text.namespaceURI === SVG_NS ? roomFor(text) : 0,
         original: !isStep && text ? text.textContent : "",
         note: text ? text.textContent : "",
         title: node.querySelector("title"),
@@ -256,19 +268,11 @@ class Drawing {
     if (!entry || !entry.text) return;
     entry.full = note || entry.original || NBSP;
     entry.text.textContent = entry.full;
-    // A step's note longer than its box is cut with an ellipsis: the tooltip has it whole. (Only
-    // when the box is laid out: a view scrolled out of a windowed notebook measures nothing.)
-    if (id.startsWith("step-") && entry.box && entry.full.length > 8 && typeof entry.text.getComputedTextLength === "function") {
-      try {
-        const room = entry.box.getBBox().width - 8;
-        let shown = entry.full;
-        while (room > 20 && shown.length > 6 && entry.text.getComputedTextLength() > room) {
-          shown = shown.slice(0, -2);
-          entry.text.textContent = `${shown}\u2026`;
-        }
-      } catch (error) {
-        entry.text.textContent = entry.full; // not laid out yet: shown whole
-      }
+    // A step's note longer than its box is cut with an ellipsis: the tooltip has it whole. The
+    // room is read from the box's drawn coordinates, never measured by layout: a view scrolled
+    // out of a windowed notebook is not laid out.
+    if (id.startsWith("step-") && entry.room && entry.full.length > entry.room) {
+      entry.text.textContent = `${entry.full.slice(0, Math.max(4, entry.room - 1))}\u2026`;
     }
     this.setTitle(entry, id);
   }
