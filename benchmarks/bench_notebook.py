@@ -2,9 +2,10 @@
 
 Run with the project's virtual environment: ``python benchmarks/bench_notebook.py``.
 
-* Rendering: the first layout of a 50- and a 200-step saga (one ``dot`` call) next to the
-  hand-written floor, ``dot -Tsvg`` run directly on the same DOT source; then a re-render of
-  the cached layout (what every later display and every live update costs).
+* Rendering: the first layout of a 50- and a 200-step saga (one ``dot`` call, wrapped onto rows
+  as a static diagram is) next to the hand-written floor, ``dot -Tsvg`` run directly on the same
+  DOT source; then a re-render of the cached layout (what every later display and every live
+  update costs).
 * Live update: inside a real IPython kernel (so widget messages really are serialised and
   sent), the kernel-side cost and the message size of one event for a 50-step saga in the
   Lab, redrawn on every event (no throttling, the worst case), next to the baseline: the whole
@@ -34,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sagakit
-from sagakit.notebook import diagram
+from sagakit.notebook import _layout, diagram
 
 
 def chain(count: int, name: str) -> sagakit.Saga:
@@ -58,7 +59,9 @@ def bench_rendering() -> None:
     print(f"  renderer: {renderer.kind if renderer else 'text'} ({renderer.path if renderer else '-'})")
     for count, repeats in ((50, 5), (200, 3)):
         saga = chain(count, f"render{count}")
-        source = diagram.saga_dot(saga)
+        # The same DOT source sagakit lays out: wrapped onto rows as a static diagram is.
+        shape = diagram.saga_shape(saga)
+        source = diagram.saga_dot(shape, rows=_layout.wrap_rows(shape, diagram.STATIC_WIDTH))
         floor = []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -68,7 +71,7 @@ def bench_rendering() -> None:
         first = []
         for attempt in range(repeats):
             # A distinct saga name is the same shape: clear the cache to time a real layout.
-            diagram._templates.clear()
+            _layout._templates.clear()
             started = time.perf_counter()
             diagram.saga_svg(chain(count, f"render{count}-{attempt}"))
             first.append(time.perf_counter() - started)
@@ -107,6 +110,7 @@ KERNEL_CODE = textwrap.dedent(
     import ipywidgets
     from sagakit.notebook.diagram import DiagramState
     per_event, observe_only, full_svg = [], [], []
+    lab._events = []  # the list the engine appends a run's events to
     template = lab._template
     baseline_view = ipywidgets.HTML()
     baseline_state = DiagramState(template.steps)
@@ -125,17 +129,17 @@ KERNEL_CODE = textwrap.dedent(
         lab._busy = False
         lab.flush()
     sizes = []
-    send = lab.diagram.send
+    send = lab.widget.send
     def measured(message):
         sizes.append(len(json.dumps(message).encode()))
         send(message)
-    lab.diagram.send = measured
+    lab.widget.send = measured
     lab._busy = True
     for event in events:
         lab._events.append(event)
         lab.flush()
     lab._busy = False
-    lab.diagram.send = send
+    lab.widget.send = send
     full_svg_bytes = len(template.render(baseline_state).encode())
     for _ in range(20):
         for event in events:
@@ -199,7 +203,7 @@ KERNEL_CODE = textwrap.dedent(
 
     waiting_lab = waiting("live_waiting").lab(charts=False)
     w_headless, w_in_lab, w_headless_total, w_lab_total = await compare(waiting_lab, waiting("headless_waiting"))
-    observed = waiting_lab._draws_live(), async_lab._draws_live()
+    observed = waiting_lab.live, async_lab.live
     print(json.dumps({
         "events": len(events),
         "per_event": statistics.median(per_event) * 1000,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sagakit._version import __version__
+from sagakit.compare import RunComparison
 from sagakit.context import WorkflowContext
 from sagakit.engine import Backend, LocalBackend, RunRequest
 from sagakit.errors import (
@@ -100,6 +101,7 @@ __all__ = [
     "RetryPolicy",
     "RetryPrimitive",
     "Run",
+    "RunComparison",
     "RunHistory",
     "RunInterrupted",
     "RunRequest",

@@ -16,6 +16,7 @@ from sagakit.redaction import Redactor, default_redactor
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sagakit.compare import RunComparison
     from sagakit.saga import Saga
 
 __all__ = ["RUN_COLUMNS", "STEP_COLUMNS", "Run", "RunHistory", "RunStatus", "error_message", "run_redactor"]
@@ -399,6 +400,16 @@ class Run:
         from sagakit.analysis import timeline
 
         return timeline(self, **options)
+
+    def compare(self, other: Run) -> RunComparison:
+        """This run next to ``other``: the first point where they diverge, and a DataFrame of
+        every step's status, attempts, duration and redacted output in both.
+
+        See :class:`sagakit.compare.RunComparison`.
+        """
+        from sagakit.compare import compare_runs
+
+        return compare_runs(self, other)
 
     def raise_for_status(self) -> Any:
         """Return the result, or raise what ``execute()`` would have raised."""

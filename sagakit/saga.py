@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagakit._checks import check_bool, check_observer, check_observers, describe
 from sagakit._process import run_observers
@@ -18,6 +18,10 @@ from sagakit.faults import FaultLike, FaultPlan
 from sagakit.redaction import RedactLike, as_redactor
 from sagakit.runs import Run, RunHistory
 from sagakit.steps import Parallel, Stage, StageLike, Step, check_name, coerce_stages
+
+if TYPE_CHECKING:
+    from sagakit.journal import SqliteJournal
+    from sagakit.notebook.lab import Lab
 
 __all__ = ["CompensationPrimitive", "Saga"]
 
@@ -394,14 +398,29 @@ class Saga:
 
     # -- notebooks and analysis (implemented in their own modules, imported lazily) ------
 
-    def lab(self, **options: Any) -> Any:
+    def lab(
+        self,
+        *,
+        backends: Mapping[str, Backend | None] | None = None,
+        data: Any = None,
+        context: Callable[[], WorkflowContext] | None = None,
+        runs: int = 20,
+        history_rows: int = 50,
+        throttle: float = 0.05,
+        charts: bool = True,
+        pace: float | None = None,
+        journal: SqliteJournal | str | os.PathLike[str] | None = None,
+    ) -> Lab:
         """The interactive failure lab for this saga (needs ``sagakit[notebook]``).
 
-        See :class:`sagakit.notebook.lab.Lab` for the options.
+        See :class:`sagakit.notebook.lab.Lab` for the options; ``journal`` (a
+        ``SqliteJournal`` or its path) shows the runs recorded there by earlier kernels and
+        other processes.
         """
         from sagakit.notebook.lab import Lab
 
-        return Lab(self, **options)
+        return Lab(self, backends=backends, data=data, context=context, runs=runs, history_rows=history_rows,
+                   throttle=throttle, charts=charts, pace=pace, journal=journal)
 
     async def explore(self, data: Any = None, **options: Any) -> Any:
         """Run the saga under every fault scenario and check an invariant.

@@ -1,4 +1,5 @@
-"""What a saga diagram shows: per-step states fed by events, durations, fault notes and hints.
+"""What a saga diagram shows: per-step states fed by events, durations, fault notes, hints and
+the words that tell a run's outcome.
 
 :class:`DiagramState` is an observer: each :class:`~sagakit.Event` updates a few dictionaries
 (classes, notes, compensation classes and notes) and records which steps changed, so that a
@@ -10,30 +11,41 @@ every public name here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sagakit.events import Event, EventKind
 
 if TYPE_CHECKING:
-    from sagakit.notebook.diagram import StepShape
     from sagakit.runs import Run
 
 __all__ = [
     "DiagramState",
+    "Outcome",
     "error_summary",
     "error_text",
     "fault_hints",
     "fault_note",
     "format_ms",
+    "outcome",
     "planned_notes",
     "run_caption",
 ]
 
-
-# -- state --------------------------------------------------------------------------------
-
-
 _K = EventKind
+
+
+class _Shape(Protocol):
+    """What the state needs of a step's shape (``sagakit.notebook.diagram.StepShape``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def undo(self) -> str | None: ...
+    @property
+    def options(self) -> str: ...
+    @property
+    def retries(self) -> int: ...
 
 
 def format_ms(seconds: float) -> str:
@@ -55,20 +67,27 @@ class DiagramState:
     Call it with each :class:`~sagakit.Event` (it is an observer) or :meth:`reset` it. It
     is cheap: a few dictionary writes per event.
 
+    A step whose attempt failed while its retry policy has attempts left is ``retrying``, not
+    ``failed``; after a rollback, a step that ran and has no compensation is ``not-undone``
+    (its effect stays), and a completed step the rollback never reached is
+    ``not-compensated``.
+
     Args:
-        steps: the shapes of the saga's steps, for the per-step option notes of the definition view.
+        steps: the shapes of the saga's steps, for the per-step option notes of the definition
+            view and the retry policies.
         planned: the note of each step with a planned fault (see :func:`fault_note`); those
             whose note has a failure mode are drawn ``injected`` before any run.
     """
 
     __slots__ = ("_rolled_back", "_started", "attempts", "caption", "classes", "cleared", "dirty", "hints", "injected",
-                 "notes",
-                 "options", "planned", "states", "undo_classes", "undo_notes", "undoable", "version")
+                 "notes", "options", "planned", "retries", "states", "undo_classes", "undo_notes", "undoable",
+                 "version")
 
-    def __init__(self, steps: Iterable[StepShape] = (), planned: Mapping[str, str] | None = None) -> None:
+    def __init__(self, steps: Iterable[_Shape] = (), planned: Mapping[str, str] | None = None) -> None:
         members = tuple(steps)
         self.options = {member.name: member.options for member in members}
         self.undoable = {member.name for member in members if member.undo is not None}
+        self.retries = {member.name: getattr(member, "retries", 0) for member in members}
         self.planned: dict[str, str] = dict(planned or {})
         #: Why a planned fault may show nothing, by step (see :func:`fault_hints`).
         self.hints: dict[str, str] = {}
@@ -132,18 +151,26 @@ class DiagramState:
         marked = step in self.injected or (not self.states and "⚡" in self.planned.get(step, ""))
         self.classes[step] = f"state-{state} injected" if marked else f"state-{state}"
 
+    def _set(self, step: str, state: str) -> None:
+        self.states[step] = state
+        self._refresh(step)
+        if self.dirty is not None:
+            self.dirty.add(step)
+
     def __call__(self, event: Event) -> None:
         kind = event.kind
         step = event.step
         self.version += 1
-        if kind is _K.ROLLBACK_STARTED:
-            self._rolled_back = True
-            return
         if step is None:
             if kind is _K.RUN_STARTED:
                 self._forget_run()
-            elif kind is _K.RUN_FINISHED and self._rolled_back:
-                self._mark_not_compensated()
+            elif kind is _K.RUN_FINISHED:
+                self._settle()
+            return
+        if kind is _K.ROLLBACK_STARTED:
+            self._rolled_back = True
+            if self.states.get(step) == "retrying":
+                self._set(step, "failed")
             return
         if event.injected:
             self.injected.add(step)
@@ -152,10 +179,17 @@ class DiagramState:
             self._started.setdefault(step, event.at)
             self.attempts[step] = event.attempt
         elif kind is _K.STEP_SUCCEEDED or kind is _K.STEP_FAILED or kind is _K.STEP_CANCELLED:
-            self.states[step] = "succeeded" if kind is _K.STEP_SUCCEEDED else (
-                "failed" if kind is _K.STEP_FAILED else "cancelled")
+            if kind is _K.STEP_SUCCEEDED:
+                state = "succeeded"
+            elif kind is _K.STEP_CANCELLED:
+                state = "cancelled"
+            else:
+                state = "retrying" if event.attempt <= self.retries.get(step, 0) else "failed"
+            self.states[step] = state
+            self.attempts[step] = max(self.attempts.get(step, 1), event.attempt)
             began = self._started.get(step, event.started_at or event.at)
-            attempts = self.attempts.get(step, 1)
+            self._started.setdefault(step, began)
+            attempts = self.attempts[step]
             note = _ms(event.at - began)
             if attempts > 1:
                 note += f" \u00d7{attempts}"
@@ -174,8 +208,10 @@ class DiagramState:
             self.undo_classes[step] = "state-compensation-failed"
             self.undo_notes[step] = "↺ failed" if kind is _K.COMPENSATION_FAILED else "↺ cancelled"
         elif kind is _K.COMPENSATION_SKIPPED:
-            self.states[step] = "skipped"
+            # The step ran and has nothing to undo it: its effect stays.
+            self.states[step] = "not-undone"
             self.undo_classes[step] = "state-skipped"
+            self.undo_notes[step] = "not undone"
         else:
             return
         self._refresh(step)
@@ -183,21 +219,25 @@ class DiagramState:
         if dirty is not None:
             dirty.add(step)
 
-    def _mark_not_compensated(self) -> None:
-        # A rollback that stopped early (a compensation failed) leaves completed steps undone:
-        # they must not read as fine.
-        for name, state in self.states.items():
-            if state == "succeeded" and name in self.undoable:
-                self.states[name] = "not-compensated"
-                self.undo_classes[name] = "state-not-compensated"
-                self.undo_notes[name] = "↺ not run"
-                self.notes[name] = "needs manual cleanup"
-                self._refresh(name)
-                if self.dirty is not None:
-                    self.dirty.add(name)
+    def _settle(self) -> None:
+        # At the end of a run: a step still "retrying" did not get another attempt; after a
+        # rollback, completed steps it never reached must not read as fine.
+        for name, state in list(self.states.items()):
+            if state == "retrying":
+                self._set(name, "failed")
+            elif state == "succeeded" and self._rolled_back:
+                if name in self.undoable:
+                    self.undo_classes[name] = "state-not-compensated"
+                    self.undo_notes[name] = "↺ not run"
+                    self.notes[name] = "manual cleanup"
+                    self._set(name, "not-compensated")
+                else:
+                    self.undo_classes[name] = "state-skipped"
+                    self.undo_notes[name] = "not undone"
+                    self._set(name, "not-undone")
 
     @classmethod
-    def of_run(cls, run: Run, steps: Iterable[StepShape]) -> DiagramState:
+    def of_run(cls, run: Run, steps: Iterable[_Shape]) -> DiagramState:
         """The state a finished run leaves, with its outcome as the caption."""
         state = cls(steps)
         for event in run.events:
@@ -218,29 +258,141 @@ def error_text(error: BaseException | None, run: Run | None = None) -> str | Non
     return error_message(error, run=run)
 
 
-def run_caption(run: Run) -> str:
-    """One line about a run's outcome: status, failed step and error, duration (no payloads)."""
-    text = f"{run.status} in {run.duration_ms:.1f} ms"
-    if run.failed_step is not None:
-        text += f" · failed at {run.failed_step}"
+def error_summary(error: BaseException, run: Run | None = None) -> str:
+    """``Type: message`` (redacted, as :func:`error_text`), or the bare type name for an error
+    without a message, such as a ``CancelledError``."""
+    text = error_text(error, run) or ""
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
+
+
+# -- what a run came to, in words ---------------------------------------------------------------
+
+#: How each run status reads in the notebook layer.
+STATUS_WORDS: dict[str, str] = {
+    "completed": "completed",
+    "compensated": "rolled back",
+    "compensation_failed": "rollback failed",
+    "cancelled": "stopped",
+}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run came to, read from its events: the facts every description of it uses.
+
+    Attributes:
+        status: the run's status.
+        words: the status as it reads (``rolled back``, ``rollback failed``, ``stopped``).
+        failed_step: the step whose failure started the rollback (or that was in flight when
+            the run was stopped).
+        error: ``Type: message`` of that failure (redacted); empty for a stop.
+        compensated: the steps whose compensation succeeded, in the order they ran.
+        compensation_failures: ``(step, "Type: message")`` of each compensation that failed.
+        not_undone: completed steps without a compensation (their effect stays).
+        left: completed steps with a compensation that never ran (manual cleanup).
+        duration_ms: how long the run took.
+    """
+
+    status: str
+    words: str
+    failed_step: str | None
+    error: str
+    compensated: list[str] = field(default_factory=list)
+    compensation_failures: list[tuple[str, str]] = field(default_factory=list)
+    not_undone: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def sentence(self) -> str:
+        """The outcome in one line: what failed, what the rollback did, what is left."""
+        if self.status == "completed":
+            return f"completed in {self.duration_ms:.1f} ms"
+        if self.status == "cancelled":
+            head = f"stopped while {self.failed_step} ran" if self.failed_step else "stopped"
+        else:
+            head = f"{self.words}: {self.failed_step} failed" if self.failed_step else self.words
+            if self.error:
+                head += f" ({self.error})"
+        return "; ".join([head, *self.rollback_parts()]) + f" · {self.duration_ms:.1f} ms"
+
+    def rollback_parts(self) -> list[str]:
+        """What the rollback did, as short phrases."""
+        parts = []
+        count = len(self.compensated)
+        if count:
+            parts.append(f"{count} step{'' if count == 1 else 's'} compensated")
+        for step, error in self.compensation_failures:
+            parts.append(f"the compensation of {step} failed ({error})")
+        if self.left:
+            parts.append(f"{len(self.left)} left to clean up by hand: {', '.join(self.left)}")
+        if self.not_undone:
+            parts.append(f"not undone (no compensation): {', '.join(self.not_undone)}")
+        if not count and not self.compensation_failures and not self.left and not self.not_undone:
+            parts.append("nothing to undo (no step had completed)")
+        return parts
+
+
+def outcome(run: Run) -> Outcome:
+    """The :class:`Outcome` of a finished run."""
     error = run.original_error if run.original_error is not None else run.error
-    if error is not None and run.status != "completed":
-        message = error_text(error, run) or ""
-        text += f" · {type(error).__name__}" + (f": {message}" if message else "")
-    if len(text) > 160:
-        text = text[:157] + "..."
+    failure = "" if error is None or run.status == "cancelled" else error_summary(error, run)
+    found = Outcome(run.status, STATUS_WORDS.get(run.status, run.status.replace("_", " ")), run.failed_step, failure,
+                    duration_ms=run.duration_ms)
+    if run.status == "completed":
+        return found
+    completed: dict[str, None] = {}
+    undone: set[str] = set()
+    for event in run.events:
+        kind, step = event.kind, event.step
+        if step is None:
+            continue
+        if kind is _K.STEP_SUCCEEDED:
+            completed[step] = None
+        elif kind is _K.COMPENSATION_SUCCEEDED:
+            found.compensated.append(step)
+            undone.add(step)
+        elif kind is _K.COMPENSATION_FAILED or kind is _K.COMPENSATION_CANCELLED:
+            text = error_summary(event.error, run) if event.error is not None else "cancelled"
+            found.compensation_failures.append((step, text))
+            undone.add(step)
+        elif kind is _K.COMPENSATION_SKIPPED:
+            found.not_undone.append(step)
+            undone.add(step)
+    compensates = _compensating_steps(run)
+    for step in completed:
+        if step in undone or step == run.failed_step:
+            continue
+        if compensates is None or step in compensates:
+            found.left.append(step)
+        else:
+            found.not_undone.append(step)
+    return found
+
+
+def _compensating_steps(run: Run) -> set[str] | None:
+    definition = run.definition
+    if definition is None:
+        return None
+    from sagakit.steps import Parallel
+
+    names = set()
+    for stage in definition.stages:
+        for member in stage.steps if isinstance(stage, Parallel) else (stage,):
+            if member.compensate is not None:
+                names.add(member.name)
+    return names
+
+
+def run_caption(run: Run) -> str:
+    """One line about a run's outcome: what failed, what the rollback did, the duration (no payloads)."""
+    text = outcome(run).sentence()
+    if len(text) > 200:
+        text = text[:197] + "..."
     return text
 
 
 # -- fault notes ------------------------------------------------------------------------------
-
-
-def error_summary(error: BaseException, run: Run | None = None) -> str:
-    """``Type: message`` (redacted, as :func:`error_text`), or the bare type name for an error
-    without a message, such as a ``CancelledError``."""
-    from sagakit.errors import error_line
-
-    return error_line(type(error).__name__, error_text(error, run) or "")
 
 
 def fault_note(fault: Any) -> str:
@@ -256,14 +408,15 @@ def fault_note(fault: Any) -> str:
     return " ".join(parts)
 
 
-_TRIGGERS = ("fail", "fail_after")
+_TRIGGERS = ("fail", "fail_after", "cancel")
 
 
 def fault_hints(plan: Mapping[str, Any], order: Sequence[str]) -> dict[str, str]:
-    """Why a planned ``fail_compensation`` may show nothing: no later step is set to fail.
+    """Why a planned compensation fault may show nothing: no later step is set to fail.
 
-    A compensation runs only when a later step fails; without such a fault (and without a real
-    failure) the run completes and the planned fault is never met.
+    A compensation runs only when a later step fails (or the run is stopped after it);
+    without such a fault (and without a real failure) the run completes and the planned
+    fault is never met. The last step's compensation never runs at all.
 
     Args:
         plan: the fault plan (step name -> :class:`~sagakit.Fault`).
@@ -272,12 +425,17 @@ def fault_hints(plan: Mapping[str, Any], order: Sequence[str]) -> dict[str, str]
     hints = {}
     for position, name in enumerate(order):
         fault = plan.get(name)
-        if fault is None or fault.mode != "fail_compensation":
+        if fault is None or fault.mode not in ("fail_compensation", "cancel_compensation"):
             continue
-        later = [other for other in order[position + 1:]
+        after = order[position + 1:]
+        if not after:
+            hints[name] = (f"{fault.mode} on {name} never shows: {name} is the last step, so nothing after it can "
+                           "fail and start a rollback")
+            continue
+        later = [other for other in after
                  if (other_fault := plan.get(other)) is not None and other_fault.mode in _TRIGGERS]
         if not later:
-            hints[name] = (f"fail_compensation on {name} shows only when a later step fails: "
+            hints[name] = (f"{fault.mode} on {name} shows only when a later step fails: "
                            "set fail or fail_after on a step after it")
     return hints
 

@@ -2,77 +2,77 @@
 
 ``saga.lab()`` returns a :class:`Lab`. It shows the saga's diagram, one row of controls per
 step (fault mode, delay, probability), Run and Run x N buttons with a progress bar, Reset,
-a status line, the run history table and timing charts. Controls and ``saga.faults`` are
-kept in sync both ways. Runs start as tasks on the kernel's event loop, so the kernel stays
-responsive; an observer re-colours the diagram while a run is in flight, redrawing at most
-once per ``throttle`` seconds and never running the layout program again.
+a status line, the run history table and two charts (the timeline of the run shown and the
+compensation durations across runs). Controls and ``saga.faults`` are kept in sync both ways.
+Runs start as tasks on the kernel's event loop, so the kernel stays responsive; an observer
+re-colours the diagram while a run is in flight, redrawing at most once per ``throttle``
+seconds and never running the layout program again. A run too fast to watch can be played
+back at a chosen pace once it ends (``pace``). Picking two runs of the history compares them
+(:meth:`Lab.compare`); given a journal, the history holds the runs recorded there by earlier
+kernels and other processes too.
 
-The panel is one anywidget view (:class:`~sagakit.notebook.widget.LabView`, ``lab.widget``):
-every front-end anywidget reaches draws the same controls (JupyterLab, Jupyter Notebook 7,
-VS Code, Colab, and marimo, where ``lab`` shows as the view, as ``mo.ui.anywidget(lab.widget)``
-does). The charts are Vega-Lite outputs the Jupyter front-ends draw below it.
+The panel is one anywidget view (:class:`~sagakit.notebook.widget.LabView`, ``lab.widget``),
+charts included: every front-end anywidget reaches draws the same panel (JupyterLab, Jupyter
+Notebook 7, VS Code, Colab, and marimo, where ``lab`` shows as the view, as
+``mo.ui.anywidget(lab.widget)`` does). In a Jupyter kernel the Lab displays as two outputs:
+a static fallback (the last drawn diagram and the status line, kept up to date) and the view,
+which hides the fallback while it lives.
 
 Stable CSS classes for browsers and tests: ``sagakit-lab`` (the panel), ``sagakit-diagram``,
 ``sagakit-step-<step>`` (a step's row of controls), ``sagakit-fault-<step>``,
 ``sagakit-delay-<step>``, ``sagakit-probability-<step>`` (each wraps its ``select`` or
 ``input``), ``sagakit-run``, ``sagakit-run-n``, ``sagakit-n``, ``sagakit-progress``
-(``sagakit-progress-label`` reads ``done/total``), ``sagakit-reset``, ``sagakit-status``,
-``sagakit-history``, ``sagakit-charts`` and ``sagakit-backend``. In ``<step>``, characters
-other than letters, digits, ``-`` and ``_`` become ``-``. The diagram fits the cell, pans and
-zooms, has a Stop button (``sagakit-stop``), an inspector (``sagakit-inspector``) and a replay
-slider (``sagakit-replay``); clicking a past run in the history draws it. While a run started
-by the Lab is in flight, a kernel interrupt stops it like the Stop button: the run is
-cancelled and its completed steps are compensated.
+(``sagakit-progress-label`` reads ``done/total``), ``sagakit-reset``, ``sagakit-pace``,
+``sagakit-status``, ``sagakit-history``, ``sagakit-charts``, ``sagakit-compare`` (the
+comparison), ``sagakit-reload`` (journal-backed Labs) and ``sagakit-backend``. ``<step>`` is
+the step's name when it holds only letters, digits, ``-`` and ``_``; otherwise those other
+characters become ``-`` and a short hash of the name follows, so distinct steps keep distinct
+classes. The diagram fits the cell, pans and zooms, has a Stop button (``sagakit-stop``), an
+inspector (``sagakit-inspector``) and a replay slider (``sagakit-replay``); clicking a past run
+in the history draws it. While a run started by the Lab is in flight, a kernel interrupt stops
+it like the Stop button: the run is cancelled and its completed steps are compensated.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
-import re
-import signal
-import threading
+import os
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sagakit._checks import check_positive_int, check_seconds
-from sagakit.events import Event, EventKind
+from sagakit._sync import run_sync as _run_sync
+from sagakit.events import Event
 from sagakit.faults import FAULT_MODES, Fault, FaultPlan
-from sagakit.notebook.diagram import (
-    DiagramState,
-    error_summary,
-    error_text,
-    fault_hints,
-    layout,
-    planned_notes,
-    run_caption,
-    saga_shape,
+from sagakit.notebook._inspect import IN_FLIGHT, replay_frames, wire_state
+from sagakit.notebook._interrupts import InterruptStop
+from sagakit.notebook._layout import layout, saga_shape
+from sagakit.notebook._names import css_name
+from sagakit.notebook._panels import (
+    batch_status,
+    chart_data,
+    compare_data,
+    history_rows,
+    message_status,
+    run_status,
 )
+from sagakit.notebook._runs import LabRuns
+from sagakit.notebook.diagram_state import DiagramState, error_summary, fault_hints, planned_notes, run_caption
+from sagakit.notebook.widget import LabView, publish
 from sagakit.policies import is_async_callable
-from sagakit.steps import Step
+from sagakit.steps import Parallel, Step
 
 if TYPE_CHECKING:
+    from sagakit.compare import RunComparison
     from sagakit.context import WorkflowContext
     from sagakit.engine import Backend
+    from sagakit.journal import SqliteJournal
     from sagakit.runs import Run
     from sagakit.saga import Saga
 
 __all__ = ["Lab", "css_name"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-def css_name(step: str) -> str:
-    """The form of a step name used in CSS classes (``sagakit-fault-<step>``)."""
-    return _UNSAFE.sub("-", step)
-
-
-def _widgets() -> Any:
-    try:
-        import ipywidgets
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError("the sagakit Lab needs ipywidgets: pip install sagakit[notebook]") from exc
-    return ipywidgets
 
 
 def _fault(step: str, entry: Any, previous: Fault | None) -> Fault | None:
@@ -92,6 +92,23 @@ def _fault(step: str, entry: Any, previous: Fault | None) -> Fault | None:
     return Fault(mode, delay=float(delay), probability=float(probability), seed=seed)
 
 
+def _weakly(method: Callable[..., None]) -> Callable[..., None]:
+    """``method`` of an object, called only while the object lives (a watcher that does not keep
+    its Lab alive)."""
+    reference = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        bound = reference()
+        if bound is not None:
+            bound(*args)
+
+    return call
+
+
+def _status_text(status: Mapping[str, Any]) -> str:
+    return "".join(text for _, text in status.get("text", ()))
+
+
 class Lab:
     """The interactive failure lab of a saga. Display it in a notebook cell.
 
@@ -106,10 +123,17 @@ class Lab:
         runs: the initial N of Run x N.
         history_rows: how many of the newest runs the history table shows.
         throttle: the least time between two redraws of a live diagram, in seconds.
-        charts: draw the timeline and compensation charts (Altair) after runs.
+        charts: draw the timeline and the compensation durations in the panel.
+        pace: seconds per event at which a run too fast to watch is played back once it ends
+            (``None``: off; the panel has a control to change it).
+        journal: a journal whose runs the history shows (from earlier kernels and other
+            processes) and where the Lab's own runs are recorded: a
+            :class:`~sagakit.SqliteJournal`, or the path of one (opened by the Lab, closed by
+            :meth:`close`).
 
     Raises:
         TypeError, ValueError: an argument is of the wrong type or out of range.
+        JournalError: the journal cannot be read.
     """
 
     def __init__(
@@ -123,6 +147,8 @@ class Lab:
         history_rows: int = 50,
         throttle: float = 0.05,
         charts: bool = True,
+        pace: float | None = None,
+        journal: SqliteJournal | str | os.PathLike[str] | None = None,
     ) -> None:
         from sagakit.saga import Saga
 
@@ -139,7 +165,12 @@ class Lab:
         check_positive_int(runs, "Lab runs")
         check_positive_int(history_rows, "Lab history_rows")
         check_seconds(throttle, "Lab throttle", allow_zero=True)
-        widgets = _widgets()
+        if not isinstance(charts, bool):
+            raise TypeError(f"Lab charts: expected True or False, got {charts!r}")
+        if pace is not None:
+            check_seconds(pace, "Lab pace", allow_zero=True)
+            if pace > 5:
+                raise ValueError(f"Lab pace: expected seconds per event from 0 (off) to 5, got {pace!r}")
         self.saga = saga
         self.backends = dict(backends) if backends is not None else None
         self.data = data
@@ -148,67 +179,133 @@ class Lab:
         self.throttle = float(throttle)
         self.show_charts = charts
         self.task: asyncio.Task[Any] | None = None
+        self._runs = LabRuns(saga, journal)
         self._template = layout(saga_shape(saga), name=saga.name)
         self._names = set(saga.step_names)
+        self._order = list(saga.step_names)
         self._state = DiagramState(self._template.steps, planned_notes(saga.faults))
         self._hints: dict[str, str] = {}
-        self._previous_sigint: Any = None
-        self._sigint_installed = False
-        self._sigint_handler: Callable[[int, Any], None] | None = None
-        try:  # the kernel's own loop (a Lab is made in a cell): SIGINT handling happens there
-            self._main_loop: asyncio.AbstractEventLoop | None = (
-                asyncio.get_running_loop() if threading.current_thread() is threading.main_thread() else None)
-        except RuntimeError:
-            self._main_loop = None
+        self._interrupts = InterruptStop(self.stop, lambda: self.task is not None and not self.task.done())
         self._redraw: asyncio.TimerHandle | None = None
-        self._chart_redraw: asyncio.TimerHandle | None = None
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._settle_at = 0.0
         self._history_dirty = True
         self._syncing = False
         self._last_progress = 0.0
-        self._events: list[Event] = []
+        self._events: list[Event] = []  # the engine appends the observed run's events here
+        self._applied = 0  # how many of them the diagram shows
         self._drawn_later: Run | None = None  # a run not observed live, drawn at the next redraw
         self._inline: bool | None = None  # whether the saga's runs never give the loop control
         self._suspends: bool | None = None  # whether the last run gave the loop control (None: no run yet)
         self._busy = False
         self._last_run: Run | None = None
+        self._last_events: list[Event] | None = None  # the last run's events, observed live
         self._reported: Run | None = None
+        self._batch: list[Run] | None = None  # the runs of the last Run x N
+        self._shown: Run | None = None  # the run the diagram, inspector and charts show
+        self._shown_label = ""
+        self._invalid: dict[str, Any] | None = None  # the status a refused control value replaced
+        self._display_id: str | None = None
+        self._static_drawn: tuple[int, str] | None = None
+        self._played: Run | None = None  # the last run played back at the chosen pace
+        self._watching = False
+        self._unwatch: list[Callable[[], None]] = []
 
-        from sagakit.notebook.widget import LabView
-
+        steps = []
+        for stage in saga.stages:
+            for member in stage.steps if isinstance(stage, Parallel) else (stage,):
+                steps.append((member.name, member.compensate is not None))
         #: The panel: one anywidget view (marimo: ``mo.ui.anywidget(lab.widget)``).
-        self.widget = LabView(self._template, self._state, title=saga.name, steps=saga.step_names,
-                              modes=FAULT_MODES, runs=runs, backends=list(self.backends or ()))
+        self.widget = LabView(self._template, self._state, title=saga.name, steps=steps, modes=FAULT_MODES,
+                              runs=runs, backends=list(self.backends or ()), pace=float(pace or 0.0),
+                              journal=self._runs.label, charts=charts)
         #: The diagram and the history are parts of the panel (the same view).
         self.diagram = self.history = self.widget
-        self.widget.on_stop = self.stop
-        self.widget.on_live = self._show_live
-        self.widget.on_run = self._on_run
-        self.widget.on_run_n = self._on_run_n
-        self.widget.on_reset = self.reset
-        self.widget.on_select = self.show_run
-        self.widget.observe(self._on_controls, names="faults")
-        self.charts = widgets.Output()
-        self.charts.add_class("sagakit-charts")
-        self._panel: Any = widgets.VBox([self.widget, self.charts]) if charts else self.widget
-        self._unwatch_faults = saga.faults.watch(self._on_faults)
-        self._unwatch_history = saga.history.watch(self._on_history)
+        widget = self.widget
+        widget.on_stop = self.stop
+        widget.on_live = self._show_live
+        widget.on_run = self._on_run
+        widget.on_run_n = self._on_run_n
+        widget.on_reset = self.reset
+        widget.on_select = self.show_run
+        widget.on_compare = self._on_compare
+        widget.on_reload = self.refresh
+        widget.on_views = self._on_views
+        widget.observe(self._on_controls, names="faults")
+        self._watch()
         self._on_faults(saga.faults)
         self.flush()
-        if len(saga.history) and charts:
+        if self.show_charts:
             self._draw_charts()
+
+    # -- the runs listed ------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the journal again: runs other processes recorded since appear in the history."""
+        if self._runs.journal is None:
+            return
+        self._runs.refresh()
+        self._history_dirty = True
+        self.flush()
+
+    @property
+    def all_runs(self) -> list[Run]:
+        """The runs the history table numbers, oldest first: those read from the journal (not
+        made by this kernel), then ``saga.history``."""
+        return self._runs.all()
+
+    # -- watching the saga ------------------------------------------------------------------
+
+    @property
+    def watching(self) -> bool:
+        """Whether the Lab follows the saga's faults and history now.
+
+        A Lab stops when every view of it is gone (its cell was re-run or cleared) and starts
+        again when it is displayed anew; :meth:`close` stops it for good.
+        """
+        return self._watching
+
+    def _watch(self) -> None:
+        if self._watching:
+            return
+        self._watching = True
+        self._unwatch = [self.saga.faults.watch(_weakly(self._on_faults)),
+                         self.saga.history.watch(_weakly(self._on_history))]
+
+    def _sleep(self) -> None:
+        self._watching = False
+        for unwatch in self._unwatch:
+            unwatch()
+        self._unwatch = []
+
+    def _on_views(self, count: int) -> None:
+        if count == 0:
+            self._sleep()
+        elif not self._watching:
+            self._watch()
+            self._history_dirty = True
+            self._on_faults(self.saga.faults)
+            self.flush()
 
     # -- display --------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self._panel._repr_mimebundle_(**kwargs)
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self) -> None:
+        # Two outputs: the static fallback (kept up to date, by its display id) for front-ends
+        # that cannot draw the view, then the view, which hides the fallback while it lives.
+        bundle = self.widget.static_bundle(self._static_status())
+        self._display_id = publish(bundle, display_id=self._display_id or True)
+        self._static_drawn = (self._state.version, self._static_status())
+        publish(self.widget)
 
     def _display_(self) -> Any:
-        # marimo's display protocol: marimo draws the anywidget view itself (the charts are
-        # Jupyter outputs, which it does not draw).
+        # marimo's display protocol: marimo draws the anywidget view itself.
         return self.widget
 
     def __repr__(self) -> str:
-        return f"<Lab {self.saga.name!r}: {len(self.saga.step_names)} steps, {len(self.saga.history)} runs>"
+        return f"<Lab {self.saga.name!r}: {len(self.saga.step_names)} steps, {len(self.all_runs)} runs>"
 
     @property
     def svg(self) -> str:
@@ -221,14 +318,13 @@ class Lab:
         return {name: self._state.states.get(name, "pending") for name in self.saga.step_names}
 
     def close(self) -> None:
-        """Stop following the saga and close the widgets."""
-        self._unwatch_faults()
-        self._unwatch_history()
-        for handle in (self._redraw, self._chart_redraw):
+        """Stop following the saga, close the widget, and close a journal the Lab opened."""
+        self._sleep()
+        for handle in (self._redraw, self._settle_timer):
             if handle is not None:
                 handle.cancel()
-        for widget in (self._panel, self.charts, self.widget):
-            widget.close()
+        self.widget.close()
+        self._runs.close()
 
     # -- running --------------------------------------------------------------------------
 
@@ -247,32 +343,53 @@ class Lab:
         deferred so that runs in quick succession cost almost nothing extra); call
         :meth:`flush` to draw at once.
         """
+        self._batch = None
         self._busy = True
+        self._leave_replay()
         try:
             run = await self._run_one()
         finally:
             self._busy = False
             self._schedule_draw()
-        if self.show_charts:
-            self._schedule_charts()
+        self._schedule_settle()
         return run
+
+    def run_sync(self) -> Run:
+        """:meth:`run` from synchronous code, also inside a running loop (a notebook cell); the
+        panel is drawn when it returns."""
+        run = _run_sync(self.run)
+        self._after_sync()
+        return run
+
+    def _after_sync(self) -> None:
+        # The run's redraw timers belonged to the loop that ran it, which is gone now.
+        for handle in (self._redraw, self._settle_timer):
+            if handle is not None:
+                handle.cancel()
+        self._redraw = self._settle_timer = None
+        self.flush()
+        self._settle()
 
     async def _run_one(self) -> Run:
         context = self.context() if self.context is not None else None
         self._schedule_draw()  # live colouring: redraws keep coming while the run is in flight
-        # The engine calls list.append for every event: the cheapest observer there is. The
-        # events are turned into colours at the next redraw, for the newest run only, so an
-        # earlier run's events not drawn yet are dropped now rather than kept until then.
-        self._events.clear()
+        # The engine calls list.append for every event: the cheapest observer there is. A new
+        # list per run: an earlier run's events not drawn yet are dropped, not kept.
+        events: list[Event] = []
+        self._events = events
+        self._applied = 0
         self._drawn_later = None
         live = self._draws_live()
+        # Kept before the run ends: a stopped run never returns here, and is drawn from these.
+        self._last_events = events if live else None
         # A callback the loop runs only if the run gives it control: whether a redraw could
         # have shown this run in flight, and so whether the next one is worth observing.
         suspended: list[bool] = []
         probe = asyncio.get_running_loop().call_soon(suspended.append, True)
+        journal = self._runs.record_to
         try:
-            run = await self.saga.run(self._input(), context, observers=(self._events.append,) if live else (),
-                                      backend=self._backend())
+            run = await self.saga.run(self._input(), context, observers=(events.append,) if live else (),
+                                      backend=self._backend(), journal=journal)
         finally:
             probe.cancel()
             self._suspends = bool(suspended)
@@ -281,8 +398,9 @@ class Lab:
         self._last_run = run
         return run
 
-    def _draws_live(self) -> bool:
-        """Whether to observe the next run event by event, to colour it while in flight.
+    @property
+    def live(self) -> bool:
+        """Whether the next run will be observed event by event, to colour it while in flight.
 
         Only a run that gives the event loop control before it ends can be shown in flight.
         A run of plain synchronous steps and compensations (no retry, timeout or parallel
@@ -294,6 +412,9 @@ class Lab:
         the loop control is observed live; so is the first run and the first after the
         fault plan changes.
         """
+        return self._draws_live()
+
+    def _draws_live(self) -> bool:
         if self._backend() is not None or any(fault.delay for fault in self.saga.faults.values()):
             return True
         if any(callable(getattr(obs, "settle", None)) for obs in self.saga.observers):
@@ -309,11 +430,13 @@ class Lab:
         return not self._inline and self._suspends is not False
 
     async def run_n(self, n: int | None = None) -> list[Run]:
-        """Run the saga ``n`` times (default: the N control) in sequence, with progress."""
+        """Run the saga ``n`` times (default: the N control) in sequence, with progress; the
+        status line gives the totals."""
         count = check_positive_int(self.widget.n if n is None else n, "Lab.run_n n")
         self._set_progress(0, count)
         runs: list[Run] = []
         self._busy = True
+        self._leave_replay()
         try:
             for number in range(1, count + 1):
                 runs.append(await self._run_one())
@@ -323,10 +446,17 @@ class Lab:
                     self._set_progress(number, count)
         finally:
             self._busy = False
+            self._batch = runs
             self._set_progress(len(runs), count)
             self.flush()
-        if runs and self.show_charts:
-            self._schedule_charts()
+        if runs:
+            self._schedule_settle()
+        return runs
+
+    def run_n_sync(self, n: int | None = None) -> list[Run]:
+        """:meth:`run_n` from synchronous code, also inside a running loop (a notebook cell)."""
+        runs = _run_sync(lambda: self.run_n(n))
+        self._after_sync()
         return runs
 
     async def _run_and_flush(self) -> Run:
@@ -344,7 +474,7 @@ class Lab:
         task.add_done_callback(self._task_done)
         self.task = task
         self.widget.busy = True
-        self._catch_interrupts(loop)
+        self._interrupts.catch(loop)
         return task
 
     def stop(self) -> bool:
@@ -368,60 +498,6 @@ class Lab:
             loop.call_soon_threadsafe(task.cancel)
         return True
 
-    # A kernel interrupt is SIGINT, which ipykernel ignores while no cell runs: while a Lab run
-    # is in flight, it stops that run instead. Signal handlers belong to the main thread, and a
-    # click may be handled on another one (a kernel subshell), so the handler is installed,
-    # kept and removed from the main thread's loop.
-
-    def _on_main_thread(self, callback: Callable[[], None]) -> None:
-        if threading.current_thread() is threading.main_thread():
-            callback()
-        elif self._main_loop is not None and not self._main_loop.is_closed():
-            self._main_loop.call_soon_threadsafe(callback)
-
-    def _catch_interrupts(self, loop: asyncio.AbstractEventLoop) -> None:
-        def interrupted(_signum: int, _frame: Any) -> None:
-            loop.call_soon_threadsafe(self.stop)
-
-        self._sigint_handler = interrupted
-        self._on_main_thread(self._install_interrupt_handler)
-
-    def _install_interrupt_handler(self) -> None:
-        if self._sigint_installed or self._sigint_handler is None or self.task is None or self.task.done():
-            return
-        handler = self._sigint_handler
-        kernel = _kernel()
-        current = signal.getsignal(signal.SIGINT)
-        if kernel is not None and current is signal.default_int_handler and hasattr(kernel, "saved_sigint_handler"):
-            # Inside a kernel message handler: the kernel restores its saved handler when the
-            # handler returns, so that is the one to replace.
-            self._previous_sigint = kernel.saved_sigint_handler
-            kernel.saved_sigint_handler = handler
-        else:
-            self._previous_sigint = current
-            signal.signal(signal.SIGINT, handler)
-        self._sigint_installed = True
-
-    def _keep_catching_interrupts(self) -> None:
-        # Kernel message handlers save and restore the SIGINT handler around themselves; when
-        # they overlap, ours can be lost. Between handlers, put it back.
-        if not self._sigint_installed or self.task is None or self.task.done():
-            return
-        current = signal.getsignal(signal.SIGINT)
-        if current is not self._sigint_handler and current is not signal.default_int_handler:
-            self._previous_sigint = current
-            signal.signal(signal.SIGINT, self._sigint_handler)
-
-    def _release_interrupts(self) -> None:
-        if not self._sigint_installed:
-            return
-        self._sigint_installed = False
-        kernel = _kernel()
-        if kernel is not None and getattr(kernel, "saved_sigint_handler", None) is self._sigint_handler:
-            kernel.saved_sigint_handler = self._previous_sigint
-        if signal.getsignal(signal.SIGINT) is self._sigint_handler:
-            signal.signal(signal.SIGINT, self._previous_sigint)
-
     async def wait(self) -> Any:
         """Wait for the run started by the last click (if any) and return its outcome."""
         if self.task is None:
@@ -430,7 +506,7 @@ class Lab:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.widget.busy = False
-        self._on_main_thread(self._release_interrupts)
+        self._interrupts.release()
         if task.cancelled():
             self._busy = False
             last = self.saga.history.last
@@ -439,15 +515,14 @@ class Lab:
                 if not self._events:
                     self._drawn_later = last
             self.flush()
-            self.widget.status = '<span style="color:#757575">stopped: ' + html.escape(
-                run_caption(last) if last is not None and last.status == "cancelled" else "cancelled") + "</span>"
+            if last is None or last.status != "cancelled":
+                self.widget.status = message_status("stopped", "■ stopped before the run started")
+            self._schedule_settle()
             return
         error = task.exception()
         if error is not None:
-            self.widget.status = (
-                f'<span style="color:#c62828">✖ the Lab could not run the saga: {html.escape(type(error).__name__)}: '
-                f"{html.escape(error_text(error) or '')}</span>"
-            )
+            self.widget.status = message_status(
+                "error", f"✖ the Lab could not run the saga: {error_summary(error)}")
 
     def _on_run(self) -> None:
         if self.task is None or self.task.done():
@@ -460,22 +535,38 @@ class Lab:
     def reset(self) -> None:
         """Remove every fault, clear the colouring and the progress (the history stays)."""
         self.saga.faults.clear()
-        self._events.clear()
+        self._events = []
+        self._applied = 0
         self._drawn_later = None
         self._last_run = None
+        self._shown = None
+        self._batch = None
         self._state.reset()
-        self.diagram.show_run(None)
-        self.diagram.replay = {}
-        self.diagram.inspector = ""
-        self.history.selected = 0
-        self._set_progress(0, self.widget.progress[1])
-        self.widget.status = "ready"
+        self.widget.show_run(None)
+        self._leave_replay()
+        with self.widget.hold_sync():
+            self.widget.comparison = {}
+            self.widget.selected = 0
+            self._set_progress(0, self.widget.progress[1])
+            self.widget.status = self._idle_status()
         self.flush()
+        self._schedule_settle()
 
     def _set_progress(self, done: int, total: int) -> None:
         self.widget.progress = [done, total]
 
     # -- drawing --------------------------------------------------------------------------
+
+    def _leave_replay(self) -> None:
+        # A run (or a reset) shows live: a replay or a playback left open would freeze the
+        # diagram on an old frame.
+        widget = self.widget
+        if widget.replaying:
+            widget.replaying = False
+            with widget.hold_sync():
+                widget.replay = {}
+                widget.playback = {}
+                widget.state = wire_state(self._template.steps, self._state)
 
     def _schedule_draw(self) -> None:
         if self._redraw is not None:
@@ -491,8 +582,7 @@ class Lab:
         self._redraw = None
         self.flush()
         if self._busy:  # keep colouring while a run is in flight
-            if self._sigint_handler is not None:
-                self._on_main_thread(self._keep_catching_interrupts)
+            self._interrupts.keep()
             self._schedule_draw()
 
     def flush(self) -> None:
@@ -500,56 +590,69 @@ class Lab:
         if self._redraw is not None:
             self._redraw.cancel()
             self._redraw = None
-        events = self._events
+        state = self._state
         if self._drawn_later is not None:
-            events.extend(self._drawn_later.events)
-            self._drawn_later = None
-        if events:
-            start = 0
-            for position in range(len(events) - 1, -1, -1):
-                if events[position].kind is EventKind.RUN_STARTED:
-                    start = position
-                    break
-            state = self._state
-            for event in events[start:]:
+            for event in self._drawn_later.events:
                 state(event)
-            events.clear()
-        diagram = self.diagram
-        diagram.push(full=not self._busy)
+            self._drawn_later = None
+        events = self._events
+        if self._applied < len(events):
+            for event in events[self._applied:]:
+                state(event)
+            self._applied = len(events)
+        widget = self.widget
         if self._busy:
-            running = [name for name, state in self._state.states.items() if state in ("running", "compensating")]
-            self.widget.status = "running… " + ", ".join(
-                f"<code>{html.escape(name)}</code> {self._state.states[name]}" for name in running
-            )
-        elif self._last_run is not None and self._last_run is not self._reported:
-            self._reported = self._last_run
-            diagram.show_run(self._last_run)
-            self.history.selected = 0
-            self.widget.status = _status_html(self._last_run) + self._hints_html()
+            # While a run is in flight the status line travels with the diagram's changes: one
+            # message per redraw.
+            running = [name for name, value in state.states.items() if value in ("running", "compensating", "retrying")]
+            text: list[list[str]] = [["", "running… "]]
+            for number, name in enumerate(running):
+                text += [["", ", " if number else ""], ["code", name], ["", f" {state.states[name]}"]]
+            widget.push(status={"level": "running", "text": text, "hints": []})
+            if widget.inspected is not None and widget.inspector.get("message") != IN_FLIGHT:
+                widget.refresh_inspector(in_flight=True)
+        else:
+            widget.push(full=True)
+            self._report()
         if self._history_dirty:
             self._history_dirty = False
             self._draw_history()
 
-    def _draw_history(self) -> None:
-        from sagakit.notebook.widget import history_rows
+    def _report(self) -> None:
+        # A run that ended since the last redraw: the inspector, replay and status follow it.
+        widget = self.widget
+        if self._last_run is not None and self._last_run is not self._reported:
+            self._reported = run = self._last_run
+            self._shown = run
+            self._shown_label = "latest run"
+            self._invalid = None
+            with widget.hold_sync():
+                widget.show_run(run, self._last_events)
+                widget.selected = 0
+                if self._batch is not None and len(self._batch) > 1:
+                    widget.status = batch_status(self._batch, self._hints.values())
+                else:
+                    widget.status = run_status(run, self._hints.values())
 
-        history = self.saga.history
-        total = len(history)
+    def _draw_history(self) -> None:
+        runs = self.all_runs
+        total = len(runs)
         first = max(0, total - self.history_rows)
-        runs = [history[i] for i in range(first, total)]
-        with self.history.hold_sync():
-            self.history.rows = history_rows(runs, first + 1)
-            self.history.total = total
+        journal_ids = self._runs.from_journal()
+        with self.widget.hold_sync():
+            self.widget.rows = history_rows(runs[first:], first + 1, journal_ids)
+            self.widget.total = total
 
     def show_run(self, number: int) -> None:
         """Draw run ``number`` of the history (1 is the oldest kept): a click on its row."""
-        history = self.saga.history
-        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(history):
-            raise ValueError(f"Lab.show_run number: expected 1..{len(history)}, got {number!r}")
+        runs = self.all_runs
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(runs):
+            raise ValueError(f"Lab.show_run number: expected 1..{len(runs)}, got {number!r}")
         if self._busy:
             return  # a run in flight keeps the diagram
-        run = history[number - 1]
-        self._events.clear()
+        run = runs[number - 1]
+        self._events = []
+        self._applied = 0
         self._drawn_later = None
         state = self._state
         state.reset()
@@ -557,55 +660,149 @@ class Lab:
             state(event)
         state.caption = f"run {number}: {run_caption(run)}"
         state.version += 1
-        self.diagram.show_run(run)
-        self.diagram.replay = {}
-        self.history.selected = number
+        self._shown = run
+        self._shown_label = f"run {number}"
+        self._leave_replay()
+        with self.widget.hold_sync():
+            self.widget.show_run(run)
+            self.widget.selected = number
+            self.widget.status = run_status(run, self._hints.values())
         self.flush()
+        self._schedule_settle()
+
+    def inspect(self, step: str, phase: str = "forward") -> dict[str, Any]:
+        """Open the inspector on ``step`` (``phase="compensate"``: its compensation), as a click
+        does; returns what it shows (see :func:`sagakit.notebook._inspect.inspector_data`).
+
+        Raises:
+            ValueError: the saga has no step ``step``, or ``phase`` is neither ``forward`` nor
+                ``compensate``.
+        """
+        if step not in self._names:
+            raise ValueError(f"Lab.inspect step: expected one of {', '.join(self._order)}, got {step!r}")
+        if phase not in ("forward", "compensate"):
+            raise ValueError(f"Lab.inspect phase: expected 'forward' or 'compensate', got {phase!r}")
+        self.flush()  # the run that just ended is the one to inspect
+        self.widget.inspect(step, phase, in_flight=self._busy)
+        return dict(self.widget.inspector)
+
+    def compare(self, a: int, b: int) -> RunComparison:
+        """Compare runs ``a`` and ``b`` of the history (numbers as in its table), as picking two
+        rows does: both diagrams side by side, the first divergence marked, and the table.
+
+        Raises:
+            ValueError: a number names no run of the history.
+        """
+        from sagakit.compare import compare_runs
+
+        runs = self.all_runs
+        for name, number in (("a", a), ("b", b)):
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(runs):
+                raise ValueError(f"Lab.compare {name}: expected a run number 1..{len(runs)}, got {number!r}")
+        first, second = runs[a - 1], runs[b - 1]
+        comparison = compare_runs(first, second)
+        states = []
+        for run in (first, second):
+            template = self._template
+            state = DiagramState(template.steps)
+            for event in run.events:
+                state(event)
+            state.caption = run_caption(run)
+            divergence = comparison.first_divergence
+            if divergence is not None and divergence.step in state.classes:
+                state.classes[divergence.step] += " diverges"
+            states.append(wire_state(template.steps, state))
+        self.widget.comparison = compare_data(comparison, (a, b), (states[0], states[1]))
+        return comparison
+
+    def _on_compare(self, a: int, b: int) -> None:
+        try:
+            self.compare(a, b)
+        except ValueError as exc:
+            self.widget.status = message_status("invalid", f"✖ {exc}")
 
     def _show_live(self) -> None:
         # Back from a replay: the diagram shows the state the kernel holds.
-        self.diagram.push(full=True)
+        self.widget.push(full=True)
 
-    def _hints_html(self) -> str:
-        if not self._hints:
-            return ""
-        return "".join(f'<div class="sagakit-hint" style="color:#8a5a00">hint: {html.escape(hint)}</div>'
-                       for hint in self._hints.values())
+    def _idle_status(self) -> dict[str, Any]:
+        hints = list(self._hints.values())
+        return message_status("ready", "ready", hints)
 
     def _on_history(self, _run: Run) -> None:
         self._history_dirty = True
         self._schedule_draw()
 
-    def _schedule_charts(self) -> None:
-        # Charts cost tens of milliseconds: draw them once things settle, not per run.
-        if self._chart_redraw is not None:
-            self._chart_redraw.cancel()
-        self._chart_redraw = asyncio.get_running_loop().call_later(max(self.throttle, 0.2), self._draw_charts_safely)
+    # -- after a run settles: charts, playback, the static fallback ------------------------------
 
-    def _draw_charts_safely(self) -> None:
+    def _schedule_settle(self) -> None:
+        # Charts and the static fallback cost a millisecond or more: draw them once things
+        # settle (no run for a moment), not per run. One timer, pushed back by each run.
         try:
-            self._draw_charts()
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._settle()
+            return
+        self._settle_at = loop.time() + max(self.throttle, 0.1)
+        if self._settle_timer is None:
+            self._settle_timer = loop.call_at(self._settle_at, self._settle)
+
+    def _settle(self) -> None:
+        self._settle_timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and loop.time() < self._settle_at:  # a run came since: later
+            self._settle_timer = loop.call_at(self._settle_at, self._settle)
+            return
+        if self._busy:
+            return
+        self.flush()
+        try:
+            self._play_back()
+            if self.show_charts:
+                self._draw_charts()
         except Exception as exc:  # a chart must never take the Lab down: say what went wrong instead
-            self.charts.outputs = (
-                {"output_type": "stream", "name": "stderr", "text": f"charts failed: {type(exc).__name__}: {exc}\n"},
-            )
+            self.widget.charts = {"error": f"charts failed: {type(exc).__name__}: {exc}"}
+        self._update_static()
+
+    def _play_back(self) -> None:
+        # A run faster than the chosen pace could show is played back at that pace.
+        pace = self.widget.pace
+        run = self._shown
+        if not pace or run is None or run is not self._last_run or self._batch is not None:
+            return
+        if self._played is run:
+            return
+        self._played = run
+        frames = replay_frames(run, self._template, self._last_events)
+        if run.duration_ms >= pace * 1000.0 * len(frames["frames"]):
+            return
+        frames["pace"] = pace
+        frames["run"] = run.run_id
+        self.widget.playback = frames
+        self.widget.replaying = True
 
     def _draw_charts(self) -> None:
-        """Redraw the timeline of the latest run and the compensation durations by step."""
-        from sagakit.analysis import chart_mimebundle, compensation_distribution, timeline
+        """Redraw the timeline of the run shown and the compensation durations by step."""
+        runs = self.all_runs
+        label = self._shown_label or "latest run"
+        if self._shown is not None:
+            label = f"{label}: {run_caption(self._shown)}"
+        self.widget.charts = chart_data(self._shown, runs, self._order, label)
 
-        self._chart_redraw = None
-        last = self.saga.history.last
-        if last is None:
-            self.charts.outputs = ()
+    def _static_status(self) -> str:
+        return _status_text(self.widget.status) if self.widget.status else ""
+
+    def _update_static(self) -> None:
+        if self._display_id is None:
             return
-        import altair as alt
-
-        chart: Any = timeline(last, width=420)
-        steps = self.saga.history.steps
-        if ((steps["phase"] == "compensate") & steps["status"].isin(["succeeded", "failed"])).any():
-            chart = alt.hconcat(chart, compensation_distribution(steps, width=320))
-        self.charts.outputs = ({"output_type": "display_data", "data": chart_mimebundle(chart), "metadata": {}},)
+        status = self._static_status()
+        if self._static_drawn == (self._state.version, status):
+            return
+        publish(self.widget.static_bundle(status), display_id=self._display_id, update=True)
+        self._static_drawn = (self._state.version, status)
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -623,8 +820,14 @@ class Lab:
                 elif plan.get(step) != fault:
                     plan[step] = fault
         except (TypeError, ValueError) as exc:  # a value the plan refuses: show why, keep the plan
-            self.widget.status = f'<span style="color:#c62828">✖ {html.escape(str(exc))}</span>'
+            if self._invalid is None:
+                self._invalid = dict(self.widget.status)
+            self.widget.status = message_status("invalid", f"✖ {exc}")
             self._on_faults(plan)
+            return
+        if self._invalid is not None:  # the value is fixed: the error goes
+            self.widget.status = self._invalid
+            self._invalid = None
 
     def _on_faults(self, plan: FaultPlan) -> None:
         self._syncing = True
@@ -635,43 +838,15 @@ class Lab:
             self._syncing = False
         self._suspends = None  # other faults may make runs wait: observe the next one
         self._state.plan(planned_notes(plan))
-        self._hints = fault_hints(plan, self.saga.step_names)
+        self._hints = fault_hints(plan, self._order)
         self._state.hints = self._hints
-        if not self._busy and (self.task is None or self.task.done()):
-            if self._hints:
-                self.widget.status = self._hints_html()
-            elif "sagakit-hint" in self.widget.status:
-                self.widget.status = "ready"
+        if not self._busy and (self.task is None or self.task.done()) and self._invalid is None:
+            status = dict(self.widget.status or self._idle_status())
+            status["hints"] = list(self._hints.values())
+            self.widget.status = status
         self._schedule_draw()
 
 
 async def _as_coroutine(work: Awaitable[Any]) -> Any:
     return await work
 
-
-def _kernel() -> Any:
-    import sys
-
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return None
-    shell = ipython.get_ipython()
-    return getattr(shell, "kernel", None)
-
-
-def _status_html(run: Run) -> str:
-    if run.status == "completed":
-        return f'<span style="color:#2e7d32">✔ completed in {run.duration_ms:.1f} ms</span>'
-    error = run.original_error if run.original_error is not None else run.error
-    parts = [f"✖ {html.escape(run.status)}"]
-    if run.failed_step is not None:
-        parts.append(f": step <code>{html.escape(run.failed_step)}</code> failed")
-    if error is not None:
-        parts.append(f" — {html.escape(error_summary(error, run))}")
-    if run.status == "compensation_failed" and run.error is not None and run.error is not error:
-        parts.append(f"; then {html.escape(error_summary(run.error, run))}")
-    if run.compensations_run:
-        count = run.compensations_run
-        parts.append(f" · {count} compensation{'' if count == 1 else 's'}")
-    parts.append(f" · {run.duration_ms:.1f} ms")
-    return '<span style="color:#c62828">' + "".join(parts) + "</span>"

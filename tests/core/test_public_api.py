@@ -39,6 +39,7 @@ EXPECTED = [
     "ResumeRefused",
     "RetryPrimitive",
     "Run",
+    "RunComparison",
     "RunHistory",
     "RunInterrupted",
     "RunRequest",

@@ -37,6 +37,31 @@ def linear_saga(count: int, name: str = "chain", log: list[str] | None = None) -
     )
 
 
+def from_browser(widget: Any, content: dict[str, Any]) -> None:
+    """What a front-end sends when the user clicks: a custom message, delivered through the
+    widget's comm as a kernel delivers it."""
+    widget.comm.handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+def edit_from_browser(widget: Any, **state: Any) -> None:
+    """What a front-end sends when the user edits a control: a state update through the comm."""
+    widget.comm.handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}},
+                            "buffers": []})
+
+
+def record_messages(view: Any) -> list[dict[str, Any]]:
+    """Keep a copy of every custom message ``view`` sends (still sent on)."""
+    sent: list[dict[str, Any]] = []
+    send = view.send
+
+    def recording(message: dict[str, Any]) -> None:
+        sent.append(message)
+        send(message)
+
+    view.send = recording
+    return sent
+
+
 @pytest.fixture
 def order_saga() -> sagakit.Saga:
     """Five steps, the last without compensation, the middle one with a retry policy."""

@@ -2,12 +2,17 @@
 
 One Jupyter server for the session (127.0.0.1, random token, isolated config, data, runtime and
 settings directories) serves a temporary root holding copies of ``05-failure-lab``: JupyterLab
-opens one copy (with a 30-step saga appended), Notebook 7 another, each with its own kernel. One
-Chromium serves all three; one marimo server runs a small app showing a run's diagram view and a
-saga's Lab. The Lab is the same anywidget view everywhere, so the scenarios share their helpers
-(Playwright's locators reach into marimo's shadow roots). Every wait is on a condition; each
-scenario saves a screenshot to ``test-output/``. With ``SAGAKIT_SCREENSHOT=1`` the replay scenario also writes
+opens one copy (with more cells appended: a 25-step saga, steps named with punctuation, a
+journal written by another process, a Lab made again and again), Notebook 7 another, each with
+its own kernel. One Chromium per module serves them; one marimo server runs a small app showing
+a run's diagram view and a saga's Lab, opened once in its light and once in its dark theme. The
+Lab is the same anywidget view everywhere, so the scenarios share their helpers (Playwright's
+locators reach into marimo's shadow roots). Every wait is on a condition; scenarios save
+screenshots to ``test-output/``. With ``SAGAKIT_SCREENSHOT=1`` the replay scenario also writes
 ``docs/lab-rollback.png``: the Lab in the middle of a rollback.
+
+Each text the Lab draws is measured against its background in light and dark themes: WCAG AA
+asks 4.5:1.
 """
 
 from __future__ import annotations
@@ -38,17 +43,67 @@ NOTEBOOK = ROOT / "notebooks" / "05-failure-lab.ipynb"
 LAB_COPY = "lab-05-failure-lab.ipynb"
 NB7_COPY = "nb7-05-failure-lab.ipynb"
 TIMEOUT_MS = 60_000
-LAB = ".sagakit-lab >> nth=0"  # the order saga's Lab (the 30-step one comes second)
+LAB = ".sagakit-lab >> nth=0"  # the order saga's Lab (the appended ones come after it)
+WIDE = ".sagakit-lab >> nth=1"
+NAMES = ".sagakit-lab >> nth=2"
+JOURNAL = ".sagakit-lab >> nth=3"
 
-WIDE_SAGA = """\
+APPENDED = [
+    """\
 async def noop(data, context):
     return data
 
-wide = sagakit.Saga("wide", [sagakit.step(noop, compensate=noop, name=f"w{i:02d}") for i in range(30)])
-wide.faults["w27"] = "fail"
+wide = sagakit.Saga("wide", [sagakit.step(noop, compensate=noop, name=f"w{i:02d}") for i in range(25)])
+wide.faults["w19"] = "fail"
 wide_lab = wide.lab(charts=False)
 await wide_lab.run()
-wide_lab"""
+wide_lab""",
+    """\
+names = sagakit.Saga("names", [sagakit.step(noop, compensate=noop, name=name)
+                               for name in ("a b", "a-b", "a.b", "a&amp;b", "last")])
+names.faults["last"] = "fail"
+names_lab = names.lab(charts=False)
+await names_lab.run()
+names_lab""",
+    """\
+import subprocess, sys, tempfile
+WRITER = '''
+import asyncio, sys
+import sagakit
+
+async def reserve(data, context):
+    return {**data, "reserved": True}
+
+async def release(data, context):
+    return None
+
+async def charge(data, context):
+    return {**data, "charged": True}
+
+shop = sagakit.Saga("shop", [sagakit.step(reserve, compensate=release), sagakit.step(charge)])
+
+async def main():
+    await shop.run({"order": 1}, journal=sys.argv[1])
+    await shop.run({"order": 2}, journal=sys.argv[1], faults={"charge": "fail"})
+
+asyncio.run(main())
+'''
+journal_path = tempfile.mkdtemp() + "/shop.db"
+subprocess.run([sys.executable, "-c", WRITER, journal_path], check=True)
+
+async def reserve(data, context):
+    return {**data, "reserved": True}
+
+async def charge(data, context):
+    return {**data, "charged": True}
+
+shop = sagakit.Saga("shop", [sagakit.step(reserve, compensate=noop, name="reserve"), sagakit.step(charge)])
+journal_lab = shop.lab(journal=journal_path, charts=False)
+journal_lab""",
+    "labs = []",
+    "labs.append(order_saga.lab(charts=False))\nlabs[-1]",
+    "print([each.watching for each in labs])",
+]
 
 
 def _free_port() -> int:
@@ -60,7 +115,7 @@ def _free_port() -> int:
 def _wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Jupyter exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -69,12 +124,12 @@ def _wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path, dead
             pass
         # Polling a socket that is not listening yet: nothing to subscribe to, so retry briefly.
         time.sleep(0.2)
-    raise TimeoutError(f"Jupyter did not answer at {url}:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"the server did not answer at {url}:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
-def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """One Jupyter server (JupyterLab and Notebook 7 front-ends) on a free port: its base URL and token."""
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """One Jupyter server (JupyterLab and Notebook 7 front-ends) on a free port: its URL, token and root."""
     require(JUPYTER.exists(), "jupyter lab in the virtual environment (pip install sagakit[lab])")
     base = tmp_path_factory.mktemp("jupyter")
     root = base / "root"
@@ -83,7 +138,7 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     # Example notebooks are stored without a kernel choice: name it, so that no dialog asks.
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(book, root / NB7_COPY)
-    book.cells.append(nbformat.v4.new_code_cell(WIDE_SAGA))
+    book.cells.extend(nbformat.v4.new_code_cell(source) for source in APPENDED)
     nbformat.write(book, root / LAB_COPY)
     settings = base / "settings"
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
@@ -108,7 +163,7 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         )
     try:
         _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", process, log, time.monotonic() + 90)
-        yield f"http://127.0.0.1:{port}", token
+        yield f"http://127.0.0.1:{port}", token, root
     finally:
         stop_process(process, timeout=20)
 
@@ -134,16 +189,26 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+def _idle(tab: Any) -> None:
+    tab.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+
+
+def _menu(tab: Any, menu: str, *items: str) -> None:
+    tab.locator(".lm-MenuBar-item", has_text=menu).first.click()
+    for item in items[:-1]:
+        tab.locator(".lm-Menu-item", has_text=item).first.hover()
+    tab.locator(".lm-Menu-item").get_by_text(items[-1], exact=True).click()
+
+
 def _run_all(tab: Any, url: str, output_dir: Path, name: str) -> None:
     tab.set_default_timeout(TIMEOUT_MS)
     try:
         tab.goto(url)
         tab.locator(".jp-NotebookPanel .jp-Toolbar .jp-KernelName", has_text="Python 3").wait_for()
-        tab.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
-        tab.locator(".lm-MenuBar-item", has_text="Run").first.click()
-        tab.locator(".lm-Menu-item").get_by_text("Run All Cells", exact=True).click()
+        _idle(tab)
+        _menu(tab, "Run", "Run All Cells")
         tab.locator(".sagakit-lab .sagakit-diagram svg").first.wait_for()
-        tab.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+        _idle(tab)
     except Exception:
         tab.screenshot(path=str(output_dir / f"notebook-{name}-0-setup-failed.png"))
         raise
@@ -151,6 +216,7 @@ def _run_all(tab: Any, url: str, output_dir: Path, name: str) -> None:
 
 def _notebook_tab(chromium: Any, url: str, output_dir: Path, name: str) -> Iterator[Any]:
     tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.on("crash", lambda: print(f"the {name} tab crashed"))
     try:
         _run_all(tab, url, output_dir, name)
         yield tab
@@ -159,49 +225,56 @@ def _notebook_tab(chromium: Any, url: str, output_dir: Path, name: str) -> Itera
 
 
 @pytest.fixture(scope="module")
-def page(jupyter_server: tuple[str, str], chromium: Any, output_dir: Path) -> Iterator[Any]:
+def page(jupyter_server: tuple[str, str, Path], chromium: Any, output_dir: Path) -> Iterator[Any]:
     """JupyterLab 4 at 1400×900 showing the failure lab notebook after Run All."""
-    base, token = jupyter_server
+    base, token, _ = jupyter_server
     yield from _notebook_tab(chromium, f"{base}/lab/tree/{LAB_COPY}?token={token}&reset", output_dir, "lab")
 
 
 @pytest.fixture(scope="module")
-def notebook7(jupyter_server: tuple[str, str], chromium: Any, output_dir: Path) -> Iterator[Any]:
+def notebook7(jupyter_server: tuple[str, str, Path], chromium: Any, output_dir: Path) -> Iterator[Any]:
     """Jupyter Notebook 7 at 1400×900 showing its own copy of the failure lab after Run All."""
-    base, token = jupyter_server
+    base, token, _ = jupyter_server
     yield from _notebook_tab(chromium, f"{base}/notebooks/{NB7_COPY}?token={token}", output_dir, "nb7")
 
 
-def _lab(page: Any) -> Any:
-    return page.locator(LAB)
+# -- helpers shared by every front-end --------------------------------------------------------
 
 
-def _node(page: Any, step: str) -> Any:
-    return _lab(page).locator(f'.sagakit-diagram [id="step-{step}"]')
+def _lab(page: Any, which: str = LAB) -> Any:
+    return page.locator(which)
 
 
-def _classes(page: Any, step: str) -> list[str]:
-    return list(_node(page, step).evaluate("node => [...node.classList]"))
+def _node(page: Any, step: str, which: str = LAB) -> Any:
+    return _lab(page, which).locator(f'.sagakit-diagram [id="step-{step}"]')
 
 
-def _wait_for_class(page: Any, step: str, state: str) -> None:
-    _lab(page).locator(f'.sagakit-diagram [id="step-{step}"].{state}').wait_for()
+def _classes(page: Any, step: str, which: str = LAB) -> list[str]:
+    return list(_node(page, step, which).evaluate("node => [...node.classList]"))
 
 
-def _history(page: Any) -> Any:
-    return _lab(page).locator(".sagakit-history tbody tr")
+def _wait_for_class(page: Any, step: str, state: str, which: str = LAB) -> None:
+    _lab(page, which).locator(f'.sagakit-diagram [id="step-{step}"].{state}').wait_for()
 
 
-def _history_rows(page: Any) -> int:
-    return int(_history(page).count())
+def _history(page: Any, which: str = LAB) -> Any:
+    return _lab(page, which).locator(".sagakit-history tbody tr")
 
 
-def _wait_for_history_rows(page: Any, rows: int) -> None:
-    _history(page).nth(rows - 1).wait_for()
-    assert _history_rows(page) == rows
+def _history_rows(page: Any, which: str = LAB) -> int:
+    return int(_history(page, which).count())
+
+
+def _wait_for_history_rows(page: Any, rows: int, which: str = LAB) -> None:
+    _history(page, which).nth(rows - 1).wait_for()
+    assert _history_rows(page, which) == rows
     # The heading counts the same runs the table lists (whatever order the front-end applies
     # the rows and the total in).
-    _lab(page).locator(f'.sagakit-history [data-runs="{rows}"]').wait_for(timeout=5000)
+    _lab(page, which).locator(f'.sagakit-history [data-runs="{rows}"]').wait_for(timeout=5000)
+
+
+def _status(page: Any, which: str = LAB) -> str:
+    return str(_lab(page, which).locator(".sagakit-status").text_content())
 
 
 def _reset(page: Any) -> None:
@@ -217,21 +290,23 @@ def _set_delay(page: Any, step: str, seconds: int) -> None:
         _node(page, step).filter(has_text=f"delay {seconds} s").wait_for()
 
 
-def _fail_charge_payment_and_run(page: Any, step: str = "charge_payment", earlier: str = "reserve_inventory") -> None:
+def _set_pace(page: Any, seconds: float) -> None:
+    _lab(page).locator(".sagakit-pace select").select_option(str(seconds) if seconds else "0")
+
+
+def _fail_and_run(page: Any, step: str = "charge_payment", earlier: str = "reserve_inventory") -> None:
     rows = _history_rows(page)
     _lab(page).locator(f".sagakit-fault-{step} select").select_option("fail")
     _lab(page).locator(".sagakit-run").click()
+    _wait_for_history_rows(page, rows + 1)
     _wait_for_class(page, step, "state-failed")
     _wait_for_class(page, earlier, "state-compensated")
-    _wait_for_history_rows(page, rows + 1)
 
 
-def _inspect_failed_step(page: Any, step: str) -> Any:
-    _node(page, step).click()
-    inspector = _lab(page).locator(".sagakit-inspector")
+def _inspect(page: Any, step: str, which: str = LAB) -> Any:
+    _node(page, step, which).click()
+    inspector = _lab(page, which).locator(".sagakit-inspector")
     inspector.locator(".sagakit-attempt").first.wait_for()
-    text = inspector.inner_text()
-    assert "InjectedFault" in text and "idempotency key" in text
     return inspector
 
 
@@ -242,10 +317,10 @@ def _stop_slow_run(page: Any, step: str, earlier: str, stopper: Any) -> None:
     _wait_for_class(page, step, "state-running")
     assert "state-succeeded" in _classes(page, earlier)
     stopper(page)
+    _wait_for_history_rows(page, rows + 1)
+    _lab(page).locator(".sagakit-status", has_text="stopped").wait_for()
     _wait_for_class(page, step, "state-cancelled")
     _wait_for_class(page, earlier, "state-compensated")
-    _lab(page).locator(".sagakit-status", has_text="stopped").wait_for()
-    _wait_for_history_rows(page, rows + 1)
     assert _history(page).first.get_attribute("class") == "run-cancelled"
 
 
@@ -273,13 +348,84 @@ def _close_replay(page: Any) -> None:
     _lab(page).locator(".sagakit-replay.sagakit-open").wait_for(state="detached")
 
 
+def _click_past_failed_run(page: Any, step: str) -> None:
+    _lab(page).locator(".sagakit-history tbody tr.run-compensated").first.click()
+    _wait_for_class(page, step, "state-failed")
+    assert _lab(page).locator(".sagakit-history tbody tr.sagakit-selected.run-compensated").count() == 1
+    assert "run " in _lab(page).locator(".sagakit-caption").inner_text()
+
+
+# Every visible text of an element, with its colour and the colour behind it (SVG text in a box:
+# the box's fill), as WCAG computes contrast: relative luminance, (L1 + 0.05) / (L2 + 0.05).
+CONTRAST = """root => {
+  const parse = (c) => { const m = /rgba?\\(([^)]+)\\)/.exec(c || ''); if (!m) return null;
+    const p = m[1].split(/[ ,/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const blend = (top, bottom) => { const a = top[3];
+    return [0, 1, 2].map((i) => top[i] * a + bottom[i] * (1 - a)).concat([1]); };
+  const up = (n) => n.parentElement || (n.getRootNode && n.getRootNode().host) || null;
+  const behind = (node) => { const layers = [];
+    for (let n = node; n; n = up(n)) { const c = parse(getComputedStyle(n).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+    let colour = [255, 255, 255, 1]; for (const layer of layers.reverse()) colour = blend(layer, colour); return colour; };
+  const ratio = (fg, bg) => { const [a, b] = [lum(fg), lum(bg)]; return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+  const found = [];
+  const visible = (el) => { const r = el.getBoundingClientRect(); const s = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; };
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    const el = t.parentElement;
+    if (!t.textContent.trim() || !el || el.closest('title, style, option') || !visible(el)) continue;
+    let fg, bg;
+    if (el instanceof SVGElement) {
+      const text = el.closest('text');
+      fg = parse(getComputedStyle(text).fill);
+      const group = text.parentNode;
+      const shape = group && group.classList && group.classList.contains('node')
+        ? group.querySelector(':scope > path, :scope > polygon, :scope > ellipse') : null;
+      const page = behind(text.closest('svg').parentElement);
+      bg = shape ? parse(getComputedStyle(shape).fill) : page;
+      if (!bg || bg[3] === 0) bg = page; else if (bg[3] < 1) bg = blend(bg, page);
+    } else { fg = parse(getComputedStyle(el).color); bg = behind(el); }
+    if (!fg) continue;
+    if (fg[3] < 1) fg = blend(fg, bg);
+    found.push({text: t.textContent.trim().slice(0, 50), ratio: Math.round(ratio(fg, bg) * 100) / 100});
+  }
+  for (const el of root.querySelectorAll('select, input[type=number], button')) {
+    if (!visible(el)) continue;
+    const bg = behind(el); const fg = blend(parse(getComputedStyle(el).color), bg);
+    found.push({text: `<${el.tagName.toLowerCase()}> ${(el.value || el.textContent || '').slice(0, 30)}`,
+                ratio: Math.round(ratio(fg, bg) * 100) / 100});
+  }
+  return found;
+}"""
+
+
+def _assert_readable(page: Any, which: str = LAB, minimum: int = 40) -> None:
+    """Every text of the Lab meets WCAG AA (4.5:1) against what is behind it."""
+    measured = _lab(page, which).evaluate(CONTRAST)
+    assert len(measured) >= minimum, f"too few texts measured: {measured}"
+    low = [item for item in measured if item["ratio"] < 4.5]
+    assert not low, f"texts below 4.5:1: {low}"
+
+
+def _theme(page: Any, name: str) -> None:
+    """Switch a Jupyter front-end's theme through its Settings menu."""
+    _menu(page, "Settings", "Theme", name)
+    light = "true" if "Light" in name else "false"
+    page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
+    theme = "light" if light == "true" else "dark"
+    page.locator(f'.sagakit-lab[data-sk-theme="{theme}"]').first.wait_for()
+
+
 @pytest.fixture(autouse=True)
 def screenshot_on_failure(request: pytest.FixtureRequest, output_dir: Path) -> Iterator[None]:
     """A screenshot of the page when a scenario fails, to see what the browser saw."""
     yield
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        for name in ("page", "notebook7"):
+        for name in ("page", "notebook7", "marimo_app"):
             if name in request.fixturenames:
                 request.getfixturevalue(name).screenshot(
                     path=str(output_dir / f"notebook-{name}-failed-{request.node.name}.png"))
@@ -290,36 +436,72 @@ def _shoot(page: Any, output_dir: Path, name: str, selector: str = LAB) -> None:
     page.screenshot(path=str(output_dir / name), full_page=False)
 
 
+# -- JupyterLab 4 -----------------------------------------------------------------------------
+
+
 def test_after_run_all_the_lab_shows_a_rolled_back_and_a_stopped_run(page: Any) -> None:
-    """The notebook's own cells leave a meaningful Lab: two runs in the history, the last one stopped."""
+    """The notebook's own cells leave a meaningful Lab: two runs in the history, the last one
+    stopped (its words say so, and how many steps were compensated); the 5-step diagram opens at
+    a readable size."""
+    _lab(page).scroll_into_view_if_needed()  # JupyterLab leaves cells out of sight unrendered
+    _lab(page).locator(".sagakit-replay.sagakit-open").wait_for(state="detached")  # the paced playback ended
     assert _history_rows(page) == 2
-    statuses = _lab(page).locator(".sagakit-history tbody tr td:nth-child(2)").all_inner_texts()
-    assert statuses == ["cancelled", "compensated"]
+    statuses = _lab(page).locator(".sagakit-history tbody tr .sagakit-status-cell").all_inner_texts()
+    assert statuses == ["stopped", "rolled back"]
     assert "state-compensated" in _classes(page, "reserve_inventory")
+    status = _status(page)
+    assert "stopped while ship_order ran" in status and "3 steps compensated" in status
+    assert "failed at" not in status and "CancelledError" not in status
+    assert int(_lab(page).locator(".sagakit-zoom-level").inner_text().rstrip("%")) >= 75
+    cancelled = _lab(page).locator(".sagakit-legend-cancelled")  # a stopped step has its legend entry
+    assert cancelled.inner_text() == "cancelled" and "stopped" in (cancelled.get_attribute("title") or "")
+
+
+def test_the_lab_reads_at_wcag_aa_in_light_and_dark(page: Any, output_dir: Path) -> None:
+    """Every text of the Lab (title, step names, labels, diagram, status, charts, history) meets
+    4.5:1 in JupyterLab Light and in JupyterLab Dark; the view follows the theme switch."""
+    _assert_readable(page)
+    _shoot(page, output_dir, "notebook-lab-light.png")
+    _theme(page, "JupyterLab Dark")
+    try:
+        _assert_readable(page)
+        _assert_readable(page, WIDE, minimum=30)
+        _shoot(page, output_dir, "notebook-lab-dark.png")
+    finally:
+        _theme(page, "JupyterLab Light")
 
 
 def test_failing_a_step_by_clicking_then_inspecting_it(page: Any, output_dir: Path) -> None:
-    """Fault selector to fail, Run: the step fails, earlier ones compensate; clicking it opens the inspector."""
+    """Fault selector to fail, Run: the step fails, earlier ones compensate; the inspector shows
+    its three attempts and its input; a compensation's line shows what the compensation received."""
+    _set_pace(page, 0)
     _reset(page)
-    _fail_charge_payment_and_run(page)
+    _fail_and_run(page)
     assert "injected" in _classes(page, "charge_payment")
     assert "state-pending" in _classes(page, "ship_order")
-    status = _lab(page).locator(".sagakit-status").inner_text()
-    assert "charge_payment" in status and "InjectedFault" in status
+    status = _status(page)
+    assert status.startswith("✖ rolled back: charge_payment failed (InjectedFault") and "2 steps compensated" in status
     title = _node(page, "charge_payment").locator("title").text_content() or ""
     assert "failed" in title  # the hover summary
-    inspector = _inspect_failed_step(page, "charge_payment")
+    inspector = _inspect(page, "charge_payment")
     assert inspector.locator(".sagakit-attempt").count() == 3  # retry=2 in the notebook: three attempts
+    assert "'payment_hold': " in inspector.locator(".sagakit-inspector-input").inner_text()
     _shoot(page, output_dir, "notebook-lab-1-inspector.png")
-    inspector.locator(".sagakit-inspector-close").click()
+    _node(page, "reserve_inventory").click()
+    _lab(page).locator(".sagakit-inspector-title", has_text="reserve_inventory").wait_for()
+    _lab(page).locator(".sagakit-inspector-switch").click()
+    _lab(page).locator(".sagakit-inspector-title", has_text="compensation of reserve_inventory").wait_for()
+    assert "'reservation': " in _lab(page).locator(".sagakit-inspector-input").inner_text()
+    _lab(page).locator(".sagakit-inspector-close").click()
     _lab(page).locator(".sagakit-inspector.sagakit-open").wait_for(state="detached")
 
 
-def test_replay_steps_through_the_rollback(page: Any, output_dir: Path) -> None:
-    """The replay slider redraws the run at each event: before it, mid-rollback, and at its end."""
+def test_replay_steps_through_the_rollback_and_a_run_ends_it(page: Any, output_dir: Path) -> None:
+    """The replay slider redraws the run at each event; pressing Run while it is open shows the
+    new run, not the replayed frame."""
     if "state-failed" not in _classes(page, "charge_payment"):
         _reset(page)
-        _fail_charge_payment_and_run(page)
+        _fail_and_run(page)
     seek, frames = _replay(page)
     assert frames >= 6
     seek(0)
@@ -329,25 +511,61 @@ def test_replay_steps_through_the_rollback(page: Any, output_dir: Path) -> None:
     assert "state-compensated" in _classes(page, "authorize_payment")
     assert "state-succeeded" in _classes(page, "reserve_inventory")  # its compensation is still to come
     assert "state-failed" in _classes(page, "charge_payment")
+    assert middle < frames
     _shoot(page, output_dir, "notebook-lab-2-replay-mid-rollback.png")
     if os.environ.get("SAGAKIT_SCREENSHOT") == "1":
-        docs = ROOT / "docs"
-        docs.mkdir(exist_ok=True)
-        _lab(page).screenshot(path=str(docs / "lab-rollback.png"))
-    seek(frames)
-    assert middle < frames
+        (ROOT / "docs").mkdir(exist_ok=True)
+        _lab(page).screenshot(path=str(ROOT / "docs" / "lab-rollback.png"))
+    seek(0)
+    _inspect(page, "charge_payment")
+    rows = _history_rows(page)
+    _lab(page).locator(".sagakit-fault-charge_payment select").select_option("none")
+    _lab(page).locator(".sagakit-run").click()
+    _wait_for_history_rows(page, rows + 1)
+    _lab(page).locator(".sagakit-replay.sagakit-open").wait_for(state="detached")
+    _wait_for_class(page, "send_receipt", "state-succeeded")
+    assert "state-succeeded" in _classes(page, "charge_payment")
+    # The open inspector follows the new run: its one attempt succeeded.
+    _lab(page).locator(".sagakit-inspector-state", has_text="succeeded").wait_for()
+    assert _lab(page).locator(".sagakit-inspector .sagakit-attempt").count() == 1
+    _lab(page).locator(".sagakit-inspector-close").click()
+
+
+def test_a_fast_rollback_is_played_back_at_the_chosen_pace(page: Any) -> None:
+    """With a pace chosen, a rollback too fast to see is played back once it ends: each
+    compensation is seen in flight, then done, one after another; then the live view returns."""
+    _set_pace(page, 0.1)
+    # What the two first steps show, recorded from the moment the playback starts.
+    _lab(page).evaluate("""lab => { window.__seen = [];
+        const watched = ['step-authorize_payment', 'step-reserve_inventory'].map(id => lab.querySelector(`[id="${id}"]`));
+        const state = n => [...n.classList].find(c => c.startsWith('state-'));
+        const bar = lab.querySelector('.sagakit-replay');
+        window.__observer = new MutationObserver(() => {
+          if (bar.classList.contains('sagakit-playing')) window.__seen.push(watched.map(state).join(' ')); });
+        watched.forEach(n => window.__observer.observe(n, {attributes: true, attributeFilter: ['class']})); }""")
+    rows = _history_rows(page)
+    _lab(page).locator(".sagakit-fault-charge_payment select").select_option("fail")
+    _lab(page).locator(".sagakit-run").click()
+    _wait_for_history_rows(page, rows + 1)
+    _lab(page).locator(".sagakit-replay.sagakit-playing").wait_for()
+    _lab(page).locator(".sagakit-replay.sagakit-open").wait_for(state="detached", timeout=30_000)
+    seen = page.evaluate("() => { window.__observer.disconnect(); return window.__seen; }")
+    assert "state-compensating state-succeeded" in seen
+    assert "state-compensated state-succeeded" in seen
+    assert "state-compensated state-compensating" in seen
+    assert seen.index("state-compensated state-succeeded") < seen.index("state-compensated state-compensating")
     assert "state-compensated" in _classes(page, "reserve_inventory")
-    _close_replay(page)
+    _set_pace(page, 0)
 
 
-def test_stop_and_kernel_interrupt_cancel_a_slow_run(page: Any, output_dir: Path) -> None:
-    """With ship_order delayed, Stop (then a kernel interrupt) cancels the run; earlier steps compensate."""
+def test_stop_and_kernel_interrupt_cancel_a_slow_run_and_the_charts_follow(page: Any, output_dir: Path) -> None:
+    """With ship_order delayed, Stop (then a kernel interrupt) cancels the run; earlier steps
+    compensate; the status and the charts tell of the stopped run, not of the one before."""
     _reset(page)
     _set_delay(page, "ship_order", 20)
 
     def interrupt(page: Any) -> None:
-        page.locator(".lm-MenuBar-item", has_text="Kernel").first.click()
-        page.locator(".lm-Menu-item").get_by_text("Interrupt Kernel", exact=True).click()
+        _menu(page, "Kernel", "Interrupt Kernel")
 
     def stop(page: Any) -> None:
         _shoot(page, output_dir, "notebook-lab-3-in-flight.png")
@@ -356,91 +574,197 @@ def test_stop_and_kernel_interrupt_cancel_a_slow_run(page: Any, output_dir: Path
     for stopper in (stop, interrupt):
         _stop_slow_run(page, "ship_order", "charge_payment", stopper)
         assert "state-compensated" in _classes(page, "reserve_inventory")
+        assert "3 steps compensated" in _status(page)
+    _lab(page).locator(".sagakit-chart-title", has_text="stopped while ship_order ran").wait_for()
     _shoot(page, output_dir, "notebook-lab-3-stopped.png")
     _set_delay(page, "ship_order", 0)
 
 
-def test_run_n_then_clicking_a_past_run_redraws_it(page: Any, output_dir: Path) -> None:
-    """Run x 20 fills progress and history; clicking an older, failed run draws its failure again."""
+def test_run_n_totals_and_a_past_run_redraws_diagram_and_charts(page: Any, output_dir: Path) -> None:
+    """Run x 20 fills progress and history and the status gives the totals; clicking an older,
+    failed run draws its failure and its timeline again; hovering a bar shows what it was."""
     _reset(page)
     rows = _history_rows(page)
+    _lab(page).locator(".sagakit-fault-ship_order select").select_option("fail")
+    _lab(page).locator(".sagakit-probability-ship_order input").evaluate(
+        "(s) => { s.value = '0.5'; s.dispatchEvent(new Event('change')); }")
+    _node(page, "ship_order").filter(has_text="p=0.5").wait_for()
     assert _lab(page).locator(".sagakit-run-n").inner_text() == "Run \u00d7 20"
     _lab(page).locator(".sagakit-run-n").click()
     _lab(page).locator(".sagakit-progress-label", has_text="20/20").wait_for()
     _wait_for_history_rows(page, rows + 20)
-    assert _lab(page).locator(".sagakit-progress progress").evaluate("bar => bar.value === bar.max && bar.max === 20")
-    _wait_for_class(page, "charge_payment", "state-succeeded")
-    _click_past_failed_run(page, "charge_payment")
+    _lab(page).locator(".sagakit-status", has_text="20 runs: ").wait_for()
+    assert "failed at ship_order ×" in _status(page)
+    _click_past_failed_run(page, "ship_order")
+    number = _lab(page).locator(".sagakit-history tbody tr.sagakit-selected").get_attribute("data-run")
+    _lab(page).locator(".sagakit-chart-title", has_text=f"run {number}: rolled back").wait_for()
+    bar = _lab(page).locator(".sagakit-bar-compensate").first
+    bar.hover()
+    tip = _lab(page).locator(".sagakit-tooltip.sagakit-open")
+    tip.wait_for()
+    assert "compensation of" in tip.inner_text() and "attempt 1" in tip.inner_text()
     _shoot(page, output_dir, "notebook-lab-4-past-run.png")
 
 
-def _click_past_failed_run(page: Any, step: str) -> None:
-    _lab(page).locator(".sagakit-history tbody tr.run-compensated").first.click()
-    _wait_for_class(page, step, "state-failed")
-    assert _lab(page).locator(".sagakit-history tbody tr.sagakit-selected.run-compensated").count() == 1
-    assert "run " in _lab(page).locator(".sagakit-caption").inner_text()
+def test_picking_two_runs_compares_them(page: Any, output_dir: Path) -> None:
+    """Ticking two history rows shows both runs side by side, the first divergence named and its row marked."""
+    completed = _lab(page).locator(".sagakit-history tbody tr.run-completed").first
+    rolled_back = _lab(page).locator(".sagakit-history tbody tr.run-compensated").first
+    completed.locator(".sagakit-pick").check()
+    rolled_back.locator(".sagakit-pick").check()
+    comparison = _lab(page).locator(".sagakit-compare.sagakit-open")
+    comparison.wait_for()
+    assert "first divergence at ship_order: status" in comparison.locator(".sagakit-compare-first").inner_text()
+    assert comparison.locator(".sagakit-compare-drawing svg").count() == 2
+    assert comparison.locator('.sagakit-compare-b [data-id="step-ship_order"].state-failed, '
+                              '.sagakit-compare-a [data-id="step-ship_order"].state-failed').count() == 1
+    assert comparison.locator("tr.sagakit-first td").first.inner_text() == "ship_order"
+    _shoot(page, output_dir, "notebook-lab-5-compare.png", ".sagakit-compare >> nth=0")
+    comparison.locator(".sagakit-compare-close").click()
+    _lab(page).locator(".sagakit-compare.sagakit-open").wait_for(state="detached")
 
 
-def test_chart_tooltips_show_on_hover(page: Any, output_dir: Path) -> None:
-    """The Lab's charts are drawn interactively (Vega-Lite 5) and hovering a mark shows a tooltip."""
-    # Charts are redrawn a moment after the last run: wait for one that has stayed for a while.
-    page.wait_for_function(
-        "() => { const e = document.querySelector('.sagakit-charts .vega-embed');"
-        " if (!e) return false; if (!e.dataset.firstSeen) { e.dataset.firstSeen = String(Date.now()); return false; }"
-        " return Date.now() - Number(e.dataset.firstSeen) > 1000; }")
-    chart = page.locator(".sagakit-charts .vega-embed").first
-    chart.scroll_into_view_if_needed()
-    box = chart.bounding_box()
-    assert box is not None
-    found = False
-    for row in range(4, 40, 3):
-        for column in range(5, 95, 3):
-            page.mouse.move(box["x"] + box["width"] * column / 100, box["y"] + box["height"] * row / 100)
-            if page.evaluate("() => { const t = document.getElementById('vg-tooltip-element');"
-                             " return t !== null && t.classList.contains('visible') && t.textContent.length > 0; }"):
-                found = True
-                break
-        if found:
-            break
-    assert found, "no tooltip appeared over the chart"
-    assert "step" in (page.locator("#vg-tooltip-element").text_content() or "")
-    page.screenshot(path=str(output_dir / "notebook-lab-5-chart-tooltip.png"))
+def test_keys_pressed_in_the_lab_stay_in_the_lab(page: Any) -> None:
+    """An arrow key on a slider moves the slider; JupyterLab's own shortcuts (collapsing the
+    notebook's heading, moving between cells) do not fire."""
+    page.locator(".jp-MarkdownCell").first.click()
+    page.keyboard.press("Escape")
+    visible = "() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].filter(c => c.offsetParent !== null).length"
+    before = page.evaluate(visible)
+    slider = _lab(page).locator(".sagakit-probability-reserve_inventory input")
+    slider.focus()
+    value = float(slider.input_value())
+    slider.press("ArrowLeft")
+    slider.press("ArrowLeft")
+    assert float(slider.input_value()) < value
+    assert page.evaluate(visible) == before
+    assert page.locator(".jp-Notebook .jp-Cell.jp-mod-active .sagakit-lab").count() == 1
+    slider.evaluate("(s) => { s.value = '1'; s.dispatchEvent(new Event('change')); }")
 
 
-def test_a_30_step_saga_shows_its_failed_step_without_scrolling(page: Any, output_dir: Path) -> None:
-    """The failed step of a 30-step saga is inside the view, and the view is no wider than the cell."""
-    wide = page.locator(".sagakit-lab >> nth=1")
+def test_fit_shows_a_25_step_saga_whole_at_a_readable_size(page: Any, output_dir: Path) -> None:
+    """After Fit, every step of a 25-step saga (its failed step 20 included) is inside the view,
+    wrapped onto rows, and no text is drawn smaller than 11 pixels."""
+    wide = _lab(page, WIDE)
     wide.scroll_into_view_if_needed()
-    page.wait_for_function("() => { const n = document.querySelector('.sagakit-diagram [id=\"step-w27\"]');"
-                           " return n !== null && n.classList.contains('state-failed'); }")
-    geometry = (
-        "lab => { const view = lab.querySelector('.sagakit-viewport').getBoundingClientRect();"
-        " const node = lab.querySelector('[id=\"step-w27\"]').getBoundingClientRect();"
-        " const cell = lab.closest('.jp-OutputArea-output');"
-        " return {view: [view.left, view.right], node: [node.left, node.right],"
-        " overflow: cell.scrollWidth - cell.clientWidth}; }")
-    inside = f"lab => {{ const g = ({geometry})(lab); return g.view[0] <= g.node[0] && g.node[1] <= g.view[1]" \
-             " && g.overflow <= 1; }"
-    try:  # the cell may still be settling its width: the view follows it, so wait
-        page.wait_for_function(inside, arg=wide.element_handle(), timeout=10_000)
-    except Exception:
-        raise AssertionError(f"the failed step is not in view: {wide.evaluate(geometry)}") from None
     wide.locator(".sagakit-fit").click()
+    geometry = """lab => { const view = lab.querySelector('.sagakit-viewport').getBoundingClientRect();
+      const svg = lab.querySelector('.sagakit-diagram svg'); const scale = svg.getScreenCTM().a;
+      const nodes = [...lab.querySelectorAll('.sagakit-diagram g.step')].map(n => n.getBoundingClientRect());
+      const outside = nodes.filter(r => r.left < view.left - 1 || r.right > view.right + 1 || r.top < view.top - 1
+                                       || r.bottom > view.bottom + 1).length;
+      const fonts = [...svg.querySelectorAll('text[font-size]')].map(t => Number(t.getAttribute('font-size')) * scale);
+      const cell = lab.closest('.jp-OutputArea-output');
+      return {nodes: nodes.length, outside, smallest: Math.min(...fonts), overflow: cell.scrollWidth - cell.clientWidth,
+              note: lab.querySelector('.sagakit-fit-note').textContent}; }"""
+    try:  # the cell may still be settling its width: the view follows it, so wait
+        page.wait_for_function(f"lab => {{ const g = ({geometry})(lab); return g.nodes === 25 && g.outside === 0; }}",
+                               arg=wide.element_handle(), timeout=15_000)
+    except Exception:
+        raise AssertionError(f"the saga is not all in view: {wide.evaluate(geometry)}") from None
+    found = wide.evaluate(geometry)
+    assert found["smallest"] >= 10.9 and found["overflow"] <= 1 and found["note"] == ""
+    assert "state-failed" in _classes(page, "w19", WIDE)
+    _shoot(page, output_dir, "notebook-lab-6-wide-saga-fit.png", WIDE)
     scale = wide.locator(".sagakit-zoom-level").inner_text()
     wide.locator(".sagakit-zoom-in").click()
     assert wide.locator(".sagakit-zoom-level").inner_text() != scale
-    _shoot(page, output_dir, "notebook-lab-6-wide-saga.png", ".sagakit-lab >> nth=1")
 
 
-def test_notebook_7_runs_the_lab(notebook7: Any, output_dir: Path) -> None:
-    """In Jupyter Notebook 7: fault by clicking, Run, the rollback shows, the inspector opens."""
+def test_steps_named_with_punctuation_or_entities_keep_their_own_classes_and_colours(page: Any) -> None:
+    """``a b``, ``a-b``, ``a.b`` and ``a&amp;b`` each have their own node and fault selector, and
+    each is coloured by the run."""
+    names = _lab(page, NAMES)
+    for step in ("a b", "a-b", "a.b", "a&amp;b"):
+        assert "state-compensated" in _classes(page, step, NAMES), step
+    assert names.locator(".sagakit-step-name").first.get_attribute("title") == "a b"  # names cut keep a tooltip
+    selectors = names.locator(".sagakit-step select")
+    classes = names.locator(".sagakit-step").evaluate_all("rows => rows.map(r => r.className)")
+    assert selectors.count() == 5 and len(set(classes)) == 5
+
+
+def test_a_journal_backed_lab_draws_and_compares_runs_another_process_recorded(page: Any) -> None:
+    """The Lab given a journal lists the runs another process recorded; clicking one draws it, and two compare."""
+    journal = _lab(page, JOURNAL)
+    journal.scroll_into_view_if_needed()
+    assert "shop.db" in journal.locator(".sagakit-title").inner_text()
+    assert journal.locator(".sagakit-history tbody tr").count() == 2
+    journal.locator('.sagakit-history tbody tr[data-run="2"]').click()
+    _wait_for_class(page, "charge", "state-failed", JOURNAL)
+    _wait_for_class(page, "reserve", "state-compensated", JOURNAL)
+    _inspect(page, "reserve", JOURNAL)
+    assert "'order': 2" in journal.locator(".sagakit-inspector-input").inner_text()
+    for number in ("1", "2"):
+        journal.locator(f'.sagakit-history tbody tr[data-run="{number}"] .sagakit-pick').check()
+    journal.locator(".sagakit-compare-first", has_text="first divergence at charge").wait_for()
+
+
+def test_a_lab_made_again_stops_the_old_ones_listening(page: Any) -> None:
+    """Re-running the cell that makes a Lab three times: only the newest Lab follows the saga."""
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    rerun = cells.nth(cells.count() - 2)
+    for _ in range(3):
+        rerun.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        _idle(page)
+    last = cells.nth(cells.count() - 1)
+    last.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    _idle(page)
+    last.locator(".jp-OutputArea-output", has_text="[").wait_for()
+    # One Lab from Run All, three made again: only the newest still listens.
+    assert last.locator(".jp-OutputArea-output").inner_text().strip() == "[False, False, False, True]"
+
+
+def test_a_saved_notebook_reopened_without_its_kernel_shows_the_static_fallback(
+        page: Any, jupyter_server: tuple[str, str, Path], chromium: Any, output_dir: Path) -> None:
+    """Saved and reopened after its kernel is gone, the notebook shows each Lab's last drawing and
+    status line instead of nothing; nbconvert's HTML export shows them too."""
+    _menu(page, "File", "Save Notebook")
+    page.locator(".jp-mod-dirty").first.wait_for(state="detached")
+    _menu(page, "Kernel", "Shut Down Kernel")
+    base, token, root = jupyter_server
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.set_default_timeout(TIMEOUT_MS)
+    try:
+        tab.goto(f"{base}/lab/tree/{LAB_COPY}?token={token}")
+        static = tab.locator(".jp-OutputArea-output .sagakit-static").first
+        static.wait_for()
+        static.scroll_into_view_if_needed()
+        assert static.locator('svg [id="step-reserve_inventory"]').count() == 1
+        assert "completed" in static.inner_text() or "rolled back" in static.inner_text()
+        tab.screenshot(path=str(output_dir / "notebook-lab-7-reopened.png"))
+    finally:
+        tab.close()
+    from nbconvert import HTMLExporter
+
+    exported, _ = HTMLExporter().from_notebook_node(nbformat.read(root / LAB_COPY, as_version=4))
+    assert 'class="sagakit-static"' in exported and 'id="step-w19"' in exported
+
+
+# -- Jupyter Notebook 7 --------------------------------------------------------------------------
+
+
+def test_notebook_7_runs_the_lab_and_reads_in_both_themes(notebook7: Any, output_dir: Path) -> None:
+    """In Jupyter Notebook 7: fault by clicking, Run, the rollback shows, the inspector opens;
+    every text reads at 4.5:1 in its light and dark themes."""
     page = notebook7
+    _set_pace(page, 0)
     _reset(page)
-    _fail_charge_payment_and_run(page)
+    _fail_and_run(page)
     assert "state-compensated" in _classes(page, "authorize_payment")
-    _inspect_failed_step(page, "charge_payment")
+    _inspect(page, "charge_payment")
+    _assert_readable(page)
     _shoot(page, output_dir, "notebook-nb7-1-failed-step.png")
+    _theme(page, "JupyterLab Dark")
+    try:
+        _assert_readable(page)
+        _shoot(page, output_dir, "notebook-nb7-2-dark.png")
+    finally:
+        _theme(page, "JupyterLab Light")
 
+
+# -- marimo --------------------------------------------------------------------------------------
 
 MARIMO_APP = """\
 import marimo
@@ -501,7 +825,7 @@ def _(sagakit):
 
     shop = sagakit.Saga("shop", [sagakit.step(hold, compensate=unhold), sagakit.step(pay, compensate=refund),
                                  sagakit.step(ship)])
-    lab = shop.lab(data={"card": "4111 1111 1111 1111"}, charts=False)
+    lab = shop.lab(data={"card": "4111 1111 1111 1111"})
     return (lab,)
 
 
@@ -517,8 +841,9 @@ if __name__ == "__main__":
 
 
 @pytest.fixture(scope="module")
-def marimo_app(tmp_path_factory: pytest.TempPathFactory, chromium: Any, output_dir: Path) -> Iterator[Any]:
-    """A marimo app (``marimo run``, headless, token-protected) showing a rolled-back run's view and a Lab."""
+def marimo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A marimo app (``marimo run``, headless, token-protected) showing a rolled-back run's view
+    and a Lab: its URL, with the access token."""
     marimo = Path(sys.executable).parent / "marimo"
     require(marimo.exists(), "marimo in the virtual environment (pip install marimo)")
     base = tmp_path_factory.mktemp("marimo")
@@ -533,68 +858,92 @@ def marimo_app(tmp_path_factory: pytest.TempPathFactory, chromium: Any, output_d
              "--token", "--token-password", token],
             env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=base,
         )
-    tab = None
     try:
         _wait_for_server(f"http://127.0.0.1:{port}/health", process, log, time.monotonic() + 90)
-        tab = chromium.new_page(viewport={"width": 1400, "height": 900})
-        tab.set_default_timeout(TIMEOUT_MS)
-        tab.goto(f"http://127.0.0.1:{port}/?access_token={token}")
+        yield f"http://127.0.0.1:{port}/?access_token={token}"
+    finally:
+        stop_process(process, timeout=20)
+
+
+@pytest.fixture(scope="module")
+def marimo_app(marimo_server: str, chromium: Any) -> Iterator[Any]:
+    """The marimo app in its light theme."""
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+    tab.set_default_timeout(TIMEOUT_MS)
+    try:
+        tab.goto(marimo_server)
         yield tab
     finally:
-        if tab is not None:
-            tab.close()
-        stop_process(process, timeout=20)
+        tab.close()
 
 
 def test_marimo_shows_and_inspects_a_run(marimo_app: Any, output_dir: Path) -> None:
     """In marimo (``mo.ui.anywidget``): the run's diagram is coloured, and clicking the failed step inspects it."""
     page = marimo_app
-    try:
-        page.wait_for_function(
-            "() => { const n = [...document.querySelectorAll('*')].map(e => e.shadowRoot || e)"
-            ".flatMap(r => [...r.querySelectorAll('[id=\"step-charge\"]')])[0];"
-            " return n !== undefined && n.classList.contains('state-failed'); }")
-        node = page.locator('[id="step-charge"]')
-        assert "state-compensated" in (page.locator('[id="step-reserve"]').get_attribute("class") or "")
-        node.click()
-        inspector = page.locator(".sagakit-inspector").first  # the run's view comes before the Lab
-        inspector.locator(".sagakit-attempt").first.wait_for()
-        text = inspector.inner_text()
-        assert "InjectedFault" in text and "4111" not in text
-        page.screenshot(path=str(output_dir / "notebook-marimo-1-inspector.png"))
-    except Exception:
-        page.screenshot(path=str(output_dir / "notebook-marimo-failed.png"))
-        raise
+    page.wait_for_function(
+        "() => { const n = [...document.querySelectorAll('*')].map(e => e.shadowRoot || e)"
+        ".flatMap(r => [...r.querySelectorAll('[id=\"step-charge\"]')])[0];"
+        " return n !== undefined && n.classList.contains('state-failed'); }")
+    node = page.locator('[id="step-charge"]').first
+    assert "state-compensated" in (page.locator('[id="step-reserve"]').first.get_attribute("class") or "")
+    node.click()
+    inspector = page.locator(".sagakit-inspector").first  # the run's view comes before the Lab
+    inspector.locator(".sagakit-attempt").first.wait_for()
+    text = inspector.inner_text()
+    assert "InjectedFault" in text and "4111" not in text
+    page.screenshot(path=str(output_dir / "notebook-marimo-1-inspector.png"))
 
 
-def test_marimo_runs_a_saga_lab(marimo_app: Any, output_dir: Path) -> None:
-    """In marimo (``lab`` in a cell, the same view as ``mo.ui.anywidget(lab.widget)``): inject by clicking, run,
-    inspect, replay, stop, click a past run."""
+def test_marimo_runs_a_saga_lab_with_its_charts(marimo_app: Any, output_dir: Path) -> None:
+    """In marimo (``lab`` in a cell): inject by clicking, run, inspect; the charts are drawn in the
+    panel; a new run updates an open inspector; replay, stop, and a past run click."""
     page = marimo_app
+    _lab(page).locator(".sagakit-diagram svg").wait_for()
+    assert _history_rows(page) == 0
+    _lab(page).locator(".sagakit-chart-empty", has_text="No run to draw yet").wait_for()
+    _fail_and_run(page, "pay", "hold")
+    assert "injected" in _classes(page, "pay") and "state-pending" in _classes(page, "ship")
+    assert "InjectedFault" in _status(page)
+    inspector = _inspect(page, "pay")
+    assert "4111" not in inspector.inner_text()  # the card number is redacted
+    _lab(page).locator(".sagakit-chart-timeline svg .sagakit-bar").first.wait_for()
+    assert _lab(page).locator(".sagakit-chart-durations svg .sagakit-dot").count() >= 1
+    page.screenshot(path=str(output_dir / "notebook-marimo-2-lab-inspector.png"))
+    _lab(page).locator(".sagakit-fault-pay select").select_option("none")
+    _lab(page).locator(".sagakit-run").click()
+    _wait_for_history_rows(page, 2)
+    _lab(page).locator(".sagakit-inspector-state", has_text="succeeded").wait_for()
+    assert "failed" not in _lab(page).locator(".sagakit-inspector").inner_text()
+    seek, frames = _replay(page)
+    assert frames >= 4
+    seek(0)
+    assert "state-pending" in _classes(page, "pay")
+    _close_replay(page)
+    _reset(page)
+    _set_delay(page, "ship", 20)
+    _stop_slow_run(page, "ship", "pay", _click_stop)
+    assert "state-compensated" in _classes(page, "hold")
+    _set_delay(page, "ship", 0)
+    _lab(page).locator(".sagakit-fault-pay select").select_option("fail")
+    _lab(page).locator(".sagakit-run").click()
+    _wait_for_history_rows(page, 4)
+    _click_past_failed_run(page, "pay")
+    _assert_readable(page)
+    page.screenshot(path=str(output_dir / "notebook-marimo-3-lab-light.png"))
+
+
+def test_marimo_dark_theme_reads_at_wcag_aa(marimo_server: str, chromium: Any, output_dir: Path) -> None:
+    """marimo's dark theme: the Lab takes dark colours, and every text reads at 4.5:1."""
+    tab = chromium.new_page(viewport={"width": 1400, "height": 900}, color_scheme="dark")
+    tab.set_default_timeout(TIMEOUT_MS)
     try:
-        _lab(page).locator(".sagakit-diagram svg").wait_for()
-        assert _history_rows(page) == 0
-        _fail_charge_payment_and_run(page, "pay", "hold")
-        _wait_for_history_rows(page, 1)
-        assert "injected" in _classes(page, "pay") and "state-pending" in _classes(page, "ship")
-        assert "InjectedFault" in _lab(page).locator(".sagakit-status").inner_text()
-        text = _inspect_failed_step(page, "pay").inner_text()
-        assert "4111" not in text  # the card number is redacted
-        page.screenshot(path=str(output_dir / "notebook-marimo-2-lab-inspector.png"))
-        seek, frames = _replay(page)
-        assert frames >= 4
-        seek(0)
-        assert "state-pending" in _classes(page, "pay")
-        seek(frames)
-        assert "state-compensated" in _classes(page, "hold")
-        _close_replay(page)
-        _reset(page)
-        _set_delay(page, "ship", 20)
-        _stop_slow_run(page, "ship", "pay", _click_stop)
-        assert "state-compensated" in _classes(page, "hold")
-        page.screenshot(path=str(output_dir / "notebook-marimo-3-lab-stopped.png"))
-        _click_past_failed_run(page, "pay")
-        page.screenshot(path=str(output_dir / "notebook-marimo-4-lab-past-run.png"))
-    except Exception:
-        page.screenshot(path=str(output_dir / "notebook-marimo-lab-failed.png"))
-        raise
+        tab.goto(marimo_server + "&theme=dark")
+        tab.locator('.sagakit-lab[data-sk-theme="dark"] .sagakit-diagram svg').wait_for()
+        _fail_and_run(tab, "pay", "hold")  # a session of its own: a fresh Lab
+        _lab(tab).locator(".sagakit-chart-timeline svg .sagakit-bar").first.wait_for()
+        _inspect(tab, "pay")
+        _assert_readable(tab)
+        _lab(tab).scroll_into_view_if_needed()
+        tab.screenshot(path=str(output_dir / "notebook-marimo-4-lab-dark.png"))
+    finally:
+        tab.close()

@@ -1,7 +1,8 @@
-"""Saga and run diagrams: structure, stable ids and classes, the three rendering paths."""
+"""Saga and run diagrams: structure, stable ids and classes, states, colours, wrapping, renderers."""
 
 from __future__ import annotations
 
+import ast
 import html
 import re
 import shutil
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 import sagakit
-from sagakit.notebook import diagram
+from sagakit.events import Event, EventKind
+from sagakit.notebook import _layout, _palette, diagram
+from sagakit.notebook._names import css_name, css_names
 
 from .conftest import linear_saga, make_step
 
@@ -20,12 +23,12 @@ ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)"')
 
 def classes(svg: str) -> dict[str, set[str]]:
     """Element id -> its classes, for every element of an SVG diagram."""
-    return {html.unescape(i): set(c.split()) for i, c in ELEMENT.findall(svg)}
+    return {html.unescape(i): set(html.unescape(c).split()) for i, c in ELEMENT.findall(svg)}
 
 
 class TestSagaDiagram:
     def test_saga_renders_svg_with_text_plain(self, order_saga: sagakit.Saga) -> None:
-        """A saga's mime bundle carries an SVG and text/plain."""
+        """Outside a kernel, a saga's mime bundle carries an SVG and text/plain."""
         bundle = order_saga._repr_mimebundle_()
         assert set(bundle) == {"image/svg+xml", "text/plain"}
         assert bundle["image/svg+xml"].startswith("<svg")
@@ -39,14 +42,15 @@ class TestSagaDiagram:
         assert "no-compensation" in found["step-send_receipt"]
         assert "no-compensation" not in found["step-reserve_inventory"]
 
-    def test_compensations_are_dashed_reverse_edges(self, order_saga: sagakit.Saga) -> None:
-        """Each step has an ``undo-<name>`` edge: dashed with the compensation, dotted without."""
+    def test_compensations_are_named_in_the_box_and_drawn_as_reverse_edges(self, order_saga: sagakit.Saga) -> None:
+        """Each step has an ``undo-<name>`` edge (dashed, or dotted without a compensation) and a
+        line in its box naming its compensation (``↺ release_inventory``, or ``no undo``)."""
         svg = diagram.saga_svg(order_saga) or ""
         source = diagram.saga_dot(order_saga)
         assert 'id="undo-reserve_inventory"' in source and "style=dashed" in source
-        assert re.search(r'label="no undo[^"]*" [^\]]*style=dotted', source)
+        assert re.search(r'id="undo-send_receipt" style=dotted', source)
         assert "undo" in classes(svg)["undo-reserve_inventory"]
-        assert "release_inventory" in svg
+        assert '<text class="undo-line"' in svg and "↺ release_inventory" in svg and "no undo" in svg
 
     def test_parallel_stage_is_a_cluster(self, order_saga: sagakit.Saga) -> None:
         """A parallel stage is drawn as a cluster labelled parallel around its branches."""
@@ -77,6 +81,34 @@ class TestSagaDiagram:
             diagram.set_renderer("svgwrite")
 
 
+class TestNames:
+    def test_names_differing_in_punctuation_get_distinct_classes(self) -> None:
+        """``a b``, ``a-b`` and ``a.b`` map to three classes; a plain name is its own class."""
+        found = css_names(["a b", "a-b", "a.b", "a_b", "charge_payment"])
+        assert len(set(found.values())) == 5
+        assert found["a-b"] == "a-b" and found["charge_payment"] == "charge_payment"
+        assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in found.values())
+
+    def test_a_name_equal_to_another_names_hashed_form_stays_distinct(self) -> None:
+        """A step literally named like another's hashed class pushes that one to a longer hash."""
+        taken = css_name("a b")
+        found = css_names(["a b", taken])
+        assert found[taken] == taken and found["a b"] != taken
+
+    async def test_ids_are_the_step_names_even_with_entities_and_each_is_coloured(self) -> None:
+        """``a&amp;b`` and ``a&b`` are two steps: their node ids decode to their own names, and a run
+        colours both."""
+        names = ["a b", "a-b", "a.b", "a&amp;b", "a&b", 'q"<t>']
+        saga = sagakit.Saga("punctuation", [sagakit.step(make_step("s"), compensate=make_step("u"), name=name)
+                                            for name in names])
+        saga.faults['q"<t>'] = "fail"
+        run = await saga.run({})
+        found = classes(diagram.run_svg(run) or "")
+        for name in names[:-1]:
+            assert "state-compensated" in found[f"step-{name}"], name
+        assert "state-failed" in found['step-q"<t>']
+
+
 class TestRunDiagram:
     async def test_run_is_coloured_by_what_happened(self, order_saga: sagakit.Saga) -> None:
         """Failed step red, earlier steps compensated, later ones pending, injected marked."""
@@ -89,7 +121,7 @@ class TestRunDiagram:
             assert "state-compensated" in found[f"step-{name}"]
             assert "state-compensated" in found[f"undo-{name}"]
         assert "state-pending" in found["step-send_receipt"]
-        assert "failed at ship_order" in bundle["image/svg+xml"]
+        assert "ship_order failed" in bundle["image/svg+xml"]
         assert run.run_id[:8] in bundle["text/plain"]
 
     async def test_run_shows_durations_and_no_payloads(self, order_saga: sagakit.Saga) -> None:
@@ -100,14 +132,172 @@ class TestRunDiagram:
         assert "4111" not in svg
         assert all("state-succeeded" in classes(svg)[f"step-{n}"] for n in order_saga.step_names)
 
-    async def test_skipped_and_failed_compensations(self, order_saga: sagakit.Saga) -> None:
-        """A step without compensation is skipped in rollback; a failing compensation is marked."""
+    async def test_a_step_without_compensation_that_ran_is_not_undone_after_a_rollback(
+            self, order_saga: sagakit.Saga) -> None:
+        """After a rollback, a step that ran and has no compensation is ``not-undone`` (its effect
+        stays), never grey ``skipped``; its arrow is ``skipped``; a failing compensation is marked."""
         order_saga.faults.replace({"send_receipt": "fail", "authorize_payment": "fail_compensation"})
         run = await order_saga.run({})
         found = classes(diagram.run_svg(run) or "")
-        assert "state-skipped" in found["step-notify_warehouse"]
+        assert "state-not-undone" in found["step-notify_warehouse"]
+        assert "state-skipped" in found["undo-notify_warehouse"]
         assert "state-compensation-failed" in found["step-authorize_payment"]
         assert run.status == "compensation_failed"
+
+
+class TestStatesThatSayWhatHappened:
+    async def test_steps_left_undone_by_a_failed_compensation_need_cleanup(self) -> None:
+        """After a compensation fails, earlier completed steps are ``not-compensated``, not green."""
+        saga = linear_saga(4, name="stuck")
+        saga.faults["s1"] = "fail_compensation"
+        saga.faults["s3"] = "fail"
+        run = await saga.run({})
+        assert run.status == "compensation_failed"
+        template = diagram.layout(diagram.saga_shape(saga))
+        state = diagram.DiagramState.of_run(run, template.steps)
+        assert state.states["s1"] == "compensation-failed"
+        assert state.states["s0"] == "not-compensated"
+        assert state.notes["s0"] == "manual cleanup"
+        found = classes(template.render(state))
+        assert "state-not-compensated" in found["step-s0"] and "state-not-compensated" in found["undo-s0"]
+        assert "not-compensated" in diagram.STATES
+
+    def test_a_step_still_retrying_is_not_drawn_failed(self) -> None:
+        """A failed attempt with retries left reads ``retrying``; the last failed attempt, or the
+        rollback starting at the step, reads ``failed``."""
+        shape = diagram.StepShape("pay", "refund", "retry=2", 2)
+        state = diagram.DiagramState([shape])
+
+        def event(kind: EventKind, attempt: int = 1, step: str | None = "pay") -> Event:
+            return Event(kind, "r", "s", 1.0, step, 0, "forward" if step else None, attempt, 0.5, 1.0)
+
+        state(event(EventKind.RUN_STARTED, 0, None))
+        state(event(EventKind.STEP_FAILED, 1))
+        assert state.states["pay"] == "retrying" and "state-retrying" in state.classes["pay"]
+        state(event(EventKind.STEP_FAILED, 2))
+        assert state.states["pay"] == "retrying"
+        state(event(EventKind.STEP_FAILED, 3))
+        assert state.states["pay"] == "failed"
+        early = diagram.DiagramState([shape])
+        early(event(EventKind.STEP_FAILED, 1))
+        early(event(EventKind.ROLLBACK_STARTED, 0))
+        assert early.states["pay"] == "failed"
+
+    async def test_a_stopped_step_is_cancelled(self) -> None:
+        """The step in flight when a run is stopped is ``cancelled``, a state the legend lists."""
+        saga = linear_saga(3, name="stopped")
+        saga.faults["s1"] = "cancel"
+        with pytest.raises(BaseException):  # noqa: B017 - the run's cancellation propagates
+            await saga.run({})
+        run = saga.history.last
+        assert run is not None
+        state = diagram.DiagramState.of_run(run, diagram.layout(diagram.saga_shape(saga)).steps)
+        assert state.states["s1"] == "cancelled" and state.states["s0"] == "compensated"
+        assert "cancelled" in [entry[0] for entry in _palette.legend()]
+
+    def test_a_fail_compensation_nothing_can_trigger_gets_a_hint(self) -> None:
+        """``fail_compensation`` without a later planned failure is explained; with one, it is not;
+        on the last step the hint says that nothing comes after it."""
+        order = ("a", "b", "c")
+        hints = diagram.fault_hints({"b": sagakit.Fault("fail_compensation")}, order)
+        assert "later step" in hints["b"]
+        assert diagram.fault_hints({"b": sagakit.Fault("fail_compensation"), "c": sagakit.Fault("fail")}, order) == {}
+        last = diagram.fault_hints({"c": sagakit.Fault("fail_compensation"), "a": sagakit.Fault("fail")}, order)
+        assert "c is the last step" in last["c"] and "set fail or fail_after on a step after it" not in last["c"]
+
+    def test_seed_primitive_policies_show_on_the_step(self) -> None:
+        """``RetryPrimitive`` and ``TimeoutPrimitive`` read like ``step(retry=, timeout=)`` on the diagram."""
+        saga = sagakit.Saga("seeded", [
+            sagakit.step(sagakit.TimeoutPrimitive(sagakit.RetryPrimitive(make_step("pay"), max_retries=3), timeout=2),
+                         name="pay"),
+            sagakit.step(make_step("ship"), retry=2, timeout=1.5),
+        ])
+        svg = diagram.saga_svg(saga) or ""
+        assert "retry=3, timeout=2s" in svg
+        assert "retry=2, timeout=1.5s" in svg
+        assert [member.retries for member in diagram.saga_shape(saga)[0][1] + diagram.saga_shape(saga)[1][1]] == [3, 2]
+
+    def test_durations_under_a_millisecond_print_in_microseconds(self) -> None:
+        """0.4 ms is ``400 µs``, never ``0.00 ms``; longer durations keep milliseconds."""
+        assert diagram.format_ms(0.0004) == "400 µs"
+        assert diagram.format_ms(0.0000004) == "0 µs"
+        assert diagram.format_ms(0.0032) == "3.2 ms"
+        assert diagram.format_ms(0.412) == "412 ms"
+
+    def test_planned_delay_is_written_in_text_not_a_clock_glyph(self) -> None:
+        """A planned delay reads ``delay 1.5 s``: no character that common fonts lack."""
+        note = diagram.fault_note(sagakit.Fault("fail", delay=1.5))
+        assert note == "⚡ fail delay 1.5 s"
+        assert "\u23f1" not in note
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(one: str, two: str) -> float:
+    high, low = sorted((_luminance(one), _luminance(two)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+class TestPalette:
+    def test_every_state_is_one_entry_that_styles_the_svg_the_view_and_the_legend(self) -> None:
+        """Each look gives its state's CSS rule, its theme variables and (unless edge-only) a legend entry."""
+        style, theme = _palette.svg_style(), _palette.theme_css()
+        for look in diagram.LOOKS:
+            assert f"g.step.state-{look.state} > path" in style and f"g.undo.state-{look.state} > path" in style
+            assert f"--sk-{look.state}-fill: {look.dark.fill}" in theme
+            assert ([look.state, look.label, look.meaning] in _palette.legend()) is look.in_legend
+        assert tuple(look.state for look in diagram.LOOKS) == diagram.STATES
+
+    def test_every_state_reads_at_wcag_aa_in_light_and_dark_themes(self) -> None:
+        """Text in a box on its fill, and arrow colours on the page, are at least 4.5:1 in both themes."""
+        pages = {"light": ("#ffffff", "#f6f7f9"), "dark": ("#111111", "#2b2b2b")}
+        for look in diagram.LOOKS:
+            for theme, shade in (("light", look.light), ("dark", look.dark)):
+                assert _contrast(shade.text, shade.fill) >= 4.5, (look.state, theme, "text")
+                for page in pages[theme]:
+                    assert _contrast(shade.edge, page) >= 4.5, (look.state, theme, page)
+
+
+class TestWrapping:
+    def test_a_wide_saga_wraps_onto_rows_no_wider_than_asked(self) -> None:
+        """Given a width, a 25-step saga is laid out on rows that each fit it, every step once."""
+        saga = linear_saga(25, name="wrap-me")
+        one_row = diagram.layout(diagram.saga_shape(saga))
+        template = diagram.layout(diagram.saga_shape(saga), width=700.0)
+        assert len(one_row.rows) == 1 and one_row.width > 700
+        assert len(template.rows) > 1 and sum(template.rows) == 25
+        assert template.width <= 700.0 + 1.0
+        found = classes(template.render(diagram.DiagramState(template.steps)))
+        assert all(f"step-s{i}" in found for i in range(25))
+        assert "wrap" in classes(template.render(diagram.DiagramState(template.steps)))["wrap-" + str(template.rows[0])]
+
+    def test_a_saga_that_fits_is_not_wrapped_and_layouts_are_cached(self) -> None:
+        """A width the saga fits in gives the one-row layout; asking again lays nothing out."""
+        saga = linear_saga(3, name="fits")
+        template = diagram.layout(diagram.saga_shape(saga), width=5000.0)
+        before = diagram.layout_count()
+        assert diagram.layout(diagram.saga_shape(saga), width=5000.0) is template
+        assert len(template.rows) == 1 and diagram.layout_count() == before
+
+    def test_the_view_gets_the_diagram_as_data_not_markup(self, order_saga: sagakit.Saga) -> None:
+        """The tree the view builds from holds elements as lists and texts as strings: no markup."""
+        tree = diagram.layout(diagram.saga_shape(order_saga)).tree()
+        assert tree[0] == "svg" and isinstance(tree[1], dict)
+        texts: list[str] = []
+
+        def walk(node: list[object]) -> None:
+            for child in node[2:]:
+                if isinstance(child, str):
+                    texts.append(child)
+                else:
+                    walk(child)  # type: ignore[arg-type]
+
+        walk(tree)
+        assert "reserve_inventory" in texts and not any("<" in text for text in texts if "{" not in text)
 
 
 class TestRenderers:
@@ -132,7 +322,7 @@ class TestRenderers:
 
     def test_text_fallback_warns_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without a renderer the bundle is the DOT source as text, with one warning per process."""
-        monkeypatch.setattr(diagram, "_warned", False)
+        monkeypatch.setattr(_layout, "_warned", False)
         diagram.set_renderer("text")
         saga = linear_saga(3, name="as-text")
         with pytest.warns(diagram.DiagramWarning, match="DOT source"):
@@ -145,7 +335,7 @@ class TestRenderers:
 
     async def test_text_fallback_still_colours_a_run(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """The text fallback lists each step's state for a run."""
-        monkeypatch.setattr(diagram, "_warned", True)
+        monkeypatch.setattr(_layout, "_warned", True)
         diagram.set_renderer("text")
         saga = linear_saga(3, name="text-run")
         run = await saga.run({}, faults={"s2": "fail"})
@@ -153,51 +343,33 @@ class TestRenderers:
         assert "s0: compensated" in text and "s2: failed" in text
 
 
-class TestStatesThatSayWhatHappened:
-    async def test_steps_left_undone_by_a_failed_compensation_need_cleanup(self) -> None:
-        """After a compensation fails, earlier completed steps are ``not-compensated``, not green."""
-        saga = linear_saga(4, name="stuck")
-        saga.faults["s1"] = "fail_compensation"
-        saga.faults["s3"] = "fail"
-        run = await saga.run({})
-        assert run.status == "compensation_failed"
-        template = diagram.layout(diagram.saga_shape(saga))
-        state = diagram.DiagramState.of_run(run, template.steps)
-        assert state.states["s1"] == "compensation-failed"
-        assert state.states["s0"] == "not-compensated"
-        assert state.notes["s0"] == "needs manual cleanup"
-        found = classes(template.render(state))
-        assert "state-not-compensated" in found["step-s0"] and "state-not-compensated" in found["undo-s0"]
-        assert "not-compensated" in diagram.STATES
+def _imports(path: Path) -> set[str]:
+    """Every ``sagakit.notebook`` module ``path`` imports, at any level of the file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sagakit.notebook"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("sagakit.notebook.")}
+    return found
 
-    def test_a_fail_compensation_nothing_can_trigger_gets_a_hint(self) -> None:
-        """``fail_compensation`` without a later planned failure is explained; with one, it is not."""
-        order = ("a", "b", "c")
-        hints = diagram.fault_hints({"b": sagakit.Fault("fail_compensation")}, order)
-        assert "later step" in hints["b"]
-        assert diagram.fault_hints({"b": sagakit.Fault("fail_compensation"), "c": sagakit.Fault("fail")}, order) == {}
-        assert diagram.fault_hints({"c": sagakit.Fault("fail_compensation"), "a": sagakit.Fault("fail")}, order)
 
-    def test_seed_primitive_policies_show_on_the_step(self) -> None:
-        """``RetryPrimitive`` and ``TimeoutPrimitive`` read like ``step(retry=, timeout=)`` on the diagram."""
-        saga = sagakit.Saga("seeded", [
-            sagakit.step(sagakit.TimeoutPrimitive(sagakit.RetryPrimitive(make_step("pay"), max_retries=3), timeout=2),
-                         name="pay"),
-            sagakit.step(make_step("ship"), retry=2, timeout=1.5),
-        ])
-        svg = diagram.saga_svg(saga) or ""
-        assert "retry=3, timeout=2s" in svg
-        assert "retry=2, timeout=1.5s" in svg
+def test_the_notebook_modules_import_one_way() -> None:
+    """No notebook module imports another that (directly or not) imports it back, at module level
+    or inside a function."""
+    folder = Path(diagram.__file__).parent
+    graph = {f"sagakit.notebook.{path.stem}": _imports(path) for path in folder.glob("*.py")
+             if path.stem != "__init__"}
+    done: set[str] = set()
 
-    def test_durations_under_a_millisecond_print_in_microseconds(self) -> None:
-        """0.4 ms is ``400 µs``, never ``0.00 ms``; longer durations keep milliseconds."""
-        assert diagram.format_ms(0.0004) == "400 µs"
-        assert diagram.format_ms(0.0000004) == "0 µs"
-        assert diagram.format_ms(0.0032) == "3.2 ms"
-        assert diagram.format_ms(0.412) == "412 ms"
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module in done:
+            return
+        for imported in graph.get(module, ()):
+            visit(imported, (*path, module))
+        done.add(module)
 
-    def test_planned_delay_is_written_in_text_not_a_clock_glyph(self) -> None:
-        """A planned delay reads ``delay 1.5 s``: no character that common fonts lack."""
-        note = diagram.fault_note(sagakit.Fault("fail", delay=1.5))
-        assert note == "⚡ fail delay 1.5 s"
-        assert "\u23f1" not in note
+    for module in graph:
+        visit(module, ())
+    assert "sagakit.notebook.widget" not in graph["sagakit.notebook._layout"]

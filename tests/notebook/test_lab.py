@@ -1,10 +1,13 @@
-"""The Lab, driven from the kernel side: clicks and selections drive faults, runs and colours."""
+"""The Lab, driven from the kernel side: clicks and edits drive faults, runs, colours, words and charts."""
 
 from __future__ import annotations
 
 import asyncio
-import html
-import re
+import gc
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +16,7 @@ import sagakit
 from sagakit.notebook import diagram
 from sagakit.notebook.lab import Lab
 
-from .conftest import linear_saga, make_step
-
-ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)"')
-
-
-def classes(svg: str) -> dict[str, set[str]]:
-    return {html.unescape(i): set(c.split()) for i, c in ELEMENT.findall(svg)}
+from .conftest import ROOT, edit_from_browser, from_browser, linear_saga, make_step
 
 
 def choose(lab: Lab, step: str, mode: str, delay: float = 0.0, probability: float = 1.0) -> None:
@@ -29,24 +26,31 @@ def choose(lab: Lab, step: str, mode: str, delay: float = 0.0, probability: floa
         faults.pop(step, None)
     else:
         faults[step] = [mode, delay, probability]
-    lab.widget.faults = faults
+    edit_from_browser(lab.widget, faults=faults)
 
 
-def click(lab: Lab, button: str) -> None:
-    """What the browser sends when ``button`` (``run``, ``run_n``, ``reset``, ``stop``) is clicked."""
-    lab.widget._on_message(lab.widget, {"t": button}, [])
+def status_text(lab: Lab) -> str:
+    """The status line as it reads."""
+    return "".join(text for _, text in lab.widget.status["text"])
+
+
+async def settled(lab: Lab) -> None:
+    """Wait until the Lab has drawn what follows a run: charts, playback, the static fallback."""
+    await asyncio.sleep(max(lab.throttle, 0.1) + 0.15)
 
 
 class TestControls:
     def test_the_panel_is_one_view_holding_every_control(self, order_saga: sagakit.Saga) -> None:
-        """One anywidget view is the diagram, the history and the controls; it offers every fault mode."""
+        """One anywidget view is the diagram, the history, the charts and the controls; it offers
+        every fault mode, each explained, and no compensation fault where there is no compensation."""
         lab = order_saga.lab(data={})
         assert lab.widget is lab.diagram is lab.history is lab._display_()  # marimo shows it for `lab`
-        assert lab.widget.kind == "lab" and lab.widget.stoppable
-        assert lab.widget.steps == [[name, name] for name in order_saga.step_names]
-        assert lab.widget.modes == ["none", "fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation"]
-        assert (lab.widget.n, lab.widget.progress, lab.widget.status) == (20, [0, 20], "ready")
-        assert "sagakit-charts" in lab.charts._dom_classes
+        assert lab.widget.kind == "lab" and lab.widget.stoppable and lab.widget.show_charts
+        assert lab.widget.steps[0] == ["reserve_inventory", "reserve_inventory", True]
+        assert lab.widget.steps[-1] == ["send_receipt", "send_receipt", False]
+        assert [mode for mode, _ in lab.widget.modes] == list(sagakit.FAULT_MODES)
+        assert all(help_text for _, help_text in lab.widget.modes)
+        assert (lab.widget.n, lab.widget.progress, lab.widget.status["text"]) == (20, [0, 20], [["", "ready"]])
 
     def test_selector_drives_the_fault_plan(self, order_saga: sagakit.Saga) -> None:
         """Choosing a mode, a delay and a probability sets ``saga.faults``; ``none`` removes it."""
@@ -56,17 +60,19 @@ class TestControls:
         choose(lab, "charge_payment", "none")
         assert "charge_payment" not in order_saga.faults
 
-    def test_a_value_the_plan_refuses_is_reported_and_undone(self, order_saga: sagakit.Saga) -> None:
-        """A negative delay or a malformed row from the browser leaves the plan alone, says why, and puts the
-        controls back."""
+    def test_a_refused_value_is_reported_undone_and_the_error_goes_once_fixed(self, order_saga: sagakit.Saga) -> None:
+        """A negative delay leaves the plan alone, says why and puts the controls back; the error
+        leaves the status as soon as a valid value comes."""
         lab = order_saga.lab(data={})
         choose(lab, "ship_order", "fail", -1.0)
         assert "ship_order" not in order_saga.faults
-        assert "delay" in lab.widget.status
+        assert lab.widget.status["level"] == "invalid" and "delay" in status_text(lab)
         assert lab.widget.faults == {}
-        lab.widget.faults = {"ship_order": "fail"}
-        assert "ship_order" not in order_saga.faults
-        assert "expected [mode, delay, probability]" in lab.widget.status and lab.widget.faults == {}
+        edit_from_browser(lab.widget, faults={"ship_order": "fail"})
+        assert "expected [mode, delay, probability]" in status_text(lab) and lab.widget.faults == {}
+        choose(lab, "ship_order", "fail", 1.0)
+        assert order_saga.faults["ship_order"] == sagakit.Fault("fail", delay=1.0)
+        assert lab.widget.status["level"] == "ready" and "expected" not in status_text(lab)
 
     def test_code_changes_update_the_controls_and_diagram(self, order_saga: sagakit.Saga) -> None:
         """Setting ``saga.faults`` in code moves the controls and marks the diagram."""
@@ -74,11 +80,18 @@ class TestControls:
         order_saga.faults["ship_order"] = sagakit.Fault("fail_compensation", delay=0.5, probability=0.75)
         assert lab.widget.faults == {"ship_order": ["fail_compensation", 0.5, 0.75]}
         lab.flush()
-        assert "injected" in classes(lab.svg)["step-ship_order"]
+        assert "injected" in lab.widget.state["s"]["ship_order"]
         order_saga.faults.clear()
         assert lab.widget.faults == {}
 
-    def test_bad_options_are_refused(self, order_saga: sagakit.Saga) -> None:
+    def test_a_compensation_fault_nothing_can_trigger_is_explained(self) -> None:
+        """The status hints why a compensation fault shows nothing: on the last step, nothing comes after it."""
+        saga = sagakit.Saga("one", [sagakit.step(make_step("only"), compensate=make_step("undo"))])
+        lab = saga.lab(charts=False)
+        saga.faults["only"] = "fail_compensation"
+        assert any("only is the last step" in hint for hint in lab.widget.status["hints"])
+
+    def test_bad_options_are_refused(self, order_saga: sagakit.Saga, tmp_path: Path) -> None:
         """Wrong option types name the option and what was expected."""
         with pytest.raises(TypeError, match="Lab backends"):
             Lab(order_saga, backends={"local": object()})  # type: ignore[dict-item]
@@ -88,8 +101,19 @@ class TestControls:
             Lab(order_saga, throttle=float("nan"))
         with pytest.raises(TypeError, match="Lab throttle: expected a number of seconds >= 0, got str"):
             Lab(order_saga, throttle="0.1")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"Lab pace: expected seconds per event from 0 \(off\) to 5, got 9"):
+            Lab(order_saga, pace=9)
+        with pytest.raises(TypeError, match="Lab charts: expected True or False"):
+            Lab(order_saga, charts="yes")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"Lab journal: expected a sagakit\.SqliteJournal or the path of one"):
+            Lab(order_saga, journal=42)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"sagakit\.Saga"):
             Lab("order")  # type: ignore[arg-type]
+        lab = Lab(order_saga)
+        with pytest.raises(ValueError, match=r"Lab\.inspect step: expected one of reserve_inventory, "):
+            lab.inspect("nope")
+        with pytest.raises(ValueError, match=r"Lab\.inspect phase: expected 'forward' or 'compensate', got 'back'"):
+            lab.inspect("ship_order", "back")
 
 
 class TestRunning:
@@ -98,8 +122,6 @@ class TestRunning:
         lab = order_saga.lab(data={})
         with pytest.raises(TypeError, match=r"Lab\.run_n n: expected an int >= 1, got str"):
             await lab.run_n("3")  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match=r"Lab\.run_n n: expected an int >= 1, got float"):
-            await lab.run_n(2.5)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match=r"Lab\.run_n n: expected an int >= 1, got 0"):
             await lab.run_n(0)
         assert len(order_saga.history) == 0
@@ -108,18 +130,17 @@ class TestRunning:
         """Run after selecting ``fail`` in the middle: that step failed, the earlier compensated."""
         lab = order_saga.lab(data={})
         choose(lab, "charge_payment", "fail")
-        click(lab, "run")
+        from_browser(lab.widget, {"t": "run"})
         assert lab.task is not None and not lab.task.done()  # started as a task, not run inline
         run = await lab.wait()
         assert run.status == "compensated" and run.failed_step == "charge_payment"
-        assert len(order_saga.history) == 1
-        found = classes(lab.svg)
-        assert "state-failed" in found["step-charge_payment"]
-        assert "state-compensated" in found["step-reserve_inventory"]
-        assert "state-compensated" in found["step-authorize_payment"]
-        assert "state-pending" in found["step-ship_order"]
-        assert "charge_payment" in lab.widget.status and "InjectedFault" in lab.widget.status
-        assert len(lab.history.rows) == 1 and lab.history.total == 1
+        assert lab.states["charge_payment"] == "failed"
+        assert lab.states["reserve_inventory"] == lab.states["authorize_payment"] == "compensated"
+        assert lab.states["ship_order"] == "pending"
+        text = status_text(lab)
+        assert text.startswith("✖ rolled back: charge_payment failed (InjectedFault")
+        assert "2 steps compensated" in text
+        assert len(lab.widget.rows) == 1 and lab.widget.total == 1
 
     async def test_live_colouring_shows_the_step_in_flight(self) -> None:
         """While a slow step runs, the diagram shows it running, before its final colour."""
@@ -129,22 +150,22 @@ class TestRunning:
         ])
         lab = saga.lab(throttle=0.01)
         seen: list[set[str]] = []
-        send = lab.diagram.send
+        send = lab.widget.send
 
         def recording(message: dict[str, Any]) -> None:
             if "slow" in message.get("s", {}):
                 seen.append(set(message["s"]["slow"].split()))
             send(message)
 
-        lab.diagram.send = recording
-        click(lab, "run")
+        lab.widget.send = recording
+        from_browser(lab.widget, {"t": "run"})
         await lab.wait()
         assert any("state-running" in found for found in seen)
         assert "state-succeeded" in seen[-1]
 
     async def test_a_run_of_plain_functions_is_drawn_from_the_finished_run(self) -> None:
         """Plain synchronous steps never let a redraw in while they run: the Lab does not observe
-        them event by event, yet draws exactly the colours a live observation gives."""
+        them live, yet draws exactly the colours a live observation of async steps gives."""
 
         def plain(name: str, fail: bool = False) -> Any:
             def function(data: Any, context: Any) -> Any:
@@ -162,15 +183,6 @@ class TestRunning:
             function.__name__ = name
             return function
 
-        class Told(list[Any]):
-            """The Lab's event list, counting the events the engine hands it one by one."""
-
-            count = 0
-
-            def append(self, event: Any) -> None:
-                Told.count += 1
-                super().append(event)
-
         def build(name: str, sync: bool) -> sagakit.Saga:
             maker = plain if sync else coroutine
             return sagakit.Saga(name, [
@@ -183,25 +195,21 @@ class TestRunning:
         drawn = {}
         for sync in (True, False):
             lab = build(f"lab_{sync}", sync).lab(throttle=0.01)
-            lab._events = Told()
-            Told.count = 0
-            assert lab._draws_live() is not sync
+            assert lab.live is not sync
             run = await lab.run()
             lab.flush()
             assert run.status == "compensation_failed"
-            assert (Told.count == 0) is sync  # plain functions: no event observed one by one
-            drawn[sync] = {k: v for k, v in classes(lab.svg).items() if k.startswith("step-")}
-            assert "state-failed" in drawn[sync]["step-d"]
+            drawn[sync] = dict(lab.widget.state["s"])
+            assert "state-failed" in drawn[sync]["d"] and "state-not-undone" in drawn[sync]["b"]
         assert drawn[True] == drawn[False]
-
-        sync_lab = build("delayed", True).lab(throttle=0.01)
-        sync_lab.saga.faults["b"] = sagakit.Fault("none", delay=0.01)
-        assert sync_lab._draws_live()  # a fault delay lets the loop in: observed live again
+        delayed = build("delayed", True).lab(throttle=0.01)
+        delayed.saga.faults["b"] = sagakit.Fault("none", delay=0.01)
+        assert delayed.live  # a fault delay lets the loop in: observed live again
 
     async def test_async_steps_that_never_wait_are_observed_only_until_a_run_shows_it(self) -> None:
-        """Async steps that never give the loop control: the first run is observed event by event,
-        later ones are drawn from the finished run with the same colours; steps that wait stay observed,
-        and a change of the fault plan observes the next run again."""
+        """Async steps that never give the loop control: the first run is observed live, later ones
+        are drawn from the finished run with the same colours; steps that wait stay observed, and
+        a change of the fault plan observes the next run again."""
 
         def build(name: str, wait: bool) -> sagakit.Saga:
             def maker(label: str) -> Any:
@@ -220,38 +228,41 @@ class TestRunning:
             lab.saga.faults["s2"] = "fail"
             observed = []
             for _ in range(3):
-                live = lab._draws_live()
+                observed.append(lab.live)
                 await lab.run()
                 lab.flush()
-                observed.append(live)
                 assert lab.states["s2"] == "failed" and lab.states["s0"] == "compensated"
             assert observed == [True, wait, wait]
             lab.saga.faults["s3"] = "fail_compensation"
-            assert lab._draws_live()
+            assert lab.live
 
-    async def test_run_n_fills_progress_and_history(self, order_saga: sagakit.Saga) -> None:
-        """Run x N runs N times in sequence, the progress bar reaching N."""
-        lab = order_saga.lab(data={}, runs=5)
+    async def test_run_n_fills_progress_and_history_and_the_status_gives_the_totals(
+            self, order_saga: sagakit.Saga) -> None:
+        """Run x N runs N times in sequence, the progress bar reaching N; the status counts every run."""
+        lab = order_saga.lab(data={}, runs=6)
         order_saga.faults["ship_order"] = sagakit.Fault("fail", probability=0.5, seed=3)
-        click(lab, "run_n")
+        from_browser(lab.widget, {"t": "run_n"})
         assert lab.widget.busy  # the buttons are disabled while the runs go
         runs = await lab.wait()
-        assert len(runs) == 5 and len(order_saga.history) == 5
-        assert lab.widget.progress == [5, 5] and not lab.widget.busy
-        assert len(lab.history.rows) == 5 and lab.history.total == 5
-        statuses = {run.status for run in runs}
-        assert statuses <= {"completed", "compensated"} and len(statuses) == 2
+        assert len(runs) == 6 and len(order_saga.history) == 6
+        assert lab.widget.progress == [6, 6] and not lab.widget.busy
+        assert len(lab.widget.rows) == 6 and lab.widget.total == 6
+        completed = sum(run.status == "completed" for run in runs)
+        assert 0 < completed < 6
+        text = status_text(lab)
+        assert text.startswith(f"6 runs: {completed} completed, {6 - completed} rolled back")
+        assert f"failed at ship_order ×{6 - completed}" in text
 
     async def test_reset_clears_faults_and_colours(self, order_saga: sagakit.Saga) -> None:
         """Reset removes every fault and returns the diagram to pending; the history stays."""
         lab = order_saga.lab(data={})
         choose(lab, "send_receipt", "fail")
-        click(lab, "run")
+        from_browser(lab.widget, {"t": "run"})
         await lab.wait()
-        click(lab, "reset")
+        from_browser(lab.widget, {"t": "reset"})
         assert dict(order_saga.faults) == {}
         assert lab.widget.faults == {}
-        assert all("state-pending" in classes(lab.svg)[f"step-{n}"] for n in order_saga.step_names)
+        assert set(lab.states.values()) == {"pending"}
         assert len(order_saga.history) == 1
 
     async def test_backend_dropdown_chooses_the_backend(self, order_saga: sagakit.Saga) -> None:
@@ -273,25 +284,15 @@ class TestRunning:
         assert lab.widget.backends == ["local", "recording"] and lab.widget.backend == "local"
         await lab.run()
         assert recording.requests == []
-        lab.widget.backend = "recording"
+        edit_from_browser(lab.widget, backend="recording")
         await lab.run()
         assert len(recording.requests) == 1
-
-    async def test_charts_show_timeline_and_compensations(self, order_saga: sagakit.Saga) -> None:
-        """After a rolled-back run the charts area holds a Vega-Lite chart with a static SVG."""
-        lab = order_saga.lab(data={})
-        order_saga.faults["send_receipt"] = "fail"
-        await lab.run()
-        lab._draw_charts()
-        (output,) = lab.charts.outputs
-        assert any(key.startswith("application/vnd.vegalite") for key in output["data"])
-        assert "<svg" in output["data"]["image/svg+xml"]
 
     async def test_kernel_stays_responsive_during_a_run(self) -> None:
         """Other work on the loop proceeds while a Lab run is in flight."""
         saga = sagakit.Saga("long", [sagakit.step(make_step("wait", delay=0.2))])
         lab = saga.lab()
-        click(lab, "run")
+        from_browser(lab.widget, {"t": "run"})
         ticks = 0
         while lab.task is not None and not lab.task.done():
             ticks += 1
@@ -308,10 +309,239 @@ class TestRunning:
             await lab.run()
         assert diagram.layout_count() == before
 
+    async def test_run_sync_and_run_n_sync_work_inside_a_running_loop(self) -> None:
+        """The run methods' synchronous twins work in a notebook cell (a running loop) and draw."""
+        saga = linear_saga(3, name="sync-twins")
+        saga.faults["s2"] = "fail"
+        lab = saga.lab(charts=False)
+        run = lab.run_sync()
+        assert run.status == "compensated" and lab.states["s2"] == "failed"
+        runs = lab.run_n_sync(2)
+        assert len(runs) == 2 and lab.widget.progress == [2, 2] and lab.widget.total == 3
+
+
+def test_run_sync_works_outside_a_loop() -> None:
+    """In a script (no running loop) ``lab.run_sync()`` runs the saga and draws it."""
+    saga = linear_saga(2, name="sync-script")
+    lab = saga.lab(charts=False)
+    assert lab.run_sync().status == "completed"
+    assert set(lab.states.values()) == {"succeeded"} and lab.widget.total == 1
+
+
+class TestWording:
+    async def test_a_failed_compensation_says_what_failed_once_and_counts_right(self) -> None:
+        """A rollback that fails reads "rollback failed", names the injected error once, counts the
+        compensations that ran, and names the steps left to clean up by hand."""
+        saga = linear_saga(4, name="half")
+        saga.faults.replace({"s1": "fail_compensation", "s3": "fail"})
+        lab = saga.lab(charts=False)
+        await lab.run()
+        lab.flush()
+        text = status_text(lab)
+        assert "compensation_failed" not in text and text.startswith("✖ rollback failed: s3 failed")
+        assert text.count("injected fault 'fail' on step 's3'") == 1
+        assert "1 step compensated" in text and "the compensation of s1 failed" in text
+        assert "1 left to clean up by hand: s0" in text
+
+    async def test_a_one_step_saga_that_fails_has_nothing_to_undo(self) -> None:
+        """A saga whose only step fails says that nothing had to be undone, not "0 compensations"."""
+        saga = sagakit.Saga("one", [sagakit.step(make_step("only"), compensate=make_step("undo"))])
+        saga.faults["only"] = "fail"
+        lab = saga.lab(charts=False)
+        await lab.run()
+        lab.flush()
+        assert "nothing to undo (no step had completed)" in status_text(lab)
+
+    async def test_a_run_read_from_the_history_says_which_run_it_is(self, order_saga: sagakit.Saga) -> None:
+        """Selecting run 1 after a clean run 2 draws run 1's failure again, captioned as run 1."""
+        lab = order_saga.lab(data={}, charts=False)
+        order_saga.faults["charge_payment"] = "fail"
+        await lab.run()
+        del order_saga.faults["charge_payment"]
+        await lab.run()
+        lab.flush()
+        assert [row[1] for row in lab.widget.rows] == ["completed", "compensated"]
+        from_browser(lab.widget, {"t": "select", "run": 1})
+        assert lab.states["charge_payment"] == "failed" and lab.widget.selected == 1
+        assert lab.widget.run is order_saga.history[0]
+        assert lab.widget.state["c"].startswith("run 1: rolled back")
+
+
+class TestCharts:
+    async def test_the_charts_follow_the_run_shown(self, order_saga: sagakit.Saga) -> None:
+        """The timeline is the shown run's: the latest, or the one picked in the history; the
+        compensation durations mark the shown run's own."""
+        lab = order_saga.lab(data={})
+        order_saga.faults["charge_payment"] = "fail"
+        await lab.run()
+        del order_saga.faults["charge_payment"]
+        await lab.run()
+        await settled(lab)
+        timeline = lab.widget.charts["timeline"]
+        assert "latest run: completed" in lab.widget.charts["label"]
+        assert all(phase == "forward" for _, phase, *_ in timeline["bars"])
+        lab.show_run(1)
+        await settled(lab)
+        charts = lab.widget.charts
+        assert charts["label"].startswith("run 1: rolled back")
+        assert {bar[1] for bar in charts["timeline"]["bars"]} == {"forward", "compensate"}
+        shown = {step: mine for step, *_, mine in charts["durations"]["steps"]}
+        assert shown["reserve_inventory"] is not None
+
+    async def test_a_stopped_first_run_gets_its_charts(self) -> None:
+        """The very first run, stopped, still draws its timeline: the charts never show nothing."""
+        saga = sagakit.Saga("slow", [sagakit.step(make_step("first"), compensate=make_step("undo_first")),
+                                     sagakit.step(make_step("second", delay=5.0))])
+        lab = saga.lab(throttle=0.01)
+        from_browser(lab.widget, {"t": "run"})
+        while lab.states["second"] != "running":
+            await asyncio.sleep(0.01)
+            lab.flush()
+        lab.stop()
+        await asyncio.wait({lab.task})  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        charts = lab.widget.charts
+        assert "stopped while second ran" in charts["label"]
+        assert charts["timeline"]["bars"][1][:2] == ["second", "forward"]
+        assert charts["durations"]["steps"][0][0] == "first"
+
+
+class TestViews:
+    def test_a_lab_whose_views_are_gone_stops_watching_and_wakes_when_shown_again(
+            self, order_saga: sagakit.Saga) -> None:
+        """When its last view closes (the cell re-run), a Lab stops following the saga; a new view
+        of it follows again, caught up with what changed meanwhile."""
+        lab = order_saga.lab(data={})
+        assert lab.watching
+        from_browser(lab.widget, {"t": "views", "n": 1})
+        from_browser(lab.widget, {"t": "views", "n": -1})
+        assert not lab.watching
+        order_saga.faults["ship_order"] = "fail"
+        assert lab.widget.faults == {}
+        from_browser(lab.widget, {"t": "views", "n": 1})
+        assert lab.watching and lab.widget.faults == {"ship_order": ["fail", 0.0, 1.0]}
+
+    async def test_labs_made_again_for_a_saga_leave_no_listeners_behind(self, order_saga: sagakit.Saga) -> None:
+        """Making the Lab three times (re-running its cell): the old ones, their views gone, get no
+        history updates; a closed and dropped Lab is not called at all."""
+        labs = []
+        for _ in range(3):
+            if labs:
+                from_browser(labs[-1].widget, {"t": "views", "n": -1})
+            labs.append(order_saga.lab(data={}, charts=False))
+            from_browser(labs[-1].widget, {"t": "views", "n": 1})
+        assert [lab.watching for lab in labs] == [False, False, True]
+        await order_saga.run({})
+        for lab in labs:
+            lab.flush()
+        assert [lab.widget.total for lab in labs] == [0, 0, 1]
+        labs[-1].close()
+        del labs
+        gc.collect()
+        await order_saga.run({})  # no watcher left to call
+
+
+class TestCompare:
+    async def test_picking_two_runs_compares_them_side_by_side(self, order_saga: sagakit.Saga) -> None:
+        """Two history rows picked: both runs' states on the diagram, the first divergence marked, the table."""
+        lab = order_saga.lab(data={}, charts=False)
+        await lab.run()
+        order_saga.faults["charge_payment"] = "fail"
+        await lab.run()
+        lab.flush()
+        from_browser(lab.widget, {"t": "compare", "runs": [1, 2]})
+        shown = lab.widget.comparison
+        assert [run["number"] for run in shown["runs"]] == [1, 2]
+        assert shown["first"]["step"] == "charge_payment" and shown["first"]["what"] == "status"
+        assert "diverges" in shown["runs"][1]["state"]["s"]["charge_payment"]
+        assert "state-compensated" in shown["runs"][1]["state"]["s"]["reserve_inventory"]
+        assert shown["columns"][:3] == ["step", "phase", "index"]
+        from_browser(lab.widget, {"t": "compare_close"})
+        assert lab.widget.comparison == {}
+        with pytest.raises(ValueError, match=r"Lab.compare b: expected a run number 1..2, got 3"):
+            lab.compare(1, 3)
+
+
+class TestPace:
+    async def test_a_run_too_fast_to_watch_is_played_back_at_the_pace(self) -> None:
+        """With a pace, a run faster than it can show is sent back as frames to play at that pace
+        (with each compensation in flight); Run x N and a pace of 0 are not played back."""
+        saga = linear_saga(4, name="paced")
+        saga.faults["s3"] = "fail"
+        lab = saga.lab(charts=False, pace=0.2)
+        await lab.run()
+        await asyncio.sleep(0.3)
+        playback = lab.widget.playback
+        assert playback["pace"] == 0.2 and "compensation started s1" in playback["labels"]
+        assert playback["run"] == saga.history.last.run_id
+        await lab.run_n(3)
+        await asyncio.sleep(0.3)
+        assert lab.widget.playback == {}
+        edit_from_browser(lab.widget, pace=0.0)
+        await lab.run()
+        await asyncio.sleep(0.3)
+        assert lab.widget.playback == {}
+
+
+JOURNAL_WRITER = textwrap.dedent("""
+    import asyncio, sys
+    import sagakit
+
+    async def reserve(data, context):
+        return {**data, "reserved": True}
+
+    async def release(data, context):
+        return None
+
+    async def charge(data, context):
+        return {**data, "charged": True}
+
+    saga = sagakit.Saga("shop", [sagakit.step(reserve, compensate=release), sagakit.step(charge)])
+
+    async def main():
+        await saga.run({"order": 1}, journal=sys.argv[1])
+        await saga.run({"order": 2}, journal=sys.argv[1], faults={"charge": "fail"})
+
+    asyncio.run(main())
+""")
+
+
+class TestJournal:
+    async def test_a_lab_shows_draws_inspects_and_compares_runs_another_process_recorded(
+            self, tmp_path: Path) -> None:
+        """Runs a journal holds from another process are in the history: drawn, inspected,
+        replayed and compared like the Lab's own, which are recorded there too and listed once."""
+        path = tmp_path / "shop.db"
+        subprocess.run([sys.executable, "-c", JOURNAL_WRITER, str(path)], check=True, cwd=ROOT, timeout=120)
+
+        async def reserve(data: Any, context: Any) -> Any:
+            return {**data, "reserved": True}
+
+        saga = sagakit.Saga("shop", [sagakit.step(reserve, compensate=make_step("release")),
+                                     sagakit.step(make_step("charge"))])
+        lab = saga.lab(journal=path, charts=False)
+        try:
+            assert lab.widget.journal == "shop.db"
+            assert [row[1] for row in lab.widget.rows] == ["compensated", "completed"]
+            assert all(row[8] == "journal" for row in lab.widget.rows)
+            lab.show_run(2)
+            assert lab.states == {"reserve": "compensated", "charge": "failed"}
+            assert lab.inspect("charge")["input"] == "{'order': 2, 'reserved': True}"
+            assert lab.inspect("reserve", "compensate")["input"] == "{'order': 2, 'reserved': True}"
+            from_browser(lab.widget, {"t": "replay"})
+            assert lab.widget.replay["labels"][-1] == "run finished"
+            assert lab.compare(1, 2).first_divergence.step == "charge"  # type: ignore[union-attr]
+            await lab.run()
+            lab.refresh()
+            assert lab.widget.total == 3 and lab.widget.rows[0][8] == ""
+            assert len(sagakit.RunHistory.from_journal(path)) == 3
+        finally:
+            lab.close()
+
 
 def test_close_stops_following_the_saga(order_saga: sagakit.Saga) -> None:
     """After close, fault changes no longer reach the (closed) controls."""
     lab = order_saga.lab(data={})
     lab.close()
     order_saga.faults["ship_order"] = "fail"
-    assert lab.widget.faults == {}
+    assert lab.widget.faults == {} and not lab.watching

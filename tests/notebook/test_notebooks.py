@@ -68,20 +68,49 @@ def test_run_sync_works_in_a_kernel_cell_without_patching_asyncio(tmp_path: Path
     assert output.text.strip() == "completed True True True"
 
 
-def test_saga_and_run_displays_carry_the_widget_and_the_static_svg(tmp_path: Path) -> None:
-    """In a kernel, a Saga or Run display is the interactive view plus the SVG for static front-ends."""
+def test_saga_run_and_lab_displays_are_the_view_after_a_static_fallback(tmp_path: Path) -> None:
+    """In a kernel, a Saga, Run or Lab display is two outputs: the static drawing (what nbconvert,
+    GitHub or a reopened notebook show: the coloured SVG, and for the Lab its status line, kept up
+    to date), then the interactive view; a notebook exported to HTML shows the drawing."""
+    from nbconvert import HTMLExporter
+
     book = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell(
             "import sagakit\n"
             "def one(data, context):\n"
             "    return data\n"
-            "saga = sagakit.Saga('shown', [sagakit.step(one, compensate=one, name='one')])\n"
+            "saga = sagakit.Saga('shown', [sagakit.step(one, compensate=one, name='one'), sagakit.step(one, name='two')])\n"
             "saga"),
-        nbformat.v4.new_code_cell("await saga.run({})"),
+        nbformat.v4.new_code_cell("await saga.run({}, faults={'two': 'fail'})"),
+        nbformat.v4.new_code_cell("lab = saga.lab(charts=False)\nlab"),
+        nbformat.v4.new_code_cell("import asyncio\nsaga.faults['two'] = 'fail'\nawait lab.run()\nawait asyncio.sleep(0.5)"),
     ])
     NotebookClient(book, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    for cell in book.cells:
-        (output,) = cell.outputs
-        assert "application/vnd.jupyter.widget-view+json" in output.data
-        assert "<svg" in output.data["image/svg+xml"]
-    assert "state-succeeded" in book.cells[1].outputs[0].data["image/svg+xml"]
+    for cell in book.cells[:3]:
+        static, view = cell.outputs
+        assert 'class="sagakit-static"' in static.data["text/html"] and "<svg" in static.data["image/svg+xml"]
+        assert "application/vnd.jupyter.widget-view+json" in view.data
+        assert "application/vnd.jupyter.widget-view+json" not in static.data
+    assert "state-compensated" in book.cells[1].outputs[0].data["image/svg+xml"]
+    # The Lab's fallback was updated after its run: the drawing and the status line of that run.
+    lab_static = book.cells[2].outputs[0].data
+    assert "state-failed" in lab_static["image/svg+xml"] and "rolled back: two failed" in lab_static["text/plain"]
+    exported, _ = HTMLExporter().from_notebook_node(book)
+    assert "rolled back: two failed" in exported and 'id="step-one"' in exported
+
+
+def test_an_error_raised_in_a_cell_names_the_cell(tmp_path: Path) -> None:
+    """The inspector names a frame in a notebook cell as the notebook does (``Cell In[1]``), not
+    by the kernel's temporary file name."""
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(
+            "import sagakit\n"
+            "async def boom(data, context):\n"
+            "    raise ValueError('no')\n"
+            "saga = sagakit.Saga('cells', [sagakit.step(boom)])"),
+        nbformat.v4.new_code_cell(
+            "lab = saga.lab(charts=False)\nawait lab.run()\nprint(lab.inspect('boom')['attempts'][0][7])"),
+    ])
+    NotebookClient(book, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (output,) = [output for output in book.cells[1].outputs if output.output_type == "stream"]
+    assert output.text.strip() == "['Cell In[1], line 3 in boom']"

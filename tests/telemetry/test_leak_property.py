@@ -137,7 +137,7 @@ def diagram_view_outputs(run: sk.Run) -> dict[str, str]:
         for step in run.definition.step_names:  # type: ignore[union-attr]
             for phase in ("forward", "compensate"):
                 from_front_end(view, {"t": "inspect", "step": step, "phase": phase})
-                shown.append(view.inspector)
+                shown.append(repr(view.inspector))
         from_front_end(view, {"t": "replay"})
         shown.append(repr(view.replay))
     finally:
@@ -158,7 +158,7 @@ def lab_outputs(saga: sk.Saga) -> str:
         for step in saga.step_names:
             for phase in ("forward", "compensate"):
                 from_front_end(view, {"t": "inspect", "step": step, "phase": phase})
-                shown.append(view.inspector)
+                shown.append(repr(view.inspector))
     finally:
         lab.close()
     assert "compensated" in shown[1]  # the Lab does describe the run

@@ -1,89 +1,390 @@
 // The sagakit notebook front-end: one ES module for anywidget, no build step, no network.
 // Three views share it: "diagram" (the saga's diagram with fit, pan, zoom, Stop, replay and the
 // step inspector), "history" (the run history table, whose rows can be clicked) and "lab" (the
-// failure lab: per-step fault controls, Run, Run x N, Reset, backend, status, progress, the
-// diagram and the history, in one panel).
+// failure lab: per-step fault controls, Run, Run x N, Reset, backend, pace, status, progress,
+// the diagram, charts, the history and the comparison of two runs, in one panel).
+//
+// Everything the kernel sends is data: elements are built with createElement and text nodes,
+// never from markup, so no value the kernel forwards (a step name, an error message, a
+// payload) can be read as HTML.
 
+const SVG_NS = "http://www.w3.org/2000/svg";
 const NBSP = "\u00a0";
-const MIN_SCALE = 0.2;
+const READABLE_PX = 11; // the smallest text the diagram is drawn at
 const MAX_SCALE = 4;
 
+// -- building elements from data --------------------------------------------------------------
+
+function build(tree, namespace, keepIds = true) {
+  if (typeof tree === "string") return document.createTextNode(tree);
+  const [tag, attributes, ...children] = tree;
+  const ns = tag === "svg" ? SVG_NS : namespace;
+  const node = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith("on") || (lower.endsWith("href") && /^\s*javascript:/i.test(value))) continue;
+    if (name === "id" && !keepIds) node.setAttribute("data-id", value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(build(child, ns, keepIds));
+  return node;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function svgElement(tag, attributes, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = String(text);
+  return node;
+}
+
 function button(label, cls, title) {
-  const b = document.createElement("button");
+  const b = element("button", `sagakit-button ${cls}`, label);
   b.type = "button";
-  b.className = `sagakit-button ${cls}`;
-  b.textContent = label;
   b.title = title;
   return b;
 }
 
-function baseClasses(node) {
-  return [...node.classList].filter((c) => !c.startsWith("state-") && c !== "injected").join(" ");
+function send(model, message) {
+  try {
+    model.send(message);
+  } catch (error) {
+    // The comm is gone (the kernel restarted, the widget closed): nothing to tell.
+  }
 }
 
+// Text in runs of [kind, text]: "code" runs are step names.
+function richText(parts) {
+  const fragment = document.createDocumentFragment();
+  for (const [kind, text] of parts || []) fragment.append(kind === "code" ? element("code", "", text) : document.createTextNode(text));
+  return fragment;
+}
+
+// -- the theme --------------------------------------------------------------------------------
+
+function parseColor(text) {
+  const match = /rgba?\(([^)]+)\)/.exec(text || "");
+  if (!match) return null;
+  const parts = match[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+  return { r: parts[0], g: parts[1], b: parts[2], a: parts.length > 3 ? parts[3] : 1 };
+}
+
+function luminance({ r, g, b }) {
+  const channel = (value) => {
+    const c = value / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+}
+
+function parentOf(node) {
+  if (node.parentElement) return node.parentElement;
+  const root = node.getRootNode && node.getRootNode();
+  return root && root.host ? root.host : null;
+}
+
+// Dark or light: what the front-end says (JupyterLab, marimo, VS Code), else the page's own
+// background behind the view.
+function detectTheme(el) {
+  const body = document.body;
+  const html = document.documentElement;
+  if (body.dataset.jpThemeLight === "false") return "dark";
+  if (body.dataset.jpThemeLight === "true") return "light";
+  const kind = body.dataset.vscodeThemeKind || "";
+  if (kind) return kind.includes("light") ? "light" : "dark";
+  for (const node of [html, body]) {
+    if (["dark", "dark-theme", "dark-mode"].some((name) => node.classList.contains(name))) return "dark";
+    if (node.dataset.theme === "dark" || node.dataset.mode === "dark") return "dark";
+  }
+  for (let node = parentOf(el); node; node = parentOf(node)) {
+    const color = parseColor(getComputedStyle(node).backgroundColor);
+    if (color && color.a > 0.5) return luminance(color) < 0.3 ? "dark" : "light";
+  }
+  return window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+function installTheme(root, el, model) {
+  const style = document.createElement("style");
+  style.textContent = model.get("theme") || "";
+  root.prepend(style);
+  const apply = () => {
+    const theme = detectTheme(el);
+    if (root.dataset.skTheme !== theme) root.dataset.skTheme = theme;
+  };
+  apply();
+  requestAnimationFrame(apply); // marimo and Jupyter attach the view first, then place it
+  const observer = new MutationObserver(apply);
+  for (const node of [document.documentElement, document.body]) {
+    observer.observe(node, { attributes: true, attributeFilter: ["class", "data-jp-theme-light", "data-theme", "data-mode", "style", "data-vscode-theme-kind"] });
+  }
+  const media = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  media?.addEventListener?.("change", apply);
+  return () => {
+    observer.disconnect();
+    media?.removeEventListener?.("change", apply);
+  };
+}
+
+// Keys pressed inside the view stay there: front-ends bind arrows and letters to their own
+// commands (JupyterLab's ArrowLeft collapses a heading).
+function keepKeys(root) {
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  root.setAttribute("data-jp-suppress-context-menu", "");
+  for (const type of ["keydown", "keyup", "keypress"]) root.addEventListener(type, (event) => event.stopPropagation());
+}
+
+// -- a tooltip ---------------------------------------------------------------------------------
+
+function tooltip(root) {
+  const tip = element("div", "sagakit-tooltip");
+  tip.setAttribute("role", "tooltip");
+  root.append(tip);
+  return {
+    show(text, event) {
+      tip.textContent = text;
+      tip.classList.add("sagakit-open");
+      const box = root.getBoundingClientRect();
+      const x = Math.min(event.clientX - box.left + 12, box.width - tip.offsetWidth - 4);
+      tip.style.left = `${Math.max(0, x)}px`;
+      tip.style.top = `${event.clientY - box.top + 14}px`;
+    },
+    hide() {
+      tip.classList.remove("sagakit-open");
+    },
+  };
+}
+
+function withTip(node, text, tip) {
+  node.dataset.tip = text;
+  node.addEventListener("pointerenter", (event) => tip.show(text, event));
+  node.addEventListener("pointermove", (event) => tip.show(text, event));
+  node.addEventListener("pointerleave", () => tip.hide());
+}
+
+// -- a drawing of the saga, coloured by state -------------------------------------------------
+
+// How many characters fit on a text line of a step's box, from the box's own coordinates (an
+// average character is about 0.6 of the font size wide in Helvetica).
+function roomFor(text) {
+  const shape = text.parentNode.querySelector("path, polygon");
+  const drawn = shape && (shape.getAttribute("d") || shape.getAttribute("points"));
+  if (!drawn) return 0;
+  const xs = (drawn.match(/-?\d+(?:\.\d+)?/g) || []).map(Number).filter((_, i) => i % 2 === 0);
+  const width = Math.max(...xs) - Math.min(...xs);
+  const size = Number(text.getAttribute("font-size")) || 11;
+  return width > 0 ? Math.floor((width - 6) / (size * 0.6)) : 0;
+}
+
+class Drawing {
+  constructor(container, { keepIds = true } = {}) {
+    this.container = container;
+    this.keepIds = keepIds;
+    this.nodes = new Map(); // "step-x" / "undo-x" -> {node, base, text, note, title}
+    this.svg = null;
+    this.width = 0;
+    this.height = 0;
+    this.unit = 1; // CSS pixels per SVG unit at scale 1
+    this.smallestFont = 10;
+  }
+
+  load(tree) {
+    this.container.replaceChildren();
+    this.nodes = new Map();
+    if (!tree || !tree.length) return;
+    const built = build(tree, null, this.keepIds);
+    this.container.append(built);
+    const key = this.keepIds ? "id" : "data-id";
+    if (built.namespaceURI === SVG_NS) {
+      this.svg = built;
+      const view = built.viewBox && built.viewBox.baseVal;
+      this.width = built.width.baseVal.value || (view ? view.width : 0);
+      this.height = built.height.baseVal.value || (view ? view.height : 0);
+      this.unit = view && view.width ? this.width / view.width : 1;
+      built.style.width = `${this.width}px`;
+      built.style.height = `${this.height}px`;
+      const sizes = [...built.querySelectorAll("text[font-size]")].map((t) => Number(t.getAttribute("font-size"))).filter((s) => s > 0);
+      this.smallestFont = sizes.length ? Math.min(...sizes) : 10;
+    } else {
+      this.svg = null;
+      this.width = built.scrollWidth || 0;
+      this.height = built.scrollHeight || 0;
+      this.unit = 1;
+      this.smallestFont = 12;
+    }
+    const byId = new Map([...built.querySelectorAll(`[${key}]`)].map((node) => [node.getAttribute(key), node]));
+    for (const [id, node] of byId) {
+      const isStep = id.startsWith("step-");
+      if (!isStep && !id.startsWith("undo-")) continue;
+      let text = null;
+      if (isStep) {
+        const texts = node.querySelectorAll("text:not(.undo-line)");
+        text = texts.length >= 2 ? texts[texts.length - 1] : node.querySelector(".sagakit-text-note");
+      } else {
+        // A compensation's outcome is written on its line in the step's box.
+        const step = byId.get(`step-${id.slice(5)}`);
+        text = step ? step.querySelector("text.undo-line") : null;
+      }
+      this.nodes.set(id, {
+        node,
+        base: [...node.classList].filter((c) => !c.startsWith("state-") && c !== "injected" && c !== "diverges").join(" "),
+        text,
+        room: isStep && text && text.namespaceURI === SVG_NS ? roomFor(text) : 0,
+        original: !isStep && text ? text.textContent : "",
+        note: text ? text.textContent : "",
+        title: node.querySelector("title"),
+      });
+    }
+  }
+
+  // The smallest scale at which every text reads at READABLE_PX or more.
+  get readable() {
+    return Math.min(1, READABLE_PX / (this.smallestFont * this.unit));
+  }
+
+  setTitle(entry, id) {
+    const state = ([...entry.node.classList].find((c) => c.startsWith("state-")) || "state-pending").slice(6);
+    const name = id.slice(5);
+    const what = id.startsWith("step-") ? name : `compensation of ${name}`;
+    const note = entry.full && entry.full !== NBSP ? ` \u00b7 ${entry.full}` : "";
+    if (entry.title) entry.title.textContent = `${what} \u2014 ${state.replace(/-/g, " ")}${note} (click to inspect)`;
+  }
+
+  setClass(id, classes) {
+    const entry = this.nodes.get(id);
+    if (!entry) return null;
+    entry.node.setAttribute("class", `${entry.base} ${classes}`.trim());
+    this.setTitle(entry, id);
+    return entry.node;
+  }
+
+  setNote(id, note) {
+    const entry = this.nodes.get(id);
+    if (!entry || !entry.text) return;
+    entry.full = note || entry.original || NBSP;
+    entry.text.textContent = entry.full;
+    // A step's note longer than its box is cut with an ellipsis: the tooltip has it whole. The
+    // room is read from the box's drawn coordinates, never measured by layout: a view scrolled
+    // out of a windowed notebook is not laid out.
+    if (id.startsWith("step-") && entry.room && entry.full.length > entry.room) {
+      entry.text.textContent = `${entry.full.slice(0, Math.max(4, entry.room - 1))}\u2026`;
+    }
+    this.setTitle(entry, id);
+  }
+
+  // Returns the node of a step that just failed, if any.
+  apply(delta) {
+    let failed = null;
+    if (!delta) return failed;
+    if (delta.r) {
+      for (const id of this.nodes.keys()) {
+        this.setClass(id, "state-pending");
+        this.setNote(id, "");
+      }
+    }
+    for (const [step, classes] of Object.entries(delta.s || {})) {
+      const node = this.setClass(`step-${step}`, classes);
+      if (node && classes.split(" ").includes("state-failed")) failed = node;
+    }
+    for (const [step, note] of Object.entries(delta.n || {})) this.setNote(`step-${step}`, note);
+    for (const [step, classes] of Object.entries(delta.u || {})) this.setClass(`undo-${step}`, classes);
+    for (const [step, note] of Object.entries(delta.un || {})) this.setNote(`undo-${step}`, note);
+    return failed;
+  }
+}
+
+// -- the diagram view: fit, pan, zoom, inspector, replay, playback, Stop ----------------------
+
 function renderDiagram({ model, el }) {
-  const root = document.createElement("div");
-  root.className = "sagakit-view";
-  const bar = document.createElement("div");
-  bar.className = "sagakit-toolbar";
-  const fitButton = button("Fit", "sagakit-fit", "Fit the diagram to the cell's width");
+  const root = element("div", "sagakit-view sagakit-root");
+  const bar = element("div", "sagakit-toolbar");
+  const fitButton = button("Fit", "sagakit-fit", "Show the whole saga (wrapped onto rows when it is wide)");
   const zoomOut = button("\u2212", "sagakit-zoom-out", "Zoom out (or Ctrl + wheel)");
   const zoomIn = button("+", "sagakit-zoom-in", "Zoom in (or Ctrl + wheel); drag to pan");
   const replayButton = button("Replay", "sagakit-replay-button", "Step through the shown run's events");
   const stopButton = button("Stop", "sagakit-stop", "Cancel the run in flight: its completed steps are compensated");
-  const zoomLabel = document.createElement("span");
-  zoomLabel.className = "sagakit-zoom-level";
-  bar.append(fitButton, zoomOut, zoomIn, zoomLabel, replayButton, stopButton);
-  const viewport = document.createElement("div");
-  viewport.className = "sagakit-viewport";
-  const canvas = document.createElement("div");
-  canvas.className = "sagakit-canvas";
+  const zoomLabel = element("span", "sagakit-zoom-level");
+  const fitNote = element("span", "sagakit-fit-note");
+  bar.append(fitButton, zoomOut, zoomIn, zoomLabel, replayButton, stopButton, fitNote);
+  const viewport = element("div", "sagakit-viewport");
+  viewport.tabIndex = 0;
+  const canvas = element("div", "sagakit-canvas");
   viewport.append(canvas);
-  const caption = document.createElement("div");
-  caption.className = "sagakit-caption";
-  const replay = document.createElement("div");
-  replay.className = "sagakit-replay";
-  const slider = document.createElement("input");
+  const caption = element("div", "sagakit-caption");
+  const replay = element("div", "sagakit-replay");
+  const slider = element("input");
   slider.type = "range";
   slider.min = "0";
   slider.step = "1";
-  const replayLabel = document.createElement("span");
-  replayLabel.className = "sagakit-replay-label";
+  slider.setAttribute("aria-label", "replay position");
+  const replayLabel = element("span", "sagakit-replay-label");
   const replayClose = button("\u00d7", "sagakit-replay-close", "Back to the live view");
   replay.append(slider, replayLabel, replayClose);
-  const inspector = document.createElement("div");
-  inspector.className = "sagakit-inspector";
+  const inspector = element("div", "sagakit-inspector");
   root.append(bar, viewport, caption, replay, inspector);
   el.append(root);
+  const forgetTheme = installTheme(root, el, model);
+  keepKeys(root);
 
-  let svg = null;
-  let nodes = new Map(); // "step-x" / "undo-x" -> {node, base, note, title}
-  let width = 0;
-  let height = 0;
+  const drawing = new Drawing(canvas);
   let scale = 1;
   let tx = 0;
   let ty = 0;
   let fitted = true;
   let replaying = false;
+  let playing = null; // the playback timer
+  let focus = null; // the failed step kept in sight while the cell settles its size
+  let sentWidth = 0;
+
+  const maxHeight = () => Math.max(240, Math.round(window.innerHeight * 0.75));
 
   function apply() {
-    if (height * scale + 8 <= 560) ty = 4; // the whole height fits: no vertical panning to lose it
+    const tall = drawing.height * scale + 8;
+    if (tall <= maxHeight()) ty = 4; // the whole height fits: no vertical panning to lose it
     canvas.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`;
-    viewport.style.height = `${Math.max(48, Math.min(height * scale + 8, 560))}px`;
+    viewport.style.height = `${Math.max(48, Math.min(tall, maxHeight()))}px`;
     zoomLabel.textContent = `${Math.round(scale * 100)}%`;
   }
 
+  function explainFit() {
+    const available = viewport.clientWidth - 8;
+    const wide = drawing.width * scale > available + 1;
+    const tall = drawing.height * scale + 8 > maxHeight() + 1;
+    if (!wide && !tall) {
+      fitNote.textContent = "";
+      return;
+    }
+    const what = wide ? "wider" : "taller";
+    fitNote.textContent = `At the smallest readable size the saga is ${what} than the view: drag to pan.`;
+  }
+
   function fit() {
-    const available = viewport.clientWidth || el.clientWidth || width;
-    scale = width ? Math.min(1, Math.max(MIN_SCALE, (available - 8) / width)) : 1;
+    const available = (viewport.clientWidth || el.clientWidth || drawing.width) - 8;
+    const whole = drawing.width ? Math.min(1, available / drawing.width, (maxHeight() - 8) / Math.max(1, drawing.height)) : 1;
+    scale = Math.max(drawing.readable, whole);
     tx = 4;
     ty = 4;
     fitted = true;
     apply();
+    explainFit();
+  }
+
+  // The kernel wraps a wide saga onto rows that fit the view at a readable size.
+  function askForWidth() {
+    if (!drawing.svg || !viewport.clientWidth) return;
+    const points = Math.floor((viewport.clientWidth - 8) / drawing.readable / (drawing.unit || 1));
+    if (Math.abs(points - sentWidth) < Math.max(24, sentWidth * 0.05)) return;
+    sentWidth = points;
+    send(model, { t: "width", pt: points });
   }
 
   function zoom(factor, cx, cy) {
-    const next = Math.min(MAX_SCALE, Math.max(MIN_SCALE, scale * factor));
+    const next = Math.min(MAX_SCALE, Math.max(drawing.readable, scale * factor));
     const x = cx ?? viewport.clientWidth / 2;
     const y = cy ?? viewport.clientHeight / 2;
     tx = x - ((x - tx) * next) / scale;
@@ -92,108 +393,40 @@ function renderDiagram({ model, el }) {
     fitted = false;
     focus = null;
     apply();
+    explainFit();
   }
 
-  // The failed step the view keeps in sight while the cell settles its size; moving the view
-  // by hand lets it go.
-  let focus = null;
-
   function bringIntoView(node) {
-    if (!svg || !node || typeof node.getBBox !== "function") return;
+    if (!drawing.svg || !node) return;
     focus = node;
-    if (!viewport.clientWidth || !svg.isConnected) return; // not laid out yet: on the next resize
-    const box = node.getBBox();
-    const view = svg.viewBox.baseVal;
-    const unit = view && view.width ? width / view.width : 1;
-    const left = (box.x - (view ? view.x : 0)) * unit * scale + tx;
-    const right = left + box.width * unit * scale;
-    const vw = viewport.clientWidth;
-    // Fitted far below readable size (a long saga): zoom in on the failed step.
-    if (left >= 0 && right <= vw && scale >= 0.5) return;
-    if (scale < 0.5) {
-      scale = 1;
-      fitted = false;
-    }
-    tx = vw / 2 - ((box.x - (view ? view.x : 0) + box.width / 2) * unit) * scale;
-    ty = 4;
+    if (!viewport.clientWidth || !drawing.svg.isConnected) return; // not laid out yet: on the next resize
+    const box = node.getBoundingClientRect();
+    const view = viewport.getBoundingClientRect();
+    const left = box.left - view.left;
+    const top = box.top - view.top;
+    const inside = left >= 0 && left + box.width <= view.width && top >= 0 && top + box.height <= view.height;
+    if (inside) return;
+    if (left < 0 || left + box.width > view.width) tx += view.width / 2 - (left + box.width / 2);
+    if (top < 0 || top + box.height > view.height) ty += view.height / 2 - (top + box.height / 2);
     apply();
   }
 
-  function setTitle(entry, id) {
-    const state = ([...entry.node.classList].find((c) => c.startsWith("state-")) || "state-pending").slice(6);
-    const name = id.slice(5);
-    const what = id.startsWith("step-") ? name : `compensation of ${name}`;
-    const note = entry.note && entry.note !== NBSP ? ` \u00b7 ${entry.note}` : "";
-    if (entry.title) entry.title.textContent = `${what} \u2014 ${state.replace(/-/g, " ")}${note} (click to inspect)`;
-  }
-
-  function setClass(id, classes) {
-    const entry = nodes.get(id);
-    if (!entry) return null;
-    entry.node.setAttribute("class", `${entry.base} ${classes}`);
-    setTitle(entry, id);
-    return entry.node;
-  }
-
-  function setNote(id, note) {
-    const entry = nodes.get(id);
-    if (!entry || !entry.text) return;
-    entry.note = note || NBSP;
-    entry.text.textContent = entry.note;
-    setTitle(entry, id);
-  }
-
   function applyDelta(delta) {
-    let failed = null;
+    if (!delta) return;
     if (delta.r) {
       focus = null;
-      for (const id of nodes.keys()) {
-        setClass(id, "state-pending");
-        setNote(id, "");
-      }
       caption.textContent = "";
     }
-    for (const [step, classes] of Object.entries(delta.s || {})) {
-      const node = setClass(`step-${step}`, classes);
-      if (node && classes.split(" ").includes("state-failed")) failed = node;
-    }
-    for (const [step, note] of Object.entries(delta.n || {})) setNote(`step-${step}`, note);
-    for (const [step, classes] of Object.entries(delta.u || {})) setClass(`undo-${step}`, classes);
-    for (const [step, note] of Object.entries(delta.un || {})) setNote(`undo-${step}`, note);
+    const failed = drawing.apply(delta);
     if ("c" in delta) caption.textContent = delta.c || "";
     if (failed) bringIntoView(failed);
   }
 
   function load() {
-    canvas.innerHTML = model.get("svg");
-    svg = canvas.querySelector("svg");
-    nodes = new Map();
-    if (svg) {
-      width = svg.width.baseVal.value || svg.getBoundingClientRect().width;
-      height = svg.height.baseVal.value || svg.getBoundingClientRect().height;
-      svg.style.width = `${width}px`;
-      svg.style.height = `${height}px`;
-      for (const node of svg.querySelectorAll("g[id]")) {
-        if (!node.id.startsWith("step-") && !node.id.startsWith("undo-")) continue;
-        const texts = node.querySelectorAll("text");
-        nodes.set(node.id, {
-          node,
-          base: baseClasses(node),
-          text: texts.length >= 2 ? texts[texts.length - 1] : null,
-          note: texts.length >= 2 ? texts[texts.length - 1].textContent : "",
-          title: node.querySelector("title"),
-        });
-      }
-    } else {
-      const box = canvas.firstElementChild;
-      width = box ? box.scrollWidth : 0;
-      height = box ? box.scrollHeight : 0;
-      for (const node of canvas.querySelectorAll("[id^='step-']")) {
-        nodes.set(node.id, { node, base: baseClasses(node), text: null, note: "", title: null });
-      }
-    }
+    drawing.load(model.get("tree"));
     fit();
     applyDelta(model.get("state"));
+    askForWidth();
   }
 
   // Clicks open the inspector; a drag pans and is not a click.
@@ -222,9 +455,9 @@ function renderDiagram({ model, el }) {
   viewport.addEventListener("click", (event) => {
     if (drag && drag.moved) return;
     const node = event.target.closest("[id^='step-'], [id^='undo-']");
-    if (!node || !nodes.has(node.id)) return;
+    if (!node || !drawing.nodes.has(node.id)) return;
     const phase = node.id.startsWith("undo-") ? "compensate" : "forward";
-    model.send({ t: "inspect", step: node.id.slice(5), phase });
+    send(model, { t: "inspect", step: node.id.slice(5), phase });
   });
   viewport.addEventListener(
     "wheel",
@@ -236,47 +469,160 @@ function renderDiagram({ model, el }) {
     },
     { passive: false },
   );
+  viewport.addEventListener("keydown", (event) => {
+    const step = 40;
+    const moves = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
+    if (moves[event.key]) {
+      tx += moves[event.key][0];
+      ty += moves[event.key][1];
+      fitted = false;
+      apply();
+      event.preventDefault();
+    } else if (event.key === "+" || event.key === "=") zoom(1.25);
+    else if (event.key === "-") zoom(1 / 1.25);
+    else if (event.key === "0") fit();
+  });
   fitButton.addEventListener("click", () => {
     focus = null;
     fit();
   });
   zoomIn.addEventListener("click", () => zoom(1.25));
   zoomOut.addEventListener("click", () => zoom(1 / 1.25));
-  stopButton.addEventListener("click", () => model.send({ t: "stop" }));
-  replayButton.addEventListener("click", () => model.send({ t: "replay" }));
+  stopButton.addEventListener("click", () => send(model, { t: "stop" }));
+  replayButton.addEventListener("click", () => send(model, { t: "replay" }));
 
-  function showReplay() {
-    const data = model.get("replay");
+  function openReplay(data, position) {
     const frames = (data && data.frames) || [];
     replaying = frames.length > 0;
     replay.classList.toggle("sagakit-open", replaying);
-    if (!replaying) {
-      applyDelta(model.get("state"));
-      return;
-    }
+    if (!replaying) return false;
     slider.max = String(frames.length);
-    slider.value = String(frames.length);
-    seek(frames.length);
+    slider.value = String(position);
+    seek(data, position);
+    return true;
   }
 
-  function seek(position) {
+  function closeReplay() {
+    stopPlayback();
+    replaying = false;
+    replay.classList.remove("sagakit-open", "sagakit-playing");
+    root.removeAttribute("data-replay-position");
+    applyDelta(model.get("state"));
+  }
+
+  function showReplay() {
     const data = model.get("replay");
+    if (!data || !data.frames || !data.frames.length) {
+      if (!playing) closeReplay();
+      return;
+    }
+    stopPlayback();
+    openReplay(data, data.frames.length);
+  }
+
+  let shownFrames = null;
+
+  function seek(data, position) {
+    shownFrames = data;
     const frames = data.frames;
     applyDelta(data.base);
     for (let i = 0; i < position; i++) applyDelta(frames[i]);
+    slider.value = String(position);
     replayLabel.textContent = position === 0 ? `0/${frames.length} \u00b7 before the run` : `${position}/${frames.length} \u00b7 ${data.labels[position - 1]}`;
     root.dataset.replayPosition = String(position);
   }
 
-  slider.addEventListener("input", () => seek(Number(slider.value)));
-  replayClose.addEventListener("click", () => model.send({ t: "live" }));
+  function stopPlayback() {
+    if (playing) clearTimeout(playing);
+    playing = null;
+    replay.classList.remove("sagakit-playing");
+  }
+
+  // A run too fast to watch, played back at the chosen pace once it ended.
+  function showPlayback() {
+    const data = model.get("playback");
+    stopPlayback();
+    if (!data || !data.frames || !data.frames.length) {
+      if (replaying && !(model.get("replay").frames || []).length) closeReplay();
+      return;
+    }
+    openReplay(data, 0);
+    replay.classList.add("sagakit-playing");
+    let position = 0;
+    const step = () => {
+      position += 1;
+      if (position > data.frames.length) {
+        playing = null;
+        closeReplay();
+        return;
+      }
+      seek(data, position);
+      replayLabel.textContent += ` \u00b7 played at ${data.pace} s per event`;
+      playing = setTimeout(step, data.pace * 1000);
+    };
+    playing = setTimeout(step, data.pace * 1000);
+  }
+
+  slider.addEventListener("input", () => {
+    stopPlayback();
+    if (shownFrames) seek(shownFrames, Number(slider.value));
+  });
+  replayClose.addEventListener("click", () => {
+    const wasPlaying = playing !== null || replay.classList.contains("sagakit-playing");
+    closeReplay();
+    if (!wasPlaying || (model.get("replay").frames || []).length) send(model, { t: "live" });
+  });
 
   function showInspector() {
-    const content = model.get("inspector");
-    inspector.innerHTML = content;
-    inspector.classList.toggle("sagakit-open", Boolean(content));
-    const close = inspector.querySelector(".sagakit-inspector-close");
-    if (close) close.addEventListener("click", () => model.send({ t: "inspect", step: "" }));
+    const data = model.get("inspector") || {};
+    inspector.replaceChildren();
+    const open = Boolean(data.step);
+    inspector.classList.toggle("sagakit-open", open);
+    if (!open) return;
+    const close = button("\u00d7", "sagakit-inspector-close", "Close");
+    close.addEventListener("click", () => send(model, { t: "inspect", step: "" }));
+    const title = element("div", "sagakit-inspector-title");
+    title.append(element("b", "", data.title));
+    if (data.state) title.append(document.createTextNode(" \u00b7 "), element("span", "sagakit-inspector-state", data.state));
+    inspector.append(close, title);
+    if (data.other) {
+      const other = button(data.other === "compensate" ? "its compensation \u21ba" : "the step \u2192", "sagakit-inspector-switch",
+        data.other === "compensate" ? "Inspect this step's compensation" : "Inspect the step this compensation undoes");
+      other.addEventListener("click", () => send(model, { t: "inspect", step: data.step, phase: data.other }));
+      title.append(document.createTextNode(" "), other);
+    }
+    if (data.hint) inspector.append(element("div", "sagakit-hint", data.hint));
+    if (data.message) {
+      inspector.append(element("div", "sagakit-inspector-message", data.message));
+      return;
+    }
+    const facts = element("div", "sagakit-inspector-facts");
+    facts.append("run ", element("code", "", data.run), " \u00b7 idempotency key ", element("code", "", data.key));
+    inspector.append(facts);
+    inspector.append(element("div", "sagakit-inspector-label", data.phase === "compensate" ? "input (what the compensation received)" : "input (what the step received)"));
+    inspector.append(element("pre", "sagakit-inspector-input", data.input === null || data.input === undefined ? "not recorded" : data.input));
+    const table = element("table");
+    const head = element("thead");
+    const headRow = element("tr");
+    for (const name of ["attempt", "status", "duration", "fault", "output / error"]) headRow.append(element("th", "", name));
+    head.append(headRow);
+    const body = element("tbody");
+    for (const [attempt, status, duration, injected, output, errorType, errorMessage, frames] of data.attempts || []) {
+      const row = element("tr", `sagakit-attempt status-${String(status).replace(/[^a-z_-]/gi, "")}`);
+      row.append(element("td", "", attempt), element("td", "", status), element("td", "", duration), element("td", "", injected ? "injected" : ""));
+      const detail = element("td");
+      if (errorType) {
+        detail.append(element("b", "", errorType));
+        if (errorMessage) detail.append(document.createTextNode(`: ${errorMessage}`));
+        if (frames && frames.length) detail.append(element("pre", "sagakit-frames", frames.join("\n")));
+      } else if (output !== null && output !== undefined) {
+        detail.append(element("pre", "", output));
+      }
+      row.append(detail);
+      body.append(row);
+    }
+    table.append(head, body);
+    inspector.append(table);
   }
 
   function showBusy() {
@@ -287,23 +633,30 @@ function renderDiagram({ model, el }) {
     root.classList.toggle("sagakit-busy", busy);
   }
 
-  model.on("change:svg", load);
-  model.on("change:state", () => {
+  const onState = () => {
     if (!replaying) applyDelta(model.get("state"));
-  });
+  };
+  const onMessage = (message) => {
+    if (message.t === "d" && !replaying) applyDelta(message);
+  };
+  model.on("change:tree", load);
+  model.on("change:state", onState);
   model.on("change:replay", showReplay);
   model.on("change:inspector", showInspector);
   model.on("change:busy", showBusy);
   model.on("change:stoppable", showBusy);
   model.on("change:replayable", showBusy);
-  model.on("msg:custom", (message) => {
-    if (message.t === "d" && !replaying) applyDelta(message);
-  });
+  model.on("msg:custom", onMessage);
+  const hasPlayback = model.get("playback") !== undefined;
+  if (hasPlayback) model.on("change:playback", showPlayback);
+  let resizeTimer = null;
   const observer =
     typeof ResizeObserver === "function"
       ? new ResizeObserver(() => {
           if (fitted) fit();
           if (focus) bringIntoView(focus);
+          clearTimeout(resizeTimer);
+          resizeTimer = setTimeout(askForWidth, 250);
         })
       : null;
   observer?.observe(viewport);
@@ -311,13 +664,38 @@ function renderDiagram({ model, el }) {
   showReplay();
   showInspector();
   showBusy();
-  return () => observer?.disconnect();
+  send(model, { t: "views", n: 1 });
+  return {
+    root,
+    fit,
+    cleanup() {
+      observer?.disconnect();
+      forgetTheme();
+      stopPlayback();
+      clearTimeout(resizeTimer);
+      model.off("change:tree", load);
+      model.off("change:state", onState);
+      model.off("change:replay", showReplay);
+      model.off("change:inspector", showInspector);
+      model.off("change:busy", showBusy);
+      model.off("change:stoppable", showBusy);
+      model.off("change:replayable", showBusy);
+      model.off("msg:custom", onMessage);
+      if (hasPlayback) model.off("change:playback", showPlayback);
+      send(model, { t: "views", n: -1 });
+    },
+  };
 }
 
-function renderHistory({ model, el }) {
-  const root = document.createElement("div");
-  root.className = "sagakit-history-view";
+// -- the history table ----------------------------------------------------------------------
+
+const HISTORY_COLUMNS = ["#", "status", "failed step", "error", "ms", "backend", "fault", "started", ""];
+const STATUS_WORDS = { completed: "completed", compensated: "rolled back", compensation_failed: "rollback failed", cancelled: "stopped" };
+
+function renderHistory({ model, el }, picks) {
+  const root = element("div", "sagakit-history-view");
   el.append(root);
+  const comparing = picks !== undefined;
 
   function draw() {
     const rows = model.get("rows");
@@ -325,26 +703,45 @@ function renderHistory({ model, el }) {
     const selected = model.get("selected");
     const shown = total > rows.length ? `newest ${rows.length} of ${total}` : `${total}`;
     root.dataset.runs = String(total);
-    const head = document.createElement("div");
-    head.innerHTML = `<b>history</b> \u00b7 ${shown} run${total === 1 ? "" : "s"} \u00b7 click a run to draw it`;
-    const table = document.createElement("table");
-    table.className = "sagakit-history-table";
-    table.innerHTML = "<thead><tr><th>#</th><th>status</th><th>failed step</th><th>error</th><th>ms</th><th>backend</th><th>fault</th></tr></thead>";
-    const body = document.createElement("tbody");
-    for (const [number, status, failed, message, ms, backend, injected] of rows) {
-      const tr = document.createElement("tr");
-      tr.className = `run-${status}${number === selected ? " sagakit-selected" : ""}`;
+    const head = element("div", "sagakit-history-head");
+    head.append(element("b", "", "history"), document.createTextNode(` \u00b7 ${shown} run${total === 1 ? "" : "s"} \u00b7 click a run to draw it`));
+    if (comparing) head.append(document.createTextNode(", tick two to compare them"));
+    const table = element("table", "sagakit-history-table");
+    const thead = element("thead");
+    const headRow = element("tr");
+    for (const name of comparing ? ["compare", ...HISTORY_COLUMNS] : HISTORY_COLUMNS) headRow.append(element("th", "", name));
+    thead.append(headRow);
+    const body = element("tbody");
+    for (const [number, status, failed, message, ms, backend, injected, when, source] of rows) {
+      const tr = element("tr", `run-${status}${number === selected ? " sagakit-selected" : ""}`);
       tr.dataset.run = String(number);
-      for (const value of [number, status, failed, message, ms, backend, injected ? "fault" : ""]) {
-        const td = document.createElement("td");
-        td.textContent = String(value);
-        tr.append(td);
+      if (comparing) {
+        const cell = element("td", "sagakit-pick-cell");
+        const pick = element("input", "sagakit-pick");
+        pick.type = "checkbox";
+        pick.title = `compare run ${number}`;
+        pick.checked = picks.has(number);
+        pick.addEventListener("click", (event) => event.stopPropagation());
+        pick.addEventListener("change", () => {
+          if (pick.checked) picks.add(number);
+          else picks.delete(number);
+          while (picks.size > 2) picks.delete(picks.values().next().value);
+          draw();
+          if (picks.size === 2) send(model, { t: "compare", runs: [...picks].sort((a, b) => a - b) });
+        });
+        cell.append(pick);
+        tr.append(cell);
       }
-      tr.children[1].className = "sagakit-status-cell";
-      tr.addEventListener("click", () => model.send({ t: "select", run: number }));
+      const values = [number, STATUS_WORDS[status] || status, failed, message, ms, backend, injected ? "injected" : "", when || "", source || ""];
+      values.forEach((value, position) => {
+        const td = element("td", position === 1 ? "sagakit-status-cell" : position === 3 ? "sagakit-error-cell" : "", value);
+        if (position === 3 && value) td.title = String(value);
+        tr.append(td);
+      });
+      tr.addEventListener("click", () => send(model, { t: "select", run: number }));
       body.append(tr);
     }
-    table.append(body);
+    table.append(thead, body);
     root.replaceChildren(head, table);
   }
 
@@ -352,43 +749,266 @@ function renderHistory({ model, el }) {
   model.on("change:total", draw);
   model.on("change:selected", draw);
   draw();
+  return { draw, root };
 }
 
-const LEGEND = [
-  ["pending", "#f6f7f9", "#5f6b7a"],
-  ["running", "#fff4c2", "#c99a06"],
-  ["succeeded", "#dcf3dc", "#2e7d32"],
-  ["failed", "#fbd3d3", "#c62828"],
-  ["compensating", "#ffe2b8", "#ef6c00"],
-  ["compensated", "#d8e6ff", "#1f5fbf"],
-  ["compensation failed", "#8e1b1b", "#5c0000"],
-  ["not compensated: needs manual cleanup", "#ffe9a8", "#b71c1c"],
-  ["skipped", "#f0f0f0", "#9e9e9e"],
-];
+// -- charts, drawn in the view from data -------------------------------------------------------
 
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
+function ticks(max, count) {
+  if (!(max > 0)) return [0];
+  const raw = max / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((f) => f * power).find((s) => s >= raw) || raw;
+  const found = [];
+  for (let value = 0; value <= max + step * 0.001; value += step) found.push(Number(value.toFixed(6)));
+  return found;
 }
 
-// The failure lab. Its controls write the "faults", "n" and "backend" traits (the kernel keeps
-// them and saga.faults in step); buttons send "run", "run_n" and "reset"; the kernel answers
-// with "busy", "status", "progress" and the history and diagram traits.
+function formatMs(value) {
+  if (value === 0) return "0";
+  if (value >= 100) return `${value.toFixed(0)} ms`;
+  if (value >= 1) return `${value.toFixed(1)} ms`;
+  return `${(value * 1000).toFixed(0)} \u00b5s`;
+}
+
+const BAR_STATES = {
+  "forward succeeded": "succeeded",
+  "forward failed": "failed",
+  "forward cancelled": "cancelled",
+  "compensate succeeded": "compensated",
+  "compensate failed": "compensation-failed",
+  "compensate cancelled": "compensation-failed",
+};
+
+function chartFrame(width, rows, rowHeight, label, max) {
+  const left = Math.min(170, Math.max(80, Math.round(width * 0.28)));
+  const right = 14;
+  const top = 6;
+  const plot = Math.max(60, width - left - right);
+  const height = top + rows.length * rowHeight + 30;
+  const svg = svgElement("svg", { class: "sagakit-chart-svg", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+  const x = (value) => left + (max > 0 ? (value / max) * plot : 0);
+  rows.forEach((name, row) => {
+    const y = top + row * rowHeight;
+    if (row % 2 === 0) svg.append(svgElement("rect", { class: "sagakit-chart-band", x: left, y, width: plot, height: rowHeight }));
+    let shown = name;
+    if (shown.length > 22) shown = `${shown.slice(0, 21)}\u2026`;
+    const text = svgElement("text", { class: "sagakit-chart-label", x: left - 6, y: y + rowHeight / 2 + 4, "text-anchor": "end" }, shown);
+    text.append(svgElement("title", {}, name));
+    svg.append(text);
+  });
+  const axis = top + rows.length * rowHeight;
+  svg.append(svgElement("line", { class: "sagakit-chart-axis", x1: left, x2: left + plot, y1: axis, y2: axis }));
+  for (const value of ticks(max, Math.max(2, Math.floor(plot / 90)))) {
+    svg.append(svgElement("line", { class: "sagakit-chart-grid", x1: x(value), x2: x(value), y1: top, y2: axis }));
+    svg.append(svgElement("text", { class: "sagakit-chart-tick", x: x(value), y: axis + 14, "text-anchor": "middle" }, formatMs(value)));
+  }
+  return { svg, x, top, plot, left };
+}
+
+function drawTimeline(box, data, tip) {
+  const timeline = data.timeline;
+  const title = element("div", "sagakit-chart-title", timeline ? `timeline \u00b7 ${data.label}` : "timeline");
+  box.append(title);
+  if (!timeline || !timeline.bars.length) {
+    box.append(element("div", "sagakit-chart-empty", timeline ? "No step ran in this run." : "No run to draw yet: press Run."));
+    return;
+  }
+  const width = Math.max(320, box.clientWidth || 520);
+  const rowHeight = 20;
+  const max = Math.max(timeline.total, ...timeline.bars.map((bar) => bar[3]));
+  const { svg, x, top } = chartFrame(width, timeline.rows, rowHeight, title.textContent, max);
+  for (const [step, phase, start, end, status, attempt, injected, error] of timeline.bars) {
+    const row = timeline.rows.indexOf(step);
+    const state = BAR_STATES[`${phase} ${status}`] || "pending";
+    const y = top + row * rowHeight + (phase === "forward" ? 3 : 10);
+    const x0 = x(start);
+    const bar = svgElement("rect", {
+      class: `sagakit-bar sagakit-bar-${phase} state-${state}`,
+      x: x0, y, width: Math.max(3, x(end) - x0), height: 7, rx: 1.5,
+    });
+    const what = phase === "forward" ? step : `compensation of ${step}`;
+    const detail = `${what} \u00b7 attempt ${attempt} \u00b7 ${status}${injected ? " (injected)" : ""} \u00b7 ${formatMs(end - start)}, from ${formatMs(start)} to ${formatMs(end)}${error ? ` \u00b7 ${error}` : ""}`;
+    withTip(bar, detail, tip);
+    svg.append(bar);
+  }
+  box.append(svg);
+  const key = element("div", "sagakit-chart-key");
+  key.append(element("span", "sagakit-key-forward", "upper bar: the step"), document.createTextNode(" \u00b7 "), element("span", "sagakit-key-compensate", "lower bar: its compensation"));
+  box.append(key);
+}
+
+function drawDurations(box, data, tip) {
+  const durations = data.durations;
+  const steps = durations ? durations.steps : [];
+  const title = element("div", "sagakit-chart-title", `compensation durations by step \u00b7 ${durations ? durations.runs : 0} runs`);
+  box.append(title);
+  if (!steps.length) {
+    box.append(element("div", "sagakit-chart-empty", "No compensation has run yet: fail a step to see them."));
+    return;
+  }
+  const width = Math.max(320, box.clientWidth || 420);
+  const rowHeight = 24;
+  const max = Math.max(...steps.map((row) => row[4]));
+  const names = steps.map((row) => row[0]);
+  const { svg, x, top } = chartFrame(width, names, rowHeight, title.textContent, max);
+  steps.forEach(([step, count, p50, p95, most, values, mine], row) => {
+    const middle = top + row * rowHeight + rowHeight / 2;
+    const band = svgElement("rect", { class: "sagakit-range", x: x(p50), y: middle - 5, width: Math.max(2, x(p95) - x(p50)), height: 10, rx: 2 });
+    withTip(band, `${step}: ${count} compensation${count === 1 ? "" : "s"} \u00b7 p50 ${formatMs(p50)} \u00b7 p95 ${formatMs(p95)} \u00b7 max ${formatMs(most)}`, tip);
+    svg.append(band);
+    values.forEach((value, index) => {
+      const dot = svgElement("circle", { class: "sagakit-dot", cx: x(value), cy: middle + ((index % 3) - 1) * 3, r: 3.5 });
+      withTip(dot, `${step}: ${formatMs(value)}`, tip);
+      svg.append(dot);
+    });
+    if (mine !== null && mine !== undefined) {
+      const ring = svgElement("circle", { class: "sagakit-dot-shown", cx: x(mine), cy: middle, r: 6 });
+      withTip(ring, `${step} in the run shown: ${formatMs(mine)}`, tip);
+      svg.append(ring);
+    }
+  });
+  box.append(svg);
+  const key = element("div", "sagakit-chart-key", "dots: each compensation \u00b7 band: p50 to p95 \u00b7 ring: the run shown");
+  box.append(key);
+}
+
+function renderCharts(container, model, tip) {
+  function draw() {
+    tip.hide(); // the marks under the pointer are about to go
+    const data = model.get("charts") || {};
+    const show = model.get("show_charts");
+    container.style.display = show ? "" : "none";
+    container.replaceChildren();
+    if (!show) return;
+    if (data.error) {
+      container.append(element("div", "sagakit-chart-empty", data.error));
+      return;
+    }
+    const timeline = element("div", "sagakit-chart sagakit-chart-timeline");
+    const durations = element("div", "sagakit-chart sagakit-chart-durations");
+    container.append(timeline, durations);
+    drawTimeline(timeline, data, tip);
+    drawDurations(durations, data, tip);
+  }
+  model.on("change:charts", draw);
+  model.on("change:show_charts", draw);
+  container.addEventListener("pointerleave", () => tip.hide());
+  let width = 0;
+  const observer =
+    typeof ResizeObserver === "function"
+      ? new ResizeObserver(() => {
+          if (Math.abs(container.clientWidth - width) > 20) {
+            width = container.clientWidth;
+            draw();
+          }
+        })
+      : null;
+  observer?.observe(container);
+  draw();
+  return () => observer?.disconnect();
+}
+
+// -- two runs compared ------------------------------------------------------------------------
+
+function renderComparison(container, model, picks, redrawHistory) {
+  function draw() {
+    const data = model.get("comparison") || {};
+    container.replaceChildren();
+    const open = Boolean(data.runs && data.runs.length === 2);
+    container.classList.toggle("sagakit-open", open);
+    if (!open) return;
+    const [a, b] = data.runs;
+    const head = element("div", "sagakit-compare-head");
+    head.append(element("b", "", `run ${a.number} (${a.status}) vs run ${b.number} (${b.status})`));
+    const close = button("\u00d7", "sagakit-compare-close", "Close the comparison");
+    close.addEventListener("click", () => {
+      picks.clear();
+      redrawHistory();
+      send(model, { t: "compare_close" });
+    });
+    head.append(close);
+    container.append(head);
+    container.append(element("div", "sagakit-compare-first", data.first ? data.first.text : "The two runs did the same, step for step (durations aside)."));
+    const pair = element("div", "sagakit-compare-pair");
+    const drawings = [];
+    for (const [letter, run] of [["a", a], ["b", b]]) {
+      const side = element("div", `sagakit-compare-side sagakit-compare-${letter}`);
+      side.append(element("div", "sagakit-compare-label", `run ${letter} = run ${run.number} \u00b7 ${run.status}`));
+      const holder = element("div", "sagakit-compare-drawing");
+      side.append(holder);
+      pair.append(side);
+      const drawing = new Drawing(holder, { keepIds: false });
+      drawing.load(model.get("tree"));
+      drawing.apply(run.state);
+      drawings.push([drawing, holder]);
+      side.append(element("div", "sagakit-compare-caption", run.state.c || ""));
+    }
+    container.append(pair);
+    // Side by side when both fit at a readable size, else one above the other; never smaller
+    // than readable (a drawing wider than its side scrolls).
+    const [first] = drawings;
+    const room = container.clientWidth - 40;
+    const sideBySide = first[0].width * first[0].readable * 2 + 24 <= room;
+    pair.classList.toggle("sagakit-side-by-side", sideBySide);
+    for (const [drawing, holder] of drawings) {
+      if (!drawing.svg) continue;
+      const width = (sideBySide ? room / 2 - 16 : room) || drawing.width;
+      const scale = Math.max(drawing.readable, Math.min(1, width / drawing.width));
+      drawing.svg.style.width = `${drawing.width * scale}px`;
+      drawing.svg.style.height = `${drawing.height * scale}px`;
+      holder.dataset.scale = String(scale);
+    }
+    container.append(pair);
+    const table = element("table", "sagakit-compare-table");
+    const thead = element("thead");
+    const headRow = element("tr");
+    for (const name of data.columns) headRow.append(element("th", "", name));
+    thead.append(headRow);
+    const body = element("tbody");
+    const hidden = ["differs", "difference", "index"].map((name) => data.columns.indexOf(name));
+    const difference = data.columns.indexOf("difference");
+    const stepColumn = data.columns.indexOf("step");
+    const phaseColumn = data.columns.indexOf("phase");
+    for (const row of data.rows) {
+      const what = row[difference];
+      let cls = what === "output" ? "sagakit-differs-output" : what ? "sagakit-differs" : "";
+      if (data.first && row[stepColumn] === data.first.step && row[phaseColumn] === data.first.phase) cls += " sagakit-first";
+      const tr = element("tr", cls.trim());
+      if (what) tr.title = `differs: ${what}`;
+      row.forEach((value, position) => {
+        if (hidden.includes(position)) return;
+        const td = element("td", "", value);
+        if (value.length > 40) td.title = value;
+        tr.append(td);
+      });
+      body.append(tr);
+    }
+    headRow.replaceChildren(...data.columns.filter((_, position) => !hidden.includes(position)).map((name) => element("th", "", name)));
+    table.append(thead, body);
+    const scroller = element("div", "sagakit-compare-scroll");
+    scroller.append(table);
+    container.append(scroller);
+  }
+  model.on("change:comparison", draw);
+  draw();
+}
+
+// -- the failure lab ----------------------------------------------------------------------------
+
+// Its controls write the "faults", "n", "backend" and "pace" traits (the kernel keeps them and
+// saga.faults in step); buttons send "run", "run_n", "reset" and "reload"; the kernel answers
+// with "busy", "status", "progress", the history, charts and diagram traits.
 function renderLab({ model, el }) {
-  const root = element("div", "sagakit-lab");
+  const root = element("div", "sagakit-lab sagakit-root");
+  keepKeys(root);
+  const forgetTheme = installTheme(root, el, model);
+  const tip = tooltip(root);
   const title = element("div", "sagakit-title");
   const diagram = element("div", "sagakit-diagram");
   const legend = element("div", "sagakit-legend");
-  for (const [name, fill, stroke] of LEGEND) {
-    const swatch = element("span", "sagakit-swatch");
-    swatch.style.background = fill;
-    swatch.style.borderColor = stroke;
-    legend.append(swatch, document.createTextNode(name));
-  }
-  legend.append(element("span", "sagakit-legend-fault", "fault"), element("span", "sagakit-legend-no-undo", "no undo"));
   const controls = element("div", "sagakit-controls");
+  const modesHelp = element("details", "sagakit-modes");
   const bar = element("div", "sagakit-buttons");
   const backendBox = element("label", "sagakit-backend", "backend ");
   const backend = element("select");
@@ -398,16 +1018,25 @@ function renderLab({ model, el }) {
   n.type = "number";
   n.min = "1";
   n.step = "1";
+  n.setAttribute("aria-label", "N");
   const runN = button("Run \u00d7 N", "sagakit-run-n", "Run the saga N times in sequence");
   const progressBox = element("span", "sagakit-progress");
   const progress = element("progress");
   const progressLabel = element("span", "sagakit-progress-label");
   progressBox.append(progress, progressLabel);
   const reset = button("Reset", "sagakit-reset", "Remove every fault and clear the colours (the history stays)");
-  bar.append(backendBox, run, n, runN, progressBox, reset);
+  const paceBox = element("label", "sagakit-pace", "watch ");
+  paceBox.title = "A run too fast to see is played back at this pace once it ends";
+  const pace = element("select");
+  for (const [label, value] of [["live only", 0], ["0.1 s / event", 0.1], ["0.25 s / event", 0.25], ["0.5 s / event", 0.5], ["1 s / event", 1]]) pace.append(new Option(label, String(value)));
+  paceBox.append(pace);
+  bar.append(backendBox, run, n, runN, progressBox, reset, paceBox);
   const status = element("div", "sagakit-status");
+  status.setAttribute("aria-live", "polite");
+  const comparison = element("div", "sagakit-compare");
+  const charts = element("div", "sagakit-charts");
   const history = element("div", "sagakit-history");
-  root.append(title, diagram, legend, controls, bar, status, history);
+  root.append(title, diagram, legend, controls, modesHelp, bar, status, comparison, charts, history);
   el.append(root);
 
   const rows = new Map(); // step -> {mode, delay, probability, readout}
@@ -430,37 +1059,55 @@ function renderLab({ model, el }) {
     controls.replaceChildren();
     rows.clear();
     const modes = model.get("modes");
-    for (const [step, cssName] of model.get("steps")) {
+    for (const [step, cssName, undo] of model.get("steps")) {
       const row = element("div", `sagakit-step sagakit-step-${cssName}`);
       const label = element("code", "sagakit-step-name", step);
+      label.title = step;
       const modeBox = element("label", `sagakit-fault-${cssName}`);
       const mode = element("select");
-      for (const name of modes) mode.append(new Option(name, name));
+      mode.setAttribute("aria-label", `fault of ${step}`);
+      for (const [name, help] of modes) {
+        if (!undo && name.endsWith("_compensation")) continue; // nothing to fail: no compensation
+        const option = new Option(name, name);
+        option.title = help;
+        mode.append(option);
+      }
       modeBox.append(mode);
       const delayBox = element("label", `sagakit-delay-${cssName}`, "delay s ");
       const delay = Object.assign(element("input"), { type: "number", min: "0", max: "3600", step: "0.1" });
       delayBox.append(delay);
       const probabilityBox = element("label", `sagakit-probability-${cssName}`, "p ");
+      probabilityBox.title = "the probability that the fault fires on a run";
       const probability = Object.assign(element("input"), { type: "range", min: "0", max: "1", step: "0.05" });
+      probability.setAttribute("aria-label", `probability of the fault of ${step}`);
       const readout = element("span", "sagakit-readout");
       probabilityBox.append(probability, readout);
       row.append(label, modeBox, delayBox, probabilityBox);
       controls.append(row);
       rows.set(step, { mode, delay, probability, readout });
-      mode.addEventListener("change", () => sendFaults(step));
+      mode.addEventListener("change", () => {
+        mode.title = (modes.find(([name]) => name === mode.value) || ["", ""])[1];
+        sendFaults(step);
+      });
       delay.addEventListener("change", () => sendFaults(step));
       probability.addEventListener("input", () => (readout.textContent = Number(probability.value).toFixed(2)));
       probability.addEventListener("change", () => sendFaults(step));
     }
+    modesHelp.replaceChildren(element("summary", "", "what the fault modes do"));
+    const list = element("dl");
+    for (const [name, help] of modes) list.append(element("dt", "", name), element("dd", "", help));
+    modesHelp.append(list);
     showFaults();
   }
 
   function showFaults() {
     const faults = model.get("faults");
+    const modes = model.get("modes");
     for (const [step, row] of rows) {
       const [mode, delay, probability] = faults[step] || ["none", 0, 1];
       row.mode.value = mode;
-      if (document.activeElement !== row.delay) row.delay.value = String(delay);
+      row.mode.title = (modes.find(([name]) => name === mode) || ["", ""])[1];
+      if (document.activeElement !== row.delay && root.getRootNode().activeElement !== row.delay) row.delay.value = String(delay);
       row.probability.value = String(probability);
       row.readout.textContent = Number(probability).toFixed(2);
     }
@@ -468,6 +1115,31 @@ function renderLab({ model, el }) {
 
   function showTitle() {
     title.replaceChildren(element("b", "", model.get("title")), document.createTextNode(" \u00b7 failure lab"));
+    const journal = model.get("journal");
+    if (journal) {
+      const source = element("span", "sagakit-journal", ` \u00b7 history from the journal ${journal} `);
+      const reload = button("Reload", "sagakit-reload", "Read the journal again: runs other kernels and processes recorded since");
+      reload.addEventListener("click", () => send(model, { t: "reload" }));
+      title.append(source, reload);
+    }
+  }
+
+  function showLegend() {
+    legend.replaceChildren();
+    for (const [state, label, meaning] of model.get("legend")) {
+      const entry = element("span", `sagakit-legend-entry sagakit-legend-${state}`);
+      entry.title = meaning;
+      const swatch = element("span", "sagakit-swatch");
+      swatch.style.background = `var(--sk-${state}-fill)`;
+      swatch.style.borderColor = `var(--sk-${state}-stroke)`;
+      entry.append(swatch, document.createTextNode(label));
+      legend.append(entry);
+    }
+    const fault = element("span", "sagakit-legend-entry sagakit-legend-fault", "fault planned");
+    fault.title = "a fault is planned or was injected on this step";
+    const noUndo = element("span", "sagakit-legend-entry sagakit-legend-no-undo", "no compensation");
+    noUndo.title = "a dotted box: the step has no compensation";
+    legend.append(fault, noUndo);
   }
 
   function showBackends() {
@@ -478,8 +1150,15 @@ function renderLab({ model, el }) {
   }
 
   function showN() {
-    if (document.activeElement !== n) n.value = String(model.get("n"));
+    if (root.getRootNode().activeElement !== n) n.value = String(model.get("n"));
     runN.textContent = `Run \u00d7 ${model.get("n")}`;
+  }
+
+  function showPace() {
+    const value = model.get("pace");
+    const found = [...pace.options].find((option) => Number(option.value) === value);
+    if (!found) pace.append(new Option(`${value} s / event`, String(value)));
+    pace.value = String(found ? found.value : value);
   }
 
   function showProgress() {
@@ -496,6 +1175,15 @@ function renderLab({ model, el }) {
     root.classList.toggle("sagakit-running", busy);
   }
 
+  function showStatus(live) {
+    const data = (live && live.level ? live : model.get("status")) || {};
+    status.className = `sagakit-status sagakit-status-${data.level || "ready"}`;
+    const line = element("div", "sagakit-status-line");
+    line.append(richText(data.text));
+    status.replaceChildren(line);
+    for (const hint of data.hints || []) status.append(element("div", "sagakit-hint", `hint: ${hint}`));
+  }
+
   backend.addEventListener("change", () => {
     model.set("backend", backend.value);
     model.save_changes();
@@ -507,35 +1195,66 @@ function renderLab({ model, el }) {
     model.save_changes();
     showN();
   });
-  run.addEventListener("click", () => model.send({ t: "run" }));
-  runN.addEventListener("click", () => model.send({ t: "run_n" }));
-  reset.addEventListener("click", () => model.send({ t: "reset" }));
+  pace.addEventListener("change", () => {
+    model.set("pace", Number(pace.value));
+    model.save_changes();
+  });
+  run.addEventListener("click", () => send(model, { t: "run" }));
+  runN.addEventListener("click", () => send(model, { t: "run_n" }));
+  reset.addEventListener("click", () => send(model, { t: "reset" }));
 
-  model.on("change:steps", drawControls);
-  model.on("change:modes", drawControls);
-  model.on("change:faults", showFaults);
-  model.on("change:title", showTitle);
-  model.on("change:backends", showBackends);
-  model.on("change:backend", showBackends);
-  model.on("change:n", showN);
-  model.on("change:progress", showProgress);
-  model.on("change:busy", showBusy);
-  model.on("change:status", () => (status.innerHTML = model.get("status")));
+  const handlers = [
+    ["change:steps", drawControls], ["change:modes", drawControls], ["change:faults", showFaults],
+    ["change:title", showTitle], ["change:journal", showTitle], ["change:legend", showLegend],
+    ["change:backends", showBackends], ["change:backend", showBackends], ["change:n", showN],
+    ["change:pace", showPace], ["change:progress", showProgress], ["change:busy", showBusy],
+    ["change:status", () => showStatus(null)],
+  ];
+  for (const [name, handler] of handlers) model.on(name, handler);
+  // While a run is in flight, its status line comes with the diagram's changes.
+  const onLiveStatus = (message) => {
+    if (message.t === "d" && message.st) showStatus(message.st);
+  };
+  model.on("msg:custom", onLiveStatus);
   showTitle();
+  showLegend();
   drawControls();
   showBackends();
   showN();
+  showPace();
   showProgress();
   showBusy();
-  status.innerHTML = model.get("status");
-  renderHistory({ model, el: history });
-  return renderDiagram({ model, el: diagram });
+  showStatus(null);
+  const picks = new Set();
+  const table = renderHistory({ model, el: history }, picks);
+  renderComparison(comparison, model, picks, table.draw);
+  const forgetCharts = renderCharts(charts, model, tip);
+  const view = renderDiagram({ model, el: diagram });
+  return () => {
+    for (const [name, handler] of handlers) model.off(name, handler);
+    model.off("msg:custom", onLiveStatus);
+    forgetCharts();
+    forgetTheme();
+    view.cleanup();
+  };
 }
 
-const VIEWS = { diagram: renderDiagram, history: renderHistory, lab: renderLab };
+function renderHistoryView(context) {
+  const root = element("div", "sagakit-root sagakit-history-only");
+  context.el.append(root);
+  const forgetTheme = installTheme(root, context.el, context.model);
+  renderHistory({ model: context.model, el: root });
+  return forgetTheme;
+}
+
+function renderDiagramView(context) {
+  return renderDiagram(context).cleanup;
+}
+
+const VIEWS = { diagram: renderDiagramView, history: renderHistoryView, lab: renderLab };
 
 function render(context) {
-  return (VIEWS[context.model.get("kind")] || renderDiagram)(context);
+  return (VIEWS[context.model.get("kind")] || renderDiagramView)(context);
 }
 
 export default { render };

@@ -1,0 +1,171 @@
+"""How each state looks: one entry per state, for the static SVG, the live view and the legend.
+
+A step (or its compensation arrow) is drawn in exactly one state, the CSS class
+``state-<state>``. :data:`LOOKS` gives each state its colours in a light and a dark theme, its
+stroke and its legend entry; everything else is generated from it: the ``<style>`` embedded in
+every diagram (:func:`svg_style`, light colours behind CSS variables), the variables the
+view sets for the theme it finds (:func:`theme_css`), and the legend (:func:`legend`). A new
+state is one more :class:`Look`.
+
+Every colour pair here meets WCAG AA (4.5:1) for text: node text on its fill, and arrow
+labels on the page (white to ``#f6f7f9`` in light themes, ``#111`` to ``#2b2b2b`` in dark
+ones); a browser test measures it in each front-end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LOOKS", "STATES", "Look", "Shade", "legend", "svg_style", "theme_css"]
+
+
+@dataclass(frozen=True, slots=True)
+class Shade:
+    """A state's colours in one theme.
+
+    Attributes:
+        fill: the step box's fill.
+        stroke: the box's outline.
+        text: the text inside the box.
+        edge: the compensation arrow and its label (drawn on the page background).
+    """
+
+    fill: str
+    stroke: str
+    text: str
+    edge: str
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """How one state is drawn and explained.
+
+    Attributes:
+        state: the state's name (the class is ``state-<state>``).
+        label: its name in the legend.
+        meaning: what it means, shown as the legend entry's tooltip.
+        light: its colours in light themes.
+        dark: its colours in dark themes.
+        width: the outline's width.
+        dash: the outline's dash pattern (``""``: solid).
+        in_legend: listed in the legend (``skipped`` only ever colours an arrow).
+    """
+
+    state: str
+    label: str
+    meaning: str
+    light: Shade
+    dark: Shade
+    width: float = 1.2
+    dash: str = ""
+    in_legend: bool = True
+
+
+_INK = "#1f2933"  # text on light fills
+_PAPER = "#e6edf3"  # text on dark fills
+
+LOOKS: tuple[Look, ...] = (
+    Look("pending", "pending", "not run (yet) in the run shown",
+         Shade("#f6f7f9", "#5f6b7a", _INK, "#57606a"), Shade("#22272e", "#8b949e", _PAPER, "#9da7b3")),
+    Look("running", "running", "the step's action is in flight",
+         Shade("#fff4c2", "#a07800", _INK, "#7a5c00"), Shade("#4a3b00", "#e3b341", _PAPER, "#e3b341"), 2.5),
+    Look("retrying", "retrying", "an attempt failed and the step's retry policy will try again",
+         Shade("#fff4c2", "#a07800", _INK, "#7a5c00"), Shade("#4a3b00", "#e3b341", _PAPER, "#e3b341"), 2.5, "4 2"),
+    Look("succeeded", "succeeded", "the step's action completed",
+         Shade("#dcf3dc", "#2e7d32", _INK, "#256b29"), Shade("#12361a", "#56d364", _PAPER, "#56d364")),
+    Look("failed", "failed", "the step failed (its retries spent): the rollback starts here",
+         Shade("#fbd3d3", "#c62828", _INK, "#c62828"), Shade("#5c1a1a", "#ff7b72", _PAPER, "#ff7b72"), 2.5),
+    Look("cancelled", "cancelled", "the run was stopped while this step was in flight",
+         Shade("#e4e4e4", "#616161", _INK, "#57606a"), Shade("#30363d", "#9da7b3", _PAPER, "#9da7b3"), 2.0, "6 2"),
+    Look("compensating", "compensating", "the step's compensation is in flight",
+         Shade("#ffe2b8", "#e65100", _INK, "#a84300"), Shade("#4a2a00", "#f0883e", _PAPER, "#f0883e"), 2.5),
+    Look("compensated", "compensated", "the step's compensation undid it",
+         Shade("#d8e6ff", "#1f5fbf", _INK, "#1f5fbf"), Shade("#0f2c57", "#79b8ff", _PAPER, "#79b8ff")),
+    Look("compensation-failed", "compensation failed", "the step's compensation failed: its effect may remain",
+         Shade("#8e1b1b", "#5c0000", "#ffffff", "#c62828"), Shade("#8e1b1b", "#ff7b72", "#ffffff", "#ff7b72"), 2.5),
+    Look("not-compensated", "not compensated: needs manual cleanup",
+         "the rollback stopped before it reached this completed step: undo it by hand",
+         Shade("#ffe9a8", "#b71c1c", _INK, "#b71c1c"), Shade("#4a3a00", "#ff7b72", _PAPER, "#ff7b72"), 2.5, "5 2"),
+    Look("not-undone", "not undone (no compensation)",
+         "the step ran and has no compensation: its effect stays after the rollback",
+         Shade("#efe4fb", "#6a3d9a", _INK, "#6a3d9a"), Shade("#33214f", "#c297ff", _PAPER, "#c297ff"), 1.5, "2 2"),
+    Look("skipped", "skipped", "nothing to compensate",
+         Shade("#f0f0f0", "#9e9e9e", _INK, "#57606a"), Shade("#2d333b", "#768390", _PAPER, "#9da7b3"),
+         in_legend=False),
+)
+
+#: Every state a step can be drawn in; each is the CSS class ``state-<state>``.
+STATES: tuple[str, ...] = tuple(look.state for look in LOOKS)
+
+#: Colours of the parts that are no state: outlines of planned faults, forward arrows, text.
+_CHROME = {
+    "light": {"fault": "#c62828", "arrow": "#5f6b7a", "muted": "#57606a", "bg": "#ffffff", "diverges": "#6f42c1"},
+    "dark": {"fault": "#ff7b72", "arrow": "#8b949e", "muted": "#9da7b3", "bg": "#111111", "diverges": "#c297ff"},
+}
+
+_SHAPES = ("path", "polygon", "ellipse")
+
+
+def _shape_rule(selector: str, declarations: str) -> str:
+    return ", ".join(f".sagakit-svg {selector} > {shape}" for shape in _SHAPES) + " { " + declarations + " }"
+
+
+def svg_style() -> str:
+    """The ``<style>`` element embedded in every diagram: light colours behind CSS variables.
+
+    Where nothing sets the variables (an exported notebook, GitHub), the light colours show;
+    the view sets them for the theme it finds (:func:`theme_css`).
+    """
+    light = _CHROME["light"]
+    rules = [
+        ".sagakit-svg text { font-family: Helvetica, Arial, sans-serif; }",
+        f".sagakit-svg > g.graph > polygon:first-child {{ fill: var(--sk-bg, {light['bg']}); }}",
+        _shape_rule("g.step", "stroke-width: 1.2; transition: fill .15s, stroke .15s;"),
+        _shape_rule("g.step.no-compensation", "stroke-dasharray: 2 2;"),
+        f".sagakit-svg g.edge > path {{ stroke: var(--sk-arrow, {light['arrow']}); }}",
+        f".sagakit-svg g.edge > polygon {{ fill: var(--sk-arrow, {light['arrow']}); "
+        f"stroke: var(--sk-arrow, {light['arrow']}); }}",
+        f".sagakit-svg g.edge > text, .sagakit-svg g.cluster > text {{ fill: var(--sk-muted, {light['muted']}); }}",
+        f".sagakit-svg g.cluster > path, .sagakit-svg g.cluster > polygon {{ stroke: var(--sk-arrow, {light['arrow']}); "
+        "fill: none; }",
+        f".sagakit-svg g.terminal > ellipse, .sagakit-svg g.wrap > ellipse {{ fill: var(--sk-arrow, {light['arrow']}); "
+        f"stroke: var(--sk-arrow, {light['arrow']}); }}",
+    ]
+    for look in LOOKS:
+        state, shade = look.state, look.light
+        dash = f" stroke-dasharray: {look.dash};" if look.dash else ""
+        rules.append(_shape_rule(
+            f"g.step.state-{state}",
+            f"fill: var(--sk-{state}-fill, {shade.fill}); stroke: var(--sk-{state}-stroke, {shade.stroke}); "
+            f"stroke-width: {look.width};{dash}"))
+        rules.append(f".sagakit-svg g.step.state-{state} > text {{ fill: var(--sk-{state}-text, {shade.text}); }}")
+        edge = f"var(--sk-{state}-edge, {shade.edge})"
+        heavy = "" if state in ("pending", "skipped") else " stroke-width: 2;"
+        rules.append(f".sagakit-svg g.undo.state-{state} > path {{ stroke: {edge};{heavy} }}")
+        rules.append(f".sagakit-svg g.undo.state-{state} > polygon {{ fill: {edge}; stroke: {edge}; }}")
+        rules.append(f".sagakit-svg g.undo.state-{state} > text {{ fill: {edge}; }}")
+    rules.append(_shape_rule("g.step.injected", f"stroke: var(--sk-fault, {light['fault']}); stroke-width: 2.5; "
+                                                "stroke-dasharray: 6 3;"))
+    rules.append(_shape_rule("g.step.diverges", f"stroke: var(--sk-diverges, {light['diverges']}); stroke-width: 4; "
+                                                "stroke-dasharray: none;"))
+    rules.append(".sagakit-svg g.undo.no-compensation > path { stroke-dasharray: 2 3; }")
+    return "<style>\n" + "\n".join(rules) + "\n</style>"
+
+
+def theme_css(scope: str = ".sagakit-root") -> str:
+    """The CSS variables of every state and part, for the view: light under
+    ``<scope>[data-sk-theme="light"]``, dark under ``<scope>[data-sk-theme="dark"]``."""
+    blocks = []
+    for theme in ("light", "dark"):
+        declarations = [f"--sk-{name}: {value};" for name, value in _CHROME[theme].items() if name != "bg"]
+        for look in LOOKS:
+            shade = look.light if theme == "light" else look.dark
+            declarations += [f"--sk-{look.state}-fill: {shade.fill};", f"--sk-{look.state}-stroke: {shade.stroke};",
+                             f"--sk-{look.state}-text: {shade.text};", f"--sk-{look.state}-edge: {shade.edge};"]
+        blocks.append(f'{scope}[data-sk-theme="{theme}"] {{ ' + " ".join(declarations) + " }")
+    return "\n".join(blocks)
+
+
+def legend() -> list[list[str]]:
+    """The legend's entries, in order: ``[state, label, meaning]``."""
+    return [[look.state, look.label, look.meaning] for look in LOOKS if look.in_legend]
