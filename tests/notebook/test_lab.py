@@ -213,11 +213,16 @@ class TestRunning:
 
         def build(name: str, wait: bool) -> sagakit.Saga:
             def maker(label: str) -> Any:
-                async def function(data: Any, context: Any) -> Any:
-                    if wait:
-                        await asyncio.sleep(0)
+                # Two bodies: a compensation whose code awaits at all (even behind an `if`) starts
+                # in the rollback's own task, which gives the loop control.
+                async def waits(data: Any, context: Any) -> Any:
+                    await asyncio.sleep(0)
                     return data
 
+                async def never_waits(data: Any, context: Any) -> Any:
+                    return data
+
+                function = waits if wait else never_waits
                 function.__name__ = label
                 return function
 
