@@ -33,12 +33,14 @@ from sagakit.explore._planning import (
     plan_scenarios,
 )
 from sagakit.explore._scenario import (
+    TRANSIENT_MODES,
     Counterexample,
     Scenario,
     ScenarioResult,
     as_schedule,
     check_search,
     find_counterexamples,
+    recovery_of,
     run_scenario,
 )
 from sagakit.explore._shared import (
@@ -47,6 +49,7 @@ from sagakit.explore._shared import (
     check_saga,
     copier,
     derived_saga,
+    kind_labels,
     run_pooled,
     steps_by_modes_text,
 )
@@ -61,8 +64,10 @@ if TYPE_CHECKING:
 __all__ = ["OUTCOMES", "Exploration", "explore", "explore_sync", "replay", "replay_sync"]
 
 #: What a scenario can come to, worst last: a run status, or ``violated`` (the invariant failed).
-OUTCOMES: tuple[str, ...] = ("completed", "compensated", "cancelled", "compensation_failed", "violated")
-
+#: ``stuck`` (a step after the pivot ran out of its forward policy: nothing compensated, an
+#: operator resumes the run) is an outcome of its own, not a violation: the invariant is checked
+#: on stuck runs as on the others, and decides.
+OUTCOMES: tuple[str, ...] = ("completed", "compensated", "cancelled", "stuck", "compensation_failed", "violated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +426,7 @@ _COLOURS = {
     "completed": ("#dbeafe", "#1e3a8a"),
     "compensated": ("#dcfce7", "#14532d"),
     "cancelled": ("#e5e7eb", "#374151"),
+    "stuck": ("#ede9fe", "#5b21b6"),
     "compensation_failed": ("#fef3c7", "#78350f"),
     "violated": ("#fecaca", "#7f1d1d"),
     "n/a": ("#f3f4f6", "#9ca3af"),
@@ -438,9 +444,12 @@ class Exploration:
         modes: the explored modes, in matrix order.
         runs: every scenario's :class:`~sagakit.Run`, in scenario order.
         scenarios: the DataFrame, one row per scenario: ``scenario`` (its number), ``kind``
-            (``baseline``, ``single``, ``pair``), ``step`` and ``mode`` (the fault it
-            explores; the first one for pairs), ``label``, ``faults`` (step -> mode),
-            ``status``, ``failed_step``, ``completed_steps``, ``compensated_steps``,
+            (``baseline``, ``single``, ``transient``, ``pair``, ``random``), ``step`` and
+            ``mode`` (the fault it explores; the first one for pairs), ``step_kind`` (that
+            step's kind: ``compensatable``, ``pivot``, ``retriable``, ``readonly``), ``label``,
+            ``faults`` (step -> mode), ``status``, ``recovery`` (``none``, ``backward``,
+            ``forward`` or ``stuck``: see :func:`recovery_of`), ``failed_step``,
+            ``completed_steps``, ``compensated_steps``,
             ``invariant`` (``True`` holds, ``False`` violated, ``<NA>`` without invariant),
             ``violation`` (the message), ``outcome`` (``violated`` or the status),
             ``fired`` (an injected fault took effect), ``error_type``, ``error``,
@@ -501,15 +510,19 @@ class Exploration:
         outcomes = self._outcomes
         runs = [outcome.run for outcome in outcomes]
         errors = [run.error for run in runs]
+        kinds = {member.name: member.kind for member in self.saga.steps}
         return pd.DataFrame(
             {
                 "scenario": pd.array([o.scenario.index for o in outcomes], dtype="int64"),
                 "kind": pd.array([o.scenario.kind for o in outcomes], dtype="string"),
                 "step": pd.array([o.scenario.step for o in outcomes], dtype="string"),
                 "mode": pd.array([o.scenario.mode for o in outcomes], dtype="string"),
+                "step_kind": pd.array([kinds.get(o.scenario.step) if o.scenario.step else None for o in outcomes],
+                                      dtype="string"),
                 "label": pd.array([o.scenario.label for o in outcomes], dtype="string"),
                 "faults": [o.scenario.plan for o in outcomes],
                 "status": pd.array([run.status for run in runs], dtype="string"),
+                "recovery": pd.array([recovery_of(run) for run in runs], dtype="string"),
                 "failed_step": pd.array([run.failed_step for run in runs], dtype="string"),
                 "completed_steps": [tuple(run.completed_steps) for run in runs],
                 "compensated_steps": [tuple(run.compensated_steps) for run in runs],
@@ -656,24 +669,48 @@ class Exploration:
         minimal = [found.scenario.faults for found in self.counterexamples]
         return Coverage(self.saga, self.modes, self._outcomes, minimal)
 
-    def matrix(self) -> pd.DataFrame:
-        """Outcome per step (rows) and mode (columns); ``n/a`` where there is no scenario."""
+    def matrix(self, *, transient: bool = False) -> pd.DataFrame:
+        """Outcome per step (rows) and mode (columns); ``n/a`` where there is no scenario.
+
+        A fault on a retriable step (after the pivot) fails every attempt, so its cell says
+        what happens when the step's forward policy runs out (``stuck``, unless the invariant
+        is violated). With ``transient=True``: the outcomes of the ``transient`` scenarios
+        instead, where only the first attempt fails and the retry goes through (retried to
+        completion): one row per retriable step, one column per forward mode it takes
+        (``fail``, ``fail_after``).
+        """
         import pandas as pd
 
-        cells = {(o.scenario.step, o.scenario.mode): _outcome_of(o) for o in self._outcomes if o.scenario.kind == "single"}
-        names = list(self.saga.step_names)
-        columns = {mode: [cells.get((name, mode), "n/a") for name in names] for mode in self.modes}
+        kind = "transient" if transient else "single"
+        cells = {(o.scenario.step, o.scenario.mode): _outcome_of(o) for o in self._outcomes if o.scenario.kind == kind}
+        if transient:
+            names = [member.name for member in self.saga.steps if member.kind == "retriable"]
+            modes = [mode for mode in self.modes if mode in TRANSIENT_MODES]
+        else:
+            names, modes = list(self.saga.step_names), list(self.modes)
+        columns = {mode: [cells.get((name, mode), "n/a") for name in names] for mode in modes}
         frame = pd.DataFrame(columns, index=pd.Index(names, name="step"), dtype="string")
         frame.columns.name = "mode"
         return frame
 
-    def outcome(self, step: str, mode: str) -> str:
-        """The outcome of the single-fault scenario ``{step: mode}`` (``n/a`` if none)."""
+    def outcome(self, step: str, mode: str, *, transient: bool = False) -> str:
+        """The outcome of the single-fault scenario ``{step: mode}`` (``n/a`` if none); with
+        ``transient=True``, of the fault failing only the step's first attempt."""
         if step not in self.saga.step_names:
             raise UnknownStepError(step, self.saga.step_names, saga=self.saga.name)
         if mode not in self.modes:
             raise FaultError(f"mode {mode!r} was not explored; explored: {', '.join(self.modes)}")
-        return str(self.matrix().loc[step, mode])
+        matrix = self.matrix(transient=transient)
+        if step not in matrix.index or mode not in matrix.columns:
+            return "n/a"
+        return str(matrix.loc[step, mode])
+
+    @property
+    def stuck(self) -> pd.DataFrame:
+        """The scenarios whose run ended stuck (a step after the pivot ran out of its forward
+        policy), whether or not the invariant held."""
+        frame = self.scenarios
+        return frame[frame["status"].eq("stuck").fillna(False).astype(bool)]
 
     # -- display ------------------------------------------------------------------------
 
@@ -683,14 +720,24 @@ class Exploration:
         if self.checked:
             bad = sum(1 for outcome in self._outcomes if outcome.holds is False)
             text += f", {bad} violat{'es' if bad == 1 else 'e'} the invariant"
+        if self.saga.pivot is not None:
+            stuck = sum(1 for outcome in self._outcomes if outcome.run.status == "stuck")
+            text += f", {stuck} end{'s' if stuck == 1 else ''} stuck"
         return text
 
     def to_text(self) -> str:
-        """The matrix as plain text."""
+        """The matrix as plain text (and, for a saga with retriable steps, the outcomes when only
+        their first attempt fails)."""
         matrix = self.matrix()
+        labels = kind_labels(self.saga)
         table = steps_by_modes_text(list(self.saga.step_names), self.modes,
-                                    lambda name, mode: str(matrix.loc[name, mode]), "compensation_failed")
+                                    lambda name, mode: str(matrix.loc[name, mode]), "compensation_failed", labels)
         lines = [self._summary(), "", *table]
+        retried = self.matrix(transient=True)
+        if len(retried.index) and len(retried.columns):
+            lines += ["", "retriable steps failing their first attempt only (retried):"]
+            lines += steps_by_modes_text(list(retried.index), list(retried.columns),
+                                         lambda name, mode: str(retried.loc[name, mode]), "compensation_failed", labels)
         lines.extend(self._footnotes())
         return "\n".join(lines)
 
@@ -707,32 +754,63 @@ class Exploration:
             if len(bad) > 10:
                 notes.append(f"  ... and {len(bad) - 10} more (see .violations)")
         for o in self._outcomes:
-            if o.holds is False and o.scenario.kind in ("baseline", "single"):
+            if o.holds is False and o.scenario.kind in ("baseline", "single", "transient"):
                 notes.append(f"violated by {o.scenario.label}: {o.violation}")
         drawn = [o for o in self._outcomes if o.scenario.kind == "random"]
         if self.search == "random":
             violating = sum(1 for o in drawn if o.holds is False)
             notes.append(f"random: {len(drawn)} scenarios (seed {self.seed}), {violating} violate the invariant")
+        stuck = [o for o in self._outcomes if o.run.status == "stuck"]
+        if stuck:
+            steps = sorted({str(o.run.failed_step) for o in stuck}, key=self._position)
+            notes.append(f"stuck: {len(stuck)} scenario{'s' if len(stuck) != 1 else ''}, at "
+                         + ", ".join(repr(step) for step in steps) + " (nothing compensated; see .stuck)")
         for found in self.counterexamples:
             notes.append(f"minimal counterexample: {found.scenario.label}: {found.violation}")
         return notes
 
+    def _position(self, step: str) -> int:
+        names = self.saga.step_names
+        return names.index(step) if step in names else len(names)
+
     def to_html(self) -> str:
-        """The matrix as an HTML table, coloured by outcome, with details on hover."""
+        """The matrix as an HTML table, coloured by outcome, with details on hover (and, for a
+        saga with retriable steps, a second table: their first attempt failing only)."""
         esc = html.escape
-        singles = {(o.scenario.step, o.scenario.mode): o for o in self._outcomes if o.scenario.kind == "single"}
         parts = [
             f'<div class="sagakit-exploration" data-saga="{esc(self.saga.name)}">',
             f'<div style="font-weight:600;margin:4px 0;font-family:sans-serif">{esc(self._summary())}</div>',
+        ]
+        parts.append(self._html_table("single", list(self.saga.step_names), list(self.modes), "cell"))
+        retriable = [member.name for member in self.saga.steps if member.kind == "retriable"]
+        transient_modes = [mode for mode in self.modes if mode in TRANSIENT_MODES]
+        if retriable and transient_modes:
+            parts.append('<div style="margin:6px 0 2px 0;font-family:sans-serif;font-size:12px">retriable steps failing '
+                         "their first attempt only (retried):</div>")
+            parts.append(self._html_table("transient", retriable, transient_modes, "transient"))
+        notes = self._footnotes()
+        if notes:
+            parts.append('<pre style="font-size:11px;margin:4px 0">' + esc("\n".join(notes)) + "</pre>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def _html_table(self, kind: str, names: list[str], modes: list[str], prefix: str) -> str:
+        esc = html.escape
+        cells = {(o.scenario.step, o.scenario.mode): o for o in self._outcomes if o.scenario.kind == kind}
+        kinds = {member.name: member.kind for member in self.saga.steps}
+        parts = [
             '<table style="border-collapse:collapse;font-family:monospace;font-size:12px">',
             '<thead><tr><th style="text-align:left;padding:4px 8px">step</th>',
         ]
-        parts.extend(f'<th style="padding:4px 8px">{esc(mode)}</th>' for mode in self.modes)
+        parts.extend(f'<th style="padding:4px 8px">{esc(mode)}</th>' for mode in modes)
         parts.append("</tr></thead><tbody>")
-        for name in self.saga.step_names:
-            parts.append(f'<tr><th style="text-align:left;padding:4px 8px">{esc(name)}</th>')
-            for mode in self.modes:
-                found = singles.get((name, mode))
+        for name in names:
+            kind = kinds.get(name, "compensatable")
+            marker = (f' <span class="sagakit-kind kind-{esc(kind)}" style="font-weight:normal;color:#6b7280">'
+                      f"{esc(kind)}</span>") if kind != "compensatable" else ""
+            parts.append(f'<tr><th style="text-align:left;padding:4px 8px">{esc(name)}{marker}</th>')
+            for mode in modes:
+                found = cells.get((name, mode))
                 if found is None:
                     value, tip, text = "n/a", self._missing.get((name, mode), "not explored"), "n/a"
                 else:
@@ -741,16 +819,12 @@ class Exploration:
                     text = value.replace("_", " ") if found.run.injected else f"{value.replace('_', ' ')} (not reached)"
                 background, colour = _COLOURS.get(value, _COLOURS["n/a"])
                 parts.append(
-                    f'<td id="cell-{esc(name)}-{esc(mode)}" class="sagakit-cell outcome-{esc(value)}" '
+                    f'<td id="{prefix}-{esc(name)}-{esc(mode)}" class="sagakit-cell outcome-{esc(value)}" '
                     f'title="{esc(tip)}" style="background:{background};color:{colour};padding:4px 8px;'
                     f'border:1px solid #fff;text-align:center">{esc(text)}</td>'
                 )
             parts.append("</tr>")
         parts.append("</tbody></table>")
-        notes = self._footnotes()
-        if notes:
-            parts.append('<pre style="font-size:11px;margin:4px 0">' + esc("\n".join(notes)) + "</pre>")
-        parts.append("</div>")
         return "".join(parts)
 
     def _repr_html_(self) -> str:
@@ -773,7 +847,9 @@ def _outcome_of(outcome: _Outcome) -> str:
 def _tooltip(outcome: _Outcome) -> str:
     run = outcome.run
     lines = [f"faults: {outcome.scenario.label}", f"status: {run.status}"]
-    if run.failed_step is not None:
+    if run.status == "stuck":
+        lines.append(f"stuck at: {run.failed_step} (retried forward until its policy ran out; nothing compensated)")
+    elif run.failed_step is not None:
         lines.append(f"failed step: {run.failed_step}")
     lines.append("compensated: " + (", ".join(run.compensated_steps) or "nothing"))
     if run.error is not None:
@@ -783,4 +859,3 @@ def _tooltip(outcome: _Outcome) -> str:
     if not run.injected:
         lines.append("the fault never fired: the saga stopped before reaching it")
     return "\n".join(lines)
-
