@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sagakit.context import WorkflowContext
 from sagakit.events import Observer
 from sagakit.explore._shared import resolve
-from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike, as_fault
+from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike, FaultPlan, as_fault
 from sagakit.policies import RETRY_RANDOM
 from sagakit.runs import Run, run_redactor
 
@@ -190,13 +190,22 @@ class Scenario:
 
 
 def as_schedule(saga: Saga, faults: Mapping[str, FaultLike] | Iterable[tuple[str, FaultLike]]) -> Schedule:
-    """``faults`` checked against ``saga`` and put in saga order."""
+    """``faults`` checked against ``saga`` and put in saga order.
+
+    Raises:
+        UnknownStepError: a step the saga lacks (the message lists its steps).
+        FaultError: a compensation fault on a step without a compensation (a pivot, a retriable
+            or a read-only step among them), which could never fire, as ``saga.run`` says.
+    """
     items = faults.items() if isinstance(faults, Mapping) else faults
     chosen: dict[str, Fault] = {}
     for name, fault in items:
         if name not in saga.step_names:
             saga.get_step(name)  # raises UnknownStepError listing the steps
         chosen[name] = as_fault(fault, step=name)
+    # The saga's own plan check, before anything runs.
+    FaultPlan(chosen, steps=saga.step_names, saga=saga.name,
+              uncompensated=[member.name for member in saga.steps if member.compensate is None])
     return tuple((name, chosen[name]) for name in saga.step_names if name in chosen)
 
 
