@@ -46,6 +46,7 @@ __all__ = [
     "scrubbed",
     "draw_schedule",
     "end_planned_cancellations",
+    "fault_label",
     "run_scenario",
     "shrink",
     "story_of",
@@ -103,7 +104,9 @@ def _plain(fault: Fault) -> bool:
     return fault.delay == 0 and fault.probability >= 1.0 and fault.seed is None
 
 
-def _fault_label(name: str, fault: Fault) -> str:
+def fault_label(name: str, fault: Fault) -> str:
+    """``step=mode``, ``step=mode (first attempt)`` for a :func:`transient` fault, other flaky or
+    delayed faults in full."""
     if _plain(fault):
         return f"{name}={fault.mode}"
     if is_transient(fault):
@@ -160,7 +163,7 @@ class Scenario:
         other flaky or delayed faults in full), or ``no faults``."""
         if not self.faults:
             return "no faults"
-        return " + ".join(_fault_label(name, fault) for name, fault in self.faults)
+        return " + ".join(fault_label(name, fault) for name, fault in self.faults)
 
     @property
     def plan(self) -> dict[str, FaultLike]:
