@@ -358,9 +358,11 @@ async def end_planned_cancellations(run: Run, faults: Schedule, *, delivered: bo
     task = asyncio.current_task()
     if not delivered and (task is None or not task.cancelling()):
         return  # nothing pending: the common case, without reading the run's events
-    cancelling = [name for name, fault in faults if fault.mode.startswith("cancel")]
-    fired = {event.step for event in run.events if event.injected} if cancelling else set()
-    planned = sum(1 for name in cancelling if name in fired)
+    cancelling = {(name, fault.phase) for name, fault in faults if fault.mode.startswith("cancel")}
+    # One cancellation per attempt the fault fired on: a retried step (after the pivot, the run
+    # carries on through them) may fire it several times.
+    planned = sum(1 for event in run.events if event.injected and event.status is not None
+                  and (event.step, event.phase) in cancelling) if cancelling else 0
     if task is None or (delivered and planned == 0):
         if delivered:
             raise asyncio.CancelledError

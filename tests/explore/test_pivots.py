@@ -387,3 +387,37 @@ async def test_the_default_forward_policy_deadline_holds_in_exploration() -> Non
     baseline = exploration.results[0]
     assert baseline.run.status == "stuck" and baseline.recovery == "stuck"
     assert baseline.run.steps[baseline.run.steps.step == "ship"].attempt.tolist() == [1, 2]
+
+
+async def test_a_cancel_fault_firing_on_every_retry_ends_with_the_scenario() -> None:
+    """A cancel fault on a retriable step that keeps failing fires on each attempt (each cancels the
+    run's task, which carries on past the pivot): every one of those cancellations was planned, so
+    the exploration goes on, and the run is stuck with one injected attempt per try."""
+    async def down(data: Any, context: sk.WorkflowContext) -> None:
+        await asyncio.sleep(0.1)
+        raise ConnectionError("carrier down")
+
+    saga = sk.Saga("s", [make_step("pay", kind="pivot"), sk.step(down, name="ship", retry=FAST)])
+    exploration = await explore(saga, {}, world=Ledger, modes=("cancel",), progress=False)
+    assert exploration.outcome("ship", "cancel") == "stuck"
+    run = exploration.results[-1].run
+    ship = run.steps[run.steps.step == "ship"]
+    assert ship.injected.tolist() == [True] * FAST.attempts
+
+
+async def test_a_cancel_fault_firing_on_every_retry_in_concurrent_runs() -> None:
+    """The same in an interleaving: the runs end, the exploration goes on."""
+    from sagakit.explore import World, explore_concurrent
+
+    async def down(data: Any, context: sk.WorkflowContext) -> None:
+        context.world["tries"] = context.world.get("tries", 0) + 1
+        raise ConnectionError("carrier down")
+
+    async def pay(data: Any, context: sk.WorkflowContext) -> None:
+        return None
+
+    saga = sk.Saga("s", [sk.step(pay, kind="pivot"), sk.step(down, name="ship", retry=FAST)])
+    exploration = await explore_concurrent([saga, saga], world=World, modes=("cancel",))
+    rows = exploration.interleavings
+    cancelled = rows[rows["faults"] == "run 0: ship=cancel"]
+    assert len(cancelled) and set(cancelled["statuses"]) == {("stuck", "stuck")}
