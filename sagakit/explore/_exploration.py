@@ -12,7 +12,6 @@ never reach ``saga.history``, the saga's observers or its journal (unless asked)
 from __future__ import annotations
 
 import asyncio
-import html
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ from sagakit.errors import FaultError, UnknownStepError
 from sagakit.events import Observer
 from sagakit.explore._clock import on_virtual_clock, run_on_virtual_clock
 from sagakit.explore._coverage import Coverage
+from sagakit.explore._matrix import matrix_html, matrix_text, outcome_of, summary
 from sagakit.explore._planning import (
     CLOCKS,
     check_budget,
@@ -49,9 +49,7 @@ from sagakit.explore._shared import (
     check_saga,
     copier,
     derived_saga,
-    kind_labels,
     run_pooled,
-    steps_by_modes_text,
 )
 from sagakit.faults import FaultLike
 from sagakit.runs import Run, RunHistory, error_message
@@ -422,17 +420,6 @@ def replay_sync(
                                 virtual=settings.virtual)
 
 
-_COLOURS = {
-    "completed": ("#dbeafe", "#1e3a8a"),
-    "compensated": ("#dcfce7", "#14532d"),
-    "cancelled": ("#e5e7eb", "#374151"),
-    "stuck": ("#ede9fe", "#5b21b6"),
-    "compensation_failed": ("#fef3c7", "#78350f"),
-    "violated": ("#fecaca", "#7f1d1d"),
-    "n/a": ("#f3f4f6", "#9ca3af"),
-}
-
-
 class Exploration:
     """What :func:`explore` found: one row per scenario, and a steps-by-modes matrix.
 
@@ -528,7 +515,7 @@ class Exploration:
                 "compensated_steps": [tuple(run.compensated_steps) for run in runs],
                 "invariant": pd.array([o.holds for o in outcomes], dtype="boolean"),
                 "violation": pd.array([o.violation for o in outcomes], dtype="string"),
-                "outcome": pd.array([_outcome_of(o) for o in outcomes], dtype="string"),
+                "outcome": pd.array([outcome_of(o) for o in outcomes], dtype="string"),
                 "fired": pd.array([run.injected for run in runs], dtype="bool"),
                 "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
                 "error": pd.array([error_message(e, run=run) for e, run in zip(errors, runs, strict=True)],
@@ -682,7 +669,7 @@ class Exploration:
         import pandas as pd
 
         kind = "transient" if transient else "single"
-        cells = {(o.scenario.step, o.scenario.mode): _outcome_of(o) for o in self._outcomes if o.scenario.kind == kind}
+        cells = {(o.scenario.step, o.scenario.mode): outcome_of(o) for o in self._outcomes if o.scenario.kind == kind}
         if transient:
             names = [member.name for member in self.saga.steps if member.kind == "retriable"]
             modes = [mode for mode in self.modes if mode in TRANSIENT_MODES]
@@ -715,117 +702,17 @@ class Exploration:
     # -- display ------------------------------------------------------------------------
 
     def _summary(self) -> str:
-        total = len(self._outcomes)
-        text = f"Exploration of saga {self.saga.name!r}: {total} scenario{'s' if total != 1 else ''}"
-        if self.checked:
-            bad = sum(1 for outcome in self._outcomes if outcome.holds is False)
-            text += f", {bad} violat{'es' if bad == 1 else 'e'} the invariant"
-        if self.saga.pivot is not None:
-            stuck = sum(1 for outcome in self._outcomes if outcome.run.status == "stuck")
-            text += f", {stuck} end{'s' if stuck == 1 else ''} stuck"
-        return text
+        return summary(self)
 
     def to_text(self) -> str:
         """The matrix as plain text (and, for a saga with retriable steps, the outcomes when only
-        their first attempt fails)."""
-        matrix = self.matrix()
-        labels = kind_labels(self.saga)
-        table = steps_by_modes_text(list(self.saga.step_names), self.modes,
-                                    lambda name, mode: str(matrix.loc[name, mode]), "compensation_failed", labels)
-        lines = [self._summary(), "", *table]
-        retried = self.matrix(transient=True)
-        if len(retried.index) and len(retried.columns):
-            lines += ["", "retriable steps failing their first attempt only (retried):"]
-            lines += steps_by_modes_text(list(retried.index), list(retried.columns),
-                                         lambda name, mode: str(retried.loc[name, mode]), "compensation_failed", labels)
-        lines.extend(self._footnotes())
-        return "\n".join(lines)
-
-    def _footnotes(self) -> list[str]:
-        notes = []
-        baseline = self._outcomes[0] if self._outcomes and self._outcomes[0].scenario.kind == "baseline" else None
-        if baseline is not None:
-            notes.append(f"no faults: {_outcome_of(baseline)}")
-        pairs = [o for o in self._outcomes if o.scenario.kind == "pair"]
-        if pairs:
-            bad = [o for o in pairs if o.holds is False]
-            notes.append(f"pairs: {len(pairs)} scenarios, {len(bad)} violate the invariant")
-            notes.extend(f"  {o.scenario.label}: {o.violation}" for o in bad[:10])
-            if len(bad) > 10:
-                notes.append(f"  ... and {len(bad) - 10} more (see .violations)")
-        for o in self._outcomes:
-            if o.holds is False and o.scenario.kind in ("baseline", "single", "transient"):
-                notes.append(f"violated by {o.scenario.label}: {o.violation}")
-        drawn = [o for o in self._outcomes if o.scenario.kind == "random"]
-        if self.search == "random":
-            violating = sum(1 for o in drawn if o.holds is False)
-            notes.append(f"random: {len(drawn)} scenarios (seed {self.seed}), {violating} violate the invariant")
-        stuck = [o for o in self._outcomes if o.run.status == "stuck"]
-        if stuck:
-            steps = sorted({str(o.run.failed_step) for o in stuck}, key=self._position)
-            notes.append(f"stuck: {len(stuck)} scenario{'s' if len(stuck) != 1 else ''}, at "
-                         + ", ".join(repr(step) for step in steps) + " (nothing compensated; see .stuck)")
-        for found in self.counterexamples:
-            notes.append(f"minimal counterexample: {found.scenario.label}: {found.violation}")
-        return notes
-
-    def _position(self, step: str) -> int:
-        names = self.saga.step_names
-        return names.index(step) if step in names else len(names)
+        their first attempt fails), with notes: the baseline, pairs, violations, stuck runs."""
+        return matrix_text(self)
 
     def to_html(self) -> str:
         """The matrix as an HTML table, coloured by outcome, with details on hover (and, for a
         saga with retriable steps, a second table: their first attempt failing only)."""
-        esc = html.escape
-        parts = [
-            f'<div class="sagakit-exploration" data-saga="{esc(self.saga.name)}">',
-            f'<div style="font-weight:600;margin:4px 0;font-family:sans-serif">{esc(self._summary())}</div>',
-        ]
-        parts.append(self._html_table("single", list(self.saga.step_names), list(self.modes), "cell"))
-        retriable = [member.name for member in self.saga.steps if member.kind == "retriable"]
-        transient_modes = [mode for mode in self.modes if mode in TRANSIENT_MODES]
-        if retriable and transient_modes:
-            parts.append('<div style="margin:6px 0 2px 0;font-family:sans-serif;font-size:12px">retriable steps failing '
-                         "their first attempt only (retried):</div>")
-            parts.append(self._html_table("transient", retriable, transient_modes, "transient"))
-        notes = self._footnotes()
-        if notes:
-            parts.append('<pre style="font-size:11px;margin:4px 0">' + esc("\n".join(notes)) + "</pre>")
-        parts.append("</div>")
-        return "".join(parts)
-
-    def _html_table(self, kind: str, names: list[str], modes: list[str], prefix: str) -> str:
-        esc = html.escape
-        cells = {(o.scenario.step, o.scenario.mode): o for o in self._outcomes if o.scenario.kind == kind}
-        kinds = {member.name: member.kind for member in self.saga.steps}
-        parts = [
-            '<table style="border-collapse:collapse;font-family:monospace;font-size:12px">',
-            '<thead><tr><th style="text-align:left;padding:4px 8px">step</th>',
-        ]
-        parts.extend(f'<th style="padding:4px 8px">{esc(mode)}</th>' for mode in modes)
-        parts.append("</tr></thead><tbody>")
-        for name in names:
-            kind = kinds.get(name, "compensatable")
-            marker = (f' <span class="sagakit-kind kind-{esc(kind)}" style="font-weight:normal;color:#6b7280">'
-                      f"{esc(kind)}</span>") if kind != "compensatable" else ""
-            parts.append(f'<tr><th style="text-align:left;padding:4px 8px">{esc(name)}{marker}</th>')
-            for mode in modes:
-                found = cells.get((name, mode))
-                if found is None:
-                    value, tip, text = "n/a", self._missing.get((name, mode), "not explored"), "n/a"
-                else:
-                    value = _outcome_of(found)
-                    tip = _tooltip(found)
-                    text = value.replace("_", " ") if found.run.injected else f"{value.replace('_', ' ')} (not reached)"
-                background, colour = _COLOURS.get(value, _COLOURS["n/a"])
-                parts.append(
-                    f'<td id="{prefix}-{esc(name)}-{esc(mode)}" class="sagakit-cell outcome-{esc(value)}" '
-                    f'title="{esc(tip)}" style="background:{background};color:{colour};padding:4px 8px;'
-                    f'border:1px solid #fff;text-align:center">{esc(text)}</td>'
-                )
-            parts.append("</tr>")
-        parts.append("</tbody></table>")
-        return "".join(parts)
+        return matrix_html(self, self._missing)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -838,24 +725,3 @@ class Exploration:
 
     def __repr__(self) -> str:
         return f"<{self._summary()}>"
-
-
-def _outcome_of(outcome: _Outcome) -> str:
-    return "violated" if outcome.holds is False else outcome.run.status
-
-
-def _tooltip(outcome: _Outcome) -> str:
-    run = outcome.run
-    lines = [f"faults: {outcome.scenario.label}", f"status: {run.status}"]
-    if run.status == "stuck":
-        lines.append(f"stuck at: {run.failed_step} (retried forward until its policy ran out; nothing compensated)")
-    elif run.failed_step is not None:
-        lines.append(f"failed step: {run.failed_step}")
-    lines.append("compensated: " + (", ".join(run.compensated_steps) or "nothing"))
-    if run.error is not None:
-        lines.append(f"error: {type(run.error).__name__}: {error_message(run.error, run=run)}")
-    if outcome.violation is not None:
-        lines.append(f"invariant violated: {outcome.violation}")
-    if not run.injected:
-        lines.append("the fault never fired: the saga stopped before reaching it")
-    return "\n".join(lines)
