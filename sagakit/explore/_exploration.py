@@ -232,16 +232,25 @@ async def explore(
       the compensation fault with a ``fail`` on the first step of the next stage, the
       smallest failure after which that compensation is the first to run. Steps without a
       compensation, or in the last stage, have no such scenario (the matrix says why);
+    * for every retriable step (after the pivot), each of ``fail`` and ``fail_after`` in
+      ``modes`` as a :func:`transient` fault: the first attempt fails, the retry goes through
+      (retried to completion), next to the plain fault above, which fails every attempt and
+      leaves the run ``stuck``;
     * with ``pairs=True``, also every combination of faults on two different steps in which
       both can take effect: a compensation fault with a forward fault on a later (or the
-      same parallel) stage, or two forward faults on branches of one parallel stage.
-      Plans already listed are not repeated.
+      same parallel) stage that rolls back (at or before the pivot), or two forward faults on
+      branches of one parallel stage. Plans already listed are not repeated.
+
+    A compensation fault is never planned (nor drawn) on a step without a compensation: the
+    pivot, retriable and read-only steps have none. The invariant is checked on every run,
+    stuck ones and ones retried to completion included; ``stuck`` is an outcome of its own.
 
     With ``search="random"`` come, after those, ``budget`` drawn schedules of any size (up
     to ``max_faults`` faults on distinct steps, any of ``modes``, some flaky, some delayed),
     each drawn from a seed made of ``seed`` and its position: the same ``seed`` draws the
     same scenarios. They are drawn as the search goes, not all beforehand. Every violation is
-    then shrunk (``shrink=True``) to a minimal schedule that still violates the invariant:
+    then shrunk (``shrink=True``) to a minimal schedule that still violates the invariant (in
+    a saga with a pivot, with a run that recovered the same way: see :func:`recovery_of`):
     see :attr:`Exploration.counterexamples`.
 
     Each scenario gets a fresh world from ``world()`` (steps reach it as ``context.world``),

@@ -2,7 +2,9 @@
 
 Each run of a concurrent exploration executes a copy of its saga whose every step action and
 compensation sits behind a *gate* (a policy around the whole step, retries and timeouts
-included, so that a step and a compensation are each one atomic action). A gate waits until the
+included, so that a step and a compensation are each one atomic action; a retriable step, after
+the pivot, is retried for as long as its forward policy allows while other runs go on, so each of
+its attempts is an action of its own). A gate waits until the
 scheduler lets its action through; while the action runs, its accesses to the world are
 recorded (see :mod:`sagakit.explore._world`). The scheduler runs on a
 :class:`~sagakit.explore.VirtualClockLoop`: it waits until the loop is idle (every run has gone
@@ -70,7 +72,8 @@ class Performed(NamedTuple):
         step: the step's name.
         phase: ``"forward"`` or ``"compensate"``.
         status: ``"succeeded"``, ``"failed"`` or ``"cancelled"``.
-        attempts: how many attempts it made (retries count).
+        attempts: how many attempts it made (retries count); for an attempt of a retriable
+            step, each an action of its own, its attempt number.
         footprint: the world keys it read and wrote.
         enabled: the actions that were waiting when it was chosen (itself included).
         at: the virtual clock's reading when it began.
