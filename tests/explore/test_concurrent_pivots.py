@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import sagakit as sk
 from sagakit.explore import World, explore_concurrent, replay_interleaving, transient
@@ -209,3 +211,89 @@ class TestReplay:
         assert again.accesses == example.minimal.accesses
         ships = [a for a in again.actions if a.step == "ship" and a.status == "failed"]
         assert len(ships) >= 2 and ships[-1].at - ships[0].at > 1.0  # the backoffs passed on the virtual clock
+
+
+def _operation(kind: str, key: str) -> Any:
+    def act(world: World) -> None:
+        if kind == "read":
+            world[key]
+        elif kind == "write":
+            world[key] = 1
+        elif kind == "add":
+            world[key] = world[key] + 1
+        elif world[key] == 0:  # "need": fails until another step wrote the key
+            raise ConnectionError(f"{key} not there yet")
+
+    return act
+
+
+@st.composite
+def pivot_cases(draw: st.DrawFn) -> tuple[list[sk.Saga], tuple[str, ...], str]:
+    """Two small sagas: an optional compensatable step, a pivot, one or two retriable steps (some
+    waiting for a key another step writes, so that their retries race), on one or two keys."""
+    keys = ["x", "y"][: draw(st.integers(1, 2))]
+    ops = st.lists(st.tuples(st.sampled_from(["read", "write", "add"]), st.sampled_from(keys)), max_size=2)
+
+    def make(name: str, operations: list[tuple[str, str]], **options: Any) -> sk.Step:
+        actions = [_operation(kind, key) for kind, key in operations]
+
+        async def action(data: Any, context: sk.WorkflowContext) -> Any:
+            for act in actions:
+                act(context.world)
+            return data
+
+        action.__name__ = name
+        return sk.step(action, name=name, **options)
+
+    sagas = []
+    for number in range(2):
+        name = f"p{number}"
+        stages: list[Any] = []
+        if draw(st.booleans()):
+            undo = [_operation(kind, key) for kind, key in draw(ops)]
+
+            async def compensate(data: Any, context: sk.WorkflowContext, undo: list[Any] = undo) -> None:
+                for act in undo:
+                    act(context.world)
+
+            first = make(f"{name}a", draw(ops))
+            stages.append(first.replace(compensate=compensate))
+        stages.append(make(f"{name}p", draw(ops), kind="pivot"))
+        for position in range(draw(st.integers(1, 2))):
+            needs = [("need", draw(st.sampled_from(keys)))] if draw(st.booleans()) else []
+            stages.append(make(f"{name}r{position}", needs + draw(ops), retry=PATIENT))
+        sagas.append(sk.Saga(name, stages))
+    modes = draw(st.sampled_from([(), ("fail",)]))
+    check = draw(st.sampled_from(["end", "end", "every action"]))
+    return sagas, modes, check
+
+
+class TestReductionWithPivots:
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(case=pivot_cases())
+    async def test_reduction_loses_no_outcome_and_no_violation_with_retries(
+        self, case: tuple[list[sk.Saga], tuple[str, ...], str]
+    ) -> None:
+        """With retriable steps whose retries race other runs' writes, the reduced search reaches exactly
+        the end states (world and statuses, stuck included) of the full one, and a violation in one is a
+        violation in the other, both ways."""
+        sagas, modes, check = case
+        outcomes: dict[bool, set[Any]] = {True: set(), False: set()}
+        violated: dict[bool, bool] = {}
+        for reduce in (True, False):
+            seen = outcomes[reduce]
+
+            def record(world: World, runs: tuple[sk.Run | None, ...], seen: set[Any] = seen) -> bool:
+                if all(run is not None for run in runs):
+                    seen.add((tuple(sorted(world.to_dict().items())), tuple(run.status for run in runs if run)))
+                return world.get("x") != 2  # some states violate
+
+            exploration = await explore_concurrent(
+                list(sagas), world=lambda: World(x=0, y=0), invariant=record, modes=modes, reduce=reduce,
+                check=check, shrink=False, budget=50_000,  # type: ignore[arg-type]
+            )
+            assert exploration.complete
+            violated[reduce] = not exploration.ok
+        if check == "end":
+            assert outcomes[True] == outcomes[False]
+        assert violated[True] == violated[False]
