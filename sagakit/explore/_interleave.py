@@ -76,7 +76,8 @@ class Performed(NamedTuple):
             step, each an action of its own, its attempt number.
         footprint: the world keys it read and wrote.
         enabled: the actions that were waiting when it was chosen (itself included).
-        at: the virtual clock's reading when it began.
+        at: the virtual clock's reading when it was let through (a retry's backoff passes after
+            that, inside the action).
     """
 
     position: int

@@ -146,6 +146,12 @@ class TestAfterThePivot:
         assert ("completed", "stuck") in seen and ("stuck", "completed") in seen
 
 
+def _first_stuck(exploration: Any) -> int:
+    """The number of the first interleaving in which a run ended stuck."""
+    rows = exploration.interleavings
+    return int(rows[rows["stuck"] > 0]["interleaving"].iloc[0])
+
+
 def paid_and_not_stuck_wrongly(world: World, runs: tuple[sk.Run | None, ...]) -> None:
     """With faults, a stuck run is the fault's doing; otherwise every payment is shipped."""
     if any(run is not None and run.status == "stuck" for run in runs):
@@ -168,6 +174,23 @@ class TestRetriesAsActions:
             return False
 
         assert any(split(order) for order in orders)
+
+    async def test_the_waits_between_attempts_follow_the_forward_policy(self) -> None:
+        """Exponential backoff capped at max_delay, on the virtual clock, between the actions of one
+        shipment's attempts (the same waits as RetryPrimitive's), and the deadline stops the retries."""
+        growing = sk.RetryPolicy(max_retries=4, initial_delay=1.0, max_delay=3.0, jitter=0)
+        exploration = await explore_concurrent(two(retry=growing), world=store, modes=())
+        result = await exploration.replay(_first_stuck(exploration))
+        stuck = next(run for run in result.runs if run.status == "stuck")
+        ship = stuck.steps[stuck.steps["step"] == "ship"]
+        starts, ends = list(ship["started_at"]), list(ship["ended_at"])
+        waits = [(start - end).total_seconds() for end, start in zip(ends, starts[1:], strict=False)]
+        assert [round(wait, 6) for wait in waits] == [1.0, 2.0, 3.0, 3.0]
+        bounded = sk.RetryPolicy(max_retries=10, initial_delay=2.0, max_delay=2.0, jitter=0, deadline=5.0)
+        exploration = await explore_concurrent(two(retry=bounded), world=store, modes=())
+        result = await exploration.replay(_first_stuck(exploration))
+        stuck = next(n for n, run in enumerate(result.runs) if run.status == "stuck")
+        assert len([a for a in result.actions if a.key == (stuck, "ship", "forward")]) == 4  # at 0, 2, 4, 6 s
 
     async def test_reduction_finds_what_the_full_search_finds_with_retries(self) -> None:
         """With retries as actions, partial-order reduction still finds every story the full search
