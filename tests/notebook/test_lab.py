@@ -46,8 +46,8 @@ class TestControls:
         lab = order_saga.lab(data={})
         assert lab.widget is lab.diagram is lab.history is lab._display_()  # marimo shows it for `lab`
         assert lab.widget.kind == "lab" and lab.widget.stoppable and lab.widget.show_charts
-        assert lab.widget.steps[0] == ["reserve_inventory", "reserve_inventory", True]
-        assert lab.widget.steps[-1] == ["send_receipt", "send_receipt", False]
+        assert lab.widget.steps[0] == ["reserve_inventory", "reserve_inventory", True, "compensatable"]
+        assert lab.widget.steps[-1] == ["send_receipt", "send_receipt", False, "compensatable"]
         assert [mode for mode, _ in lab.widget.modes] == list(sagakit.FAULT_MODES)
         assert all(help_text for _, help_text in lab.widget.modes)
         assert (lab.widget.n, lab.widget.progress, lab.widget.status["text"]) == (20, [0, 20], [["", "ready"]])
