@@ -10,6 +10,7 @@ keeps its place in the list: it is the same run, carried on.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,15 +84,15 @@ class LabRuns:
         """Every run, oldest first: the journal's (not made by this kernel), then ``saga.history``;
         a run resumed since is listed once, where it first was, as it stands now."""
         live = list(self.saga.history)
-        if self._recorded:
-            ids = {run.run_id for run in live}
-            live = [run for run in self._recorded if run.run_id not in ids] + live
-        return _latest(live)
+        if not self._recorded:
+            return _latest(live, ())
+        made = _made_here(live)
+        return _latest([run for run in self._recorded if run.run_id not in made] + live, self._recorded)
 
     def from_journal(self) -> frozenset[str]:
         """The ids of the runs listed because the journal holds them (not made by this kernel)."""
-        live = {run.run_id for run in self.saga.history}
-        return frozenset(run.run_id for run in self._recorded if run.run_id not in live)
+        made = _made_here(self.saga.history)
+        return frozenset(run.run_id for run in self._recorded if run.run_id not in made)
 
     def close(self) -> None:
         """Close the journal if it was opened here."""
@@ -99,15 +100,38 @@ class LabRuns:
             self.journal.close()
 
 
-def _latest(runs: list[Run]) -> list[Run]:
-    # A resumed run is in the history twice (as it stopped, and as it ended): one row for it.
-    latest = {run.run_id: run for run in runs}
-    if len(latest) == len(runs):
-        return runs
+def _made_here(live: Iterable[Run]) -> set[str]:
+    # The runs this kernel made: first seen here as they began, not as a resumption of a run
+    # another process (or an earlier kernel) recorded.
+    made: set[str] = set()
+    seen: set[str] = set()
+    for run in live:
+        if run.run_id not in seen:
+            seen.add(run.run_id)
+            if not _resumed(run):
+                made.add(run.run_id)
+    return made
+
+
+def _latest(listed: list[Run], recorded: Sequence[Run]) -> list[Run]:
+    # A resumed run is in the history twice (as it stopped, and as it ended), and the journal may
+    # hold a later version than this kernel saw (another process resumed it): one row per run,
+    # where it was first listed, as it was last carried on.
+    latest: dict[str, Run] = {}
+    for run in (*recorded, *listed):  # on a tie the kernel's own object wins
+        current = latest.get(run.run_id)
+        if current is None or _resumed(run) >= _resumed(current):
+            latest[run.run_id] = run
+    if len(latest) == len(listed) and all(latest[run.run_id] is run for run in listed):
+        return listed
     seen: set[str] = set()
     found = []
-    for run in runs:
+    for run in listed:
         if run.run_id not in seen:
             seen.add(run.run_id)
             found.append(latest[run.run_id])
     return found
+
+
+def _resumed(run: Run) -> int:
+    return int((run.info or {}).get("resumed", 0) or 0)

@@ -457,7 +457,7 @@ def step_kinds(run: Run) -> dict[str, str]:
     if definition is not None:
         from sagakit.steps import Parallel
 
-        found = {}
+        found: dict[str, str] = {}
         for stage in definition.stages:
             for member in stage.steps if isinstance(stage, Parallel) else (stage,):
                 if member.kind != "compensatable":

@@ -467,7 +467,7 @@ class Lab:
         self._last_events = events
         self._schedule_draw()
         try:
-            finished = await journal.resume(run.run_id, self.saga, observers=(events.append,))
+            finished: Run = await journal.resume(run.run_id, self.saga, observers=(events.append,))
         except BaseException:
             self._last_events = None
             raise
