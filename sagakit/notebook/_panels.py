@@ -49,7 +49,7 @@ def _outcome_parts(found: Outcome) -> list[list[str]]:
         parts.append(["", "; nothing undone"])
         if found.pivot:
             parts += [["", " (past the pivot "], ["code", found.pivot], ["", ")"]]
-        return [*parts, *again, ["", f" · {found.duration_ms:.1f} ms"]]
+        return [*parts, *again, ["", f" · {found.took_words()}"]]
     if found.status == "cancelled":
         if found.failed_step:
             parts += [["", "■ stopped while "], ["code", found.failed_step], ["", " ran"]]
@@ -63,7 +63,7 @@ def _outcome_parts(found: Outcome) -> list[list[str]]:
             parts.append(["", f" ({found.error})"])
     for phrase in found.rollback_parts():
         parts.append(["", "; " + phrase])
-    return [*parts, *again, ["", f" · {found.duration_ms:.1f} ms"]]
+    return [*parts, *again, ["", f" · {found.took_words()}"]]
 
 
 #: What the status line adds about a run that needs an operator.
@@ -91,7 +91,7 @@ def run_status(run: Run, hints: Iterable[str] = (), *, resume: int = 0, journal:
     hints = list(hints)
     if run.status == "completed":
         found = outcome(run)
-        text = f"✔ completed in {run.duration_ms:.1f} ms" + (f" · {found.resumed_words()}" if found.resumed else "")
+        text = f"✔ {found.sentence()}"
         return {"level": "ok", "text": [["", text]], "hints": hints}
     found = outcome(run)
     level = {"cancelled": "stopped", "compensated": "warn", "stuck": "stuck"}.get(run.status, "error")

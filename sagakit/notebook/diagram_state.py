@@ -333,6 +333,8 @@ class Outcome:
         attempts: how many attempts the failed step made (the pending step of a stuck run).
         pivot: the saga's pivot, if it has one.
         resumed: how often the run was resumed from its journal.
+        resumed_ms: how long the run took after its last resumption (``duration_ms`` counts
+            from its first start, the wait for an operator included).
         read_only: completed read-only steps (nothing to undo).
     """
 
@@ -348,25 +350,27 @@ class Outcome:
     attempts: int = 0
     pivot: str | None = None
     resumed: int = 0
+    resumed_ms: float = 0.0
     read_only: list[str] = field(default_factory=list)
 
     def sentence(self) -> str:
         """The outcome in one line: what failed, what the rollback did, what is left."""
         again = f" · {self.resumed_words()}" if self.resumed else ""
+        took = self.took_words()
         if self.status == "completed":
-            return f"completed in {self.duration_ms:.1f} ms{again}"
+            return f"completed{again} · {took}" if self.resumed else f"completed in {self.duration_ms:.1f} ms"
         if self.status == "stuck":
             head = f"stuck at {self.failed_step}{self.attempts_words()}" if self.failed_step else "stuck"
             if self.error:
                 head += f" ({self.error})"
-            return f"{head}; {self.stuck_words()}{again} · {self.duration_ms:.1f} ms"
+            return f"{head}; {self.stuck_words()}{again} · {took}"
         if self.status == "cancelled":
             head = f"stopped while {self.failed_step} ran" if self.failed_step else "stopped"
         else:
             head = f"{self.words}: {self.failed_step} failed" if self.failed_step else self.words
             if self.error:
                 head += f" ({self.error})"
-        return "; ".join([head, *self.rollback_parts()]) + f"{again} · {self.duration_ms:.1f} ms"
+        return "; ".join([head, *self.rollback_parts()]) + f"{again} · {took}"
 
     def attempts_words(self) -> str:
         """`` after 3 attempts`` (empty when the number is unknown)."""
@@ -379,8 +383,14 @@ class Outcome:
         return f"nothing undone (past the pivot {self.pivot})" if self.pivot else "nothing undone"
 
     def resumed_words(self) -> str:
-        """``resumed once``, ``resumed 3 times``."""
-        return "resumed once" if self.resumed == 1 else f"resumed {self.resumed} times"
+        """``resumed once, 902.1 ms to finish``, ``resumed 3 times, ...``."""
+        times = "once" if self.resumed == 1 else f"{self.resumed} times"
+        return f"resumed {times}, {self.resumed_ms:.1f} ms to finish"
+
+    def took_words(self) -> str:
+        """How long the run took: ``12.3 ms``, or for a resumed run ``28249.9 ms since it
+        started`` (the wait for an operator included)."""
+        return f"{self.duration_ms:.1f} ms since it started" if self.resumed else f"{self.duration_ms:.1f} ms"
 
     def rollback_parts(self) -> list[str]:
         """What the rollback did, as short phrases."""
@@ -408,10 +418,15 @@ def outcome(run: Run) -> Outcome:
     found = Outcome(run.status, STATUS_WORDS.get(run.status, run.status.replace("_", " ")), run.failed_step, failure,
                     duration_ms=run.duration_ms, resumed=int((run.info or {}).get("resumed", 0) or 0),
                     pivot=next((name for name, kind in kinds.items() if kind == "pivot"), None))
-    if run.status == "completed":
-        return found
     completed: dict[str, None] = {}
     undone: set[str] = set()
+    if found.resumed:
+        resumed_at = next((event.at for event in reversed(run.events) if event.kind is _K.RUN_RESUMED), None)
+        ended_at = next((event.at for event in reversed(run.events) if event.kind is _K.RUN_FINISHED), None)
+        if resumed_at is not None and ended_at is not None:
+            found.resumed_ms = max(0.0, (ended_at - resumed_at) * 1000.0)
+    if run.status == "completed":
+        return found
     for event in run.events:
         kind, step = event.kind, event.step
         if step is None:

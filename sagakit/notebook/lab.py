@@ -308,6 +308,8 @@ class Lab:
     def _ipython_display_(self) -> None:
         # Two outputs: the static fallback (kept up to date, by its display id) for front-ends
         # that cannot draw the view, then the view, which hides the fallback while it lives.
+        if not self._busy:
+            self.flush()  # a run awaited in this cell is drawn (and its status told) in the fallback too
         bundle = self.widget.static_bundle(self._static_status())
         self._display_id = publish(bundle, display_id=self._display_id or True)
         self._static_drawn = (self._state.version, self._static_status())

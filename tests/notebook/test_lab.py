@@ -597,7 +597,8 @@ class TestPivotsAndResume:
             assert lab.widget.state["n"]["ship"].endswith("\u00d74")
             [row] = lab.widget.rows
             assert (row[1], row[9], row[10]) == ("completed", False, 1)
-            assert status_text(lab).startswith("✔ completed in") and "resumed once" in status_text(lab)
+            assert status_text(lab).startswith("✔ completed · resumed once, ")
+            assert status_text(lab).endswith(" ms since it started")  # the wait for the operator included
             assert "resume" not in lab.widget.status
             assert [attempt[8] for attempt in lab.inspect("ship")["attempts"]] == [0, 0, 0, 1]
         finally:

@@ -265,7 +265,8 @@ class TestResumedRuns:
         for frame in replay["frames"][at:]:
             states.update(frame["s"])
         assert states["ship"] == "state-succeeded" and states["mail"] == "state-succeeded"
-        assert replay["frames"][-1]["c"].startswith("completed in") and "resumed once" in replay["frames"][-1]["c"]
+        assert re.fullmatch(r"completed · resumed once, [\d.]+ ms to finish · [\d.]+ ms since it started",
+                            replay["frames"][-1]["c"])
 
 
 class TestStop:
