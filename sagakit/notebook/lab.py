@@ -471,7 +471,12 @@ class Lab:
         try:
             finished: Run = await journal.resume(run.run_id, self.saga, observers=(events.append,))
         except BaseException:
-            self._last_events = None
+            latest = self.saga.history.last
+            if latest is not None and latest.run_id == run.run_id and latest is not run:
+                # Stopped: past the pivot the run went on to its end, shielded; it is drawn.
+                self._last_run = latest
+            else:
+                self._last_events = None
             raise
         self._last_run = finished
         self._runs.recorded(finished)
@@ -611,7 +616,7 @@ class Lab:
                 if not self._events:
                     self._drawn_later = last
             self.flush()
-            if last is None or last.status != "cancelled":
+            if (last is None or last.status != "cancelled") and last is not self._last_run:
                 self.widget.status = message_status("stopped", "■ stopped before the run started")
             self._schedule_settle()
             return

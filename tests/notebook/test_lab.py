@@ -636,6 +636,28 @@ class TestPivotsAndResume:
             lab.close()
             journal.close()
 
+    async def test_stop_during_a_resume_lets_the_steps_after_the_pivot_finish(self, tmp_path: Path) -> None:
+        """Stop while a resumed run is past its pivot: the remaining steps run to their end,
+        shielded, and the Lab draws the run as it ended (completed), not "stopped before it started"."""
+        carrier = Carrier()
+        lab = pivot_saga(carrier).lab(journal=tmp_path / "runs.db", data={}, charts=False)
+        try:
+            await lab.run()
+            carrier.up, carrier.hold = True, asyncio.Event()
+            arrived = asyncio.Event()
+            carrier.arrived = arrived.set
+            from_browser(lab.widget, {"t": "resume", "run": 1})
+            await arrived.wait()
+            from_browser(lab.widget, {"t": "stop"})
+            carrier.hold.set()
+            with pytest.raises(asyncio.CancelledError):
+                await lab.wait()
+            await settled(lab)
+            assert lab.states["mail"] == "succeeded" and lab.widget.rows[0][1] == "completed"
+            assert status_text(lab).startswith("✔ completed · resumed once")
+        finally:
+            lab.close()
+
     async def test_a_refused_resume_says_why_and_changes_nothing(self, tmp_path: Path) -> None:
         """Resume of a run that another kernel finished meanwhile: the journal's reason is in the
         status line, and the Lab shows the run as it was; a Lab without a journal offers no
