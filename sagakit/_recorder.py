@@ -234,10 +234,27 @@ class Recorder:
                     status)
         events = self.events
         trace = events is None
-        return _new_run(Run)._fill(
-            run_id=self.run_id, saga=self.saga_name, definition=definition, correlation_id=self.correlation_id,
-            backend=backend, status=status, result=result, error=error, original_error=original,
-            failed_step=self.failed_step, events=events, atoms=tuple(self.atoms) if trace else None,
-            times=pack_times(self.times) if trace else None, objects=tuple(self.objects) if trace else None,
-            started_at=started_at, duration_ms=duration_ms, info={} if info is None else info,
-            steps_completed=steps_completed, compensations_run=self.compensations_run, injected=self.injected)
+        # Each field set by name, inline (a keyword call of Run._fill costs twice as much, once
+        # per run); tests/core/test_recorder.py holds this to Run's slots.
+        run: Run = _new_run(Run)
+        run.run_id = self.run_id
+        run.saga = self.saga_name
+        run.definition = definition
+        run.correlation_id = self.correlation_id
+        run.backend = backend
+        run.status = status
+        run.result = result
+        run.error = error
+        run.original_error = original
+        run.failed_step = self.failed_step
+        run._events = events
+        run._atoms = tuple(self.atoms) if trace else None
+        run._times = pack_times(self.times) if trace else None
+        run._objects = tuple(self.objects) if trace else None
+        run.started_at = started_at
+        run.duration_ms = duration_ms
+        run.info = {} if info is None else info
+        run.steps_completed = steps_completed
+        run.compensations_run = self.compensations_run
+        run.injected = self.injected
+        return run

@@ -524,6 +524,7 @@ class _Execution(Recorder):
         # suspending (an asyncio.timeout, a TaskGroup) must be the task that goes on running it.
         inline_task = asyncio.current_task()
         prior = self.prior_attempts  # a resumed run numbers attempts on from its record
+        special = faults is not _NO_FAULTS or prior is not None
         # The driver's walk (sagakit._driver.Rollback), inlined: in undo order, a step without a
         # compensation recorded as skipped; the driver decides what a failure means.
         for position, (step, index, data, context) in enumerate(() if rollback.stopped else rollback.undo):
@@ -542,8 +543,11 @@ class _Execution(Recorder):
             context.phase = "compensate"
             context._scope = None
             self.compensations_run += 1
-            fault = faults.get(name) if faults is not _NO_FAULTS else None
-            base = prior.get((name, "compensate"), 0) if prior is not None else 0
+            if special:  # a fault plan, or a resumed run's attempts to number on from
+                fault = faults.get(name) if faults is not _NO_FAULTS else None
+                base = prior.get((name, "compensate"), 0) if prior is not None else 0
+            else:
+                fault, base = None, 0
             try:
                 if isinstance(compensate, Policy):
                     scope = context._scope = _StepScope(self, step, index, "compensate", fault)

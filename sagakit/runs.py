@@ -7,16 +7,19 @@ import bisect
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from sagakit.events import END_KINDS, Event, EventKind
 from sagakit.redaction import Redactor, default_redactor
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
 
     from sagakit.compare import RunComparison
+    from sagakit.journal import Serializer
     from sagakit.saga import Saga
 
 __all__ = ["RUN_COLUMNS", "STEP_COLUMNS", "Run", "RunHistory", "RunStatus", "error_message", "run_redactor"]
@@ -392,14 +395,14 @@ class Run:
             return ((row[0], row[1], row[3]) for row in self._atoms or ())
         return ((e.kind, e.step, e.phase) for e in self._events)
 
-    def timeline(self, **options: Any) -> Any:
+    def timeline(self, *, width: int = 520, height: int | None = None) -> Any:
         """A Gantt-style chart of this run's forward and compensation phases.
 
         See :func:`sagakit.analysis.timeline`.
         """
         from sagakit.analysis import timeline
 
-        return timeline(self, **options)
+        return timeline(self, width=width, height=height)
 
     def compare(self, other: Run) -> RunComparison:
         """This run next to ``other``: the first point where they diverge, and a DataFrame of
@@ -658,34 +661,45 @@ class RunHistory:
             frame = self._frames["steps"] = _steps_frame(self._runs)
         return frame
 
-    def compensation_timings(self, **options: Any) -> pd.DataFrame:
+    def compensation_timings(self, *, phase: str = "compensate",
+                             percentiles: Sequence[float] = (0.5, 0.95)) -> pd.DataFrame:
         """Count, mean, p50, p95 and max compensation duration per step.
 
         See :func:`sagakit.analysis.compensation_timings`.
         """
         from sagakit.analysis import compensation_timings
 
-        return compensation_timings(self, **options)
+        return compensation_timings(self, phase=phase, percentiles=percentiles)
 
     @classmethod
-    def from_journal(cls, path: Any, **options: Any) -> RunHistory:
+    def from_journal(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        saga: str | Saga | None = None,
+        sagas: Iterable[Saga] | Mapping[str, Saga] | None = None,
+        payloads: bool = True,
+        serializer: Serializer | None = None,
+        status: str | Iterable[str] | None = None,
+    ) -> RunHistory:
         """The runs recorded in a SQLite journal file; see :func:`sagakit.journal.load_history`."""
         from sagakit.journal import load_history
 
-        return load_history(path, **options)
+        return load_history(path, saga=saga, sagas=sagas, payloads=payloads, serializer=serializer, status=status)
 
-    def to_parquet(self, path: Any, **options: Any) -> None:
+    def to_parquet(self, path: str | os.PathLike[str], *, redact: bool | Redactor = True) -> None:
         """Save this history to a Parquet file; see :func:`sagakit.journal.history_to_parquet`."""
         from sagakit.journal import history_to_parquet
 
-        history_to_parquet(self, path, **options)
+        history_to_parquet(self, path, redact=redact)
 
     @classmethod
-    def from_parquet(cls, path: Any, **options: Any) -> RunHistory:
-        """Load a history saved with :meth:`to_parquet`."""
+    def from_parquet(cls, path: str | os.PathLike[str], *,
+                     sagas: Iterable[Saga] | Mapping[str, Saga] | None = None) -> RunHistory:
+        """Load a history saved with :meth:`to_parquet`; see :func:`sagakit.journal.history_from_parquet`."""
         from sagakit.journal import history_from_parquet
 
-        return history_from_parquet(path, **options)
+        return history_from_parquet(path, sagas=sagas)
 
     @property
     def last(self) -> Run | None:

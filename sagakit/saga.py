@@ -20,6 +20,10 @@ from sagakit.runs import Run, RunHistory
 from sagakit.steps import Parallel, Stage, StageLike, Step, check_name, coerce_stages
 
 if TYPE_CHECKING:
+    import datetime as dt
+    from typing import Literal
+
+    from sagakit.explore import Exploration, LatencyLike
     from sagakit.journal import SqliteJournal
     from sagakit.notebook.lab import Lab
 
@@ -422,29 +426,99 @@ class Saga:
         return Lab(self, backends=backends, data=data, context=context, runs=runs, history_rows=history_rows,
                    throttle=throttle, charts=charts, pace=pace, journal=journal)
 
-    async def explore(self, data: Any = None, **options: Any) -> Any:
+    async def explore(
+        self,
+        data: Any = None,
+        *,
+        world: Callable[[], Any] | None = None,
+        invariant: Callable[[Any, Run], Any] | None = None,
+        modes: Sequence[str] | str | None = None,
+        pairs: bool = False,
+        search: Literal["exhaustive", "random"] = "exhaustive",
+        budget: int = 200,
+        seed: int | None = None,
+        max_faults: int = 4,
+        max_delay: float = 0.0,
+        flaky: float = 0.2,
+        shrink: bool = True,
+        concurrency: int = 8,
+        progress: bool | Callable[[int, int], Any] | None = None,
+        observers: Iterable[Observer] = (),
+        record_history: bool = False,
+        clock: Literal["virtual", "real"] = "virtual",
+    ) -> Exploration:
         """Run the saga under every fault scenario and check an invariant.
 
-        See :func:`sagakit.explore.explore` for the options.
+        See :func:`sagakit.explore.explore` for the arguments.
         """
         from sagakit.explore import explore
 
-        return await explore(self, data, **options)
+        return await explore(
+            self, data, world=world, invariant=invariant, modes=modes, pairs=pairs, search=search, budget=budget,
+            seed=seed, max_faults=max_faults, max_delay=max_delay, flaky=flaky, shrink=shrink,
+            concurrency=concurrency, progress=progress, observers=observers, record_history=record_history,
+            clock=clock,
+        )
 
-    def explore_sync(self, data: Any = None, **options: Any) -> Any:
+    def explore_sync(
+        self,
+        data: Any = None,
+        *,
+        world: Callable[[], Any] | None = None,
+        invariant: Callable[[Any, Run], Any] | None = None,
+        modes: Sequence[str] | str | None = None,
+        pairs: bool = False,
+        search: Literal["exhaustive", "random"] = "exhaustive",
+        budget: int = 200,
+        seed: int | None = None,
+        max_faults: int = 4,
+        max_delay: float = 0.0,
+        flaky: float = 0.2,
+        shrink: bool = True,
+        concurrency: int = 8,
+        progress: bool | Callable[[int, int], Any] | None = None,
+        observers: Iterable[Observer] = (),
+        record_history: bool = False,
+        clock: Literal["virtual", "real"] = "virtual",
+    ) -> Exploration:
         """:meth:`explore` from synchronous code, also inside a running loop (a notebook cell).
 
         Every asynchronous entry point has such a twin (``run``/``run_sync``,
         ``execute``/``execute_sync``); :meth:`simulate` is synchronous only, because it runs
         on a clock of its own instead of the caller's loop.
         """
-        return run_sync(lambda: self.explore(data, **options))
+        from sagakit.explore import explore_sync
 
-    def simulate(self, n: int, data: Any = None, **options: Any) -> RunHistory:
+        return explore_sync(
+            self, data, world=world, invariant=invariant, modes=modes, pairs=pairs, search=search, budget=budget,
+            seed=seed, max_faults=max_faults, max_delay=max_delay, flaky=flaky, shrink=shrink,
+            concurrency=concurrency, progress=progress, observers=observers, record_history=record_history,
+            clock=clock,
+        )
+
+    def simulate(
+        self,
+        n: int,
+        data: Any = None,
+        *,
+        faults: Mapping[str, FaultLike] | None = None,
+        latency: LatencyLike | Mapping[str, LatencyLike] | None = None,
+        compensation_latency: LatencyLike | Mapping[str, LatencyLike] | None = None,
+        seed: int | None = 0,
+        concurrency: int = 100,
+        world: Callable[[], Any] | None = None,
+        start: dt.datetime | float | None = None,
+        clock: Literal["virtual", "real"] = "virtual",
+        observers: Iterable[Observer] = (),
+        progress: bool | Callable[[int, int], Any] | None = None,
+    ) -> RunHistory:
         """Run the saga ``n`` times on a virtual clock; see :func:`sagakit.explore.simulate`."""
         from sagakit.explore import simulate
 
-        return simulate(self, n, data, **options)
+        return simulate(
+            self, n, data, faults=faults, latency=latency, compensation_latency=compensation_latency, seed=seed,
+            concurrency=concurrency, world=world, start=start, clock=clock, observers=observers, progress=progress,
+        )
 
     # -- display ----------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the suite on every other CPython this machine offers (3.12, 3.13): Debian's, pyenv's, or
-# one on PATH. Each gets its own virtual environment (.venv-py3.X). The browser scenarios run
-# once, on the main interpreter: they test the front-end, not the interpreter.
+# one on PATH. Each gets its own virtual environment (.venv-py3.X). The browser scenarios, the
+# slow end-to-end tests and the conformance table run once, on the main interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 found=0
@@ -29,7 +29,12 @@ for version in 3.12 3.13; do
         touch "$stamp"
     fi
     echo "== the suite on $("$venv/bin/python" --version)"
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not browser" --ignore=tests/docs \
-        --ignore=tests/packaging -x ${PYTEST_ARGS:-}
+    # Lean: what can differ between interpreters. The browser scenarios, the slow end-to-end
+    # tests (notebooks in kernels, the pytest plugin in subprocesses, killed Temporal workers),
+    # the conformance table and the docs run once, on the main interpreter; the property tests
+    # run their quick profiles here (SAGAKIT_QUICK_TESTS).
+    SAGAKIT_QUICK_TESTS=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+        -m "not browser and not slow" --ignore=tests/docs --ignore=tests/packaging \
+        --ignore=tests/conformance -x ${PYTEST_ARGS:-}
 done
 echo "other-pythons: $found other interpreter(s) tested"

@@ -5,7 +5,9 @@ optionally every pair, then with ``search="random"`` schedules of any size drawn
 seed) against a fresh *world* and checks the caller's invariant after each run; the result
 is an :class:`Exploration`, which shrinks each violation to a minimal
 :class:`Counterexample`, replays any :class:`Scenario` exactly, and reports its
-:class:`Coverage` of the saga's failure points. :func:`simulate` runs a saga many times on a
+:class:`Coverage` of the saga's failure points. With a pivot, a fault after it is recovered
+forward: a plain fault there leaves the run ``stuck``, a :func:`transient` one is retried to
+completion (:func:`recovery_of` tells the two apart from a rollback). :func:`simulate` runs a saga many times on a
 virtual clock (:class:`VirtualClockLoop`) with per-step :class:`Latency` and flaky faults
 drawn from a seed. Both leave the saga untouched: their runs use a copy of it. Both run on the
 virtual clock, so that the same seed gives the same events in any process.
@@ -45,7 +47,16 @@ from sagakit.explore._exploration import (
 from sagakit.explore._interleave import Performed
 from sagakit.explore._planning import EXPLORE_MODES, MAX_BUDGET
 from sagakit.explore._report import Timeline
-from sagakit.explore._scenario import MODE_ORDER, Counterexample, Scenario, ScenarioResult
+from sagakit.explore._scenario import (
+    MODE_ORDER,
+    RECOVERIES,
+    TRANSIENT_MODES,
+    Counterexample,
+    Scenario,
+    ScenarioResult,
+    recovery_of,
+    transient,
+)
 from sagakit.explore._simulation import DEFAULT_START, Latency, LatencyLike, simulate
 from sagakit.explore._world import ABSENT, KEYS, Access, World
 
@@ -60,6 +71,8 @@ __all__ = [
     "MAX_BUDGET",
     "MODE_ORDER",
     "OUTCOMES",
+    "RECOVERIES",
+    "TRANSIENT_MODES",
     "Access",
     "Anomaly",
     "ConcurrentCounterexample",
@@ -81,10 +94,12 @@ __all__ = [
     "explore_concurrent",
     "explore_concurrent_sync",
     "explore_sync",
+    "recovery_of",
     "replay",
     "replay_interleaving",
     "replay_interleaving_sync",
     "replay_sync",
     "run_on_virtual_clock",
     "simulate",
+    "transient",
 ]

@@ -422,8 +422,10 @@ class ConcurrentExploration:
     @property
     def interleavings(self) -> pd.DataFrame:
         """One row per explored interleaving: ``interleaving`` (its number), ``kind``, ``faults``
-        (a label), ``order`` (``0:check 1:check ...``), ``switches``, ``actions``, ``statuses`` (each
-        run's), ``invariant`` (nullable bool), ``violation``, ``anomaly``, ``seed`` (a drawn one's)."""
+        (a label), ``order`` (``0:check 1:check ...``; each attempt of a retriable step is an
+        action of its own), ``switches``, ``actions``, ``statuses`` (each run's), ``stuck`` (how
+        many runs ended stuck), ``invariant`` (nullable bool), ``violation``, ``anomaly``,
+        ``seed`` (a drawn one's)."""
         if self._frame_cache is None:
             import pandas as pd
 
@@ -437,6 +439,7 @@ class ConcurrentExploration:
                     "switches": pd.array([r.interleaving.switches for r in rows], dtype="int64"),
                     "actions": pd.array([len(r.interleaving.order) for r in rows], dtype="int64"),
                     "statuses": [r.statuses for r in rows],
+                    "stuck": pd.array([sum(status == "stuck" for status in r.statuses) for r in rows], dtype="int64"),
                     "invariant": pd.array([r.holds for r in rows], dtype="boolean"),
                     "violation": pd.array([r.violation for r in rows], dtype="string"),
                     "anomaly": pd.array([r.anomaly for r in rows], dtype="string"),
@@ -534,6 +537,9 @@ class ConcurrentExploration:
         if self._job.setup.invariant is not None:
             bad = sum(1 for row in self._rows if row.holds is False)
             text += f", {bad} violate the invariant"
+        if any(saga.pivot is not None for saga, _ in self.runs):
+            stuck = sum(1 for row in self._rows if "stuck" in row.statuses)
+            text += f", {stuck} leave a run stuck"
         return text
 
     def to_text(self) -> str:

@@ -2,12 +2,15 @@
 
 A *failure point* is a step under a forward mode (``fail``, ``fail_after``, ``cancel``) or
 a compensation under a compensation mode (``fail_compensation``, ``cancel_compensation``).
-A point is *violated* when it took effect in a violating scenario that no smaller
-violating schedule explains (a scenario whose schedule contains a violating one, or a
-minimal counterexample, is not blamed on its extra faults), *explored* when its fault took
-effect in some scenario, *never reached* when scenarios
-planned it but the saga always stopped (or the dice fell) before it fired, and *not
-explored* when no scenario planned it.
+Steps without a compensation (pivot, retriable and read-only steps among them) have no
+compensation points. A point is *violated* when it took effect in a violating scenario that no
+smaller violating schedule explains (a scenario whose schedule contains a violating one, or a
+minimal counterexample, is not blamed on its extra faults); *stuck* when, violating nothing, it
+took effect in a scenario whose run ended stuck at its step (a step after the pivot ran out of its forward
+policy: the saga needs an operator there, which is an outcome to know of, not a violation);
+*explored* when its fault took effect in some scenario (rolled back, or retried to completion);
+*never reached* when scenarios planned it but the saga always stopped (or the dice fell) before
+it fired; and *not explored* when no scenario planned it.
 
 The overlay re-colours the saga's own diagram (the SVG of
 :func:`sagakit.notebook.diagram.saga_svg`, through its stable ``step-<name>`` and
@@ -21,7 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sagakit.explore._shared import steps_by_modes_text
+from sagakit.explore._shared import kind_labels, steps_by_modes_text
 from sagakit.faults import COMPENSATION_MODES
 
 if TYPE_CHECKING:
@@ -33,10 +36,11 @@ if TYPE_CHECKING:
 __all__ = ["COVERAGE_STATUSES", "Coverage"]
 
 #: What a failure point can come to, worst first.
-COVERAGE_STATUSES: tuple[str, ...] = ("violated", "explored", "never reached", "not explored")
+COVERAGE_STATUSES: tuple[str, ...] = ("violated", "stuck", "explored", "never reached", "not explored")
 
 _COLOURS = {
     "violated": ("#fecaca", "#b91c1c"),
+    "stuck": ("#ede9fe", "#6d28d9"),
     "explored": ("#dcfce7", "#15803d"),
     "never reached": ("#fef3c7", "#b45309"),
     "not explored": ("#f3f4f6", "#9ca3af"),
@@ -51,10 +55,14 @@ class Coverage:
     Attributes:
         saga: the explored saga.
         modes: the explored modes.
-        frame: one row per failure point: ``step``, ``phase`` (``forward`` or
-            ``compensate``), ``mode``, ``scheduled`` (scenarios planning it), ``fired``
-            (scenarios where it took effect), ``violations`` (of those, how many violated
-            the invariant, not counting those a smaller violating schedule explains) and ``status`` (see :data:`COVERAGE_STATUSES`).
+        frame: one row per failure point: ``step``, ``kind`` (the step's kind:
+            ``compensatable``, ``pivot``, ``retriable``, ``readonly``), ``phase`` (``forward``
+            or ``compensate``), ``mode``, ``scheduled`` (scenarios planning it), ``fired``
+            (scenarios where it took effect), ``violations`` (of those, how many violated the
+            invariant, not counting those a smaller violating schedule explains), ``stuck``
+            (of those, how many ended stuck at this step), ``completed`` (of those, how many still
+            completed: retried to completion past the pivot, or carried through a
+            cancellation) and ``status`` (see :data:`COVERAGE_STATUSES`).
     """
 
     __slots__ = ("frame", "modes", "saga")
@@ -74,10 +82,11 @@ class Coverage:
         violating = {frozenset((name, fault.mode) for name, fault in s) for s in minimal}
         violating |= {frozenset((n, f.mode) for n, f in r.scenario.faults) for r in results if r.holds is False}
         points: dict[tuple[str, str], list[int]] = {}
+        kinds = {member.name: member.kind for member in saga.steps}
         for member in saga.steps:
             for mode in self.modes:
                 if mode not in COMPENSATION_MODES or member.compensate is not None:
-                    points[(member.name, mode)] = [0, 0, 0]
+                    points[(member.name, mode)] = [0, 0, 0, 0, 0]
         for result in results:
             if not result.scenario.faults:
                 continue
@@ -85,17 +94,22 @@ class Coverage:
             schedule = frozenset((name, fault.mode) for name, fault in result.scenario.faults)
             # A violation that a smaller violating schedule explains is not blamed on its faults.
             blamed = result.holds is False and not any(other < schedule for other in violating)
+            status = result.run.status
             for name, fault in result.scenario.faults:
-                counts = points.setdefault((name, fault.mode), [0, 0, 0])
+                counts = points.setdefault((name, fault.mode), [0, 0, 0, 0, 0])
                 counts[0] += 1
                 if (name, fault.phase) in fired:
                     counts[1] += 1
                     counts[2] += blamed
+                    # A stuck run is blamed on the step it is stuck at, not on other faults that fired.
+                    counts[3] += status == "stuck" and name == result.run.failed_step
+                    counts[4] += status == "completed"
         keys = list(points)
         tallies = [points[key] for key in keys]
         self.frame: pd.DataFrame = pd.DataFrame(
             {
                 "step": pd.array([name for name, _ in keys], dtype="string"),
+                "kind": pd.array([kinds.get(name, "compensatable") for name, _ in keys], dtype="string"),
                 "phase": pd.array(
                     ["compensate" if mode in COMPENSATION_MODES else "forward" for _, mode in keys], dtype="string"
                 ),
@@ -103,7 +117,9 @@ class Coverage:
                 "scheduled": pd.array([c[0] for c in tallies], dtype="int64"),
                 "fired": pd.array([c[1] for c in tallies], dtype="int64"),
                 "violations": pd.array([c[2] for c in tallies], dtype="int64"),
-                "status": pd.array([_status(*c) for c in tallies], dtype="string"),
+                "stuck": pd.array([c[3] for c in tallies], dtype="int64"),
+                "completed": pd.array([c[4] for c in tallies], dtype="int64"),
+                "status": pd.array([_status(*c[:4]) for c in tallies], dtype="string"),
             }
         )
 
@@ -130,10 +146,11 @@ class Coverage:
     def summary(self) -> str:
         counts = self.counts()
         total = len(self.frame)
-        reached = counts["violated"] + counts["explored"]
+        reached = counts["violated"] + counts["stuck"] + counts["explored"]
+        stuck = f", {counts['stuck']} left the run stuck" if counts["stuck"] else ""
         return (
             f"Coverage of saga {self.saga.name!r}: {reached} of {total} failure points exercised "
-            f"({counts['violated']} violated), {counts['never reached']} never reached, "
+            f"({counts['violated']} violated{stuck}), {counts['never reached']} never reached, "
             f"{counts['not explored']} not explored"
         )
 
@@ -144,7 +161,8 @@ class Coverage:
             value = self.status(name, mode)
             return "-" if value == "n/a" else value
 
-        table = steps_by_modes_text(list(self.saga.step_names), self.modes, cell, "not explored")
+        table = steps_by_modes_text(list(self.saga.step_names), self.modes, cell, "not explored",
+                                    kind_labels(self.saga))
         return "\n".join([self.summary(), "", *table])
 
     def to_svg(self) -> str | None:
@@ -165,8 +183,11 @@ class Coverage:
             frame = self.frame
             rows = frame[(frame["step"] == html.unescape(name)) & (frame["phase"] == ("forward" if kind == "step" else "compensate"))]
             tip = "\n".join(
-                f"{row.mode}: {row.status} ({row.fired} of {row.scheduled} scenarios fired, {row.violations} violated)"
-                for row in rows.itertuples()
+                f"{mode}: {status} ({fired} of {scheduled} scenarios fired, {violations} violated"
+                + (f", {stuck} stuck" if stuck else "") + ")"
+                for mode, status, fired, scheduled, violations, stuck in zip(
+                    rows["mode"].tolist(), rows["status"].tolist(), rows["fired"].tolist(), rows["scheduled"].tolist(),
+                    rows["violations"].tolist(), rows["stuck"].tolist(), strict=True)
             )
             css = "coverage-" + worst.replace(" ", "-")
             return f'<g id="{kind}{match.group(2)}{name}" class="{classes} {css}"><title>{html.escape(tip)}</title>'
@@ -204,9 +225,11 @@ class Coverage:
         return f"<{self.summary()}>"
 
 
-def _status(scheduled: int, fired: int, violations: int) -> str:
+def _status(scheduled: int, fired: int, violations: int, stuck: int = 0) -> str:
     if violations:
         return "violated"
+    if stuck:
+        return "stuck"
     if fired:
         return "explored"
     return "never reached" if scheduled else "not explored"

@@ -12,7 +12,6 @@ never reach ``saga.history``, the saga's observers or its journal (unless asked)
 from __future__ import annotations
 
 import asyncio
-import html
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ from sagakit.errors import FaultError, UnknownStepError
 from sagakit.events import Observer
 from sagakit.explore._clock import on_virtual_clock, run_on_virtual_clock
 from sagakit.explore._coverage import Coverage
+from sagakit.explore._matrix import matrix_html, matrix_text, outcome_of, summary
 from sagakit.explore._planning import (
     CLOCKS,
     check_budget,
@@ -33,12 +33,14 @@ from sagakit.explore._planning import (
     plan_scenarios,
 )
 from sagakit.explore._scenario import (
+    TRANSIENT_MODES,
     Counterexample,
     Scenario,
     ScenarioResult,
     as_schedule,
     check_search,
     find_counterexamples,
+    recovery_of,
     run_scenario,
 )
 from sagakit.explore._shared import (
@@ -48,7 +50,6 @@ from sagakit.explore._shared import (
     copier,
     derived_saga,
     run_pooled,
-    steps_by_modes_text,
 )
 from sagakit.faults import FaultLike
 from sagakit.runs import Run, RunHistory, error_message
@@ -61,8 +62,10 @@ if TYPE_CHECKING:
 __all__ = ["OUTCOMES", "Exploration", "explore", "explore_sync", "replay", "replay_sync"]
 
 #: What a scenario can come to, worst last: a run status, or ``violated`` (the invariant failed).
-OUTCOMES: tuple[str, ...] = ("completed", "compensated", "cancelled", "compensation_failed", "violated")
-
+#: ``stuck`` (a step after the pivot ran out of its forward policy: nothing compensated, an
+#: operator resumes the run) is an outcome of its own, not a violation: the invariant is checked
+#: on stuck runs as on the others, and decides.
+OUTCOMES: tuple[str, ...] = ("completed", "compensated", "cancelled", "stuck", "compensation_failed", "violated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,16 +232,25 @@ async def explore(
       the compensation fault with a ``fail`` on the first step of the next stage, the
       smallest failure after which that compensation is the first to run. Steps without a
       compensation, or in the last stage, have no such scenario (the matrix says why);
+    * for every retriable step (after the pivot), each of ``fail`` and ``fail_after`` in
+      ``modes`` as a :func:`transient` fault: the first attempt fails, the retry goes through
+      (retried to completion), next to the plain fault above, which fails every attempt and
+      leaves the run ``stuck``;
     * with ``pairs=True``, also every combination of faults on two different steps in which
       both can take effect: a compensation fault with a forward fault on a later (or the
-      same parallel) stage, or two forward faults on branches of one parallel stage.
-      Plans already listed are not repeated.
+      same parallel) stage that rolls back (at or before the pivot), or two forward faults on
+      branches of one parallel stage. Plans already listed are not repeated.
+
+    A compensation fault is never planned (nor drawn) on a step without a compensation: the
+    pivot, retriable and read-only steps have none. The invariant is checked on every run,
+    stuck ones and ones retried to completion included; ``stuck`` is an outcome of its own.
 
     With ``search="random"`` come, after those, ``budget`` drawn schedules of any size (up
     to ``max_faults`` faults on distinct steps, any of ``modes``, some flaky, some delayed),
     each drawn from a seed made of ``seed`` and its position: the same ``seed`` draws the
     same scenarios. They are drawn as the search goes, not all beforehand. Every violation is
-    then shrunk (``shrink=True``) to a minimal schedule that still violates the invariant:
+    then shrunk (``shrink=True``) to a minimal schedule that still violates the invariant (in
+    a saga with a pivot, with a run that recovered the same way: see :func:`recovery_of`):
     see :attr:`Exploration.counterexamples`.
 
     Each scenario gets a fresh world from ``world()`` (steps reach it as ``context.world``),
@@ -417,16 +429,6 @@ def replay_sync(
                                 virtual=settings.virtual)
 
 
-_COLOURS = {
-    "completed": ("#dbeafe", "#1e3a8a"),
-    "compensated": ("#dcfce7", "#14532d"),
-    "cancelled": ("#e5e7eb", "#374151"),
-    "compensation_failed": ("#fef3c7", "#78350f"),
-    "violated": ("#fecaca", "#7f1d1d"),
-    "n/a": ("#f3f4f6", "#9ca3af"),
-}
-
-
 class Exploration:
     """What :func:`explore` found: one row per scenario, and a steps-by-modes matrix.
 
@@ -438,9 +440,12 @@ class Exploration:
         modes: the explored modes, in matrix order.
         runs: every scenario's :class:`~sagakit.Run`, in scenario order.
         scenarios: the DataFrame, one row per scenario: ``scenario`` (its number), ``kind``
-            (``baseline``, ``single``, ``pair``), ``step`` and ``mode`` (the fault it
-            explores; the first one for pairs), ``label``, ``faults`` (step -> mode),
-            ``status``, ``failed_step``, ``completed_steps``, ``compensated_steps``,
+            (``baseline``, ``single``, ``transient``, ``pair``, ``random``), ``step`` and
+            ``mode`` (the fault it explores; the first one for pairs), ``step_kind`` (that
+            step's kind: ``compensatable``, ``pivot``, ``retriable``, ``readonly``), ``label``,
+            ``faults`` (step -> mode), ``status``, ``recovery`` (``none``, ``backward``,
+            ``forward`` or ``stuck``: see :func:`recovery_of`), ``failed_step``,
+            ``completed_steps``, ``compensated_steps``,
             ``invariant`` (``True`` holds, ``False`` violated, ``<NA>`` without invariant),
             ``violation`` (the message), ``outcome`` (``violated`` or the status),
             ``fired`` (an injected fault took effect), ``error_type``, ``error``,
@@ -501,21 +506,25 @@ class Exploration:
         outcomes = self._outcomes
         runs = [outcome.run for outcome in outcomes]
         errors = [run.error for run in runs]
+        kinds = {member.name: member.kind for member in self.saga.steps}
         return pd.DataFrame(
             {
                 "scenario": pd.array([o.scenario.index for o in outcomes], dtype="int64"),
                 "kind": pd.array([o.scenario.kind for o in outcomes], dtype="string"),
                 "step": pd.array([o.scenario.step for o in outcomes], dtype="string"),
                 "mode": pd.array([o.scenario.mode for o in outcomes], dtype="string"),
+                "step_kind": pd.array([kinds.get(o.scenario.step) if o.scenario.step else None for o in outcomes],
+                                      dtype="string"),
                 "label": pd.array([o.scenario.label for o in outcomes], dtype="string"),
                 "faults": [o.scenario.plan for o in outcomes],
                 "status": pd.array([run.status for run in runs], dtype="string"),
+                "recovery": pd.array([recovery_of(run) for run in runs], dtype="string"),
                 "failed_step": pd.array([run.failed_step for run in runs], dtype="string"),
                 "completed_steps": [tuple(run.completed_steps) for run in runs],
                 "compensated_steps": [tuple(run.compensated_steps) for run in runs],
                 "invariant": pd.array([o.holds for o in outcomes], dtype="boolean"),
                 "violation": pd.array([o.violation for o in outcomes], dtype="string"),
-                "outcome": pd.array([_outcome_of(o) for o in outcomes], dtype="string"),
+                "outcome": pd.array([outcome_of(o) for o in outcomes], dtype="string"),
                 "fired": pd.array([run.injected for run in runs], dtype="bool"),
                 "error_type": pd.array([type(e).__name__ if e is not None else None for e in errors], dtype="string"),
                 "error": pd.array([error_message(e, run=run) for e, run in zip(errors, runs, strict=True)],
@@ -656,102 +665,63 @@ class Exploration:
         minimal = [found.scenario.faults for found in self.counterexamples]
         return Coverage(self.saga, self.modes, self._outcomes, minimal)
 
-    def matrix(self) -> pd.DataFrame:
-        """Outcome per step (rows) and mode (columns); ``n/a`` where there is no scenario."""
+    def matrix(self, *, transient: bool = False) -> pd.DataFrame:
+        """Outcome per step (rows) and mode (columns); ``n/a`` where there is no scenario.
+
+        A fault on a retriable step (after the pivot) fails every attempt, so its cell says
+        what happens when the step's forward policy runs out (``stuck``, unless the invariant
+        is violated). With ``transient=True``: the outcomes of the ``transient`` scenarios
+        instead, where only the first attempt fails and the retry goes through (retried to
+        completion): one row per retriable step, one column per forward mode it takes
+        (``fail``, ``fail_after``).
+        """
         import pandas as pd
 
-        cells = {(o.scenario.step, o.scenario.mode): _outcome_of(o) for o in self._outcomes if o.scenario.kind == "single"}
-        names = list(self.saga.step_names)
-        columns = {mode: [cells.get((name, mode), "n/a") for name in names] for mode in self.modes}
+        kind = "transient" if transient else "single"
+        cells = {(o.scenario.step, o.scenario.mode): outcome_of(o) for o in self._outcomes if o.scenario.kind == kind}
+        if transient:
+            names = [member.name for member in self.saga.steps if member.kind == "retriable"]
+            modes = [mode for mode in self.modes if mode in TRANSIENT_MODES]
+        else:
+            names, modes = list(self.saga.step_names), list(self.modes)
+        columns = {mode: [cells.get((name, mode), "n/a") for name in names] for mode in modes}
         frame = pd.DataFrame(columns, index=pd.Index(names, name="step"), dtype="string")
         frame.columns.name = "mode"
         return frame
 
-    def outcome(self, step: str, mode: str) -> str:
-        """The outcome of the single-fault scenario ``{step: mode}`` (``n/a`` if none)."""
+    def outcome(self, step: str, mode: str, *, transient: bool = False) -> str:
+        """The outcome of the single-fault scenario ``{step: mode}`` (``n/a`` if none); with
+        ``transient=True``, of the fault failing only the step's first attempt."""
         if step not in self.saga.step_names:
             raise UnknownStepError(step, self.saga.step_names, saga=self.saga.name)
         if mode not in self.modes:
             raise FaultError(f"mode {mode!r} was not explored; explored: {', '.join(self.modes)}")
-        return str(self.matrix().loc[step, mode])
+        matrix = self.matrix(transient=transient)
+        if step not in matrix.index or mode not in matrix.columns:
+            return "n/a"
+        return str(matrix.loc[step, mode])
+
+    @property
+    def stuck(self) -> pd.DataFrame:
+        """The scenarios whose run ended stuck (a step after the pivot ran out of its forward
+        policy), whether or not the invariant held."""
+        frame = self.scenarios
+        return frame[frame["status"].eq("stuck").fillna(False).astype(bool)]
 
     # -- display ------------------------------------------------------------------------
 
     def _summary(self) -> str:
-        total = len(self._outcomes)
-        text = f"Exploration of saga {self.saga.name!r}: {total} scenario{'s' if total != 1 else ''}"
-        if self.checked:
-            bad = sum(1 for outcome in self._outcomes if outcome.holds is False)
-            text += f", {bad} violat{'es' if bad == 1 else 'e'} the invariant"
-        return text
+        return summary(self)
 
     def to_text(self) -> str:
-        """The matrix as plain text."""
-        matrix = self.matrix()
-        table = steps_by_modes_text(list(self.saga.step_names), self.modes,
-                                    lambda name, mode: str(matrix.loc[name, mode]), "compensation_failed")
-        lines = [self._summary(), "", *table]
-        lines.extend(self._footnotes())
-        return "\n".join(lines)
-
-    def _footnotes(self) -> list[str]:
-        notes = []
-        baseline = self._outcomes[0] if self._outcomes and self._outcomes[0].scenario.kind == "baseline" else None
-        if baseline is not None:
-            notes.append(f"no faults: {_outcome_of(baseline)}")
-        pairs = [o for o in self._outcomes if o.scenario.kind == "pair"]
-        if pairs:
-            bad = [o for o in pairs if o.holds is False]
-            notes.append(f"pairs: {len(pairs)} scenarios, {len(bad)} violate the invariant")
-            notes.extend(f"  {o.scenario.label}: {o.violation}" for o in bad[:10])
-            if len(bad) > 10:
-                notes.append(f"  ... and {len(bad) - 10} more (see .violations)")
-        for o in self._outcomes:
-            if o.holds is False and o.scenario.kind in ("baseline", "single"):
-                notes.append(f"violated by {o.scenario.label}: {o.violation}")
-        drawn = [o for o in self._outcomes if o.scenario.kind == "random"]
-        if self.search == "random":
-            violating = sum(1 for o in drawn if o.holds is False)
-            notes.append(f"random: {len(drawn)} scenarios (seed {self.seed}), {violating} violate the invariant")
-        for found in self.counterexamples:
-            notes.append(f"minimal counterexample: {found.scenario.label}: {found.violation}")
-        return notes
+        """The matrix as plain text (and, for a saga with retriable steps, the outcomes when only
+        their first attempt fails), with notes: the baseline, pairs, violations, stuck runs."""
+        return matrix_text(self)
 
     def to_html(self) -> str:
-        """The matrix as an HTML table, coloured by outcome, with details on hover."""
-        esc = html.escape
-        singles = {(o.scenario.step, o.scenario.mode): o for o in self._outcomes if o.scenario.kind == "single"}
-        parts = [
-            f'<div class="sagakit-exploration" data-saga="{esc(self.saga.name)}">',
-            f'<div style="font-weight:600;margin:4px 0;font-family:sans-serif">{esc(self._summary())}</div>',
-            '<table style="border-collapse:collapse;font-family:monospace;font-size:12px">',
-            '<thead><tr><th style="text-align:left;padding:4px 8px">step</th>',
-        ]
-        parts.extend(f'<th style="padding:4px 8px">{esc(mode)}</th>' for mode in self.modes)
-        parts.append("</tr></thead><tbody>")
-        for name in self.saga.step_names:
-            parts.append(f'<tr><th style="text-align:left;padding:4px 8px">{esc(name)}</th>')
-            for mode in self.modes:
-                found = singles.get((name, mode))
-                if found is None:
-                    value, tip, text = "n/a", self._missing.get((name, mode), "not explored"), "n/a"
-                else:
-                    value = _outcome_of(found)
-                    tip = _tooltip(found)
-                    text = value.replace("_", " ") if found.run.injected else f"{value.replace('_', ' ')} (not reached)"
-                background, colour = _COLOURS.get(value, _COLOURS["n/a"])
-                parts.append(
-                    f'<td id="cell-{esc(name)}-{esc(mode)}" class="sagakit-cell outcome-{esc(value)}" '
-                    f'title="{esc(tip)}" style="background:{background};color:{colour};padding:4px 8px;'
-                    f'border:1px solid #fff;text-align:center">{esc(text)}</td>'
-                )
-            parts.append("</tr>")
-        parts.append("</tbody></table>")
-        notes = self._footnotes()
-        if notes:
-            parts.append('<pre style="font-size:11px;margin:4px 0">' + esc("\n".join(notes)) + "</pre>")
-        parts.append("</div>")
-        return "".join(parts)
+        """The matrix as an HTML table, coloured by outcome, with details on hover (and, for a
+        saga with retriable steps, a second table: their first attempt failing only)."""
+        return matrix_html(self, self._missing)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -764,23 +734,3 @@ class Exploration:
 
     def __repr__(self) -> str:
         return f"<{self._summary()}>"
-
-
-def _outcome_of(outcome: _Outcome) -> str:
-    return "violated" if outcome.holds is False else outcome.run.status
-
-
-def _tooltip(outcome: _Outcome) -> str:
-    run = outcome.run
-    lines = [f"faults: {outcome.scenario.label}", f"status: {run.status}"]
-    if run.failed_step is not None:
-        lines.append(f"failed step: {run.failed_step}")
-    lines.append("compensated: " + (", ".join(run.compensated_steps) or "nothing"))
-    if run.error is not None:
-        lines.append(f"error: {type(run.error).__name__}: {error_message(run.error, run=run)}")
-    if outcome.violation is not None:
-        lines.append(f"invariant violated: {outcome.violation}")
-    if not run.injected:
-        lines.append("the fault never fired: the saga stopped before reaching it")
-    return "\n".join(lines)
-

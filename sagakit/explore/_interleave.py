@@ -2,7 +2,9 @@
 
 Each run of a concurrent exploration executes a copy of its saga whose every step action and
 compensation sits behind a *gate* (a policy around the whole step, retries and timeouts
-included, so that a step and a compensation are each one atomic action). A gate waits until the
+included, so that a step and a compensation are each one atomic action; a retriable step, after
+the pivot, is retried for as long as its forward policy allows while other runs go on, so each of
+its attempts is an action of its own). A gate waits until the
 scheduler lets its action through; while the action runs, its accesses to the world are
 recorded (see :mod:`sagakit.explore._world`). The scheduler runs on a
 :class:`~sagakit.explore.VirtualClockLoop`: it waits until the loop is idle (every run has gone
@@ -27,9 +29,9 @@ from sagakit.explore._scenario import Schedule, SeededOnUse, check_invariant, en
 from sagakit.explore._shared import derived_saga, resolve
 from sagakit.explore._world import Access, Footprint, Tracker, World, tracked, tracking
 from sagakit.faults import Fault
-from sagakit.policies import RETRY_RANDOM, Policy, invoke
+from sagakit.policies import RETRY_RANDOM, Policy, RetryPolicy, RetryPrimitive, TimeoutPrimitive, invoke
 from sagakit.runs import Run
-from sagakit.steps import Parallel, Stage, Step
+from sagakit.steps import FORWARD_RETRY, Parallel, Stage, Step
 
 if TYPE_CHECKING:
     from sagakit.saga import Saga
@@ -70,10 +72,12 @@ class Performed(NamedTuple):
         step: the step's name.
         phase: ``"forward"`` or ``"compensate"``.
         status: ``"succeeded"``, ``"failed"`` or ``"cancelled"``.
-        attempts: how many attempts it made (retries count).
+        attempts: how many attempts it made (retries count); for an attempt of a retriable
+            step, each an action of its own, its attempt number.
         footprint: the world keys it read and wrote.
         enabled: the actions that were waiting when it was chosen (itself included).
-        at: the virtual clock's reading when it began.
+        at: the virtual clock's reading when it was let through (a retry's backoff passes after
+            that, inside the action).
     """
 
     position: int
@@ -137,10 +141,76 @@ class _Gated(Policy):
         return f"<gated {self.inner!r}>"
 
 
+class _GatedRetry(Policy):
+    """A retriable step's forward policy in an interleaving: every attempt is an action of its own.
+
+    A step after the pivot is retried until its policy runs out, and other runs go on meanwhile:
+    each retry waits at the gate as soon as the attempt before it failed, and its backoff passes
+    (on the virtual clock) once it is let through, before the attempt. So a retry can come
+    anywhere among the other runs' actions, while the policy's delays and deadline still measure
+    virtual time as :class:`~sagakit.RetryPrimitive` does: the same rules (``on``, attempts,
+    deadline, exponential backoff capped at ``max_delay``, jitter from ``RETRY_RANDOM``).
+    """
+
+    __slots__ = ("inner", "policy")
+
+    def __init__(self, inner: Callable[..., Any], policy: RetryPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
+        current = _CURRENT.get()
+        if current is None or context is None or context.step is None:  # outside an interleaving
+            return await RetryPrimitive.from_policy(self.inner, self.policy)(data, context)
+        scheduler, policy = current.scheduler, self.policy
+        loop = asyncio.get_running_loop()
+        until = loop.time() + policy.deadline if policy.deadline is not None else None
+        key = (current.run, context.step, "forward")
+        number = 1
+        delay = 0.0
+        while True:
+            tracker = await scheduler.gate(key, context)
+            token = tracking(tracker)
+            try:
+                if delay:
+                    await asyncio.sleep(delay)
+                return await invoke(self.inner, data, context)
+            except policy.on:
+                tracker.status = "failed"
+                if number >= policy.attempts or (until is not None and loop.time() >= until):
+                    raise
+            except BaseException as exc:
+                tracker.status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+                raise
+            finally:
+                tracked(token)
+                scheduler.release(tracker)
+            # The wait before attempt ``number + 1``, as RetryPolicy documents it.
+            delay = min(policy.initial_delay * 2 ** (number - 1), policy.max_delay)
+            if policy.jitter:
+                delay += RETRY_RANDOM.get().uniform(0, policy.jitter)
+            number += 1
+
+    def __repr__(self) -> str:
+        return f"<gated retries of {self.inner!r}>"
+
+
+#: A retriable step's forward policy, in the gated copy, is its _GatedRetry: nothing more around it.
+_NO_RETRY = RetryPolicy(max_retries=0)
+
+
 def _gated_step(member: Step) -> Step:
+    undo = _Gated(member.compensate) if member.compensate is not None else None
+    if member.kind == "retriable":
+        policy = member.retry if member.retry is not None else FORWARD_RETRY
+        inner: Callable[..., Any] = member.action
+        if member.timeout is not None:
+            inner = TimeoutPrimitive(inner, member.timeout)
+        if policy.max_retries > 0:
+            return member.replace(action=_GatedRetry(inner, policy), name=member.name, retry=_NO_RETRY, timeout=None)
+        return member.replace(action=_Gated(inner), name=member.name, retry=_NO_RETRY, timeout=None)
     # The gate wraps the whole forward policy (retries, timeouts): one atomic action, whose
     # waiting for its turn never counts against its own timeout.
-    undo = _Gated(member.compensate) if member.compensate is not None else None
     return member.replace(action=_Gated(member.forward), compensate=undo, name=member.name, retry=None, timeout=None)
 
 

@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from sagakit._checks import describe
 from sagakit.errors import FaultError
-from sagakit.explore._scenario import MODE_ORDER, Scenario, Schedule, draw_schedule, modes_for
+from sagakit.explore._scenario import (
+    MODE_ORDER,
+    TRANSIENT_MODES,
+    Scenario,
+    ScenarioKind,
+    Schedule,
+    draw_schedule,
+    modes_for,
+    transient,
+)
 from sagakit.explore._shared import stage_positions
 from sagakit.faults import COMPENSATION_MODES, Fault
 from sagakit.steps import Parallel, Step
@@ -71,15 +80,29 @@ def _compensation_trigger(saga: Saga, step: Step, positions: Mapping[str, int]) 
     return stage.steps[0].name if isinstance(stage, Parallel) else stage.name
 
 
+#: Why a step of each kind has no compensation fault (the matrix's hover text).
+_NO_COMPENSATION = {
+    "compensatable": "no compensation",
+    "pivot": "the pivot has no compensation: once it succeeds the saga completes",
+    "retriable": "a retriable step is retried forward, never compensated",
+    "readonly": "a read-only step has nothing to undo",
+}
+
+
 def plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[list[Scenario], dict[tuple[str, str], str]]:
-    """Every exhaustive scenario to run, and why the missing matrix cells are missing."""
+    """Every exhaustive scenario to run, and why the missing matrix cells are missing.
+
+    In order: the baseline; each step under each mode (a compensation mode with the fault that
+    triggers it); each retriable step under each transient mode (its first attempt fails, the
+    retry goes through); with ``pairs``, the pairs that can both take effect.
+    """
     positions = stage_positions(saga)
     forward = [mode for mode in modes if mode not in COMPENSATION_MODES]
     scenarios: list[Scenario] = [Scenario(0, "baseline", ())]
     seen: set[frozenset[tuple[str, str]]] = {frozenset()}
     missing: dict[tuple[str, str], str] = {}
 
-    def add(kind: Literal["single", "pair"], faults: tuple[tuple[str, str], ...]) -> None:
+    def add(kind: ScenarioKind, faults: tuple[tuple[str, str], ...]) -> None:
         key = frozenset(faults)
         if key not in seen:
             seen.add(key)
@@ -91,38 +114,47 @@ def plan_scenarios(saga: Saga, modes: tuple[str, ...], pairs: bool) -> tuple[lis
             if mode not in COMPENSATION_MODES:
                 add("single", ((member.name, mode),))
             elif member.compensate is None:
-                missing[(member.name, mode)] = "no compensation"
+                missing[(member.name, mode)] = _NO_COMPENSATION.get(member.kind, "no compensation")
             else:
                 trigger = _compensation_trigger(saga, member, positions)
                 if trigger is None:
                     missing[(member.name, mode)] = "nothing after it can fail"
                 else:
                     add("single", ((member.name, mode), (trigger, "fail")))
+    for member in saga.steps:
+        if member.kind == "retriable":
+            for mode in forward:
+                if mode in TRANSIENT_MODES:
+                    scenarios.append(Scenario(len(scenarios), "transient", ((member.name, transient(mode)),)))
     if pairs:
         compensating = [mode for mode in modes if mode in COMPENSATION_MODES]
         choices = {
             member.name: forward + (compensating if member.compensate is not None else []) for member in saga.steps
         }
+        # A forward fault past the pivot is recovered forward: it never starts a rollback.
+        rolls_back = {name for name, position in positions.items()
+                      if saga.forward_from is None or position < saga.forward_from}
         names = saga.step_names
         for i, first in enumerate(names):
             for second in names[i + 1 :]:
                 same_stage = positions[first] == positions[second]
                 for first_mode in choices[first]:
                     for second_mode in choices[second]:
-                        if _pair_takes_effect(first_mode, second_mode, same_stage):
+                        if _pair_takes_effect(first_mode, second_mode, same_stage, second in rolls_back):
                             add("pair", ((first, first_mode), (second, second_mode)))
     return scenarios, missing
 
 
-def _pair_takes_effect(first: str, second: str, same_stage: bool) -> bool:
+def _pair_takes_effect(first: str, second: str, same_stage: bool, second_rolls_back: bool = True) -> bool:
     """Whether faults on two steps (``first`` before ``second``) can both take effect.
 
-    A forward fault stops the saga, so a fault on a later stage never fires; a compensation
-    fault fires only when a forward fault after it starts a rollback. Branches of one
-    parallel stage run side by side, so there both may fire.
+    A forward fault stops the saga (rolled back, or stuck past the pivot), so a fault on a later
+    stage never fires; a compensation fault fires only when a forward fault after it starts a
+    rollback, which a fault past the pivot never does. Branches of one parallel stage run side
+    by side, so there both may fire.
     """
     if first in COMPENSATION_MODES:
-        return second not in COMPENSATION_MODES
+        return second not in COMPENSATION_MODES and second_rolls_back
     return same_stage
 
 

@@ -12,7 +12,7 @@ from sagakit._checks import describe
 from sagakit.explore._anomaly import Anomaly
 from sagakit.explore._interleave import ActionKey, Performed
 from sagakit.explore._report import Shown, Timeline, table, timeline
-from sagakit.explore._scenario import Schedule
+from sagakit.explore._scenario import Schedule, is_transient
 from sagakit.explore._search import switches
 from sagakit.explore._world import Access
 from sagakit.faults import Fault, as_fault
@@ -80,9 +80,11 @@ class Interleaving:
 
     @property
     def label(self) -> str:
-        """The faults in one line (``run 0: charge=fail``), or ``no faults``."""
+        """The faults in one line, by mode (``run 0: charge=fail``; a :func:`transient` fault as
+        ``run 1: ship=fail (first attempt)``), or ``no faults``."""
         parts = [
-            f"run {run}: " + " + ".join(f"{name}={fault.mode}" for name, fault in schedule)
+            f"run {run}: " + " + ".join(f"{name}={fault.mode}" + (" (first attempt)" if is_transient(fault) else "")
+                                        for name, fault in schedule)
             for run, schedule in enumerate(self.faults) if schedule
         ]
         return "; ".join(parts) or "no faults"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sagakit.context import WorkflowContext
 from sagakit.events import Observer
 from sagakit.explore._shared import resolve
-from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike, as_fault
+from sagakit.faults import COMPENSATION_MODES, Fault, FaultLike, FaultPlan, as_fault
 from sagakit.policies import RETRY_RANDOM
 from sagakit.runs import Run, run_redactor
 
@@ -27,13 +27,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODE_ORDER",
+    "RECOVERIES",
+    "TRANSIENT_MODES",
     "Counterexample",
     "Schedule",
     "SeededOnUse",
     "check_search",
     "describe_run",
     "find_counterexamples",
+    "is_transient",
     "modes_for",
+    "recovery_of",
     "Scenario",
     "ScenarioKind",
     "ScenarioResult",
@@ -42,21 +46,72 @@ __all__ = [
     "scrubbed",
     "draw_schedule",
     "end_planned_cancellations",
+    "fault_label",
     "run_scenario",
     "shrink",
+    "story_of",
     "simpler_faults",
+    "transient",
 ]
 
 #: Every mode exploration knows, simplest first (the order shrinking prefers).
 MODE_ORDER: tuple[str, ...] = ("fail", "fail_after", "fail_compensation", "cancel", "cancel_compensation")
 
-ScenarioKind = Literal["baseline", "single", "pair", "random", "shrunk", "replay"]
+ScenarioKind = Literal["baseline", "single", "transient", "pair", "random", "shrunk", "replay"]
 
 Schedule = tuple[tuple[str, Fault], ...]
+
+#: The forward modes a transient fault takes (see :func:`transient`).
+TRANSIENT_MODES: tuple[str, ...] = ("fail", "fail_after")
+
+#: How a run recovered (see :func:`recovery_of`).
+RECOVERIES: tuple[str, ...] = ("none", "backward", "forward", "stuck")
+
+# A transient fault is a seeded flaky fault whose draws fire on the first attempt and on none
+# of the next twenty: plain data that every backend replays (a Fault has no "fire n times").
+_TRANSIENT_PROBABILITY = 0.5
+_TRANSIENT_SEED = 1031239
+
+
+def transient(mode: str = "fail") -> Fault:
+    """A fault that fails a step's first attempt only: its retry goes through.
+
+    On a retriable step (after the pivot) it is the scenario "the step failed once and was
+    retried to completion", next to the plain fault, which fails every attempt and leaves the
+    run stuck. It is an ordinary :class:`~sagakit.Fault` (``probability=0.5`` under a seed whose
+    draws fire on the first attempt and on none of the next twenty), so it replays anywhere a
+    fault plan goes: ``saga.run(data, faults={"ship": transient("fail_after")})``.
+
+    Args:
+        mode: ``"fail"`` (the attempt raises before acting) or ``"fail_after"`` (it acts, then
+            its response is lost: the retry acts again).
+
+    Raises:
+        ValueError: another mode.
+    """
+    if mode not in TRANSIENT_MODES:
+        raise ValueError(f"transient mode: expected 'fail' or 'fail_after', got {mode!r}")
+    return Fault(mode, 0.0, _TRANSIENT_PROBABILITY, _TRANSIENT_SEED)  # type: ignore[arg-type]
+
+
+def is_transient(fault: Fault) -> bool:
+    """Whether ``fault`` is a :func:`transient` one."""
+    return (fault.seed == _TRANSIENT_SEED and fault.probability == _TRANSIENT_PROBABILITY and fault.delay == 0
+            and fault.mode in TRANSIENT_MODES)
 
 
 def _plain(fault: Fault) -> bool:
     return fault.delay == 0 and fault.probability >= 1.0 and fault.seed is None
+
+
+def fault_label(name: str, fault: Fault) -> str:
+    """``step=mode``, ``step=mode (first attempt)`` for a :func:`transient` fault, other flaky or
+    delayed faults in full."""
+    if _plain(fault):
+        return f"{name}={fault.mode}"
+    if is_transient(fault):
+        return f"{name}={fault.mode} (first attempt)"
+    return f"{name}={_fault_text(fault)}"
 
 
 def _fault_text(fault: Fault) -> str:
@@ -79,8 +134,9 @@ class Scenario:
     Attributes:
         index: its number in the exploration (``-1`` for scenarios made by shrinking or
             replay).
-        kind: ``baseline``, ``single``, ``pair`` (exhaustive search), ``random`` (drawn),
-            ``shrunk`` (a minimal counterexample) or ``replay``.
+        kind: ``baseline``, ``single``, ``transient`` (a retriable step failing its first
+            attempt only), ``pair`` (exhaustive search), ``random`` (drawn), ``shrunk`` (a
+            minimal counterexample) or ``replay``.
         faults: the schedule, ``(step, Fault)`` pairs in saga order.
         seed: for a drawn scenario, the seed it was drawn from (with the exploration's seed
             and its position, it draws the same schedule again).
@@ -103,12 +159,11 @@ class Scenario:
 
     @property
     def label(self) -> str:
-        """``step=mode + ...`` (flaky or delayed faults in full), or ``no faults``."""
+        """``step=mode + ...`` (``step=mode (first attempt)`` for a :func:`transient` fault,
+        other flaky or delayed faults in full), or ``no faults``."""
         if not self.faults:
             return "no faults"
-        return " + ".join(
-            f"{name}={fault.mode}" if _plain(fault) else f"{name}={_fault_text(fault)}" for name, fault in self.faults
-        )
+        return " + ".join(fault_label(name, fault) for name, fault in self.faults)
 
     @property
     def plan(self) -> dict[str, FaultLike]:
@@ -138,13 +193,22 @@ class Scenario:
 
 
 def as_schedule(saga: Saga, faults: Mapping[str, FaultLike] | Iterable[tuple[str, FaultLike]]) -> Schedule:
-    """``faults`` checked against ``saga`` and put in saga order."""
+    """``faults`` checked against ``saga`` and put in saga order.
+
+    Raises:
+        UnknownStepError: a step the saga lacks (the message lists its steps).
+        FaultError: a compensation fault on a step without a compensation (a pivot, a retriable
+            or a read-only step among them), which could never fire, as ``saga.run`` says.
+    """
     items = faults.items() if isinstance(faults, Mapping) else faults
     chosen: dict[str, Fault] = {}
     for name, fault in items:
         if name not in saga.step_names:
             saga.get_step(name)  # raises UnknownStepError listing the steps
         chosen[name] = as_fault(fault, step=name)
+    # The saga's own plan check, before anything runs.
+    FaultPlan(chosen, steps=saga.step_names, saga=saga.name,
+              uncompensated=[member.name for member in saga.steps if member.compensate is None])
     return tuple((name, chosen[name]) for name in saga.step_names if name in chosen)
 
 
@@ -173,9 +237,52 @@ class ScenarioResult:
     def violated(self) -> bool:
         return self.holds is False
 
+    @property
+    def recovery(self) -> str:
+        """How the run recovered: see :func:`recovery_of`."""
+        return recovery_of(self.run)
+
     def ran(self) -> str:
         """What the run did, in one line: steps, compensations, statuses."""
         return describe_run(self.run)
+
+
+def recovery_of(run: Run) -> str:
+    """How ``run`` recovered from what went wrong in it, one of :data:`RECOVERIES`.
+
+    ``stuck``: it ended stuck (a step after the pivot ran out of its forward policy);
+    ``forward``: it completed past its pivot although a step after the pivot failed an attempt
+    or had a fault fire (retried to completion); ``backward``: it rolled back; ``none``:
+    nothing needed recovering (it completed, or was cancelled before any step).
+    """
+    status = run.status
+    if status == "stuck":
+        return "stuck"
+    kinds = _step_kinds(run)
+    forward = False
+    for event in run.events:
+        if event.kind == "rollback_started":
+            return "backward"
+        if (event.step is not None and event.phase == "forward" and kinds.get(event.step) == "retriable"
+                and (event.status == "failed" or event.injected)):
+            forward = True
+    return "forward" if forward else "none"
+
+
+def _step_kinds(run: Run) -> dict[str, str]:
+    """The kinds of ``run``'s steps that are not compensatable (from its saga, else its record)."""
+    definition = run.definition
+    if definition is not None:
+        return {member.name: member.kind for member in definition.steps if member.kind != "compensatable"}
+    recorded = (run.info or {}).get("kinds")
+    return dict(recorded) if isinstance(recorded, Mapping) else {}
+
+
+def story_of(saga: Saga, run: Run) -> str | None:
+    """What a shrunk counterexample must keep of the violation it came from: for a saga with a
+    pivot, how the run recovered (a violation in a run retried to completion must not shrink into
+    one in a stuck run, nor into a rollback); ``None`` (anything goes) without a pivot."""
+    return recovery_of(run) if saga.pivot is not None else None
 
 
 async def check_invariant(
@@ -251,9 +358,11 @@ async def end_planned_cancellations(run: Run, faults: Schedule, *, delivered: bo
     task = asyncio.current_task()
     if not delivered and (task is None or not task.cancelling()):
         return  # nothing pending: the common case, without reading the run's events
-    cancelling = [name for name, fault in faults if fault.mode.startswith("cancel")]
-    fired = {event.step for event in run.events if event.injected} if cancelling else set()
-    planned = sum(1 for name in cancelling if name in fired)
+    cancelling = {(name, fault.phase) for name, fault in faults if fault.mode.startswith("cancel")}
+    # One cancellation per attempt the fault fired on: a retried step (after the pivot, the run
+    # carries on through them) may fire it several times.
+    planned = sum(1 for event in run.events if event.injected and event.status is not None
+                  and (event.step, event.phase) in cancelling) if cancelling else 0
     if task is None or (delivered and planned == 0):
         if delivered:
             raise asyncio.CancelledError
@@ -358,11 +467,14 @@ def draw_schedule(
 
 
 def simpler_faults(fault: Fault) -> list[Fault]:
-    """Faults simpler than ``fault``, simplest first: plain, then plain simpler modes, then
-    without its delay or its flakiness."""
+    """Faults simpler than ``fault``, simplest first: plain, then (for another flaky fault) the
+    :func:`transient` one of its mode, then plain simpler modes, then without its delay or its
+    flakiness."""
     candidates: list[Fault] = []
     if not _plain(fault):
         candidates.append(Fault(fault.mode))
+        if fault.probability < 1.0 and fault.mode in TRANSIENT_MODES and not is_transient(fault):
+            candidates.append(transient(fault.mode))
     position = MODE_ORDER.index(fault.mode) if fault.mode in MODE_ORDER else len(MODE_ORDER)
     candidates.extend(Fault(mode) for mode in MODE_ORDER[:position])  # type: ignore[arg-type]
     if fault.delay and fault.probability < 1.0:
@@ -450,7 +562,7 @@ _MARK = {"succeeded": "ok", "failed": "FAILED", "cancelled": "CANCELLED", "skipp
 
 def describe_run(run: Run) -> str:
     """``run`` in one line: each forward and compensation attempt with its status, then the
-    run's status."""
+    run's status (``stuck at 'ship'`` for a stuck run)."""
     forward: list[str] = []
     undo: list[str] = []
     for event in run.events:
@@ -464,6 +576,8 @@ def describe_run(run: Run) -> str:
     line = "steps: " + (", ".join(forward) or "none")
     if undo:
         line += "; compensations: " + ", ".join(undo)
+    if run.status == "stuck":
+        return line + f"; status: stuck at {run.failed_step!r}"
     return line + f"; status: {run.status}"
 
 
@@ -478,10 +592,13 @@ async def find_counterexamples(
 ) -> list[Counterexample]:
     """Shrink the violations of ``results``, in order, to distinct minimal counterexamples.
 
-    A violation whose schedule contains the faults of a counterexample already found counts
-    towards that one instead of being shrunk again.
+    A violation whose schedule contains the faults of a counterexample already found (with the
+    same story, see :func:`story_of`) counts towards that one instead of being shrunk again.
+    Shrinking keeps the story: in a saga with a pivot, a violation in a run retried to
+    completion shrinks to one retried to completion, one in a stuck run to one stuck.
     """
     found: list[Counterexample] = []
+    stories: list[str | None] = []
     tried_runs: dict[Schedule, ScenarioResult] = {}
 
     async def attempt(schedule: Schedule) -> ScenarioResult:
@@ -494,24 +611,29 @@ async def find_counterexamples(
             tried_runs[schedule] = known
         return known
 
-    async def violates(schedule: Schedule) -> bool:
-        return (await attempt(schedule)).violated
-
     for result in results:
         if not result.violated:
             continue
+        story = story_of(saga, result.run)
         faults = set(result.scenario.faults)
         for position, known in enumerate(found):
-            if set(known.scenario.faults) <= faults:
+            if stories[position] == story and set(known.scenario.faults) <= faults:
                 found[position] = Counterexample(known.minimal, known.found, known.explains + 1, known.tried)
                 break
         else:
             tried_runs[result.scenario.faults] = result
+
+            async def violates(schedule: Schedule, story: str | None = story) -> bool:
+                tried = await attempt(schedule)
+                return tried.violated and story_of(saga, tried.run) == story
+
             minimal, tried = await shrink(result.scenario.faults, violates)
-            same = next((i for i, known in enumerate(found) if known.scenario.faults == minimal), None)
+            same = next((i for i, known in enumerate(found)
+                         if known.scenario.faults == minimal and stories[i] == story), None)
             if same is not None:
                 known = found[same]
                 found[same] = Counterexample(known.minimal, known.found, known.explains + 1, known.tried)
                 continue
             found.append(Counterexample(await attempt(minimal), result, 1, tried))
+            stories.append(story)
     return found

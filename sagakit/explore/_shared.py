@@ -7,7 +7,7 @@ import asyncio
 import copy
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sagakit.runs import RunHistory
@@ -23,6 +23,7 @@ __all__ = [
     "check_optional_callable",
     "copier",
     "derived_saga",
+    "kind_labels",
     "resolve",
     "run_pooled",
     "stage_positions",
@@ -32,19 +33,27 @@ T = TypeVar("T")
 
 
 def steps_by_modes_text(names: Sequence[str], modes: Sequence[str], cell: Callable[[str, str], str],
-                        widest: str) -> list[str]:
+                        widest: str, labels: Mapping[str, str] | None = None) -> list[str]:
     """A plain-text table, one row per step and one column per mode, ``cell(step, mode)`` in each
-    (``violated`` in capitals); columns are as wide as ``widest`` or the longest mode."""
-    width = max(len("step"), *(len(name) for name in names))
+    (``violated`` in capitals); columns are as wide as ``widest`` or the longest mode. A row is
+    headed by ``labels[step]`` where given, else by the step's name."""
+    shown = {name: (labels or {}).get(name, name) for name in names}
+    width = max(len("step"), *(len(text) for text in shown.values()))
     column = max(len(widest), *(len(mode) for mode in modes))
     lines = ["  ".join(["step".ljust(width), *(mode.ljust(column) for mode in modes)]).rstrip()]
     for name in names:
-        row = [name.ljust(width)]
+        row = [shown[name].ljust(width)]
         for mode in modes:
             value = cell(name, mode)
             row.append((value.upper() if value == "violated" else value).ljust(column))
         lines.append("  ".join(row).rstrip())
     return lines
+
+
+def kind_labels(saga: Saga) -> dict[str, str]:
+    """How tables head the rows of steps that are not compensatable: ``charge (pivot)``,
+    ``ship (retriable)``, ``quote (readonly)``."""
+    return {member.name: f"{member.name} ({member.kind})" for member in saga.steps if member.kind != "compensatable"}
 
 
 def check_saga(saga: object, what: str) -> None:

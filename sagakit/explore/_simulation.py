@@ -31,6 +31,7 @@ from sagakit.engine import epoch_offset
 from sagakit.errors import UnknownStepError
 from sagakit.events import Observer
 from sagakit.explore._clock import run_on_virtual_clock
+from sagakit.explore._scenario import is_transient
 from sagakit.explore._shared import (
     Progress,
     check_optional_callable,
@@ -238,14 +239,9 @@ def _timed_stages(saga: Saga, forward: Mapping[str, Latency], compensate: Mappin
             undo = _with_latency(undo, compensate[member.name], member.name, "compensate")
         if action is member.action and undo is member.compensate:
             return member
-        return Step(
-            action,
-            undo,
-            name=member.name,
-            retry=member.retry,
-            timeout=member.timeout,
-            compensate_on_failure=member.compensate_on_failure,
-        )
+        # replace() keeps the kind: a pivot stays the pivot, and a retriable step keeps its
+        # forward policy (FORWARD_RETRY when it gives none), now around the timed action.
+        return member.replace(action=action, compensate=undo, name=member.name)
 
     stages: list[Stage] = []
     for stage in saga.stages:
@@ -344,7 +340,8 @@ def simulate(
     for name in plan:
         if name not in saga.step_names:
             raise UnknownStepError(name, saga.step_names, saga=saga.name)
-    flaky = {name: fault for name, fault in plan.items() if 0.0 < fault.probability < 1.0}
+    # A transient fault (first attempt only) keeps its own seed: redrawn, it would be flaky.
+    flaky = {name: fault for name, fault in plan.items() if 0.0 < fault.probability < 1.0 and not is_transient(fault)}
     fixed = {name: fault for name, fault in plan.items() if name not in flaky}
     extra = check_observers(observers, "simulate observers")
     fresh_data = copier(data, "simulate")
@@ -357,6 +354,9 @@ def simulate(
     async def one(number: int) -> None:
         rng = random.Random(f"{base_seed}:{number}")
         run_faults: dict[str, Fault] = dict(fixed)
+        for name, fault in fixed.items():
+            if is_transient(fault):  # its draws from the start, in every run
+                run_faults[name] = Fault(fault.mode, fault.delay, fault.probability, fault.seed)
         for name, fault in flaky.items():
             run_faults[name] = Fault(
                 fault.mode,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from sagakit._checks import check_bool
 from sagakit._sync import run_sync
 from sagakit.faults import FaultLike
 from sagakit.redaction import Redactor, default_redactor
-from sagakit.runs import Run
+from sagakit.runs import Run, error_message
 from sagakit.testing._settings import DEFAULT_BUDGET, Record, session
 
 if TYPE_CHECKING:
@@ -24,11 +26,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InvariantViolated",
+    "NotStuck",
     "assert_invariant",
     "assert_invariant_sync",
     "replay",
     "replay_line",
     "replay_sync",
+    "stuck_text",
 ]
 
 
@@ -55,6 +59,40 @@ class InvariantViolated(AssertionError):
 
 
 InvariantViolated.__module__ = "sagakit.testing"
+
+
+def stuck_text(run: Run) -> str:
+    """Why a stuck run fails an invariant that does not allow it: ``stuck at 'ship' after its
+    pivot 'charge' (ConnectionError: ...)``."""
+    error = run.error
+    pivot = getattr(error, "pivot", None)
+    original = run.original_error
+    text = f"stuck at {run.failed_step!r}" + (f" after its pivot {pivot!r}" if pivot else "")
+    if original is not None:
+        text += f" ({type(original).__name__}: {error_message(original, run=run)})"
+    return text + "; nothing was compensated, and allow_stuck=False"
+
+
+class NotStuck:
+    """An invariant that also fails a run that ended stuck (``allow_stuck=False``).
+
+    It checks the caller's invariant first (its failure wins), then the run's status.
+    """
+
+    __slots__ = ("invariant",)
+
+    def __init__(self, invariant: Callable[[Any, Run], Any]) -> None:
+        self.invariant = invariant
+
+    async def __call__(self, world: Any, run: Run) -> bool:
+        verdict = self.invariant(world, run)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if verdict is not None and not verdict:
+            return False
+        if run.status == "stuck":
+            raise AssertionError(stuck_text(run))
+        return True
 
 
 def _source_name(value: Any, fallback: str) -> str:
@@ -95,6 +133,7 @@ def replay_line(
     invariant: Callable[..., Any] | None,
     saga: str = "saga",
     redactor: Redactor | None = None,
+    allow_stuck: bool = True,
 ) -> str:
     """The one line that replays fault plan ``plan`` (Python source) with :func:`replay`.
 
@@ -103,7 +142,8 @@ def replay_line(
     """
     return (
         f"await sagakit.testing.replay({saga}, {_data_source(data, redactor)}, faults={plan}, "
-        f"world={_source_name(world, 'world')}, invariant={_source_name(invariant, 'invariant')})"
+        f"world={_source_name(world, 'world')}, invariant={_source_name(invariant, 'invariant')}"
+        + (", allow_stuck=False)" if not allow_stuck else ")")
     )
 
 
@@ -122,6 +162,7 @@ async def assert_invariant(
     max_delay: float = 0.0,
     flaky: float = 0.2,
     concurrency: int = 8,
+    allow_stuck: bool = True,
 ) -> Exploration:
     """Explore ``saga`` and fail if ``invariant`` is violated under any fault schedule.
 
@@ -147,6 +188,10 @@ async def assert_invariant(
         max_delay: the most seconds of delay a random schedule may add to a fault.
         flaky: the share of random faults that fire with a probability.
         concurrency: how many scenarios run at once.
+        allow_stuck: whether a run may end ``stuck`` (a step after the pivot ran out of its
+            forward policy; an operator resumes it). The invariant is checked on stuck runs
+            as on the others either way; with ``False`` a stuck run also fails the test,
+            ``stuck at 'ship' after its pivot 'charge' (...)``.
 
     Returns:
         The :class:`~sagakit.explore.Exploration`, when the invariant held everywhere.
@@ -160,13 +205,14 @@ async def assert_invariant(
 
     if invariant is None or not callable(invariant):
         raise TypeError(f"assert_invariant invariant: expected a callable invariant(world, run), got {invariant!r}")
+    check_bool(allow_stuck, "assert_invariant allow_stuck")
     chosen_budget = budget if budget is not None else session.budget if session.budget is not None else DEFAULT_BUDGET
     chosen_seed = seed if seed is not None else session.seed
     exploration = await explore(
         saga,
         data,
         world=world,
-        invariant=invariant,
+        invariant=invariant if allow_stuck else NotStuck(invariant),
         modes=modes,
         pairs=pairs,
         search=search,
@@ -179,14 +225,16 @@ async def assert_invariant(
         progress=False,
     )
     violations = sum(1 for result in exploration.results if result.violated)
+    stuck = sum(1 for result in exploration.results if result.run.status == "stuck")
     keep = session.keep_explorations or violations > 0
     session.records.append(
         Record(session.test, saga.name, len(exploration), violations, exploration.seed, exploration.search,
-               exploration if keep else None)
+               exploration if keep else None, stuck)
     )
     if violations == 0:
         return exploration
-    raise InvariantViolated(_message(exploration, data, world, invariant), exploration, exploration.counterexamples)
+    raise InvariantViolated(_message(exploration, data, world, invariant, allow_stuck), exploration,
+                            exploration.counterexamples)
 
 
 def assert_invariant_sync(
@@ -204,6 +252,7 @@ def assert_invariant_sync(
     max_delay: float = 0.0,
     flaky: float = 0.2,
     concurrency: int = 8,
+    allow_stuck: bool = True,
 ) -> Exploration:
     """:func:`assert_invariant` from synchronous code (a plain test function, a notebook cell).
 
@@ -214,10 +263,11 @@ def assert_invariant_sync(
     return run_sync(lambda: assert_invariant(
         saga, data, world=world, invariant=invariant, pairs=pairs, search=search, budget=budget, seed=seed,
         modes=modes, max_faults=max_faults, max_delay=max_delay, flaky=flaky, concurrency=concurrency,
+        allow_stuck=allow_stuck,
     ))
 
 
-def _message(exploration: Exploration, data: Any, world: Any, invariant: Any) -> str:
+def _message(exploration: Exploration, data: Any, world: Any, invariant: Any, allow_stuck: bool = True) -> str:
     name = _source_name(invariant, "the invariant")
     total, bad = len(exploration), sum(1 for result in exploration.results if result.violated)
     lines = [
@@ -239,7 +289,8 @@ def _message(exploration: Exploration, data: Any, world: Any, invariant: Any) ->
             f"  violation:      {_indented(example.violation)}",
             f"  ran:            {example.ran()}",
             "  replay:         "
-            + replay_line(scenario.plan_text, exploration.data, world, invariant, redactor=exploration.saga.redactor),
+            + replay_line(scenario.plan_text, exploration.data, world, invariant, redactor=exploration.saga.redactor,
+                          allow_stuck=allow_stuck),
         ]
     return "\n".join(lines)
 
@@ -263,13 +314,15 @@ async def replay(
     faults: Mapping[str, FaultLike],
     world: Callable[[], Any] | None = None,
     invariant: Callable[[Any, Run], Any] | None = None,
+    allow_stuck: bool = True,
 ) -> Run:
     """Run ``saga`` once under ``faults`` exactly as an exploration did, and check ``invariant``.
 
     The run gets a fresh world from ``world()`` and a deep copy of ``data``; it stays out of
     ``saga.history``; it runs on the virtual clock, as exploration does
     (:func:`sagakit.explore.replay`). A ``cancel`` fault's cancellation ends with the run, as
-    in exploration.
+    in exploration. With ``allow_stuck=False`` a run that ends stuck fails too, as in
+    :func:`assert_invariant`.
 
     Returns:
         The run, when the invariant holds.
@@ -280,7 +333,8 @@ async def replay(
     __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
     from sagakit.explore import replay as replay_scenario
 
-    return _replayed(saga, await replay_scenario(saga, data, faults=faults, world=world, invariant=invariant))
+    return _replayed(saga, await replay_scenario(saga, data, faults=faults, world=world,
+                                                 invariant=_checked(invariant, allow_stuck, "replay")))
 
 
 def replay_sync(
@@ -290,9 +344,24 @@ def replay_sync(
     faults: Mapping[str, FaultLike],
     world: Callable[[], Any] | None = None,
     invariant: Callable[[Any, Run], Any] | None = None,
+    allow_stuck: bool = True,
 ) -> Run:
     """:func:`replay` from synchronous code, also inside a running loop (a notebook cell)."""
     __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
     from sagakit.explore import replay_sync as replay_scenario
 
-    return _replayed(saga, replay_scenario(saga, data, faults=faults, world=world, invariant=invariant))
+    return _replayed(saga, replay_scenario(saga, data, faults=faults, world=world,
+                                           invariant=_checked(invariant, allow_stuck, "replay")))
+
+
+def _always(world: Any, run: Run) -> None:
+    """The invariant of a replay that only refuses stuck runs."""
+
+
+def _checked(invariant: Callable[[Any, Run], Any] | None, allow_stuck: object, what: str
+             ) -> Callable[[Any, Run], Any] | None:
+    """``invariant``, or (``allow_stuck=False``) one that also refuses a stuck run."""
+    check_bool(allow_stuck, f"{what} allow_stuck")
+    if allow_stuck:
+        return invariant
+    return NotStuck(invariant if invariant is not None else _always)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from sagakit._checks import check_bool
 from sagakit._sync import run_sync
-from sagakit.testing._assertions import InvariantViolated, _source_name
+from sagakit.testing._assertions import InvariantViolated, _source_name, stuck_text
 from sagakit.testing._settings import DEFAULT_BUDGET, Record, session
 
 if TYPE_CHECKING:
@@ -17,9 +19,11 @@ if TYPE_CHECKING:
         Interleaving,
         InterleavingResult,
     )
+    from sagakit.runs import Run
     from sagakit.saga import Saga
 
 __all__ = [
+    "NoneStuck",
     "assert_isolated",
     "assert_isolated_sync",
     "interleaving_replay_line",
@@ -31,12 +35,43 @@ __all__ = [
 EXHAUSTIVE_BUDGET = 10_000
 
 
-def interleaving_replay_line(interleaving: Interleaving, world: Any, invariant: Any, runs: str = "runs") -> str:
+def interleaving_replay_line(interleaving: Interleaving, world: Any, invariant: Any, runs: str = "runs",
+                             allow_stuck: bool = True) -> str:
     """The one line that replays ``interleaving`` (plain data, written out) with :func:`replay_interleaving`."""
     return (
         f"await sagakit.testing.replay_interleaving({runs}, {interleaving.to_dict()!r}, "
-        f"world={_source_name(world, 'world')}, invariant={_source_name(invariant, 'invariant')})"
+        f"world={_source_name(world, 'world')}, invariant={_source_name(invariant, 'invariant')}"
+        + (", allow_stuck=False)" if not allow_stuck else ")")
     )
+
+
+class NoneStuck:
+    """A concurrent invariant that also fails when any run ended stuck (``allow_stuck=False``):
+    the caller's invariant first (its failure wins), then ``run 1 (order) stuck at 'ship' ...``."""
+
+    __slots__ = ("invariant",)
+
+    def __init__(self, invariant: Callable[[Any, tuple[Any, ...]], Any] | None) -> None:
+        self.invariant = invariant
+
+    async def __call__(self, world: Any, runs: tuple[Run | None, ...]) -> bool:
+        if self.invariant is not None:
+            verdict = self.invariant(world, runs)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if verdict is not None and not verdict:
+                return False
+        stuck = [f"run {number} ({run.saga}) {stuck_text(run)}" for number, run in enumerate(runs)
+                 if run is not None and run.status == "stuck"]
+        if stuck:
+            raise AssertionError("; ".join(stuck))
+        return True
+
+
+def _checked(invariant: Callable[[Any, tuple[Any, ...]], Any] | None, allow_stuck: object, what: str
+             ) -> Callable[[Any, tuple[Any, ...]], Any] | None:
+    check_bool(allow_stuck, f"{what} allow_stuck")
+    return invariant if allow_stuck else NoneStuck(invariant)
 
 
 async def assert_isolated(
@@ -53,6 +88,7 @@ async def assert_isolated(
     max_faults: int = 2,
     reduce: bool = True,
     check: Literal["end", "every action"] = "end",
+    allow_stuck: bool = True,
 ) -> ConcurrentExploration:
     """Explore concurrent runs and fail if ``invariant`` is violated in any interleaving.
 
@@ -78,6 +114,10 @@ async def assert_isolated(
         max_faults: the most faults a drawn plan puts on one run.
         reduce: partial-order reduction.
         check: ``"end"`` or ``"every action"``.
+        allow_stuck: whether a run may end ``stuck`` (a step after its pivot ran out of its
+            forward policy, say because another run took what it needed); with ``False`` an
+            interleaving in which a run ends stuck fails too (``run 1 (order) stuck at
+            'ship' ...``), its anomaly named from the reads and writes.
 
     Returns:
         The :class:`~sagakit.explore.ConcurrentExploration`, when the invariant held in every
@@ -99,18 +139,22 @@ async def assert_isolated(
     else:
         chosen_budget = budget if budget is not None else EXHAUSTIVE_BUDGET
     chosen_seed = seed if seed is not None else session.seed
+    checked = _checked(invariant, allow_stuck, "assert_isolated")
     exploration = await explore_concurrent(
-        runs, world=world, invariant=invariant, modes=modes, pairs=pairs, search=search, budget=chosen_budget,
+        runs, world=world, invariant=checked, modes=modes, pairs=pairs, search=search, budget=chosen_budget,
         seed=chosen_seed, depth=depth, max_faults=max_faults, reduce=reduce, check=check, progress=False,
     )
     violations = len(exploration.violations)
+    frame = exploration.interleavings
+    stuck = int(frame["stuck"].gt(0).sum()) if len(frame) else 0
     keep = session.keep_explorations or violations > 0
     session.records.append(
         Record(session.test, ", ".join(exploration.labels), len(exploration), violations, exploration.seed,
-               f"concurrent {exploration.search}", exploration if keep else None)
+               f"concurrent {exploration.search}", exploration if keep else None, stuck)
     )
     if violations:
-        raise InvariantViolated(_message(exploration, world, invariant), exploration, exploration.counterexamples)
+        raise InvariantViolated(_message(exploration, world, invariant, bool(allow_stuck)), exploration,
+                                exploration.counterexamples)
     if search == "exhaustive" and not exploration.complete:
         raise InvariantViolated(
             f"{exploration.summary()}: the exhaustive search stopped after {len(exploration)} interleavings, "
@@ -121,7 +165,7 @@ async def assert_isolated(
     return exploration
 
 
-def _message(exploration: ConcurrentExploration, world: Any, invariant: Any) -> str:
+def _message(exploration: ConcurrentExploration, world: Any, invariant: Any, allow_stuck: bool = True) -> str:
     name = _source_name(invariant, "the invariant")
     total, bad = len(exploration), len(exploration.violations)
     lines = [f"{', '.join(exploration.labels)} violate {name} in {bad} of {total} interleavings "
@@ -143,7 +187,7 @@ def _message(exploration: ConcurrentExploration, world: Any, invariant: Any) -> 
             f"  interleaving:   {interleaving.text}",
             "  timeline:",
             *("    " + line for line in example.timeline().to_text().splitlines()),
-            f"  replay:         {interleaving_replay_line(interleaving, world, invariant)}",
+            f"  replay:         {interleaving_replay_line(interleaving, world, invariant, allow_stuck=allow_stuck)}",
         ]
     return "\n".join(lines)
 
@@ -166,12 +210,13 @@ def assert_isolated_sync(
     max_faults: int = 2,
     reduce: bool = True,
     check: Literal["end", "every action"] = "end",
+    allow_stuck: bool = True,
 ) -> ConcurrentExploration:
     """:func:`assert_isolated` from synchronous code (a plain test function, a notebook cell)."""
     __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
     return run_sync(lambda: assert_isolated(
         runs, world=world, invariant=invariant, modes=modes, pairs=pairs, search=search, budget=budget, seed=seed,
-        depth=depth, max_faults=max_faults, reduce=reduce, check=check,
+        depth=depth, max_faults=max_faults, reduce=reduce, check=check, allow_stuck=allow_stuck,
     ))
 
 
@@ -194,9 +239,11 @@ async def replay_interleaving(
     invariant: Callable[[Any, tuple[Any, ...]], Any] | None = None,
     check: Literal["end", "every action"] = "end",
     observers: Iterable[Observer] = (),
+    allow_stuck: bool = True,
 ) -> InterleavingResult:
     """Run ``runs`` in exactly the order of ``interleaving`` (plain data, as a failure prints it)
-    and fail if ``invariant`` is violated (see :func:`sagakit.explore.replay_interleaving`).
+    and fail if ``invariant`` is violated (see :func:`sagakit.explore.replay_interleaving`), or,
+    with ``allow_stuck=False``, if a run ends stuck.
 
     Returns:
         The :class:`~sagakit.explore.InterleavingResult`, when the invariant holds.
@@ -207,7 +254,8 @@ async def replay_interleaving(
     __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
     from sagakit.explore import replay_interleaving as replay
 
-    return _replayed(await replay(runs, interleaving, world=world, invariant=invariant, check=check,
+    checked = _checked(invariant, allow_stuck, "replay_interleaving")
+    return _replayed(await replay(runs, interleaving, world=world, invariant=checked, check=check,
                                   observers=observers))
 
 
@@ -219,9 +267,11 @@ def replay_interleaving_sync(
     invariant: Callable[[Any, tuple[Any, ...]], Any] | None = None,
     check: Literal["end", "every action"] = "end",
     observers: Iterable[Observer] = (),
+    allow_stuck: bool = True,
 ) -> InterleavingResult:
     """:func:`replay_interleaving` from synchronous code, also inside a running loop."""
     __tracebackhide__ = True  # pytest leaves this frame, and the input it holds, out of reports
     from sagakit.explore import replay_interleaving_sync as replay
 
-    return _replayed(replay(runs, interleaving, world=world, invariant=invariant, check=check, observers=observers))
+    checked = _checked(invariant, allow_stuck, "replay_interleaving")
+    return _replayed(replay(runs, interleaving, world=world, invariant=checked, check=check, observers=observers))

@@ -141,14 +141,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line("")
         where = record.test or "(outside a test)"
         if record.search.startswith("concurrent"):
+            stuck = f", {record.stuck} leave a run stuck" if record.stuck else ""
             terminalreporter.write_line(
                 f"{where}: {record.saga}, {record.scenarios} interleavings ({record.search}, seed {record.seed}), "
-                f"{record.violations} violate the invariant"
+                f"{record.violations} violate the invariant{stuck}"
             )
         else:
+            stuck = f", {record.stuck} end stuck" if record.stuck else ""
             terminalreporter.write_line(
                 f"{where}: saga {record.saga!r}, {record.scenarios} scenarios "
-                f"({record.search}, seed {record.seed}), {record.violations} violate the invariant"
+                f"({record.search}, seed {record.seed}), {record.violations} violate the invariant{stuck}"
             )
         coverage = getattr(record.exploration, "coverage", None)
         if coverage is not None:

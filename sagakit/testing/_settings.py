@@ -20,7 +20,8 @@ class Record:
     """One exploration an assertion ran: the test, the outcome, and the exploration itself
     when its coverage (or, for concurrent runs, its anomalies) is to be printed. For a
     concurrent exploration ``saga`` lists the runs, ``scenarios`` counts interleavings and
-    ``search`` starts with ``concurrent``."""
+    ``search`` starts with ``concurrent``; ``stuck`` counts the scenarios (interleavings) in
+    which a run ended stuck."""
 
     test: str | None
     saga: str
@@ -29,6 +30,7 @@ class Record:
     seed: int
     search: str
     exploration: Any = None
+    stuck: int = 0
 
 
 @dataclass(slots=True)

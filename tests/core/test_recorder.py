@@ -32,3 +32,22 @@ class TestDeliver:
         assert observers == [seen.append] and seen == [event]
         recorder.deliver(observers, event)
         assert seen == [event, event]
+
+
+class TestFinish:
+    """The recorder builds a Run field by field: every field the Run has, no more."""
+
+    async def test_a_finished_run_has_every_slot_of_run_set(self) -> None:
+        """A field added to Run and forgotten by the recorder fails here, for a traced and an observed run."""
+
+        async def step(data: object, context: sk.WorkflowContext) -> None:
+            return None
+
+        saga = sk.Saga("finish", [sk.step(step)])
+        for observers in ([], [lambda event: None]):
+            run = await saga.run({}, observers=observers)
+            missing = [name for name in sk.Run.__slots__ if not hasattr(run, name)]
+            assert missing == []
+            fresh = sk.Run.from_events(run.events, definition=saga)
+            assert {name: type(getattr(fresh, name)) for name in ("status", "steps_completed", "injected")} == {
+                name: type(getattr(run, name)) for name in ("status", "steps_completed", "injected")}

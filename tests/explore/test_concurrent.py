@@ -225,8 +225,8 @@ class TestReport:
         """One row per interleaving, with the documented columns; one row per counterexample in anomalies."""
         exploration = await explore_concurrent(two_orders("naive"), world=shop, invariant=both)
         assert list(exploration.interleavings.columns) == [
-            "interleaving", "kind", "faults", "order", "switches", "actions", "statuses", "invariant", "violation",
-            "anomaly", "seed",
+            "interleaving", "kind", "faults", "order", "switches", "actions", "statuses", "stuck", "invariant",
+            "violation", "anomaly", "seed",
         ]
         assert list(exploration.interleavings["interleaving"]) == list(range(len(exploration)))
         anomalies = exploration.anomalies

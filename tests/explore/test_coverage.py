@@ -25,7 +25,8 @@ class TestFrame:
         the lost charge response is the violated point."""
         coverage = await order_coverage()
         frame = coverage.frame
-        assert list(frame.columns) == ["step", "phase", "mode", "scheduled", "fired", "violations", "status"]
+        assert list(frame.columns) == ["step", "kind", "phase", "mode", "scheduled", "fired", "violations", "stuck",
+                                       "completed", "status"]
         points = set(zip(frame["step"], frame["mode"], strict=True))
         assert ("ship_order", "fail_compensation") not in points  # no compensation to fail
         assert len(frame) == 3 * 3 + 2
@@ -49,7 +50,7 @@ class TestFrame:
         lonely = Coverage(saga, exploration.modes, [behind])
         assert lonely.status("b", "fail_compensation") == "never reached"
         assert lonely.status("a", "fail") == "explored"
-        assert lonely.counts() == {"violated": 0, "explored": 1, "never reached": 1, "not explored": 4}
+        assert lonely.counts() == {"violated": 0, "stuck": 0, "explored": 1, "never reached": 1, "not explored": 4}
 
     async def test_extra_faults_of_a_violating_schedule_are_not_blamed(self) -> None:
         """A point that only rode along with the real cause in a violating schedule stays

@@ -204,8 +204,8 @@ class TestOrderSaga:
         exploration = await order_saga().explore(ORDER, world=Shop, invariant=no_money_without_an_order, progress=False)
         frame = exploration.scenarios
         assert list(frame.columns) == [
-            "scenario", "kind", "step", "mode", "label", "faults", "status", "failed_step", "completed_steps",
-            "compensated_steps", "invariant", "violation", "outcome", "fired", "error_type", "error",
+            "scenario", "kind", "step", "mode", "step_kind", "label", "faults", "status", "recovery", "failed_step",
+            "completed_steps", "compensated_steps", "invariant", "violation", "outcome", "fired", "error_type", "error",
             "duration_ms", "run_id", "seed",
         ]
         assert list(frame["scenario"]) == list(range(9))

@@ -414,3 +414,85 @@ class TestBadInput:
             return rng.random()
 
         assert repr(Latency.of(jitter)) == "Latency.of(jitter)"
+
+
+class TestForwardRecovery:
+    """simulate with a pivot: retriable steps retry forward on the virtual clock; stuck runs are reported."""
+
+    @staticmethod
+    def checkout(retry: sk.RetryPolicy | None = None) -> sk.Saga:
+        async def reserve(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        async def release(data: Any, context: sk.WorkflowContext) -> None:
+            return None
+
+        async def capture(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        async def ship(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        return sk.Saga("checkout", [sk.step(reserve, release), sk.step(capture, kind="pivot"),
+                                    sk.step(ship, retry=retry)])
+
+    def test_latency_keeps_the_step_kinds(self) -> None:
+        """With latencies the pivot stays the pivot: a failing shipment leaves the run stuck, never rolled back,
+        and the step frame keeps each step's kind."""
+        history = self.checkout().simulate(20, {}, latency=0.1, faults={"ship": "fail"}, seed=1)
+        assert set(history.runs["status"]) == {"stuck"}
+        assert set(history.runs["failed_step"]) == {"ship"} and history.runs["compensations_run"].eq(0).all()
+        kinds = dict(zip(history.steps["step"], history.steps["kind"], strict=True))
+        assert kinds == {"reserve": "compensatable", "capture": "pivot", "ship": "retriable"}
+
+    def test_backoff_of_a_retriable_step_advances_virtual_time(self) -> None:
+        """Two failed attempts and a success: the run lasts its latencies plus two backoffs of 2 s each."""
+        async def ship(data: Any, context: sk.WorkflowContext) -> Any:
+            if context.attempt < 3:
+                raise ConnectionError("carrier busy")
+            return data
+
+        policy = sk.RetryPolicy(max_retries=3, initial_delay=2.0, max_delay=2.0, jitter=0)
+        saga = self.checkout()
+        saga = saga.replace(stages=[*saga.stages[:2], sk.step(ship, retry=policy)])
+        history = saga.simulate(1, {}, latency=0.5)
+        run = history[0]
+        assert run.status == "completed"
+        ship_rows = history.steps[history.steps["step"] == "ship"]
+        assert ship_rows["attempt"].tolist() == [1, 2, 3]
+        assert ship_rows["status"].tolist() == ["failed", "failed", "succeeded"]
+        # reserve, capture and three attempts of ship take 0.5 s each, plus 2 + 2 s of backoff.
+        assert run.duration_ms == pytest.approx(5 * 500.0 + 4000.0, abs=1e-3)
+
+    def test_the_default_forward_policy_runs_out_at_its_deadline_on_the_virtual_clock(self) -> None:
+        """FORWARD_RETRY stops starting attempts 60 virtual seconds after the first: with 25 s attempts, three."""
+        history = self.checkout().simulate(3, {}, latency={"ship": 25.0}, faults={"ship": "fail_after"}, seed=2)
+        assert set(history.runs["status"]) == {"stuck"}
+        attempts = history.steps[history.steps["step"] == "ship"].groupby("run_id")["attempt"].max()
+        assert set(attempts) == {3}
+        assert (history.runs["duration_ms"] > 75_000).all()
+
+    def test_many_runs_report_their_stuck_ones_reproducibly(self) -> None:
+        """A flaky shipment: most runs complete forward after retries, some run out and are stuck;
+        the history lists them with the pending step, and the same seed gives the same ones."""
+        options = {"latency": 0.05, "faults": {"ship": sk.Fault("fail", probability=0.7)}, "seed": 9}
+        first = self.checkout().simulate(300, {}, **options)
+        again = self.checkout().simulate(300, {}, **options)
+        statuses = first.runs["status"].value_counts().to_dict()
+        assert set(statuses) == {"completed", "stuck"} and statuses["stuck"] > 0
+        stuck = first.runs[first.runs["status"] == "stuck"]
+        assert set(stuck["failed_step"]) == {"ship"} and set(stuck["error_type"]) == {"SagaStuck"}
+        retried = first.steps[(first.steps["step"] == "ship") & (first.steps["attempt"] > 1)]
+        assert len(retried) > 0
+        assert first.runs["status"].tolist() == again.runs["status"].tolist()
+        pd.testing.assert_frame_equal(steps_of(first), steps_of(again))
+
+    def test_a_transient_fault_fails_the_first_attempt_of_every_run(self) -> None:
+        """simulate keeps a transient fault as it is (it is not redrawn per run like a flaky one)."""
+        from sagakit.explore import transient
+
+        history = self.checkout().simulate(5, {}, faults={"ship": transient()}, seed=3)
+        ship = history.steps[history.steps["step"] == "ship"]
+        assert set(history.runs["status"]) == {"completed"}
+        assert ship.groupby("run_id")["status"].apply(list).tolist() == [["failed", "succeeded"]] * 5
+

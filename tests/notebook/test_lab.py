@@ -221,9 +221,9 @@ class TestRunning:
         a change of the fault plan observes the next run again."""
 
         def build(name: str, wait: bool) -> sagakit.Saga:
-            # Two bodies, not one with a condition: the engine reads an ``await`` in a
-            # compensation's code as "may give the loop control" and starts its rollback in a task.
             def maker(label: str) -> Any:
+                # Two bodies: a compensation whose code awaits at all (even behind an `if`) starts
+                # in the rollback's own task, which gives the loop control.
                 async def waits(data: Any, context: Any) -> Any:
                     await asyncio.sleep(0)
                     return data

@@ -243,3 +243,52 @@ def test_the_seed_and_budget_options_apply_to_random_concurrent_search(pytester:
     assert drawn[0] == drawn[1] and len(drawn[0]) == 30
     assert drawn[0] != drawn[2]
     assert drawn[3] == drawn[0][:7]
+
+
+PIVOT_SHOP = (Path(__file__).parents[1] / "explore" / "pivot_shop.py").read_text()
+
+
+def test_stuck_runs_are_counted_and_never_stuck_fails_saying_where(pytester: pytest.Pytester) -> None:
+    """The session summary counts the scenarios that ended stuck; an assertion with allow_stuck=False
+    fails saying at which step each minimal scenario got stuck, and its replay line, run in another
+    session, fails the same way."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_checkout=PIVOT_SHOP
+        + textwrap.dedent(
+            """
+            import asyncio
+            import sagakit.testing
+
+            saga = checkout_saga(idempotent=True)
+
+
+            def test_stuck_is_allowed():
+                asyncio.run(sagakit.testing.assert_invariant(saga, CHECKOUT, world=Warehouse, invariant=one_parcel))
+
+
+            def test_never_stuck():
+                asyncio.run(sagakit.testing.assert_invariant(saga, CHECKOUT, world=Warehouse, invariant=one_parcel,
+                                                             allow_stuck=False))
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sagakit-seed=4", "--sagakit-budget=30")
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    assert "violation:      stuck at 'ship' after its pivot 'capture' (InjectedFault: " in output
+    assert "; status: stuck at 'ship'" in output
+    summary = re.search(r"test_never_stuck: saga 'checkout', \d+ scenarios \(random, seed 4\), (\d+) violate the "
+                        r"invariant, (\d+) end stuck", output)
+    assert summary is not None, output
+    assert summary.group(1) == summary.group(2) != "0"  # every stuck scenario, and only those, violates
+    replay = re.search(r"replay: +(await sagakit\.testing\.replay\(.*allow_stuck=False\))$", output, re.MULTILINE)
+    assert replay is not None, output
+    pytester.makepyfile(
+        test_replay=PIVOT_SHOP
+        + "\nimport asyncio\nimport sagakit.testing\n\nsaga = checkout_saga(idempotent=True)\n\n\ndef test_replay():\n"
+        + f"    async def main():\n        {replay.group(1)}\n\n    asyncio.run(main())\n"
+    )
+    replayed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_replay.py")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["*InvariantViolated: saga 'checkout' under ship=fail: stuck at 'ship'*"])
