@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sagakit.events import END_KINDS, Event, EventKind
 from sagakit.notebook._layout import DiagramTemplate, StepShape
-from sagakit.notebook.diagram_state import DiagramState, error_text, format_ms, run_caption
+from sagakit.notebook._palette import KINDS
+from sagakit.notebook.diagram_state import STATUS_WORDS, DiagramState, error_text, format_ms, run_caption
 
 if TYPE_CHECKING:
     from sagakit.runs import Run
@@ -67,6 +68,11 @@ def delta(state: DiagramState, names: Sequence[str] | set[str]) -> dict[str, Any
 
 
 def _label(event: Event) -> str:
+    if event.kind is _K.RUN_RESUMED:
+        # The point where an operator carried the run on: what it was, and which resumption.
+        was = f" (it was {STATUS_WORDS.get(event.status, event.status)})" if event.status else " (it was interrupted)"
+        number = f", resumption {event.attempt}" if event.attempt > 1 else ""
+        return f"run resumed{was}{number}"
     what = str(event.kind).replace("_", " ")
     return f"{what} {event.step}" if event.step is not None else what
 
@@ -75,7 +81,8 @@ def replay_frames(run: Run, template: DiagramTemplate, events: Sequence[Event] |
     """The run's events as replay frames: ``base`` (before the run) and one delta per event.
 
     A frame holds only the steps its event changed, so the front-end steps through a run of
-    any length without asking the kernel again.
+    any length without asking the kernel again. ``resumed`` lists the slider positions
+    (1-based, as the frames) where the run was resumed from its journal.
 
     Args:
         run: the run.
@@ -90,6 +97,7 @@ def replay_frames(run: Run, template: DiagramTemplate, events: Sequence[Event] |
     base = wire_state(steps, state)
     frames: list[dict[str, Any]] = []
     labels: list[str] = []
+    resumed: list[int] = []
     for event in run.events if events is None else events:
         state(event)
         dirty = state.dirty
@@ -104,7 +112,9 @@ def replay_frames(run: Run, template: DiagramTemplate, events: Sequence[Event] |
             frame["c"] = state.caption
         frames.append(frame)
         labels.append(_label(event))
-    return {"base": base, "frames": frames, "labels": labels}
+        if event.kind is _K.RUN_RESUMED:
+            resumed.append(len(frames))
+    return {"base": base, "frames": frames, "labels": labels, "resumed": resumed}
 
 
 # -- payloads and frames ------------------------------------------------------------------
@@ -231,29 +241,45 @@ def _received_by_order(events: Sequence[Event], step: str) -> tuple[bool, Any]:
 # -- the inspector --------------------------------------------------------------------------
 
 
+_KIND_WORDS = {kind: (label, meaning) for kind, label, meaning in KINDS}
+_KIND_WORDS["compensatable"] = ("compensatable", "a failure after it rolls it back: its compensation undoes it")
+
+#: What the inspector says of a step that is stuck.
+STUCK_HINT = ("stuck: its retries ran out after the pivot, so nothing was undone and the run waits here. Fix the "
+              "cause, then resume the run from its journal (Resume in a Lab given the journal, or "
+              "journal.resume(run_id, saga)): nothing that succeeded runs again.")
+
+
 def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState | None = None,
-                   *, in_flight: bool = False, compensation: str | None = None) -> dict[str, Any]:
+                   *, in_flight: bool = False, compensation: str | None = None,
+                   kind: str = "compensatable") -> dict[str, Any]:
     """The inspector's content for one step (``phase`` ``forward``) or its compensation, as data.
 
-    Keys: ``step``, ``phase``, ``title``, ``state`` (as drawn now), ``hint``, ``message``
-    (when there are no attempts to show), ``run`` and ``key`` (the idempotency key),
-    ``input`` (what the function received, redacted; ``None`` when unknown), and
-    ``attempts``: per attempt ``[attempt, status, duration, injected, output, error type,
-    error message, frames]`` (output and error redacted); ``other``: the phase to switch to
-    (``compensate`` for a step with a compensation, ``forward`` for a compensation, else
-    ``""``). ``compensation`` names the step's compensation (none: it has none).
+    Keys: ``step``, ``phase``, ``title``, ``kind`` and ``kind_help`` (the step's kind and what
+    it means), ``state`` (as drawn now), ``hint``, ``message`` (when there are no attempts to
+    show), ``run`` and ``key`` (the idempotency key), ``input`` (what the function received,
+    redacted; ``None`` when unknown), and ``attempts``: per attempt ``[attempt, status,
+    duration, injected, output, error type, error message, frames, resumption]`` (output and
+    error redacted; ``resumption``: 0 before the run was first resumed, then which resumption
+    made it); ``other``: the phase to switch to (``compensate`` for a step with a
+    compensation, ``forward`` for a compensation, else ``""``). ``compensation`` names the
+    step's compensation (none: it has none); ``kind`` is the step's kind.
     """
     what = step if phase == "forward" else f"compensation of {step}" + (f" ({compensation})" if compensation else "")
     # The other phase to switch to: a step's compensation (when it has one), or the step.
     other = "forward" if phase == "compensate" else ("compensate" if compensation else "")
-    shown: dict[str, Any] = {"step": step, "phase": phase, "title": what, "state": "", "hint": "", "message": "",
-                             "run": "", "key": "", "input": None, "attempts": [], "other": other}
+    label, meaning = _KIND_WORDS.get(kind, (kind, ""))
+    if kind == "compensatable" and not compensation:
+        meaning = "it has no compensation: a rollback leaves its effect in place"
+    shown: dict[str, Any] = {"step": step, "phase": phase, "title": what, "kind": label, "kind_help": meaning,
+                             "state": "", "hint": "", "message": "", "run": "", "key": "", "input": None,
+                             "attempts": [], "other": other}
     if state is not None:
         current = state.states.get(step, "pending")
         if phase == "compensate":
             current = state.undo_classes.get(step, "state-pending").removeprefix("state-")
         shown["state"] = current.replace("-", " ")
-        shown["hint"] = state.hints.get(step, "")
+        shown["hint"] = state.hints.get(step, "") or (STUCK_HINT if current == "stuck" else "")
     if in_flight:
         shown["message"] = IN_FLIGHT
         return shown
@@ -273,6 +299,7 @@ def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState |
     known, value = received(run, step, phase)
     if known:
         shown["input"] = payload_text(run, value)
+    resumptions = _resumptions(events)
     rows = []
     for event in attempts:
         error = event.error
@@ -284,6 +311,19 @@ def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState |
         duration = format_ms(event.duration_ms / 1000.0) if event.duration_ms is not None else ""
         rows.append([event.attempt, event.status or str(event.kind), duration, bool(event.injected), output,
                      type(error).__name__ if error is not None else "",
-                     (error_text(error, run) or "") if error is not None else "", error_frames(error)])
+                     (error_text(error, run) or "") if error is not None else "", error_frames(error),
+                     resumptions.get(id(event), 0)])
     shown["attempts"] = rows
     return shown
+
+
+def _resumptions(events: Sequence[Event]) -> dict[int, int]:
+    """Which resumption made each event (by identity); empty for a run never resumed."""
+    found: dict[int, int] = {}
+    number = 0
+    for event in events:
+        if event.kind is _K.RUN_RESUMED:
+            number = event.attempt or number + 1
+        elif number:
+            found[id(event)] = number
+    return found

@@ -1,9 +1,11 @@
 """Laying a saga out: DOT built with ``graphviz``, run once per saga shape, kept as a template.
 
 A saga is drawn left to right: a start point, one box per step, parallel stages as clusters,
-an end point. Every step has a dashed reverse edge for its compensation (dotted and labelled
-``no undo`` when it has none). A saga too wide to read in one row is wrapped onto rows
-(:func:`layout` with ``width``).
+an end point. Every step before the pivot has a dashed reverse edge for its compensation
+(dotted, its box saying ``no undo`` or ``read-only``, when it has none). The pivot has a double
+outline and the forward arrow after it reads "point of no return"; the steps after it (retried
+forward, never undone) have no reverse edge. A saga too wide to read in one row is wrapped onto
+rows (:func:`layout` with ``width``).
 
 Layout is the only expensive part, so it runs once per *shape* (the stages, step names,
 compensation names and options) and the SVG is kept as a :class:`DiagramTemplate`: the
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from sagakit.saga import Saga
 
 __all__ = [
+    "KIND_LINES",
+    "NO_RETURN",
     "READABLE_POINTS",
     "RENDERERS",
     "DiagramTemplate",
@@ -52,6 +56,7 @@ __all__ = [
     "Shape",
     "StepShape",
     "find_renderer",
+    "step_classes",
     "layout",
     "layout_count",
     "run_layout_shape",
@@ -69,6 +74,11 @@ READABLE_POINTS = 10.0
 
 _NBSP = "\u00a0"
 _RUN_NOTE_PLACEHOLDER = "000.0 ms ×3 ⚡"
+_RETRY_NOTE_PLACEHOLDER = "attempt 10 failed"  # a step that retries tells which attempt failed
+#: The label of the forward arrow leaving the pivot.
+NO_RETURN = "point of no return"
+#: Each kind's line in its box, where a compensatable step names its compensation.
+KIND_LINES = {"pivot": "pivot", "retriable": "↻ retried forward", "readonly": "read-only"}
 _UNDO_LINE = ' class="undo-line"'
 _ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)">')
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)
@@ -180,12 +190,14 @@ class StepShape(NamedTuple):
         undo: the compensation's name, ``None`` when there is nothing to undo.
         options: retry/timeout facts shown under the name.
         retries: how many times the step's policy retries a failed attempt.
+        kind: the step's kind (``compensatable``, ``pivot``, ``retriable`` or ``readonly``).
     """
 
     name: str
     undo: str | None
     options: str
     retries: int = 0
+    kind: str = "compensatable"
 
 
 Shape = tuple[tuple[bool, tuple[StepShape, ...]], ...]  # (is_parallel, steps) per stage
@@ -219,6 +231,12 @@ def _options(step: Any) -> tuple[str, int]:
         retries = retry.max_retries
     if retries:
         parts.append(f"retry={retries}")
+    elif retry is None and getattr(step, "kind", None) == "retriable":
+        # The forward policy a retriable step gets by default: counted (live notes name the
+        # attempt), not written in the box.
+        from sagakit.steps import FORWARD_RETRY
+
+        retries = FORWARD_RETRY.max_retries
     if getattr(step, "timeout", None) is not None:
         timeout = step.timeout
     if timeout is not None:
@@ -231,7 +249,7 @@ def _options(step: Any) -> tuple[str, int]:
 def _step_shape(member: Any) -> StepShape:
     options, retries = _options(member)
     undo = callable_name(member.compensate) if member.compensate is not None else None
-    return StepShape(member.name, undo, options, retries)
+    return StepShape(member.name, undo, options, retries, getattr(member, "kind", "compensatable"))
 
 
 def saga_shape(saga: Saga) -> Shape:
@@ -244,16 +262,23 @@ def saga_shape(saga: Saga) -> Shape:
 
 
 def _events_shape(events: Sequence[Event]) -> Shape:
-    # A run without its definition (replayed from elsewhere): one stage per step, in index order.
+    # A run without its definition (replayed from elsewhere): one stage per step, in index order;
+    # the kinds other than compensatable are recorded with the run's start.
     index: dict[str, int] = {}
     undone: set[str] = set()
+    kinds: dict[str, str] = {}
     for event in events:
+        if event.kind is EventKind.RUN_STARTED and event.info:
+            recorded = event.info.get("kinds")
+            if isinstance(recorded, dict):
+                kinds = {str(name): str(kind) for name, kind in recorded.items()}
         if event.step is not None:
             index.setdefault(event.step, event.index)
             if event.phase == "compensate" and event.kind is not EventKind.COMPENSATION_SKIPPED:
                 undone.add(event.step)
     ordered = sorted(index, key=index.__getitem__)
-    return tuple((False, (StepShape(name, "compensate" if name in undone else None, ""),)) for name in ordered)
+    return tuple((False, (StepShape(name, "compensate" if name in undone else None, "", 0,
+                                    kinds.get(name, "compensatable")),)) for name in ordered)
 
 
 def run_layout_shape(run: Run) -> Shape:
@@ -270,19 +295,39 @@ def _label(*lines: str) -> str:
 
 
 def _undo_line(member: StepShape) -> str:
-    """The line naming a step's compensation in its box; after a rollback it tells the outcome."""
-    return f"↺ {member.undo}" if member.undo is not None else "no undo"
+    """The line naming a step's compensation in its box (after a rollback it tells the outcome),
+    or its kind when it has none by design."""
+    if member.undo is not None:
+        return f"↺ {member.undo}"
+    return KIND_LINES.get(member.kind, "no undo")
+
+
+def step_classes(member: StepShape) -> str:
+    """A step node's classes other than its state: ``step``, and ``kind-<kind>`` for a pivot,
+    retriable or read-only step, or ``no-compensation`` for a compensatable one without one."""
+    if member.kind in KIND_LINES:
+        return f"step kind-{member.kind}"
+    return "step" if member.undo is not None else "step no-compensation"
+
+
+def _has_undo_edge(member: StepShape) -> bool:
+    # The rollback path: nothing goes back from the pivot or from a step after it.
+    return member.kind not in ("pivot", "retriable")
 
 
 def _add_steps(target: Any, node_ids: Sequence[str], steps: Sequence[StepShape]) -> None:
     for node_id, member in zip(node_ids, steps, strict=True):
         # The last label line is a slot (durations, fault marks): reserve its width now. The
         # compensation is named inside the box, so that the arrows between stages stay short.
-        placeholder = member.options if len(member.options) > len(_RUN_NOTE_PLACEHOLDER) else _RUN_NOTE_PLACEHOLDER
+        placeholder = max((member.options, _note_placeholder(member)), key=len)
         undo = _undo_line(member)
-        classes = "step" if member.undo is not None else "step no-compensation"
+        extra = {"peripheries": "2"} if member.kind == "pivot" else {}
         target.node(node_id, label=_label(member.name, undo, placeholder), id=dot_id(f"step-{member.name}"),
-                    **{"class": classes})
+                    **{"class": step_classes(member)}, **extra)
+
+
+def _note_placeholder(member: StepShape) -> str:
+    return _RETRY_NOTE_PLACEHOLDER if member.retries else _RUN_NOTE_PLACEHOLDER
 
 
 def saga_dot(shape_or_saga: Shape | Saga, name: str = "saga", rows: Sequence[int] | None = None) -> str:
@@ -319,6 +364,7 @@ def saga_dot(shape_or_saga: Shape | Saga, name: str = "saga", rows: Sequence[int
                fillcolor="#5f6b7a", color="#5f6b7a", id="saga-end", **{"class": "terminal"})
     previous = ["start"]
     counter = 0
+    after_pivot = False
     for position, (is_parallel, steps) in enumerate(shape):
         if position in breaks:
             # A new row: its own start point, reached from the end of the row above.
@@ -337,23 +383,37 @@ def saga_dot(shape_or_saga: Shape | Saga, name: str = "saga", rows: Sequence[int
                 _add_steps(cluster, node_ids, steps)
         else:
             _add_steps(graph, node_ids, steps)
+        labelled = False
         for source in previous:
             for node_id in node_ids:
-                graph.edge(source, node_id)
+                if after_pivot:
+                    # The first arrow past the pivot: one label says what crossing it means.
+                    label = {} if labelled else {"label": NO_RETURN, "id": "no-return"}
+                    labelled = True
+                    graph.edge(source, node_id, penwidth="2", **label, **{"class": "no-return"})
+                else:
+                    graph.edge(source, node_id)
+        after_pivot = any(member.kind == "pivot" for member in steps)
         # The rollback path: each compensation leads back to the stage before its step.
         back = previous[len(previous) // 2]
         for node_id, member in zip(node_ids, steps, strict=True):
+            if not _has_undo_edge(member):
+                continue
             undo_id = dot_id(f"undo-{member.name}")
             # Unlabelled: the compensation's line in the step's box tells its name and outcome,
             # so that the stages stay close together.
             if member.undo is not None:
                 graph.edge(node_id, back, style="dashed", constraint="false", id=undo_id, **{"class": "undo"})
             else:
+                kind = "kind-readonly" if member.kind == "readonly" else "no-compensation"
                 graph.edge(node_id, back, style="dotted", constraint="false", id=undo_id,
-                           **{"class": "undo no-compensation"})
+                           **{"class": f"undo {kind}"})
         previous = node_ids
     for source in previous:
-        graph.edge(source, "end")
+        if after_pivot:  # the pivot is the last step: the end is past the point of no return
+            graph.edge(source, "end", label=NO_RETURN, id="no-return", penwidth="2", **{"class": "no-return"})
+        else:
+            graph.edge(source, "end")
     return str(graph.source)
 
 
@@ -446,7 +506,7 @@ class DiagramTemplate:
             for number, member in enumerate(members):
                 if number:
                     parts.append(" | ")
-                classes = "node step" + ("" if member.undo else " no-compensation") + " state-pending"
+                classes = f"node {step_classes(member)} state-pending"
                 parts.append(["span", {"id": f"step-{member.name}", "class": classes},
                               ["span", {"class": "sagakit-text-name"}, member.name],
                               ["span", {"class": "sagakit-text-note"}, ""]])
@@ -468,8 +528,8 @@ class DiagramTemplate:
                 step = member.name
                 note = state.notes.get(step)
                 parts.append(
-                    f'<span id="{html.escape("step-" + step)}" class="node step '
-                    f'{"" if member.undo else "no-compensation "}{state.classes.get(step, "state-pending")}" '
+                    f'<span id="{html.escape("step-" + step)}" class="node {step_classes(member)} '
+                    f'{state.classes.get(step, "state-pending")}" '
                     f'style="padding: 1px 4px; border: 1px solid #9aa5b1; border-radius: 3px">'
                     f"{html.escape(step)}{html.escape(' (' + note + ')') if note else ''}</span>"
                 )
@@ -535,6 +595,7 @@ def layout(shape: Shape, *, name: str = "saga", width: float | None = None) -> D
 # What a stage takes in a row, in points, from the longest line in its boxes (11 pt Helvetica,
 # measured on laid-out diagrams and rounded up, so that a row comes out no wider than asked).
 _CHAR_POINTS = 7.1
+_LABEL_CHAR_POINTS = 5.6
 _STAGE_POINTS = 50.0
 _CLUSTER_POINTS = 30.0
 _LEAD_POINTS = 12.0
@@ -542,9 +603,11 @@ _TAIL_POINTS = 8.0
 
 
 def _stage_points(is_parallel: bool, members: Sequence[StepShape]) -> float:
-    longest = max(max(len(member.name), len(_undo_line(member)), len(member.options), len(_RUN_NOTE_PLACEHOLDER))
+    longest = max(max(len(member.name), len(_undo_line(member)), len(member.options), len(_note_placeholder(member)))
                   for member in members)
-    return _CHAR_POINTS * longest + _STAGE_POINTS + (_CLUSTER_POINTS if is_parallel else 0.0)
+    # The arrow leaving the pivot carries its label (10 pt) across the gap to the next stage.
+    label = _LABEL_CHAR_POINTS * len(NO_RETURN) if any(member.kind == "pivot" for member in members) else 0.0
+    return _CHAR_POINTS * longest + _STAGE_POINTS + (_CLUSTER_POINTS if is_parallel else 0.0) + label
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,7 +5,9 @@ A step (or its compensation arrow) is drawn in exactly one state, the CSS class
 stroke and its legend entry; everything else is generated from it: the ``<style>`` embedded in
 every diagram (:func:`svg_style`, light colours behind CSS variables), the variables the
 view sets for the theme it finds (:func:`theme_css`), and the legend (:func:`legend`). A new
-state is one more :class:`Look`.
+state is one more :class:`Look`. A step's kind is drawn by its own class, ``kind-<kind>``
+(:data:`KINDS`): the pivot with a double outline in the text colour and the forward arrow after
+it labelled "point of no return".
 
 Every colour pair here meets WCAG AA (4.5:1) for text: node text on its fill, and arrow
 labels on the page (white to ``#f6f7f9`` in light themes, ``#111`` to ``#2b2b2b`` in dark
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LOOKS", "STATES", "Look", "Shade", "legend", "svg_style", "theme_css"]
+__all__ = ["KINDS", "LOOKS", "STATES", "Look", "Shade", "legend", "svg_style", "theme_css"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class Look:
         width: the outline's width.
         dash: the outline's dash pattern (``""``: solid).
         in_legend: listed in the legend (``skipped`` only ever colours an arrow).
+        needs_pivot: listed only for a saga with a pivot (``stuck`` happens only after one).
     """
 
     state: str
@@ -59,6 +62,7 @@ class Look:
     width: float = 1.2
     dash: str = ""
     in_legend: bool = True
+    needs_pivot: bool = False
 
 
 _INK = "#1f2933"  # text on light fills
@@ -89,6 +93,11 @@ LOOKS: tuple[Look, ...] = (
     Look("not-undone", "not undone (no compensation)",
          "the step ran and has no compensation: its effect stays after the rollback",
          Shade("#efe4fb", "#6a3d9a", _INK, "#6a3d9a"), Shade("#33214f", "#c297ff", _PAPER, "#c297ff"), 1.5, "2 2"),
+    Look("stuck", "stuck: nothing undone",
+         "a step after the pivot ran out of retries: the run can neither complete nor roll back, and nothing was "
+         "undone; fix the cause, then resume it from the journal",
+         Shade("#fde2f3", "#a3106b", _INK, "#a3106b"), Shade("#4a1035", "#ff8fcb", _PAPER, "#ff8fcb"), 3.0,
+         needs_pivot=True),
     Look("skipped", "skipped", "nothing to compensate",
          Shade("#f0f0f0", "#9e9e9e", _INK, "#57606a"), Shade("#2d333b", "#768390", _PAPER, "#9da7b3"),
          in_legend=False),
@@ -99,9 +108,24 @@ STATES: tuple[str, ...] = tuple(look.state for look in LOOKS)
 
 #: Colours of the parts that are no state: outlines of planned faults, forward arrows, text.
 _CHROME = {
-    "light": {"fault": "#c62828", "arrow": "#5f6b7a", "muted": "#57606a", "bg": "#ffffff", "diverges": "#6f42c1"},
-    "dark": {"fault": "#ff7b72", "arrow": "#8b949e", "muted": "#9da7b3", "bg": "#111111", "diverges": "#c297ff"},
+    "light": {"fault": "#c62828", "arrow": "#5f6b7a", "muted": "#57606a", "bg": "#ffffff", "diverges": "#6f42c1",
+              "pivot": "#1f2933"},
+    "dark": {"fault": "#ff7b72", "arrow": "#8b949e", "muted": "#9da7b3", "bg": "#111111", "diverges": "#c297ff",
+             "pivot": "#e6edf3"},
 }
+
+#: How each step kind is drawn and explained: ``[kind, label, meaning]`` (the class is
+#: ``kind-<kind>``; compensatable steps are the plain boxes).
+KINDS: tuple[tuple[str, str, str], ...] = (
+    ("pivot", "pivot: the point of no return",
+     "a double outline: the go/no-go step; once it succeeds the saga must complete, so nothing before it is undone "
+     "any more and nothing undoes it"),
+    ("retriable", "retriable (after the pivot)",
+     "↻ retried forward: a failure is retried under the step's policy, never compensated; when the retries run "
+     "out the run is stuck"),
+    ("readonly", "read-only",
+     "the step changes nothing, so there is nothing to undo: it needs no compensation"),
+)
 
 _SHAPES = ("path", "polygon", "ellipse")
 
@@ -148,7 +172,16 @@ def svg_style() -> str:
                                                 "stroke-dasharray: 6 3;"))
     rules.append(_shape_rule("g.step.diverges", f"stroke: var(--sk-diverges, {light['diverges']}); stroke-width: 4; "
                                                 "stroke-dasharray: none;"))
-    rules.append(".sagakit-svg g.undo.no-compensation > path { stroke-dasharray: 2 3; }")
+    rules.append(".sagakit-svg g.undo.no-compensation > path, .sagakit-svg g.undo.kind-readonly > path "
+                 "{ stroke-dasharray: 2 3; }")
+    # The pivot's second outline (graphviz draws it after the box, unfilled): the point of no
+    # return, in the text colour whatever the state, so that it reads in every state.
+    rules.append(f".sagakit-svg g.step.kind-pivot > path + path, .sagakit-svg g.step.kind-pivot > polygon + polygon "
+                 f"{{ fill: none; stroke: var(--sk-pivot, {light['pivot']}); stroke-width: 2; stroke-dasharray: none; }}")
+    rules.append(f".sagakit-svg g.edge.no-return > path {{ stroke: var(--sk-pivot, {light['pivot']}); stroke-width: 2; }}")
+    rules.append(f".sagakit-svg g.edge.no-return > polygon {{ fill: var(--sk-pivot, {light['pivot']}); "
+                 f"stroke: var(--sk-pivot, {light['pivot']}); }}")
+    rules.append(f".sagakit-svg g.edge.no-return > text {{ fill: var(--sk-pivot, {light['pivot']}); font-weight: bold; }}")
     return "<style>\n" + "\n".join(rules) + "\n</style>"
 
 
@@ -166,6 +199,11 @@ def theme_css(scope: str = ".sagakit-root") -> str:
     return "\n".join(blocks)
 
 
-def legend() -> list[list[str]]:
-    """The legend's entries, in order: ``[state, label, meaning]``."""
-    return [[look.state, look.label, look.meaning] for look in LOOKS if look.in_legend]
+def legend(pivot: bool = True) -> list[list[str]]:
+    """The legend's entries, in order: ``[state, label, meaning]``.
+
+    Args:
+        pivot: the saga has a pivot (without one, ``stuck`` cannot happen and is not listed).
+    """
+    return [[look.state, look.label, look.meaning] for look in LOOKS
+            if look.in_legend and (pivot or not look.needs_pivot)]

@@ -3,14 +3,16 @@
 Like :mod:`sagakit.notebook._inspect`, everything here is JSON-ready: the ES module draws it
 with text nodes. A status is ``{"level": ..., "text": [[kind, text], ...], "hints": [...]}``
 where ``kind`` is ``""`` (plain) or ``"code"`` (a step name), and ``level`` one of
-``ready``, ``running``, ``ok``, ``warn``, ``error``, ``stopped`` and ``invalid``.
+``ready``, ``running``, ``ok``, ``warn``, ``error``, ``stuck``, ``stopped`` and ``invalid``;
+``resume`` (when present) is the history's number of the run the line is about, which can be
+resumed from the Lab's journal (the view offers a Resume button).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sagakit.events import END_KINDS, EventKind
@@ -20,7 +22,8 @@ if TYPE_CHECKING:
     from sagakit.compare import RunComparison
     from sagakit.runs import Run
 
-__all__ = ["batch_status", "chart_data", "compare_data", "history_rows", "message_status", "run_status"]
+__all__ = ["NO_JOURNAL_HINT", "RESUME_HINTS", "batch_status", "chart_data", "compare_data", "history_rows",
+           "message_status", "run_status"]
 
 _K = EventKind
 
@@ -35,6 +38,18 @@ def message_status(level: str, text: str, hints: Iterable[str] = ()) -> dict[str
 
 def _outcome_parts(found: Outcome) -> list[list[str]]:
     parts: list[list[str]] = []
+    again = [["", f" · {found.resumed_words()}"]] if found.resumed else []
+    if found.status == "stuck":
+        if found.failed_step:
+            parts += [["", "⚠ stuck at "], ["code", found.failed_step], ["", found.attempts_words()]]
+        else:
+            parts.append(["", "⚠ stuck"])
+        if found.error:
+            parts.append(["", f" ({found.error})"])
+        parts.append(["", "; nothing undone"])
+        if found.pivot:
+            parts += [["", " (past the pivot "], ["code", found.pivot], ["", ")"]]
+        return [*parts, *again, ["", f" · {found.took_words()}"]]
     if found.status == "cancelled":
         if found.failed_step:
             parts += [["", "■ stopped while "], ["code", found.failed_step], ["", " ran"]]
@@ -48,17 +63,46 @@ def _outcome_parts(found: Outcome) -> list[list[str]]:
             parts.append(["", f" ({found.error})"])
     for phrase in found.rollback_parts():
         parts.append(["", "; " + phrase])
-    parts.append(["", f" · {found.duration_ms:.1f} ms"])
-    return parts
+    return [*parts, *again, ["", f" · {found.took_words()}"]]
 
 
-def run_status(run: Run, hints: Iterable[str] = ()) -> dict[str, Any]:
-    """The status line after ``run``: what failed, what the rollback did, what is left."""
+#: What the status line adds about a run that needs an operator.
+RESUME_HINTS = {
+    "stuck": "fix the cause (the step's error above), then Resume: the run retries {step} and goes on forward; "
+             "nothing that succeeded runs again",
+    "compensation_failed": "fix the cause, then Resume: the run retries the failed compensation and goes on with "
+                           "the rollback; nothing that succeeded runs again",
+}
+
+#: What the status line says of a run that needs an operator when the Lab has no journal.
+NO_JOURNAL_HINT = ("only a run recorded in a journal can be resumed: give the Lab one "
+                   "(saga.lab(journal=\"runs.db\")) and run again")
+
+
+def run_status(run: Run, hints: Iterable[str] = (), *, resume: int = 0, journal: bool = False) -> dict[str, Any]:
+    """The status line after ``run``: what failed, what the rollback did, what is left.
+
+    Args:
+        run: the run.
+        hints: the fault plan's hints.
+        resume: the run's number in the history when it can be resumed from the Lab's journal.
+        journal: the Lab has a journal (else a run that needs an operator is told how to get one).
+    """
+    hints = list(hints)
     if run.status == "completed":
-        return {"level": "ok", "text": [["", f"✔ completed in {run.duration_ms:.1f} ms"]], "hints": list(hints)}
+        found = outcome(run)
+        text = f"✔ {found.sentence()}"
+        return {"level": "ok", "text": [["", text]], "hints": hints}
     found = outcome(run)
-    level = {"cancelled": "stopped", "compensated": "warn"}.get(run.status, "error")
-    return {"level": level, "text": _outcome_parts(found), "hints": list(hints)}
+    level = {"cancelled": "stopped", "compensated": "warn", "stuck": "stuck"}.get(run.status, "error")
+    status: dict[str, Any] = {"level": level, "text": _outcome_parts(found), "hints": hints}
+    if run.status in RESUME_HINTS:
+        if resume:
+            status["resume"] = resume
+            hints.append(RESUME_HINTS[run.status].format(step=run.failed_step or "its pending step"))
+        elif not journal:
+            hints.append(NO_JOURNAL_HINT)
+    return status
 
 
 def batch_status(runs: Sequence[Run], hints: Iterable[str] = ()) -> dict[str, Any]:
@@ -71,7 +115,7 @@ def batch_status(runs: Sequence[Run], hints: Iterable[str] = ()) -> dict[str, An
         counts[run.status] = counts.get(run.status, 0) + 1
         if run.status != "completed" and run.failed_step is not None:
             failed_at[run.failed_step] = failed_at.get(run.failed_step, 0) + 1
-    order = ("completed", "compensated", "compensation_failed", "cancelled")
+    order = ("completed", "compensated", "compensation_failed", "stuck", "cancelled")
     totals = ", ".join(f"{counts[status]} {STATUS_WORDS[status]}" for status in order if counts.get(status))
     parts: list[list[str]] = [["", f"{len(runs)} runs: {totals}"]]
     if failed_at:
@@ -83,17 +127,19 @@ def batch_status(runs: Sequence[Run], hints: Iterable[str] = ()) -> dict[str, An
     durations = [run.duration_ms for run in runs]
     parts.append(["", f" · median {statistics.median(durations):.1f} ms"])
     level = "ok" if counts.get("completed") == len(runs) else (
-        "error" if counts.get("compensation_failed") else "warn")
+        "error" if counts.get("compensation_failed") else "stuck" if counts.get("stuck") else "warn")
     return {"level": level, "text": parts, "hints": list(hints)}
 
 
 # -- history ----------------------------------------------------------------------------------
 
 
-def history_rows(runs: Sequence[Run], first_number: int, journal_ids: frozenset[str] = frozenset()) -> list[list[Any]]:
+def history_rows(runs: Sequence[Run], first_number: int, journal_ids: frozenset[str] = frozenset(),
+                 resumable: Callable[[Run], bool] | None = None) -> list[list[Any]]:
     """The rows of the history table, newest first: number, status, failed step, error, ms,
-    backend, fault, when it started (``HH:MM:SS``, local time) and where it comes from
-    (``journal`` for a run read from a journal, else ``""``)."""
+    backend, fault, when it started (``HH:MM:SS``, local time), where it comes from
+    (``journal`` for a run read from a journal, else ``""``), whether it can be resumed (by
+    ``resumable``) and how often it was resumed."""
     rows: list[list[Any]] = []
     for number, run in zip(range(first_number + len(runs) - 1, first_number - 1, -1), reversed(runs), strict=True):
         error = run.original_error if run.original_error is not None else run.error
@@ -101,8 +147,10 @@ def history_rows(runs: Sequence[Run], first_number: int, journal_ids: frozenset[
         if len(message) > 90:
             message = message[:87] + "..."
         when = time.strftime("%H:%M:%S", time.localtime(run.started_at))
+        resumed = int((run.info or {}).get("resumed", 0) or 0)
         rows.append([number, run.status, run.failed_step or "", message, f"{run.duration_ms:.1f}", run.backend,
-                     bool(run.injected), when, "journal" if run.run_id in journal_ids else ""])
+                     bool(run.injected), when, "journal" if run.run_id in journal_ids else "",
+                     bool(resumable(run)) if resumable is not None else False, resumed])
     return rows
 
 

@@ -1,8 +1,10 @@
 """Saga diagrams: DOT built with ``graphviz``, laid out once per saga shape, re-coloured by class.
 
 A saga is drawn left to right: a start point, one box per step, parallel stages as
-clusters, an end point. Every step has a dashed reverse edge for its compensation (dotted and
-labelled ``no undo`` when it has none). A :class:`~sagakit.Run` is the same drawing coloured
+clusters, an end point. Every step before the pivot has a dashed reverse edge for its
+compensation (dotted, its box saying ``no undo`` or ``read-only``, when it has none). The pivot
+is drawn with a double outline, the arrow leaving it reads "point of no return", and the steps
+after it (``↻ retried forward``) have no reverse edge: they are never undone. A :class:`~sagakit.Run` is the same drawing coloured
 by what happened, with per-step durations and its outcome as a caption. The layout lives in
 :mod:`sagakit.notebook._layout`, the states in :mod:`sagakit.notebook.diagram_state` and
 their colours in :mod:`sagakit.notebook._palette`; this module is their public face and
@@ -12,10 +14,14 @@ Layout is the only expensive part, so it runs once per *shape* and the SVG is ke
 template whose step classes and notes are filled in at render time: a live update is a string
 join, never another ``dot`` call. Stable hooks for browsers and tests:
 
-* nodes ``id="step-<name>"`` with classes ``step``, ``no-compensation``, ``injected`` and
-  one ``state-<state>`` (see :data:`STATES`; how each looks, in light and dark themes, and its
-  legend entry: :data:`LOOKS`);
-* compensation edges ``id="undo-<name>"`` with classes ``undo`` and ``state-<state>``.
+* nodes ``id="step-<name>"`` with classes ``step``, ``no-compensation``, ``injected``, one
+  ``state-<state>`` (see :data:`STATES`; how each looks, in light and dark themes, and its
+  legend entry: :data:`LOOKS`; ``state-stuck`` is a step after the pivot whose retries ran
+  out) and, for the kinds other than compensatable, ``kind-pivot``, ``kind-retriable`` or
+  ``kind-readonly`` (:data:`KINDS`);
+* compensation edges ``id="undo-<name>"`` with classes ``undo`` and ``state-<state>`` (none for
+  the pivot and the steps after it);
+* the arrow past the pivot ``id="no-return"``, class ``no-return``, labelled "point of no return".
 
 The layout program is chosen by :func:`set_renderer` (default ``"auto"``, or the
 ``SAGAKIT_DIAGRAM_RENDERER`` environment variable): Graphviz's ``dot`` when it is on
@@ -47,7 +53,7 @@ from sagakit.notebook._layout import (
     saga_shape,
     set_renderer,
 )
-from sagakit.notebook._palette import LOOKS, STATES, Look, Shade
+from sagakit.notebook._palette import KINDS, LOOKS, STATES, Look, Shade
 from sagakit.notebook.diagram_state import (
     DiagramState,
     Outcome,
@@ -59,6 +65,7 @@ from sagakit.notebook.diagram_state import (
     outcome,
     planned_notes,
     run_caption,
+    step_kinds,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +73,7 @@ if TYPE_CHECKING:
     from sagakit.saga import Saga
 
 __all__ = [
+    "KINDS",
     "LOOKS",
     "READABLE_POINTS",
     "RENDERERS",
@@ -98,6 +106,7 @@ __all__ = [
     "saga_shape",
     "saga_svg",
     "set_renderer",
+    "step_kinds",
 ]
 
 #: The most points a static diagram's row takes before the saga wraps onto rows (about the

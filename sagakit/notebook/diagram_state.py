@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sagakit.runs import Run
 
 __all__ = [
+    "STATUS_WORDS",
     "DiagramState",
     "Outcome",
     "error_summary",
@@ -30,6 +31,7 @@ __all__ = [
     "outcome",
     "planned_notes",
     "run_caption",
+    "step_kinds",
 ]
 
 _K = EventKind
@@ -46,6 +48,8 @@ class _Shape(Protocol):
     def options(self) -> str: ...
     @property
     def retries(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
 
 
 def format_ms(seconds: float) -> str:
@@ -68,9 +72,12 @@ class DiagramState:
     is cheap: a few dictionary writes per event.
 
     A step whose attempt failed while its retry policy has attempts left is ``retrying``, not
-    ``failed``; after a rollback, a step that ran and has no compensation is ``not-undone``
-    (its effect stays), and a completed step the rollback never reached is
-    ``not-compensated``.
+    ``failed`` (its note names the attempt); after a rollback, a step that ran and has no
+    compensation is ``not-undone`` (its effect stays), a read-only step stays ``succeeded``
+    (it changed nothing), and a completed step the rollback never reached is
+    ``not-compensated``. A step after the pivot whose retries ran out is ``stuck``: nothing is
+    undone, and the run waits for an operator to resume it. A resumed run (``run_resumed``)
+    numbers its attempts on, each step's policy starting anew.
 
     Args:
         steps: the shapes of the saga's steps, for the per-step option notes of the definition
@@ -79,15 +86,17 @@ class DiagramState:
             whose note has a failure mode are drawn ``injected`` before any run.
     """
 
-    __slots__ = ("_rolled_back", "_started", "attempts", "caption", "classes", "cleared", "dirty", "hints", "injected",
-                 "notes", "options", "planned", "retries", "states", "undo_classes", "undo_notes", "undoable",
-                 "version")
+    __slots__ = ("_resumed_at", "_rolled_back", "_started", "attempts", "caption", "classes", "cleared", "dirty", "hints",
+                 "injected", "kinds", "notes", "options", "planned", "resumed", "retries", "states", "undo_classes",
+                 "undo_notes", "undoable", "version")
 
     def __init__(self, steps: Iterable[_Shape] = (), planned: Mapping[str, str] | None = None) -> None:
         members = tuple(steps)
         self.options = {member.name: member.options for member in members}
         self.undoable = {member.name for member in members if member.undo is not None}
         self.retries = {member.name: getattr(member, "retries", 0) for member in members}
+        #: Each step's kind (``compensatable``, ``pivot``, ``retriable``, ``readonly``).
+        self.kinds = {member.name: getattr(member, "kind", "compensatable") for member in members}
         self.planned: dict[str, str] = dict(planned or {})
         #: Why a planned fault may show nothing, by step (see :func:`fault_hints`).
         self.hints: dict[str, str] = {}
@@ -104,6 +113,9 @@ class DiagramState:
         self.injected: set[str] = set()
         self.attempts: dict[str, int] = {}
         self._started: dict[str, float] = {}
+        #: How often the run shown was resumed (``run_resumed`` events seen).
+        self.resumed = 0
+        self._resumed_at: dict[str, int] = {}  # each step's attempts before the last resumption
         self.caption: str | None = None
         self.version = 0
         self.reset()
@@ -117,6 +129,8 @@ class DiagramState:
         self.injected.clear()
         self.attempts.clear()
         self._started.clear()
+        self._resumed_at.clear()
+        self.resumed = 0
         self._rolled_back = False
         self.caption = None
         self.notes = {}
@@ -165,7 +179,12 @@ class DiagramState:
             if kind is _K.RUN_STARTED:
                 self._forget_run()
             elif kind is _K.RUN_FINISHED:
-                self._settle()
+                self._settle(event.status)
+            elif kind is _K.RUN_RESUMED:
+                # Attempts are numbered on; each step's policy starts anew from here.
+                self.resumed += 1
+                self._resumed_at = dict(self.attempts)
+                self._started.clear()  # a step's time is its resumed attempts', not the wait before
             return
         if kind is _K.ROLLBACK_STARTED:
             self._rolled_back = True
@@ -177,22 +196,31 @@ class DiagramState:
         if kind is _K.STEP_STARTED:
             self.states[step] = "running"
             self._started.setdefault(step, event.at)
-            self.attempts[step] = event.attempt
+            attempt = self.attempts[step] = event.attempt
+            if attempt > 1:  # a retry in flight: which attempt, of how many the policy allows
+                ceiling = self._resumed_at.get(step, 0) + self.retries.get(step, 0) + 1
+                self.notes[step] = f"attempt {attempt}/{ceiling}" if attempt <= ceiling else f"attempt {attempt}"
         elif kind is _K.STEP_SUCCEEDED or kind is _K.STEP_FAILED or kind is _K.STEP_CANCELLED:
             if kind is _K.STEP_SUCCEEDED:
                 state = "succeeded"
             elif kind is _K.STEP_CANCELLED:
                 state = "cancelled"
+            elif event.attempt - self._resumed_at.get(step, 0) <= self.retries.get(step, 0):
+                state = "retrying"
             else:
-                state = "retrying" if event.attempt <= self.retries.get(step, 0) else "failed"
+                # After the pivot nothing rolls back: a retriable step that ran out is stuck.
+                state = "stuck" if self.kinds.get(step) == "retriable" else "failed"
             self.states[step] = state
             self.attempts[step] = max(self.attempts.get(step, 1), event.attempt)
             began = self._started.get(step, event.started_at or event.at)
             self._started.setdefault(step, began)
             attempts = self.attempts[step]
-            note = _ms(event.at - began)
-            if attempts > 1:
-                note += f" \u00d7{attempts}"
+            if state == "retrying":
+                note = f"attempt {event.attempt} failed"
+            else:
+                note = _ms(event.at - began)
+                if attempts > 1:
+                    note += f" \u00d7{attempts}"
             if step in self.injected:
                 note += " ⚡"
             self.notes[step] = note
@@ -208,10 +236,14 @@ class DiagramState:
             self.undo_classes[step] = "state-compensation-failed"
             self.undo_notes[step] = "↺ failed" if kind is _K.COMPENSATION_FAILED else "↺ cancelled"
         elif kind is _K.COMPENSATION_SKIPPED:
-            # The step ran and has nothing to undo it: its effect stays.
-            self.states[step] = "not-undone"
             self.undo_classes[step] = "state-skipped"
-            self.undo_notes[step] = "not undone"
+            if self.kinds.get(step) == "readonly":
+                # A read-only step changed nothing: there is nothing to undo, nothing to flag.
+                self.states[step] = "succeeded"
+            else:
+                # The step ran and has nothing to undo it: its effect stays.
+                self.states[step] = "not-undone"
+                self.undo_notes[step] = "not undone"
         else:
             return
         self._refresh(step)
@@ -219,13 +251,17 @@ class DiagramState:
         if dirty is not None:
             dirty.add(step)
 
-    def _settle(self) -> None:
-        # At the end of a run: a step still "retrying" did not get another attempt; after a
-        # rollback, completed steps it never reached must not read as fine.
+    def _settle(self, status: str | None = None) -> None:
+        # At the end of a run: a step still "retrying" did not get another attempt (in a stuck
+        # run, every step left failing is the one it waits at); after a rollback, completed
+        # steps it never reached must not read as fine.
+        stuck = status == "stuck"
         for name, state in list(self.states.items()):
-            if state == "retrying":
+            if stuck and state in ("retrying", "failed", "cancelled", "running"):
+                self._set(name, "stuck")
+            elif state == "retrying":
                 self._set(name, "failed")
-            elif state == "succeeded" and self._rolled_back:
+            elif state == "succeeded" and self._rolled_back and self.kinds.get(name) != "readonly":
                 if name in self.undoable:
                     self.undo_classes[name] = "state-not-compensated"
                     self.undo_notes[name] = "↺ not run"
@@ -274,6 +310,7 @@ STATUS_WORDS: dict[str, str] = {
     "compensated": "rolled back",
     "compensation_failed": "rollback failed",
     "cancelled": "stopped",
+    "stuck": "stuck",
 }
 
 
@@ -289,9 +326,16 @@ class Outcome:
         error: ``Type: message`` of that failure (redacted); empty for a stop.
         compensated: the steps whose compensation succeeded, in the order they ran.
         compensation_failures: ``(step, "Type: message")`` of each compensation that failed.
-        not_undone: completed steps without a compensation (their effect stays).
+        not_undone: completed steps without a compensation (their effect stays); read-only
+            steps, which changed nothing, are never listed.
         left: completed steps with a compensation that never ran (manual cleanup).
         duration_ms: how long the run took.
+        attempts: how many attempts the failed step made (the pending step of a stuck run).
+        pivot: the saga's pivot, if it has one.
+        resumed: how often the run was resumed from its journal.
+        resumed_ms: how long the run took after its last resumption (``duration_ms`` counts
+            from its first start, the wait for an operator included).
+        read_only: completed read-only steps (nothing to undo).
     """
 
     status: str
@@ -303,18 +347,50 @@ class Outcome:
     not_undone: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
+    attempts: int = 0
+    pivot: str | None = None
+    resumed: int = 0
+    resumed_ms: float = 0.0
+    read_only: list[str] = field(default_factory=list)
 
     def sentence(self) -> str:
         """The outcome in one line: what failed, what the rollback did, what is left."""
+        again = f" · {self.resumed_words()}" if self.resumed else ""
+        took = self.took_words()
         if self.status == "completed":
-            return f"completed in {self.duration_ms:.1f} ms"
+            return f"completed{again} · {took}" if self.resumed else f"completed in {self.duration_ms:.1f} ms"
+        if self.status == "stuck":
+            head = f"stuck at {self.failed_step}{self.attempts_words()}" if self.failed_step else "stuck"
+            if self.error:
+                head += f" ({self.error})"
+            return f"{head}; {self.stuck_words()}{again} · {took}"
         if self.status == "cancelled":
             head = f"stopped while {self.failed_step} ran" if self.failed_step else "stopped"
         else:
             head = f"{self.words}: {self.failed_step} failed" if self.failed_step else self.words
             if self.error:
                 head += f" ({self.error})"
-        return "; ".join([head, *self.rollback_parts()]) + f" · {self.duration_ms:.1f} ms"
+        return "; ".join([head, *self.rollback_parts()]) + f"{again} · {took}"
+
+    def attempts_words(self) -> str:
+        """`` after 3 attempts`` (empty when the number is unknown)."""
+        if not self.attempts:
+            return ""
+        return f" after {self.attempts} attempt{'' if self.attempts == 1 else 's'}"
+
+    def stuck_words(self) -> str:
+        """What a stuck run means, in a phrase: nothing undone, past which pivot."""
+        return f"nothing undone (past the pivot {self.pivot})" if self.pivot else "nothing undone"
+
+    def resumed_words(self) -> str:
+        """``resumed once, 902.1 ms to finish``, ``resumed 3 times, ...``."""
+        times = "once" if self.resumed == 1 else f"{self.resumed} times"
+        return f"resumed {times}, {self.resumed_ms:.1f} ms to finish"
+
+    def took_words(self) -> str:
+        """How long the run took: ``12.3 ms``, or for a resumed run ``28249.9 ms since it
+        started`` (the wait for an operator included)."""
+        return f"{self.duration_ms:.1f} ms since it started" if self.resumed else f"{self.duration_ms:.1f} ms"
 
     def rollback_parts(self) -> list[str]:
         """What the rollback did, as short phrases."""
@@ -329,7 +405,8 @@ class Outcome:
         if self.not_undone:
             parts.append(f"not undone (no compensation): {', '.join(self.not_undone)}")
         if not count and not self.compensation_failures and not self.left and not self.not_undone:
-            parts.append("nothing to undo (no step had completed)")
+            parts.append("nothing to undo (only read-only steps had completed)" if self.read_only
+                         else "nothing to undo (no step had completed)")
         return parts
 
 
@@ -337,16 +414,25 @@ def outcome(run: Run) -> Outcome:
     """The :class:`Outcome` of a finished run."""
     error = run.original_error if run.original_error is not None else run.error
     failure = "" if error is None or run.status == "cancelled" else error_summary(error, run)
+    kinds = step_kinds(run)
     found = Outcome(run.status, STATUS_WORDS.get(run.status, run.status.replace("_", " ")), run.failed_step, failure,
-                    duration_ms=run.duration_ms)
-    if run.status == "completed":
-        return found
+                    duration_ms=run.duration_ms, resumed=int((run.info or {}).get("resumed", 0) or 0),
+                    pivot=next((name for name, kind in kinds.items() if kind == "pivot"), None))
     completed: dict[str, None] = {}
     undone: set[str] = set()
+    if found.resumed:
+        resumed_at = next((event.at for event in reversed(run.events) if event.kind is _K.RUN_RESUMED), None)
+        ended_at = next((event.at for event in reversed(run.events) if event.kind is _K.RUN_FINISHED), None)
+        if resumed_at is not None and ended_at is not None:
+            found.resumed_ms = max(0.0, (ended_at - resumed_at) * 1000.0)
+    if run.status == "completed":
+        return found
     for event in run.events:
         kind, step = event.kind, event.step
         if step is None:
             continue
+        if step == run.failed_step and event.phase == "forward" and kind in _ATTEMPT_ENDS:
+            found.attempts = max(found.attempts, event.attempt)
         if kind is _K.STEP_SUCCEEDED:
             completed[step] = None
         elif kind is _K.COMPENSATION_SUCCEEDED:
@@ -357,10 +443,16 @@ def outcome(run: Run) -> Outcome:
             found.compensation_failures.append((step, text))
             undone.add(step)
         elif kind is _K.COMPENSATION_SKIPPED:
-            found.not_undone.append(step)
+            if kinds.get(step) != "readonly":
+                found.not_undone.append(step)
             undone.add(step)
+    if run.status == "stuck":  # nothing is undone past the pivot: there is no rollback to tell
+        return found
     compensates = _compensating_steps(run)
     for step in completed:
+        if kinds.get(step) == "readonly":
+            found.read_only.append(step)
+            continue
         if step in undone or step == run.failed_step:
             continue
         if compensates is None or step in compensates:
@@ -368,6 +460,29 @@ def outcome(run: Run) -> Outcome:
         else:
             found.not_undone.append(step)
     return found
+
+
+_ATTEMPT_ENDS = frozenset({_K.STEP_SUCCEEDED, _K.STEP_FAILED, _K.STEP_CANCELLED})
+
+
+def step_kinds(run: Run) -> dict[str, str]:
+    """The kind of each step of ``run`` that is not ``compensatable``: from its saga's definition,
+    else as recorded when it started (a run read from a journal)."""
+    definition = run.definition
+    if definition is not None:
+        from sagakit.steps import Parallel
+
+        found: dict[str, str] = {}
+        for stage in definition.stages:
+            for member in stage.steps if isinstance(stage, Parallel) else (stage,):
+                if member.kind != "compensatable":
+                    found[member.name] = member.kind
+        return found
+    recorded = (run.info or {}).get("kinds")
+    if not isinstance(recorded, Mapping):
+        started = next((event for event in run.events if event.kind is _K.RUN_STARTED), None)
+        recorded = (started.info or {}).get("kinds") if started is not None else None
+    return {str(name): str(kind) for name, kind in recorded.items()} if isinstance(recorded, Mapping) else {}
 
 
 def _compensating_steps(run: Run) -> set[str] | None:
@@ -411,21 +526,31 @@ def fault_note(fault: Any) -> str:
 _TRIGGERS = ("fail", "fail_after", "cancel")
 
 
-def fault_hints(plan: Mapping[str, Any], order: Sequence[str]) -> dict[str, str]:
-    """Why a planned compensation fault may show nothing: no later step is set to fail.
+def fault_hints(plan: Mapping[str, Any], order: Sequence[str],
+                kinds: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a planned fault will show, where a newcomer may expect something else.
 
-    A compensation runs only when a later step fails (or the run is stopped after it);
+    A compensation fault shows only when a later step fails (or the run is stopped after it);
     without such a fault (and without a real failure) the run completes and the planned
-    fault is never met. The last step's compensation never runs at all.
+    fault is never met. The last step's compensation never runs at all. A sure failure of a
+    step after the pivot is retried, never rolled back: the run ends stuck.
 
     Args:
         plan: the fault plan (step name -> :class:`~sagakit.Fault`).
         order: the steps in definition order.
+        kinds: each step's kind (those not ``compensatable`` suffice).
     """
     hints = {}
     for position, name in enumerate(order):
         fault = plan.get(name)
-        if fault is None or fault.mode not in ("fail_compensation", "cancel_compensation"):
+        if fault is None:
+            continue
+        if (kinds or {}).get(name) == "retriable" and fault.mode in ("fail", "fail_after") and fault.probability >= 1:
+            hints[name] = (f"{fault.mode} on {name} fails every attempt: a step after the pivot is retried, never "
+                           "undone, so the run ends stuck (resume it from a journal); set p below 1 to see a retry "
+                           "succeed")
+            continue
+        if fault.mode not in ("fail_compensation", "cancel_compensation"):
             continue
         after = order[position + 1:]
         if not after:

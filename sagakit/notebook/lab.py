@@ -9,7 +9,9 @@ re-colours the diagram while a run is in flight, redrawing at most once per ``th
 seconds and never running the layout program again. A run too fast to watch can be played
 back at a chosen pace once it ends (``pace``). Picking two runs of the history compares them
 (:meth:`Lab.compare`); given a journal, the history holds the runs recorded there by earlier
-kernels and other processes too.
+kernels and other processes too, and a run that needs an operator (``stuck`` after its pivot,
+or ``compensation_failed``) has a Resume button (:meth:`Lab.resume`) that carries it on from the
+journal once its cause is fixed, drawn live like a run.
 
 The panel is one anywidget view (:class:`~sagakit.notebook.widget.LabView`, ``lab.widget``),
 charts included: every front-end anywidget reaches draws the same panel (JupyterLab, Jupyter
@@ -24,7 +26,10 @@ Stable CSS classes for browsers and tests: ``sagakit-lab`` (the panel), ``sagaki
 ``input``), ``sagakit-run``, ``sagakit-run-n``, ``sagakit-n``, ``sagakit-progress``
 (``sagakit-progress-label`` reads ``done/total``), ``sagakit-reset``, ``sagakit-pace``,
 ``sagakit-status``, ``sagakit-history``, ``sagakit-charts``, ``sagakit-compare`` (the
-comparison), ``sagakit-reload`` (journal-backed Labs) and ``sagakit-backend``. ``<step>`` is
+comparison), ``sagakit-reload`` (journal-backed Labs), ``sagakit-resume`` (the Resume buttons: one in each
+history row that can be resumed, with ``data-run``, and ``sagakit-resume-shown`` in the status
+line for the run shown), ``sagakit-kind`` (a step's kind next to its name, with ``kind-<kind>``)
+and ``sagakit-backend``. ``<step>`` is
 the step's name when it holds only letters, digits, ``-`` and ``_``; otherwise those other
 characters become ``-`` and a short hash of the name follows, so distinct steps keep distinct
 classes. The diagram fits the cell, pans and zooms, has a Stop button (``sagakit-stop``), an
@@ -59,7 +64,13 @@ from sagakit.notebook._panels import (
     run_status,
 )
 from sagakit.notebook._runs import LabRuns
-from sagakit.notebook.diagram_state import DiagramState, error_summary, fault_hints, planned_notes, run_caption
+from sagakit.notebook.diagram_state import (
+    DiagramState,
+    error_summary,
+    fault_hints,
+    planned_notes,
+    run_caption,
+)
 from sagakit.notebook.widget import LabView, publish
 from sagakit.policies import is_async_callable
 from sagakit.steps import Parallel, Step
@@ -184,6 +195,7 @@ class Lab:
         self._names = set(saga.step_names)
         self._order = list(saga.step_names)
         self._state = DiagramState(self._template.steps, planned_notes(saga.faults))
+        self._kinds = {member.name: member.kind for member in self._template.steps}
         self._hints: dict[str, str] = {}
         self._interrupts = InterruptStop(self.stop, lambda: self.task is not None and not self.task.done())
         self._redraw: asyncio.TimerHandle | None = None
@@ -214,7 +226,7 @@ class Lab:
         steps = []
         for stage in saga.stages:
             for member in stage.steps if isinstance(stage, Parallel) else (stage,):
-                steps.append((member.name, member.compensate is not None))
+                steps.append((member.name, member.compensate is not None, member.kind))
         #: The panel: one anywidget view (marimo: ``mo.ui.anywidget(lab.widget)``).
         self.widget = LabView(self._template, self._state, title=saga.name, steps=steps, modes=FAULT_MODES,
                               runs=runs, backends=list(self.backends or ()), pace=float(pace or 0.0),
@@ -230,6 +242,7 @@ class Lab:
         widget.on_select = self.show_run
         widget.on_compare = self._on_compare
         widget.on_reload = self.refresh
+        widget.on_resume = self._on_resume
         widget.on_views = self._on_views
         widget.observe(self._on_controls, names="faults")
         self._watch()
@@ -295,6 +308,8 @@ class Lab:
     def _ipython_display_(self) -> None:
         # Two outputs: the static fallback (kept up to date, by its display id) for front-ends
         # that cannot draw the view, then the view, which hides the fallback while it lives.
+        if not self._busy:
+            self.flush()  # a run awaited in this cell is drawn (and its status told) in the fallback too
         bundle = self.widget.static_bundle(self._static_status())
         self._display_id = publish(bundle, display_id=self._display_id or True)
         self._static_drawn = (self._state.version, self._static_status())
@@ -396,7 +411,93 @@ class Lab:
         if not live:
             self._drawn_later = run
         self._last_run = run
+        self._runs.recorded(run)
         return run
+
+    # -- resuming ------------------------------------------------------------------------------
+
+    def _resumable(self, number: int) -> Run:
+        journal = self._runs.journal
+        if journal is None:
+            raise ValueError("Lab.resume: this Lab has no journal to resume runs from; give it the journal the runs "
+                             "are recorded in: saga.lab(journal=...)")
+        runs = self.all_runs
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(runs):
+            raise ValueError(f"Lab.resume number: expected a run number 1..{len(runs)}, got {number!r}")
+        return runs[number - 1]
+
+    async def resume(self, number: int) -> Run:
+        """Resume run ``number`` of the history (a Resume button) from the Lab's journal, drawing it
+        live; returns the run as it ends.
+
+        A ``stuck`` run retries its pending step and goes on forward; a ``compensation_failed``
+        run retries its failed compensation and goes on with the rollback. Nothing that already
+        succeeded runs again, and the run keeps its place (and number) in the history. Fix the
+        cause first.
+
+        Raises:
+            ValueError: the Lab has no journal, or ``number`` names no run of the history.
+            ResumeRefused: the journal refuses (the run is not resumable, runs elsewhere, or its
+                steps do not match the saga); nothing changed, the status line says why.
+        """
+        run = self._resumable(number)
+        self._batch = None
+        self._busy = True
+        self._leave_replay()
+        try:
+            finished = await self._resume_one(run)
+        finally:
+            self._busy = False
+            self._schedule_draw()
+        self._schedule_settle()
+        return finished
+
+    def resume_sync(self, number: int) -> Run:
+        """:meth:`resume` from synchronous code, also inside a running loop (a notebook cell)."""
+        run = _run_sync(lambda: self.resume(number))
+        self._after_sync()
+        return run
+
+    async def _resume_one(self, run: Run) -> Run:
+        journal = self._runs.journal
+        assert journal is not None  # checked by _resumable
+        # The run is drawn as it stopped, then each event of its resumption as it comes.
+        events = list(run.events)
+        self._events = events
+        self._applied = 0
+        self._drawn_later = None
+        self._last_events = events
+        self._schedule_draw()
+        try:
+            finished: Run = await journal.resume(run.run_id, self.saga, observers=(events.append,))
+        except BaseException:
+            latest = self.saga.history.last
+            if latest is not None and latest.run_id == run.run_id and latest is not run:
+                # Stopped: past the pivot the run went on to its end, shielded; it is drawn.
+                self._last_run = latest
+            else:
+                self._last_events = None
+            raise
+        self._last_run = finished
+        self._runs.recorded(finished)
+        return finished
+
+    async def _resume_and_flush(self, number: int) -> Run | None:
+        from sagakit.errors import JournalError, ResumeRefused
+
+        try:
+            run = await self.resume(number)
+        except (ResumeRefused, JournalError, ValueError) as exc:
+            # Refused: nothing changed. The line says why; the diagram shows the run as it was.
+            self.flush()
+            self.widget.status = message_status("error", f"✖ {exc}", self._hints.values())
+            return None
+        self.flush()
+        return run
+
+    def _on_resume(self, number: int) -> None:
+        if self.task is None or self.task.done():
+            self.start(self._resume_and_flush(number))
 
     @property
     def live(self) -> bool:
@@ -515,7 +616,7 @@ class Lab:
                 if not self._events:
                     self._drawn_later = last
             self.flush()
-            if last is None or last.status != "cancelled":
+            if (last is None or last.status != "cancelled") and last is not self._last_run:
                 self.widget.status = message_status("stopped", "■ stopped before the run started")
             self._schedule_settle()
             return
@@ -523,6 +624,14 @@ class Lab:
         if error is not None:
             self.widget.status = message_status(
                 "error", f"✖ the Lab could not run the saga: {error_summary(error)}")
+
+    def _run_status(self, run: Run) -> dict[str, Any]:
+        # A run that needs an operator and is in the journal offers Resume in the status line.
+        number = 0
+        if self._runs.resumable(run):
+            number = next((position for position, listed in enumerate(self.all_runs, start=1)
+                           if listed.run_id == run.run_id), 0)
+        return run_status(run, self._hints.values(), resume=number, journal=self._runs.journal is not None)
 
     def _on_run(self) -> None:
         if self.task is None or self.task.done():
@@ -632,7 +741,7 @@ class Lab:
                 if self._batch is not None and len(self._batch) > 1:
                     widget.status = batch_status(self._batch, self._hints.values())
                 else:
-                    widget.status = run_status(run, self._hints.values())
+                    widget.status = self._run_status(run)
 
     def _draw_history(self) -> None:
         runs = self.all_runs
@@ -640,7 +749,7 @@ class Lab:
         first = max(0, total - self.history_rows)
         journal_ids = self._runs.from_journal()
         with self.widget.hold_sync():
-            self.widget.rows = history_rows(runs[first:], first + 1, journal_ids)
+            self.widget.rows = history_rows(runs[first:], first + 1, journal_ids, self._runs.resumable)
             self.widget.total = total
 
     def show_run(self, number: int) -> None:
@@ -666,7 +775,7 @@ class Lab:
         with self.widget.hold_sync():
             self.widget.show_run(run)
             self.widget.selected = number
-            self.widget.status = run_status(run, self._hints.values())
+            self.widget.status = self._run_status(run)
         self.flush()
         self._schedule_settle()
 
@@ -838,7 +947,7 @@ class Lab:
             self._syncing = False
         self._suspends = None  # other faults may make runs wait: observe the next one
         self._state.plan(planned_notes(plan))
-        self._hints = fault_hints(plan, self._order)
+        self._hints = fault_hints(plan, self._order, self._kinds)
         self._state.hints = self._hints
         if not self._busy and (self.task is None or self.task.done()) and self._invalid is None:
             status = dict(self.widget.status or self._idle_status())

@@ -113,8 +113,9 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
 
     def __init__(self, template: DiagramTemplate, state: DiagramState, *, stoppable: bool = False,
                  name: str = "saga") -> None:
+        pivot = any(member.kind == "pivot" for member in template.steps)
         super().__init__(tree=template.tree(), state=wire_state(template.steps, state), stoppable=stoppable,
-                         theme=theme_css(), legend=legend())
+                         theme=theme_css(), legend=legend(pivot))
         self.template = template
         self.diagram_state = state
         self.graph_name = name
@@ -157,9 +158,10 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
                 self.inspector = {}
             return
         step, phase = self.inspected
-        undo = next((member.undo for member in self.template.steps if member.name == step), None)
+        member = next((member for member in self.template.steps if member.name == step), None)
         self.inspector = inspector_data(self.run, step, phase, self.diagram_state, in_flight=in_flight,
-                                        compensation=undo)
+                                        compensation=member.undo if member is not None else None,
+                                        kind=member.kind if member is not None else "compensatable")
 
     def relayout(self, width: float | None) -> bool:
         """Wrap the diagram for rows of at most ``width`` points (none: one row); returns
@@ -301,15 +303,17 @@ class LabView(DiagramView):
     The kernel side (:class:`~sagakit.notebook.lab.Lab`) owns the behaviour; this view holds
     what the browser shows and edits. The browser writes ``faults`` (step -> ``[mode, delay,
     probability]``, only steps with a fault), ``n``, ``backend`` and ``pace``; its buttons send
-    ``run``, ``run_n``, ``reset``, ``reload``, ``select``, ``compare`` and ``compare_close``
-    messages, which call the ``on_*`` callbacks.
+    ``run``, ``run_n``, ``reset``, ``reload``, ``select``, ``compare``, ``compare_close`` and
+    ``resume`` (``run``: the history's number of the run to resume) messages, which call the
+    ``on_*`` callbacks.
 
     Args:
         template: the laid-out diagram (sent once).
         state: what the diagram shows now.
         title: the saga's name, shown on top.
-        steps: ``(name, has a compensation)`` per step, in order.
-        modes: the fault modes the selectors offer.
+        steps: ``(name, has a compensation, kind)`` per step, in order.
+        modes: the fault modes (a step's selector offers the compensation modes only when it
+            has a compensation).
         runs: the initial N of Run x N.
         backends: the labels of the backends to choose from (none: no choice shown).
         pace: seconds per event when a run too fast to watch is played back (0: off).
@@ -338,13 +342,13 @@ class LabView(DiagramView):
     comparison = traitlets.Dict().tag(sync=True)
 
     def __init__(self, template: DiagramTemplate, state: DiagramState, *, title: str,
-                 steps: Sequence[tuple[str, bool]], modes: Sequence[str], runs: int, backends: Sequence[str] = (),
+                 steps: Sequence[tuple[str, bool, str]], modes: Sequence[str], runs: int, backends: Sequence[str] = (),
                  pace: float = 0.0, journal: str = "", charts: bool = True) -> None:
         super().__init__(template, state, stoppable=True, name=title)
-        classes = css_names(name for name, _ in steps)
+        classes = css_names(name for name, _, _ in steps)
         with self.hold_sync():
             self.title = title
-            self.steps = [[name, classes[name], undo] for name, undo in steps]
+            self.steps = [[name, classes[name], undo, kind] for name, undo, kind in steps]
             self.modes = [[mode, MODE_HELP.get(mode, "")] for mode in modes]
             self.n = runs
             self.progress = [0, runs]
@@ -360,6 +364,7 @@ class LabView(DiagramView):
         self.on_reload: Callable[[], None] | None = None
         self.on_select: Callable[[int], None] | None = None
         self.on_compare: Callable[[int, int], None] | None = None
+        self.on_resume: Callable[[int], None] | None = None
 
     @traitlets.validate("n")
     def _valid_n(self, proposal: Mapping[str, Any]) -> int:
@@ -400,6 +405,10 @@ class LabView(DiagramView):
                     self.on_compare(first, second)
         elif kind == "compare_close":
             self.comparison = {}
+        elif kind == "resume":
+            number = content.get("run")
+            if self.on_resume is not None and isinstance(number, int) and _is_int(number):
+                self.on_resume(number)
         else:
             super()._on_message(widget, content, buffers)
 

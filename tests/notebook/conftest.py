@@ -12,7 +12,7 @@ from testsupport import ROOT, require, stop_process
 import sagakit
 from sagakit.notebook import diagram
 
-__all__ = ["ROOT", "require", "stop_process"]
+__all__ = ["ROOT", "Carrier", "pivot_saga", "require", "stop_process"]
 
 
 def make_step(name: str, *, delay: float = 0.0, log: list[str] | None = None) -> Any:
@@ -35,6 +35,41 @@ def linear_saga(count: int, name: str = "chain", log: list[str] | None = None) -
         name,
         [sagakit.step(make_step(f"s{i}", log=log), compensate=make_step(f"undo_s{i}", log=log)) for i in range(count)],
     )
+
+
+class Carrier:
+    """A shipping service that is down until it is fixed: what makes a run stuck after its pivot."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.calls = 0
+        #: While set, each call waits for it (after calling ``arrived``): a shipment in flight.
+        self.hold: asyncio.Event | None = None
+        self.arrived: Any = None
+
+    async def ship(self, data: Any, context: sagakit.WorkflowContext) -> Any:
+        self.calls += 1
+        if self.hold is not None:
+            if self.arrived is not None:
+                self.arrived()
+            await self.hold.wait()
+        if not self.up:
+            raise ConnectionError("carrier unreachable")
+        return {**data, "parcel": context.idempotency_key}
+
+
+def pivot_saga(carrier: Carrier, name: str = "order") -> sagakit.Saga:
+    """reserve (compensatable) -> check (read-only) -> capture (the pivot) -> ship (retried
+    twice, quickly) -> mail: a saga of every kind."""
+    ship = carrier.ship
+    quick = sagakit.RetryPolicy(max_retries=2, initial_delay=0.01, jitter=0)
+    return sagakit.Saga(name, [
+        sagakit.step(make_step("reserve"), compensate=make_step("release")),
+        sagakit.step(make_step("check"), kind="readonly"),
+        sagakit.step(make_step("capture"), kind="pivot"),
+        sagakit.step(ship, name="ship", retry=quick),
+        sagakit.step(make_step("mail")),
+    ])
 
 
 def from_browser(widget: Any, content: dict[str, Any]) -> None:

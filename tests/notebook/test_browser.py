@@ -47,6 +47,7 @@ LAB = ".sagakit-lab >> nth=0"  # the order saga's Lab (the appended ones come af
 WIDE = ".sagakit-lab >> nth=1"
 NAMES = ".sagakit-lab >> nth=2"
 JOURNAL = ".sagakit-lab >> nth=3"
+PIVOT = ".sagakit-lab >> nth=4"
 
 APPENDED = [
     """\
@@ -100,6 +101,31 @@ async def charge(data, context):
 shop = sagakit.Saga("shop", [sagakit.step(reserve, compensate=noop, name="reserve"), sagakit.step(charge)])
 journal_lab = shop.lab(journal=journal_path, charts=False)
 journal_lab""",
+    """\
+class FlakyCarrier:
+    \"\"\"Down for the first run's three attempts and the resume's first one, then back.\"\"\"
+    calls = 0
+
+    async def ship(self, data, context):
+        self.calls += 1
+        await asyncio.sleep(0.25)  # an attempt in flight long enough to be drawn running
+        if self.calls <= 4:
+            raise ConnectionError("carrier unreachable")
+        return {**data, "shipped": True}
+
+import asyncio
+carrier = FlakyCarrier()
+paced = sagakit.RetryPolicy(max_retries=2, initial_delay=0.4, jitter=0)  # slow enough to watch
+pivot_order = sagakit.Saga("pivot_order", [
+    sagakit.step(noop, compensate=noop, name="reserve"),
+    sagakit.step(noop, kind="readonly", name="check"),
+    sagakit.step(noop, kind="pivot", name="capture"),
+    sagakit.step(carrier.ship, name="ship", retry=paced),
+    sagakit.step(noop, name="mail"),
+])
+pivot_lab = pivot_order.lab(journal=tempfile.mkdtemp() + "/orders.db", data={}, charts=False)
+await pivot_lab.run()
+pivot_lab""",
     "labs = []",
     "labs.append(order_saga.lab(charts=False))\nlabs[-1]",
     "print([each.watching for each in labs])",
@@ -459,14 +485,23 @@ def test_after_run_all_the_lab_shows_a_rolled_back_and_a_stopped_run(page: Any) 
 
 def test_the_lab_reads_at_wcag_aa_in_light_and_dark(page: Any, output_dir: Path) -> None:
     """Every text of the Lab (title, step names, labels, diagram, status, charts, history) meets
-    4.5:1 in JupyterLab Light and in JupyterLab Dark; the view follows the theme switch."""
+    4.5:1 in JupyterLab Light and in JupyterLab Dark; the view follows the theme switch. The
+    pivot saga's Lab, showing its stuck run (the stuck step, its status line and history row,
+    the kinds), is measured too."""
     _assert_readable(page)
     _shoot(page, output_dir, "notebook-lab-light.png")
+    _wait_for_class(page, "ship", "state-stuck", PIVOT)
+    _lab(page, PIVOT).scroll_into_view_if_needed()
+    _assert_readable(page, PIVOT, minimum=30)
+    _shoot(page, output_dir, "notebook-lab-pivot-stuck-light.png", PIVOT)
     _theme(page, "JupyterLab Dark")
     try:
         _assert_readable(page)
         _assert_readable(page, WIDE, minimum=30)
         _shoot(page, output_dir, "notebook-lab-dark.png")
+        _lab(page, PIVOT).scroll_into_view_if_needed()
+        _assert_readable(page, PIVOT, minimum=30)
+        _shoot(page, output_dir, "notebook-lab-pivot-stuck-dark.png", PIVOT)
     finally:
         _theme(page, "JupyterLab Light")
 
@@ -699,6 +734,57 @@ def test_a_journal_backed_lab_draws_and_compares_runs_another_process_recorded(p
     journal.locator(".sagakit-compare-first", has_text="first divergence at charge").wait_for()
 
 
+def test_a_stuck_run_is_drawn_stuck_and_resumed_from_the_journal_live(page: Any, output_dir: Path) -> None:
+    """The pivot saga's run is stuck at ship: the pivot has its double outline, the arrow past it
+    reads "point of no return", ship is ``state-stuck`` with its legend entry, the history row
+    reads stuck and offers Resume. Resume carries it on live (ship retrying with its attempt
+    named, then succeeded), in the same row, which then reads completed and resumed; the replay
+    marks the point where it was resumed."""
+    pivot = _lab(page, PIVOT)
+    pivot.scroll_into_view_if_needed()
+    _wait_for_class(page, "ship", "state-stuck", PIVOT)
+    assert "kind-pivot" in _classes(page, "capture", PIVOT) and "kind-readonly" in _classes(page, "check", PIVOT)
+    assert "kind-retriable" in _classes(page, "mail", PIVOT)
+    assert (pivot.locator('.sagakit-diagram [id="no-return"] text').text_content() or "").strip() == "point of no return"
+    assert pivot.locator('.sagakit-diagram [id="undo-ship"], .sagakit-diagram [id="undo-capture"]').count() == 0
+    legend = pivot.locator(".sagakit-legend-stuck")
+    assert legend.inner_text().startswith("stuck") and "resume" in (legend.get_attribute("title") or "")
+    assert pivot.locator(".sagakit-legend-pivot").count() == 1 and pivot.locator(".sagakit-legend-no-undo").count() == 0
+    assert pivot.locator(".sagakit-step.kind-pivot .sagakit-kind").inner_text() == "pivot"
+    assert pivot.locator(".sagakit-fault-ship option").all_inner_texts() == ["none", "fail", "fail_after", "cancel"]
+    status = _status(page, PIVOT)
+    assert status.startswith("⚠ stuck at ship after 3 attempts (ConnectionError: carrier unreachable)")
+    assert "nothing undone (past the pivot capture)" in status
+    row = _history(page, PIVOT).first
+    assert row.get_attribute("class") == "run-stuck" and row.locator(".sagakit-status-cell").inner_text() == "stuck"
+    # What ship shows during the resume, from the click on.
+    pivot.evaluate("""lab => { window.__ship = [];
+        const node = lab.querySelector('.sagakit-diagram [id="step-ship"]');
+        const note = () => [...node.querySelectorAll('text:not(.undo-line)')].pop().textContent;
+        window.__shipObserver = new MutationObserver(() => window.__ship.push(
+          [...node.classList].find(c => c.startsWith('state-')) + ' ' + note()));
+        window.__shipObserver.observe(node, {attributes: true, subtree: true, characterData: true, childList: true}); }""")
+    row.locator(".sagakit-resume").click()
+    _wait_for_class(page, "mail", "state-succeeded", PIVOT)
+    pivot.locator(".sagakit-status", has_text="resumed once").wait_for()
+    seen = page.evaluate("() => { window.__shipObserver.disconnect(); return window.__ship; }")
+    assert "state-running attempt 4/6" in seen and "state-retrying attempt 4 failed" in seen, seen
+    assert "state-running attempt 5/6" in seen, seen
+    assert seen.index("state-retrying attempt 4 failed") < seen.index("state-running attempt 5/6")
+    assert seen[-1].startswith("state-succeeded"), seen
+    assert "state-succeeded" in _classes(page, "ship", PIVOT)
+    _wait_for_history_rows(page, 1, PIVOT)
+    row = _history(page, PIVOT).first
+    row.locator(".sagakit-resumed-note").wait_for()
+    assert row.get_attribute("class") == "run-completed" and row.locator(".sagakit-resume").count() == 0
+    _shoot(page, output_dir, "notebook-lab-pivot-resumed.png", PIVOT)
+    pivot.locator(".sagakit-replay-button").click()
+    pivot.locator(".sagakit-replay-resumed").click()
+    assert "run resumed (it was stuck)" in pivot.locator(".sagakit-replay-label").inner_text()
+    assert "state-stuck" in _classes(page, "ship", PIVOT)
+    pivot.locator(".sagakit-replay-close").click()
+
+
 def test_a_lab_made_again_stops_the_old_ones_listening(page: Any) -> None:
     """Re-running the cell that makes a Lab three times: only the newest Lab follows the saga."""
     cells = page.locator(".jp-Notebook .jp-CodeCell")
@@ -835,6 +921,39 @@ def _(lab):
     return
 
 
+@app.cell
+async def _(sagakit):
+    import tempfile
+
+    class Carrier:
+        calls = 0
+
+        async def ship(self, data, context):
+            self.calls += 1
+            if self.calls <= 2:  # down for the first run's two attempts
+                raise ConnectionError("carrier unreachable")
+            return {**data, "shipped": True}
+
+    async def step_done(data, context):
+        return data
+
+    carrier = Carrier()
+    pivot_saga = sagakit.Saga("pivot_order", [
+        sagakit.step(step_done, compensate=step_done, name="stock"),
+        sagakit.step(step_done, kind="pivot", name="capture"),
+        sagakit.step(carrier.ship, name="deliver", retry=sagakit.RetryPolicy(max_retries=1, initial_delay=0.01, jitter=0)),
+    ])
+    pivot_lab = pivot_saga.lab(journal=tempfile.mkdtemp() + "/orders.db", data={}, charts=False)
+    _stuck = await pivot_lab.run()  # drawn by the Lab below, not as an output of its own
+    return (pivot_lab,)
+
+
+@app.cell
+def _(pivot_lab):
+    pivot_lab
+    return
+
+
 if __name__ == "__main__":
     app.run()
 """
@@ -932,18 +1051,40 @@ def test_marimo_runs_a_saga_lab_with_its_charts(marimo_app: Any, output_dir: Pat
     page.screenshot(path=str(output_dir / "notebook-marimo-3-lab-light.png"))
 
 
+def test_marimo_draws_a_stuck_run_and_resumes_it(marimo_app: Any, output_dir: Path) -> None:
+    """In marimo: the pivot saga's stuck run shows ``state-stuck`` and its legend entry; Resume
+    in its history row completes it from the journal."""
+    page = marimo_app
+    which = ".sagakit-lab >> nth=1"
+    _wait_for_class(page, "deliver", "state-stuck", which)
+    assert "kind-pivot" in _classes(page, "capture", which)
+    assert _lab(page, which).locator(".sagakit-legend-stuck").count() == 1
+    _lab(page, which).locator(".sagakit-history tbody tr.run-stuck .sagakit-resume").click()
+    _wait_for_class(page, "deliver", "state-succeeded", which)
+    _lab(page, which).locator(".sagakit-status", has_text="resumed once").wait_for()
+    assert _lab(page, which).locator(".sagakit-history tbody tr").first.get_attribute("class") == "run-completed"
+    _lab(page, which).scroll_into_view_if_needed()
+    page.screenshot(path=str(output_dir / "notebook-marimo-5-pivot-resumed.png"))
+
+
 def test_marimo_dark_theme_reads_at_wcag_aa(marimo_server: str, chromium: Any, output_dir: Path) -> None:
-    """marimo's dark theme: the Lab takes dark colours, and every text reads at 4.5:1."""
+    """marimo's dark theme: the Lab takes dark colours, and every text reads at 4.5:1; so does
+    the pivot saga's Lab showing its stuck run."""
     tab = chromium.new_page(viewport={"width": 1400, "height": 900}, color_scheme="dark")
     tab.set_default_timeout(TIMEOUT_MS)
     try:
         tab.goto(marimo_server + "&theme=dark")
-        tab.locator('.sagakit-lab[data-sk-theme="dark"] .sagakit-diagram svg').wait_for()
+        tab.locator('.sagakit-lab[data-sk-theme="dark"] .sagakit-diagram svg').first.wait_for()
         _fail_and_run(tab, "pay", "hold")  # a session of its own: a fresh Lab
         _lab(tab).locator(".sagakit-chart-timeline svg .sagakit-bar").first.wait_for()
         _inspect(tab, "pay")
         _assert_readable(tab)
         _lab(tab).scroll_into_view_if_needed()
         tab.screenshot(path=str(output_dir / "notebook-marimo-4-lab-dark.png"))
+        pivot = ".sagakit-lab >> nth=1"
+        _wait_for_class(tab, "deliver", "state-stuck", pivot)
+        _lab(tab, pivot).scroll_into_view_if_needed()
+        _assert_readable(tab, pivot, minimum=25)
+        tab.screenshot(path=str(output_dir / "notebook-marimo-6-pivot-stuck-dark.png"))
     finally:
         tab.close()

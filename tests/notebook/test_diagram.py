@@ -16,7 +16,7 @@ from sagakit.events import Event, EventKind
 from sagakit.notebook import _layout, _palette, diagram
 from sagakit.notebook._names import css_name, css_names
 
-from .conftest import linear_saga, make_step
+from .conftest import Carrier, linear_saga, make_step, pivot_saga
 
 ELEMENT = re.compile(r'<g id="([^"]*)" class="([^"]*)"')
 
@@ -231,6 +231,146 @@ class TestStatesThatSayWhatHappened:
         assert "\u23f1" not in note
 
 
+class TestStepKinds:
+    def test_the_pivot_is_drawn_as_the_point_of_no_return(self) -> None:
+        """The pivot has a double outline and the arrow leaving it reads "point of no return"; the
+        steps after it are ``kind-retriable`` with no compensation arrow, nor has the pivot one; a
+        read-only step is ``kind-readonly``, says so in its box and is not ``no-compensation``."""
+        saga = pivot_saga(Carrier())
+        source = diagram.saga_dot(saga)
+        svg = diagram.saga_svg(saga) or ""
+        found = classes(svg)
+        assert {"kind-pivot", "state-pending"} <= found["step-capture"]
+        assert re.search(r'id="step-capture"[^\]]*peripheries=2', source)
+        pivot = html.unescape(svg).split('id="step-capture"', 1)[1].split("</g>", 1)[0]
+        assert pivot.count("<path") == 2  # the box and its second outline
+        assert "no-return" in found["no-return"] and ">point of no return<" in svg
+        for name in ("ship", "mail"):
+            assert "kind-retriable" in found[f"step-{name}"] and "no-compensation" not in found[f"step-{name}"]
+            assert f"undo-{name}" not in found
+        assert "undo-capture" not in found
+        assert "kind-readonly" in found["step-check"] and "no-compensation" not in found["step-check"]
+        assert "kind-readonly" in found["undo-check"]  # the rollback path goes through it
+        assert ">read-only<" in svg and ">↻ retried forward<" in svg and ">pivot<" in svg
+        assert "g.step.kind-pivot > path + path" in svg  # the second outline is drawn, never filled
+
+    def test_a_pivot_last_leads_to_the_end_past_the_point_of_no_return(self) -> None:
+        """With the pivot as the last step, the arrow to the end carries the label."""
+        saga = sagakit.Saga("pay", [sagakit.step(make_step("hold"), compensate=make_step("unhold")),
+                                    sagakit.step(make_step("pay"), kind="pivot")])
+        source = diagram.saga_dot(saga)
+        assert re.search(r'-> end \[[^\]]*label="point of no return"', source)
+
+    def test_the_text_fallback_keeps_the_kind_classes(self) -> None:
+        """Without a layout program, the steps' spans carry their kinds as the SVG nodes do."""
+        diagram.set_renderer("text")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", diagram.DiagramWarning)
+            template = diagram.layout(diagram.saga_shape(pivot_saga(Carrier(), name="text-kinds")))
+        drawn = template.render(diagram.DiagramState(template.steps))
+        assert 'class="node step kind-pivot state-pending"' in drawn
+        assert 'class="node step kind-readonly state-pending"' in drawn
+        tree = str(template.tree())
+        assert "step kind-retriable state-pending" in tree
+
+    async def test_a_run_stuck_after_its_pivot_is_drawn_stuck_and_says_nothing_was_undone(self) -> None:
+        """The step whose retries ran out is ``state-stuck`` (never red ``failed``), the steps
+        before it stay succeeded, and the caption says where it is stuck, after how many
+        attempts, and that nothing was undone."""
+        saga = pivot_saga(Carrier())
+        run = await saga.run({})
+        assert run.status == "stuck"
+        svg = diagram.run_svg(run) or ""
+        found = classes(svg)
+        assert "state-stuck" in found["step-ship"] and "state-pending" in found["step-mail"]
+        for name in ("reserve", "check", "capture"):
+            assert "state-succeeded" in found[f"step-{name}"], name
+        caption = diagram.run_caption(run)
+        assert caption.startswith("stuck at ship after 3 attempts (ConnectionError: carrier unreachable); "
+                                  "nothing undone (past the pivot capture) · ")
+        assert "stuck" in diagram.STATES
+
+    async def test_a_read_only_step_is_never_flagged_as_missing_a_compensation(self) -> None:
+        """A rollback passing a read-only step leaves it succeeded (it changed nothing): never
+        ``not-undone``, never listed as not undone in the caption."""
+        saga = pivot_saga(Carrier())
+        saga.faults["capture"] = "fail"
+        run = await saga.run({})
+        state = diagram.DiagramState.of_run(run, diagram.layout(diagram.saga_shape(saga)).steps)
+        assert state.states == {"reserve": "compensated", "check": "succeeded", "capture": "failed"}
+        assert state.undo_classes["check"] == "state-skipped" and "check" not in state.undo_notes
+        found = diagram.outcome(run)
+        assert found.not_undone == [] and found.read_only == ["check"]
+        assert "not undone" not in diagram.run_caption(run)
+        only_read = sagakit.Saga("look", [sagakit.step(make_step("look"), kind="readonly"),
+                                          sagakit.step(make_step("act"), compensate=make_step("undo_act"))])
+        only_read.faults["act"] = "fail"
+        assert "nothing to undo (only read-only steps had completed)" in diagram.run_caption(await only_read.run({}))
+
+    def test_forward_retries_read_retrying_with_their_attempt_then_stuck(self) -> None:
+        """A retriable step's failed attempt with retries left is ``retrying``, its note naming
+        the attempt; the next attempt in flight says which of how many; the last one is
+        ``stuck``. Resumed, the policy starts anew: attempt 4 failing is retrying again."""
+        shape = diagram.StepShape("ship", None, "retry=2", 2, "retriable")
+        state = diagram.DiagramState([shape])
+
+        def event(kind: EventKind, attempt: int = 1, step: str | None = "ship", status: str | None = None) -> Event:
+            return Event(kind, "r", "s", 1.0, step, 0, "forward" if step else None, attempt, 0.5, 1.0, status=status)
+
+        state(event(EventKind.RUN_STARTED, 0, None))
+        state(event(EventKind.STEP_STARTED, 1))
+        state(event(EventKind.STEP_FAILED, 1))
+        assert state.states["ship"] == "retrying" and state.notes["ship"] == "attempt 1 failed"
+        state(event(EventKind.STEP_STARTED, 2))
+        assert state.states["ship"] == "running" and state.notes["ship"] == "attempt 2/3"
+        state(event(EventKind.STEP_FAILED, 2))
+        state(event(EventKind.STEP_FAILED, 3))
+        assert state.states["ship"] == "stuck" and "state-stuck" in state.classes["ship"]
+        state(event(EventKind.RUN_FINISHED, 0, None, "stuck"))
+        assert state.states["ship"] == "stuck"
+        state(event(EventKind.RUN_RESUMED, 1, None, "stuck"))
+        state(event(EventKind.STEP_STARTED, 4))
+        assert state.notes["ship"] == "attempt 4/6" and state.resumed == 1
+        state(event(EventKind.STEP_FAILED, 4))
+        assert state.states["ship"] == "retrying"
+        # A step left retrying when a run ends stuck (its time budget spent) is the one it waits at.
+        state(event(EventKind.RUN_FINISHED, 0, None, "stuck"))
+        assert state.states["ship"] == "stuck"
+
+    def test_a_retriable_step_without_retry_counts_the_default_forward_policy(self) -> None:
+        """A retriable step given no ``retry=`` is retried under ``FORWARD_RETRY``: the diagram
+        counts its retries (so its failures read ``retrying``), without writing them in its box."""
+        saga = sagakit.Saga("fwd", [sagakit.step(make_step("pay"), kind="pivot"), sagakit.step(make_step("mail"))])
+        mail = diagram.saga_shape(saga)[1][1][0]
+        assert (mail.kind, mail.retries, mail.options) == ("retriable", sagakit.FORWARD_RETRY.max_retries, "")
+
+    def test_a_sure_failure_after_the_pivot_is_explained(self) -> None:
+        """``fail`` on a retriable step at p=1 gets a hint: it ends stuck; below 1 it does not."""
+        order = ("capture", "ship")
+        kinds = {"capture": "pivot", "ship": "retriable"}
+        hints = diagram.fault_hints({"ship": sagakit.Fault("fail")}, order, kinds)
+        assert "ends stuck" in hints["ship"]
+        assert diagram.fault_hints({"ship": sagakit.Fault("fail", probability=0.5)}, order, kinds) == {}
+        assert diagram.fault_hints({"capture": sagakit.Fault("fail")}, order, kinds) == {}
+
+    async def test_a_run_without_its_definition_is_drawn_with_its_recorded_kinds(self, tmp_path: Path) -> None:
+        """A run read back from a journal (no definition) keeps its steps' kinds: the recorded
+        ones from the run's start."""
+        saga = pivot_saga(Carrier())
+        journal = sagakit.SqliteJournal(tmp_path / "kinds.db")
+        try:
+            await saga.run({}, journal=journal)
+        finally:
+            journal.close()
+        run = sagakit.RunHistory.from_journal(tmp_path / "kinds.db")[0]
+        assert run.definition is None
+        shape = diagram.run_layout_shape(run)
+        assert {member.name: member.kind for _, members in shape for member in members} == {
+            "reserve": "compensatable", "check": "readonly", "capture": "pivot", "ship": "retriable"}
+        assert diagram.step_kinds(run)["capture"] == "pivot"
+        assert "state-stuck" in classes(diagram.run_svg(run) or "")["step-ship"]
+
+
 def _luminance(colour: str) -> float:
     channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
     linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
@@ -251,6 +391,12 @@ class TestPalette:
             assert f"--sk-{look.state}-fill: {look.dark.fill}" in theme
             assert ([look.state, look.label, look.meaning] in _palette.legend()) is look.in_legend
         assert tuple(look.state for look in diagram.LOOKS) == diagram.STATES
+
+    def test_stuck_is_listed_in_the_legend_of_a_saga_with_a_pivot_only(self) -> None:
+        """``stuck`` can only happen after a pivot: the legend of a saga without one leaves it out."""
+        assert "stuck" in [entry[0] for entry in _palette.legend(pivot=True)]
+        assert "stuck" not in [entry[0] for entry in _palette.legend(pivot=False)]
+        assert "--sk-pivot: " in _palette.theme_css()
 
     def test_every_state_reads_at_wcag_aa_in_light_and_dark_themes(self) -> None:
         """Text in a box on its fill, and arrow colours on the page, are at least 4.5:1 in both themes."""

@@ -16,7 +16,16 @@ import sagakit
 from sagakit.notebook import diagram
 from sagakit.notebook.lab import Lab
 
-from .conftest import ROOT, edit_from_browser, from_browser, linear_saga, make_step
+from .conftest import (
+    ROOT,
+    Carrier,
+    edit_from_browser,
+    from_browser,
+    linear_saga,
+    make_step,
+    pivot_saga,
+    record_messages,
+)
 
 
 def choose(lab: Lab, step: str, mode: str, delay: float = 0.0, probability: float = 1.0) -> None:
@@ -46,8 +55,8 @@ class TestControls:
         lab = order_saga.lab(data={})
         assert lab.widget is lab.diagram is lab.history is lab._display_()  # marimo shows it for `lab`
         assert lab.widget.kind == "lab" and lab.widget.stoppable and lab.widget.show_charts
-        assert lab.widget.steps[0] == ["reserve_inventory", "reserve_inventory", True]
-        assert lab.widget.steps[-1] == ["send_receipt", "send_receipt", False]
+        assert lab.widget.steps[0] == ["reserve_inventory", "reserve_inventory", True, "compensatable"]
+        assert lab.widget.steps[-1] == ["send_receipt", "send_receipt", False, "compensatable"]
         assert [mode for mode, _ in lab.widget.modes] == list(sagakit.FAULT_MODES)
         assert all(help_text for _, help_text in lab.widget.modes)
         assert (lab.widget.n, lab.widget.progress, lab.widget.status["text"]) == (20, [0, 20], [["", "ready"]])
@@ -542,6 +551,212 @@ class TestJournal:
             assert len(sagakit.RunHistory.from_journal(path)) == 3
         finally:
             lab.close()
+
+
+class TestPivotsAndResume:
+    def test_the_controls_know_each_steps_kind_and_refuse_modes_that_cannot_fire(self) -> None:
+        """Each step's row carries its kind; only compensatable steps with a compensation are
+        offered compensation faults (the view leaves them out elsewhere), and one sent anyway is
+        refused with the plan's reason; the legend lists ``stuck`` for a saga with a pivot."""
+        lab = pivot_saga(Carrier()).lab(charts=False)
+        assert [row[2:] for row in lab.widget.steps] == [
+            [True, "compensatable"], [False, "readonly"], [False, "pivot"], [False, "retriable"], [False, "retriable"]]
+        assert "stuck" in [entry[0] for entry in lab.widget.legend]
+        choose(lab, "ship", "fail_compensation")
+        assert lab.widget.status["level"] == "invalid" and "ship" in status_text(lab)
+        assert "ship" not in lab.saga.faults and "ship" not in lab.widget.faults
+        plain = linear_saga(2, name="plain").lab(charts=False)
+        assert "stuck" not in [entry[0] for entry in plain.widget.legend]
+
+    async def test_a_stuck_run_reads_stuck_and_is_offered_for_resume_from_the_journal(self, tmp_path: Path) -> None:
+        """A run stuck after its pivot: the step is stuck, the status line says where, after how
+        many attempts, that nothing was undone, and offers Resume; its history row too. The
+        Resume click carries it on live, in the same row, which then reads completed, resumed once."""
+        carrier = Carrier()
+        saga = pivot_saga(carrier)
+        lab = saga.lab(journal=tmp_path / "runs.db", charts=False, data={})
+        try:
+            run = await lab.run()
+            lab.flush()
+            assert run.status == "stuck" and lab.states["ship"] == "stuck"
+            status = lab.widget.status
+            assert status["level"] == "stuck" and status["resume"] == 1
+            assert status_text(lab).startswith("⚠ stuck at ship after 3 attempts (ConnectionError: carrier "
+                                               "unreachable); nothing undone (past the pivot capture)")
+            assert any("Resume" in hint for hint in status["hints"])
+            [row] = lab.widget.rows
+            assert (row[1], row[9], row[10]) == ("stuck", True, 0)
+            carrier.up = True
+            calls = carrier.calls
+            from_browser(lab.widget, {"t": "resume", "run": 1})
+            assert lab.task is not None
+            finished = await lab.wait()
+            lab.flush()
+            assert finished.status == "completed" and carrier.calls == calls + 1  # only ship runs again
+            assert lab.states == dict.fromkeys(saga.step_names, "succeeded")
+            assert lab.widget.state["n"]["ship"].endswith("\u00d74")
+            [row] = lab.widget.rows
+            assert (row[1], row[9], row[10]) == ("completed", False, 1)
+            assert status_text(lab).startswith("✔ completed · resumed once, ")
+            assert status_text(lab).endswith(" ms since it started")  # the wait for the operator included
+            assert "resume" not in lab.widget.status
+            assert [attempt[8] for attempt in lab.inspect("ship")["attempts"]] == [0, 0, 0, 1]
+        finally:
+            lab.close()
+
+    async def test_a_resume_is_drawn_live(self, tmp_path: Path) -> None:
+        """While a resumed run is in flight the diagram shows it: the run as it stopped, then the
+        pending step running again."""
+        carrier = Carrier()
+        saga = pivot_saga(carrier)
+        journal = sagakit.SqliteJournal(tmp_path / "runs.db")
+        lab = saga.lab(journal=journal, charts=False, throttle=0.0, data={})
+        try:
+            await lab.run()
+            lab.flush()
+            seen: list[str] = []
+
+            def arrived() -> None:
+                lab.flush()
+                seen.append(lab.states["ship"])
+
+            carrier.up = True
+            carrier.hold, carrier.arrived = asyncio.Event(), arrived
+            sent = record_messages(lab.widget)
+            resumed = asyncio.ensure_future(lab.resume(1))
+            while not seen:
+                await asyncio.sleep(0.01)
+            assert seen == ["running"] and lab.states["capture"] == "succeeded"
+            assert sent[-1]["st"]["level"] == "running" and ["code", "ship"] in sent[-1]["st"]["text"]
+            assert sent[-1]["n"]["ship"] == "attempt 4/6"
+            carrier.hold.set()
+            finished = await resumed
+            assert finished.status == "completed"
+        finally:
+            lab.close()
+            journal.close()
+
+    async def test_stop_during_a_resume_lets_the_steps_after_the_pivot_finish(self, tmp_path: Path) -> None:
+        """Stop while a resumed run is past its pivot: the remaining steps run to their end,
+        shielded, and the Lab draws the run as it ended (completed), not "stopped before it started"."""
+        carrier = Carrier()
+        lab = pivot_saga(carrier).lab(journal=tmp_path / "runs.db", data={}, charts=False)
+        try:
+            await lab.run()
+            carrier.up, carrier.hold = True, asyncio.Event()
+            arrived = asyncio.Event()
+            carrier.arrived = arrived.set
+            from_browser(lab.widget, {"t": "resume", "run": 1})
+            await arrived.wait()
+            from_browser(lab.widget, {"t": "stop"})
+            carrier.hold.set()
+            with pytest.raises(asyncio.CancelledError):
+                await lab.wait()
+            await settled(lab)
+            assert lab.states["mail"] == "succeeded" and lab.widget.rows[0][1] == "completed"
+            assert status_text(lab).startswith("✔ completed · resumed once")
+        finally:
+            lab.close()
+
+    async def test_a_refused_resume_says_why_and_changes_nothing(self, tmp_path: Path) -> None:
+        """Resume of a run that another kernel finished meanwhile: the journal's reason is in the
+        status line, and the Lab shows the run as it was; a Lab without a journal offers no
+        Resume, says how to get one, and refuses ``resume`` with the reason; a bad number is
+        refused."""
+        carrier = Carrier()
+        saga = pivot_saga(carrier)
+        path = tmp_path / "runs.db"
+        lab = saga.lab(journal=path, charts=False, data={})
+        try:
+            stuck = await lab.run()
+            lab.flush()
+            carrier.up = True
+            other = sagakit.SqliteJournal(path)  # another kernel, on the same journal
+            try:
+                await other.resume(stuck.run_id, pivot_saga(carrier))
+            finally:
+                other.close()
+            calls = carrier.calls
+            from_browser(lab.widget, {"t": "resume", "run": 1})
+            assert await lab.wait() is None
+            assert lab.widget.status["level"] == "error" and carrier.calls == calls
+            assert status_text(lab).startswith(f"✖ cannot resume run {stuck.run_id}: it ended completed")
+            assert lab.states["ship"] == "stuck" and lab.widget.rows[0][1] == "stuck"
+            with pytest.raises(ValueError, match=r"Lab.resume number: expected a run number 1\.\.1, got 7"):
+                await lab.resume(7)
+            lab.refresh()  # Reload: the journal says it completed
+            assert [(row[1], row[9], row[10]) for row in lab.widget.rows] == [("completed", False, 1)]
+        finally:
+            lab.close()
+        bare = pivot_saga(Carrier(), name="bare").lab(charts=False, data={})
+        run = await bare.run()
+        bare.flush()
+        assert run.status == "stuck" and "resume" not in bare.widget.status
+        assert any("saga.lab(journal=" in hint for hint in bare.widget.status["hints"])
+        assert bare.widget.rows[0][9] is False
+        with pytest.raises(ValueError, match="this Lab has no journal"):
+            await bare.resume(1)
+
+    async def test_a_completed_run_cannot_be_resumed(self, tmp_path: Path) -> None:
+        """The journal refuses to resume a completed run: the status line gives its reason, and the
+        run stays as it was in the history."""
+        carrier = Carrier()
+        carrier.up = True
+        saga = pivot_saga(carrier)
+        lab = saga.lab(journal=tmp_path / "runs.db", charts=False, data={})
+        try:
+            await lab.run()
+            lab.flush()
+            assert lab.widget.rows[0][9] is False  # never offered
+            from_browser(lab.widget, {"t": "resume", "run": 1})
+            await lab.wait()
+            assert lab.widget.status["level"] == "error"
+            assert "cannot resume run" in status_text(lab) and "it ended completed" in status_text(lab)
+            assert [row[1] for row in lab.widget.rows] == ["completed"]
+        finally:
+            lab.close()
+
+    async def test_a_stuck_run_recorded_before_the_lab_and_a_failed_rollback_are_resumed(self, tmp_path: Path) -> None:
+        """Runs a journal holds from before the Lab (another kernel) are offered too: a stuck one,
+        and a ``compensation_failed`` one, whose resume retries the compensation and finishes the
+        rollback."""
+        carrier = Carrier()
+        saga = pivot_saga(carrier)
+        path = tmp_path / "runs.db"
+        journal = sagakit.SqliteJournal(path)
+        try:
+            await saga.run({}, journal=journal)
+            saga.faults.replace({"reserve": "fail_compensation", "capture": "fail"})
+            failed = await saga.run({}, journal=journal)
+            saga.faults.clear()
+        finally:
+            journal.close()
+        assert failed.status == "compensation_failed"
+        again = pivot_saga(carrier)  # the same saga, defined again in a new kernel
+        lab = again.lab(journal=path, charts=False)
+        try:
+            assert [(row[0], row[1], row[9]) for row in lab.widget.rows] == [
+                (2, "compensation_failed", True), (1, "stuck", True)]
+            lab.show_run(2)
+            assert lab.widget.status["resume"] == 2 and "retries the failed compensation" in " ".join(
+                lab.widget.status["hints"])
+            finished = await lab.resume(2)
+            lab.flush()
+            assert finished.status == "compensated" and lab.states["reserve"] == "compensated"
+            assert "resumed once" in status_text(lab)
+            carrier.up = True
+            assert (await lab.resume(1)).status == "completed"
+            lab.flush()
+            assert [(row[1], row[10]) for row in lab.widget.rows] == [("compensated", 1), ("completed", 1)]
+        finally:
+            lab.close()
+
+    async def test_run_n_totals_count_stuck_runs(self) -> None:
+        """Run × N of a saga that gets stuck counts the stuck runs and where they are stuck."""
+        lab = pivot_saga(Carrier(), name="stuck-batch").lab(charts=False)
+        await lab.run_n(3)
+        assert status_text(lab).startswith("3 runs: 3 stuck · failed at ship ×3")
+        assert lab.widget.status["level"] == "stuck"
 
 
 def test_close_stops_following_the_saga(order_saga: sagakit.Saga) -> None:

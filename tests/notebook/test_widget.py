@@ -15,7 +15,7 @@ import sagakit
 from sagakit.notebook import widget
 from sagakit.notebook.lab import Lab
 
-from .conftest import from_browser, linear_saga, make_step, record_messages
+from .conftest import Carrier, from_browser, linear_saga, make_step, pivot_saga, record_messages
 
 
 class TestLiveDeltas:
@@ -209,6 +209,64 @@ class TestReplay:
         lab.flush()
         assert lab.widget.replay == {}
         assert "state-succeeded" in lab.widget.state["s"]["charge_payment"]
+
+
+class TestResumedRuns:
+    async def test_the_inspector_tells_a_steps_kind_and_which_attempts_a_resume_made(self, tmp_path: Any) -> None:
+        """The inspector names each step's kind (and what it means); a stuck step says how to
+        finish the run; after a resume, the attempts it made are marked with their resumption."""
+        carrier = Carrier()
+        saga = pivot_saga(carrier)
+        journal = sagakit.SqliteJournal(tmp_path / "runs.db")
+        try:
+            stuck = await saga.run({}, journal=journal)
+            view = widget.diagram_view(stuck)
+            view.inspect("ship")
+            shown = view.inspector
+            assert shown["kind"].startswith("retriable") and "never compensated" in shown["kind_help"]
+            assert shown["state"] == "stuck" and "resume the run from its journal" in shown["hint"]
+            view.inspect("capture")
+            assert view.inspector["kind"].startswith("pivot") and view.inspector["other"] == ""
+            view.inspect("check")
+            assert view.inspector["kind"] == "read-only" and "nothing to undo" in view.inspector["kind_help"]
+            carrier.up = True
+            finished = await journal.resume(stuck.run_id, saga)
+        finally:
+            journal.close()
+        view = widget.diagram_view(finished)
+        view.inspect("ship")
+        assert [(row[0], row[1], row[8]) for row in view.inspector["attempts"]] == [
+            (1, "failed", 0), (2, "failed", 0), (3, "failed", 0), (4, "succeeded", 1)]
+        view.inspect("reserve")
+        assert view.inspector["kind"] == "compensatable" and view.inspector["attempts"][0][8] == 0
+
+    async def test_the_replay_of_a_resumed_run_marks_where_it_was_resumed(self, tmp_path: Any) -> None:
+        """Replaying a resumed run passes the point where it was resumed: a frame labelled with
+        what the run was, whose position the replay lists; the stuck step is stuck before it and
+        succeeds after it."""
+        carrier = Carrier()
+        saga = pivot_saga(carrier)
+        journal = sagakit.SqliteJournal(tmp_path / "runs.db")
+        try:
+            stuck = await saga.run({}, journal=journal)
+            carrier.up = True
+            finished = await journal.resume(stuck.run_id, saga)
+        finally:
+            journal.close()
+        view = widget.diagram_view(finished)
+        from_browser(view, {"t": "replay"})
+        replay = view.replay
+        [at] = replay["resumed"]
+        assert replay["labels"][at - 1] == "run resumed (it was stuck)"
+        states: dict[str, str] = dict(replay["base"]["s"])
+        for frame in replay["frames"][:at]:
+            states.update(frame["s"])
+        assert states["ship"] == "state-stuck"
+        for frame in replay["frames"][at:]:
+            states.update(frame["s"])
+        assert states["ship"] == "state-succeeded" and states["mail"] == "state-succeeded"
+        assert re.fullmatch(r"completed · resumed once, [\d.]+ ms to finish · [\d.]+ ms since it started",
+                            replay["frames"][-1]["c"])
 
 
 class TestStop:

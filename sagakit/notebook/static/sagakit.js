@@ -324,7 +324,8 @@ function renderDiagram({ model, el }) {
   slider.setAttribute("aria-label", "replay position");
   const replayLabel = element("span", "sagakit-replay-label");
   const replayClose = button("\u00d7", "sagakit-replay-close", "Back to the live view");
-  replay.append(slider, replayLabel, replayClose);
+  const resumePoints = element("span", "sagakit-replay-resumes");
+  replay.append(slider, replayLabel, resumePoints, replayClose);
   const inspector = element("div", "sagakit-inspector");
   root.append(bar, viewport, caption, replay, inspector);
   el.append(root);
@@ -498,6 +499,18 @@ function renderDiagram({ model, el }) {
     if (!replaying) return false;
     slider.max = String(frames.length);
     slider.value = String(position);
+    // Where the run was resumed from its journal: a button per resumption jumps there.
+    resumePoints.replaceChildren();
+    (data.resumed || []).forEach((at, index) => {
+      const jump = button(data.resumed.length > 1 ? `resumed (${index + 1})` : "resumed", "sagakit-replay-resumed",
+        `Jump to event ${at}: where the run was resumed from its journal`);
+      jump.dataset.position = String(at);
+      jump.addEventListener("click", () => {
+        stopPlayback();
+        seek(data, at);
+      });
+      resumePoints.append(jump);
+    });
     seek(data, position);
     return true;
   }
@@ -583,6 +596,11 @@ function renderDiagram({ model, el }) {
     close.addEventListener("click", () => send(model, { t: "inspect", step: "" }));
     const title = element("div", "sagakit-inspector-title");
     title.append(element("b", "", data.title));
+    if (data.kind && data.phase === "forward") {
+      const kind = element("span", "sagakit-inspector-kind", data.kind);
+      kind.title = data.kind_help || "";
+      title.append(document.createTextNode(" \u00b7 "), kind);
+    }
     if (data.state) title.append(document.createTextNode(" \u00b7 "), element("span", "sagakit-inspector-state", data.state));
     inspector.append(close, title);
     if (data.other) {
@@ -590,6 +608,9 @@ function renderDiagram({ model, el }) {
         data.other === "compensate" ? "Inspect this step's compensation" : "Inspect the step this compensation undoes");
       other.addEventListener("click", () => send(model, { t: "inspect", step: data.step, phase: data.other }));
       title.append(document.createTextNode(" "), other);
+    }
+    if (data.kind_help && data.phase === "forward" && data.kind !== "compensatable") {
+      inspector.append(element("div", "sagakit-inspector-kind-help", data.kind_help));
     }
     if (data.hint) inspector.append(element("div", "sagakit-hint", data.hint));
     if (data.message) {
@@ -607,9 +628,15 @@ function renderDiagram({ model, el }) {
     for (const name of ["attempt", "status", "duration", "fault", "output / error"]) headRow.append(element("th", "", name));
     head.append(headRow);
     const body = element("tbody");
-    for (const [attempt, status, duration, injected, output, errorType, errorMessage, frames] of data.attempts || []) {
-      const row = element("tr", `sagakit-attempt status-${String(status).replace(/[^a-z_-]/gi, "")}`);
-      row.append(element("td", "", attempt), element("td", "", status), element("td", "", duration), element("td", "", injected ? "injected" : ""));
+    for (const [attempt, status, duration, injected, output, errorType, errorMessage, frames, resumption] of data.attempts || []) {
+      const row = element("tr", `sagakit-attempt status-${String(status).replace(/[^a-z_-]/gi, "")}${resumption ? " sagakit-after-resume" : ""}`);
+      const statusCell = element("td", "", status);
+      if (resumption) {
+        const note = element("span", "sagakit-resumed-note", ` \u00b7 resumed${resumption > 1 ? ` (${resumption})` : ""}`);
+        note.title = "this attempt ran after the run was resumed from its journal";
+        statusCell.append(note);
+      }
+      row.append(element("td", "", attempt), statusCell, element("td", "", duration), element("td", "", injected ? "injected" : ""));
       const detail = element("td");
       if (errorType) {
         detail.append(element("b", "", errorType));
@@ -689,8 +716,8 @@ function renderDiagram({ model, el }) {
 
 // -- the history table ----------------------------------------------------------------------
 
-const HISTORY_COLUMNS = ["#", "status", "failed step", "error", "ms", "backend", "fault", "started", ""];
-const STATUS_WORDS = { completed: "completed", compensated: "rolled back", compensation_failed: "rollback failed", cancelled: "stopped" };
+const HISTORY_COLUMNS = ["#", "status", "failed step", "error", "ms", "backend", "fault", "started", "", ""];
+const STATUS_WORDS = { completed: "completed", compensated: "rolled back", compensation_failed: "rollback failed", cancelled: "stopped", stuck: "stuck" };
 
 function renderHistory({ model, el }, picks) {
   const root = element("div", "sagakit-history-view");
@@ -712,7 +739,8 @@ function renderHistory({ model, el }, picks) {
     for (const name of comparing ? ["compare", ...HISTORY_COLUMNS] : HISTORY_COLUMNS) headRow.append(element("th", "", name));
     thead.append(headRow);
     const body = element("tbody");
-    for (const [number, status, failed, message, ms, backend, injected, when, source] of rows) {
+    const busy = Boolean(model.get("busy"));
+    for (const [number, status, failed, message, ms, backend, injected, when, source, resumable, resumed] of rows) {
       const tr = element("tr", `run-${status}${number === selected ? " sagakit-selected" : ""}`);
       tr.dataset.run = String(number);
       if (comparing) {
@@ -736,8 +764,26 @@ function renderHistory({ model, el }, picks) {
       values.forEach((value, position) => {
         const td = element("td", position === 1 ? "sagakit-status-cell" : position === 3 ? "sagakit-error-cell" : "", value);
         if (position === 3 && value) td.title = String(value);
+        if (position === 1 && resumed) {
+          const again = element("span", "sagakit-resumed-note", ` \u00b7 resumed${resumed > 1 ? ` \u00d7${resumed}` : ""}`);
+          again.title = `resumed from the journal ${resumed === 1 ? "once" : `${resumed} times`}`;
+          td.append(again);
+        }
+        if (position === 1 && status === "stuck") td.title = "stuck after the pivot: nothing was undone; fix the cause, then resume it";
         tr.append(td);
       });
+      const action = element("td", "sagakit-action-cell");
+      if (resumable && comparing) {
+        const resume = button("Resume", "sagakit-resume", `Resume run ${number} from the journal (fix its cause first): nothing that succeeded runs again`);
+        resume.dataset.run = String(number);
+        resume.disabled = busy;
+        resume.addEventListener("click", (event) => {
+          event.stopPropagation();
+          send(model, { t: "resume", run: number });
+        });
+        action.append(resume);
+      }
+      tr.append(action);
       tr.addEventListener("click", () => send(model, { t: "select", run: number }));
       body.append(tr);
     }
@@ -748,6 +794,7 @@ function renderHistory({ model, el }, picks) {
   model.on("change:rows", draw);
   model.on("change:total", draw);
   model.on("change:selected", draw);
+  if (comparing) model.on("change:busy", draw);
   draw();
   return { draw, root };
 }
@@ -996,6 +1043,15 @@ function renderComparison(container, model, picks, redrawHistory) {
 
 // -- the failure lab ----------------------------------------------------------------------------
 
+// A step's kind, next to its name in the controls and in the legend.
+const KIND_BADGES = { pivot: "pivot", retriable: "\u21bb retriable", readonly: "read-only" };
+const KIND_LEGEND = { pivot: "pivot: the point of no return", retriable: "\u21bb retriable (after the pivot)", readonly: "read-only" };
+const KIND_HELP = {
+  pivot: "the pivot (double outline): the go/no-go step. A failure at or before it rolls back; once it succeeds the saga must complete, so nothing is undone any more",
+  retriable: "after the pivot: a failure is retried under the step's policy, never compensated; when the retries run out the run is stuck (resume it from a journal)",
+  readonly: "read-only: the step changes nothing, so there is nothing to undo and it needs no compensation",
+};
+
 // Its controls write the "faults", "n", "backend" and "pace" traits (the kernel keeps them and
 // saga.faults in step); buttons send "run", "run_n", "reset" and "reload"; the kernel answers
 // with "busy", "status", "progress", the history, charts and diagram traits.
@@ -1059,10 +1115,13 @@ function renderLab({ model, el }) {
     controls.replaceChildren();
     rows.clear();
     const modes = model.get("modes");
-    for (const [step, cssName, undo] of model.get("steps")) {
-      const row = element("div", `sagakit-step sagakit-step-${cssName}`);
+    controls.classList.toggle("sagakit-has-kinds", model.get("steps").some(([, , , kind]) => kind && kind !== "compensatable"));
+    for (const [step, cssName, undo, kind] of model.get("steps")) {
+      const row = element("div", `sagakit-step sagakit-step-${cssName}${kind && kind !== "compensatable" ? ` kind-${kind}` : ""}`);
       const label = element("code", "sagakit-step-name", step);
       label.title = step;
+      const badge = element("span", `sagakit-kind kind-${kind || "compensatable"}`, KIND_BADGES[kind] || "");
+      badge.title = KIND_HELP[kind] || (undo ? "compensatable: a failure after it rolls it back" : "no compensation: a rollback leaves its effect in place");
       const modeBox = element("label", `sagakit-fault-${cssName}`);
       const mode = element("select");
       mode.setAttribute("aria-label", `fault of ${step}`);
@@ -1082,7 +1141,7 @@ function renderLab({ model, el }) {
       probability.setAttribute("aria-label", `probability of the fault of ${step}`);
       const readout = element("span", "sagakit-readout");
       probabilityBox.append(probability, readout);
-      row.append(label, modeBox, delayBox, probabilityBox);
+      row.append(label, badge, modeBox, delayBox, probabilityBox);
       controls.append(row);
       rows.set(step, { mode, delay, probability, readout });
       mode.addEventListener("change", () => {
@@ -1137,9 +1196,20 @@ function renderLab({ model, el }) {
     }
     const fault = element("span", "sagakit-legend-entry sagakit-legend-fault", "fault planned");
     fault.title = "a fault is planned or was injected on this step";
-    const noUndo = element("span", "sagakit-legend-entry sagakit-legend-no-undo", "no compensation");
-    noUndo.title = "a dotted box: the step has no compensation";
-    legend.append(fault, noUndo);
+    legend.append(fault);
+    const steps = model.get("steps");
+    // A step left without a compensation is flagged; one that needs none by its kind is not.
+    if (steps.some(([, , undo, kind]) => !undo && (!kind || kind === "compensatable"))) {
+      const noUndo = element("span", "sagakit-legend-entry sagakit-legend-no-undo", "no compensation");
+      noUndo.title = "a dotted box: the step has no compensation, so a rollback leaves its effect in place";
+      legend.append(noUndo);
+    }
+    for (const kind of ["pivot", "retriable", "readonly"]) {
+      if (!steps.some((entry) => entry[3] === kind)) continue;
+      const entry = element("span", `sagakit-legend-entry sagakit-legend-kind sagakit-legend-${kind}`, KIND_LEGEND[kind]);
+      entry.title = KIND_HELP[kind];
+      legend.append(entry);
+    }
   }
 
   function showBackends() {
@@ -1171,7 +1241,7 @@ function renderLab({ model, el }) {
 
   function showBusy() {
     const busy = model.get("busy");
-    for (const b of [run, runN, reset]) b.disabled = busy;
+    for (const b of [run, runN, reset, ...status.querySelectorAll(".sagakit-resume")]) b.disabled = busy;
     root.classList.toggle("sagakit-running", busy);
   }
 
@@ -1180,6 +1250,14 @@ function renderLab({ model, el }) {
     status.className = `sagakit-status sagakit-status-${data.level || "ready"}`;
     const line = element("div", "sagakit-status-line");
     line.append(richText(data.text));
+    if (data.resume) {
+      const resume = button(`Resume run ${data.resume}`, "sagakit-resume sagakit-resume-shown",
+        "Carry this run on from the journal (fix its cause first): nothing that succeeded runs again");
+      resume.dataset.run = String(data.resume);
+      resume.disabled = Boolean(model.get("busy"));
+      resume.addEventListener("click", () => send(model, { t: "resume", run: data.resume }));
+      line.append(document.createTextNode(" "), resume);
+    }
     status.replaceChildren(line);
     for (const hint of data.hints || []) status.append(element("div", "sagakit-hint", `hint: ${hint}`));
   }
@@ -1205,7 +1283,7 @@ function renderLab({ model, el }) {
 
   const handlers = [
     ["change:steps", drawControls], ["change:modes", drawControls], ["change:faults", showFaults],
-    ["change:title", showTitle], ["change:journal", showTitle], ["change:legend", showLegend],
+    ["change:title", showTitle], ["change:journal", showTitle], ["change:legend", showLegend], ["change:steps", showLegend],
     ["change:backends", showBackends], ["change:backend", showBackends], ["change:n", showN],
     ["change:pace", showPace], ["change:progress", showProgress], ["change:busy", showBusy],
     ["change:status", () => showStatus(null)],
