@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sagakit.events import END_KINDS, Event, EventKind
 from sagakit.notebook._layout import DiagramTemplate, StepShape
 from sagakit.notebook._palette import KINDS
-from sagakit.notebook.diagram_state import STATUS_WORDS, DiagramState, error_text, format_ms, run_caption
+from sagakit.notebook.diagram_state import STATUS_WORDS, DiagramState, format_ms, run_caption
 
 if TYPE_CHECKING:
     from sagakit.runs import Run
@@ -299,6 +299,8 @@ def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState |
     known, value = received(run, step, phase)
     if known:
         shown["input"] = payload_text(run, value)
+    from sagakit.runs import error_message
+
     resumptions = _resumptions(events)
     rows = []
     for event in attempts:
@@ -311,7 +313,7 @@ def inspector_data(run: Run | None, step: str, phase: str, state: DiagramState |
         duration = format_ms(event.duration_ms / 1000.0) if event.duration_ms is not None else ""
         rows.append([event.attempt, event.status or str(event.kind), duration, bool(event.injected), output,
                      type(error).__name__ if error is not None else "",
-                     (error_text(error, run) or "") if error is not None else "", error_frames(error),
+                     (error_message(error, run=run) or "") if error is not None else "", error_frames(error),
                      resumptions.get(id(event), 0)])
     shown["attempts"] = rows
     return shown

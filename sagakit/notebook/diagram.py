@@ -58,7 +58,6 @@ from sagakit.notebook.diagram_state import (
     DiagramState,
     Outcome,
     error_summary,
-    error_text,
     fault_hints,
     fault_note,
     format_ms,
@@ -88,7 +87,6 @@ __all__ = [
     "Shade",
     "StepShape",
     "error_summary",
-    "error_text",
     "fault_hints",
     "fault_note",
     "find_renderer",
@@ -199,3 +197,11 @@ def _widget_view(template: DiagramTemplate, state: DiagramState, run: Run | None
     if not isinstance(data, dict) or WIDGET_MIME not in data:
         return None
     return {WIDGET_MIME: data[WIDGET_MIME], "text/plain": plain}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "error_text":  # deprecated: the redacted text is sagakit.runs.error_message
+        from sagakit.notebook import diagram_state
+
+        return diagram_state._deprecated_error_text(stacklevel=3)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

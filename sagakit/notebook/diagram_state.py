@@ -4,7 +4,7 @@ the words that tell a run's outcome.
 :class:`DiagramState` is an observer: each :class:`~sagakit.Event` updates a few dictionaries
 (classes, notes, compensation classes and notes) and records which steps changed, so that a
 front-end can be sent just those. The error text shown anywhere in the notebook layer goes
-through :func:`error_text` (the run's redaction). :mod:`sagakit.notebook.diagram` re-exports
+through :func:`sagakit.runs.error_message` (the run's redaction). :mod:`sagakit.notebook.diagram` re-exports
 every public name here.
 """
 
@@ -24,7 +24,6 @@ __all__ = [
     "DiagramState",
     "Outcome",
     "error_summary",
-    "error_text",
     "fault_hints",
     "fault_note",
     "format_ms",
@@ -285,19 +284,12 @@ class DiagramState:
 # -- error text ---------------------------------------------------------------------------
 
 
-def error_text(error: BaseException | None, run: Run | None = None) -> str | None:
-    """The text shown for an error: always through ``sagakit.runs.error_message`` (redacted)."""
+def error_summary(error: BaseException, run: Run | None = None) -> str:
+    """``Type: message`` (redacted, as :func:`sagakit.runs.error_message`), or the bare type name for an error
+    without a message, such as a ``CancelledError``."""
     from sagakit.runs import error_message
 
-    if error is None:
-        return None
-    return error_message(error, run=run)
-
-
-def error_summary(error: BaseException, run: Run | None = None) -> str:
-    """``Type: message`` (redacted, as :func:`error_text`), or the bare type name for an error
-    without a message, such as a ``CancelledError``."""
-    text = error_text(error, run) or ""
+    text = error_message(error, run=run) or ""
     name = type(error).__name__
     return f"{name}: {text}" if text else name
 
@@ -569,3 +561,29 @@ def planned_notes(plan: Mapping[str, Any]) -> dict[str, str]:
     """The note of every step of a fault plan that plans something."""
     notes = {name: fault_note(fault) for name, fault in plan.items()}
     return {name: note for name, note in notes.items() if note}
+
+
+def __getattr__(name: str) -> Any:
+    # ``error_text`` here meant the redacted text while ``sagakit.errors.error_text`` is the raw
+    # one; the redacted text has one name, ``sagakit.runs.error_message``.
+    if name == "error_text":
+        return _deprecated_error_text(stacklevel=3)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _deprecated_error_text(*, stacklevel: int) -> Any:
+    import warnings
+
+    from sagakit.runs import error_message
+
+    warnings.warn(
+        "sagakit.notebook.diagram.error_text is deprecated: use sagakit.runs.error_message(error, run=run), "
+        "the redacted text (sagakit.errors.error_text is the raw one)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+    def error_text(error: BaseException | None, run: Run | None = None) -> str | None:
+        return error_message(error, run=run)
+
+    return error_text

@@ -95,6 +95,22 @@ class TestNames:
         found = css_names(["a b", taken])
         assert found[taken] == taken and found["a b"] != taken
 
+    def test_the_redacted_error_text_has_one_name(self) -> None:
+        """``diagram.error_text`` (redacted, unlike ``sagakit.errors.error_text``) still works, warns
+        at the caller's line, and gives what ``sagakit.runs.error_message`` gives."""
+        from sagakit.errors import error_text as raw
+        from sagakit.runs import error_message
+
+        error = ValueError("card 4111 1111 1111 1111 declined")
+        with pytest.warns(DeprecationWarning, match="sagakit.runs.error_message") as caught:
+            old = diagram.error_text
+        assert caught[0].filename == __file__
+        assert old(error) == error_message(error) != raw(error)
+        assert "4111" not in (old(error) or "") and "4111" in raw(error)
+        assert "error_text" not in diagram.__all__
+        with pytest.raises(AttributeError, match="no_such_name"):
+            diagram.no_such_name  # noqa: B018
+
     async def test_ids_are_the_step_names_even_with_entities_and_each_is_coloured(self) -> None:
         """``a&amp;b`` and ``a&b`` are two steps: their node ids decode to their own names, and a run
         colours both."""
