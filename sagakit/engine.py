@@ -46,7 +46,7 @@ from sagakit.errors import (
 )
 from sagakit.events import Event, Observer
 from sagakit.faults import Fault, FaultPlan
-from sagakit.policies import AnyStepFunction, Policy, code_may_suspend
+from sagakit.policies import AnyStepFunction, Policy, code_may_suspend, task_free
 from sagakit.runs import Run, RunStatus, run_counts
 from sagakit.steps import Parallel, Stage, Step
 
@@ -446,10 +446,21 @@ class _Execution(Recorder):
         policy (or was interrupted), which leaves the run stuck. The caller shields this from
         cancellation: once past the pivot, the saga completes.
         """
-        await asyncio.sleep(0)  # into a task of its own before any step binds to the current task
+        # Like a rollback, forward recovery starts inline in the run's task (a cancellation can
+        # only arrive while it waits) and moves to a task of its own (see _shielded_rest) when it
+        # first waits. A stage that may bind something to the current task before it waits (an
+        # asyncio.timeout, a task group, a cancel fault) starts in that task instead.
+        faults = self.forward_faults
+        inline = not self.settlers
+        if not inline:
+            await asyncio.sleep(0)
         done = self.branches_done
         try:
             for stage, index, _ in stages:
+                if inline and (type(stage) is not Step or not task_free(stage.forward)
+                               or (faults and stage.name in faults)):
+                    await asyncio.sleep(0)
+                    inline = False
                 if type(stage) is Step:
                     try:
                         data = await self.forward(stage, index, data, completed)

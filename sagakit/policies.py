@@ -38,6 +38,7 @@ __all__ = [
     "TimeoutPrimitive",
     "callable_name",
     "may_suspend",
+    "task_free",
 ]
 
 
@@ -120,6 +121,7 @@ async def invoke(fn: AnyStepFunction, data: Any, context: WorkflowContext | None
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def code_may_suspend(code: types.CodeType) -> bool:
     """Whether a function with this code may suspend: it awaits (or iterates or enters
     asynchronously) somewhere in its body."""
@@ -143,6 +145,25 @@ def may_suspend(fn: object) -> bool:
         fn = fn.func
     code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
     return not isinstance(code, types.CodeType) or code_may_suspend(code)
+
+
+def task_free(fn: object) -> bool:
+    """Whether calling ``fn`` surely binds nothing to the task that starts it, so that the
+    rest of the call may move to another task when it first waits: an ``async def`` whose body
+    never awaits, or a :class:`RetryPrimitive` around one (its waits between attempts are plain
+    sleeps, and the attempts after them run wherever the call then is).
+
+    A plain ``def`` may return an awaitable, an ``async def`` that awaits may enter an
+    ``asyncio.timeout`` or a task group, and so does a :class:`TimeoutPrimitive`: none counts.
+    """
+    while isinstance(fn, RetryPrimitive):
+        fn = fn.inner
+    if isinstance(fn, Policy) or not callable(fn) or not is_async_callable(fn):
+        return False
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
+    return isinstance(code, types.CodeType) and not code_may_suspend(code)
 
 
 def _check_function(fn: object, what: str) -> None:
@@ -274,6 +295,12 @@ class RetryPolicy:
         return self.max_retries + 1
 
 
+@functools.lru_cache(maxsize=64)
+def _backoff(initial_delay: float, max_delay: float, jitter: float) -> wait_base:
+    """tenacity's wait for a policy's numbers (stateless, so shared between calls)."""
+    return wait_exponential(multiplier=initial_delay, max=max_delay) + _Jitter(jitter)
+
+
 class RetryPrimitive(Policy):
     """Retry a step function with exponential backoff.
 
@@ -332,14 +359,14 @@ class RetryPrimitive(Policy):
                 if number >= policy.attempts or (deadline is not None and deadline.passed()):
                     raise
             # tenacity's backoff (exponential, capped, with jitter) for the wait after attempt ``number``.
-            if backoff is None or state is None:
-                backoff = wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay) + _Jitter(
-                    policy.jitter)
-                state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only wait strategies read it
-            state.attempt_number = number
-            delay = backoff(state)
-            if delay:
-                await asyncio.sleep(delay)
+            if policy.initial_delay or policy.jitter:
+                if backoff is None or state is None:
+                    backoff = _backoff(policy.initial_delay, policy.max_delay, policy.jitter)
+                    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only waits read it
+                state.attempt_number = number
+                delay = backoff(state)
+                if delay:
+                    await asyncio.sleep(delay)
             number += 1
 
     def __repr__(self) -> str:

@@ -180,6 +180,36 @@ class TestForwardRecovery:
         assert calls == ["slow done", "last done"]
         assert saga.history.last is not None and saga.history.last.status == "completed"
 
+    async def test_a_cancellation_during_a_retry_wait_after_the_pivot_is_held_until_the_end(self) -> None:
+        """A step that never awaits starts inline; its retry's wait still runs shielded: the
+        retry happens, the saga completes, then the cancellation propagates."""
+        services = Services({"ship": 1})
+        policy = sk.RetryPolicy(max_retries=2, initial_delay=0.05, max_delay=0.05, jitter=0)
+        saga = services.saga(retry=policy)
+        task = asyncio.ensure_future(saga.run({}))
+        while "ship#1" not in services.calls:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert services.calls[-2:] == ["ship#2", "email#1"]
+        assert saga.history.last is not None and saga.history.last.status == "completed"
+
+    async def test_a_retriable_step_entering_its_own_timeout_times_itself_out(self) -> None:
+        """A step after the pivot that binds asyncio.timeout to its task starts in the task that
+        goes on running it: the timeout fails that attempt, never the run."""
+        attempts: list[int] = []
+
+        async def bounded(data: Any, context: sk.WorkflowContext) -> None:
+            attempts.append(context.attempt)
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(5)
+
+        saga = sk.Saga("s", [sk.step(noop, name="p", kind="pivot"), sk.step(bounded, name="x", retry=FAST)])
+        run = await saga.run({})  # no CancelledError: the run was never cancelled
+        assert run.status == "stuck" and isinstance(run.original_error, TimeoutError)
+        assert attempts == [1, 2, 3]
+
     async def test_a_hard_interruption_after_the_pivot_leaves_the_run_stuck_and_propagates(self) -> None:
         """KeyboardInterrupt in a retriable step: stuck (resumable), never retried, then raised."""
         calls: list[int] = []

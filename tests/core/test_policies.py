@@ -218,3 +218,31 @@ class TestTimeoutConcurrency:
         saga = sk.Saga("s", [sk.step(meet, timeout=30)])
         runs = await asyncio.gather(*(saga.run({}) for _ in range(20)))
         assert [run.status for run in runs] == ["completed"] * 20
+
+
+class TestWhatMayRunInline:
+    """``task_free``: what the engine may start in the run's task and move when it first waits."""
+
+    def test_only_calls_that_bind_nothing_to_their_task_count(self) -> None:
+        import functools
+
+        from sagakit.policies import task_free
+
+        async def quick(data: Any, context: sk.WorkflowContext) -> Any:
+            return data
+
+        async def waits(data: Any, context: sk.WorkflowContext) -> Any:
+            async with asyncio.timeout(1):
+                await asyncio.sleep(0)
+
+        class Callable:
+            async def __call__(self, data: Any, context: Any) -> Any:
+                return data
+
+        patient = sk.RetryPolicy(max_retries=2, initial_delay=1.0, max_delay=1.0, jitter=0.5)
+        assert task_free(quick) and task_free(Callable()) and task_free(functools.partial(quick))
+        assert task_free(sk.RetryPrimitive.from_policy(quick, patient))  # its waits are plain sleeps
+        assert not task_free(waits) and not task_free(sk.RetryPrimitive(waits))
+        assert not task_free(fast_sync)  # a plain def may return an awaitable
+        assert not task_free(sk.TimeoutPrimitive(quick, 1.0))  # binds asyncio.timeout to its task
+        assert not task_free(sk.RetryPrimitive(sk.TimeoutPrimitive(quick, 1.0)))
