@@ -41,6 +41,7 @@ _SEED_SCRIPT = """
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from sagakit import CompensationPrimitive, Saga, WorkflowContext, step
+    import sagakit
     import sagakit.telemetry
 
     async def reserve_inventory(data, context):
@@ -58,10 +59,21 @@ _SEED_SCRIPT = """
             log_compensations=log_compensations, name="OrderWorkflow",
         )
 
+    class Watching:  # a backend that keeps each request (the observers a run gets) and runs it here
+        name = "local"
+
+        def __init__(self):
+            self.requests = []
+
+        async def run(self, request):
+            self.requests.append(request)
+            return await sagakit.LocalBackend().run(request)
+
     # Defined before any provider exists: automatic telemetry is read when a run starts.
     early = workflow()
-    request = early._request({}, None, None, (), None)
-    print(json.dumps({"observers before set-up": len(request.observers)}))
+    watching = Watching()
+    asyncio.run(early.run({}, backend=watching))
+    print(json.dumps({"observers before set-up": len(watching.requests[0].observers)}))
 
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
@@ -122,8 +134,18 @@ class TestAutomatic:
         assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
         assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
         saga = sagakit.CompensationPrimitive(primitives=[noop_step("a").action])
-        request = saga._request({}, None, None, (), None)
-        assert request.observers == ()
+        requests: list[sagakit.RunRequest] = []
+
+        class Watching:
+            name = "local"
+
+            async def run(self, request: sagakit.RunRequest) -> sagakit.Run:
+                requests.append(request)
+                return await sagakit.LocalBackend().run(request)
+
+        run = saga.run_sync({}, backend=Watching())
+        assert run.status == "completed" and len(requests) == 1
+        assert requests[0].observers == ()
 
     def test_compensation_primitive_and_saga_emit_through_global_providers(self) -> None:
         """After the app installs SDK providers and configures structlog, both saga forms trace,
