@@ -50,6 +50,10 @@ _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 # A run of ASCII digits (single spaces or dashes between them) that no other digit touches:
 # letters, dots and underscores around a card number do not hide it.
 _CARD_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}+(?![0-9])")
+# A run id, a UUID or a hex digest is an identifier: the digits inside it are never a card.
+_HEX_ID = (r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+           r"|[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9A-Za-z])")
+_CARD_OR_ID = re.compile(f"(?P<id>{_HEX_ID})|{_CARD_LIKE.pattern}")
 _SEPARATOR = re.compile(r"[ -]")
 #: How deep payloads are walked for display; what lies deeper is shown as ``...``.
 _DISPLAY_DEPTH = 32
@@ -101,7 +105,8 @@ class Redactor:
             (masking ``"1"`` everywhere would destroy messages); values under sensitive keys
             are masked in payloads whatever their length.
         cards: also mask digit runs of 13 to 19 digits (spaces and dashes allowed) that pass
-            the Luhn check in free text, even when the run never carried them.
+            the Luhn check in free text, even when the run never carried them. Digits inside
+            an identifier (32, 40 or 64 hex characters, or a UUID) are not taken for a card.
 
     Raises:
         TypeError: a key word is not a non-empty string.
@@ -312,7 +317,7 @@ class Redactor:
         if self._pair_pattern is not None and self._pair_pattern.search(text):
             text = self._pair_pattern.sub(self._mask_pair, text)
         if self.cards and _CARD_LIKE.search(text):
-            text = _CARD_LIKE.sub(self._mask_card, text)
+            text = _CARD_OR_ID.sub(self._mask_card, text)
         return text
 
     def message(self, error: BaseException | None, secrets: Iterable[str] = ()) -> str | None:
@@ -337,6 +342,8 @@ class Redactor:
 
     def _mask_card(self, match: re.Match[str]) -> str:
         text = match.group(0)
+        if match.group("id") is not None:
+            return text
         digits = _SEPARATOR.sub("", text)
         if 13 <= len(digits) <= 19 and _luhn_valid(digits):
             return self.mask

@@ -222,6 +222,19 @@ class TestLeaksClosed:
         assert Redactor().scrub("ref 1 4111 1111 1111 1111 2") == f"ref 1 {MASK} 2"
         assert Redactor().scrub("order 12345678901234567890123") == "order 12345678901234567890123"
 
+    @pytest.mark.parametrize("identifier", [
+        "01a252b89241e77a7b8553167774397f",  # a run id whose digits 8553167774397 pass the check
+        "01A252B8-9241-4E77-A7B8-553167774397",
+        "a" * 20 + "4111111111111111" + "b" * 4,
+        "f" * 12 + "4111111111111111" + "e" * 36,
+    ])
+    def test_digits_inside_an_identifier_are_no_card(self, identifier: str) -> None:
+        """A run id, a UUID or a hex digest is kept whole: only a card standing apart is masked."""
+        text = f"run {identifier} was interrupted; card 4111111111111111"
+        assert Redactor().scrub(text) == f"run {identifier} was interrupted; card {MASK}"
+        # One character more and it is no identifier: its Luhn-valid digit run is masked.
+        assert MASK in Redactor().scrub(f"x{identifier}")
+
     @pytest.mark.parametrize("text", ["api.key=sk_live_x1", "db.password: hunter2", "X.Auth.Token=abc123"])
     def test_dotted_keys_are_masked_in_text(self, text: str) -> None:
         """Keys written with dots count like ones with underscores or dashes."""
