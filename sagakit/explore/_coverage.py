@@ -45,8 +45,27 @@ _COLOURS = {
     "never reached": ("#fef3c7", "#b45309"),
     "not explored": ("#f3f4f6", "#9ca3af"),
 }
+#: Text on the coverage fills (all light, whatever the page's theme).
+_COVERAGE_INK = "#1f2933"
 # Graphviz writes the ids' hyphen as an entity.
 _ELEMENT = re.compile(r'<g id="(step|undo)(-|&#45;)([^"]*)" class="([^"]*)">')
+
+
+def _overlay_style() -> str:
+    # A step's box is its node's first shape (a rounded box is a path; a pivot's second
+    # outline, drawn after it, stays unfilled); its text is dark on the light coverage fills
+    # even where the diagram takes a dark theme. An undo edge is its path and arrowhead.
+    rules = []
+    for status, (fill, stroke) in _COLOURS.items():
+        css = "coverage-" + status.replace(" ", "-")
+        box = ", ".join(f".sagakit-svg g.step.{css} > {shape}:first-of-type" for shape in ("path", "polygon", "ellipse"))
+        rules += [
+            f"{box} {{ fill: {fill} !important; stroke: {stroke} !important; }}",
+            f".sagakit-svg g.step.{css} > text {{ fill: {_COVERAGE_INK} !important; }}",
+            f".sagakit-svg g.undo.{css} > path {{ stroke: {stroke} !important; }}",
+            f".sagakit-svg g.undo.{css} > polygon {{ fill: {stroke} !important; stroke: {stroke} !important; }}",
+        ]
+    return "\n".join(rules)
 
 
 class Coverage:
@@ -193,28 +212,24 @@ class Coverage:
             return f'<g id="{kind}{match.group(2)}{name}" class="{classes} {css}"><title>{html.escape(tip)}</title>'
 
         marked = _ELEMENT.sub(mark, svg)
-        style = "".join(
-            f".coverage-{status.replace(' ', '-')} polygon, .coverage-{status.replace(' ', '-')} ellipse "
-            f"{{fill: {fill} !important; stroke: {stroke} !important}} "
-            f".undo.coverage-{status.replace(' ', '-')} path {{stroke: {stroke} !important}} "
-            for status, (fill, stroke) in _COLOURS.items()
-        )
         head_end = marked.index(">", marked.index("<svg")) + 1
-        return marked[:head_end] + f"<style>{style}</style>" + marked[head_end:]
+        return marked[:head_end] + f"<style>\n{_overlay_style()}\n</style>" + marked[head_end:]
 
     def to_html(self) -> str:
         """The overlay with a legend above it, or the text table without a renderer."""
         esc = html.escape
         svg = self.to_svg()
         legend = " ".join(
-            f'<span style="background:{fill};color:{stroke};padding:1px 6px;border:1px solid {stroke}">{esc(status)}</span>'
+            f'<span style="background:{fill};color:{_COVERAGE_INK};padding:1px 6px;border:1px solid {stroke};'
+            f'border-left-width:4px">{esc(status)}</span>'
             for status, (fill, stroke) in _COLOURS.items()
         )
         body = svg if svg is not None else f"<pre>{esc(self.to_text())}</pre>"
+        # The summary and the key take the page's own text colour: they read in any theme.
         return (
             f'<div class="sagakit-coverage" data-saga="{esc(self.saga.name)}" style="font-family:sans-serif;font-size:12px">'
             f'<div style="font-weight:600;margin:4px 0">{esc(self.summary())}</div>'
-            f'<div style="margin:4px 0">{legend} <span style="color:#6b7280">steps: forward points; '
+            f'<div style="margin:4px 0">{legend} <span>steps: forward points; '
             f"dashed edges: compensation points</span></div>{body}</div>"
         )
 

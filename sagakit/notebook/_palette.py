@@ -5,7 +5,13 @@ A step (or its compensation arrow) is drawn in exactly one state, the CSS class
 stroke and its legend entry; everything else is generated from it: the ``<style>`` embedded in
 every diagram (:func:`svg_style`, light colours behind CSS variables), the variables the
 view sets for the theme it finds (:func:`theme_css`), and the legend (:func:`legend`). A new
-state is one more :class:`Look`. A step's kind is drawn by its own class, ``kind-<kind>``
+state is one more :class:`Look`.
+
+A diagram shown without the view (a static fallback, a ``Run`` drawn as a plain SVG, an
+exported notebook) paints its own background and takes the dark colours where the page says it
+is dark (:data:`DARK_PAGES`: JupyterLab's and Notebook 7's dark themes, marimo's, VS Code's),
+so that its captions and arrow labels read on any page, and in an ``<img>``, where no page
+style reaches, it is the light drawing on its own white. A step's kind is drawn by its own class, ``kind-<kind>``
 (:data:`KINDS`): the pivot with a double outline in the text colour and the forward arrow after
 it labelled "point of no return".
 
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KINDS", "LOOKS", "STATES", "Look", "Shade", "legend", "svg_style", "theme_css"]
+__all__ = ["DARK_PAGES", "KINDS", "LOOKS", "STATES", "Look", "Shade", "legend", "svg_style", "theme_css"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +113,32 @@ LOOKS: tuple[Look, ...] = (
 STATES: tuple[str, ...] = tuple(look.state for look in LOOKS)
 
 #: Colours of the parts that are no state: outlines of planned faults, forward arrows, text.
+#: ``bg`` and ``fg`` are the page's and its text's where the front-end names none (the view
+#: takes them from the front-end's variables; so does a static diagram, which paints ``bg``).
 _CHROME = {
-    "light": {"fault": "#c62828", "arrow": "#5f6b7a", "muted": "#57606a", "bg": "#ffffff", "diverges": "#6f42c1",
-              "pivot": "#1f2933"},
-    "dark": {"fault": "#ff7b72", "arrow": "#8b949e", "muted": "#9da7b3", "bg": "#111111", "diverges": "#c297ff",
-             "pivot": "#e6edf3"},
+    "light": {"fault": "#c62828", "arrow": "#5f6b7a", "muted": "#57606a", "bg": "#ffffff", "fg": _INK,
+              "diverges": "#6f42c1", "pivot": "#1f2933"},
+    "dark": {"fault": "#ff7b72", "arrow": "#8b949e", "muted": "#9da7b3", "bg": "#111111", "fg": _PAPER,
+             "diverges": "#c297ff", "pivot": "#e6edf3"},
 }
+
+#: What marks a page dark, for a diagram shown without the view: JupyterLab's and Notebook 7's
+#: dark themes (nbconvert's dark HTML too), VS Code's, and marimo's (``dark`` on the body) or
+#: any page marked the same ways. The view itself tells by the same marks (and, failing them,
+#: by the colour behind it).
+DARK_PAGES: tuple[str, ...] = (
+    'body[data-jp-theme-light="false"]',
+    'body[data-vscode-theme-kind="vscode-dark"]',
+    'body[data-vscode-theme-kind="vscode-high-contrast"]',
+    *(f"{node}{mark}" for node in ("html", "body")
+      for mark in (".dark", ".dark-theme", ".dark-mode", '[data-theme="dark"]', '[data-mode="dark"]')),
+)
+
+#: A diagram outside the view (whose root sets the variables for the theme it finds).
+_STATIC = ".sagakit-svg:not(.sagakit-root *)"
+#: The page's colours a static diagram takes where the front-end names them, as the view does
+#: (``--jp-*`` in Jupyter, ``--background``/``--foreground`` in marimo).
+_PAGE = {"bg": "var(--jp-layout-color0, var(--background, {}))", "fg": "var(--jp-ui-font-color0, var(--foreground, {}))"}
 
 #: How each step kind is drawn and explained: ``[kind, label, meaning]`` (the class is
 #: ``kind-<kind>``; compensatable steps are the plain boxes).
@@ -137,13 +163,20 @@ def _shape_rule(selector: str, declarations: str) -> str:
 def svg_style() -> str:
     """The ``<style>`` element embedded in every diagram: light colours behind CSS variables.
 
-    Where nothing sets the variables (an exported notebook, GitHub), the light colours show;
-    the view sets them for the theme it finds (:func:`theme_css`).
+    The view sets the variables for the theme it finds (:func:`theme_css`). Outside the view,
+    the diagram paints the page's background (Jupyter's ``--jp-layout-color0``, marimo's
+    ``--background``, else white) under itself and takes the dark colours on a page marked
+    dark (:data:`DARK_PAGES`); where no page style reaches (an ``<img>``), the light colours
+    show on white.
     """
     light = _CHROME["light"]
     rules = [
         ".sagakit-svg text { font-family: Helvetica, Arial, sans-serif; }",
-        f".sagakit-svg > g.graph > polygon:first-child {{ fill: var(--sk-bg, {light['bg']}); }}",
+        # Outside the view: the page's colours, its own background painted under the whole
+        # drawing (captions included), and the dark colours on a page marked dark.
+        f"{_STATIC} {{ {_page_declarations('light')} background: var(--sk-bg); }}",
+        f":is({', '.join(DARK_PAGES)}) {_STATIC} {{ {_page_declarations('dark')} "
+        + " ".join(_declarations("dark")) + " }",
         _shape_rule("g.step", "stroke-width: 1.2; transition: fill .15s, stroke .15s;"),
         _shape_rule("g.step.no-compensation", "stroke-dasharray: 2 2;"),
         f".sagakit-svg g.edge > path {{ stroke: var(--sk-arrow, {light['arrow']}); }}",
@@ -188,15 +221,22 @@ def svg_style() -> str:
 def theme_css(scope: str = ".sagakit-root") -> str:
     """The CSS variables of every state and part, for the view: light under
     ``<scope>[data-sk-theme="light"]``, dark under ``<scope>[data-sk-theme="dark"]``."""
-    blocks = []
-    for theme in ("light", "dark"):
-        declarations = [f"--sk-{name}: {value};" for name, value in _CHROME[theme].items() if name != "bg"]
-        for look in LOOKS:
-            shade = look.light if theme == "light" else look.dark
-            declarations += [f"--sk-{look.state}-fill: {shade.fill};", f"--sk-{look.state}-stroke: {shade.stroke};",
-                             f"--sk-{look.state}-text: {shade.text};", f"--sk-{look.state}-edge: {shade.edge};"]
-        blocks.append(f'{scope}[data-sk-theme="{theme}"] {{ ' + " ".join(declarations) + " }")
-    return "\n".join(blocks)
+    return "\n".join(f'{scope}[data-sk-theme="{theme}"] {{ ' + " ".join(_declarations(theme)) + " }"
+                     for theme in ("light", "dark"))
+
+
+def _declarations(theme: str) -> list[str]:
+    # Every state's variables and the parts' (the page's own colours come from elsewhere).
+    declarations = [f"--sk-{name}: {value};" for name, value in _CHROME[theme].items() if name not in _PAGE]
+    for look in LOOKS:
+        shade = look.light if theme == "light" else look.dark
+        declarations += [f"--sk-{look.state}-fill: {shade.fill};", f"--sk-{look.state}-stroke: {shade.stroke};",
+                         f"--sk-{look.state}-text: {shade.text};", f"--sk-{look.state}-edge: {shade.edge};"]
+    return declarations
+
+
+def _page_declarations(theme: str) -> str:
+    return " ".join(f"--sk-{name}: {value.format(_CHROME[theme][name])};" for name, value in _PAGE.items())
 
 
 def legend(pivot: bool = True) -> list[list[str]]:

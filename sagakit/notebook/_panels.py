@@ -157,17 +157,44 @@ def history_rows(runs: Sequence[Run], first_number: int, journal_ids: frozenset[
 # -- charts -----------------------------------------------------------------------------------
 
 
+#: The state a timeline bar is drawn in (the diagram's colours): by the attempt's phase and status.
+_BAR_STATES = {
+    ("forward", "succeeded"): "succeeded",
+    ("forward", "failed"): "failed",
+    ("forward", "cancelled"): "cancelled",
+    ("compensate", "succeeded"): "compensated",
+    ("compensate", "failed"): "compensation-failed",
+    ("compensate", "cancelled"): "compensation-failed",
+}
+
+
+def _stuck_steps(run: Run) -> set[str]:
+    # In a stuck run, the steps whose last attempt did not succeed are the ones it waits at
+    # (the diagram draws them stuck): their failed attempts are drawn stuck, not failed.
+    if run.status != "stuck":
+        return set()
+    last: dict[str, str | None] = {}
+    for event in run.events:
+        if event.phase == "forward" and event.step is not None and event.kind in END_KINDS:
+            last[event.step] = event.status
+    return {step for step, status in last.items() if status != "succeeded"}
+
+
 def _timeline(run: Run, order: Sequence[str]) -> dict[str, Any]:
     bars = []
     seen: list[str] = []
     start = run.started_at
+    stuck = _stuck_steps(run)
     for event in run.events:
         if event.kind not in END_KINDS or event.step is None or event.kind is _K.COMPENSATION_SKIPPED:
             continue
         began = event.started_at if event.started_at is not None else event.at
         error = "" if event.error is None else error_summary(event.error, run)
+        state = _BAR_STATES.get((event.phase or "", event.status or ""), "pending")
+        if event.step in stuck and event.phase == "forward" and state in ("failed", "cancelled"):
+            state = "stuck"
         bars.append([event.step, event.phase, round((began - start) * 1000.0, 3), round((event.at - start) * 1000.0, 3),
-                     event.status or "", event.attempt, bool(event.injected), error])
+                     event.status or "", event.attempt, bool(event.injected), error, state])
         if event.step not in seen:
             seen.append(event.step)
     rows = [name for name in order if name in seen] + [name for name in seen if name not in order]
@@ -196,6 +223,9 @@ def _durations(runs: Sequence[Run], shown: Run | None, order: Sequence[str]) -> 
 def chart_data(shown: Run | None, runs: Sequence[Run], order: Sequence[str], label: str) -> dict[str, Any]:
     """What the charts draw: the timeline of the run shown, and the compensation durations of
     every step across ``runs`` (the shown run's own marked).
+
+    A timeline bar is ``[step, phase, start ms, end ms, status, attempt, injected, error, state]``,
+    ``state`` the diagram's state its colour is (a stuck run's waiting step: ``stuck``).
 
     Args:
         shown: the run the diagram shows (none: no timeline).

@@ -57,6 +57,15 @@ STATIC = Path(__file__).with_name("static")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
+# A notebook reopened without its kernel has no widget models: JupyterLab and Notebook 7 write
+# "Error displaying widget: model not found" (a widget output with no element in it) where the
+# view was. The fallback just before it shows the Lab instead, so that line is hidden (in a
+# trusted notebook; an untrusted one drops styles and keeps it).
+# (:has() does not nest: the widget output itself is hidden, its empty prompt stays.)
+_DEAD_VIEW = ("<style>.jp-OutputArea-child:has(> .jp-OutputArea-output .sagakit-static) + .jp-OutputArea-child"
+              " > .jp-OutputArea-output.jupyter-widgets:not(:has(*)) { display: none; }</style>")
+
+
 def static_bundle(template: DiagramTemplate, state: DiagramState, status: str = "") -> dict[str, Any]:
     """What shows where the view cannot (nbconvert, GitHub, a notebook reopened without its
     kernel): the diagram as drawn now, with ``status`` (or the run's caption) under it.
@@ -69,8 +78,8 @@ def static_bundle(template: DiagramTemplate, state: DiagramState, status: str = 
     caption = status or state.caption or ""
     text = f"{caption}\n" if caption else ""
     if template.renderer is None:
-        return {"text/html": f'<div class="sagakit-static">{svg}</div>', "text/plain": text or "(saga diagram)"}
-    body = (f'<div class="sagakit-static" style="max-width:100%;overflow-x:auto">{svg}'
+        return {"text/html": f'<div class="sagakit-static">{_DEAD_VIEW}{svg}</div>', "text/plain": text or "(saga diagram)"}
+    body = (f'<div class="sagakit-static" style="max-width:100%;overflow-x:auto">{_DEAD_VIEW}{svg}'
             + (f'<div style="font:12px Helvetica,Arial,sans-serif">{html.escape(status)}</div>' if status else "")
             + "</div>")
     return {"text/html": body, "image/svg+xml": svg, "text/plain": text or "(saga diagram)"}

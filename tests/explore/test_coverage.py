@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from typing import Any
 
 from explore_shop import ORDER, Shop, Trail, no_money_without_an_order, order_saga, trail_saga
+from pivot_shop import checkout_saga
 from testsupport import require
 
 from sagakit.explore import COVERAGE_STATUSES, Coverage, explore
@@ -88,10 +91,71 @@ class TestDisplay:
         assert re.search(r'<g id="step(?:-|&#45;)reserve_inventory" class="[^"]*\bcoverage-explored">', svg)
         assert re.search(r'<g id="undo(?:-|&#45;)charge_payment" class="[^"]*\bcoverage-explored">', svg)
         assert "fail_after: violated (1 of 1 scenarios fired, 1 violated)" in svg
-        assert ".coverage-violated polygon" in svg
         bundle = coverage._repr_mimebundle_()
         assert bundle["text/plain"] == coverage.to_text()
         assert 'class="sagakit-coverage"' in bundle["text/html"] and "never reached" in bundle["text/html"]
+
+
+    async def test_the_overlay_fills_the_step_boxes_the_diagram_draws(self) -> None:
+        """The overlay's rules select the shapes the diagram really emits: each step's box (a
+        rounded path) takes its coverage fill, its text the dark ink that reads on it, and a
+        compensation edge its coverage colour; a pivot's second outline stays unfilled."""
+        require(find_renderer() is not None, "a Graphviz renderer (dot or graphviz-pure)")
+        require(importlib.util.find_spec("bs4") is not None and importlib.util.find_spec("tinycss2") is not None,
+                "beautifulsoup4 and tinycss2 (pip install sagakit[lab])")
+        svg = (await order_coverage()).to_svg()
+        assert svg is not None
+        painted = _overlay_paint(svg)
+        box = _first_shape(svg, "step-charge_payment")
+        assert box.name == "path"  # graphviz draws a rounded box as a path
+        assert painted.get(id(box)) == {"fill": "#fecaca", "stroke": "#b91c1c"}
+        assert painted.get(id(_first_shape(svg, "step-reserve_inventory")), {}).get("fill") == "#dcfce7"
+        for text in _node(svg, "step-charge_payment").find_all("text"):
+            assert painted.get(id(text)) == {"fill": "#1f2933"}
+        edge = _first_shape(svg, "undo-charge_payment")
+        assert painted.get(id(edge)) == {"stroke": "#15803d"}
+        pivot = Coverage(checkout_saga(), ("fail",), []).to_svg()
+        assert pivot is not None
+        painted = _overlay_paint(pivot)
+        outline, second = _node(pivot, "step-capture").find_all("path", recursive=False)
+        assert painted.get(id(outline), {}).get("fill") == "#f3f4f6"
+        assert id(second) not in painted
+
+
+def _soup(svg: str) -> Any:
+    from bs4 import BeautifulSoup
+
+    cached = _SOUPS.get(svg)
+    if cached is None:
+        cached = _SOUPS[svg] = BeautifulSoup(svg, "html.parser")
+    return cached
+
+
+_SOUPS: dict[str, Any] = {}
+
+
+def _node(svg: str, element_id: str) -> Any:
+    return _soup(svg).find("g", id=element_id)
+
+
+def _first_shape(svg: str, element_id: str) -> Any:
+    return _node(svg, element_id).find(["path", "polygon", "ellipse"], recursive=False)
+
+
+def _overlay_paint(svg: str) -> dict[int, dict[str, str]]:
+    """What the overlay's own style sheet (the first in the SVG) sets on each element it
+    selects, matched by a real CSS selector engine."""
+    import tinycss2
+
+    soup = _soup(svg)
+    painted: dict[int, dict[str, str]] = {}
+    for rule in tinycss2.parse_stylesheet(soup.find("style").string, skip_whitespace=True, skip_comments=True):
+        selector = tinycss2.serialize(rule.prelude).strip()
+        declarations = tinycss2.parse_declaration_list(rule.content, skip_whitespace=True, skip_comments=True)
+        values = {d.name: tinycss2.serialize(d.value).strip() for d in declarations if d.type == "declaration"}
+        for element in soup.select(selector):
+            painted.setdefault(id(element), {}).update(values)
+    return painted
 
 
 def undo_of_b_failed(world: Trail, run: object) -> None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +124,7 @@ pivot_order = sagakit.Saga("pivot_order", [
     sagakit.step(carrier.ship, name="ship", retry=paced),
     sagakit.step(noop, name="mail"),
 ])
-pivot_lab = pivot_order.lab(journal=tempfile.mkdtemp() + "/orders.db", data={}, charts=False)
+pivot_lab = pivot_order.lab(journal=tempfile.mkdtemp() + "/orders.db", data={})
 await pivot_lab.run()
 pivot_lab""",
     "labs = []",
@@ -410,7 +411,7 @@ CONTRAST = """root => {
       const group = text.parentNode;
       const shape = group && group.classList && group.classList.contains('node')
         ? group.querySelector(':scope > path, :scope > polygon, :scope > ellipse') : null;
-      const page = behind(text.closest('svg').parentElement);
+      const page = behind(text.closest('svg'));  // a static drawing paints its own background
       bg = shape ? parse(getComputedStyle(shape).fill) : page;
       if (!bg || bg[3] === 0) bg = page; else if (bg[3] < 1) bg = blend(bg, page);
     } else { fg = parse(getComputedStyle(el).color); bg = behind(el); }
@@ -436,13 +437,49 @@ def _assert_readable(page: Any, which: str = LAB, minimum: int = 40) -> None:
     assert not low, f"texts below 4.5:1: {low}"
 
 
-def _theme(page: Any, name: str) -> None:
-    """Switch a Jupyter front-end's theme through its Settings menu."""
+def _theme(page: Any, name: str, *, views: bool = True) -> None:
+    """Switch a Jupyter front-end's theme through its Settings menu (``views``: wait for the
+    Labs to follow it)."""
     _menu(page, "Settings", "Theme", name)
     light = "true" if "Light" in name else "false"
     page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
     theme = "light" if light == "true" else "dark"
-    page.locator(f'.sagakit-lab[data-sk-theme="{theme}"]').first.wait_for()
+    if views:
+        page.locator(f'.sagakit-lab[data-sk-theme="{theme}"]').first.wait_for()
+
+
+# The static fallbacks a live view hides, shown for measuring (their DOM and theme untouched).
+SHOW_STATIC = """() => { const style = document.createElement('style'); style.id = 'sagakit-show-static';
+  style.textContent = 'body .jp-OutputArea-child:has(> .jp-OutputArea-output .sagakit-static) { display: flex !important; }'
+    + ' body .sagakit-static { display: block !important; }';
+  document.head.append(style); }"""
+HIDE_STATIC = "() => document.getElementById('sagakit-show-static').remove()"
+
+
+def _assert_static_readable(page: Any, selector: str, minimum: int) -> list[dict[str, Any]]:
+    """Every text of a static drawing (its step names, arrow labels, caption and status line)
+    meets 4.5:1 against what is behind it; returns what was measured."""
+    found = page.locator(selector)
+    found.scroll_into_view_if_needed()
+    measured: list[dict[str, Any]] = found.evaluate(CONTRAST)
+    assert len(measured) >= minimum, f"too few texts measured: {measured}"
+    low = [item for item in measured if item["ratio"] < 4.5]
+    assert not low, f"texts below 4.5:1 in {selector}: {low}"
+    return measured
+
+
+def _assert_stuck_bars_are_drawn_stuck(page: Any) -> None:
+    """The stuck step's attempts in the pivot Lab's timeline have the diagram's stuck colour and
+    an entry in the chart's key."""
+    pivot = _lab(page, PIVOT)
+    bars = pivot.locator(".sagakit-chart-timeline .sagakit-bar-forward.state-stuck")
+    bars.first.wait_for()
+    assert bars.count() == 3 and pivot.locator(".sagakit-chart-timeline .sagakit-bar.state-failed").count() == 0
+    bar, box = pivot.evaluate("""lab => [getComputedStyle(lab.querySelector('.sagakit-chart-timeline .state-stuck')).fill,
+        getComputedStyle(lab.querySelector('.sagakit-diagram [id="step-ship"] > path')).stroke]""")
+    assert bar == box, (bar, box)
+    key = pivot.locator(".sagakit-chart-timeline .sagakit-key-stuck")
+    assert key.inner_text().startswith("stuck") and "retries" in (key.get_attribute("title") or "")
 
 
 @pytest.fixture(autouse=True)
@@ -487,11 +524,13 @@ def test_the_lab_reads_at_wcag_aa_in_light_and_dark(page: Any, output_dir: Path)
     """Every text of the Lab (title, step names, labels, diagram, status, charts, history) meets
     4.5:1 in JupyterLab Light and in JupyterLab Dark; the view follows the theme switch. The
     pivot saga's Lab, showing its stuck run (the stuck step, its status line and history row,
-    the kinds), is measured too."""
+    the kinds), is measured too; its timeline draws the stuck step's attempts in the diagram's
+    stuck colour, with a key entry, in both themes."""
     _assert_readable(page)
     _shoot(page, output_dir, "notebook-lab-light.png")
     _wait_for_class(page, "ship", "state-stuck", PIVOT)
     _lab(page, PIVOT).scroll_into_view_if_needed()
+    _assert_stuck_bars_are_drawn_stuck(page)
     _assert_readable(page, PIVOT, minimum=30)
     _shoot(page, output_dir, "notebook-lab-pivot-stuck-light.png", PIVOT)
     _theme(page, "JupyterLab Dark")
@@ -500,6 +539,7 @@ def test_the_lab_reads_at_wcag_aa_in_light_and_dark(page: Any, output_dir: Path)
         _assert_readable(page, WIDE, minimum=30)
         _shoot(page, output_dir, "notebook-lab-dark.png")
         _lab(page, PIVOT).scroll_into_view_if_needed()
+        _assert_stuck_bars_are_drawn_stuck(page)
         _assert_readable(page, PIVOT, minimum=30)
         _shoot(page, output_dir, "notebook-lab-pivot-stuck-dark.png", PIVOT)
     finally:
@@ -802,10 +842,17 @@ def test_a_lab_made_again_stops_the_old_ones_listening(page: Any) -> None:
     assert last.locator(".jp-OutputArea-output").inner_text().strip() == "[False, False, False, True]"
 
 
+STATIC_ORDER = ".jp-OutputArea-output .sagakit-static >> nth=0"  # the order saga's Lab, drawn without its view
+# The pivot saga's Lab drawn without its view: the stuck step, "point of no return", the status.
+STATIC_PIVOT = '.jp-OutputArea-output .sagakit-static:has([id="no-return"]) >> nth=0'
+
+
 def test_a_saved_notebook_reopened_without_its_kernel_shows_the_static_fallback(
         page: Any, jupyter_server: tuple[str, str, Path], chromium: Any, output_dir: Path) -> None:
     """Saved and reopened after its kernel is gone, the notebook shows each Lab's last drawing and
-    status line instead of nothing; nbconvert's HTML export shows them too."""
+    status line instead of nothing (and no "model not found" where the view was), every text of it at 4.5:1 in JupyterLab Light and Dark (the
+    arrow labels and the caption included); nbconvert's HTML export shows them too, as readable
+    in its light and dark themes."""
     _menu(page, "File", "Save Notebook")
     page.locator(".jp-mod-dirty").first.wait_for(state="detached")
     _menu(page, "Kernel", "Shut Down Kernel")
@@ -819,13 +866,44 @@ def test_a_saved_notebook_reopened_without_its_kernel_shows_the_static_fallback(
         static.scroll_into_view_if_needed()
         assert static.locator('svg [id="step-reserve_inventory"]').count() == 1
         assert "completed" in static.inner_text() or "rolled back" in static.inner_text()
+        # Where each view was, the widget manager writes that its model is gone: that line is
+        # hidden behind the drawing that stands in for the view.
+        dead = tab.locator(".jp-OutputArea-output.jupyter-widgets", has_text="model not found")
+        dead.first.wait_for(state="attached")
+        assert dead.count() >= 2 and tab.get_by_text("model not found").filter(visible=True).count() == 0
+        _assert_static_readable(tab, STATIC_ORDER, minimum=15)
         tab.screenshot(path=str(output_dir / "notebook-lab-7-reopened.png"))
+        measured = _assert_static_readable(tab, STATIC_PIVOT, minimum=15)
+        assert any(item["text"] == "point of no return" for item in measured)
+        tab.screenshot(path=str(output_dir / "notebook-lab-7-reopened-pivot.png"))
+        _theme(tab, "JupyterLab Dark", views=False)
+        try:
+            _assert_static_readable(tab, STATIC_ORDER, minimum=15)
+            tab.screenshot(path=str(output_dir / "notebook-lab-7-reopened-dark.png"))
+            _assert_static_readable(tab, STATIC_PIVOT, minimum=15)
+            tab.screenshot(path=str(output_dir / "notebook-lab-7-reopened-pivot-dark.png"))
+        finally:
+            _theme(tab, "JupyterLab Light", views=False)
     finally:
         tab.close()
     from nbconvert import HTMLExporter
 
-    exported, _ = HTMLExporter().from_notebook_node(nbformat.read(root / LAB_COPY, as_version=4))
+    book = nbformat.read(root / LAB_COPY, as_version=4)
+    exported, _ = HTMLExporter().from_notebook_node(book)
     assert 'class="sagakit-static"' in exported and 'id="step-w19"' in exported
+    for theme, html in (("light", exported), ("dark", HTMLExporter(theme="dark").from_notebook_node(book)[0])):
+        export = chromium.new_page(viewport={"width": 1400, "height": 900})
+        export.set_default_timeout(TIMEOUT_MS)
+        try:
+            export.route("**/*", lambda route: route.abort())  # the template's CDN scripts: no network here
+            export.set_content(html, wait_until="domcontentloaded")
+            pivot = STATIC_PIVOT.replace(".jp-OutputArea-output ", "")
+            _assert_static_readable(export, pivot, minimum=15)
+            _assert_static_readable(export, STATIC_ORDER.replace(".jp-OutputArea-output ", ""), minimum=15)
+            export.locator(pivot).scroll_into_view_if_needed()
+            export.screenshot(path=str(output_dir / f"notebook-export-{theme}.png"))
+        finally:
+            export.close()
 
 
 # -- Jupyter Notebook 7 --------------------------------------------------------------------------
@@ -833,7 +911,7 @@ def test_a_saved_notebook_reopened_without_its_kernel_shows_the_static_fallback(
 
 def test_notebook_7_runs_the_lab_and_reads_in_both_themes(notebook7: Any, output_dir: Path) -> None:
     """In Jupyter Notebook 7: fault by clicking, Run, the rollback shows, the inspector opens;
-    every text reads at 4.5:1 in its light and dark themes."""
+    every text reads at 4.5:1 in its light and dark themes, the Lab's static fallback's too."""
     page = notebook7
     _set_pace(page, 0)
     _reset(page)
@@ -842,10 +920,22 @@ def test_notebook_7_runs_the_lab_and_reads_in_both_themes(notebook7: Any, output
     _inspect(page, "charge_payment")
     _assert_readable(page)
     _shoot(page, output_dir, "notebook-nb7-1-failed-step.png")
+    _lab(page).locator(".sagakit-replay.sagakit-open").wait_for(state="detached")
+    page.evaluate(SHOW_STATIC)
+    try:
+        _assert_static_readable(page, STATIC_ORDER, minimum=12)
+    finally:
+        page.evaluate(HIDE_STATIC)
     _theme(page, "JupyterLab Dark")
     try:
         _assert_readable(page)
         _shoot(page, output_dir, "notebook-nb7-2-dark.png")
+        page.evaluate(SHOW_STATIC)
+        try:
+            _assert_static_readable(page, STATIC_ORDER, minimum=12)
+            page.screenshot(path=str(output_dir / "notebook-nb7-3-static-dark.png"))
+        finally:
+            page.evaluate(HIDE_STATIC)
     finally:
         _theme(page, "JupyterLab Light")
 
@@ -944,8 +1034,8 @@ async def _(sagakit):
         sagakit.step(carrier.ship, name="deliver", retry=sagakit.RetryPolicy(max_retries=1, initial_delay=0.01, jitter=0)),
     ])
     pivot_lab = pivot_saga.lab(journal=tempfile.mkdtemp() + "/orders.db", data={}, charts=False)
-    _stuck = await pivot_lab.run()  # drawn by the Lab below, not as an output of its own
-    return (pivot_lab,)
+    stuck_run = await pivot_lab.run()
+    return pivot_lab, stuck_run
 
 
 @app.cell
@@ -954,9 +1044,19 @@ def _(pivot_lab):
     return
 
 
+@app.cell
+def _(stuck_run):
+    stuck_run  # outside a Jupyter kernel: the static drawing, inline
+    return
+
+
 if __name__ == "__main__":
     app.run()
 """
+
+
+#: The stuck run shown as a cell's output: outside a Jupyter kernel, the static SVG, inline.
+MARIMO_STATIC = ".output-area > svg.sagakit-svg >> nth=0"
 
 
 @pytest.fixture(scope="module")
@@ -1015,7 +1115,8 @@ def test_marimo_shows_and_inspects_a_run(marimo_app: Any, output_dir: Path) -> N
 
 def test_marimo_runs_a_saga_lab_with_its_charts(marimo_app: Any, output_dir: Path) -> None:
     """In marimo (``lab`` in a cell): inject by clicking, run, inspect; the charts are drawn in the
-    panel; a new run updates an open inspector; replay, stop, and a past run click."""
+    panel; a new run updates an open inspector; replay, stop, and a past run click. A run shown
+    as a plain output (its static drawing) reads at 4.5:1."""
     page = marimo_app
     _lab(page).locator(".sagakit-diagram svg").wait_for()
     assert _history_rows(page) == 0
@@ -1049,6 +1150,9 @@ def test_marimo_runs_a_saga_lab_with_its_charts(marimo_app: Any, output_dir: Pat
     _click_past_failed_run(page, "pay")
     _assert_readable(page)
     page.screenshot(path=str(output_dir / "notebook-marimo-3-lab-light.png"))
+    measured = _assert_static_readable(page, MARIMO_STATIC, minimum=10)
+    assert any(item["text"] == "point of no return" for item in measured)
+    page.screenshot(path=str(output_dir / "notebook-marimo-7-static-run-light.png"))
 
 
 def test_marimo_draws_a_stuck_run_and_resumes_it(marimo_app: Any, output_dir: Path) -> None:
@@ -1069,7 +1173,7 @@ def test_marimo_draws_a_stuck_run_and_resumes_it(marimo_app: Any, output_dir: Pa
 
 def test_marimo_dark_theme_reads_at_wcag_aa(marimo_server: str, chromium: Any, output_dir: Path) -> None:
     """marimo's dark theme: the Lab takes dark colours, and every text reads at 4.5:1; so does
-    the pivot saga's Lab showing its stuck run."""
+    the pivot saga's Lab showing its stuck run, and that run shown as a plain output."""
     tab = chromium.new_page(viewport={"width": 1400, "height": 900}, color_scheme="dark")
     tab.set_default_timeout(TIMEOUT_MS)
     try:
@@ -1086,5 +1190,77 @@ def test_marimo_dark_theme_reads_at_wcag_aa(marimo_server: str, chromium: Any, o
         _lab(tab, pivot).scroll_into_view_if_needed()
         _assert_readable(tab, pivot, minimum=25)
         tab.screenshot(path=str(output_dir / "notebook-marimo-6-pivot-stuck-dark.png"))
+        _assert_static_readable(tab, MARIMO_STATIC, minimum=10)
+        tab.screenshot(path=str(output_dir / "notebook-marimo-8-static-run-dark.png"))
+    finally:
+        tab.close()
+
+
+# -- without a front-end: a plain page, and an SVG on its own -------------------------------------
+
+
+def _static_drawings() -> tuple[str, str, str]:
+    """Drawn in this process, as a user's script would: a stuck run's static fallback (its
+    caption, the point of no return), the same run's SVG, and a coverage overlay whose
+    ``charge`` is violated."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sagakit
+    from sagakit.explore import explore
+    from sagakit.notebook.diagram import find_renderer, run_svg
+    from sagakit.notebook.widget import diagram_view
+
+    require(find_renderer() is not None, "a Graphviz renderer (dot or graphviz-pure)")
+
+    async def noop(data: Any, context: Any) -> Any:
+        return data
+
+    async def down(data: Any, context: Any) -> Any:
+        raise ConnectionError("carrier unreachable")
+
+    def charged_once(world: Any, run: Any) -> None:
+        assert run.failed_step != "charge", "the charge failed after the stock was held"
+
+    async def draw() -> tuple[str, str, str]:
+        quick = sagakit.RetryPolicy(max_retries=1, initial_delay=0.0, jitter=0)
+        pivot = sagakit.Saga("order", [sagakit.step(noop, compensate=noop, name="reserve"),
+                                       sagakit.step(noop, kind="pivot", name="capture"),
+                                       sagakit.step(down, name="ship", retry=quick)])
+        run = await pivot.run({})
+        fallback = diagram_view(run).static_bundle("⚠ stuck at ship")["text/html"]
+        svg = run_svg(run)
+        assert svg is not None
+        shop = sagakit.Saga("shop", [sagakit.step(noop, compensate=noop, name="hold"), sagakit.step(noop, name="charge")])
+        exploration = await explore(shop, {}, world=dict, invariant=charged_once, modes=("fail",), progress=False)
+        return fallback, svg, exploration.coverage.to_html()
+
+    # Playwright's synchronous API holds this thread's event loop: draw on another thread.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, draw()).result()
+
+
+def test_static_drawings_read_on_a_plain_page_and_on_their_own(chromium: Any, output_dir: Path) -> None:
+    """With no front-end's theme (an exported page, an SVG opened as a file or shown as an
+    image): a run's static fallback and a coverage overlay read at 4.5:1 on a plain page, the SVG
+    alone paints its own white and reads too; the overlay fills the violated step's box with
+    its colour and writes its name dark on it."""
+    fallback, svg, coverage = _static_drawings()
+    tab = chromium.new_page(viewport={"width": 1000, "height": 700})
+    tab.set_default_timeout(TIMEOUT_MS)
+    try:
+        tab.set_content(f"<!doctype html><html><body>{fallback}{coverage}</body></html>")
+        measured = _assert_static_readable(tab, ".sagakit-static", minimum=10)
+        assert any(item["text"] == "point of no return" for item in measured)
+        assert any(item["text"].startswith("stuck at ship") for item in measured)  # the caption
+        _assert_static_readable(tab, ".sagakit-coverage", minimum=10)
+        box, text = tab.locator('.sagakit-coverage [id="step-charge"]').evaluate(
+            "n => [getComputedStyle(n.querySelector(':scope > path')).fill, getComputedStyle(n.querySelector('text')).fill]")
+        assert (box, text) == ("rgb(254, 202, 202)", "rgb(31, 41, 51)")
+        tab.screenshot(path=str(output_dir / "notebook-static-plain.png"))
+        tab.goto("data:image/svg+xml," + urllib.parse.quote(svg))
+        assert tab.evaluate("getComputedStyle(document.documentElement).backgroundColor") == "rgb(255, 255, 255)"
+        measured = tab.evaluate(f"({CONTRAST})(document.documentElement)")
+        assert len(measured) >= 10 and not [item for item in measured if item["ratio"] < 4.5], measured
     finally:
         tab.close()

@@ -414,6 +414,23 @@ class TestPalette:
         assert "stuck" not in [entry[0] for entry in _palette.legend(pivot=False)]
         assert "--sk-pivot: " in _palette.theme_css()
 
+    def test_a_diagram_outside_the_view_paints_its_page_and_turns_dark_on_a_dark_page(self) -> None:
+        """A static diagram (no view's root around it) paints the page's background under itself,
+        captions included, and takes every state's dark colours on a page JupyterLab, Notebook 7,
+        marimo or VS Code marks dark (a browser test measures the contrast in each)."""
+        style = _palette.svg_style()
+        static = ".sagakit-svg:not(.sagakit-root *)"
+        assert f"{static} {{ --sk-bg: var(--jp-layout-color0, var(--background, #ffffff));" in style
+        assert "background: var(--sk-bg); }" in style
+        [dark] = [rule for rule in style.splitlines() if rule.startswith(":is(")]
+        for mark in ('body[data-jp-theme-light="false"]', "body.dark", 'body[data-vscode-theme-kind="vscode-dark"]'):
+            assert mark in dark.split(static)[0]
+        assert "--sk-bg: var(--jp-layout-color0, var(--background, #111111));" in dark
+        for look in diagram.LOOKS:
+            assert f"--sk-{look.state}-text: {look.dark.text};" in dark and f"--sk-{look.state}-edge: {look.dark.edge};" in dark
+        assert "--sk-muted: #9da7b3;" in dark and "--sk-pivot: #e6edf3;" in dark
+        assert "--sk-bg" not in _palette.theme_css() and "--sk-fg" not in _palette.theme_css()  # the view's own
+
     def test_every_state_reads_at_wcag_aa_in_light_and_dark_themes(self) -> None:
         """Text in a box on its fill, and arrow colours on the page, are at least 4.5:1 in both themes."""
         pages = {"light": ("#ffffff", "#f6f7f9"), "dark": ("#111111", "#2b2b2b")}

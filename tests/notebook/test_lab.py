@@ -402,6 +402,26 @@ class TestCharts:
         shown = {step: mine for step, *_, mine in charts["durations"]["steps"]}
         assert shown["reserve_inventory"] is not None
 
+    async def test_a_stuck_steps_bars_are_drawn_stuck_not_failed(self) -> None:
+        """In a run stuck after its pivot, the attempts of the step it waits at are drawn in the
+        diagram's stuck colour; a failed step of a rolled-back run stays failed."""
+        saga = pivot_saga(Carrier())
+        lab = saga.lab(data={})
+        await lab.run()
+        await settled(lab)
+        bars = lab.widget.charts["timeline"]["bars"]
+        drawn = [(step, status, state) for step, _, _, _, status, _, _, _, state in bars]
+        assert [entry for entry in drawn if entry[0] == "ship"] == [("ship", "failed", "stuck")] * 3
+        assert {state for step, _, state in drawn if step != "ship"} == {"succeeded"}
+        rolled_back = linear_saga(2, name="rolled_back")
+        rolled_back.faults["s1"] = "fail"
+        lab = rolled_back.lab(data={})
+        await lab.run()
+        await settled(lab)
+        states = {(bar[0], bar[1]): bar[8] for bar in lab.widget.charts["timeline"]["bars"]}
+        assert states == {("s0", "forward"): "succeeded", ("s1", "forward"): "failed",
+                          ("s0", "compensate"): "compensated"}
+
     async def test_a_stopped_first_run_gets_its_charts(self) -> None:
         """The very first run, stopped, still draws its timeline: the charts never show nothing."""
         saga = sagakit.Saga("slow", [sagakit.step(make_step("first"), compensate=make_step("undo_first")),

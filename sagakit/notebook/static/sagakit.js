@@ -818,15 +818,6 @@ function formatMs(value) {
   return `${(value * 1000).toFixed(0)} \u00b5s`;
 }
 
-const BAR_STATES = {
-  "forward succeeded": "succeeded",
-  "forward failed": "failed",
-  "forward cancelled": "cancelled",
-  "compensate succeeded": "compensated",
-  "compensate failed": "compensation-failed",
-  "compensate cancelled": "compensation-failed",
-};
-
 function chartFrame(width, rows, rowHeight, label, max) {
   const left = Math.min(170, Math.max(80, Math.round(width * 0.28)));
   const right = 14;
@@ -853,7 +844,24 @@ function chartFrame(width, rows, rowHeight, label, max) {
   return { svg, x, top, plot, left };
 }
 
-function drawTimeline(box, data, tip) {
+// The colours the bars drawn have, each with its name in the legend (legend: [state, label, meaning]).
+function barKey(states, legend) {
+  const key = element("span", "sagakit-key-states");
+  const known = (legend || []).map(([state]) => state);
+  const order = [...states].sort((a, b) => (known.indexOf(a) + 1 || 99) - (known.indexOf(b) + 1 || 99));
+  for (const state of order) {
+    const entry = element("span", `sagakit-key-state sagakit-key-${state}`);
+    const found = (legend || []).find(([name]) => name === state);
+    if (found) entry.title = found[2];
+    const swatch = svgElement("svg", { class: "sagakit-key-swatch", width: 14, height: 9, "aria-hidden": "true" });
+    swatch.append(svgElement("rect", { class: `sagakit-bar state-${state}`, x: 1, y: 1, width: 12, height: 7, rx: 1.5 }));
+    entry.append(swatch, document.createTextNode(found ? found[1] : state.replace("-", " ")));
+    key.append(document.createTextNode(" \u00b7 "), entry);
+  }
+  return key;
+}
+
+function drawTimeline(box, data, tip, legend) {
   const timeline = data.timeline;
   const title = element("div", "sagakit-chart-title", timeline ? `timeline \u00b7 ${data.label}` : "timeline");
   box.append(title);
@@ -865,9 +873,11 @@ function drawTimeline(box, data, tip) {
   const rowHeight = 20;
   const max = Math.max(timeline.total, ...timeline.bars.map((bar) => bar[3]));
   const { svg, x, top } = chartFrame(width, timeline.rows, rowHeight, title.textContent, max);
-  for (const [step, phase, start, end, status, attempt, injected, error] of timeline.bars) {
+  const states = new Set();
+  for (const [step, phase, start, end, status, attempt, injected, error, drawn] of timeline.bars) {
     const row = timeline.rows.indexOf(step);
-    const state = BAR_STATES[`${phase} ${status}`] || "pending";
+    const state = drawn || "pending";
+    states.add(state);
     const y = top + row * rowHeight + (phase === "forward" ? 3 : 10);
     const x0 = x(start);
     const bar = svgElement("rect", {
@@ -875,13 +885,14 @@ function drawTimeline(box, data, tip) {
       x: x0, y, width: Math.max(3, x(end) - x0), height: 7, rx: 1.5,
     });
     const what = phase === "forward" ? step : `compensation of ${step}`;
-    const detail = `${what} \u00b7 attempt ${attempt} \u00b7 ${status}${injected ? " (injected)" : ""} \u00b7 ${formatMs(end - start)}, from ${formatMs(start)} to ${formatMs(end)}${error ? ` \u00b7 ${error}` : ""}`;
+    const stuck = state === "stuck" ? " (the run is stuck here: its retries ran out)" : "";
+    const detail = `${what} \u00b7 attempt ${attempt} \u00b7 ${status}${injected ? " (injected)" : ""}${stuck} \u00b7 ${formatMs(end - start)}, from ${formatMs(start)} to ${formatMs(end)}${error ? ` \u00b7 ${error}` : ""}`;
     withTip(bar, detail, tip);
     svg.append(bar);
   }
   box.append(svg);
   const key = element("div", "sagakit-chart-key");
-  key.append(element("span", "sagakit-key-forward", "upper bar: the step"), document.createTextNode(" \u00b7 "), element("span", "sagakit-key-compensate", "lower bar: its compensation"));
+  key.append(element("span", "sagakit-key-forward", "upper bar: the step"), document.createTextNode(" \u00b7 "), element("span", "sagakit-key-compensate", "lower bar: its compensation"), barKey(states, legend));
   box.append(key);
 }
 
@@ -935,7 +946,7 @@ function renderCharts(container, model, tip) {
     const timeline = element("div", "sagakit-chart sagakit-chart-timeline");
     const durations = element("div", "sagakit-chart sagakit-chart-durations");
     container.append(timeline, durations);
-    drawTimeline(timeline, data, tip);
+    drawTimeline(timeline, data, tip, model.get("legend"));
     drawDurations(durations, data, tip);
   }
   model.on("change:charts", draw);
