@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from typing import Any
 
 import pytest
@@ -290,7 +291,9 @@ class TestCoverage:
         exploration = await explore(checkout_saga(idempotent=True), CHECKOUT, world=Warehouse, progress=False)
         svg = exploration.coverage.to_svg()
         assert svg is not None
-        assert "coverage-stuck" in svg and ".coverage-stuck polygon" in svg
+        assert re.search(r'<g id="step(?:-|&#45;)[^"]+" class="[^"]*\bcoverage-stuck"><title>', svg)
+        # Its box (a rounded box is a path) takes the stuck colours.
+        assert re.search(r"g\.step\.coverage-stuck > path:first-of-type[^{]*\{ fill: #[0-9a-f]{6} !important", svg)
 
 
 class TestRandomSearchAndShrinking:
