@@ -217,6 +217,7 @@ class _Execution(Recorder):
         "context",
         "continue_on_failure",
         "forward_faults",
+        "moved",
         "prior_attempts",
         "saga",
         "settlers",
@@ -256,6 +257,8 @@ class _Execution(Recorder):
         # A cancellation that arrived while the engine waited for something it would not
         # leave (a parallel stage winding down): it propagates once the run is rolled back.
         self.cancelled = False
+        # Whether the rollback has moved from the run's task to a task of its own.
+        self.moved = False
 
     async def settle(self) -> None:
         for observer in self.settlers:
@@ -487,29 +490,20 @@ class _Execution(Recorder):
                      ) -> tuple[Rollback[_Undo, CompensationFailure], BaseException | None, BaseException | None, bool]:
         """The rollback after ``failure`` (or the one ``resumption`` carries on): the driver, the
         original error, the interruption to propagate, and whether to record ``rollback_started``."""
-        original = interrupt = None
-        prior: Sequence[CompensationFailure] = ()
-        stopped = False
-        announce = True
-        if failure is not None:
-            _drop_internal_frames(failure)
-            if self.failed_step is None:  # stopped between two stages
-                steps = self.saga.steps
-                self.failed_step = blamed_step(None, steps[len(completed)].name if len(completed) < len(steps) else None)
-            if isinstance(failure, _INTERRUPTS):
-                interrupt = failure
-            else:
-                original = failure
-        elif resumption is not None:
-            original = resumption.original
-            prior = resumption.failures
-            stopped = resumption.stopped
-            announce = not resumption.rollback_recorded
-        rollback: Rollback[_Undo, CompensationFailure] = Rollback(
-            undo_order(self.undo_failed or (), completed), _compensates, stop=not self.continue_on_failure,
-            failures=prior, stopped=stopped,
-        )
-        return rollback, original, interrupt, announce
+        undo = undo_order(self.undo_failed or (), completed)
+        if failure is None:  # a resumed rollback carries on
+            assert resumption is not None
+            return (Rollback(undo, _compensates, stop=not self.continue_on_failure, failures=resumption.failures,
+                             stopped=resumption.stopped),
+                    resumption.original, None, not resumption.rollback_recorded)
+        _drop_internal_frames(failure)
+        if self.failed_step is None:  # stopped between two stages
+            steps = self.saga.steps
+            self.failed_step = blamed_step(None, steps[len(completed)].name if len(completed) < len(steps) else None)
+        rollback: Rollback[_Undo, CompensationFailure] = Rollback(undo, _compensates, stop=not self.continue_on_failure)
+        if isinstance(failure, _INTERRUPTS):
+            return rollback, None, failure, True
+        return rollback, failure, None, True
 
     async def rollback(self, rollback: Rollback[_Undo, CompensationFailure], original: BaseException | None,
                        announce: bool) -> CompensationError | None:
@@ -530,10 +524,13 @@ class _Execution(Recorder):
         if settling:
             settling = await self.settle_quietly()
         # The rollback starts inline in the run's task (see LocalBackend.run) and moves to a task
-        # of its own, shielded from the run's cancellation, when it first suspends. A compensation
-        # that may suspend must start in that task: what it binds to the current task before
-        # suspending (an asyncio.timeout, a TaskGroup) must be the task that goes on running it.
-        inline_task = asyncio.current_task()
+        # of its own, shielded from the run's cancellation, when it first suspends (the run then
+        # sets self.moved). A compensation that may suspend must start in that task: what it
+        # binds to the current task before suspending (an asyncio.timeout, a TaskGroup) must be
+        # the task that goes on running it. A saga with such a compensation moves its rollback
+        # before the first compensation; a plain function's awaitable is looked at when it comes.
+        if self.saga._compensations_suspend and rollback.undo and not self.moved and not rollback.stopped:
+            await asyncio.sleep(0)  # moves the rollback to its own task (_shielded_rest)
         prior = self.prior_attempts  # a resumed run numbers attempts on from its record
         special = faults is not _NO_FAULTS or prior is not None
         # The driver's walk (sagakit._driver.Rollback), inlined: in undo order, a step without a
@@ -546,10 +543,6 @@ class _Execution(Recorder):
                 self.record("compensation_skipped", now, name, index, "compensate", 0, now, 0.0, None, False, data,
                             "skipped")
                 continue
-            if inline_task is not None and step.compensation_suspends:
-                if asyncio.current_task() is inline_task:
-                    await asyncio.sleep(0)  # moves the rollback to its own task (_shielded_rest)
-                inline_task = None
             # A compensation sees the same context as its step.
             context.phase = "compensate"
             context._scope = None
@@ -564,7 +557,7 @@ class _Execution(Recorder):
                     scope = context._scope = _StepScope(self, step, index, "compensate", fault)
                     scope.n = base
                     await compensate(data, context)
-                elif fault is not None or base:
+                elif special and (fault is not None or base):
                     await self.attempt(step, index, "compensate", _COMPENSATE_KINDS, fault, base + 1, compensate,
                                        data, context, None)
                 else:
@@ -577,8 +570,7 @@ class _Execution(Recorder):
                     try:
                         output = compensate(data, context)
                         if type(output) is _Coroutine or hasattr(output, "__await__"):
-                            if (inline_task is not None and step.compensation_suspends is None
-                                    and asyncio.current_task() is inline_task
+                            if (step.compensation_suspends is None and not self.moved
                                     and (type(output) is not _Coroutine or code_may_suspend(output.cr_code))):
                                 await asyncio.sleep(0)  # a plain def returned an awaitable: start it moved
                             output = await output
@@ -864,6 +856,7 @@ class LocalBackend:
             except StopIteration as stop:
                 compensation_failure, cancelled_meanwhile = stop.value, False
             else:
+                execution.moved = True  # the rest of the rollback runs in a task of its own
                 compensation_failure, cancelled_meanwhile = await _shielded_rest(coroutine, pending)
             # After its rollback, a cancellation always propagates: one that came meanwhile, or
             # while a parallel stage wound down, or a compensation's own interruption.

@@ -147,6 +147,9 @@ class Saga:
         self._history = RunHistory()
         # The local engine's per-stage plan, built on the first run (see sagakit._recorder.stage_plan).
         self._plan: tuple[Any, ...] | None = None
+        # Whether a compensation may give the loop control: the local engine's rollback then
+        # starts in a task of its own (see LocalBackend.run).
+        self._compensations_suspend = any(member.compensation_suspends for member in steps)
 
     # -- definition -------------------------------------------------------------------
 
