@@ -46,7 +46,7 @@ from sagakit.errors import (
 )
 from sagakit.events import Event, Observer
 from sagakit.faults import Fault, FaultPlan
-from sagakit.policies import AnyStepFunction, Policy, code_may_suspend, task_free
+from sagakit.policies import AnyStepFunction, Policy, code_may_suspend
 from sagakit.runs import Run, RunStatus, run_counts
 from sagakit.steps import Parallel, Stage, Step
 
@@ -460,7 +460,7 @@ class _Execution(Recorder):
         done = self.branches_done
         try:
             for stage, index, _ in stages:
-                if inline and (type(stage) is not Step or not task_free(stage.forward)
+                if inline and (type(stage) is not Step or not stage.forward_task_free
                                or (faults and stage.name in faults)):
                     await asyncio.sleep(0)
                     inline = False

@@ -19,6 +19,7 @@ from sagakit.policies import (
     callable_name,
     is_async_callable,
     may_suspend,
+    task_free,
 )
 
 __all__ = [
@@ -115,6 +116,7 @@ class Step:
         "compensate_on_failure",
         "compensation_suspends",
         "forward",
+        "forward_task_free",
         "kind",
         "name",
         "plain",
@@ -127,6 +129,7 @@ class Step:
     compensate_on_failure: bool
     compensation_suspends: bool | None
     forward: AnyStepFunction
+    forward_task_free: bool
     kind: StepKind
     name: str
     plain: bool
@@ -186,6 +189,9 @@ class Step:
         # The engine calls a plain action directly as the step's one attempt; policies record
         # their own attempts.
         set_(self, "plain", not isinstance(forward, Policy))
+        # Whether the forward call binds nothing to its task (see policies.task_free): forward
+        # recovery may then start it inline in the run's task.
+        set_(self, "forward_task_free", task_free(forward))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Step is immutable; step.replace({name}=...) returns a changed copy")
