@@ -148,6 +148,11 @@ class DiagramView(anywidget.AnyWidget):  # type: ignore[misc]
         state.dirty = set()
         self.on_msg(self._on_message)
 
+    def __repr__(self) -> str:
+        # What shows where the view cannot (an export, a notebook viewer) and in a console.
+        return (f"<sagakit {type(self).__name__} of saga {self.graph_name!r}: a live view, drawn in a running "
+                "Jupyter front-end>")
+
     def show_run(self, run: Run | None, events: Sequence[Event] | None = None) -> None:
         """Make ``run`` the one the inspector and the replay read (``events``: as observed live)."""
         self.run = run

@@ -891,6 +891,8 @@ def test_a_saved_notebook_reopened_without_its_kernel_shows_the_static_fallback(
     book = nbformat.read(root / LAB_COPY, as_version=4)
     exported, _ = HTMLExporter().from_notebook_node(book)
     assert 'class="sagakit-static"' in exported and 'id="step-w19"' in exported
+    # Where each view was, the export says what it is (not an object's address).
+    assert "object at 0x" not in exported and exported.count("a live view, drawn in a running Jupyter") >= 2
     for theme, html in (("light", exported), ("dark", HTMLExporter(theme="dark").from_notebook_node(book)[0])):
         export = chromium.new_page(viewport={"width": 1400, "height": 900})
         export.set_default_timeout(TIMEOUT_MS)

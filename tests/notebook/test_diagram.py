@@ -140,6 +140,16 @@ class TestRunDiagram:
         assert "ship_order failed" in bundle["image/svg+xml"]
         assert run.run_id[:8] in bundle["text/plain"]
 
+    async def test_a_view_says_what_it_is_where_it_cannot_draw(self, order_saga: sagakit.Saga) -> None:
+        """An export or a viewer without the widget shows a view's text: it names the view and
+        the saga, not an object address."""
+        from sagakit.notebook import widget
+
+        run = await order_saga.run({})
+        for view, kind in ((widget.diagram_view(run), "DiagramView"), (order_saga.lab(data={}).widget, "LabView")):
+            assert repr(view) == (f"<sagakit {kind} of saga 'order': a live view, drawn in a running Jupyter "
+                                  "front-end>")
+
     async def test_run_shows_durations_and_no_payloads(self, order_saga: sagakit.Saga) -> None:
         """Each step that ran shows its duration; the payload never appears."""
         run = await order_saga.run({"card": "4111-1111-1111-1111"})
