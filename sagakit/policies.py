@@ -294,6 +294,15 @@ class RetryPolicy:
         """The most attempts a step makes: ``max_retries + 1``."""
         return self.max_retries + 1
 
+    def delay_after(self, attempt: int) -> float:
+        """The wait in seconds after attempt number ``attempt`` failed: tenacity's exponential
+        backoff capped at ``max_delay``, plus a jitter drawn from :data:`RETRY_RANDOM`."""
+        if not (self.initial_delay or self.jitter):
+            return 0.0
+        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only waits read it
+        state.attempt_number = attempt
+        return float(_backoff(self.initial_delay, self.max_delay, self.jitter)(state))
+
 
 @functools.lru_cache(maxsize=64)
 def _backoff(initial_delay: float, max_delay: float, jitter: float) -> wait_base:
@@ -349,8 +358,6 @@ class RetryPrimitive(Policy):
     async def __call__(self, data: Any, context: WorkflowContext | None = None) -> Any:
         policy = self.policy
         deadline = _Deadline(asyncio.get_running_loop(), policy.deadline) if policy.deadline is not None else None
-        backoff: wait_base | None = None
-        state: RetryCallState | None = None
         number = 1
         while True:
             try:
@@ -358,15 +365,9 @@ class RetryPrimitive(Policy):
             except policy.on:
                 if number >= policy.attempts or (deadline is not None and deadline.passed()):
                     raise
-            # tenacity's backoff (exponential, capped, with jitter) for the wait after attempt ``number``.
-            if policy.initial_delay or policy.jitter:
-                if backoff is None or state is None:
-                    backoff = _backoff(policy.initial_delay, policy.max_delay, policy.jitter)
-                    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only waits read it
-                state.attempt_number = number
-                delay = backoff(state)
-                if delay:
-                    await asyncio.sleep(delay)
+            delay = policy.delay_after(number)
+            if delay:
+                await asyncio.sleep(delay)
             number += 1
 
     def __repr__(self) -> str:

@@ -185,10 +185,7 @@ class _GatedRetry(Policy):
             finally:
                 tracked(token)
                 scheduler.release(tracker)
-            # The wait before attempt ``number + 1``, as RetryPolicy documents it.
-            delay = min(policy.initial_delay * 2 ** (number - 1), policy.max_delay)
-            if policy.jitter:
-                delay += RETRY_RANDOM.get().uniform(0, policy.jitter)
+            delay = policy.delay_after(number)  # the wait before attempt ``number + 1``
             number += 1
 
     def __repr__(self) -> str:

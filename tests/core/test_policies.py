@@ -96,6 +96,26 @@ class TestRetry:
         with pytest.raises(ValueError, match=f"{field}: expected a finite number of seconds >= 0, got an int too"):
             sk.RetryPolicy(**{field: 10**400})
 
+    def test_the_wait_after_each_attempt(self) -> None:
+        """Doubling from ``initial_delay``, capped at ``max_delay``, plus a jitter within its
+        bound that repeats under the same ``RETRY_RANDOM`` seed; nothing without delays."""
+        import random
+
+        from sagakit.policies import RETRY_RANDOM
+
+        plain = sk.RetryPolicy(max_retries=9, initial_delay=0.5, max_delay=3.0, jitter=0)
+        assert [plain.delay_after(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+        assert sk.RetryPolicy(initial_delay=0, jitter=0).delay_after(4) == 0.0
+        jittered = sk.RetryPolicy(max_retries=9, initial_delay=0.5, max_delay=3.0, jitter=0.25)
+        token = RETRY_RANDOM.set(random.Random(7))
+        try:
+            first = [jittered.delay_after(n) for n in range(1, 6)]
+            RETRY_RANDOM.set(random.Random(7))
+            assert [jittered.delay_after(n) for n in range(1, 6)] == first
+        finally:
+            RETRY_RANDOM.reset(token)
+        assert all(0 <= wait - base <= 0.25 for wait, base in zip(first, [0.5, 1.0, 2.0, 3.0, 3.0], strict=True))
+
     def test_on_must_hold_exception_types(self) -> None:
         """A string where an exception type belongs is named."""
         with pytest.raises(TypeError, match="on: expected an exception type or a tuple of them, got str 'OSError'"):
