@@ -29,7 +29,7 @@ import sysconfig
 import threading
 import warnings
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -497,48 +497,47 @@ class DiagramTemplate:
         return self._tree
 
     def _text_tree(self) -> list[Any]:
-        parts: list[Any] = ["div", {"class": "sagakit-text-diagram"}]
-        for position, (is_parallel, members) in enumerate(self.shape):
-            if position:
-                parts.append(" → ")
-            if is_parallel:
-                parts.append("[ ")
-            for number, member in enumerate(members):
-                if number:
-                    parts.append(" | ")
-                classes = f"node {step_classes(member)} state-pending"
-                parts.append(["span", {"id": f"step-{member.name}", "class": classes},
-                              ["span", {"class": "sagakit-text-name"}, member.name],
-                              ["span", {"class": "sagakit-text-note"}, ""]])
-            if is_parallel:
-                parts.append(" ]")
-        return parts
+        def box(member: StepShape) -> list[Any]:
+            return ["span", {"id": f"step-{member.name}", "class": f"node {step_classes(member)} state-pending"},
+                    ["span", {"class": "sagakit-text-name"}, member.name],
+                    ["span", {"class": "sagakit-text-note"}, ""]]
+
+        return ["div", {"class": "sagakit-text-diagram"}, *_in_order(self.shape, box)]
 
     def _render_text(self, state: DiagramState) -> str:
         # Without a layout program: the steps in order, with the same ids and classes.
-        parts = ['<div class="sagakit-text-diagram" style="font-family: monospace; line-height: 1.8">']
-        for position, (is_parallel, members) in enumerate(self.shape):
-            if position:
-                parts.append(" → ")
-            if is_parallel:
-                parts.append("[ ")
-            for number, member in enumerate(members):
-                if number:
-                    parts.append(" | ")
-                step = member.name
-                note = state.notes.get(step)
-                parts.append(
-                    f'<span id="{html.escape("step-" + step)}" class="node {step_classes(member)} '
+        def box(member: StepShape) -> str:
+            step = member.name
+            note = state.notes.get(step)
+            return (f'<span id="{html.escape("step-" + step)}" class="node {step_classes(member)} '
                     f'{state.classes.get(step, "state-pending")}" '
                     f'style="padding: 1px 4px; border: 1px solid #9aa5b1; border-radius: 3px">'
-                    f"{html.escape(step)}{html.escape(' (' + note + ')') if note else ''}</span>"
-                )
-            if is_parallel:
-                parts.append(" ]")
+                    f"{html.escape(step)}{html.escape(' (' + note + ')') if note else ''}</span>")
+
+        parts = ['<div class="sagakit-text-diagram" style="font-family: monospace; line-height: 1.8">',
+                 *_in_order(self.shape, box)]
         if state.caption:
             parts.append(f"<div>{html.escape(state.caption)}</div>")
         parts.append("</div>")
         return "".join(parts)
+
+
+def _in_order(shape: Shape, box: Callable[[StepShape], Any]) -> list[Any]:
+    """A diagram without a layout program: each step's ``box`` in order, stages joined by
+    arrows, the branches of a parallel stage bracketed and separated by bars."""
+    parts: list[Any] = []
+    for position, (is_parallel, members) in enumerate(shape):
+        if position:
+            parts.append(" → ")
+        if is_parallel:
+            parts.append("[ ")
+        for number, member in enumerate(members):
+            if number:
+                parts.append(" | ")
+            parts.append(box(member))
+        if is_parallel:
+            parts.append(" ]")
+    return parts
 
 
 def _as_tree(element: ElementTree.Element) -> list[Any]:

@@ -299,6 +299,24 @@ class TestStepKinds:
         tree = str(template.tree())
         assert "step kind-retriable state-pending" in tree
 
+    def test_the_text_fallback_draws_stages_in_order_and_branches_bracketed(self) -> None:
+        """Without a layout program, the HTML and the view's tree both read ``a → [ b | c ] → d``."""
+        diagram.set_renderer("text")
+        saga = sagakit.Saga("text-shape", [sagakit.step(make_step("a"), name="a"),
+                                           sagakit.parallel(sagakit.step(make_step("b"), name="b"),
+                                                            sagakit.step(make_step("c"), name="c")),
+                                           sagakit.step(make_step("d"), name="d")])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", diagram.DiagramWarning)
+            template = diagram.layout(diagram.saga_shape(saga))
+        drawn = template.render(diagram.DiagramState(template.steps))
+        assert re.sub(r"<[^>]*>", "", drawn) == "a → [ b | c ] → d"
+
+        def text(node: object) -> str:
+            return node if isinstance(node, str) else "".join(text(child) for child in node[2:])  # type: ignore[index]
+
+        assert text(template.tree()) == "a → [ b | c ] → d"
+
     async def test_a_run_stuck_after_its_pivot_is_drawn_stuck_and_says_nothing_was_undone(self) -> None:
         """The step whose retries ran out is ``state-stuck`` (never red ``failed``), the steps
         before it stay succeeded, and the caption says where it is stuck, after how many
