@@ -15,7 +15,6 @@ any two runs that make ids or timestamps, so an output counts only when nothing 
 
 from __future__ import annotations
 
-import reprlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,12 +47,6 @@ COMPARE_COLUMNS: tuple[str, ...] = (
 )
 
 _K = EventKind
-_SHOWN = reprlib.Repr()
-_SHOWN.maxstring = 200
-_SHOWN.maxother = 200
-_SHOWN.maxdict = 12
-_SHOWN.maxlist = 12
-_SHOWN.maxlevel = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +102,7 @@ def _summaries(run: Run) -> dict[tuple[str, str], _Phase]:
         if event.error is not None:
             text = error_message(event.error, run=run) or ""
             error = f"{type(event.error).__name__}: {text}" if text else type(event.error).__name__
-        output = _shown(redactor, event.data) if event.kind is _K.STEP_SUCCEEDED else None
+        output = redactor.shown(event.data) if event.kind is _K.STEP_SUCCEEDED else None
         began = event.started_at if event.started_at is not None else event.at
         current = found.get(key)
         skipped = event.kind is _K.COMPENSATION_SKIPPED
@@ -124,11 +117,6 @@ def _summaries(run: Run) -> dict[tuple[str, str], _Phase]:
     return found
 
 
-def _shown(redactor: Any, value: Any) -> str:
-    try:
-        return _SHOWN.repr(redactor.redact(value))
-    except Exception:  # a payload that cannot be redacted is not shown at all
-        return "(not shown: could not be redacted)"
 
 
 def _order(keys: set[tuple[str, str]], index: dict[str, int]) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,13 @@ _CARD_OR_ID = re.compile(f"(?P<id>{_HEX_ID})|{_CARD_LIKE.pattern}")
 _SEPARATOR = re.compile(r"[ -]")
 #: How deep payloads are walked for display; what lies deeper is shown as ``...``.
 _DISPLAY_DEPTH = 32
+# A shown payload's repr: long strings, big containers and deep nesting are cut short.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = 200
+_SHOWN.maxother = 200
+_SHOWN.maxdict = 12
+_SHOWN.maxlist = 12
+_SHOWN.maxlevel = 4
 _KEY_CACHE_LIMIT = 4096
 # Payload strings found clean are remembered (up to this many, this long): see _scrub_text.
 _CLEAN_CACHE_LIMIT = 4096
@@ -174,6 +182,15 @@ class Redactor:
         ``repr`` (an object's repr may show its fields). The input is never modified.
         """
         return self._redact(value, 0, set())
+
+    def shown(self, value: Any) -> str:
+        """``value`` as sagakit shows it to a person (the Lab's inspector, a run comparison):
+        redacted, then a ``repr`` bounded in length and depth. A value that cannot be redacted
+        is not shown at all."""
+        try:
+            return _SHOWN.repr(self.redact(value))
+        except Exception:
+            return "(not shown: could not be redacted)"
 
     def _redact(self, value: Any, depth: int, active: set[int]) -> Any:
         kind = type(value)

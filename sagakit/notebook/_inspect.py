@@ -8,7 +8,6 @@ messages go through the run's redactor before they are turned into text.
 
 from __future__ import annotations
 
-import reprlib
 import sys
 import sysconfig
 import traceback
@@ -30,12 +29,6 @@ __all__ = ["IN_FLIGHT", "inspector_data", "received", "replay_frames", "wire_sta
 IN_FLIGHT = "A run is in flight: its attempts show here when it ends."
 
 _K = EventKind
-_PAYLOAD = reprlib.Repr()
-_PAYLOAD.maxstring = 200
-_PAYLOAD.maxother = 200
-_PAYLOAD.maxdict = 12
-_PAYLOAD.maxlist = 12
-_PAYLOAD.maxlevel = 4
 
 
 # -- the diagram's state as data ------------------------------------------------------------
@@ -124,11 +117,7 @@ def payload_text(run: Run, value: Any) -> str:
     """``value`` as the notebook shows it: through the run's redactor, then a bounded ``repr``."""
     from sagakit.runs import run_redactor
 
-    try:
-        shown = run_redactor(run).redact(value)
-    except Exception:  # a payload that cannot be redacted is not shown at all
-        return "(not shown: could not be redacted)"
-    return _PAYLOAD.repr(shown)
+    return run_redactor(run).shown(value)
 
 
 #: Where sagakit's own machinery and the installed libraries live: not the step's frames.

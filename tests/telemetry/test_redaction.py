@@ -207,6 +207,22 @@ class SlottedToken:
         return f"SlottedToken({self.user}, {self.token})"
 
 
+class TestShown:
+    """What the Lab's inspector and a run comparison show of a payload."""
+
+    def test_a_shown_payload_is_masked_and_cut_short(self) -> None:
+        shown = Redactor().shown({"password": "hunter2", "note": "x" * 1000, "items": list(range(100))})
+        assert "hunter2" not in shown and MASK in shown
+        assert len(shown) < 400 and "..." in shown
+
+    def test_a_payload_that_cannot_be_redacted_is_not_shown(self) -> None:
+        class Broken(dict[str, str]):
+            def items(self) -> Any:
+                raise RuntimeError("password=hunter2")
+
+        assert Redactor().shown(Broken(password="hunter2")) == "(not shown: could not be redacted)"
+
+
 class TestLeaksClosed:
     """Shapes and spellings that once slipped past the redactor."""
 
