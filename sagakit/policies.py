@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeAlias
 from tenacity import RetryCallState, wait_exponential
 from tenacity.wait import wait_base
 
-from sagakit._checks import check_seconds, describe
+from sagakit._checks import check_positive_int, check_seconds, describe
 from sagakit.context import WorkflowContext
 from sagakit.errors import SagaDefinitionError, StepTimeout
 
@@ -296,7 +296,12 @@ class RetryPolicy:
 
     def delay_after(self, attempt: int) -> float:
         """The wait in seconds after attempt number ``attempt`` failed: tenacity's exponential
-        backoff capped at ``max_delay``, plus a jitter drawn from :data:`RETRY_RANDOM`."""
+        backoff capped at ``max_delay``, plus a jitter drawn from :data:`RETRY_RANDOM`.
+
+        Raises:
+            TypeError, ValueError: ``attempt`` is not an int >= 1.
+        """
+        check_positive_int(attempt, "RetryPolicy.delay_after attempt")
         if not (self.initial_delay or self.jitter):
             return 0.0
         state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only waits read it

@@ -115,6 +115,10 @@ class TestRetry:
         finally:
             RETRY_RANDOM.reset(token)
         assert all(0 <= wait - base <= 0.25 for wait, base in zip(first, [0.5, 1.0, 2.0, 3.0, 3.0], strict=True))
+        with pytest.raises(ValueError, match=r"RetryPolicy.delay_after attempt: expected an int >= 1, got 0"):
+            plain.delay_after(0)
+        with pytest.raises(TypeError, match=r"RetryPolicy.delay_after attempt: expected an int >= 1, got str '2'"):
+            plain.delay_after("2")  # type: ignore[arg-type]
 
     def test_on_must_hold_exception_types(self) -> None:
         """A string where an exception type belongs is named."""
